@@ -1,0 +1,35 @@
+# The two set-up commands of biomatch (both create .venv and install biomatch into it):
+#   make run    — the main job (FVC2002 evaluation on ../shared/datasets, or DATA=folder DPI=n)
+#   make test   — the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATASETS ?= ../shared/datasets
+DATA ?=
+DPI ?= 500
+OUT ?= out
+
+.PHONY: run test install bench clean
+
+install: $(STAMP)
+
+# Re-install when the build inputs change; the editable install rebuilds native/ as needed.
+$(STAMP): pyproject.toml native/CMakeLists.txt $(wildcard native/*.cpp native/*.hpp)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q scikit-build-core nanobind
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m biomatch.cli demo --datasets $(DATASETS) --out $(OUT) $(if $(DATA),--data $(DATA) --dpi $(DPI),)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/peers_fvc.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

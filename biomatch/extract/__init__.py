@@ -1,0 +1,132 @@
+"""Minutiae extraction: image at any dpi → :class:`~biomatch.template.Template` at 500 dpi.
+
+The pipeline, stage by stage (each stage is one module of this package)::
+
+    load_fingerprint   8-bit grey, resampled to 500 dpi         biomatch.image
+    segment            foreground mask                          segmentation
+    normalise          local zero-mean unit-variance, ridges up segmentation
+    orientation_field  ridge orientation + coherence            orientation
+    ridge_period       local ridge period                       frequency
+    enhance, binarise  oriented Gabor filtering, sign           enhancement
+    skeletonise        one-pixel ridge skeleton                 skeleton
+    detect_minutiae    crossing number + traced direction       minutiae
+    remove_false_...   border, spurs, bridges, holes, clusters  filtering
+    minutia_quality    per-minutia and whole-print quality      quality
+
+Every intermediate result can be captured for inspection under a stable key
+(``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``, ``"coherence"``,
+``"period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``, ``"candidates"``,
+``"minutiae"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import MutableMapping
+
+import numpy as np
+
+from ..errors import invalid
+from ..image import load_fingerprint
+from ..params import ExtractionParams, params_hash
+from ..template import MINUTIA_DTYPE, Template
+from .enhancement import binarise, enhance
+from .filtering import remove_false_minutiae
+from .frequency import ridge_period
+from .minutiae import detect_minutiae
+from .orientation import orientation_field
+from .quality import minutia_quality, print_quality
+from .segmentation import normalise, segment
+from .skeleton import skeletonise
+
+__all__ = ["extract"]
+
+
+def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams | None = None,
+            capture: MutableMapping[str, object] | None = None) -> Template:
+    """Extract a minutiae template from a fingerprint image.
+
+    Parameters
+    ----------
+    image : ndarray or path
+        Grey or colour image, uint8/uint16 (or float in [0, 1]), shape (h, w) or
+        (h, w, 3|4); or a path to a TIFF/PNG/BMP/PGM/JPEG file.
+    dpi : float
+        Resolution of ``image`` in dots per inch (100-2000); never read from metadata.
+    params : ExtractionParams, optional
+        Extraction parameters; defaults to ``ExtractionParams()``.
+    capture : dict, optional
+        Receives intermediate results under the keys listed in the module docstring.
+
+    Returns
+    -------
+    Template
+        Minutiae at 500 dpi.  An image without a usable print gives an empty
+        template with quality 0 (not an exception).
+
+    Raises
+    ------
+    InvalidInputError
+        Wrong type, dtype, shape or dpi; an image too small or too large to be a finger.
+    ImageError
+        A file that cannot be read or decoded.
+
+    Notes
+    -----
+    Deterministic and thread-safe (the numba kernels release the GIL).
+    """
+    p = ExtractionParams() if params is None else params
+    if not isinstance(p, ExtractionParams):
+        raise invalid("params", "an ExtractionParams", type(p).__name__)
+    grey = load_fingerprint(image, dpi)
+    h, w = grey.shape
+    if min(h, w) < p.min_image_side_px or max(h, w) > p.max_image_side_px:
+        raise invalid("image", f"sides of {p.min_image_side_px}-{p.max_image_side_px} px at 500 dpi",
+                      f"{w}x{h} px at 500 dpi")
+    tag = params_hash(p)
+    cap = capture if capture is not None else None
+
+    mask = segment(grey, p)
+    if mask.sum() == 0:
+        _keep(cap, grey=grey, mask=mask)
+        return Template.empty(w, h, tag)
+    norm = normalise(grey, p)
+    theta, coherence = orientation_field(norm, mask, p)
+    period, _ = ridge_period(norm, theta, mask, p)
+    enhanced = enhance(norm, theta, period, mask, p)
+    binary = binarise(enhanced, mask)
+    skel = skeletonise(binary)
+    border_dist = _border_distance(mask, p)
+    cands, valid = detect_minutiae(skel, (border_dist > 1).astype(np.uint8), theta, p)
+    keep = remove_false_minutiae(cands, valid, border_dist, p)
+    quality = minutia_quality(cands.x, cands.y, coherence, border_dist, p)
+    _keep(cap, grey=grey, mask=mask, normalised=norm, orientation=theta, coherence=coherence,
+          period=period, enhanced=enhanced, binary=binary, skeleton=skel, candidates=cands)
+
+    idx = np.flatnonzero(keep)
+    idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: p.max_minutiae]
+    idx = np.sort(idx)
+    m = np.zeros(idx.size, MINUTIA_DTYPE)
+    m["x"], m["y"] = cands.x[idx], cands.y[idx]
+    # Image axes have y down; the template's angle is counter-clockwise as displayed.
+    m["angle"] = np.mod(2 * np.pi - cands.angle[idx], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
+    m["kind"] = cands.kind[idx]
+    m["quality"] = quality[idx]
+    pq = print_quality(mask, coherence, idx.size)
+    if pq == 0:
+        return Template.empty(w, h, tag)
+    t = Template(m, w, h, pq, tag)
+    _keep(cap, minutiae=t.minutiae)
+    return t
+
+
+def _border_distance(mask: np.ndarray, p: ExtractionParams) -> np.ndarray:
+    import cv2
+
+    padded = np.pad(mask, 1)  # the image edge is a border too
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+
+
+def _keep(cap, **items):
+    if cap is not None:
+        cap.update(items)
