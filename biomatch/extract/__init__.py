@@ -35,7 +35,7 @@ from .filtering import remove_false_minutiae
 from .frequency import ridge_period
 from .minutiae import detect_minutiae
 from .orientation import orientation_field
-from .quality import minutia_quality, print_quality
+from .quality import minutia_quality, print_quality, ridge_fraction
 from .segmentation import normalise, segment
 from .skeleton import skeletonise
 
@@ -92,7 +92,8 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
         return Template.empty(w, h, tag)
     norm = normalise(grey, p)
     theta, coherence = orientation_field(norm, mask, p)
-    period, _ = ridge_period(norm, theta, mask, p)
+    period, block_period = ridge_period(norm, theta, mask, p)
+    ridges = ridge_fraction(block_period, mask, p.block_size_px)
     enhanced = enhance(norm, theta, period, mask, p)
     binary = binarise(enhanced, mask)
     skel = skeletonise(binary)
@@ -112,7 +113,7 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     m["angle"] = np.mod(2 * np.pi - cands.angle[idx], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     m["kind"] = cands.kind[idx]
     m["quality"] = quality[idx]
-    pq = print_quality(mask, coherence, idx.size)
+    pq = print_quality(mask, coherence, ridges, idx.size)
     if pq == 0:
         return Template.empty(w, h, tag)
     t = Template(m, w, h, pq, tag)

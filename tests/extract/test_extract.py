@@ -1,0 +1,114 @@
+"""Behaviour of the whole extraction pipeline."""
+
+import numpy as np
+import pytest
+
+from biomatch.errors import BiomatchError, InvalidInputError
+from biomatch.extract import extract
+from biomatch.template import Template
+
+from _util import need_dataset, synthetic_ridges
+
+KEYS = ["grey", "mask", "normalised", "orientation", "coherence", "period", "enhanced",
+        "binary", "skeleton", "candidates", "minutiae"]
+
+
+@pytest.fixture(scope="module")
+def fvc_image():
+    import cv2
+
+    path = need_dataset("fvc2002/db1_b/101_1.tif")
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+
+
+def test_real_print_gives_plausible_template(fvc_image):
+    cap = {}
+    t = extract(fvc_image, 500, capture=cap)
+    assert isinstance(t, Template)
+    assert 15 <= len(t) <= 80 and t.quality > 40
+    assert (t.width, t.height) == (388, 374)
+    assert set(KEYS) <= set(cap)
+    m = t.minutiae
+    assert np.all(cap["mask"][m["y"].astype(int), m["x"].astype(int)] == 1)
+    assert set(np.unique(m["kind"])) <= {1, 2}
+
+
+def test_deterministic(fvc_image):
+    a, b = extract(fvc_image, 500), extract(fvc_image.copy(), 500)
+    assert a == b
+
+
+def test_capture_off_by_default_and_path_input(fvc_image):
+    path = need_dataset("fvc2002/db1_b/101_1.tif")
+    assert extract(path, 500) == extract(fvc_image, 500)
+
+
+def test_resolution_is_normalised(fvc_image):
+    """A 1000 ppi copy gives minutiae at the same 500 dpi positions."""
+    import cv2
+
+    big = cv2.resize(fvc_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    a, b = extract(fvc_image, 500), extract(big, 1000)
+    assert abs(a.width - b.width) <= 1 and abs(a.height - b.height) <= 1
+    pa = np.stack([a.minutiae["x"], a.minutiae["y"]], 1)
+    pb = np.stack([b.minutiae["x"], b.minutiae["y"]], 1)
+    d = np.hypot(*(pa[:, None, :] - pb[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    assert np.mean(d < 6) > 0.7
+
+
+@pytest.mark.parametrize("image", [np.full((300, 300), 128, np.uint8), np.zeros((300, 300), np.uint8),
+                                   np.full((300, 300), 255, np.uint8)])
+def test_blank_images_give_empty_template(image):
+    t = extract(image, 500)
+    assert len(t) == 0 and t.quality == 0
+
+
+def test_parallel_stripes_have_no_minutiae():
+    t = extract(synthetic_ridges(300, 300, period=9.0, angle_deg=20), 500)
+    assert len(t) <= 3
+
+
+@pytest.mark.parametrize("image, match", [
+    (np.zeros((1, 1), np.uint8), "image"),
+    (np.zeros((300, 300), np.int64), "dtype"),
+    (np.zeros((300, 300, 2), np.uint8), "shape"),
+    ("not/a/file.png", "path"),
+])
+def test_bad_input(image, match):
+    with pytest.raises(BiomatchError, match=match):
+        extract(image, 500)
+
+
+def test_huge_image_refused_quickly():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(InvalidInputError, match="image"):
+        extract(np.zeros((10000, 10000), np.uint8), 500)
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("dpi", [float("nan"), -1, 0])
+def test_bad_dpi(dpi):
+    with pytest.raises(InvalidInputError, match="dpi"):
+        extract(synthetic_ridges(100, 100), dpi)
+
+
+def test_bad_params():
+    with pytest.raises(InvalidInputError, match="params"):
+        extract(synthetic_ridges(100, 100), 500, params={"block_size_px": 3})
+
+
+def test_face_photo_is_not_a_fingerprint():
+    folder = need_dataset("faces/photos_a")
+    for path in sorted(folder.glob("*/*.jpg"))[:4]:
+        t = extract(path, 500)
+        assert len(t) == 0 and t.quality == 0, path.name
+
+
+def test_wrong_resolution_is_flagged():
+    """A 1000 ppi card crop declared as 500 dpi has ridges twice too wide: no usable print."""
+    folder = need_dataset("samples/nist_tenprint_1000ppi")
+    path = sorted(folder.glob("*.bmp"))[0]
+    assert extract(path, 500).quality == 0
+    assert extract(path, 1000).quality > 0
