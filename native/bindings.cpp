@@ -1,0 +1,154 @@
+// The only file of biomatch's native core that knows about Python (nanobind).
+// Validation of user input happens in biomatch/match.py; here only shapes are
+// rechecked, and the GIL is released around every native computation.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "mcc.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using biomatch::Config;
+using biomatch::MccParams;
+using biomatch::Prepared;
+
+namespace {
+
+using Minutiae = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+MccParams params_from_dict(const nb::dict& d) {
+  MccParams p;
+  for (auto [key, value] : d) {
+    std::string k = nb::cast<std::string>(key);
+#define F(name) if (k == #name) { p.name = nb::cast<float>(value); continue; }
+#define I(name) if (k == #name) { p.name = nb::cast<int>(value); continue; }
+    F(radius_px) I(spatial_cells) I(angular_cells) F(sigma_spatial_px) F(sigma_angular_deg)
+    F(cell_threshold) F(hull_margin_px) F(min_valid_cells_fraction) I(min_neighbours)
+    F(min_matchable_cells_fraction) F(max_angle_diff_deg) I(pairs_min) I(pairs_max) F(pairs_mu)
+    F(pairs_tau) I(relax_iterations) F(relax_weight) F(relax_distance_mu_px)
+    F(relax_distance_tau_per_px) F(relax_angle_mu_deg) F(relax_angle_tau_per_rad) I(min_minutiae)
+    F(global_max_distance_px) F(global_max_angle_deg) F(global_weight)
+#undef F
+#undef I
+    throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
+  }
+  return p;
+}
+
+int rows(const Minutiae& m) {
+  if (m.shape(1) != 4) throw std::invalid_argument("minutiae: expected shape (n, 4)");
+  return static_cast<int>(m.shape(0));
+}
+
+template <typename T>
+nb::ndarray<nb::numpy, T> to_numpy(std::vector<T>&& v, std::initializer_list<size_t> shape) {
+  auto* heap = new std::vector<T>(std::move(v));
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  return nb::ndarray<nb::numpy, T>(heap->data(), shape, owner);
+}
+
+nb::dict explanation_dict(const biomatch::Explanation& e) {
+  nb::dict d;
+  d["valid_cylinders"] = nb::make_tuple(e.valid_cylinders_a, e.valid_cylinders_b);
+  d["lss_pairs"] = nb::make_tuple(e.lss_a, e.lss_b);
+  d["lss_similarity"] = e.lss_similarity;
+  d["relaxed_similarity"] = e.relaxed;
+  d["n_pairs"] = e.n_pairs;
+  d["top_pairs"] = nb::make_tuple(e.top_a, e.top_b);
+  d["top_relaxed_similarity"] = e.top_relaxed;
+  d["lssr_score"] = e.lssr_score;
+  d["rotation_rad"] = e.rotation_rad;
+  d["translation_px"] = nb::make_tuple(e.tx, e.ty);
+  d["consistent_pairs"] = nb::make_tuple(e.consistent_a, e.consistent_b);
+  d["n_consistent"] = e.n_consistent;
+  d["overlap"] = nb::make_tuple(e.overlap_a, e.overlap_b);
+  d["global_score"] = e.global_score;
+  d["score"] = e.score;
+  return d;
+}
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  m.doc() = "biomatch native core: Minutia Cylinder-Code matching (see biomatch.match).";
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+  m.attr("popcount_kernel") = "avx512-vpopcntdq";
+#else
+  m.attr("popcount_kernel") = "builtin-popcountll";
+#endif
+
+  nb::class_<Config>(m, "Config")
+      .def("__init__", [](Config* self, const nb::dict& d) { new (self) Config(params_from_dict(d)); })
+      .def_prop_ro("words", &Config::words)
+      .def_prop_ro("disc_cells", &Config::disc_cells);
+
+  nb::class_<Prepared>(m, "Prepared")
+      .def_prop_ro("n_minutiae", [](const Prepared& p) { return p.n; })
+      .def_prop_ro("n_valid_cylinders", [](const Prepared& p) { return static_cast<int>(p.cyl_index.size()); })
+      .def_prop_ro("nbytes", [](const Prepared& p) {
+        return (p.bits.size() + p.mask.size()) * 8 + (p.dist.size() + p.rel.size() + p.radial.size() + 3 * p.x.size()) * 4;
+      })
+      .def("cylinders", [](const Prepared& p) {
+        size_t nv = p.cyl_index.size(), w = static_cast<size_t>(p.words);
+        return nb::make_tuple(to_numpy(std::vector<int>(p.cyl_index), {nv}),
+                              to_numpy(std::vector<uint64_t>(p.bits), {nv, w}),
+                              to_numpy(std::vector<uint64_t>(p.mask), {nv, w}));
+      }, "Valid cylinders: (minutia index int32 (v,), bits uint64 (v, words), mask uint64 (v, words)).");
+
+  m.def("prepare", [](const Config& cfg, Minutiae xyaq) {
+    int n = rows(xyaq);
+    nb::gil_scoped_release nogil;
+    return biomatch::prepare(cfg, xyaq.data(), n);
+  }, "config"_a, "minutiae"_a);
+
+  m.def("match", [](const Config& cfg, const Prepared& a, const Prepared& b) {
+    nb::gil_scoped_release nogil;
+    biomatch::Scratch s;
+    return biomatch::match(cfg, a, b, s);
+  }, "config"_a, "probe"_a, "candidate"_a);
+
+  m.def("match_many", [](const Config& cfg, const Prepared& probe, const std::vector<const Prepared*>& cands,
+                         int n_threads) {
+    std::vector<float> out(cands.size());
+    for (const Prepared* c : cands)
+      if (c == nullptr) throw std::invalid_argument("candidates: None is not a prepared template");
+    {
+      nb::gil_scoped_release nogil;
+      biomatch::match_many(cfg, probe, cands.data(), static_cast<int64_t>(cands.size()), out.data(), n_threads);
+    }
+    size_t n = out.size();
+    return to_numpy(std::move(out), {n});
+  }, "config"_a, "probe"_a, "candidates"_a, "n_threads"_a);
+
+  m.def("explain", [](const Config& cfg, const Prepared& a, const Prepared& b) {
+    biomatch::Explanation e;
+    {
+      nb::gil_scoped_release nogil;
+      biomatch::Scratch s;
+      e.score = biomatch::match(cfg, a, b, s, &e);
+    }
+    return explanation_dict(e);
+  }, "config"_a, "probe"_a, "candidate"_a);
+
+  m.def("cylinder_values", [](const Config& cfg, Minutiae xyaq) {
+    int n = rows(xyaq);
+    std::vector<float> values;
+    std::vector<uint8_t> cells, valid;
+    {
+      nb::gil_scoped_release nogil;
+      biomatch::cylinder_values(cfg, xyaq.data(), n, values, cells, valid);
+    }
+    const MccParams& p = cfg.params();
+    size_t ns = p.spatial_cells, nd = p.angular_cells, nn = n;
+    return nb::make_tuple(to_numpy(std::move(values), {nn, nd, ns, ns}),
+                          to_numpy(std::move(cells), {nn, ns, ns}), to_numpy(std::move(valid), {nn}));
+  }, "config"_a, "minutiae"_a,
+     "Cell sums (n, Nd, Ns, Ns) float32, cell validity (n, Ns, Ns) uint8, cylinder validity (n,) uint8.");
+
+  m.def("cylinder_similarity", &biomatch::cylinder_similarity, "config"_a, "a"_a, "ia"_a, "b"_a, "ib"_a);
+}

@@ -1,0 +1,122 @@
+// Minutia Cylinder-Code matcher (bit variant) with LSS-R consolidation and a
+// global rigid-consistency term.
+//
+// Reference: R. Cappelli, M. Ferrara, D. Maltoni, "Minutia Cylinder-Code: a new
+// representation and matching technique for fingerprint recognition", IEEE TPAMI
+// 32(12), 2010.  Section numbers in comments refer to that paper.
+//
+// No Python headers here (see bindings.cpp).  No mutable global state: a Config is
+// immutable after construction, a Prepared template is immutable after prepare(),
+// and every match call takes its own Scratch, so concurrent calls are safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace biomatch {
+
+// All tunables, mirrored one-to-one by biomatch.params.MatchParams.
+struct MccParams {
+  float radius_px = 70.f;            // R
+  int spatial_cells = 16;            // Ns
+  int angular_cells = 6;             // Nd
+  float sigma_spatial_px = 28.f / 3; // sigma_S
+  float sigma_angular_deg = 40.f;    // sigma_D = 2*pi/9
+  float cell_threshold = 0.01f;      // mu_Psi: a cell bit is set when its sum exceeds this
+  float hull_margin_px = 50.f;       // Omega: convex-hull enlargement for valid cells
+  float min_valid_cells_fraction = 0.75f;   // min_VC
+  int min_neighbours = 2;                   // min_M
+  float min_matchable_cells_fraction = 0.6f; // min_ME
+  float max_angle_diff_deg = 90.f;          // delta_theta
+  int pairs_min = 4;                        // min n_P
+  int pairs_max = 12;                       // max n_P
+  float pairs_mu = 20.f;                    // mu_P
+  float pairs_tau = 0.4f;                   // tau_P
+  int relax_iterations = 5;                 // n_rel
+  float relax_weight = 0.5f;                // w_R
+  float relax_distance_mu_px = 5.f;         // mu_1^rho
+  float relax_distance_tau_per_px = -1.6f;  // tau_1^rho
+  float relax_angle_mu_deg = 15.f;          // mu_2^rho = mu_3^rho = pi/12
+  float relax_angle_tau_per_rad = -30.f;    // tau_2^rho = tau_3^rho
+  int min_minutiae = 4;                     // fewer -> score 0
+  // Global consistency: one rigid transform fitted on the LSS-R pairs.
+  float global_max_distance_px = 15.f;
+  float global_max_angle_deg = 30.f;
+  float global_weight = 0.5f;               // score = lssr^(1-w) * global^w
+};
+
+// A minutiae set with its cylinders, in a y-up working frame.
+struct Prepared {
+  int n = 0;                        // number of minutiae
+  int words = 0;                    // uint64 words per cylinder (multiple of 8)
+  std::vector<float> x, y, theta;   // y-up frame, theta in [0, 2pi)
+  std::vector<float> dist;          // n*n: distance from i to j (px)
+  std::vector<float> rel, radial;   // n*n: theta_j - theta_i, atan2(j - i) - theta_i, in [0, 2pi)
+  // Valid cylinders only (Section 3.2), compacted.
+  std::vector<int> cyl_index;       // minutia index of each valid cylinder
+  std::vector<float> cyl_theta;
+  std::vector<uint64_t> bits;       // n_valid * words, cell bits (zero outside the mask)
+  std::vector<uint64_t> mask;       // n_valid * words, validity mask
+  std::vector<float> hull;          // convex hull (x0,y0,x1,y1,...), y-up frame
+};
+
+// Immutable per-parameter tables.
+class Config {
+ public:
+  explicit Config(const MccParams& p);
+  const MccParams& params() const { return p_; }
+  int cells() const { return p_.spatial_cells * p_.spatial_cells * p_.angular_cells; }
+  int words() const { return words_; }
+  int disc_cells() const { return disc_cells_; }
+  float z_dist(float d) const;
+  float z_angle(float a) const;
+
+ private:
+  MccParams p_;
+  int words_;
+  int disc_cells_;  // spatial cells whose centre lies within R (x Nd)
+  std::vector<float> lut_dist_, lut_angle_;
+  float lut_dist_scale_, lut_angle_scale_;
+};
+
+// xyaq: n rows of (x, y, angle rad CCW as displayed with y down, quality 0..1).
+Prepared prepare(const Config& cfg, const float* xyaq, int n);
+
+// Float cell values (n, Nd, Ns, Ns) and cell validity (n, Ns, Ns) before
+// thresholding, and the per-minutia cylinder validity; for tests and explain().
+void cylinder_values(const Config& cfg, const float* xyaq, int n, std::vector<float>& values,
+                     std::vector<uint8_t>& valid_cells, std::vector<uint8_t>& cylinder_valid);
+
+struct Scratch {
+  std::vector<float> gamma;
+  std::vector<int> pr, pc;
+  std::vector<float> l0, l1, l2, rho, eff;
+  std::vector<int> order;
+  std::vector<float> cand;
+};
+
+struct Explanation {
+  std::vector<int> lss_a, lss_b;          // the n_R pairs that entered relaxation
+  std::vector<float> lss_similarity;      // their local similarity (lambda^0)
+  std::vector<float> relaxed;             // lambda^n_rel
+  std::vector<int> top_a, top_b;          // the n_P pairs by efficiency
+  std::vector<float> top_relaxed;
+  std::vector<int> consistent_a, consistent_b;
+  float rotation_rad = 0, tx = 0, ty = 0; // B ~ R(rot) A + t, y-up frame
+  int n_pairs = 0, n_consistent = 0, overlap_a = 0, overlap_b = 0;
+  float lssr_score = 0, global_score = 0, score = 0;
+  int valid_cylinders_a = 0, valid_cylinders_b = 0;
+};
+
+float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
+            Explanation* ex = nullptr);
+
+// Scores of one probe against many candidates, on n_threads std::threads.
+void match_many(const Config& cfg, const Prepared& probe, const Prepared* const* cands,
+                int64_t n, float* out, int n_threads);
+
+// Local similarity between two cylinders (bit variant, Section 4.1); exposed for tests.
+float cylinder_similarity(const Config& cfg, const Prepared& a, int ia, const Prepared& b, int ib);
+
+}  // namespace biomatch
