@@ -16,8 +16,9 @@ symmetric match h against g is not executed"); the result therefore assumes a
 symmetric matcher, or else measures its probe-first direction. Comparisons run as
 one ``match_many`` call per probe (image ``i`` against all ``j > i``); the standard
 impostor set is a subset of the all-impostor set, so nothing is compared twice.
-A template that failed to extract (empty) scores 0 against everything, and is not
-passed to the matcher.
+A template that failed to extract (empty), or an image that cannot be read
+(:class:`~biomatch.errors.ImageError`, logged), scores 0 against everything and is
+not passed to the matcher; the count is ``n_failed_extractions``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import DatasetError, invalid
+from ..errors import DatasetError, ImageError, invalid
 from .metrics import compute_metrics
 
 __all__ = ["FvcImage", "FvcResult", "list_fvc_images", "fvc_pairs", "run_fvc", "StderrProgress"]
@@ -139,6 +140,7 @@ class FvcResult:
     n_failed_extractions: int
     extract_ms_median: float
     match_us_median: float
+    prepare_ms_median: float
     names: list[str] = field(repr=False)
     pairs: dict[str, np.ndarray] = field(repr=False)
     scores: dict[str, np.ndarray] = field(repr=False)
@@ -160,6 +162,7 @@ class FvcResult:
             "n_genuine": self.n_genuine, "n_impostor": self.n_impostor,
             "n_impostor_fvc": self.n_impostor_fvc, "n_failed_extractions": self.n_failed_extractions,
             "extract_ms_median": self.extract_ms_median, "match_us_median": self.match_us_median,
+            "prepare_ms_median": self.prepare_ms_median,
         }
 
     def to_state(self) -> dict[str, Any]:
@@ -172,7 +175,7 @@ class FvcResult:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "FvcResult":
         s = state["summary"]
-        return cls(**{k: s[k] for k in cls._summary_fields()}, names=list(state["names"]),
+        return cls(**{k: s.get(k, 0.0) for k in cls._summary_fields()}, names=list(state["names"]),
                    pairs={k: np.asarray(v, np.int64).reshape(-1, 2) for k, v in state["pairs"].items()},
                    scores={k: np.asarray(v, np.float64) for k, v in state["scores"].items()},
                    extract_ms=np.asarray(state["extract_ms"], np.float64))
@@ -180,7 +183,8 @@ class FvcResult:
     @staticmethod
     def _summary_fields() -> tuple[str, ...]:
         return ("eer", "fmr100", "fmr1000", "zerofmr", "eer_fvc", "fmr100_fvc", "n_genuine", "n_impostor",
-                "n_impostor_fvc", "n_failed_extractions", "extract_ms_median", "match_us_median")
+                "n_impostor_fvc", "n_failed_extractions", "extract_ms_median", "match_us_median",
+                "prepare_ms_median")
 
     def score_rows(self):
         """``(kind, probe, candidate, score)`` rows for CSV export; kind ``genuine`` or ``impostor``
@@ -232,6 +236,12 @@ def _default_match_many(n_threads: int):
     return match_many
 
 
+def _default_prepare(template):
+    from ..match import prepare
+
+    return prepare(template)
+
+
 def _is_empty(template) -> bool:
     try:
         return len(template) == 0
@@ -250,6 +260,7 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 def run_fvc(folder: str | Path, dpi: float, *, params=None, n_threads: int = 1,
             extract: Callable[[Path, float], Any] | None = None,
             match_many: Callable[[Any, list], Sequence[float]] | None = None,
+            prepare: Callable[[Any], Any] | None = None,
             is_empty: Callable[[Any], bool] = _is_empty,
             progress: Progress | None = None) -> FvcResult:
     """Run the FVC protocol (see the module docstring) on one folder.
@@ -264,17 +275,21 @@ def run_fvc(folder: str | Path, dpi: float, *, params=None, n_threads: int = 1,
         Extraction parameters of the default extractor.
     n_threads : int
         Threads of the default ``match_many`` (1 for single-core timing).
-    extract, match_many, is_empty : callables, optional
+    extract, match_many, prepare, is_empty : callables, optional
         Replace biomatch's extractor / matcher (used for peers and tests):
-        ``extract(path, dpi) -> template``; ``match_many(probe, candidates) -> scores``
-        (higher = more similar); ``is_empty(template) -> bool``.
+        ``extract(path, dpi) -> template``; ``prepare(template) -> object`` precomputes
+        what the matcher needs once per template (enrolment; identity when
+        ``extract`` is given); ``match_many(probe, candidates) -> scores`` over prepared
+        templates (higher = more similar); ``is_empty(template) -> bool``.
     progress : callable, optional
         ``progress(stage, done, total)``, called during extraction and matching.
 
     Returns
     -------
     FvcResult
-        Times: ``extract_ms_median`` is the median CPU time per image;
+        Times: ``extract_ms_median`` is the median CPU time per image (reading included);
+        ``prepare_ms_median`` that of the per-template precomputation (biomatch: the
+        MCC cylinders, :func:`biomatch.match.prepare`), done once per template as at enrolment;
         ``match_us_median`` the median CPU time per comparison, where each comparison of
         one ``match_many`` call is charged the call's time divided by its size.
     """
@@ -284,6 +299,8 @@ def run_fvc(folder: str | Path, dpi: float, *, params=None, n_threads: int = 1,
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
         raise invalid("n_threads", "an int >= 1", n_threads)
     images = list_fvc_images(folder)
+    if prepare is None:
+        prepare = _default_prepare if extract is None else (lambda t: t)
     extract = extract or _default_extract(params)
     match_many = match_many or _default_match_many(n_threads)
     n = len(images)
@@ -291,11 +308,20 @@ def run_fvc(folder: str | Path, dpi: float, *, params=None, n_threads: int = 1,
     templates, extract_ms = [], np.empty(n)
     for k, im in enumerate(images):
         t0 = time.process_time()
-        templates.append(extract(im.path, dpi))
+        try:
+            templates.append(extract(im.path, dpi))
+        except ImageError as exc:  # an unreadable image is a failure to enrol: it scores 0, as in FVC
+            log.warning("fvc: %s: %s", im.path.name, exc)
+            templates.append(None)
         extract_ms[k] = (time.process_time() - t0) * 1e3
         if progress:
             progress("extract", k + 1, n)
     empty = np.array([is_empty(t) for t in templates], bool)
+    prepare_ms = np.zeros(n)
+    for k in np.flatnonzero(~empty):
+        t0 = time.process_time()
+        templates[k] = prepare(templates[k])
+        prepare_ms[k] = (time.process_time() - t0) * 1e3
     if empty.any():
         log.warning("fvc: %d of %d images gave no template: %s", int(empty.sum()), n,
                     ", ".join(images[k].name for k in np.flatnonzero(empty)))
@@ -327,6 +353,7 @@ def run_fvc(folder: str | Path, dpi: float, *, params=None, n_threads: int = 1,
         n_genuine=len(pairs["genuine"]), n_impostor=len(pairs["impostor"]),
         n_impostor_fvc=len(pairs["impostor_fvc"]), n_failed_extractions=int(empty.sum()),
         extract_ms_median=float(np.median(extract_ms)),
+        prepare_ms_median=float(np.median(prepare_ms[~empty])) if (~empty).any() else 0.0,
         match_us_median=_weighted_median(np.asarray(per_cmp_us), np.asarray(weights, float)),
         names=[im.name for im in images], pairs=pairs, scores=scores, extract_ms=extract_ms,
     )

@@ -17,7 +17,11 @@ from .metrics import check_scores, compute_metrics, det_points
 
 __all__ = ["plot_det", "plot_score_histogram"]
 
-_FLOOR = 1e-5  # rates of 0 are drawn at this value on the log axes
+
+
+def _floor(n: int) -> float:
+    """A power of ten below the smallest non-zero rate 1/n; rates of 0 are drawn there on log axes."""
+    return 10.0 ** np.floor(np.log10(0.5 / max(n, 1)))
 
 
 def _pyplot():
@@ -68,21 +72,23 @@ def plot_det(curves, path: str | Path, *, title: str = "DET curve") -> Path:
     """
     items = _curves(curves)
     plt = _pyplot()
+    fx = _floor(max(i.size for _, i in items.values()))
+    fy = _floor(max(g.size for g, _ in items.values()))
     fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
     try:
         for label, (g, i) in items.items():
             fmr, fnmr = det_points(g, i)
             m = compute_metrics(g, i)
             name = f"{label} (EER {100 * m.eer:.2f}%)" if label else f"EER {100 * m.eer:.2f}%"
-            ax.step(np.maximum(fmr, _FLOOR), np.maximum(fnmr, _FLOOR), where="post", label=name)
+            ax.step(np.maximum(fmr, fx), np.maximum(fnmr, fy), where="post", label=name)
         for x in (1e-2, 1e-3):
             ax.axvline(x, color="0.85", lw=0.8, zorder=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlim(_FLOOR, 1)
-        ax.set_ylim(_FLOOR, 1)
-        ax.set_xlabel(f"FMR (false match rate; 0 drawn at {_FLOOR:g})")
-        ax.set_ylabel("FNMR (false non-match rate)")
+        ax.set_xlim(fx, 1)
+        ax.set_ylim(fy, 1)
+        ax.set_xlabel(f"FMR (false match rate; 0 drawn at {fx:g})")
+        ax.set_ylabel(f"FNMR (false non-match rate; 0 drawn at {fy:g})")
         ax.set_title(title)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)

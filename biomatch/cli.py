@@ -1,0 +1,260 @@
+"""The ``biomatch`` command line.
+
+Commands::
+
+    biomatch extract IMAGE --dpi N -o OUT [--format native]
+    biomatch verify A B [--dpi N] [--json]
+    biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR] [--threads N] [--quiet]
+
+``verify`` takes images or native template files (recognised by their ``BMT1``
+magic, whatever their name); ``--dpi`` is needed only when one of them is an image.
+
+Exit codes
+----------
+0   success (for ``verify``, whatever the decision: read it from the output)
+1   unexpected internal error (a bug: the traceback is printed)
+2   bad usage or input: argparse errors and every :class:`~biomatch.errors.BiomatchError`
+    (the message goes to stderr, without a traceback)
+130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import BiomatchError, InvalidInputError, invalid
+
+__all__ = ["main", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_INTERRUPTED"]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger("biomatch.cli")
+
+_TEMPLATE_MAGIC = b"BMT1"
+_FMR_LABELS = {"fmr_1e-2": "FMR 1%", "fmr_1e-3": "FMR 0.1%", "fmr_1e-4": "FMR 0.01%"}
+
+
+def _dpi(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of dots per inch, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite dpi, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="biomatch", description="Biometric matching engine: fingerprint "
+                                 "extraction, verification and evaluation.",
+                                 epilog="Exit codes: 0 success, 1 internal error, 2 bad usage or input, "
+                                        "130 interrupted.")
+    ap.add_argument("--version", action="version", version=f"biomatch {__version__}")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv: debug)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("extract", help="extract a fingerprint template from an image",
+                       description="Extract the minutiae of one image and write a template file.")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="TIFF, PNG, BMP, PGM or JPEG fingerprint image")
+    p.add_argument("--dpi", type=_dpi, required=True, help="resolution of the image (FVC TIFF tags are wrong)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="template file to write")
+    p.add_argument("--format", choices=["native"], default="native",
+                   help="template format (default: native BMT1; ISO/ANSI arrive with the interchange codecs)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("verify", help="compare two fingerprints (images or templates)",
+                       description="Print the score of A against B and the decision at each documented "
+                                   "threshold. A and B are images or native template files.")
+    p.add_argument("a", type=Path, metavar="A")
+    p.add_argument("b", type=Path, metavar="B")
+    p.add_argument("--dpi", type=_dpi, help="resolution of the image(s); required when A or B is an image")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("evaluate", help="accuracy and speed evaluation",
+                       description="Accuracy and speed evaluation on a dataset.")
+    esub = p.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
+    f = esub.add_parser("fvc", help="FVC protocol on a folder of <finger>_<impression>.<ext> images",
+                        description="FVC protocol: genuine = all pairs of impressions of one finger; impostors "
+                                    "= all impressions of different fingers (all-impostor protocol: eer, fmr100, "
+                                    "fmr1000, zerofmr) and first impressions only (standard: eer_fvc).")
+    f.add_argument("folder", type=Path, metavar="FOLDER")
+    f.add_argument("--dpi", type=_dpi, required=True, help="resolution of the images (FVC2002 DB2: 569, others 500)")
+    f.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    f.add_argument("--out", type=Path, metavar="DIR", help="write scores.csv, det.png and scores_hist.png here")
+    f.add_argument("--threads", type=_positive_int, default=1, help="matcher threads (default 1)")
+    f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    f.set_defaults(func=cmd_evaluate_fvc)
+    return ap
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_extract(args) -> int:
+    from .extract import extract
+    from .template import save
+
+    template = extract(args.image, args.dpi)
+    if args.format != "native":  # argparse restricts the choice; kept for the coming codecs
+        raise invalid("--format", "native", args.format)
+    try:
+        save(template, args.output)
+    except OSError as exc:
+        raise BiomatchError(f"-o: cannot write {str(args.output)!r}: {exc.strerror}") from exc
+    print(f"{args.output}: {len(template)} minutiae, quality {template.quality}")
+    return EXIT_OK
+
+
+def _is_template_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == _TEMPLATE_MAGIC
+    except OSError as exc:
+        raise BiomatchError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+
+
+def _load_either(path: Path, dpi: float | None, name: str):
+    if _is_template_file(path):
+        from .template import load_native
+
+        return load_native(path)
+    if dpi is None:
+        raise InvalidInputError(f"--dpi: required because {name} ({str(path)!r}) is an image, not a template")
+    from .extract import extract
+
+    return extract(path, dpi)
+
+
+def _fmr_key(fmr: float) -> str:
+    return f"fmr_{fmr:.0e}".replace("e-0", "e-")  # 0.01 -> "fmr_1e-2"
+
+
+def matcher_thresholds() -> dict[str, float | None]:
+    """The documented decision thresholds of :mod:`biomatch.match`, keyed ``"fmr_1e-2"`` etc.
+
+    Read from ``biomatch.match.THRESHOLDS`` (``{"fmr_1e-2": score, ...}``) or else
+    ``biomatch.match.SCORE_AT_FMR`` (``{0.01: score, ...}``); a value of ``None`` means
+    "not measured yet". ``{}`` when the matcher publishes neither.
+    """
+    from . import match
+
+    raw = getattr(match, "THRESHOLDS", None)
+    if raw is None:
+        raw = {_fmr_key(float(k)): v for k, v in dict(getattr(match, "SCORE_AT_FMR", None) or {}).items()}
+    out: dict[str, float | None] = {}
+    for key, value in dict(raw).items():
+        try:
+            out[str(key)] = None if value is None else float(value)
+        except (TypeError, ValueError):
+            log.warning("biomatch.match threshold %r is not a number: %r", key, value)
+    return out
+
+
+def cmd_verify(args) -> int:
+    a = _load_either(args.a, args.dpi, "A")
+    b = _load_either(args.b, args.dpi, "B")
+    try:
+        from .match import FingerprintMatcher
+    except ImportError as exc:
+        raise BiomatchError(f"the matcher is not available in this installation: {exc}") from exc
+    score = float(FingerprintMatcher(a).match(b))
+    thresholds = matcher_thresholds()
+    decisions = {k: (None if t is None else score >= t) for k, t in thresholds.items()}
+    if args.json:
+        print(json.dumps({"score": score, "thresholds": thresholds, "match": decisions,
+                          "minutiae": [len(a), len(b)]}))
+        return EXIT_OK
+    print(f"score: {score:.4f}")
+    if not thresholds:
+        print("decision: unavailable (the matcher publishes no thresholds)")
+    for key, t in sorted(thresholds.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0)):
+        label = _FMR_LABELS.get(key, key)
+        if t is None:
+            print(f"{label:>10s} (threshold not measured yet): -")
+        else:
+            print(f"{label:>10s} (threshold {t:g}): {'MATCH' if decisions[key] else 'no match'}")
+    return EXIT_OK
+
+
+def cmd_evaluate_fvc(args) -> int:
+    from .evaluate.fvc import StderrProgress, run_fvc
+
+    progress = None if args.quiet else StderrProgress(label=f"{args.folder.name}: ")
+    result = run_fvc(args.folder, args.dpi, n_threads=args.threads, progress=progress)
+    if args.out:
+        _write_outputs(result, args.out, args.folder.name)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return EXIT_OK
+    s = result.summary()
+    print(f"FVC protocol on {args.folder} ({args.dpi:g} dpi)")
+    print(f"  genuine pairs        {s['n_genuine']}")
+    print(f"  impostor pairs       {s['n_impostor']} (all-impostor), {s['n_impostor_fvc']} (standard)")
+    print(f"  failed extractions   {s['n_failed_extractions']}")
+    print(f"  EER                  {100 * s['eer']:.2f}%   (standard protocol: {100 * s['eer_fvc']:.2f}%)")
+    print(f"  FMR100               {100 * s['fmr100']:.2f}%")
+    print(f"  FMR1000              {100 * s['fmr1000']:.2f}%")
+    print(f"  ZeroFMR              {100 * s['zerofmr']:.2f}%")
+    print(f"  extraction (median)  {s['extract_ms_median']:.1f} ms CPU per image")
+    print(f"  preparation (median) {s['prepare_ms_median']:.2f} ms CPU per template (once, as at enrolment)")
+    print(f"  match (median)       {s['match_us_median']:.2f} us CPU per comparison")
+    if args.out:
+        print(f"  wrote {args.out / 'scores.csv'}, {args.out / 'det.png'}, {args.out / 'scores_hist.png'}")
+    return EXIT_OK
+
+
+def _write_outputs(result, out: Path, label: str) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "scores.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["kind", "probe", "candidate", "score"])
+            for kind, p, c, s in result.score_rows():
+                w.writerow([kind, p, c, repr(s)])
+    except OSError as exc:
+        raise BiomatchError(f"--out: cannot write to {str(out)!r}: {exc.strerror}") from exc
+    from .evaluate.plots import plot_det, plot_score_histogram
+
+    plot_det((result.genuine, result.impostor), out / "det.png", title=f"DET {label} (all impostors)")
+    plot_score_histogram(result.genuine, result.impostor, out / "scores_hist.png", title=f"Scores {label}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or usage error (2)
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_INPUT
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="biomatch: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except BiomatchError as exc:
+        print(f"biomatch: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("biomatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `biomatch ... | head`
+        return EXIT_OK

@@ -1,0 +1,229 @@
+"""The command line, through main([...]), with a fake extractor and matcher.
+
+The fakes stand in for biomatch.extract / biomatch.match (sys.modules), so these tests
+check the command line itself: arguments, outputs, exit codes and error messages.
+"""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from biomatch import cli
+from biomatch.template import Template, load_native, save
+
+
+def fake_template(finger: int, impression: int) -> Template:
+    # finger in width, impression in height: the fake matcher compares widths
+    rng = np.random.default_rng(finger)
+    n = 20
+    return Template.from_arrays(rng.uniform(0, 300, n), rng.uniform(0, 300, n), rng.uniform(0, 6, n),
+                                width=finger, height=impression, print_quality=60)
+
+
+def fake_extract(image, dpi, params=None, capture=None):
+    from biomatch.image import check_dpi
+
+    check_dpi(dpi)
+    data = open(image, "rb").read().decode()
+    finger, impression = (int(x) for x in data.split("_"))
+    return fake_template(finger, impression)
+
+
+class FakeMatcher:
+    def __init__(self, probe):
+        self.probe = probe
+
+    def match(self, candidate):
+        return 50.0 if candidate.width == self.probe.width else 5.0
+
+    def match_many(self, candidates, n_threads=1):
+        return np.array([self.match(c) for c in candidates], np.float32)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    ext = types.ModuleType("biomatch.extract")
+    ext.extract = fake_extract
+    match = types.ModuleType("biomatch.match")
+    match.FingerprintMatcher = FakeMatcher
+    match.prepare = lambda t: t  # run_fvc prepares each template once, as at enrolment
+    match.THRESHOLDS = {"fmr_1e-2": 20.0, "fmr_1e-3": 30.0, "fmr_1e-4": 40.0}
+    monkeypatch.setitem(sys.modules, "biomatch.extract", ext)
+    monkeypatch.setitem(sys.modules, "biomatch.match", match)
+    return match
+
+
+def image(tmp_path, finger, impression):
+    p = tmp_path / f"{finger}_{impression}.tif"
+    p.write_text(f"{finger}_{impression}")
+    return p
+
+
+@pytest.fixture
+def fvc_folder(tmp_path):
+    folder = tmp_path / "db"
+    folder.mkdir()
+    for f in range(101, 105):
+        for i in range(1, 5):
+            image(folder, f, i)
+    return folder
+
+
+# --------------------------------------------------------------------------- extract
+
+def test_extract_writes_native_template(fakes, tmp_path, capsys):
+    out = tmp_path / "t.bmt"
+    assert cli.main(["extract", str(image(tmp_path, 101, 1)), "--dpi", "500", "-o", str(out)]) == 0
+    assert load_native(out) == fake_template(101, 1)
+    assert "20 minutiae" in capsys.readouterr().out
+
+
+def test_extract_rejects_unknown_format(fakes, tmp_path, capsys):
+    code = cli.main(["extract", str(image(tmp_path, 101, 1)), "--dpi", "500", "-o", "x", "--format", "iso"])
+    assert code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_extract_unwritable_output_is_exit_2(fakes, tmp_path, capsys):
+    code = cli.main(["extract", str(image(tmp_path, 101, 1)), "--dpi", "500", "-o", str(tmp_path / "no" / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("biomatch: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("dpi", ["nan", "-500", "0", "abc"])
+def test_bad_dpi_is_a_usage_error(fakes, tmp_path, dpi, capsys):
+    assert cli.main(["extract", str(image(tmp_path, 101, 1)), "--dpi", dpi, "-o", "x"]) == 2
+    assert "--dpi" in capsys.readouterr().err
+
+
+def test_out_of_range_dpi_is_input_error(fakes, tmp_path, capsys):
+    assert cli.main(["extract", str(image(tmp_path, 101, 1)), "--dpi", "50", "-o", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "dpi" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- verify
+
+def test_verify_images(fakes, tmp_path, capsys):
+    assert cli.main(["verify", str(image(tmp_path, 101, 1)), str(image(tmp_path, 101, 2)), "--dpi", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "score: 50.0000" in out
+    assert out.count("MATCH") == 3 and "FMR 0.01%" in out
+
+
+def test_verify_templates_need_no_dpi_and_are_sniffed_by_magic(fakes, tmp_path, capsys):
+    a, b = tmp_path / "a.dat", tmp_path / "b.png"  # names do not matter, the BMT1 magic does
+    save(fake_template(101, 1), a)
+    save(fake_template(102, 1), b)
+    assert cli.main(["verify", str(a), str(b), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["score"] == 5.0 and result["match"] == {"fmr_1e-2": False, "fmr_1e-3": False, "fmr_1e-4": False}
+
+
+def test_verify_template_against_image(fakes, tmp_path, capsys):
+    a = tmp_path / "a.bmt"
+    save(fake_template(103, 1), a)
+    assert cli.main(["verify", str(a), str(image(tmp_path, 103, 2)), "--dpi", "500", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["match"]["fmr_1e-4"] is True
+
+
+def test_verify_image_without_dpi(fakes, tmp_path, capsys):
+    assert cli.main(["verify", str(image(tmp_path, 101, 1)), str(image(tmp_path, 101, 2))]) == 2
+    err = capsys.readouterr().err
+    assert "--dpi" in err and "Traceback" not in err
+
+
+def test_verify_without_published_thresholds(fakes, tmp_path, capsys):
+    del fakes.THRESHOLDS
+    assert cli.main(["verify", str(image(tmp_path, 101, 1)), str(image(tmp_path, 102, 2)), "--dpi", "500"]) == 0
+    assert "decision: unavailable" in capsys.readouterr().out
+
+
+def test_verify_reads_score_at_fmr_when_no_thresholds(fakes, tmp_path, capsys):
+    del fakes.THRESHOLDS
+    fakes.SCORE_AT_FMR = {0.01: 20.0, 0.001: 30.0, 0.0001: None}
+    a, b = image(tmp_path, 101, 1), image(tmp_path, 101, 2)
+    assert cli.main(["verify", str(a), str(b), "--dpi", "500", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["thresholds"] == {"fmr_1e-2": 20.0, "fmr_1e-3": 30.0, "fmr_1e-4": None}
+    assert result["match"] == {"fmr_1e-2": True, "fmr_1e-3": True, "fmr_1e-4": None}
+    assert cli.main(["verify", str(a), str(b), "--dpi", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "FMR 1% (threshold 20): MATCH" in out and "FMR 0.01% (threshold not measured yet)" in out
+
+
+def test_verify_corrupt_template_is_exit_2(fakes, tmp_path, capsys):
+    a = tmp_path / "a.bmt"
+    a.write_bytes(b"BMT1" + b"\0" * 10)
+    assert cli.main(["verify", str(a), str(a)]) == 2
+    assert "template" in capsys.readouterr().err
+
+
+def test_verify_missing_file_is_exit_2(fakes, tmp_path, capsys):
+    assert cli.main(["verify", str(tmp_path / "nope.tif"), str(tmp_path / "nope2.tif"), "--dpi", "500"]) == 2
+    assert "nope.tif" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- evaluate fvc
+
+def test_evaluate_fvc_json(fakes, fvc_folder, capsys):
+    assert cli.main(["evaluate", "fvc", str(fvc_folder), "--dpi", "500", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("eer", "fmr100", "fmr1000", "zerofmr", "eer_fvc", "n_genuine", "n_impostor",
+                "extract_ms_median", "match_us_median", "prepare_ms_median"):
+        assert key in result
+    assert result["n_genuine"] == 4 * 6 and result["n_impostor"] == 16 * 12 // 2
+    assert result["eer"] == 0.0 and result["eer_fvc"] == 0.0
+
+
+def test_evaluate_fvc_text_and_out(fakes, fvc_folder, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert cli.main(["evaluate", "fvc", str(fvc_folder), "--dpi", "500", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "EER" in text and "FMR1000" in text and "ZeroFMR" in text and "genuine pairs        24" in text
+    lines = (out / "scores.csv").read_text().splitlines()
+    assert lines[0] == "kind,probe,candidate,score" and len(lines) == 1 + 24 + 96
+    assert lines[1].startswith("genuine,101_1,101_2,")
+    assert (out / "det.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_missing_folder(fakes, tmp_path, capsys):
+    assert cli.main(["evaluate", "fvc", str(tmp_path / "nope"), "--dpi", "500"]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "Traceback" not in err
+
+
+def test_evaluate_requires_dpi(fakes, fvc_folder, capsys):
+    assert cli.main(["evaluate", "fvc", str(fvc_folder)]) == 2
+    assert "--dpi" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- general
+
+def test_help_and_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert "biomatch" in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0
+    assert "Exit codes" in capsys.readouterr().out
+
+
+def test_no_command_is_usage_error(capsys):
+    assert cli.main([]) == 2
+
+
+def test_unexpected_errors_are_not_swallowed(fakes, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(sys.modules["biomatch.extract"], "extract", boom)
+    with pytest.raises(RuntimeError):
+        cli.main(["extract", str(image(tmp_path, 101, 1)), "--dpi", "500", "-o", str(tmp_path / "t")])
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "biomatch", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "biomatch" in r.stdout
