@@ -40,7 +40,7 @@ class ExtractionParams:
     segment_erode_px: int = 8
     # Orientation field.
     gradient_sigma_px: float = 1.0
-    orientation_sigma_px: float = 7.0
+    orientation_sigma_px: float = 10.0  # about one ridge period: smooths noise, keeps cores
     # Ridge frequency: ridge periods at 500 dpi lie in 5..15 px (about 0.25-0.75 mm).
     ridge_period_min_px: float = 5.0
     ridge_period_max_px: float = 15.0
@@ -53,11 +53,12 @@ class ExtractionParams:
     gabor_angle_steps: int = 16
     # Minutiae filtering.
     border_margin_px: float = 10.0
-    spur_length_px: float = 10.0
+    spur_length_px: float = 8.0  # a spur is shorter than one ridge period
     short_ridge_length_px: float = 12.0
     cluster_distance_px: float = 8.0
-    hole_perimeter_px: float = 30.0
+    hole_perimeter_px: float = 10.0  # bridges/holes: two forks joined within half a period
     max_minutiae: int = 80
+    min_minutia_quality: int = 20  # drop minutiae where ridge flow is nearly isotropic
     # Images larger than this (at 500 dpi) are refused: a finger is < 40 mm.
     max_image_side_px: int = 2000
     min_image_side_px: int = 32

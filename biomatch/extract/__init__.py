@@ -104,7 +104,7 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     _keep(cap, grey=grey, mask=mask, normalised=norm, orientation=theta, coherence=coherence,
           period=period, enhanced=enhanced, binary=binary, skeleton=skel, candidates=cands)
 
-    idx = np.flatnonzero(keep)
+    idx = np.flatnonzero(keep & (quality >= p.min_minutia_quality))
     idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: p.max_minutiae]
     idx = np.sort(idx)
     m = np.zeros(idx.size, MINUTIA_DTYPE)
