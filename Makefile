@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml native/CMakeLists.txt $(wildcard native/*.cpp native/*.
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m biomatch.cli demo --datasets $(DATASETS) --out $(OUT) $(if $(DATA),--data $(DATA) --dpi $(DPI),)
+ifneq ($(DATA),)
+	$(BIN)/biomatch evaluate fvc $(DATA) --dpi $(DPI) --out $(OUT)
+else
+	$(BIN)/biomatch evaluate fvc2002 $(DATASETS)/fvc2002 --out $(OUT)
+endif
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -5,6 +5,7 @@ Commands::
     biomatch extract IMAGE --dpi N -o OUT [--format native]
     biomatch verify A B [--dpi N] [--json]
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR] [--threads N] [--quiet]
+    biomatch evaluate fvc2002 FOLDER [--json] [--out DIR]      (db1_b..db4_b at their dpi)
 
 ``verify`` takes images or native template files (recognised by their ``BMT1``
 magic, whatever their name); ``--dpi`` is needed only when one of them is an image.
@@ -103,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--threads", type=_positive_int, default=1, help="matcher threads (default 1)")
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     f.set_defaults(func=cmd_evaluate_fvc)
+
+    f = esub.add_parser("fvc2002", help="FVC protocol on every FVC2002 B set in a folder, one summary table",
+                        description="Runs the FVC protocol on db1_b..db4_b found in FOLDER at their "
+                                    "published resolutions (500, 569, 500, 500 dpi) and prints one table.")
+    f.add_argument("folder", type=Path, metavar="FOLDER", help="folder holding db1_b ... db4_b")
+    f.add_argument("--out", type=Path, metavar="DIR", help="write each set's scores.csv and plots under DIR/<set>")
+    f.add_argument("--json", action="store_true", help="print one JSON object keyed by set")
+    f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    f.set_defaults(func=cmd_evaluate_fvc2002)
     return ap
 
 
@@ -218,6 +228,41 @@ def cmd_evaluate_fvc(args) -> int:
     print(f"  match (median)       {s['match_us_median']:.2f} us CPU per comparison")
     if args.out:
         print(f"  wrote {args.out / 'scores.csv'}, {args.out / 'det.png'}, {args.out / 'scores_hist.png'}")
+    return EXIT_OK
+
+
+FVC2002_DPI = {"db1_b": 500.0, "db2_b": 569.0, "db3_b": 500.0, "db4_b": 500.0}
+
+
+def cmd_evaluate_fvc2002(args) -> int:
+    from .evaluate.fvc import StderrProgress, run_fvc
+
+    sets = [name for name in FVC2002_DPI if (args.folder / name).is_dir()]
+    if not sets:
+        raise BiomatchError(f"folder: expected a folder holding FVC2002 db1_b..db4_b, got {str(args.folder)!r} "
+                            "with none of them (pass your own set with: biomatch evaluate fvc FOLDER --dpi N)")
+    summaries = {}
+    for name in sets:
+        progress = None if args.quiet else StderrProgress(label=f"{name}: ")
+        result = run_fvc(args.folder / name, FVC2002_DPI[name], progress=progress)
+        if args.out:
+            _write_outputs(result, args.out / name, name)
+        summaries[name] = result.summary()
+    if args.json:
+        print(json.dumps(summaries))
+        return EXIT_OK
+    print(f"FVC2002 B sets in {args.folder} (all-impostor protocol; EER_fvc: standard protocol)")
+    print(f"{'set':6s} {'dpi':>4s} {'EER':>7s} {'FMR100':>7s} {'FMR1000':>8s} {'ZeroFMR':>8s} {'EER_fvc':>8s} "
+          f"{'extract ms':>10s} {'match us':>9s}")
+    for name, s in summaries.items():
+        print(f"{name:6s} {FVC2002_DPI[name]:4.0f} {100 * s['eer']:6.2f}% {100 * s['fmr100']:6.2f}% "
+              f"{100 * s['fmr1000']:7.2f}% {100 * s['zerofmr']:7.2f}% {100 * s['eer_fvc']:7.2f}% "
+              f"{s['extract_ms_median']:10.1f} {s['match_us_median']:9.2f}")
+    if len(summaries) > 1:
+        mean = {k: sum(s[k] for s in summaries.values()) / len(summaries) for k in ("eer", "fmr100", "fmr1000")}
+        print(f"{'mean':6s} {'':4s} {100 * mean['eer']:6.2f}% {100 * mean['fmr100']:6.2f}% {100 * mean['fmr1000']:7.2f}%")
+    if args.out:
+        print(f"scores and DET plots written under {args.out}/<set>/")
     return EXIT_OK
 
 
