@@ -164,8 +164,9 @@ def matcher_thresholds() -> dict[str, float | None]:
     ``biomatch.match.SCORE_AT_FMR`` (``{0.01: score, ...}``); a value of ``None`` means
     "not measured yet". ``{}`` when the matcher publishes neither.
     """
-    from . import match
+    import importlib
 
+    match = importlib.import_module(f"{__package__}.match")
     raw = getattr(match, "THRESHOLDS", None)
     if raw is None:
         raw = {_fmr_key(float(k)): v for k, v in dict(getattr(match, "SCORE_AT_FMR", None) or {}).items()}
