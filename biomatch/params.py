@@ -46,6 +46,9 @@ class ExtractionParams:
     ridge_period_max_px: float = 15.0
     ridge_period_default_px: float = 9.0
     frequency_smooth_blocks: int = 2
+    # Foreground blocks whose 3x3 neighbourhood shows a periodic ridge pattern in fewer
+    # than this fraction of blocks are noise, not print (0 = keep all).
+    min_ridge_fraction_local: float = 0.34
     # Contextual Gabor enhancement.
     gabor_sigma_along_px: float = 4.0
     gabor_sigma_across_px: float = 4.0

@@ -36,7 +36,7 @@ from .frequency import ridge_period
 from .minutiae import detect_minutiae
 from .orientation import orientation_field
 from .quality import minutia_quality, print_quality, ridge_fraction
-from .segmentation import normalise, segment
+from .segmentation import normalise, refine_mask, segment
 from .skeleton import skeletonise
 
 __all__ = ["extract"]
@@ -93,7 +93,9 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     norm = normalise(grey, p)
     theta, coherence = orientation_field(norm, mask, p)
     period, block_period = ridge_period(norm, theta, mask, p)
+    # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
     ridges = ridge_fraction(block_period, mask, p.block_size_px)
+    mask = refine_mask(mask, block_period, p)
     enhanced = enhance(norm, theta, period, mask, p)
     binary = binarise(enhanced, mask)
     skel = skeletonise(binary)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..params import ExtractionParams
 
-__all__ = ["normalise", "segment"]
+__all__ = ["normalise", "segment", "refine_mask"]
 
 
 def normalise(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
@@ -138,3 +138,33 @@ def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
     ff_mask = np.zeros((h + 4, w + 4), np.uint8)
     cv2.floodFill(flood, ff_mask, (0, 0), 2)
     return (flood[1:-1, 1:-1] != 2).astype(np.uint8)
+
+
+def refine_mask(mask: np.ndarray, block_period: np.ndarray, p: ExtractionParams) -> np.ndarray:
+    """Drop foreground where no periodic ridge pattern is found around a block.
+
+    Parameters
+    ----------
+    mask : uint8 (h, w)
+    block_period : float32 (bh, bw)
+        Per-block ridge period, 0 where the block shows no periodic pattern.
+
+    Returns
+    -------
+    uint8 (h, w)
+        The mask without noisy, ridge-less regions (contrast without ridges: smudges,
+        latent backgrounds, sensor noise), whose minutiae would all be false.
+    """
+    import cv2
+
+    if p.min_ridge_fraction_local <= 0:
+        return mask
+    b = p.block_size_px
+    bh, bw = block_period.shape
+    valid = (block_period > 0).astype(np.float32)
+    local = cv2.blur(valid, (3, 3), borderType=cv2.BORDER_CONSTANT)
+    keep = (local >= p.min_ridge_fraction_local).astype(np.uint8)
+    h, w = mask.shape
+    full = np.ones((h, w), np.uint8)
+    full[: bh * b, : bw * b] = cv2.resize(keep, (bw * b, bh * b), interpolation=cv2.INTER_NEAREST)
+    return mask & full
