@@ -6,15 +6,21 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
 1. every minutia gets a *cylinder*: a 16 x 16 x 6 bit grid of the neighbouring
    minutiae around it, rotated with it, with a validity mask for cells outside the
    print (the minutiae convex hull enlarged by 50 px);
-2. every two cylinders of probe and candidate get a local similarity from bit
-   popcounts over their common valid cells (AVX-512 VPOPCNTDQ when compiled for it);
+2. every two cylinders of probe and candidate whose directions differ by at most
+   90 degrees get a local similarity from bit popcounts over their common valid cells
+   (cylinders are stored as their disc cells only, sorted by direction; the AVX-512
+   VPOPCNTDQ kernel is chosen at run time when the CPU has it, else a portable kernel
+   that gives bit-identical scores);
 3. LSS-R: the min(n_A, n_B) most similar pairs are relaxed against each other's
-   geometric compatibility and the mean of the n_P (4..12) most efficient pairs is
-   the score;
+   geometric compatibility rho(t, k) and the mean of the n_P (4..12) most efficient
+   pairs is the score;
 4. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
-The kernels live in ``native/mcc.cpp``; this module validates and converts.
+The kernels live in ``native/mcc.cpp`` and ``native/mcc_scan.inc``; this module validates
+and converts.  Speed (one thread, ``benchmarks/bench_match_speed.py``): ~150,000
+comparisons/s at 30 minutiae, ~60,000 at 45, ~110,000 on FVC2002 DB1_B templates (35
+minutiae on average), on an AVX-512 Zen 4 core.
 """
 
 from __future__ import annotations
@@ -32,13 +38,14 @@ __all__ = ["FingerprintMatcher", "PreparedTemplate", "prepare", "SCORE_AT_FMR"]
 
 SCORE_AT_FMR: dict[float, float | None] = {
     # ---- THRESHOLDS: score at which the false match rate equals the key -------------------
-    # Measured on FVC2002 DB1-4_B with NBIS mindtct minutiae, all-impostor protocol
-    # (11,520 impostor pairs), MatchParams() defaults, one direction (probe -> candidate).
-    # 0.01% needs more impostor pairs than these sets have: to be measured on a larger set
-    # with biomatch's own extractor (the lead owns this table).
-    0.01: 0.022,
-    0.001: 0.026,
-    0.0001: None,
+    # Measured on FVC2002 DB1-4_B with biomatch's own extractor, all-impostor protocol,
+    # the four databases' impostor scores pooled (11,520 pairs), MatchParams() defaults:
+    # the fraction of impostors scoring >= the threshold is 0.96%, 0.095% and 0.0087%.
+    # 0.01% rests on the single highest-but-one impostor of the pool (the tail of the pooled
+    # distribution, not a stable estimate): re-measure it on > 10^5 impostor pairs.
+    0.01: 0.0226,
+    0.001: 0.0279,
+    0.0001: 0.0316,
 }
 """Decision thresholds: FMR (fraction) -> minimum score.  ``None`` = not yet measured."""
 
@@ -54,8 +61,8 @@ class PreparedTemplate:
     """A template with its cylinders precomputed, for matching against many probes.
 
     Opaque; build it with :func:`prepare`.  Immutable and thread-safe.  Memory: about
-    ``n * (384 + 12 * n)`` bytes for ``n`` minutiae (two 1536-bit planes per valid
-    cylinder plus three ``n x n`` float tables), ~50 KB for 50 minutiae.
+    ``n * (350 + 12 * n)`` bytes for ``n`` minutiae (bits and mask of the 1248 disc
+    cells per valid cylinder plus three ``n x n`` float tables), ~49 KB for 50 minutiae.
     """
 
     __slots__ = ("template", "params_hash", "_native")
@@ -125,16 +132,18 @@ class FingerprintMatcher:
     best pairs), optionally blended with the global consistency term.  0 means no
     evidence (also for templates with fewer than ``MatchParams.min_minutiae``
     minutiae or without valid cylinders); a print against itself scores ~1.0, two
-    impressions of one finger typically 0.05-0.3 (relaxation shrinks scores of
-    pairs that are not geometrically consistent, so impostors sit near 0.01).  Decision thresholds (see :data:`SCORE_AT_FMR`, measured on FVC2002
-    DB1-4_B with NBIS mindtct minutiae, all-impostor protocol):
+    impressions of one finger typically 0.05-0.3 (median 0.11 on FVC2002 B) and
+    impostors 0.005-0.03 (median 0.014): relaxation shrinks the scores of pairs that
+    are not geometrically consistent.  Decision thresholds (see :data:`SCORE_AT_FMR`,
+    FVC2002 DB1-4_B, biomatch's extractor, all-impostor protocol, 11,520 impostor
+    pairs pooled):
 
     ======== ======
     FMR      score
     ======== ======
-    1%       0.022
-    0.1%     0.026
-    0.01%    not yet measured (needs > 10^5 impostor pairs)
+    1%       0.0226
+    0.1%     0.0279
+    0.01%    0.0316 (tail of the pooled distribution: an extrapolation, not a measurement)
     ======== ======
 
     Parameters
@@ -147,8 +156,9 @@ class FingerprintMatcher:
     Thread-safe: the matcher is immutable after construction and the native core keeps
     no global state; :meth:`match_many` releases the GIL and runs ``n_threads``
     native threads.  Memory: the probe's cylinders (~50 KB for 50 minutiae).
-    Scores are deterministic, but not exactly symmetric (``match(a, b)`` may differ
-    from ``match(b, a)`` in the last digits through ties and the global fit).
+    Scores are deterministic and do not depend on the popcount kernel, but are not
+    exactly symmetric (``match(a, b)`` may differ from ``match(b, a)`` in the last
+    digits through ties and the global fit).
 
     Examples
     --------
@@ -209,7 +219,7 @@ class FingerprintMatcher:
         -------
         dict
             ``valid_cylinders`` (probe, candidate); ``lss_pairs`` (probe indices,
-            candidate indices) of the pairs entering relaxation; ``lss_similarity`` and
+            candidate indices) of the pairs entering relaxation, in no particular order; ``lss_similarity`` and
             ``relaxed_similarity`` of those pairs; ``n_pairs`` (n_P); ``top_pairs`` and
             ``top_relaxed_similarity`` (the n_P pairs by efficiency); ``lssr_score``;
             ``rotation_rad``, ``translation_px`` of the fitted rigid transform (y-up

@@ -76,14 +76,20 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
 
 NB_MODULE(_native, m) {
   m.doc() = "biomatch native core: Minutia Cylinder-Code matching (see biomatch.match).";
-#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-  m.attr("popcount_kernel") = "avx512-vpopcntdq";
-#else
-  m.attr("popcount_kernel") = "builtin-popcountll";
-#endif
+  // The kernel Config() picks by default on this machine (AVX-512 when the CPU has it).
+  m.attr("popcount_kernel") = biomatch::avx512_available() ? "avx512" : "portable";
 
   nb::class_<Config>(m, "Config")
-      .def("__init__", [](Config* self, const nb::dict& d) { new (self) Config(params_from_dict(d)); })
+      .def("__init__", [](Config* self, const nb::dict& d, const std::string& kernel) {
+        MccParams p = params_from_dict(d);
+        if (kernel == "auto") new (self) Config(p);
+        else if (kernel == "portable") new (self) Config(p, biomatch::Kernel::Portable);
+        else if (kernel == "avx512") new (self) Config(p, biomatch::Kernel::Avx512);
+        else throw std::invalid_argument("kernel: expected 'auto', 'portable' or 'avx512', got '" + kernel + "'");
+      }, "params"_a, "kernel"_a = "auto")
+      .def_prop_ro("kernel", [](const Config& c) {
+        return c.kernel() == biomatch::Kernel::Avx512 ? "avx512" : "portable";
+      })
       .def_prop_ro("words", &Config::words)
       .def_prop_ro("disc_cells", &Config::disc_cells);
 
@@ -91,14 +97,19 @@ NB_MODULE(_native, m) {
       .def_prop_ro("n_minutiae", [](const Prepared& p) { return p.n; })
       .def_prop_ro("n_valid_cylinders", [](const Prepared& p) { return static_cast<int>(p.cyl_index.size()); })
       .def_prop_ro("nbytes", [](const Prepared& p) {
-        return (p.bits.size() + p.mask.size()) * 8 + (p.dist.size() + p.rel.size() + p.radial.size() + 3 * p.x.size()) * 4;
+        return (p.bits.size() + p.mask.size() + p.smask.size()) * 8 +
+               (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size()) * 4;
       })
-      .def("cylinders", [](const Prepared& p) {
-        size_t nv = p.cyl_index.size(), w = static_cast<size_t>(p.words);
-        return nb::make_tuple(to_numpy(std::vector<int>(p.cyl_index), {nv}),
-                              to_numpy(std::vector<uint64_t>(p.bits), {nv, w}),
-                              to_numpy(std::vector<uint64_t>(p.mask), {nv, w}));
-      }, "Valid cylinders: (minutia index int32 (v,), bits uint64 (v, words), mask uint64 (v, words)).");
+      .def("cylinders", [](const Prepared& p, const Config& cfg) {
+        std::vector<int> index;
+        std::vector<uint64_t> bits, mask;
+        biomatch::unpack_cylinders(cfg, p, index, bits, mask);
+        size_t nv = index.size(), w = static_cast<size_t>(cfg.full_words());
+        return nb::make_tuple(to_numpy(std::move(index), {nv}), to_numpy(std::move(bits), {nv, w}),
+                              to_numpy(std::move(mask), {nv, w}));
+      }, "config"_a,
+         "Valid cylinders in minutia order, unpacked (bit k*Ns*Ns + i*Ns + j): (minutia index int32 (v,), "
+         "bits uint64 (v, words), mask uint64 (v, words)).");
 
   m.def("prepare", [](const Config& cfg, Minutiae xyaq) {
     int n = rows(xyaq);

@@ -6,13 +6,16 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <functional>
+#include <cstring>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
 
-#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(BIOMATCH_NO_AVX512)
 #include <immintrin.h>
-#define BIOMATCH_AVX512 1
+#define BIOMATCH_HAVE_AVX512 1  // compiled with a target pragma, chosen at run time
 #endif
 
 namespace biomatch {
@@ -112,13 +115,15 @@ void check_params(const MccParams& p) {
   if (!(p.sigma_spatial_px > 0) || !(p.sigma_angular_deg > 0)) bad("sigmas: expected > 0");
   if (p.pairs_min < 1 || p.pairs_max < p.pairs_min) bad("pairs_min/pairs_max: expected 1 <= min <= max");
   if (p.relax_iterations < 0 || p.relax_iterations > 100) bad("relax_iterations: expected 0..100");
+  if (p.spatial_cells * p.spatial_cells * p.angular_cells >= 65536)
+    bad("spatial_cells^2 * angular_cells: expected < 65536");
 }
 
 void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<float>& xs,
                    std::vector<float>& ys, std::vector<float>& th, std::vector<float>& hull,
                    std::vector<float>* values, std::vector<uint8_t>* valid_cells,
                    std::vector<uint8_t>& cyl_valid, std::vector<uint64_t>* bits,
-                   std::vector<uint64_t>* mask) {
+                   std::vector<uint64_t>* mask, std::vector<uint64_t>* smask) {
   const MccParams& p = cfg.params();
   Geometry g(p);
   const int ns = g.ns, nd = g.nd, plane = ns * ns, words = cfg.words();
@@ -137,6 +142,8 @@ void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<floa
   if (valid_cells) valid_cells->assign(static_cast<size_t>(n) * plane, 0);
   if (bits) bits->assign(static_cast<size_t>(n) * words, 0);
   if (mask) mask->assign(static_cast<size_t>(n) * words, 0);
+  const int mwords = cfg.mask_words(), disc = cfg.disc_cells() / nd;
+  if (smask) smask->assign(static_cast<size_t>(n) * mwords, 0);
   std::vector<float> acc(static_cast<size_t>(nd) * plane);
   std::vector<uint8_t> vc(plane);
   std::vector<float> cd(nd);
@@ -180,74 +187,74 @@ void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<floa
     cyl_valid[m] = valid;
     if (values) std::copy(acc.begin(), acc.end(), values->begin() + static_cast<size_t>(m) * nd * plane);
     if (valid_cells) std::copy(vc.begin(), vc.end(), valid_cells->begin() + static_cast<size_t>(m) * plane);
-    if (bits) {
+    if (bits) {  // packed disc cells: bit k * disc + disc_index(q)
       uint64_t* b = bits->data() + static_cast<size_t>(m) * words;
       uint64_t* mk = mask->data() + static_cast<size_t>(m) * words;
-      for (int k = 0; k < nd; ++k)
-        for (int q = 0; q < plane; ++q) {
-          if (!vc[q]) continue;
-          int bit = k * plane + q;
+      uint64_t* sm = smask->data() + static_cast<size_t>(m) * mwords;
+      for (int q = 0; q < plane; ++q) {
+        const int d = cfg.disc_index(q);
+        if (!vc[q] || d < 0) continue;
+        sm[d >> 6] |= uint64_t(1) << (d & 63);
+        for (int k = 0; k < nd; ++k) {
+          int bit = k * disc + d;
           mk[bit >> 6] |= uint64_t(1) << (bit & 63);
           if (acc[k * plane + q] > p.cell_threshold) b[bit >> 6] |= uint64_t(1) << (bit & 63);
         }
+      }
     }
   }
 }
 
-// Popcounts of (ma&mb), (a^b), a=(ca&mb), b=(cb&ma) over one cylinder pair.
-struct Counts {
-  int common, diff, na, nb;
-};
+#define BIOMATCH_SCAN_NAME scan_portable
+#include "mcc_scan.inc"
+#undef BIOMATCH_SCAN_NAME
 
-inline Counts popcounts(const uint64_t* ca, const uint64_t* ma, const uint64_t* cb, const uint64_t* mb,
-                        int words) {
-#ifdef BIOMATCH_AVX512
-  // Four counts packed in 16-bit fields of each 64-bit lane: one reduction instead of four.
-  __m512i acc = _mm512_setzero_si512();
-  for (int w = 0; w < words; w += 8) {
-    __m512i vma = _mm512_loadu_si512(ma + w), vmb = _mm512_loadu_si512(mb + w);
-    __m512i vca = _mm512_loadu_si512(ca + w), vcb = _mm512_loadu_si512(cb + w);
-    __m512i a = _mm512_and_si512(vca, vmb), b = _mm512_and_si512(vcb, vma);
-    __m512i m = _mm512_and_si512(vma, vmb), x = _mm512_xor_si512(a, b);
-    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(m));
-    acc = _mm512_add_epi64(acc, _mm512_slli_epi64(_mm512_popcnt_epi64(x), 16));
-    acc = _mm512_add_epi64(acc, _mm512_slli_epi64(_mm512_popcnt_epi64(a), 32));
-    acc = _mm512_add_epi64(acc, _mm512_slli_epi64(_mm512_popcnt_epi64(b), 48));
-  }
-  uint64_t t = static_cast<uint64_t>(_mm512_reduce_add_epi64(acc));
-  return {int(t & 0xffff), int((t >> 16) & 0xffff), int((t >> 32) & 0xffff), int(t >> 48)};
+#ifdef BIOMATCH_HAVE_AVX512
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))), apply_to = function)
 #else
-  int c = 0, d = 0, na = 0, nb = 0;
-  for (int w = 0; w < words; ++w) {
-    uint64_t a = ca[w] & mb[w], b = cb[w] & ma[w];
-    c += __builtin_popcountll(ma[w] & mb[w]);
-    d += __builtin_popcountll(a ^ b);
-    na += __builtin_popcountll(a);
-    nb += __builtin_popcountll(b);
-  }
-  return {c, d, na, nb};
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vpopcntdq,popcnt")
 #endif
-}
+#define BIOMATCH_SCAN_NAME scan_avx512
+#define BIOMATCH_SCAN_AVX512 1
+#include "mcc_scan.inc"
 
-inline float similarity_from(const Counts& k, int min_common) {
-  if (k.common < min_common) return 0.f;
-  float den = std::sqrt(float(k.na)) + std::sqrt(float(k.nb));
-  if (den <= 0.f) return 0.f;
-  return 1.f - std::sqrt(float(k.diff)) / den;
-}
+#undef BIOMATCH_SCAN_AVX512
+#undef BIOMATCH_SCAN_NAME
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
 
 }  // namespace
 
-Config::Config(const MccParams& p) : p_(p) {
+bool avx512_available() {
+#ifdef BIOMATCH_HAVE_AVX512
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+#else
+  return false;
+#endif
+}
+
+Config::Config(const MccParams& p, Kernel kernel) : p_(p), kernel_(kernel) {
   check_params(p);
-  int bits = cells();
-  words_ = ((bits + 511) / 512) * 8;
+  if (kernel == Kernel::Avx512 && !avx512_available())
+    throw std::invalid_argument("kernel: avx512 requested, but this build or CPU lacks AVX-512 VPOPCNTDQ");
   Geometry g(p);
+  const int ns = p.spatial_cells;
+  disc_index_.assign(ns * ns, -1);
   int disc = 0;
-  for (int i = 0; i < p.spatial_cells; ++i)
-    for (int j = 0; j < p.spatial_cells; ++j)
-      disc += g.centre(i) * g.centre(i) + g.centre(j) * g.centre(j) <= p.radius_px * p.radius_px;
+  for (int i = 0; i < ns; ++i)
+    for (int j = 0; j < ns; ++j)
+      if (g.centre(i) * g.centre(i) + g.centre(j) * g.centre(j) <= p.radius_px * p.radius_px)
+        disc_index_[i * ns + j] = disc++;
   disc_cells_ = disc * p.angular_cells;
+  words_ = std::max(1, (disc_cells_ + 63) / 64);
+  mask_words_ = std::max(1, (disc + 63) / 64);
+  min_common_ = static_cast<int>(std::ceil(p.min_matchable_cells_fraction * disc_cells_));
   // Sigmoid tables for the relaxation compatibility rho (Section 4.3); exp() per pair is too slow.
   const int nl = 1024;
   lut_dist_scale_ = nl / 64.f;
@@ -259,11 +266,18 @@ Config::Config(const MccParams& p) : p_(p) {
     lut_angle_[i] = sigmoid((i + 0.5f) / lut_angle_scale_, p.relax_angle_mu_deg * kDeg, p.relax_angle_tau_per_rad);
   }
   lut_dist_[nl] = 0.f;
+  dist_cutoff_ = nl;  // the table decreases (tau < 0): from this index on, rho is negligible
+  while (dist_cutoff_ > 0 && lut_dist_[dist_cutoff_ - 1] < 1e-4f) --dist_cutoff_;
+  if (!(p.relax_distance_tau_per_px < 0)) dist_cutoff_ = nl + 1;
 }
 
 float Config::z_dist(float d) const {
   int i = static_cast<int>(d * lut_dist_scale_);
   return lut_dist_[std::min(i, static_cast<int>(lut_dist_.size()) - 1)];
+}
+
+bool Config::z_dist_negligible(float d) const {
+  return d * lut_dist_scale_ >= static_cast<float>(dist_cutoff_);
 }
 
 float Config::z_angle(float a) const {
@@ -272,12 +286,16 @@ float Config::z_angle(float a) const {
 }
 
 Prepared prepare(const Config& cfg, const float* xyaq, int n) {
+  if (n < 0 || n > 65535) throw std::invalid_argument("minutiae: expected at most 65535 rows");
   Prepared t;
   t.n = n;
   t.words = cfg.words();
+  t.mask_words = cfg.mask_words();
   std::vector<uint8_t> valid;
-  std::vector<uint64_t> bits, mask;
-  compute_cells(cfg, xyaq, n, t.x, t.y, t.theta, t.hull, nullptr, nullptr, valid, &bits, &mask);
+  std::vector<uint64_t> bits, mask, smask;
+  compute_cells(cfg, xyaq, n, t.x, t.y, t.theta, t.hull, nullptr, nullptr, valid, &bits, &mask, &smask);
+  t.quality.resize(n);
+  for (int i = 0; i < n; ++i) t.quality[i] = xyaq[4 * i + 3];
   t.dist.resize(static_cast<size_t>(n) * n);
   t.rel.resize(static_cast<size_t>(n) * n);
   t.radial.resize(static_cast<size_t>(n) * n);
@@ -292,36 +310,94 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n) {
       t.rel[i * n + j] = std::min(rel, std::nextafter(kTwoPi, 0.f));
       t.radial[i * n + j] = std::min(rad, std::nextafter(kTwoPi, 0.f));
     }
-  for (int i = 0; i < n; ++i) {
-    if (!valid[i]) continue;
+  std::vector<int> order;
+  for (int i = 0; i < n; ++i)
+    if (valid[i]) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](int u, int v) { return t.theta[u] < t.theta[v]; });
+  const size_t w = t.words, mw = t.mask_words;
+  for (int i : order) {
     t.cyl_index.push_back(i);
     t.cyl_theta.push_back(t.theta[i]);
-    t.bits.insert(t.bits.end(), bits.begin() + size_t(i) * t.words, bits.begin() + size_t(i + 1) * t.words);
-    t.mask.insert(t.mask.end(), mask.begin() + size_t(i) * t.words, mask.begin() + size_t(i + 1) * t.words);
+    t.bits.insert(t.bits.end(), bits.begin() + i * w, bits.begin() + (i + 1) * w);
+    t.mask.insert(t.mask.end(), mask.begin() + i * w, mask.begin() + (i + 1) * w);
+    t.smask.insert(t.smask.end(), smask.begin() + i * mw, smask.begin() + (i + 1) * mw);
   }
   return t;
+}
+
+void unpack_cylinders(const Config& cfg, const Prepared& t, std::vector<int>& index, std::vector<uint64_t>& bits,
+                      std::vector<uint64_t>& mask) {
+  const int nv = static_cast<int>(t.cyl_index.size()), fw = cfg.full_words();
+  const int ns = cfg.params().spatial_cells, nd = cfg.params().angular_cells, plane = ns * ns;
+  const int disc = cfg.disc_cells() / nd;
+  std::vector<int> rows(nv);
+  std::iota(rows.begin(), rows.end(), 0);
+  std::sort(rows.begin(), rows.end(), [&](int u, int v) { return t.cyl_index[u] < t.cyl_index[v]; });
+  index.clear();
+  bits.assign(size_t(nv) * fw, 0);
+  mask.assign(size_t(nv) * fw, 0);
+  auto get = [](const uint64_t* v, int bit) { return (v[bit >> 6] >> (bit & 63)) & 1; };
+  for (int r = 0; r < nv; ++r) {
+    const int row = rows[r];
+    index.push_back(t.cyl_index[row]);
+    const uint64_t* pb = &t.bits[size_t(row) * t.words];
+    const uint64_t* pm = &t.mask[size_t(row) * t.words];
+    for (int q = 0; q < plane; ++q) {
+      const int d = cfg.disc_index(q);
+      if (d < 0) continue;
+      for (int k = 0; k < nd; ++k) {
+        const int src = k * disc + d, dst = k * plane + q;
+        bits[size_t(r) * fw + (dst >> 6)] |= get(pb, src) << (dst & 63);
+        mask[size_t(r) * fw + (dst >> 6)] |= get(pm, src) << (dst & 63);
+      }
+    }
+  }
 }
 
 void cylinder_values(const Config& cfg, const float* xyaq, int n, std::vector<float>& values,
                      std::vector<uint8_t>& valid_cells, std::vector<uint8_t>& cylinder_valid) {
   std::vector<float> xs, ys, th, hull;
-  compute_cells(cfg, xyaq, n, xs, ys, th, hull, &values, &valid_cells, cylinder_valid, nullptr, nullptr);
+  compute_cells(cfg, xyaq, n, xs, ys, th, hull, &values, &valid_cells, cylinder_valid, nullptr, nullptr, nullptr);
 }
 
+namespace {
+
+int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s) {
+#ifdef BIOMATCH_HAVE_AVX512
+  if (cfg.kernel() == Kernel::Avx512 && cfg.mask_words() <= 8) {
+    switch ((cfg.words() + 7) / 8) {  // 8-word chunks held in registers; larger cylinders go portable
+      case 1: return scan_avx512<1>(cfg, a, b, s);
+      case 2: return scan_avx512<2>(cfg, a, b, s);
+      case 3: return scan_avx512<3>(cfg, a, b, s);
+      case 4: return scan_avx512<4>(cfg, a, b, s);
+      default: break;
+    }
+  }
+#endif
+  return scan_portable<0>(cfg, a, b, s);
+}
+
+}  // namespace
+
 float cylinder_similarity(const Config& cfg, const Prepared& a, int ia, const Prepared& b, int ib) {
-  auto find = [](const Prepared& t, int i) {
+  // One-cylinder views of a and b, scanned by the same kernel as match().
+  auto view = [](const Prepared& t, int i, Prepared& v) {
     auto it = std::find(t.cyl_index.begin(), t.cyl_index.end(), i);
-    return it == t.cyl_index.end() ? -1 : static_cast<int>(it - t.cyl_index.begin());
+    if (it == t.cyl_index.end()) return false;
+    const size_t r = it - t.cyl_index.begin(), w = t.words, mw = t.mask_words;
+    v.words = t.words;
+    v.mask_words = t.mask_words;
+    v.cyl_index = {i};
+    v.cyl_theta = {t.cyl_theta[r]};
+    v.bits.assign(t.bits.begin() + r * w, t.bits.begin() + (r + 1) * w);
+    v.mask.assign(t.mask.begin() + r * w, t.mask.begin() + (r + 1) * w);
+    v.smask.assign(t.smask.begin() + r * mw, t.smask.begin() + (r + 1) * mw);
+    return true;
   };
-  int ca = find(a, ia), cb = find(b, ib);
-  if (ca < 0 || cb < 0) return 0.f;
-  const MccParams& p = cfg.params();
-  if (std::fabs(wrap_pi(a.cyl_theta[ca] - b.cyl_theta[cb])) > p.max_angle_diff_deg * kDeg) return 0.f;
-  const int w = cfg.words();
-  Counts k = popcounts(&a.bits[size_t(ca) * w], &a.mask[size_t(ca) * w], &b.bits[size_t(cb) * w],
-                       &b.mask[size_t(cb) * w], w);
-  int min_common = static_cast<int>(std::ceil(p.min_matchable_cells_fraction * cfg.disc_cells()));
-  return similarity_from(k, min_common);
+  Prepared va, vb;
+  if (!view(a, ia, va) || !view(b, ib, vb)) return 0.f;
+  Scratch s;
+  return scan_pairs(cfg, va, vb, s) == 0 ? 0.f : s.sim[0];
 }
 
 namespace {
@@ -404,99 +480,138 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     ex->valid_cylinders_b = static_cast<int>(b.cyl_index.size());
   }
   if (a.n < p.min_minutiae || b.n < p.min_minutiae) return 0.f;
-  const int va = static_cast<int>(a.cyl_index.size()), vb = static_cast<int>(b.cyl_index.size());
-  const int w = a.words;
-  if (w != b.words || w != cfg.words()) throw std::invalid_argument("templates prepared with other parameters");
-  const float amax = p.max_angle_diff_deg * kDeg;
-  const int min_common = static_cast<int>(std::ceil(p.min_matchable_cells_fraction * cfg.disc_cells()));
+  if (a.words != cfg.words() || b.words != cfg.words() || a.mask_words != cfg.mask_words() ||
+      b.mask_words != cfg.mask_words())
+    throw std::invalid_argument("templates prepared with other parameters");
 
-  // 1. Local similarities of all valid cylinder pairs (Section 4.1), kept when > 0.
-  s.gamma.clear();
-  s.pr.clear();
-  s.pc.clear();
-  for (int i = 0; i < va; ++i) {
-    const uint64_t* ca = &a.bits[size_t(i) * w];
-    const uint64_t* ma = &a.mask[size_t(i) * w];
-    const float ti = a.cyl_theta[i];
-    for (int j = 0; j < vb; ++j) {
-      if (abs_angle_diff(ti, b.cyl_theta[j]) > amax) continue;
-      Counts k = popcounts(ca, ma, &b.bits[size_t(j) * w], &b.mask[size_t(j) * w], w);
-      float g = similarity_from(k, min_common);
-      if (g <= 0.f) continue;
-      s.gamma.push_back(g);
-      s.pr.push_back(a.cyl_index[i]);
-      s.pc.push_back(b.cyl_index[j]);
-    }
-  }
+  // 1. Local similarities of all direction-compatible valid cylinder pairs (Section 4.1).
+  const int total = scan_pairs(cfg, a, b, s);
+  const float* sim = s.sim.data();
   const int nmin = std::min(a.n, b.n);
   const int np = p.pairs_min +
                  static_cast<int>(std::lround(sigmoid(float(nmin), p.pairs_mu, p.pairs_tau) * (p.pairs_max - p.pairs_min)));
-  const int total = static_cast<int>(s.gamma.size());
-  if (total == 0) return 0.f;
 
-  // 2. LSS: the n_R = min(nA, nB) most similar pairs (Section 4.2); ties by index for determinism.
-  const int nr = std::min(nmin, total);
-  s.order.resize(total);
-  std::iota(s.order.begin(), s.order.end(), 0);
-  auto by_gamma = [&](int u, int v) { return s.gamma[u] > s.gamma[v] || (s.gamma[u] == s.gamma[v] && u < v); };
-  std::partial_sort(s.order.begin(), s.order.begin() + nr, s.order.end(), by_gamma);
-  std::vector<int> ra(nr), rb(nr);
-  s.l0.resize(nr);
-  for (int t = 0; t < nr; ++t) {
-    ra[t] = s.pr[s.order[t]];
-    rb[t] = s.pc[s.order[t]];
-    s.l0[t] = s.gamma[s.order[t]];
+  // 2. LSS: the n_R = min(nA, nB) most similar pairs (Section 4.2), ties broken by the lower
+  //    (minutia_a, minutia_b).  A histogram of the similarities finds the threshold; only the
+  //    pairs at or above it become sort keys.
+  constexpr int kBins = 128;
+  int hist[kBins + 1] = {};
+  int positive = 0;
+  for (int t = 0; t < total; ++t) {
+    if (!(sim[t] > 0.f)) continue;
+    ++hist[std::min(static_cast<int>(sim[t] * kBins), kBins)];
+    ++positive;
   }
+  if (positive == 0) return 0.f;
+  const int nr = std::min(nmin, positive);
+  int thr = kBins;
+  for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
+  if (s.keys.size() < size_t(positive)) s.keys.resize(positive);
+  uint64_t* keys = s.keys.data();
+  const uint32_t* code = s.code.data();
+  const float thr_sim = float(thr) / kBins;  // sim * kBins >= thr  <=>  sim >= thr / kBins (kBins = 2^7)
+  int m = 0;
+  for (int t = 0; t < total; ++t) {
+    if (!(sim[t] > 0.f) || sim[t] < thr_sim) continue;
+    uint32_t gbits;
+    std::memcpy(&gbits, &sim[t], sizeof gbits);
+    keys[m++] = (uint64_t(gbits) << 32) | uint32_t(~code[t]);
+  }
+  if (m > nr) std::nth_element(keys, keys + nr, keys + m, std::greater<uint64_t>());
+  // Rows padded to a multiple of 16 floats so that the relaxation loop vectorises cleanly.
+  const int stride = (nr + 15) & ~15;
+  s.ra.resize(nr);
+  s.rb.resize(nr);
+  s.l0.assign(stride, 0.f);
+  for (int t = 0; t < nr; ++t) {
+    const uint32_t lo = ~static_cast<uint32_t>(keys[t]), hi = static_cast<uint32_t>(keys[t] >> 32);
+    s.ra[t] = static_cast<int>(lo >> 16);
+    s.rb[t] = static_cast<int>(lo & 0xffff);
+    std::memcpy(&s.l0[t], &hi, sizeof hi);
+  }
+  const int* ra = s.ra.data();
+  const int* rb = s.rb.data();
 
-  // 3. Relaxation (Section 4.3): compatibility rho of every two pairs, then n_rel iterations.
-  s.rho.assign(size_t(nr) * nr, 0.f);
+  // 3. Relaxation (Section 4.3): compatibility rho(t, k) of every two pairs, then n_rel
+  //    iterations.  d1 and d2 are symmetric in (t, k), d3 is not (the angle of the segment
+  //    t -> k is taken relative to t's direction), so both orders are computed; the matrix is
+  //    stored transposed, rho[k * stride + t] = rho(t, k), for the column-block update below.
+  s.rho.assign(size_t(nr) * stride, 0.f);
+  float* rho = s.rho.data();
   for (int t = 0; t < nr; ++t) {
     const int at = ra[t], bt = rb[t];
+    const float* da = &a.dist[size_t(at) * a.n];
+    const float* db = &b.dist[size_t(bt) * b.n];
+    const float* rla = &a.rel[size_t(at) * a.n];
+    const float* rlb = &b.rel[size_t(bt) * b.n];
+    const float* rda = &a.radial[size_t(at) * a.n];
+    const float* rdb = &b.radial[size_t(bt) * b.n];
     for (int k = t + 1; k < nr; ++k) {
       const int ak = ra[k], bk = rb[k];
-      float d1 = std::fabs(a.dist[at * a.n + ak] - b.dist[bt * b.n + bk]);
-      float z = cfg.z_dist(d1);
-      if (z < 1e-4f) continue;
-      float d2 = abs_angle_diff(a.rel[at * a.n + ak], b.rel[bt * b.n + bk]);
-      float d3 = abs_angle_diff(a.radial[at * a.n + ak], b.radial[bt * b.n + bk]);
-      float r = z * cfg.z_angle(d2) * cfg.z_angle(d3);
-      s.rho[size_t(t) * nr + k] = r;
-      s.rho[size_t(k) * nr + t] = r;
+      const float d1 = std::fabs(da[ak] - db[bk]);
+      if (cfg.z_dist_negligible(d1)) continue;
+      const float z = cfg.z_dist(d1) * cfg.z_angle(abs_angle_diff(rla[ak], rlb[bk]));
+      rho[size_t(k) * stride + t] = z * cfg.z_angle(abs_angle_diff(rda[ak], rdb[bk]));
+      rho[size_t(t) * stride + k] =
+          z * cfg.z_angle(abs_angle_diff(a.radial[size_t(ak) * a.n + at], b.radial[size_t(bk) * b.n + bt]));
     }
   }
+  // lambda^{i}_t = w_R lambda^{i-1}_t + (1 - w_R) / (n_R - 1) sum_k rho(t, k) lambda^{i-1}_k, by
+  // blocks of 16 t held in one vector register, summing over k in order.
+  // GCC/Clang vector extensions: element-wise IEEE operations, the same bits on any target.
+  typedef float v16 __attribute__((vector_size(64)));
   s.l1 = s.l0;
-  s.l2.resize(nr);
+  s.l2.resize(stride);
   const float wr = p.relax_weight;
   const float norm = nr > 1 ? (1.f - wr) / float(nr - 1) : 0.f;
   for (int it = 0; it < p.relax_iterations; ++it) {
-    for (int t = 0; t < nr; ++t) {
-      const float* row = &s.rho[size_t(t) * nr];
-      float acc = 0.f;
-      for (int k = 0; k < nr; ++k) acc += row[k] * s.l1[k];
-      s.l2[t] = wr * s.l1[t] + norm * acc;
+    float* __restrict l2 = s.l2.data();
+    const float* __restrict l1 = s.l1.data();
+    for (int t0 = 0; t0 < stride; t0 += 16) {
+      v16 acc = {};
+      for (int k = 0; k < nr; ++k) {
+        v16 row;
+        std::memcpy(&row, rho + size_t(k) * stride + t0, sizeof row);
+        acc += row * l1[k];
+      }
+      v16 prev, out;
+      std::memcpy(&prev, l1 + t0, sizeof prev);
+      out = wr * prev + norm * acc;
+      std::memcpy(l2 + t0, &out, sizeof out);
     }
     std::swap(s.l1, s.l2);
   }
   // 4. The n_P pairs of highest efficiency lambda^n_rel / lambda^0; score = their mean lambda^n_rel.
-  s.eff.resize(nr);
-  for (int t = 0; t < nr; ++t) s.eff[t] = s.l1[t] / s.l0[t];
+  //    Efficiencies are >= 0, so their float bits sort like them; ties go to the lower t.
+  s.keys2.resize(nr);
+  for (int t = 0; t < nr; ++t) {
+    const float e = s.l1[t] / s.l0[t];
+    uint32_t ebits;
+    std::memcpy(&ebits, &e, sizeof ebits);
+    s.keys2[t] = (uint64_t(ebits) << 32) | uint32_t(~uint32_t(t));
+  }
   const int ntop = std::min(np, nr);
-  s.order.resize(nr);
-  std::iota(s.order.begin(), s.order.end(), 0);
-  std::partial_sort(s.order.begin(), s.order.begin() + ntop, s.order.end(),
-                    [&](int u, int v) { return s.eff[u] > s.eff[v] || (s.eff[u] == s.eff[v] && u < v); });
+  uint64_t* ek = s.keys2.data();
+  if (ntop < nr) std::nth_element(ek, ek + ntop, ek + nr, std::greater<uint64_t>());
+  std::sort(ek, ek + ntop, std::greater<uint64_t>());
+  s.order.resize(ntop);
+  for (int q = 0; q < ntop; ++q) s.order[q] = static_cast<int>(~static_cast<uint32_t>(ek[q]));
   float sum = 0.f;
-  std::vector<int> ta(ntop), tb(ntop);
-  std::vector<float> tw(ntop);
+  s.ta.resize(ntop);
+  s.tb.resize(ntop);
+  s.tw.resize(ntop);
   for (int q = 0; q < ntop; ++q) {
     int t = s.order[q];
     sum += s.l1[t];
-    ta[q] = ra[t];
-    tb[q] = rb[t];
-    tw[q] = std::max(s.l1[t], 0.f);
+    s.ta[q] = ra[t];
+    s.tb[q] = rb[t];
+    s.tw[q] = std::max(s.l1[t], 0.f);
   }
   const float lssr = std::clamp(sum / float(np), 0.f, 1.f);
   if (p.global_weight <= 0.f && ex == nullptr) return lssr;
+  const std::vector<int>& ta = s.ta;
+  const std::vector<int>& tb = s.tb;
+  const std::vector<float>& tw = s.tw;
 
   // 5. Global consistency: one rigid transform from the LSS-R pairs, refined once on the
   //    minutiae it pairs; score = n_c^2 / (overlap_a * overlap_b).
@@ -529,10 +644,10 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   const float score = std::pow(lssr, 1.f - p.global_weight) * std::pow(glob, p.global_weight);
 
   if (ex) {
-    ex->lss_a = ra;
-    ex->lss_b = rb;
-    ex->lss_similarity = s.l0;
-    ex->relaxed.assign(s.l1.begin(), s.l1.end());
+    ex->lss_a = s.ra;
+    ex->lss_b = s.rb;
+    ex->lss_similarity.assign(s.l0.begin(), s.l0.begin() + nr);
+    ex->relaxed.assign(s.l1.begin(), s.l1.begin() + nr);
     ex->top_a = ta;
     ex->top_b = tb;
     ex->top_relaxed.clear();

@@ -43,41 +43,64 @@ struct MccParams {
   // Global consistency: one rigid transform fitted on the LSS-R pairs.
   float global_max_distance_px = 15.f;
   float global_max_angle_deg = 30.f;
-  float global_weight = 0.5f;               // score = lssr^(1-w) * global^w
+  float global_weight = 0.f;                // score = lssr^(1-w) * global^w
 };
 
+// Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
+enum class Kernel { Portable, Avx512 };
+
+// True when this build contains the AVX-512 VPOPCNTDQ kernel and this CPU runs it.
+bool avx512_available();
+
 // A minutiae set with its cylinders, in a y-up working frame.
+//
+// Cylinders store only the cells whose centre lies inside the disc of radius R
+// ("disc cells", packed: bit k * disc + q for angular plane k and disc cell q), and
+// are sorted by minutia direction so that the +-delta_theta direction test of the
+// local similarity selects contiguous ranges.
 struct Prepared {
   int n = 0;                        // number of minutiae
-  int words = 0;                    // uint64 words per cylinder (multiple of 8)
+  int words = 0;                    // uint64 words per packed cylinder
+  int mask_words = 0;               // uint64 words per packed spatial mask (one plane)
   std::vector<float> x, y, theta;   // y-up frame, theta in [0, 2pi)
+  std::vector<float> quality;       // 0..1 as given
   std::vector<float> dist;          // n*n: distance from i to j (px)
   std::vector<float> rel, radial;   // n*n: theta_j - theta_i, atan2(j - i) - theta_i, in [0, 2pi)
-  // Valid cylinders only (Section 3.2), compacted.
+  // Valid cylinders only (Section 3.2), compacted and sorted by cyl_theta.
   std::vector<int> cyl_index;       // minutia index of each valid cylinder
-  std::vector<float> cyl_theta;
+  std::vector<float> cyl_theta;     // ascending
   std::vector<uint64_t> bits;       // n_valid * words, cell bits (zero outside the mask)
-  std::vector<uint64_t> mask;       // n_valid * words, validity mask
+  std::vector<uint64_t> mask;       // n_valid * words, validity mask (spatial mask in every plane)
+  std::vector<uint64_t> smask;      // n_valid * mask_words, spatial validity mask
   std::vector<float> hull;          // convex hull (x0,y0,x1,y1,...), y-up frame
 };
 
 // Immutable per-parameter tables.
 class Config {
  public:
-  explicit Config(const MccParams& p);
+  explicit Config(const MccParams& p, Kernel kernel);
+  explicit Config(const MccParams& p) : Config(p, avx512_available() ? Kernel::Avx512 : Kernel::Portable) {}
   const MccParams& params() const { return p_; }
+  Kernel kernel() const { return kernel_; }
   int cells() const { return p_.spatial_cells * p_.spatial_cells * p_.angular_cells; }
-  int words() const { return words_; }
-  int disc_cells() const { return disc_cells_; }
+  int words() const { return words_; }            // packed cylinder words
+  int mask_words() const { return mask_words_; }  // packed spatial mask words
+  int full_words() const { return (cells() + 63) / 64; }
+  int disc_cells() const { return disc_cells_; }  // disc cells x Nd
+  int disc_index(int q) const { return disc_index_[q]; }  // packed index of spatial cell q, or -1
+  int min_common() const { return min_common_; }
   float z_dist(float d) const;
+  bool z_dist_negligible(float d) const;  // z_dist(d) < 1e-4, without the table look-up
   float z_angle(float a) const;
 
  private:
   MccParams p_;
-  int words_;
-  int disc_cells_;  // spatial cells whose centre lies within R (x Nd)
+  Kernel kernel_;
+  int words_, mask_words_, disc_cells_, min_common_;
+  std::vector<int> disc_index_;
   std::vector<float> lut_dist_, lut_angle_;
   float lut_dist_scale_, lut_angle_scale_;
+  int dist_cutoff_;
 };
 
 // xyaq: n rows of (x, y, angle rad CCW as displayed with y down, quality 0..1).
@@ -88,13 +111,23 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n);
 void cylinder_values(const Config& cfg, const float* xyaq, int n, std::vector<float>& values,
                      std::vector<uint8_t>& valid_cells, std::vector<uint8_t>& cylinder_valid);
 
+// Per-thread working memory of match(); reused between calls (no allocation once warm).
 struct Scratch {
-  std::vector<float> gamma;
-  std::vector<int> pr, pc;
-  std::vector<float> l0, l1, l2, rho, eff;
-  std::vector<int> order;
+  std::vector<uint32_t> code;       // pair (minutia_a << 16 | minutia_b)
+  std::vector<uint64_t> counts;     // packed popcounts per pair
+  std::vector<uint64_t> lanes;      // per-lane partial counts (AVX-512 kernel), 8 per pair
+  std::vector<float> sim;           // local similarity per pair
+  std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
+  std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
+  std::vector<int> ra, rb, order, ta, tb;
+  std::vector<float> l0, l1, l2, rho, tw;
   std::vector<float> cand;
 };
+
+// Cylinders in the unpacked layout (bit k * Ns * Ns + i * Ns + j), in minutia order;
+// for tests and inspection.
+void unpack_cylinders(const Config& cfg, const Prepared& t, std::vector<int>& index,
+                      std::vector<uint64_t>& bits, std::vector<uint64_t>& mask);
 
 struct Explanation {
   std::vector<int> lss_a, lss_b;          // the n_R pairs that entered relaxation

@@ -125,8 +125,8 @@ def test_local_similarity_matches_numpy_reference():
     a, b = random_template(rng), random_template(rng)
     pa, pb = prepare(a, P), prepare(b, P)
     cfg = native.Config(dataclasses.asdict(P))
-    ia, bits_a, mask_a = pa._native.cylinders()
-    ib, bits_b, mask_b = pb._native.cylinders()
+    ia, bits_a, mask_a = pa._native.cylinders(cfg)
+    ib, bits_b, mask_b = pb._native.cylinders(cfg)
     assert len(ia) > 5 and len(ib) > 5
     checked = 0
     for u in range(len(ia)):
@@ -149,11 +149,12 @@ def test_local_similarity_matches_numpy_reference():
 
 
 def test_bits_are_inside_mask_and_match_thresholded_values():
+    # Packed disc cells unpack to the full layout: cells outside the disc are never set.
     rng = np.random.default_rng(3)
     t = random_template(rng, n=20, size=250)
     cfg = native.Config(dataclasses.asdict(P))
     values, cells, valid = native.cylinder_values(cfg, t.as_float_array())
-    idx, bits, mask = prepare(t, P)._native.cylinders()
+    idx, bits, mask = prepare(t, P)._native.cylinders(cfg)
     assert np.array_equal(np.flatnonzero(valid), idx)
     for row, m in enumerate(idx):
         want_mask = np.broadcast_to(cells[m], values[m].shape).ravel()
@@ -267,3 +268,43 @@ def test_prepared_with_other_params_is_refused():
         FingerprintMatcher(t).match_many([prepare(t), other])
     with pytest.raises(BiomatchError):
         FingerprintMatcher(other)
+
+
+# ---------------------------------------------------------------- kernels
+
+def test_portable_and_avx512_kernels_give_identical_scores():
+    if native.popcount_kernel != "avx512":
+        pytest.skip("this CPU or build has no AVX-512 VPOPCNTDQ kernel")
+    rng = np.random.default_rng(12)
+    d = dataclasses.asdict(P)
+    fast, slow = native.Config(d, kernel="avx512"), native.Config(d, kernel="portable")
+    assert (fast.kernel, slow.kernel) == ("avx512", "portable")
+    probe = random_template(rng)
+    cands = [transformed(probe, 12, 4, -3, 2, 3, rng)] + [random_template(rng, n=int(n)) for n in rng.integers(5, 70, 30)]
+    pp = native.prepare(fast, probe.as_float_array())
+    pc = [native.prepare(fast, c.as_float_array()) for c in cands]
+    np.testing.assert_array_equal(native.match_many(fast, pp, pc, 1), native.match_many(slow, pp, pc, 1))
+    # Other cylinder sizes take other unrolled paths (1..4 chunks of 8 words) or the portable loop.
+    for ns, nd in ((8, 4), (12, 6), (16, 8), (20, 8)):
+        d2 = dataclasses.asdict(dataclasses.replace(P, spatial_cells=ns, angular_cells=nd))
+        f2, s2 = native.Config(d2, kernel="avx512"), native.Config(d2, kernel="portable")
+        p2 = native.prepare(f2, probe.as_float_array())
+        c2 = [native.prepare(f2, c.as_float_array()) for c in cands[:10]]
+        np.testing.assert_array_equal(native.match_many(f2, p2, c2, 1), native.match_many(s2, p2, c2, 1))
+
+
+def test_kernel_argument_is_checked():
+    with pytest.raises(ValueError):
+        native.Config(dataclasses.asdict(P), kernel="gpu")
+    assert native.Config(dataclasses.asdict(P)).kernel == native.popcount_kernel
+
+
+def test_relaxation_compatibility_uses_each_pair_as_reference():
+    # rho(t, k) measures the segment t -> k from t's direction; an exact copy keeps every
+    # relaxed similarity equal to its initial one scaled alike, so the self score stays ~1.
+    rng = np.random.default_rng(13)
+    t = random_template(rng, n=30)
+    e = FingerprintMatcher(t).explain(t)
+    assert len(e["lss_pairs"][0]) == 30
+    assert all(a == b for a, b in zip(*e["lss_pairs"]))
+    assert e["lssr_score"] > 0.9
