@@ -60,63 +60,6 @@ def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
     k = p.block_size_px
     mean = cv2.blur(img, (k, k))
     std = np.sqrt(np.maximum(cv2.blur(img * img, (k, k)) - mean * mean, 0.0))
-    # Work on a grid of 4 px cells: the mask needs no finer detail and the morphology
-    # below becomes 16 times cheaper.
-    h, w = grey.shape
-    cell = 4
-    gh, gw = max(1, h // cell), max(1, w // cell)
-    small = cv2.resize(std, (gw, gh), interpolation=cv2.INTER_AREA)
-    # Relative threshold: a fraction of the contrast of the print's best areas, with an
-    # absolute floor so that a blank or constant image yields no foreground at all.
-    ref = float(np.percentile(small, 95))
-    thr = max(p.segment_std_min * ref * 3.0, 6.0)
-    fg = (small > thr).astype(np.uint8)
-    r = max(1, k // cell)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if n <= 1:
-        return np.zeros((h, w), np.uint8)
-    # Keep the largest region: a finger is one connected patch.
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    fg = (labels == largest).astype(np.uint8)
-    # Fill holes (dirt, pores, scars inside the print are not background): background
-    # reachable from the image edge stays background, the rest is filled.
-    flood = np.pad(fg, 1)
-    ff_mask = np.zeros((gh + 4, gw + 4), np.uint8)
-    cv2.floodFill(flood, ff_mask, (0, 0), 2)
-    fg = (flood[1:-1, 1:-1] != 2).astype(np.uint8)
-    return cv2.resize(fg, (w, h), interpolation=cv2.INTER_NEAREST)
-
-
-def _smooth(a: np.ndarray, k: int) -> np.ndarray:
-    """Two passes of a k x k box filter: close to a Gaussian, O(1) per pixel."""
-    import cv2
-
-    return cv2.blur(cv2.blur(a, (k, k), borderType=cv2.BORDER_REFLECT), (k, k),
-                    borderType=cv2.BORDER_REFLECT)
-
-
-def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
-    """Foreground mask: blocks with ridge contrast, cleaned to one solid region.
-
-    Parameters
-    ----------
-    grey : uint8 (h, w)
-        Fingerprint at 500 dpi.
-
-    Returns
-    -------
-    uint8 (h, w)
-        1 on the print, 0 on the background.
-    """
-    import cv2
-
-    img = grey.astype(np.float32)
-    k = p.block_size_px
-    mean = cv2.blur(img, (k, k))
-    std = np.sqrt(np.maximum(cv2.blur(img * img, (k, k)) - mean * mean, 0.0))
     # Relative threshold: a fraction of the contrast of the print's best areas, with an
     # absolute floor so that a blank or constant image yields no foreground at all.
     ref = float(np.percentile(std, 95))
