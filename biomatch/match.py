@@ -18,9 +18,11 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
 The kernels live in ``native/mcc.cpp`` and ``native/mcc_scan.inc``; this module validates
-and converts.  Speed (one thread, ``benchmarks/bench_match_speed.py``): ~150,000
-comparisons/s at 30 minutiae, ~60,000 at 45, ~110,000 on FVC2002 DB1_B templates (35
-minutiae on average), on an AVX-512 Zen 4 core.
+and converts.  Speed (one thread, ``benchmarks/bench_match_speed.py``): ~155,000
+comparisons/s at 30 minutiae, ~68,000 at 45, ~107,000 on FVC2002 DB1_B templates (34
+minutiae on average), on an AVX-512 Zen 4 core.  :meth:`FingerprintMatcher.match_many`
+checks a list of PreparedTemplates natively (type and parameter hash, one pass); lists
+holding Templates or anything else take the validating Python path.
 """
 
 from __future__ import annotations
@@ -209,6 +211,12 @@ class FingerprintMatcher:
             raise invalid("n_threads", "an int in [1, 1024]", n_threads)
         if isinstance(candidates, (Template, PreparedTemplate)) or not hasattr(candidates, "__len__"):
             raise invalid("candidates", "a sequence of Template or PreparedTemplate", type(candidates).__name__)
+        # Fast path: all PreparedTemplates of this matcher's parameters, checked natively.
+        if not isinstance(candidates, (str, bytes)):
+            out = _native().match_many_prepared(self._ctx.config, self._probe._native, candidates,
+                                                PreparedTemplate, self._ctx.hash, int(n_threads))
+            if out is not None:
+                return out
         natives = [self._coerce(c, f"candidates[{i}]")._native for i, c in enumerate(candidates)]
         return _native().match_many(self._ctx.config, self._probe._native, natives, int(n_threads))
 

@@ -136,6 +136,45 @@ NB_MODULE(_native, m) {
     return to_numpy(std::move(out), {n});
   }, "config"_a, "probe"_a, "candidates"_a, "n_threads"_a);
 
+  // Fast path of FingerprintMatcher.match_many: a sequence whose items are all instances of
+  // `prepared_type` (biomatch.match.PreparedTemplate) made with parameter hash `hash`.  The
+  // checks run here, one attribute read per item; returns None when any item fails them, and
+  // the caller then takes its validating path (which also prepares Templates).
+  m.def("match_many_prepared", [](const Config& cfg, const Prepared& probe, nb::handle seq,
+                                  nb::handle prepared_type, nb::str hash, int n_threads) -> nb::object {
+    PyObject* fast = PySequence_Fast(seq.ptr(), "candidates: expected a sequence");
+    if (!fast) throw nb::python_error();
+    nb::object keep = nb::steal(fast);
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject** items = PySequence_Fast_ITEMS(fast);
+    std::vector<const Prepared*> cands(static_cast<size_t>(n));
+    nb::str k_hash("params_hash"), k_native("_native");
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* it = items[i];
+      if (!PyObject_TypeCheck(it, reinterpret_cast<PyTypeObject*>(prepared_type.ptr()))) return nb::none();
+      nb::object h = nb::steal(PyObject_GetAttr(it, k_hash.ptr()));
+      if (!h.is_valid()) { PyErr_Clear(); return nb::none(); }
+      if (h.ptr() != hash.ptr()) {
+        if (!PyUnicode_Check(h.ptr()) || PyUnicode_Compare(h.ptr(), hash.ptr()) != 0) {
+          PyErr_Clear();
+          return nb::none();
+        }
+      }
+      nb::object nat = nb::steal(PyObject_GetAttr(it, k_native.ptr()));
+      if (!nat.is_valid()) { PyErr_Clear(); return nb::none(); }
+      const Prepared* ptr = nullptr;
+      if (!nb::try_cast<const Prepared*>(nat, ptr) || ptr == nullptr) return nb::none();
+      cands[static_cast<size_t>(i)] = ptr;  // kept alive by the sequence (held by `keep`)
+    }
+    std::vector<float> out(cands.size());
+    {
+      nb::gil_scoped_release nogil;
+      biomatch::match_many(cfg, probe, cands.data(), static_cast<int64_t>(cands.size()), out.data(), n_threads);
+    }
+    size_t m = out.size();
+    return nb::cast(to_numpy(std::move(out), {m}));
+  }, "config"_a, "probe"_a, "candidates"_a, "prepared_type"_a, "hash"_a, "n_threads"_a);
+
   m.def("explain", [](const Config& cfg, const Prepared& a, const Prepared& b) {
     biomatch::Explanation e;
     {

@@ -211,10 +211,10 @@ void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<floa
 
 #ifdef BIOMATCH_HAVE_AVX512
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vpopcntdq,popcnt")
+#pragma GCC target("avx512f,avx512vl,avx512vpopcntdq,popcnt")
 #endif
 #define BIOMATCH_SCAN_NAME scan_avx512
 #define BIOMATCH_SCAN_AVX512 1
@@ -233,7 +233,8 @@ void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<floa
 
 bool avx512_available() {
 #ifdef BIOMATCH_HAVE_AVX512
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vpopcntdq");
 #else
   return false;
 #endif
@@ -365,11 +366,17 @@ namespace {
 int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s) {
 #ifdef BIOMATCH_HAVE_AVX512
   if (cfg.kernel() == Kernel::Avx512 && cfg.mask_words() <= 8) {
-    switch ((cfg.words() + 7) / 8) {  // 8-word chunks held in registers; larger cylinders go portable
-      case 1: return scan_avx512<1>(cfg, a, b, s);
-      case 2: return scan_avx512<2>(cfg, a, b, s);
-      case 3: return scan_avx512<3>(cfg, a, b, s);
-      case 4: return scan_avx512<4>(cfg, a, b, s);
+    const int chunks = (cfg.words() + 7) / 8;
+    const bool half = cfg.words() - 8 * (chunks - 1) <= 4 && cfg.mask_words() <= 4;
+    switch (chunks * 2 + half) {  // 8-word chunks held in registers; larger cylinders go portable
+      case 3: return scan_avx512<1, true>(cfg, a, b, s);
+      case 5: return scan_avx512<2, true>(cfg, a, b, s);
+      case 7: return scan_avx512<3, true>(cfg, a, b, s);
+      case 9: return scan_avx512<4, true>(cfg, a, b, s);
+      case 2: return scan_avx512<1>(cfg, a, b, s);
+      case 4: return scan_avx512<2>(cfg, a, b, s);
+      case 6: return scan_avx512<3>(cfg, a, b, s);
+      case 8: return scan_avx512<4>(cfg, a, b, s);
       default: break;
     }
   }
@@ -494,28 +501,49 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   // 2. LSS: the n_R = min(nA, nB) most similar pairs (Section 4.2), ties broken by the lower
   //    (minutia_a, minutia_b).  A histogram of the similarities finds the threshold; only the
   //    pairs at or above it become sort keys.
+  //    Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
   constexpr int kBins = 128;
-  int hist[kBins + 1] = {};
-  int positive = 0;
+  int hist[kBins + 2] = {};
   for (int t = 0; t < total; ++t) {
-    if (!(sim[t] > 0.f)) continue;
-    ++hist[std::min(static_cast<int>(sim[t] * kBins), kBins)];
-    ++positive;
+    const int bin = std::min(static_cast<int>(sim[t] * kBins), kBins);
+    ++hist[sim[t] > 0.f ? bin : kBins + 1];
   }
+  const int positive = total - hist[kBins + 1];
   if (positive == 0) return 0.f;
   const int nr = std::min(nmin, positive);
   int thr = kBins;
   for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
-  if (s.keys.size() < size_t(positive)) s.keys.resize(positive);
+  if (s.keys.size() < size_t(total) + 1) s.keys.resize(size_t(total) + 1);
   uint64_t* keys = s.keys.data();
   const uint32_t* code = s.code.data();
   const float thr_sim = float(thr) / kBins;  // sim * kBins >= thr  <=>  sim >= thr / kBins (kBins = 2^7)
+  // Kept: sim > 0 and sim >= thr_sim.  Similarities are +0 or positive, so this is an integer
+  // comparison of their bits with max(bits(thr_sim), 1).
+  uint32_t lim;
+  std::memcpy(&lim, &thr_sim, sizeof lim);
+  lim = std::max<uint32_t>(lim, 1u);
   int m = 0;
-  for (int t = 0; t < total; ++t) {
-    if (!(sim[t] > 0.f) || sim[t] < thr_sim) continue;
+  int t = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  {  // 8 pairs at a time, compressed in order (the same keys in the same order as the loop below)
+    const __m256i vlim = _mm256_set1_epi32(static_cast<int>(lim));
+    const __m256i ones = _mm256_set1_epi32(-1);
+    for (; t + 8 <= total; t += 8) {
+      const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sim + t));
+      const __mmask8 keep = _mm256_cmpge_epu32_mask(g, vlim);
+      if (!keep) continue;
+      const __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + t)), ones);
+      const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(g), 32), _mm512_cvtepu32_epi64(c));
+      _mm512_mask_compressstoreu_epi64(keys + m, keep, k);
+      m += __builtin_popcount(keep);
+    }
+  }
+#endif
+  for (; t < total; ++t) {  // branch-free compaction: every key is written, kept ones advance m
     uint32_t gbits;
     std::memcpy(&gbits, &sim[t], sizeof gbits);
-    keys[m++] = (uint64_t(gbits) << 32) | uint32_t(~code[t]);
+    keys[m] = (uint64_t(gbits) << 32) | uint32_t(~code[t]);
+    m += gbits >= lim;
   }
   if (m > nr) std::nth_element(keys, keys + nr, keys + m, std::greater<uint64_t>());
   // Rows padded to a multiple of 16 floats so that the relaxation loop vectorises cleanly.
@@ -537,6 +565,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    t -> k is taken relative to t's direction), so both orders are computed; the matrix is
   //    stored transposed, rho[k * stride + t] = rho(t, k), for the column-block update below.
   s.rho.assign(size_t(nr) * stride, 0.f);
+  if (s.near.size() < size_t(nr)) s.near.resize(nr);
   float* rho = s.rho.data();
   for (int t = 0; t < nr; ++t) {
     const int at = ra[t], bt = rb[t];
@@ -546,10 +575,17 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     const float* rlb = &b.rel[size_t(bt) * b.n];
     const float* rda = &a.radial[size_t(at) * a.n];
     const float* rdb = &b.radial[size_t(bt) * b.n];
+    // Branch-free first pass: the k whose distance term is not negligible (most are).
+    int* __restrict near = s.near.data();
+    int nk = 0;
     for (int k = t + 1; k < nr; ++k) {
+      near[nk] = k;
+      nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
+    }
+    for (int q = 0; q < nk; ++q) {
+      const int k = near[q];
       const int ak = ra[k], bk = rb[k];
       const float d1 = std::fabs(da[ak] - db[bk]);
-      if (cfg.z_dist_negligible(d1)) continue;
       const float z = cfg.z_dist(d1) * cfg.z_angle(abs_angle_diff(rla[ak], rlb[bk]));
       rho[size_t(k) * stride + t] = z * cfg.z_angle(abs_angle_diff(rda[ak], rdb[bk]));
       rho[size_t(t) * stride + k] =

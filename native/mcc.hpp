@@ -119,7 +119,7 @@ struct Scratch {
   std::vector<float> sim;           // local similarity per pair
   std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
-  std::vector<int> ra, rb, order, ta, tb;
+  std::vector<int> ra, rb, order, ta, tb, near;
   std::vector<float> l0, l1, l2, rho, tw;
   std::vector<float> cand;
 };

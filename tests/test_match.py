@@ -208,6 +208,9 @@ def test_deterministic_and_match_many_equals_loop():
         assert got.dtype == np.float32 and got.shape == (len(cands),)
         np.testing.assert_array_equal(got, loop)
     np.testing.assert_array_equal(m.match_many(cands), loop)
+    # Native fast path (all PreparedTemplates) vs the validating path (mixed list), any sequence.
+    np.testing.assert_array_equal(m.match_many(tuple(prepared)), loop)
+    np.testing.assert_array_equal(m.match_many(prepared[:-1] + [cands[-1]]), loop)
     assert FingerprintMatcher(probe).match(cands[0]) == m.match(cands[0])
     assert m.match_many([]).shape == (0,)
 
