@@ -6,6 +6,7 @@ Commands::
     biomatch verify A B [--dpi N] [--json]
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR] [--threads N] [--quiet]
     biomatch evaluate fvc2002 FOLDER [--json] [--out DIR]      (db1_b..db4_b at their dpi)
+    biomatch synth fvc OUT [--fingers F] [--impressions I] [--seed S]
 
 ``verify`` takes images or native template files (recognised by their ``BMT1``
 magic, whatever their name); ``--dpi`` is needed only when one of them is an image.
@@ -104,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--threads", type=_positive_int, default=1, help="matcher threads (default 1)")
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     f.set_defaults(func=cmd_evaluate_fvc)
+
+    p = sub.add_parser("synth", help="generate synthetic fingerprints with ground truth",
+                       description="Synthetic fingerprint data (biomatch.datasets.synthetic).")
+    ssub = p.add_subparsers(dest="synth_command", required=True, metavar="KIND")
+    f = ssub.add_parser("fvc", help="an FVC-layout folder: <finger>_<impression>.png (500 dpi) + .json ground truth")
+    f.add_argument("out", type=Path, metavar="OUT")
+    f.add_argument("--fingers", type=_positive_int, default=10, help="number of fingers (default 10)")
+    f.add_argument("--impressions", type=_positive_int, default=8, help="impressions per finger (default 8)")
+    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    f.set_defaults(func=cmd_synth_fvc)
 
     f = esub.add_parser("fvc2002", help="FVC protocol on every FVC2002 B set in a folder, one summary table",
                         description="Runs the FVC protocol on db1_b..db4_b found in FOLDER at their "
@@ -229,6 +241,20 @@ def cmd_evaluate_fvc(args) -> int:
     print(f"  match (median)       {s['match_us_median']:.2f} us CPU per comparison")
     if args.out:
         print(f"  wrote {args.out / 'scores.csv'}, {args.out / 'det.png'}, {args.out / 'scores_hist.png'}")
+    return EXIT_OK
+
+
+def cmd_synth_fvc(args) -> int:
+    from .datasets.synthetic import write_fvc
+    from .evaluate.fvc import StderrProgress
+
+    progress = None
+    if not args.quiet:
+        bar = StderrProgress(label="synth: ")
+        progress = lambda done, total: bar("images", done, total)  # noqa: E731
+    folder = write_fvc(args.out, args.fingers, args.impressions, args.seed, progress=progress)
+    print(f"wrote {args.fingers * args.impressions} impressions of {args.fingers} fingers to {folder} "
+          f"(500 dpi; evaluate with: biomatch evaluate fvc {folder} --dpi 500)")
     return EXIT_OK
 
 

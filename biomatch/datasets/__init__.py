@@ -1,0 +1,1 @@
+"""Data sources: synthetic fingerprints (images with ground truth) and dataset helpers."""

@@ -1,0 +1,314 @@
+"""Synthetic fingerprints with ground truth, in the manner of SFinGe (Cappelli, Maio, Maltoni).
+
+A *master* fingerprint is grown from a fingerprint class: singular points give an
+orientation field (zero-pole model, Sherlock & Monro 1993), a smooth random map gives
+the ridge period, and a ridge pattern grows from random noise by iterated oriented
+Gabor filtering, as in SFinGe; minutiae appear where the pattern must branch to follow
+the field and are read from the master's own skeleton (the ground truth).
+
+An *impression* of a master is what a sensor sees: a partial contact region, a
+rotation and translation, non-linear skin distortion, pressure (ridge thickness),
+blur, noise and background; the ground-truth minutiae are moved with the same
+transform.
+
+All lengths are pixels at 500 dpi.  Everything is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import invalid
+
+__all__ = ["CLASSES", "MasterPrint", "Impression", "master", "impression", "write_fvc"]
+
+CLASSES = ("arch", "tented_arch", "left_loop", "right_loop", "whorl")
+
+_SIZE = (400, 320)  # master canvas (h, w) at 500 dpi: about 20 x 16 mm
+_N_ITER = 14
+_SEED_SIGMA_PX = 6.0
+
+
+@dataclass(frozen=True)
+class MasterPrint:
+    """A master fingerprint.
+
+    Attributes
+    ----------
+    ridges : float32 (h, w)
+        Ridge pattern in [-1, 1], ridges positive.
+    mask : uint8 (h, w)
+        Finger area.
+    orientation : float32 (h, w)
+        Ridge orientation, radians in [0, pi), image axes (y down).
+    minutiae : float64 (n, 4)
+        Ground truth ``x, y, angle, kind`` (angle in radians CCW as displayed, kind 1/2).
+    fingerprint_class : str
+    """
+
+    ridges: np.ndarray
+    mask: np.ndarray
+    orientation: np.ndarray
+    minutiae: np.ndarray
+    fingerprint_class: str
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One sensor impression of a master.
+
+    Attributes
+    ----------
+    image : uint8 (h, w)
+        Grey image at 500 dpi, ridges dark on a light background.
+    minutiae : float64 (n, 4)
+        Ground truth ``x, y, angle, kind`` in the image's coordinates (only minutiae
+        inside the contact region, away from its border).
+    """
+
+    image: np.ndarray
+    minutiae: np.ndarray
+
+
+def _singularities(cls: str, rng: np.random.Generator, h: int, w: int):
+    """Core and delta positions (x, y) for a class, with random jitter."""
+    cx, cy = w * rng.uniform(0.42, 0.58), h * rng.uniform(0.35, 0.5)
+    if cls == "arch":
+        return [], []
+    if cls == "tented_arch":
+        return [(cx, cy)], [(cx + rng.normal(0, 5), cy + rng.uniform(55, 80))]
+    if cls == "left_loop":
+        return [(cx, cy)], [(cx + rng.uniform(70, 110), cy + rng.uniform(70, 110))]
+    if cls == "right_loop":
+        return [(cx, cy)], [(cx - rng.uniform(70, 110), cy + rng.uniform(70, 110))]
+    # whorl: two cores one above the other, two deltas below-left and below-right
+    d = rng.uniform(12, 25)
+    return ([(cx, cy - d), (cx + rng.normal(0, 4), cy + d)],
+            [(cx - rng.uniform(80, 110), cy + rng.uniform(90, 120)),
+             (cx + rng.uniform(80, 110), cy + rng.uniform(90, 120))])
+
+
+def _orientation(cls: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    cores, deltas = _singularities(cls, rng, h, w)
+    if not cores:
+        # Plain arch: ridges bend over a low hump.
+        amp = rng.uniform(0.6, 1.0)
+        cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.5, 0.65)
+        # Slope of the hump at x, fading below its base (image axes: y down).
+        theta = amp * np.arctan((xx - cx) / (0.25 * w)) * np.clip((cy + 0.35 * h - yy) / (0.5 * h), 0.1, 1.2)
+    else:
+        # Zero-pole model (Sherlock & Monro 1993): theta = (sum arg(z - delta) - sum
+        # arg(z - core)) / 2 with y up; in image axes (y down) angles change sign, so the
+        # roles of the two sums swap.
+        z = xx + 1j * yy
+        theta = np.zeros_like(xx)
+        for (x0, y0) in cores:
+            theta += np.angle(z - (x0 + 1j * y0))
+        for (x0, y0) in deltas:
+            theta -= np.angle(z - (x0 + 1j * y0))
+        theta = 0.5 * theta
+    # A gentle random rotation of the whole field and a low-frequency wobble.
+    theta += rng.normal(0, 0.08) + 0.06 * np.sin(xx / w * rng.uniform(2, 5) + rng.uniform(0, 6)) \
+        * np.cos(yy / h * rng.uniform(2, 5))
+    return np.mod(theta, np.pi).astype(np.float32)
+
+
+def _finger_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    cx, cy = w / 2 + rng.normal(0, 6), h * 0.55
+    ax, ay = w * rng.uniform(0.40, 0.47), h * rng.uniform(0.52, 0.6)
+    # Fingertip: elliptical top, straighter sides towards the bottom.
+    ry = np.where(yy < cy, ay, ay * 1.6)
+    return (((xx - cx) / ax) ** 2 + ((yy - cy) / ry) ** 2 <= 1).astype(np.uint8)
+
+
+def master(seed: int, fingerprint_class: str | None = None) -> MasterPrint:
+    """Grow a master fingerprint.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same master.
+    fingerprint_class : str, optional
+        One of :data:`CLASSES`; drawn with natural frequencies when None
+        (loops ~65%, whorls ~28%, arches ~7%).
+
+    Returns
+    -------
+    MasterPrint
+    """
+    from ..extract import _enhance_nb
+    from ..extract.minutiae import detect_minutiae
+    from ..extract.skeleton import skeletonise
+    from ..params import ExtractionParams
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise invalid("seed", "a non-negative int", seed)
+    rng = np.random.default_rng([int(seed), 0x5F1])
+    if fingerprint_class is None:
+        fingerprint_class = str(rng.choice(CLASSES, p=[0.04, 0.03, 0.33, 0.32, 0.28]))
+    if fingerprint_class not in CLASSES:
+        raise invalid("fingerprint_class", f"one of {CLASSES}", fingerprint_class)
+    h, w = _SIZE
+    theta = _orientation(fingerprint_class, rng, h, w)
+    mask = _finger_mask(rng, h, w)
+    # Ridge period 8-11 px at 500 dpi (0.4-0.55 mm), varying smoothly over the finger.
+    import cv2
+
+    per = cv2.resize(rng.uniform(8.0, 10.5, (4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    periods = np.arange(5.0, 15.01, 0.5)
+    n_a = 24
+    bank = _enhance_nb.gabor_bank(n_a, periods, 4.0, 4.0, 6)
+    a_idx = (np.rint(theta * (n_a / np.pi)).astype(np.int32)) % n_a
+    p_idx = np.clip(np.rint((per - 5.0) / 0.5), 0, len(periods) - 1).astype(np.int32)
+    full = np.ones((h, w), np.uint8)
+    # Smooth initial noise: fewer, larger seeds grow into fewer ridge branchings, giving
+    # minutiae densities like real prints (about 0.4 per square mm, Maltoni et al.).
+    img = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), _SEED_SIGMA_PX)
+    for _ in range(_N_ITER):
+        img = _enhance_nb.gabor_filter(img, a_idx, p_idx, full, bank)
+        img = np.clip(img / (np.std(img) + 1e-6) * 1.5, -1, 1).astype(np.float32)
+    # Ground truth: minutiae of the master's own skeleton, inside the finger.
+    skel = skeletonise((img > 0).astype(np.uint8))
+    p = ExtractionParams()
+    inner = cv2.erode(mask, np.ones((9, 9), np.uint8))
+    cands, valid = detect_minutiae(skel, inner, theta, p)
+    m = np.stack([cands.x, cands.y, np.mod(2 * np.pi - cands.angle, 2 * np.pi), cands.kind], 1).astype(np.float64)
+    m = _thin_out(m[valid], 6.0)
+    return MasterPrint(img, mask, theta, m, fingerprint_class)
+
+
+def _thin_out(m: np.ndarray, min_dist: float) -> np.ndarray:
+    """Drop pairs of minutiae closer than ``min_dist`` px (skeleton artefacts, not ridges)."""
+    if len(m) < 2:
+        return m
+    d = np.hypot(m[:, None, 0] - m[None, :, 0], m[:, None, 1] - m[None, :, 1])
+    np.fill_diagonal(d, np.inf)
+    return m[d.min(axis=1) >= min_dist]
+
+
+def impression(mp: MasterPrint, seed: int, *, max_rotation_deg: float = 30.0,
+               max_translation_px: float = 40.0, distortion_px: float = 7.0,
+               out_size: tuple[int, int] = (400, 320)) -> Impression:
+    """Render one impression of a master.
+
+    Parameters
+    ----------
+    mp : MasterPrint
+    seed : int
+        Seed of this impression (combine the finger's and the impression's numbers).
+    max_rotation_deg, max_translation_px : float
+        Uniform ranges of the rigid placement.
+    distortion_px : float
+        Typical non-linear skin displacement at the border of the contact region.
+    out_size : (int, int)
+        Output image (h, w) at 500 dpi.
+
+    Returns
+    -------
+    Impression
+    """
+    import cv2
+
+    rng = np.random.default_rng([int(seed), 0x1A9])
+    h, w = mp.ridges.shape
+    oh, ow = out_size
+    ang = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))
+    tx, ty = rng.uniform(-max_translation_px, max_translation_px, 2)
+    # Contact region: an ellipse around a random centre of the finger (partial contact).
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    ccx, ccy = w / 2 + rng.normal(0, 20), h * 0.5 + rng.normal(0, 25)
+    rx, ry = rng.uniform(0.26, 0.42) * w * 1.2, rng.uniform(0.26, 0.42) * h * 1.1
+    contact = (((xx - ccx) / rx) ** 2 + ((yy - ccy) / ry) ** 2 <= 1) & (mp.mask > 0)
+    # Skin distortion: a smooth random field, near zero in the pressed centre and growing
+    # towards the border of the contact (Cappelli, Maio & Maltoni 2001).
+    grid = rng.normal(0, 1, (2, 5, 5)).astype(np.float32)
+    dx = cv2.resize(grid[0], (w, h), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(grid[1], (w, h), interpolation=cv2.INTER_CUBIC)
+    r = np.sqrt(((xx - ccx) / rx) ** 2 + ((yy - ccy) / ry) ** 2)
+    weight = np.clip(r, 0, 1.5) ** 2 * distortion_px
+    dx, dy = dx * weight, dy * weight
+    # Forward map master -> impression: p' = R (p + D(p) - c) + c' ; c' centres the contact.
+    c = np.array([ccx, ccy])
+    cprime = np.array([ow / 2 + tx, oh / 2 + ty])
+    cos, sin = np.cos(ang), np.sin(ang)
+    rot = np.array([[cos, -sin], [sin, cos]])
+    # Inverse map for rendering, first order in D: p = R^-1 (q - c') + c - D(.)
+    qy, qx = np.mgrid[0:oh, 0:ow].astype(np.float64)
+    u = cos * (qx - cprime[0]) + sin * (qy - cprime[1]) + c[0]
+    v = -sin * (qx - cprime[0]) + cos * (qy - cprime[1]) + c[1]
+    ui = np.clip(u, 0, w - 1).astype(np.float32)
+    vi = np.clip(v, 0, h - 1).astype(np.float32)
+    u = u - cv2.remap(dx, ui, vi, cv2.INTER_LINEAR)
+    v = v - cv2.remap(dy, ui, vi, cv2.INTER_LINEAR)
+    mapx, mapy = u.astype(np.float32), v.astype(np.float32)
+    ridges = cv2.remap(mp.ridges, mapx, mapy, cv2.INTER_LINEAR, borderValue=-1)
+    inside = cv2.remap(contact.astype(np.float32), mapx, mapy, cv2.INTER_LINEAR, borderValue=0) > 0.5
+    # Pressure: dry prints have thin, broken ridges; wet ones thick, merged ridges.
+    pressure = rng.uniform(-0.45, 0.45)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (oh, ow)).astype(np.float32), (0, 0), 1.2)
+    # Uneven contact: low-frequency patches where the skin is drier (ridges break up) or
+    # wetter (valleys fill in), as on real optical and capacitive sensors.
+    patches = cv2.resize(rng.normal(0, 1, (6, 5)).astype(np.float32), (ow, oh), interpolation=cv2.INTER_CUBIC)
+    local = pressure + rng.uniform(0.1, 0.35) * patches
+    ink = np.clip((ridges - local + rng.uniform(0.3, 0.6) * noise) * 2.5, -1, 1)
+    # Contact fades at the border of the pressed region.
+    soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 4)
+    dark = (0.5 + 0.5 * ink) * soft
+    bg = rng.uniform(200, 245)
+    img = bg - dark * rng.uniform(140, 190)
+    img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), rng.uniform(0.6, 1.1))
+    img += rng.normal(0, rng.uniform(3, 8), img.shape)
+    image = np.clip(img, 0, 255).astype(np.uint8)
+    # Ground truth: forward-transform the master's minutiae; keep those well inside the contact.
+    m = mp.minutiae
+    out = np.zeros((0, 4))
+    if len(m):
+        mx, my = m[:, 0].astype(int), m[:, 1].astype(int)
+        keep = contact[my, mx] > 0
+        pts = np.stack([m[:, 0] + dx[my, mx], m[:, 1] + dy[my, mx]], 1) - c
+        q = pts @ rot.T + cprime
+        # Image angle theta (CCW as displayed) turns by -ang because the y axis points down.
+        a = np.mod(m[:, 2] - ang, 2 * np.pi)
+        out = np.column_stack([q, a, m[:, 3]])[keep]
+        ok = (out[:, 0] >= 0) & (out[:, 0] < ow) & (out[:, 1] >= 0) & (out[:, 1] < oh)
+        out = out[ok]
+        if len(out):
+            border = cv2.distanceTransform(np.pad(inside.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            out = out[border[out[:, 1].astype(int), out[:, 0].astype(int)] >= 12]
+    return Impression(image, out)
+
+
+def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progress=None) -> Path:
+    """Write an FVC-layout folder of synthetic impressions with ground truth.
+
+    Files: ``<finger>_<impression>.png`` (500 dpi, fingers numbered from 101) and
+    ``<finger>_<impression>.json`` with the ground-truth minutiae
+    (``{"dpi": 500, "minutiae": [[x, y, angle_rad, kind], ...]}``).
+    """
+    import cv2
+
+    for name, value, lo, hi in (("fingers", fingers, 1, 100000), ("impressions", impressions, 1, 100)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+            raise invalid(name, f"an int in [{lo}, {hi}]", value)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = fingers * impressions
+    for f in range(fingers):
+        mp = master(int(seed) * 1_000_003 + f)
+        for i in range(impressions):
+            imp = impression(mp, (int(seed) * 1_000_003 + f) * 131 + i)
+            stem = f"{101 + f}_{i + 1}"
+            cv2.imwrite(str(folder / f"{stem}.png"), imp.image)
+            (folder / f"{stem}.json").write_text(json.dumps(
+                {"dpi": 500, "class": mp.fingerprint_class,
+                 "minutiae": [[round(float(x), 2), round(float(y), 2), round(float(a), 4), int(k)]
+                              for x, y, a, k in imp.minutiae]}))
+            if progress is not None:
+                progress(f * impressions + i + 1, total)
+    return folder
