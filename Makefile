@@ -1,5 +1,6 @@
 # The two set-up commands of biomatch (both create .venv and install biomatch into it):
-#   make run    — the main job (FVC2002 evaluation on ../shared/datasets, or DATA=folder DPI=n)
+#   make run    — the main job (FVC2002 evaluation on ../shared/datasets, else on generated
+#                 fingerprints; or DATA=folder DPI=n)
 #   make test   — the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -26,7 +27,13 @@ run: $(STAMP)
 ifneq ($(DATA),)
 	$(BIN)/biomatch evaluate fvc $(DATA) --dpi $(DPI) --out $(OUT)
 else
-	$(BIN)/biomatch evaluate fvc2002 $(DATASETS)/fvc2002 --out $(OUT)
+	@if [ -d "$(DATASETS)/fvc2002" ]; then \
+	  $(BIN)/biomatch evaluate fvc2002 $(DATASETS)/fvc2002 --out $(OUT); \
+	else \
+	  echo "no $(DATASETS)/fvc2002: evaluating generated fingerprints instead"; \
+	  $(BIN)/biomatch synth fvc $(OUT)/synthetic --fingers 10 --impressions 8 --seed 1 && \
+	  $(BIN)/biomatch evaluate fvc $(OUT)/synthetic --dpi 500 --out $(OUT)/synthetic-eval; \
+	fi
 endif
 
 test: $(STAMP)
