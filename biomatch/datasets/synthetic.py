@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import invalid
 
-__all__ = ["CLASSES", "MasterPrint", "Impression", "master", "impression", "write_fvc"]
+__all__ = ["CLASSES", "MasterPrint", "Impression", "TemplateModel", "master", "impression",
+           "template_impressions", "write_fvc"]
 
 CLASSES = ("arch", "tented_arch", "left_loop", "right_loop", "whorl")
 
@@ -312,3 +313,66 @@ def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progre
             if progress is not None:
                 progress(f * impressions + i + 1, total)
     return folder
+
+
+@dataclass(frozen=True)
+class TemplateModel:
+    """Perturbation model of mated impressions for :func:`template_impressions`.
+
+    Lengths in pixels at 500 dpi, angles in degrees.  The defaults were calibrated so
+    that biomatch's genuine and impostor score distributions on generated templates
+    resemble those on FVC2002 B (see ``benchmarks/synthetic_calibration.py``).
+    """
+
+    minutiae_per_finger: int = 55
+    min_distance_px: float = 10.0
+    width_px: int = 320
+    height_px: int = 400
+    max_rotation_deg: float = 25.0
+    max_translation_px: float = 30.0
+    distortion_px: float = 6.0
+    jitter_px: float = 2.0
+    angle_noise_deg: float = 8.0
+    p_missing: float = 0.2
+    spurious_rate: float = 0.15
+    contact_min: float = 0.30
+    contact_max: float = 0.48
+
+
+def template_impressions(finger_seed: int, impressions: int, model: TemplateModel | None = None) -> list:
+    """Mated templates of one synthetic finger, generated without images.
+
+    Parameters
+    ----------
+    finger_seed : int
+        Identifies the finger: the same seed gives the same master minutiae.
+    impressions : int
+        Number of impressions to draw.
+    model : TemplateModel, optional
+
+    Returns
+    -------
+    list of Template
+        At 500 dpi, quality 60 per minutia; about 10,000+ per second on one core.
+    """
+    from ..template import MINUTIA_DTYPE, Template
+    from . import _templates_nb as nb
+
+    if isinstance(finger_seed, bool) or not isinstance(finger_seed, (int, np.integer)) or finger_seed < 0:
+        raise invalid("finger_seed", "a non-negative int", finger_seed)
+    md = TemplateModel() if model is None else model
+    base = nb.master_minutiae(int(finger_seed) % (2**31), md.minutiae_per_finger, float(md.width_px),
+                              float(md.height_px), md.min_distance_px)
+    out = []
+    for i in range(int(impressions)):
+        pts = nb.perturb(base, (int(finger_seed) * 7919 + i * 104729 + 1) % (2**31), float(md.width_px),
+                         float(md.height_px), np.deg2rad(md.max_rotation_deg), md.max_translation_px,
+                         md.distortion_px, md.jitter_px, np.deg2rad(md.angle_noise_deg), md.p_missing,
+                         md.spurious_rate, md.contact_min, md.contact_max)
+        m = np.zeros(len(pts), MINUTIA_DTYPE)
+        m["x"], m["y"] = pts[:, 0], pts[:, 1]
+        m["angle"] = np.mod(pts[:, 2], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
+        m["kind"] = pts[:, 3]
+        m["quality"] = 60
+        out.append(Template(m, md.width_px, md.height_px, 60 if len(m) else 0, "synthetic"))
+    return out

@@ -82,3 +82,20 @@ def test_write_fvc_and_cli(tmp_path):
     assert meta["dpi"] == 500 and len(meta["minutiae"]) > 5 and len(meta["minutiae"][0]) == 4
     with pytest.raises(InvalidInputError):
         write_fvc(tmp_path / "x", 0, 2, 1)
+
+
+def test_template_impressions_deterministic_and_mated():
+    from biomatch.datasets.synthetic import TemplateModel, template_impressions
+    from biomatch.match import FingerprintMatcher
+
+    a = template_impressions(5, 3)
+    assert a[0] == template_impressions(5, 3)[0] and len(a) == 3
+    assert all(10 <= len(t) <= 120 for t in a)
+    b = template_impressions(6, 1)[0]
+    m = FingerprintMatcher(a[0])
+    assert m.match(a[1]) > 2 * m.match(b)
+    easy = TemplateModel(p_missing=0.0, spurious_rate=0.0, jitter_px=0.0, angle_noise_deg=0.0, distortion_px=0.0)
+    c = template_impressions(5, 2, easy)
+    assert FingerprintMatcher(c[0]).match(c[1]) >= m.match(a[1]) * 0.8
+    with pytest.raises(InvalidInputError):
+        template_impressions(-1, 2)
