@@ -33,6 +33,8 @@ MccParams params_from_dict(const nb::dict& d) {
     F(pairs_tau) I(relax_iterations) F(relax_weight) F(relax_distance_mu_px)
     F(relax_distance_tau_per_px) F(relax_angle_mu_deg) F(relax_angle_tau_per_rad) I(min_minutiae)
     F(global_max_distance_px) F(global_max_angle_deg) F(global_weight)
+    I(elastic_anchors) F(elastic_distance_px) F(elastic_distance_fraction) F(elastic_angle_deg)
+    F(elastic_weight)
 #undef F
 #undef I
     throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
@@ -68,6 +70,10 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
   d["n_consistent"] = e.n_consistent;
   d["overlap"] = nb::make_tuple(e.overlap_a, e.overlap_b);
   d["global_score"] = e.global_score;
+  d["elastic_pairs"] = nb::make_tuple(e.elastic_a, e.elastic_b);
+  d["n_elastic_consistent"] = e.n_elastic;
+  d["elastic_overlap"] = nb::make_tuple(e.elastic_overlap_a, e.elastic_overlap_b);
+  d["elastic_score"] = e.elastic_score;
   d["score"] = e.score;
   return d;
 }

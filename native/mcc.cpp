@@ -79,14 +79,18 @@ bool in_hull(const std::vector<float>& hull, float px, float py, float margin) {
   const int m = static_cast<int>(hull.size() / 2);
   if (m == 0) return false;
   bool inside = m >= 3;
-  float best = 1e30f;
-  for (int i = 0; i < m; ++i) {
+  for (int i = 0; i < m && inside; ++i) {
     int j = (i + 1) % m;
     float ax = hull[2 * i], ay = hull[2 * i + 1], bx = hull[2 * j], by = hull[2 * j + 1];
     if ((bx - ax) * (py - ay) - (by - ay) * (px - ax) < 0) inside = false;
-    best = std::min(best, seg_dist2(px, py, ax, ay, bx, by));
   }
-  return inside || best <= margin * margin;
+  if (inside) return true;
+  const float m2 = margin * margin;
+  for (int i = 0; i < m; ++i) {
+    int j = (i + 1) % m;
+    if (seg_dist2(px, py, hull[2 * i], hull[2 * i + 1], hull[2 * j], hull[2 * j + 1]) <= m2) return true;
+  }
+  return false;
 }
 
 struct Geometry {  // cell geometry shared by prepare() and cylinder_values()
@@ -296,7 +300,13 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n) {
   std::vector<uint64_t> bits, mask, smask;
   compute_cells(cfg, xyaq, n, t.x, t.y, t.theta, t.hull, nullptr, nullptr, valid, &bits, &mask, &smask);
   t.quality.resize(n);
-  for (int i = 0; i < n; ++i) t.quality[i] = xyaq[4 * i + 3];
+  t.cos_theta.resize(n);
+  t.sin_theta.resize(n);
+  for (int i = 0; i < n; ++i) {
+    t.quality[i] = xyaq[4 * i + 3];
+    t.cos_theta[i] = std::cos(t.theta[i]);
+    t.sin_theta[i] = std::sin(t.theta[i]);
+  }
   t.dist.resize(static_cast<size_t>(n) * n);
   t.rel.resize(static_cast<size_t>(n) * n);
   t.radial.resize(static_cast<size_t>(n) * n);
@@ -478,6 +488,69 @@ int count_consistent(const MccParams& p, const Prepared& a, const Prepared& b, f
   return count;
 }
 
+// Elastic consistency about one anchor pair (ia, ib): A is turned by the anchor's direction
+// difference about minutia ia and moved onto ib; two minutiae agree when their distance is at
+// most d0 + f * (distance from the anchor) and their directions differ by at most the angle
+// tolerance (distortion grows with the distance from the region that aligns).  Greedy
+// one-to-one pairing by relative error.  Returns the number of pairs.
+int elastic_count(const MccParams& p, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s,
+                  bool keep) {
+  const float rot = b.theta[ib] - a.theta[ia];
+  const float c = std::cos(rot), sn = std::sin(rot);
+  const float cos_max = std::cos(p.elastic_angle_deg * kDeg), d0 = p.elastic_distance_px, f = p.elastic_distance_fraction;
+  const float ax = a.x[ia], ay = a.y[ia], bx = b.x[ib], by = b.y[ib];
+  const float* da = &a.dist[size_t(ia) * a.n];
+  const int nb = b.n;
+  if (s.erel.size() < size_t(nb)) s.erel.resize(nb);
+  float* __restrict rel = s.erel.data();
+  const float* __restrict xb = b.x.data();
+  const float* __restrict yb = b.y.data();
+  const float* __restrict cb = b.cos_theta.data();
+  const float* __restrict sb = b.sin_theta.data();
+  s.cand.clear();
+  for (int i = 0; i < a.n; ++i) {
+    const float dx = a.x[i] - ax, dy = a.y[i] - ay;
+    const float X = bx + c * dx - sn * dy, Y = by + sn * dx + c * dy;
+    const float tol = d0 + f * da[i], inv_tol2 = 1.f / (tol * tol);
+    // Direction of minutia i turned by rot: cos/sin of theta_i + rot.
+    const float cT = a.cos_theta[i] * c - a.sin_theta[i] * sn, sT = a.sin_theta[i] * c + a.cos_theta[i] * sn;
+    // Branch-free (vectorised): relative squared error, > 1 when the pair does not agree.
+    float lo = 2.f;
+    for (int j = 0; j < nb; ++j) {
+      const float ex = xb[j] - X, ey = yb[j] - Y;
+      const float r = (ex * ex + ey * ey) * inv_tol2;
+      const float v = (cb[j] * cT + sb[j] * sT >= cos_max) ? r : 2.f;
+      rel[j] = v;
+      lo = std::min(lo, v);
+    }
+    if (lo > 1.f) continue;
+    for (int j = 0; j < nb; ++j) {
+      if (rel[j] > 1.f) continue;
+      s.cand.push_back(rel[j]);
+      s.cand.push_back(static_cast<float>(i));
+      s.cand.push_back(static_cast<float>(j));
+    }
+  }
+  const int m = static_cast<int>(s.cand.size() / 3);
+  s.eorder.resize(m);
+  std::iota(s.eorder.begin(), s.eorder.end(), 0);
+  std::sort(s.eorder.begin(), s.eorder.end(), [&](int u, int v) {
+    return s.cand[3 * u] < s.cand[3 * v] || (s.cand[3 * u] == s.cand[3 * v] && u < v);
+  });
+  s.used_a.assign(a.n, 0);
+  s.used_b.assign(nb, 0);
+  if (keep) { s.ea.clear(); s.eb.clear(); }
+  int count = 0;
+  for (int q : s.eorder) {
+    const int i = static_cast<int>(s.cand[3 * q + 1]), j = static_cast<int>(s.cand[3 * q + 2]);
+    if (s.used_a[i] || s.used_b[j]) continue;
+    s.used_a[i] = s.used_b[j] = 1;
+    ++count;
+    if (keep) { s.ea.push_back(i); s.eb.push_back(j); }
+  }
+  return count;
+}
+
 }  // namespace
 
 float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, Explanation* ex) {
@@ -636,15 +709,67 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   s.ta.resize(ntop);
   s.tb.resize(ntop);
   s.tw.resize(ntop);
+  s.tr.resize(ntop);
   for (int q = 0; q < ntop; ++q) {
     int t = s.order[q];
     sum += s.l1[t];
     s.ta[q] = ra[t];
     s.tb[q] = rb[t];
     s.tw[q] = std::max(s.l1[t], 0.f);
+    s.tr[q] = s.l1[t];
   }
   const float lssr = std::clamp(sum / float(np), 0.f, 1.f);
-  if (p.global_weight <= 0.f && ex == nullptr) return lssr;
+
+  // 5. Elastic consistency (biomatch's addition, a second stage as in elastic/Bozorth-like
+  //    matchers): each of the first elastic_anchors top pairs anchors a transform (its
+  //    minutiae superposed, its direction difference as rotation); the anchor pairing the most
+  //    minutiae wins, elastic = n_e^2 / (overlap_a * overlap_b) with the overlaps counted as
+  //    for the global term (floor n_P max), and score = lssr^(1-w) * elastic^w.
+  float elastic = 0.f, fused = lssr;
+  int best_q = -1, ne = 0, eova = 0, eovb = 0;
+  if (p.elastic_anchors > 0) {
+    const int nq = std::min(p.elastic_anchors, ntop);
+    // An anchor already paired under the best anchor so far gives about the same alignment:
+    // skipped.  s.epart holds, per minutia of A, 1 + its partner in B under the best anchor.
+    for (int q = 0; q < nq; ++q) {
+      if (best_q >= 0 && s.tb[q] + 1 == s.epart[s.ta[q]]) continue;
+      const int c = elastic_count(p, a, b, s.ta[q], s.tb[q], s, true);
+      if (c > ne) {
+        ne = c;
+        best_q = q;
+        s.epart.assign(a.n, 0);
+        for (size_t u = 0; u < s.ea.size(); ++u) s.epart[s.ea[u]] = s.eb[u] + 1;
+      }
+    }
+    if (best_q >= 0) {
+      const int ia = s.ta[best_q], ib = s.tb[best_q];
+      const float rot = b.theta[ib] - a.theta[ia], c = std::cos(rot), sn = std::sin(rot);
+      const float m = p.elastic_distance_px;
+      for (int i = 0; i < a.n; ++i) {
+        const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
+        eova += in_hull(b.hull, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
+      }
+      for (int j = 0; j < b.n; ++j) {
+        const float dx = b.x[j] - b.x[ib], dy = b.y[j] - b.y[ib];
+        eovb += in_hull(a.hull, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
+      }
+      const float fl = float(p.pairs_max);
+      elastic = std::clamp(float(ne) * float(ne) / (std::max(float(eova), fl) * std::max(float(eovb), fl)), 0.f, 1.f);
+    }
+    const float w = p.elastic_weight;
+    fused = w == 0.5f ? std::sqrt(lssr * elastic) : std::pow(lssr, 1.f - w) * std::pow(elastic, w);
+    if (ex) {
+      if (best_q >= 0) elastic_count(p, a, b, s.ta[best_q], s.tb[best_q], s, true);
+      ex->elastic_a = s.ea;
+      ex->elastic_b = s.eb;
+      ex->elastic_anchor = best_q;
+      ex->n_elastic = ne;
+      ex->elastic_overlap_a = eova;
+      ex->elastic_overlap_b = eovb;
+      ex->elastic_score = elastic;
+    }
+  }
+  if (p.global_weight <= 0.f && ex == nullptr) return fused;
   const std::vector<int>& ta = s.ta;
   const std::vector<int>& tb = s.tb;
   const std::vector<float>& tw = s.tw;
@@ -677,7 +802,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   const float floor_ov = float(p.pairs_max);
   float glob = float(nc) * float(nc) / (std::max(float(ova), floor_ov) * std::max(float(ovb), floor_ov));
   glob = std::clamp(glob, 0.f, 1.f);
-  const float score = std::pow(lssr, 1.f - p.global_weight) * std::pow(glob, p.global_weight);
+  const float score = p.global_weight > 0.f ? std::pow(fused, 1.f - p.global_weight) * std::pow(glob, p.global_weight) : fused;
 
   if (ex) {
     ex->lss_a = s.ra;
@@ -686,8 +811,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     ex->relaxed.assign(s.l1.begin(), s.l1.begin() + nr);
     ex->top_a = ta;
     ex->top_b = tb;
-    ex->top_relaxed.clear();
-    for (int q = 0; q < ntop; ++q) ex->top_relaxed.push_back(s.l1[s.order[q]]);
+    ex->top_relaxed = s.tr;
     ex->consistent_a = ca;
     ex->consistent_b = cb;
     ex->rotation_rad = rot;

@@ -44,6 +44,13 @@ struct MccParams {
   float global_max_distance_px = 15.f;
   float global_max_angle_deg = 30.f;
   float global_weight = 0.f;                // score = lssr^(1-w) * global^w
+  // Elastic consistency: each of the best LSS-R pairs in turn anchors a transform; minutiae
+  // pairs agree within a tolerance growing with the distance from the anchor.
+  int elastic_anchors = 0;                  // top pairs tried as anchors (0: the term is off)
+  float elastic_distance_px = 8.f;          // position tolerance at the anchor (~1 ridge period)
+  float elastic_distance_fraction = 0.05f;  // + this fraction of the distance from the anchor
+  float elastic_angle_deg = 20.f;           // direction tolerance
+  float elastic_weight = 0.5f;              // score = lssr^(1-w) * elastic^w
 };
 
 // Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
@@ -64,6 +71,7 @@ struct Prepared {
   int mask_words = 0;               // uint64 words per packed spatial mask (one plane)
   std::vector<float> x, y, theta;   // y-up frame, theta in [0, 2pi)
   std::vector<float> quality;       // 0..1 as given
+  std::vector<float> cos_theta, sin_theta;  // of theta
   std::vector<float> dist;          // n*n: distance from i to j (px)
   std::vector<float> rel, radial;   // n*n: theta_j - theta_i, atan2(j - i) - theta_i, in [0, 2pi)
   // Valid cylinders only (Section 3.2), compacted and sorted by cyl_theta.
@@ -120,8 +128,12 @@ struct Scratch {
   std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
   std::vector<int> ra, rb, order, ta, tb, near;
-  std::vector<float> l0, l1, l2, rho, tw;
+  std::vector<float> l0, l1, l2, rho, tw, tr;
   std::vector<float> cand;
+  std::vector<uint8_t> used_a, used_b;
+  std::vector<int> ea, eb, eorder;   // elastic pairs of the current anchor, candidate order
+  std::vector<int> epart;            // elastic: 1 + partner in B of each minutia of A (best anchor)
+  std::vector<float> erel;           // elastic: relative error per minutia of B (padded)
 };
 
 // Cylinders in the unpacked layout (bit k * Ns * Ns + i * Ns + j), in minutia order;
@@ -139,6 +151,9 @@ struct Explanation {
   float rotation_rad = 0, tx = 0, ty = 0; // B ~ R(rot) A + t, y-up frame
   int n_pairs = 0, n_consistent = 0, overlap_a = 0, overlap_b = 0;
   float lssr_score = 0, global_score = 0, score = 0;
+  std::vector<int> elastic_a, elastic_b;  // elastic-consistent pairs of the best anchor
+  int elastic_anchor = -1, n_elastic = 0, elastic_overlap_a = 0, elastic_overlap_b = 0;
+  float elastic_score = 0;
   int valid_cylinders_a = 0, valid_cylinders_b = 0;
 };
 

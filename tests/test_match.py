@@ -223,7 +223,8 @@ def test_explain_has_stable_keys_and_agrees_with_match():
     e = m.explain(cand)
     assert set(e) == {"valid_cylinders", "lss_pairs", "lss_similarity", "relaxed_similarity", "n_pairs",
                       "top_pairs", "top_relaxed_similarity", "lssr_score", "rotation_rad", "translation_px",
-                      "consistent_pairs", "n_consistent", "overlap", "global_score", "score"}
+                      "consistent_pairs", "n_consistent", "overlap", "global_score", "elastic_pairs",
+                      "n_elastic_consistent", "elastic_overlap", "elastic_score", "score"}
     assert e["score"] == pytest.approx(m.match(cand))
     assert e["n_consistent"] > 20
     # The fitted rotation is the one applied (y-up frame, counter-clockwise).
@@ -236,6 +237,47 @@ def test_global_weight_blends_terms():
     cand = transformed(probe, 5, 3, 3, 2, 3, rng)
     e = FingerprintMatcher(probe, MatchParams(global_weight=0.5)).explain(cand)
     assert e["score"] == pytest.approx(np.sqrt(e["lssr_score"] * e["global_score"]), rel=1e-5)
+
+
+PE = MatchParams(elastic_anchors=12)
+
+
+def distorted(t, angle_deg, strain, rng, size=400):
+    """Rotated copy stretched radially about the print centre by ``strain`` (skin distortion)."""
+    m = t.minutiae
+    cx = cy = size / 2
+    x, y = m["x"] - cx, m["y"] - cy
+    k = 1 + strain * np.hypot(x, y) / size
+    t2 = Template.from_arrays(x * k + cx, y * k + cy, m["angle"], width=size, height=size)
+    return transformed(t2, angle_deg, 0, 0, 1.0, 3, rng)
+
+
+def test_elastic_term_rewards_distorted_genuine_copy():
+    rng = np.random.default_rng(12)
+    probe = random_template(rng)
+    cand = distorted(probe, 25, 0.25, rng)
+    on, off = FingerprintMatcher(probe, PE), FingerprintMatcher(probe)
+    e = on.explain(cand)
+    assert e["score"] == pytest.approx(np.sqrt(e["lssr_score"] * e["elastic_score"]), rel=1e-5)
+    assert e["score"] == pytest.approx(on.match(cand))
+    assert e["n_elastic_consistent"] >= 20
+    assert len(e["elastic_pairs"][0]) == e["n_elastic_consistent"]
+    assert on.match(cand) > off.match(cand)
+    impostors = [random_template(rng) for _ in range(20)]
+    assert max(on.match_many([prepare(c, PE) for c in impostors])) < 0.3 * on.match(cand)
+    # Off by default: the elastic term is not computed and the score is LSS-R.
+    e0 = off.explain(cand)
+    assert e0["elastic_score"] == 0 and e0["score"] == pytest.approx(e0["lssr_score"])
+
+
+def test_elastic_match_many_equals_match():
+    rng = np.random.default_rng(13)
+    probe = random_template(rng)
+    cands = [distorted(probe, -15, 0.2, rng)] + [random_template(rng) for _ in range(30)]
+    m = FingerprintMatcher(probe, PE)
+    loop = np.array([m.match(c) for c in cands], np.float32)
+    for n_threads in (1, 2):
+        np.testing.assert_array_equal(m.match_many([prepare(c, PE) for c in cands], n_threads=n_threads), loop)
 
 
 # ---------------------------------------------------------------- errors
