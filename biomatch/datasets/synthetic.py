@@ -194,7 +194,7 @@ def _thin_out(m: np.ndarray, min_dist: float) -> np.ndarray:
 
 
 def impression(mp: MasterPrint, seed: int, *, max_rotation_deg: float = 30.0,
-               max_translation_px: float = 40.0, distortion_px: float = 7.0,
+               max_translation_px: float = 40.0, distortion_px: float = 9.0,
                out_size: tuple[int, int] = (400, 320)) -> Impression:
     """Render one impression of a master.
 
@@ -256,8 +256,20 @@ def impression(mp: MasterPrint, seed: int, *, max_rotation_deg: float = 30.0,
     # Uneven contact: low-frequency patches where the skin is drier (ridges break up) or
     # wetter (valleys fill in), as on real optical and capacitive sensors.
     patches = cv2.resize(rng.normal(0, 1, (6, 5)).astype(np.float32), (ow, oh), interpolation=cv2.INTER_CUBIC)
-    local = pressure + rng.uniform(0.1, 0.35) * patches
-    ink = np.clip((ridges - local + rng.uniform(0.3, 0.6) * noise) * 2.5, -1, 1)
+    local = pressure + rng.uniform(0.15, 0.5) * patches
+    ink = np.clip((ridges - local + rng.uniform(0.4, 0.8) * noise) * 2.5, -1, 1)
+    # Scratches and smudges: a few thin bright lines and dark blots on some impressions.
+    for _ in range(rng.poisson(1.0)):
+        p0 = rng.uniform(0, 1, 2) * (ow, oh)
+        p1 = p0 + rng.normal(0, 60, 2)
+        line = np.zeros((oh, ow), np.uint8)
+        cv2.line(line, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1, int(rng.integers(1, 3)))
+        ink = np.where(line > 0, -1.0, ink)
+    for _ in range(rng.poisson(0.7)):
+        blot = np.zeros((oh, ow), np.float32)
+        cv2.circle(blot, (int(rng.uniform(0, ow)), int(rng.uniform(0, oh))), int(rng.uniform(8, 25)), 1.0, -1)
+        blot = cv2.GaussianBlur(blot, (0, 0), 5)
+        ink = ink * (1 - blot) + blot * rng.uniform(0.3, 1.0)
     # Contact fades at the border of the pressed region.
     soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 4)
     dark = (0.5 + 0.5 * ink) * soft
