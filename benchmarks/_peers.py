@@ -50,6 +50,8 @@ class Peer:
     dump: Callable[[Any], bytes] | None = None
     load: Callable[[bytes], Any] | None = None
     is_empty: Callable[[Any], bool] = field(default=lambda t: t is None)
+    prepare: Callable[[Any], Any] | None = None  # once per template before matching (enrolment)
+    cache_result: bool = True  # False: cache templates only (the matcher is biomatch's, under change)
 
 
 def _unavailable(name: str, key: str, reason: str) -> Peer:
@@ -184,8 +186,47 @@ def afis_peers() -> list[Peer]:
     return peers
 
 
-def all_peers() -> list[Peer]:
-    return [nbis_peer(), *afis_peers()]
+# --------------------------------------------------------------------------- biomatch LEADER
+
+def leader_peer() -> Peer:
+    """biomatch's optional LEADER extractor (cv2.dnn) with biomatch's MCC matcher.
+
+    Templates are cached under a key that includes the hash of ``biomatch/extract/leader.py``
+    and of the model, so editing the decoding invalidates them; scores are never cached.
+    """
+    name = "biomatch LEADER+MCC"
+    try:
+        import cv2
+
+        from biomatch.extract.leader import LEADER_SHA256, LeaderModelError, extract_leader, find_leader_model
+        from biomatch.match import FingerprintMatcher, prepare
+        from biomatch.template import Template, decode, encode
+
+        find_leader_model()
+    except LeaderModelError as exc:
+        return _unavailable(name, "biomatch-leader", str(exc))
+    except Exception as exc:
+        return _unavailable(name, "biomatch-leader", f"import failed: {type(exc).__name__}: {exc}")
+    cv2.setNumThreads(1)
+    src = Path(__file__).resolve().parents[1] / "biomatch" / "extract" / "leader.py"
+    key = f"biomatch-leader-{file_sha256(src)[:12]}-{LEADER_SHA256[:8]}"
+
+    def extract(path: Path, dpi: float):
+        return extract_leader(path, dpi)
+
+    def match_many(probe, candidates):
+        return FingerprintMatcher(probe).match_many(candidates, n_threads=1)
+
+    def is_empty(t) -> bool:
+        return t is None or len(getattr(t, "template", t)) == 0
+
+    return Peer(name, key + "/leader+mcc", key + "/leader", True, "", extract, match_many,
+                lambda t: b"" if t is None else encode(t), lambda d: decode(d) if d else None,
+                is_empty, prepare=lambda t: prepare(t) if isinstance(t, Template) else t, cache_result=False)
+
+
+def all_peers(leader: bool = False) -> list[Peer]:
+    return [*([leader_peer()] if leader else []), nbis_peer(), *afis_peers()]
 
 
 # --------------------------------------------------------------------------- cache

