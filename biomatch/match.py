@@ -14,13 +14,26 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
 3. LSS-R: the min(n_A, n_B) most similar pairs are relaxed against each other's
    geometric compatibility rho(t, k) and the mean of the n_P (4..12) most efficient
    pairs is the score;
-4. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
+4. elastic consistency (on by default, ``MatchParams.elastic_*``): each of the top
+   pairs anchors an alignment (anchors aligned like one already tried are skipped),
+   the other minutiae pair within 8 px + 5% of their distance from the anchor and
+   20 degrees, greedily one-to-one; elastic = n_e^2 / (overlap_A * overlap_B) and
+   score = sqrt(lssr * elastic).  Gate: pairs with lssr < ``elastic_gate`` (0.0145,
+   about the impostor median of LSS-R) skip the stage and score lssr itself.  That
+   fallback is deterministic, monotone and below the gate, so every pair scoring >= the
+   gate went through the stage and scores exactly what it would without the gate:
+   1:N rankings above the gate are unchanged, and at any threshold >= the gate (all
+   of :data:`SCORE_AT_FMR` are 5-7x it) the gate can only reject, i.e. never raises
+   the FMR and raises the FNMR by at most the share of genuine pairs with
+   lssr < gate (1 of 1,120 on FVC2002 B; 53% of the impostors skip the stage);
+5. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
 The kernels live in ``native/mcc.cpp`` and ``native/mcc_scan.inc``; this module validates
-and converts.  Speed (one thread, ``benchmarks/bench_match_speed.py``): ~155,000
-comparisons/s at 30 minutiae, ~68,000 at 45, ~107,000 on FVC2002 DB1_B templates (34
-minutiae on average), on an AVX-512 Zen 4 core.  :meth:`FingerprintMatcher.match_many`
+and converts.  Speed (one thread, ``benchmarks/bench_match_speed.py``, elastic stage on):
+~80,000-95,000 comparisons/s on FVC2002 DB1_B templates (34 minutiae on average;
+~100,000-115,000 with ``elastic_anchors=0``), ~140,000 at 30 random minutiae, on an
+AVX-512 Zen 4 core (shared machine: +-15% run to run).  :meth:`FingerprintMatcher.match_many`
 checks a list of PreparedTemplates natively (type and parameter hash, one pass); lists
 holding Templates or anything else take the validating Python path.
 """
@@ -41,14 +54,15 @@ __all__ = ["FingerprintMatcher", "PreparedTemplate", "prepare", "SCORE_AT_FMR"]
 SCORE_AT_FMR: dict[float, float | None] = {
     # ---- THRESHOLDS: score at which the false match rate equals the key -------------------
     # Measured on FVC2002 DB1-4_B with biomatch's own extractor, all-impostor protocol,
-    # the four databases' impostor scores pooled (11,520 pairs), MatchParams() defaults:
-    # the fraction of impostors scoring >= the threshold is 0.998%, 0.095% and 0.0087%;
-    # FNMR there (1,120 genuine pairs pooled) 3.2%, 4.7% and 6.1%.
+    # the four databases' impostor scores pooled (11,520 pairs), MatchParams() defaults
+    # (elastic stage on): threshold = the smallest score such that the fraction of
+    # impostors scoring >= it is <= the FMR; rounded up to 4 digits, the fractions are
+    # 0.981%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs pooled) 1.96%, 3.39% and 4.82%.
     # 0.01% rests on the single highest impostor of the pool (the tail of the pooled
     # distribution, not a stable estimate): re-measure it on > 10^5 impostor pairs.
-    0.01: 0.0246,
-    0.001: 0.0303,
-    0.0001: 0.0357,
+    0.01: 0.0694,
+    0.001: 0.0878,
+    0.0001: 0.1034,
 }
 """Decision thresholds: FMR (fraction) -> minimum score.  ``None`` = not yet measured."""
 
@@ -131,22 +145,23 @@ def prepare(template: Template, params: MatchParams = MatchParams()) -> Prepared
 class FingerprintMatcher:
     """Compare one probe against candidates; scores in ``[0, 1]``.
 
-    The score is the LSS-R score of MCC (mean relaxed local similarity of the 4-12
-    best pairs), optionally blended with the global consistency term.  0 means no
-    evidence (also for templates with fewer than ``MatchParams.min_minutiae``
-    minutiae or without valid cylinders); a print against itself scores ~1.0, two
-    impressions of one finger typically 0.05-0.3 (median 0.13 on FVC2002 B) and
-    impostors 0.005-0.03 (median 0.014): relaxation shrinks the scores of pairs that
-    are not geometrically consistent.  Decision thresholds (see :data:`SCORE_AT_FMR`,
-    FVC2002 DB1-4_B, biomatch's extractor, all-impostor protocol, 11,520 impostor
-    pairs pooled):
+    The score is sqrt(LSS-R x elastic) (see the module docstring: LSS-R of MCC, the mean
+    relaxed local similarity of the 4-12 best pairs, times the elastic consistency;
+    LSS-R alone below ``MatchParams.elastic_gate``), optionally blended with the global
+    consistency term.  0 means no evidence (also for templates with fewer than
+    ``MatchParams.min_minutiae`` minutiae or without valid cylinders); a print against
+    itself scores ~1.0, two impressions of one finger typically 0.1-0.5 (median 0.31 on
+    FVC2002 B, 5th percentile 0.11) and impostors 0.01-0.07 (median 0.014: half of
+    them are gated and score their LSS-R; 99th percentile 0.069).  Decision thresholds
+    (see :data:`SCORE_AT_FMR`, FVC2002 DB1-4_B, biomatch's extractor, all-impostor
+    protocol, 11,520 impostor pairs pooled):
 
     ======== ======
     FMR      score
     ======== ======
-    1%       0.0246
-    0.1%     0.0303
-    0.01%    0.0357 (tail of the pooled distribution: an extrapolation, not a measurement)
+    1%       0.0694
+    0.1%     0.0878
+    0.01%    0.1034 (tail of the pooled distribution: an extrapolation, not a measurement)
     ======== ======
 
     Parameters
@@ -233,7 +248,9 @@ class FingerprintMatcher:
             ``top_relaxed_similarity`` (the n_P pairs by efficiency); ``lssr_score``;
             ``rotation_rad``, ``translation_px`` of the fitted rigid transform (y-up
             frame: y is negated); ``consistent_pairs``, ``n_consistent``, ``overlap``,
-            ``global_score``; ``score`` (equals :meth:`match`).
+            ``global_score``; ``elastic_pairs``, ``n_elastic_consistent``,
+            ``elastic_overlap``, ``elastic_score`` of the best anchor (0 and empty when the
+            stage is off or gated out); ``score`` (equals :meth:`match`).
         """
         c = self._coerce(candidate, "candidate")
         return dict(_native().explain(self._ctx.config, self._probe._native, c._native))

@@ -34,7 +34,8 @@ MccParams params_from_dict(const nb::dict& d) {
     F(relax_distance_tau_per_px) F(relax_angle_mu_deg) F(relax_angle_tau_per_rad) I(min_minutiae)
     F(global_max_distance_px) F(global_max_angle_deg) F(global_weight)
     I(elastic_anchors) F(elastic_distance_px) F(elastic_distance_fraction) F(elastic_angle_deg)
-    F(elastic_weight)
+    F(elastic_weight) F(elastic_gate) F(elastic_cluster_px)
+    F(elastic_cluster_deg)
 #undef F
 #undef I
     throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
@@ -104,7 +105,7 @@ NB_MODULE(_native, m) {
       .def_prop_ro("n_valid_cylinders", [](const Prepared& p) { return static_cast<int>(p.cyl_index.size()); })
       .def_prop_ro("nbytes", [](const Prepared& p) {
         return (p.bits.size() + p.mask.size() + p.smask.size()) * 8 +
-               (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size()) * 4;
+               (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size() + p.soa.size()) * 4;
       })
       .def("cylinders", [](const Prepared& p, const Config& cfg) {
         std::vector<int> index;

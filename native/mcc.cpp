@@ -1,4 +1,4 @@
-// Minutia Cylinder-Code (bit variant) + LSS-R + global rigid consistency.
+// Minutia Cylinder-Code (bit variant) + LSS-R + elastic and global rigid consistency.
 // See mcc.hpp for the contract; comments cite sections of Cappelli et al. 2010.
 #include "mcc.hpp"
 
@@ -91,6 +91,40 @@ bool in_hull(const std::vector<float>& hull, float px, float py, float margin) {
     if (seg_dist2(px, py, hull[2 * i], hull[2 * i + 1], hull[2 * j], hull[2 * j + 1]) <= m2) return true;
   }
   return false;
+}
+
+// Outward unit normals and offsets of the hull edges (nx, ny, off per edge): the signed
+// distance of p to edge e's line is nx px + ny py - off, > 0 outside.  Empty for m < 3.
+std::vector<float> hull_lines(const std::vector<float>& hull) {
+  const int m = static_cast<int>(hull.size() / 2);
+  std::vector<float> out;
+  if (m < 3) return out;
+  for (int i = 0; i < m; ++i) {
+    const int j = (i + 1) % m;
+    const float ax = hull[2 * i], ay = hull[2 * i + 1], dx = hull[2 * j] - ax, dy = hull[2 * j + 1] - ay;
+    const float l = std::sqrt(dx * dx + dy * dy);
+    if (!(l > 0)) continue;
+    const float nx = dy / l, ny = -dx / l;
+    out.push_back(nx);
+    out.push_back(ny);
+    out.push_back(nx * ax + ny * ay);
+  }
+  return out;
+}
+
+// in_hull(t.hull, px, py, margin), decided by the edge lines when the point is clearly inside
+// the hull or clearly farther than margin from one edge's line (hence from the hull); the
+// exact test only in the band between.  Same answers, a few times faster.
+inline bool in_hull_fast(const Prepared& t, float px, float py, float margin) {
+  const int m = static_cast<int>(t.hull_lines.size() / 3);
+  if (m < 3) return in_hull(t.hull, px, py, margin);
+  const float* h = t.hull_lines.data();
+  float mx = -1e30f;
+  for (int e = 0; e < m; ++e) mx = std::max(mx, h[3 * e] * px + h[3 * e + 1] * py - h[3 * e + 2]);
+  constexpr float kEps = 0.05f;  // px, far above the rounding of the two tests
+  if (mx <= -kEps) return true;
+  if (mx > margin + kEps) return false;
+  return in_hull(t.hull, px, py, margin);
 }
 
 struct Geometry {  // cell geometry shared by prepare() and cylinder_values()
@@ -307,6 +341,26 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n) {
     t.cos_theta[i] = std::cos(t.theta[i]);
     t.sin_theta[i] = std::sin(t.theta[i]);
   }
+  t.hull_lines = hull_lines(t.hull);
+  t.bbox = {0.f, 0.f, 0.f, 0.f};
+  if (n > 0) {
+    t.bbox = {t.x[0], t.y[0], t.x[0], t.y[0]};
+    for (int i = 1; i < n; ++i) {
+      t.bbox[0] = std::min(t.bbox[0], t.x[i]);
+      t.bbox[1] = std::min(t.bbox[1], t.y[i]);
+      t.bbox[2] = std::max(t.bbox[2], t.x[i]);
+      t.bbox[3] = std::max(t.bbox[3], t.y[i]);
+    }
+  }
+  t.npad = (n + 15) & ~15;
+  t.soa.assign(size_t(4) * t.npad, 0.f);
+  std::fill(t.soa.begin(), t.soa.begin() + 2 * t.npad, 1e6f);
+  for (int i = 0; i < n; ++i) {
+    t.soa[i] = t.x[i];
+    t.soa[t.npad + i] = t.y[i];
+    t.soa[2 * t.npad + i] = t.cos_theta[i];
+    t.soa[3 * t.npad + i] = t.sin_theta[i];
+  }
   t.dist.resize(static_cast<size_t>(n) * n);
   t.rel.resize(static_cast<size_t>(n) * n);
   t.radial.resize(static_cast<size_t>(n) * n);
@@ -492,64 +546,214 @@ int count_consistent(const MccParams& p, const Prepared& a, const Prepared& b, f
 // difference about minutia ia and moved onto ib; two minutiae agree when their distance is at
 // most d0 + f * (distance from the anchor) and their directions differ by at most the angle
 // tolerance (distortion grows with the distance from the region that aligns).  Greedy
-// one-to-one pairing by relative error.  Returns the number of pairs.
-int elastic_count(const MccParams& p, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s,
-                  bool keep) {
+// one-to-one pairing by relative error.  Returns the number of pairs, with the pairs in
+// s.ea, s.eb (in greedy order when beat < 0), when it exceeds `beat`; else some number
+// <= beat (an upper bound: the stage stops as soon as `beat` cannot be exceeded).
+// W lanes of B minutiae at a time: 4 (one SSE register on the baseline x86-64 target) or,
+// compiled under an AVX-512 target attribute, 16.  Element-wise IEEE operations: the same
+// bits for any W.
+template <int W> struct Lanes;
+template <> struct Lanes<4> {
+  typedef float f __attribute__((vector_size(16)));
+  typedef int32_t i __attribute__((vector_size(16)));
+};
+template <> struct Lanes<16> {
+  typedef float f __attribute__((vector_size(64)));
+  typedef int32_t i __attribute__((vector_size(64)));
+};
+
+template <int W>
+__attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, const Prepared& a, const Prepared& b,
+                                                          int ia, int ib, Scratch& s, int beat) {
+  typedef typename Lanes<W>::f v4;
+  typedef typename Lanes<W>::i i4;
   const float rot = b.theta[ib] - a.theta[ia];
   const float c = std::cos(rot), sn = std::sin(rot);
   const float cos_max = std::cos(p.elastic_angle_deg * kDeg), d0 = p.elastic_distance_px, f = p.elastic_distance_fraction;
   const float ax = a.x[ia], ay = a.y[ia], bx = b.x[ib], by = b.y[ib];
   const float* da = &a.dist[size_t(ia) * a.n];
-  const int nb = b.n;
-  if (s.erel.size() < size_t(nb)) s.erel.resize(nb);
+  const int nb = b.n, npad = b.npad, nloop = (nb + W - 1) / W * W;  // npad: a multiple of 16
+  if (s.erel.size() < size_t(npad)) s.erel.resize(npad);
   float* __restrict rel = s.erel.data();
-  const float* __restrict xb = b.x.data();
-  const float* __restrict yb = b.y.data();
-  const float* __restrict cb = b.cos_theta.data();
-  const float* __restrict sb = b.sin_theta.data();
-  s.cand.clear();
+  // b.soa: x, y, cos, sin of B, each padded to npad (padding far away, never agrees).
+  const float* __restrict xb = b.soa.data();
+  const float* __restrict yb = xb + npad;
+  const float* __restrict cb = yb + npad;
+  const float* __restrict sb = cb + npad;
+  s.ekeys.clear();
+  int rows = 0;  // minutiae of A with at least one candidate: bounds the count
   for (int i = 0; i < a.n; ++i) {
+    if (rows + (a.n - i) <= beat) return rows + (a.n - i);
     const float dx = a.x[i] - ax, dy = a.y[i] - ay;
     const float X = bx + c * dx - sn * dy, Y = by + sn * dx + c * dy;
-    const float tol = d0 + f * da[i], inv_tol2 = 1.f / (tol * tol);
+    const float tol = d0 + f * da[i];
+    // Farther than the tolerance from B's bounding box (with a rounding margin): no candidate.
+    const float reach = 1.001f * tol + 1e-3f;
+    if (X < b.bbox[0] - reach || X > b.bbox[2] + reach || Y < b.bbox[1] - reach || Y > b.bbox[3] + reach) continue;
+    const float inv_tol2 = 1.f / (tol * tol);
     // Direction of minutia i turned by rot: cos/sin of theta_i + rot.
     const float cT = a.cos_theta[i] * c - a.sin_theta[i] * sn, sT = a.sin_theta[i] * c + a.cos_theta[i] * sn;
-    // Branch-free (vectorised): relative squared error, > 1 when the pair does not agree.
-    float lo = 2.f;
-    for (int j = 0; j < nb; ++j) {
-      const float ex = xb[j] - X, ey = yb[j] - Y;
-      const float r = (ex * ex + ey * ey) * inv_tol2;
-      const float v = (cb[j] * cT + sb[j] * sT >= cos_max) ? r : 2.f;
-      rel[j] = v;
-      lo = std::min(lo, v);
+    // W minutiae of B at a time (GCC/Clang vector extensions): relative squared error, 2 when
+    // the directions do not agree; > 1: no agreement.
+    i4 any = {};
+    const i4 two = (i4)(v4{} + 2.f);
+    for (int j0 = 0; j0 < nloop; j0 += W) {
+      v4 vx, vy, vc, vs;
+      std::memcpy(&vx, xb + j0, sizeof vx);
+      std::memcpy(&vy, yb + j0, sizeof vy);
+      std::memcpy(&vc, cb + j0, sizeof vc);
+      std::memcpy(&vs, sb + j0, sizeof vs);
+      const v4 ex = vx - X, ey = vy - Y;
+      const v4 r = (ex * ex + ey * ey) * inv_tol2;
+      const i4 ok = vc * cT + vs * sT >= cos_max;  // -1 where the directions agree
+      const i4 v = ((i4)r & ok) | (two & ~ok);
+      std::memcpy(rel + j0, &v, sizeof v);
+      any |= (v4)v <= 1.f;
     }
-    if (lo > 1.f) continue;
+    uint64_t words[W / 2], hit = 0;  // OR of the lanes through memory: no per-lane extraction
+    std::memcpy(words, &any, sizeof words);
+    for (int k = 0; k < W / 2; ++k) hit |= words[k];
+    if (!hit) continue;
+    ++rows;
+    // Branch-free compaction of the agreeing j (every key is written, kept ones advance m).
+    size_t m = s.ekeys.size();
+    s.ekeys.resize(m + nb);
+    uint64_t* ek = s.ekeys.data();
     for (int j = 0; j < nb; ++j) {
-      if (rel[j] > 1.f) continue;
-      s.cand.push_back(rel[j]);
-      s.cand.push_back(static_cast<float>(i));
-      s.cand.push_back(static_cast<float>(j));
+      uint32_t rbits;
+      std::memcpy(&rbits, &rel[j], sizeof rbits);  // >= 0: its bits sort like it
+      ek[m] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
+      m += rel[j] <= 1.f;
     }
+    s.ekeys.resize(m);
   }
-  const int m = static_cast<int>(s.cand.size() / 3);
-  s.eorder.resize(m);
-  std::iota(s.eorder.begin(), s.eorder.end(), 0);
-  std::sort(s.eorder.begin(), s.eorder.end(), [&](int u, int v) {
-    return s.cand[3 * u] < s.cand[3 * v] || (s.cand[3 * u] == s.cand[3 * v] && u < v);
-  });
-  s.used_a.assign(a.n, 0);
+  if (rows <= beat) return rows;
+  s.ea.clear();
+  s.eb.clear();
   s.used_b.assign(nb, 0);
-  if (keep) { s.ea.clear(); s.eb.clear(); }
+  const int m = static_cast<int>(s.ekeys.size());
+  if (beat >= 0 && m == rows) {  // one candidate per row: no conflict unless a B minutia repeats
+    bool clash = false;
+    for (uint64_t key : s.ekeys) {
+      const int j = static_cast<int>(key & 0xffff);
+      clash |= s.used_b[j] != 0;
+      s.used_b[j] = 1;
+    }
+    if (!clash) {  // greedy would keep them all
+      for (uint64_t key : s.ekeys) {
+        s.ea.push_back(static_cast<int>((key >> 16) & 0xffff));
+        s.eb.push_back(static_cast<int>(key & 0xffff));
+      }
+      return m;
+    }
+    s.used_b.assign(nb, 0);
+  }
+  // Greedy one-to-one by relative error, ties to the lower (i, j).
+  std::sort(s.ekeys.begin(), s.ekeys.end());
+  s.used_a.assign(a.n, 0);
   int count = 0;
-  for (int q : s.eorder) {
-    const int i = static_cast<int>(s.cand[3 * q + 1]), j = static_cast<int>(s.cand[3 * q + 2]);
+  for (uint64_t key : s.ekeys) {
+    const int i = static_cast<int>((key >> 16) & 0xffff), j = static_cast<int>(key & 0xffff);
     if (s.used_a[i] || s.used_b[j]) continue;
     s.used_a[i] = s.used_b[j] = 1;
     ++count;
-    if (keep) { s.ea.push_back(i); s.eb.push_back(j); }
+    s.ea.push_back(i);
+    s.eb.push_back(j);
   }
   return count;
 }
+
+#ifdef BIOMATCH_HAVE_AVX512
+__attribute__((target("avx512f,avx512vl"))) int elastic_count_avx512(const MccParams& p, const Prepared& a,
+                                                                      const Prepared& b, int ia, int ib,
+                                                                      Scratch& s, int beat) {
+  return elastic_count_w<16>(p, a, b, ia, ib, s, beat);
+}
+#endif
+
+int elastic_count(const Config& cfg, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s, int beat) {
+#ifdef BIOMATCH_HAVE_AVX512
+  if (cfg.kernel() == Kernel::Avx512) return elastic_count_avx512(cfg.params(), a, b, ia, ib, s, beat);
+#endif
+  return elastic_count_w<4>(cfg.params(), a, b, ia, ib, s, beat);
+}
+
+}  // namespace
+
+namespace {
+
+// Relaxation iterations (Section 4.3) on the transposed compatibility matrix rho (rows of
+// `stride` floats): blocks of 16 t held in one vector, summing over k in order.  GCC/Clang
+// vector extensions: element-wise IEEE operations, the same bits on any target (SSE pairs on
+// the baseline, one AVX-512 register under the target attribute).  The result is left in l1.
+__attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int stride, float wr, float norm,
+                                                   int iterations, std::vector<float>& v1, std::vector<float>& v2) {
+  typedef float v16 __attribute__((vector_size(64)));
+  for (int it = 0; it < iterations; ++it) {
+    float* __restrict l2 = v2.data();
+    const float* __restrict l1 = v1.data();
+    for (int t0 = 0; t0 < stride; t0 += 16) {
+      v16 acc = {};
+      for (int k = 0; k < nr; ++k) {
+        v16 row;
+        std::memcpy(&row, rho + size_t(k) * stride + t0, sizeof row);
+        acc += row * l1[k];
+      }
+      v16 prev, out;
+      std::memcpy(&prev, l1 + t0, sizeof prev);
+      out = wr * prev + norm * acc;
+      std::memcpy(l2 + t0, &out, sizeof out);
+    }
+    std::swap(v1, v2);
+  }
+}
+
+// Compatibility rho of every two relaxation pairs (see match(), step 3), the same bits under
+// any target: scalar IEEE operations, table look-ups.
+__attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const Prepared& a, const Prepared& b,
+                                                       const int* ra, const int* rb, int nr, int stride,
+                                                       int* __restrict near, float* rho) {
+  for (int t = 0; t < nr; ++t) {
+    const int at = ra[t], bt = rb[t];
+    const float* da = &a.dist[size_t(at) * a.n];
+    const float* db = &b.dist[size_t(bt) * b.n];
+    const float* rla = &a.rel[size_t(at) * a.n];
+    const float* rlb = &b.rel[size_t(bt) * b.n];
+    const float* rda = &a.radial[size_t(at) * a.n];
+    const float* rdb = &b.radial[size_t(bt) * b.n];
+    // Branch-free first pass: the k whose distance term is not negligible (most are).
+    int nk = 0;
+    for (int k = t + 1; k < nr; ++k) {
+      near[nk] = k;
+      nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
+    }
+    for (int q = 0; q < nk; ++q) {
+      const int k = near[q];
+      const int ak = ra[k], bk = rb[k];
+      const float d1 = std::fabs(da[ak] - db[bk]);
+      const float z = cfg.z_dist(d1) * cfg.z_angle(abs_angle_diff(rla[ak], rlb[bk]));
+      rho[size_t(k) * stride + t] = z * cfg.z_angle(abs_angle_diff(rda[ak], rdb[bk]));
+      rho[size_t(t) * stride + k] =
+          z * cfg.z_angle(abs_angle_diff(a.radial[size_t(ak) * a.n + at], b.radial[size_t(bk) * b.n + bt]));
+    }
+  }
+}
+
+#ifdef BIOMATCH_HAVE_AVX512
+__attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& cfg, const Prepared& a,
+                                                                   const Prepared& b, const int* ra, const int* rb,
+                                                                   int nr, int stride, int* near, float* rho) {
+  build_rho_w(cfg, a, b, ra, rb, nr, stride, near, rho);
+}
+#endif
+
+#ifdef BIOMATCH_HAVE_AVX512
+__attribute__((target("avx512f,avx512vl"))) void relax_avx512(const float* rho, int nr, int stride, float wr,
+                                                               float norm, int iterations, std::vector<float>& v1,
+                                                               std::vector<float>& v2) {
+  relax_w(rho, nr, stride, wr, norm, iterations, v1, v2);
+}
+#endif
 
 }  // namespace
 
@@ -640,56 +844,25 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   s.rho.assign(size_t(nr) * stride, 0.f);
   if (s.near.size() < size_t(nr)) s.near.resize(nr);
   float* rho = s.rho.data();
-  for (int t = 0; t < nr; ++t) {
-    const int at = ra[t], bt = rb[t];
-    const float* da = &a.dist[size_t(at) * a.n];
-    const float* db = &b.dist[size_t(bt) * b.n];
-    const float* rla = &a.rel[size_t(at) * a.n];
-    const float* rlb = &b.rel[size_t(bt) * b.n];
-    const float* rda = &a.radial[size_t(at) * a.n];
-    const float* rdb = &b.radial[size_t(bt) * b.n];
-    // Branch-free first pass: the k whose distance term is not negligible (most are).
-    int* __restrict near = s.near.data();
-    int nk = 0;
-    for (int k = t + 1; k < nr; ++k) {
-      near[nk] = k;
-      nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
-    }
-    for (int q = 0; q < nk; ++q) {
-      const int k = near[q];
-      const int ak = ra[k], bk = rb[k];
-      const float d1 = std::fabs(da[ak] - db[bk]);
-      const float z = cfg.z_dist(d1) * cfg.z_angle(abs_angle_diff(rla[ak], rlb[bk]));
-      rho[size_t(k) * stride + t] = z * cfg.z_angle(abs_angle_diff(rda[ak], rdb[bk]));
-      rho[size_t(t) * stride + k] =
-          z * cfg.z_angle(abs_angle_diff(a.radial[size_t(ak) * a.n + at], b.radial[size_t(bk) * b.n + bt]));
-    }
-  }
+#ifdef BIOMATCH_HAVE_AVX512
+  if (cfg.kernel() == Kernel::Avx512)
+    build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
+  else
+#endif
+    build_rho_w(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   // lambda^{i}_t = w_R lambda^{i-1}_t + (1 - w_R) / (n_R - 1) sum_k rho(t, k) lambda^{i-1}_k, by
   // blocks of 16 t held in one vector register, summing over k in order.
   // GCC/Clang vector extensions: element-wise IEEE operations, the same bits on any target.
-  typedef float v16 __attribute__((vector_size(64)));
   s.l1 = s.l0;
   s.l2.resize(stride);
   const float wr = p.relax_weight;
   const float norm = nr > 1 ? (1.f - wr) / float(nr - 1) : 0.f;
-  for (int it = 0; it < p.relax_iterations; ++it) {
-    float* __restrict l2 = s.l2.data();
-    const float* __restrict l1 = s.l1.data();
-    for (int t0 = 0; t0 < stride; t0 += 16) {
-      v16 acc = {};
-      for (int k = 0; k < nr; ++k) {
-        v16 row;
-        std::memcpy(&row, rho + size_t(k) * stride + t0, sizeof row);
-        acc += row * l1[k];
-      }
-      v16 prev, out;
-      std::memcpy(&prev, l1 + t0, sizeof prev);
-      out = wr * prev + norm * acc;
-      std::memcpy(l2 + t0, &out, sizeof out);
-    }
-    std::swap(s.l1, s.l2);
-  }
+#ifdef BIOMATCH_HAVE_AVX512
+  if (cfg.kernel() == Kernel::Avx512)
+    relax_avx512(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
+  else
+#endif
+    relax_w(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
   // 4. The n_P pairs of highest efficiency lambda^n_rel / lambda^0; score = their mean lambda^n_rel.
   //    Efficiencies are >= 0, so their float bits sort like them; ties go to the lower t.
   s.keys2.resize(nr);
@@ -724,16 +897,41 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    matchers): each of the first elastic_anchors top pairs anchors a transform (its
   //    minutiae superposed, its direction difference as rotation); the anchor pairing the most
   //    minutiae wins, elastic = n_e^2 / (overlap_a * overlap_b) with the overlaps counted as
-  //    for the global term (floor n_P max), and score = lssr^(1-w) * elastic^w.
+  //    for the global term (floor n_P max), and score = lssr^(1-w) * elastic^w.  Pairs with
+  //    lssr < elastic_gate skip the stage and score lssr (< the gate: every score >= the gate
+  //    is exactly the ungated one; see biomatch/match.py).
   float elastic = 0.f, fused = lssr;
   int best_q = -1, ne = 0, eova = 0, eovb = 0;
-  if (p.elastic_anchors > 0) {
+  if (p.elastic_anchors > 0 && lssr >= p.elastic_gate) {
     const int nq = std::min(p.elastic_anchors, ntop);
-    // An anchor already paired under the best anchor so far gives about the same alignment:
-    // skipped.  s.epart holds, per minutia of A, 1 + its partner in B under the best anchor.
+    // Anchors giving about the same alignment as one already tried are skipped: an anchor
+    // paired under the best anchor so far (s.epart holds, per minutia of A, 1 + its partner
+    // in B), or one whose direction and position the alignment of a tried anchor maps within
+    // elastic_cluster_deg and elastic_cluster_px of its partner (relaxation favours mutually
+    // consistent pairs, so the top pairs come in clusters, impostors' too).
+    const float cl_d2 = p.elastic_cluster_px * p.elastic_cluster_px, cl_cos = std::cos(p.elastic_cluster_deg * kDeg);
+    int nev = 0;
+    s.etried.resize(size_t(6) * nq);
+    float* ev = s.etried.data();
     for (int q = 0; q < nq; ++q) {
       if (best_q >= 0 && s.tb[q] + 1 == s.epart[s.ta[q]]) continue;
-      const int c = elastic_count(p, a, b, s.ta[q], s.tb[q], s, true);
+      const int qa = s.ta[q], qb = s.tb[q];
+      bool dup = false;
+      for (int e = 0; e < nev && !dup; ++e) {
+        const float* E = ev + 6 * e;
+        const float cq = a.cos_theta[qa] * E[4] - a.sin_theta[qa] * E[5], sq = a.sin_theta[qa] * E[4] + a.cos_theta[qa] * E[5];
+        if (cq * b.cos_theta[qb] + sq * b.sin_theta[qb] < cl_cos) continue;
+        const float dx = a.x[qa] - E[0], dy = a.y[qa] - E[1];
+        const float ex = E[2] + E[4] * dx - E[5] * dy - b.x[qb], ey = E[3] + E[5] * dx + E[4] * dy - b.y[qb];
+        dup = ex * ex + ey * ey < cl_d2;
+      }
+      if (dup) continue;
+      if (p.elastic_cluster_px > 0) {
+        float* E = ev + 6 * nev++;
+        const float r = b.theta[qb] - a.theta[qa];
+        E[0] = a.x[qa]; E[1] = a.y[qa]; E[2] = b.x[qb]; E[3] = b.y[qb]; E[4] = std::cos(r); E[5] = std::sin(r);
+      }
+      const int c = elastic_count(cfg, a, b, qa, qb, s, ne);
       if (c > ne) {
         ne = c;
         best_q = q;
@@ -747,11 +945,11 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
       const float m = p.elastic_distance_px;
       for (int i = 0; i < a.n; ++i) {
         const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
-        eova += in_hull(b.hull, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
+        eova += in_hull_fast(b, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
       }
       for (int j = 0; j < b.n; ++j) {
         const float dx = b.x[j] - b.x[ib], dy = b.y[j] - b.y[ib];
-        eovb += in_hull(a.hull, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
+        eovb += in_hull_fast(a, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
       }
       const float fl = float(p.pairs_max);
       elastic = std::clamp(float(ne) * float(ne) / (std::max(float(eova), fl) * std::max(float(eovb), fl)), 0.f, 1.f);
@@ -759,7 +957,12 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     const float w = p.elastic_weight;
     fused = w == 0.5f ? std::sqrt(lssr * elastic) : std::pow(lssr, 1.f - w) * std::pow(elastic, w);
     if (ex) {
-      if (best_q >= 0) elastic_count(p, a, b, s.ta[best_q], s.tb[best_q], s, true);
+      if (best_q >= 0) {
+        elastic_count(cfg, a, b, s.ta[best_q], s.tb[best_q], s, -1);
+      } else {
+        s.ea.clear();
+        s.eb.clear();
+      }
       ex->elastic_a = s.ea;
       ex->elastic_b = s.eb;
       ex->elastic_anchor = best_q;
@@ -794,10 +997,10 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   const float c = std::cos(rot), sn = std::sin(rot);
   int ova = 0, ovb = 0;
   for (int i = 0; i < a.n; ++i)
-    ova += in_hull(b.hull, c * a.x[i] - sn * a.y[i] + tx, sn * a.x[i] + c * a.y[i] + ty, p.global_max_distance_px);
+    ova += in_hull_fast(b, c * a.x[i] - sn * a.y[i] + tx, sn * a.x[i] + c * a.y[i] + ty, p.global_max_distance_px);
   for (int j = 0; j < b.n; ++j) {
     float dx = b.x[j] - tx, dy = b.y[j] - ty;
-    ovb += in_hull(a.hull, c * dx + sn * dy, -sn * dx + c * dy, p.global_max_distance_px);
+    ovb += in_hull_fast(a, c * dx + sn * dy, -sn * dx + c * dy, p.global_max_distance_px);
   }
   const float floor_ov = float(p.pairs_max);
   float glob = float(nc) * float(nc) / (std::max(float(ova), floor_ov) * std::max(float(ovb), floor_ov));

@@ -10,6 +10,7 @@
 // and every match call takes its own Scratch, so concurrent calls are safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,11 +47,15 @@ struct MccParams {
   float global_weight = 0.f;                // score = lssr^(1-w) * global^w
   // Elastic consistency: each of the best LSS-R pairs in turn anchors a transform; minutiae
   // pairs agree within a tolerance growing with the distance from the anchor.
-  int elastic_anchors = 0;                  // top pairs tried as anchors (0: the term is off)
+  int elastic_anchors = 0;                  // top pairs tried as anchors (0: the term is off;
+                                            // MatchParams defaults: 12, gate 0.0145, cluster 10 px)
   float elastic_distance_px = 8.f;          // position tolerance at the anchor (~1 ridge period)
   float elastic_distance_fraction = 0.05f;  // + this fraction of the distance from the anchor
   float elastic_angle_deg = 20.f;           // direction tolerance
   float elastic_weight = 0.5f;              // score = lssr^(1-w) * elastic^w
+  float elastic_gate = 0.f;                 // lssr below this: no elastic stage, score = lssr
+  float elastic_cluster_px = 0.f;           // anchors aligned like a tried one within this (0: off)
+  float elastic_cluster_deg = 15.f;         // ... and this: skipped
 };
 
 // Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
@@ -81,6 +86,10 @@ struct Prepared {
   std::vector<uint64_t> mask;       // n_valid * words, validity mask (spatial mask in every plane)
   std::vector<uint64_t> smask;      // n_valid * mask_words, spatial validity mask
   std::vector<float> hull;          // convex hull (x0,y0,x1,y1,...), y-up frame
+  std::array<float, 4> bbox{};      // x0, y0, x1, y1 of the minutiae
+  std::vector<float> hull_lines;    // per hull edge: outward unit normal (nx, ny), offset
+  int npad = 0;                     // n rounded up to a multiple of 16
+  std::vector<float> soa;           // x, y, cos_theta, sin_theta, each padded to npad (far away)
 };
 
 // Immutable per-parameter tables.
@@ -131,9 +140,11 @@ struct Scratch {
   std::vector<float> l0, l1, l2, rho, tw, tr;
   std::vector<float> cand;
   std::vector<uint8_t> used_a, used_b;
-  std::vector<int> ea, eb, eorder;   // elastic pairs of the current anchor, candidate order
+  std::vector<int> ea, eb;           // elastic pairs of the current anchor
   std::vector<int> epart;            // elastic: 1 + partner in B of each minutia of A (best anchor)
   std::vector<float> erel;           // elastic: relative error per minutia of B (padded)
+  std::vector<float> etried;         // elastic: anchors tried (ax, ay, bx, by, cos, sin of rotation)
+  std::vector<uint64_t> ekeys;       // elastic candidates: error bits << 32 | a << 16 | b
 };
 
 // Cylinders in the unpacked layout (bit k * Ns * Ns + i * Ns + j), in minutia order;

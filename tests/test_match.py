@@ -235,11 +235,12 @@ def test_global_weight_blends_terms():
     rng = np.random.default_rng(9)
     probe = random_template(rng)
     cand = transformed(probe, 5, 3, 3, 2, 3, rng)
-    e = FingerprintMatcher(probe, MatchParams(global_weight=0.5)).explain(cand)
+    e = FingerprintMatcher(probe, MatchParams(global_weight=0.5, elastic_anchors=0)).explain(cand)
     assert e["score"] == pytest.approx(np.sqrt(e["lssr_score"] * e["global_score"]), rel=1e-5)
 
 
-PE = MatchParams(elastic_anchors=12)
+PE = MatchParams()  # the elastic stage is on by default
+P0 = MatchParams(elastic_anchors=0)
 
 
 def distorted(t, angle_deg, strain, rng, size=400):
@@ -256,7 +257,7 @@ def test_elastic_term_rewards_distorted_genuine_copy():
     rng = np.random.default_rng(12)
     probe = random_template(rng)
     cand = distorted(probe, 25, 0.25, rng)
-    on, off = FingerprintMatcher(probe, PE), FingerprintMatcher(probe)
+    on, off = FingerprintMatcher(probe, PE), FingerprintMatcher(probe, P0)
     e = on.explain(cand)
     assert e["score"] == pytest.approx(np.sqrt(e["lssr_score"] * e["elastic_score"]), rel=1e-5)
     assert e["score"] == pytest.approx(on.match(cand))
@@ -265,9 +266,57 @@ def test_elastic_term_rewards_distorted_genuine_copy():
     assert on.match(cand) > off.match(cand)
     impostors = [random_template(rng) for _ in range(20)]
     assert max(on.match_many([prepare(c, PE) for c in impostors])) < 0.3 * on.match(cand)
-    # Off by default: the elastic term is not computed and the score is LSS-R.
+    # Off (elastic_anchors=0): the elastic term is not computed and the score is LSS-R.
     e0 = off.explain(cand)
     assert e0["elastic_score"] == 0 and e0["score"] == pytest.approx(e0["lssr_score"])
+
+
+def test_elastic_gate_and_clustering():
+    rng = np.random.default_rng(14)
+    probe = random_template(rng)
+    cands = [distorted(probe, 10, 0.2, rng)] + [random_template(rng) for _ in range(40)]
+    ungated = FingerprintMatcher(probe, MatchParams(elastic_gate=0.0))
+    gated = FingerprintMatcher(probe, PE)
+    gate = PE.elastic_gate
+    n_out = 0
+    for c in cands:
+        e, u = gated.explain(c), ungated.explain(c)
+        assert e["lssr_score"] == u["lssr_score"]
+        if e["lssr_score"] < gate:  # skipped: the score is lssr, below the gate
+            n_out += 1
+            assert e["score"] == pytest.approx(e["lssr_score"]) and e["score"] < gate
+            assert e["n_elastic_consistent"] == 0 and e["elastic_score"] == 0
+        else:  # above the gate: exactly the ungated score
+            assert e["score"] == u["score"]
+    assert n_out > 0
+    # Skipping anchors aligned like a tried one keeps a distorted genuine copy's score high.
+    no_cluster = FingerprintMatcher(probe, MatchParams(elastic_cluster_px=0.0))
+    assert gated.match(cands[0]) == pytest.approx(no_cluster.match(cands[0]), rel=0.1)
+    with pytest.raises(InvalidInputError):
+        MatchParams(elastic_gate=-0.1)
+    with pytest.raises(InvalidInputError):
+        MatchParams(elastic_cluster_px=-1.0)
+    with pytest.raises(InvalidInputError):
+        MatchParams(elastic_cluster_deg=0.0)
+
+
+def test_elastic_portable_and_avx512_kernels_agree():
+    import dataclasses
+
+    from biomatch import _native
+
+    rng = np.random.default_rng(15)
+    probe = random_template(rng)
+    cands = [distorted(probe, -20, 0.2, rng)] + [random_template(rng) for _ in range(30)]
+    params = dataclasses.replace(PE, elastic_gate=0.0)
+    d = dataclasses.asdict(params)
+    prepared = [prepare(c, params)._native for c in cands]
+    p0 = prepare(probe, params)._native
+    ref = _native.match_many(_native.Config(d, kernel="portable"), p0, prepared, 1)
+    if _native.popcount_kernel == "avx512":
+        got = _native.match_many(_native.Config(d, kernel="avx512"), p0, prepared, 1)
+        np.testing.assert_array_equal(got, ref)
+    assert ref[0] > 3 * max(ref[1:])
 
 
 def test_elastic_match_many_equals_match():
