@@ -1,0 +1,221 @@
+"""Multi-finger score fusion and the DUPLICATE / REVIEW / UNIQUE decision of 1:N deduplication.
+
+Fusion
+------
+1. Each native finger score ``s`` becomes *evidence* in decades, ``e(s) = -log10 FMR(s)``:
+   the single-finger false match rate is read from the matcher's calibration table
+   (:data:`biomatch.match.SCORE_AT_FMR`, read at run time because its scale may change) by
+   piecewise-linear interpolation of ``log10 FMR`` against the score, extrapolated with the
+   end slopes, clipped to ``[0, finger_evidence_max_decades]``.  Under the impostor
+   hypothesis ``P(e >= x) = 10**-x``, i.e. ``e ~ Exponential(ln 10)``.
+2. The ``k`` fingers compared (positions present in both probe and candidate; missing fingers
+   contribute nothing and do not count) give ``E = sum(e)``.  For independent impostor fingers
+   ``E ~ Gamma(k, ln 10)``, so the probability that one non-mated subject reaches ``E`` is
+   ``P_k(E) = exp(-E ln10) * sum_{j<k} (E ln10)^j / j!``.
+3. The fused score is ``-log10 P_k(E)`` (decades): a per-subject false match rate that
+   compares fairly across candidates with different numbers of fingers.
+
+Decision
+--------
+A non-mated probe searched against ``N`` subjects gets a false candidate with probability
+``FPIR ~= N * FMR_subject``.  So the DUPLICATE threshold is ``log10(N / duplicate_fpir)`` and the
+REVIEW threshold ``log10(N / review_fpir)`` (``N`` floored at ``gallery_size_floor`` so a tiny
+gallery does not get lax thresholds).  Real fingers of one person are not independent
+(shared pattern class, capture session): the fused score is then optimistic, which
+``fingers_correlation_discount`` (a multiplier < 1 on the fused score) can absorb once measured.
+
+References: Ross, Nandakumar & Jain, *Handbook of Multibiometrics* (2006), ch. 4 (score-level
+fusion by likelihood ratios); ISO/IEC 19795-1 (FPIR/FNIR).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import invalid
+
+__all__ = ["DecisionParams", "Thresholds", "calibrate", "finger_evidence", "fuse", "fuse_evidence", "thresholds",
+           "decide", "DUPLICATE", "REVIEW", "UNIQUE"]
+
+DUPLICATE, REVIEW, UNIQUE = "DUPLICATE", "REVIEW", "UNIQUE"
+_LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """Every tunable of fusion and decision (rates are fractions, not percents).
+
+    Attributes
+    ----------
+    duplicate_fpir : float
+        Target false positive identification rate of a DUPLICATE decision.
+    review_fpir : float
+        Target FPIR of "REVIEW or DUPLICATE" (a looser cut; must be >= duplicate_fpir).
+    gallery_size_floor : int
+        Thresholds are set for at least this many enrolled subjects.
+    finger_evidence_max_decades : float
+        Cap on one finger's evidence (one perfect finger cannot outweigh everything).
+    fingers_correlation_discount : float
+        Multiplier in (0, 1] on the fused score for correlated fingers (1 = independence).
+    verify_fmr : float
+        Target false match rate of :meth:`Gallery.verify` (1:1).
+    max_candidates : int
+        Candidates listed in a report.
+    score_at_fmr : tuple of (fmr, score) pairs, optional
+        Calibration table overriding :data:`biomatch.match.SCORE_AT_FMR`.
+    """
+
+    duplicate_fpir: float = 0.001
+    review_fpir: float = 0.01
+    gallery_size_floor: int = 1000
+    finger_evidence_max_decades: float = 10.0
+    fingers_correlation_discount: float = 1.0
+    verify_fmr: float = 0.0001
+    max_candidates: int = 5
+    score_at_fmr: tuple | None = field(default=None)
+
+    def __post_init__(self):
+        for name in ("duplicate_fpir", "review_fpir", "verify_fmr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:
+                raise invalid(name, "a rate in (0, 1)", v)
+        if self.review_fpir < self.duplicate_fpir:
+            raise invalid("review_fpir", f">= duplicate_fpir ({self.duplicate_fpir})", self.review_fpir)
+        if isinstance(self.gallery_size_floor, bool) or not isinstance(self.gallery_size_floor, int) \
+                or self.gallery_size_floor < 1:
+            raise invalid("gallery_size_floor", "an int >= 1", self.gallery_size_floor)
+        if not isinstance(self.finger_evidence_max_decades, (int, float)) or not self.finger_evidence_max_decades > 0:
+            raise invalid("finger_evidence_max_decades", "a number > 0", self.finger_evidence_max_decades)
+        if not isinstance(self.fingers_correlation_discount, (int, float)) \
+                or not 0.0 < self.fingers_correlation_discount <= 1.0:
+            raise invalid("fingers_correlation_discount", "a number in (0, 1]", self.fingers_correlation_discount)
+        if isinstance(self.max_candidates, bool) or not isinstance(self.max_candidates, int) \
+                or not 1 <= self.max_candidates <= 10000:
+            raise invalid("max_candidates", "an int in [1, 10000]", self.max_candidates)
+        if self.score_at_fmr is not None:
+            object.__setattr__(self, "score_at_fmr", tuple((float(a), float(b)) for a, b in self.score_at_fmr))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Fused-score thresholds (decades) and the rates they stand for."""
+
+    duplicate_score: float
+    review_score: float
+    duplicate_fpir: float
+    review_fpir: float
+    gallery_size: int
+
+    def as_dict(self) -> dict:
+        return dict(duplicate_score=self.duplicate_score, review_score=self.review_score,
+                    duplicate_fpir=self.duplicate_fpir, review_fpir=self.review_fpir,
+                    gallery_size=self.gallery_size)
+
+
+def _calibration(params: DecisionParams) -> tuple[np.ndarray, np.ndarray]:
+    """(scores ascending, decades) of the single-finger calibration table, read now."""
+    if params.score_at_fmr is not None:
+        table = dict(params.score_at_fmr)
+    else:
+        from .match import SCORE_AT_FMR
+
+        table = dict(SCORE_AT_FMR)
+    pts = sorted((float(s), -math.log10(f)) for f, s in table.items() if s is not None and 0 < f < 1)
+    if len(pts) < 2 or any(b[0] <= a[0] or b[1] <= a[1] for a, b in zip(pts, pts[1:])):
+        raise invalid("score_at_fmr", "at least two (fmr, score) points, score increasing as fmr falls", table)
+    arr = np.asarray(pts, np.float64)
+    return arr[:, 0], arr[:, 1]
+
+
+def finger_evidence(scores, params: DecisionParams = DecisionParams()) -> np.ndarray:
+    """Single-finger evidence ``-log10 FMR(score)`` in decades, clipped to ``[0, max]``.
+
+    Parameters
+    ----------
+    scores : array_like of float
+        Native matcher scores.
+
+    Returns
+    -------
+    ndarray of float64, same shape
+    """
+    s = np.asarray(scores, np.float64)
+    xs, ys = _calibration(params)
+    lo_slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
+    hi_slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    e = np.interp(s, xs, ys)
+    e = np.where(s < xs[0], ys[0] + (s - xs[0]) * lo_slope, e)
+    e = np.where(s > xs[-1], ys[-1] + (s - xs[-1]) * hi_slope, e)
+    return np.clip(e, 0.0, params.finger_evidence_max_decades)
+
+
+def fuse_evidence(total_decades, n_fingers, params: DecisionParams = DecisionParams()) -> np.ndarray:
+    """Fused score ``-log10 P_k(E)`` (decades) from summed evidence ``E`` over ``k`` fingers.
+
+    Vectorised over subjects; ``k = 0`` gives 0.
+    """
+    total = np.atleast_1d(np.asarray(total_decades, np.float64))
+    k = np.atleast_1d(np.asarray(n_fingers, np.int64))
+    x = total * _LN10
+    out = np.zeros(np.broadcast(total, k).shape, np.float64)
+    kmax = int(k.max()) if k.size else 0
+    # log sum_{j<k} x^j / j!, accumulated term by term in log space (x may be 0).
+    with np.errstate(divide="ignore"):
+        logx = np.log(x)
+    terms = np.full(out.shape, -np.inf)
+    acc = np.full(out.shape, -np.inf)
+    for j in range(kmax):
+        terms = np.zeros(out.shape) if j == 0 else terms + logx - math.log(j)
+        acc = np.where(j < k, np.logaddexp(acc, terms), acc)
+    log_p = np.minimum(-x + acc, 0.0)
+    out = np.where(k > 0, -log_p / _LN10, 0.0) * params.fingers_correlation_discount
+    return out
+
+
+def fuse(finger_scores: dict, params: DecisionParams = DecisionParams()) -> float:
+    """Fused score (decades) of one candidate from ``{position: native score}``."""
+    vals = list(finger_scores.values())
+    if not vals:
+        return 0.0
+    return float(fuse_evidence(finger_evidence(vals, params).sum(), len(vals), params)[0])
+
+
+def thresholds(gallery_size: int, params: DecisionParams = DecisionParams()) -> Thresholds:
+    """DUPLICATE and REVIEW thresholds (decades) for a gallery of ``gallery_size`` subjects."""
+    n = max(int(gallery_size), params.gallery_size_floor)
+    return Thresholds(duplicate_score=math.log10(n / params.duplicate_fpir),
+                      review_score=math.log10(n / params.review_fpir),
+                      duplicate_fpir=params.duplicate_fpir, review_fpir=params.review_fpir, gallery_size=n)
+
+
+def decide(best_score: float, th: Thresholds) -> str:
+    """Decision for the best candidate's fused score."""
+    if best_score >= th.duplicate_score:
+        return DUPLICATE
+    if best_score >= th.review_score:
+        return REVIEW
+    return UNIQUE
+
+
+def calibrate(impostor_scores, fmrs=(0.01, 0.001, 0.0001)) -> tuple:
+    """A ``score_at_fmr`` table for :class:`DecisionParams` from measured single-finger impostor scores.
+
+    Parameters
+    ----------
+    impostor_scores : array_like of float
+        Native scores of non-mated finger pairs (need well over ``1 / min(fmrs)`` of them).
+    fmrs : sequence of float
+        False match rates to tabulate.
+
+    Returns
+    -------
+    tuple of (fmr, score)
+        The score at which the fraction of impostors scoring >= it equals each fmr.
+    """
+    s = np.sort(np.asarray(impostor_scores, np.float64))
+    if s.size * min(fmrs) < 1:
+        raise invalid("impostor_scores", f"at least {int(math.ceil(1 / min(fmrs)))} scores", s.size)
+    return tuple((float(f), float(np.quantile(s, 1.0 - f))) for f in fmrs)

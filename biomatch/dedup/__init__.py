@@ -1,0 +1,29 @@
+"""1:N deduplication service: a durable gallery of ten-finger enrolments.
+
+Pipeline of one enrolment::
+
+    Enrolment (records) -> retrieval (retrieval) -> native re-ranking per finger (shard)
+    -> fusion and decision (biomatch.decide) -> atomic insert (store)
+
+Example
+-------
+>>> from biomatch.dedup import Enrolment, Gallery                       # doctest: +SKIP
+>>> with Gallery.create("registry") as g:                               # doctest: +SKIP
+...     report = g.enroll(Enrolment("A-001", fingers={1: "r_thumb.png", 2: "r_index.png"}))
+...     report.decision                                                 # "UNIQUE"
+"""
+
+from __future__ import annotations
+
+from .errors import (DuplicateSubjectError, GalleryClosedError, GalleryError, GalleryExistsError,
+                     IncompatibleGalleryError, NoUsableFingerError, NotAGalleryError, StorageError,
+                     UnknownSubjectError)
+from .gallery import Gallery
+from .records import FINGER_POSITIONS, Enrolment
+from .report import Candidate, DedupReport, Verification
+from .shard import Shard, ShardSpec
+
+__all__ = ["Gallery", "Enrolment", "DedupReport", "Candidate", "Verification", "Shard", "ShardSpec",
+           "FINGER_POSITIONS", "GalleryError", "NotAGalleryError", "GalleryExistsError", "IncompatibleGalleryError",
+           "DuplicateSubjectError", "UnknownSubjectError", "NoUsableFingerError", "GalleryClosedError",
+           "StorageError"]

@@ -1,0 +1,531 @@
+"""The durable 1:N gallery: enrol with deduplication as one atomic step, search, verify, remove.
+
+Layout of a gallery folder (0700; files 0600)::
+
+    manifest.json          format, version, gallery id, parameters and their hashes, counts
+    gallery.lock           flock'd by writers (enrol, remove) in every process
+    shards/000/store.sqlite (+ -wal, -shm)   the source of truth (see store.py)
+    shards/000/index/      derived retrieval files, caught up from the store on open
+
+Atomic enrol: a writer takes a thread lock and the folder's ``flock``, catches every shard up
+with what other processes committed, deduplicates, and commits the subject in one SQLite
+transaction (``synchronous=FULL``: fsync'd before :meth:`Gallery.enroll` returns).  Two
+records of one person enrolled at the same moment, by threads or processes, are therefore
+serialised: the second sees the first and gets ``DUPLICATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .. import decide as _decide
+from .._io import write_private_atomic
+from ..errors import IncompatibleTemplateError, invalid
+from ..match import prepare
+from ..params import MatchParams, from_json, params_hash, to_json
+from ..template import Template
+from .errors import (GalleryClosedError, GalleryExistsError, IncompatibleGalleryError, NoUsableFingerError,
+                     NotAGalleryError, StorageError, UnknownSubjectError, DuplicateSubjectError)
+from .records import Enrolment, coerce_fingers
+from .report import Candidate, DedupReport, Verification
+from .shard import Shard, ShardSpec
+
+__all__ = ["Gallery", "FORMAT", "FORMAT_VERSION"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "biomatch-gallery"
+FORMAT_VERSION = 1
+TEMPLATE_FORMAT = "BMT1/1"
+_MANIFEST = "manifest.json"
+_LOCK = "gallery.lock"
+
+
+def _decision_from_json(text: str) -> _decide.DecisionParams:
+    return from_json(text, _decide.DecisionParams)
+
+
+class Gallery:
+    """A durable, embedded 1:N fingerprint gallery in a folder.
+
+    Open with :meth:`create` or :meth:`open`; use as a context manager or call :meth:`close`.
+
+    Notes
+    -----
+    Thread-safe, and safe across processes that open the same folder: writers are serialised
+    by a lock file; readers see every committed enrolment (each call catches up from the store).
+    Memory: ~37 KB per enrolled finger (prepared cylinders, exhaustive retrieval), so ~370 KB
+    per ten-finger enrolment; disk: ~0.6 KB per finger.  Search cost with exhaustive retrieval:
+    one native comparison per enrolled finger of each probe position (~50,000 per second per
+    thread on generated templates).
+    """
+
+    def __init__(self, path: Path, manifest: dict, read_only: bool, n_threads: int,
+                 decision: _decide.DecisionParams | None):
+        self.path = path
+        self._manifest = manifest
+        self.read_only = read_only
+        self.match_params = from_json(manifest["match_params"], MatchParams)
+        self.decision_params = decision or _decision_from_json(manifest["decision_params"])
+        self._thread_lock = threading.RLock()
+        self._closed = False
+        self._lock_fd = None
+        if not read_only:
+            try:
+                self._lock_fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StorageError(f"path: cannot open the lock file in {str(path)!r}: {exc.strerror}") from exc
+        self._shards: list[Shard] = []
+        try:
+            for i in range(manifest["n_shards"]):
+                self._shards.append(Shard(self._spec(i, read_only, n_threads)))
+        except BaseException:
+            self._release()
+            raise
+
+    def _spec(self, i: int, read_only: bool, n_threads: int) -> ShardSpec:
+        return ShardSpec(folder=str(self.path / "shards" / f"{i:03d}"), gallery_id=self._manifest["gallery_id"],
+                         match_params_json=self._manifest["match_params"],
+                         retrieval=self._manifest["retrieval"]["kind"], read_only=read_only, n_threads=n_threads)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, *, n_shards: int = 1, match_params: MatchParams = MatchParams(),
+               decision: _decide.DecisionParams = _decide.DecisionParams(), template_params_hash: str | None = None,
+               retrieval: str = "exhaustive", n_threads: int = 1) -> "Gallery":
+        """Create a gallery in a new (or empty) folder.
+
+        Parameters
+        ----------
+        path : str or Path
+        n_shards : int
+            Partitions (subjects are routed by a hash of their id).
+        match_params, decision
+            Stored in the manifest; :meth:`open` refuses other match parameters.
+        template_params_hash : str, optional
+            Extraction parameter hash every template must carry; by default fixed by the first
+            enrolment.
+        retrieval : str
+            Candidate retrieval component (``"exhaustive"``).
+        n_threads : int
+            Native matcher threads per search.
+        """
+        path = Path(path)
+        if isinstance(n_shards, bool) or not isinstance(n_shards, int) or not 1 <= n_shards <= 1000:
+            raise invalid("n_shards", "an int in [1, 1000]", n_shards)
+        if not isinstance(match_params, MatchParams):
+            raise invalid("match_params", "a MatchParams", type(match_params).__name__)
+        if not isinstance(decision, _decide.DecisionParams):
+            raise invalid("decision", "a DecisionParams", type(decision).__name__)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise GalleryExistsError(f"path: expected a new or empty folder, {str(path)!r} already holds files")
+        from .retrieval import make_retrieval
+
+        make_retrieval(retrieval)  # validates the name
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+            (path / "shards").mkdir(mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"path: cannot create gallery folder {str(path)!r}: {exc.strerror}") from exc
+        manifest = {
+            "format": FORMAT, "version": FORMAT_VERSION, "gallery_id": uuid.uuid4().hex,
+            "created_utc": time.time(), "n_shards": n_shards,
+            "match_params": to_json(match_params), "match_params_hash": params_hash(match_params),
+            "decision_params": to_json(decision), "decision_params_hash": params_hash(decision),
+            "template_format": TEMPLATE_FORMAT, "template_params_hash": template_params_hash,
+            "retrieval": {"kind": retrieval, "code_generation": None},
+            "counts": {"subjects": 0, "fingers": 0},
+        }
+        for i in range(n_shards):
+            tmp = cls.__new__(cls)
+            tmp.path, tmp._manifest = path, manifest
+            Shard.create(tmp._spec(i, False, 1), i).close()
+        # The manifest is written last: a folder without it is not a gallery.
+        write_private_atomic(path / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        return cls.open(path, n_threads=n_threads)
+
+    @staticmethod
+    def _read_manifest(path: Path) -> dict:
+        f = path / _MANIFEST
+        if not path.is_dir():
+            raise NotAGalleryError(f"path: expected a gallery folder, {str(path)!r} is not a folder")
+        try:
+            manifest = json.loads(f.read_text())
+        except FileNotFoundError:
+            raise NotAGalleryError(f"path: {str(path)!r} is not a biomatch gallery (no {_MANIFEST})") from None
+        except (OSError, ValueError) as exc:
+            raise NotAGalleryError(f"path: unreadable manifest in {str(path)!r}: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise NotAGalleryError(f"path: {str(f)!r} is not a biomatch gallery manifest")
+        if manifest.get("version") != FORMAT_VERSION:
+            raise IncompatibleGalleryError(
+                f"gallery {str(path)!r}: expected format version {FORMAT_VERSION}, got {manifest.get('version')}")
+        if manifest.get("template_format") != TEMPLATE_FORMAT:
+            raise IncompatibleGalleryError(f"gallery {str(path)!r}: expected template format {TEMPLATE_FORMAT}, "
+                                           f"got {manifest.get('template_format')}")
+        try:
+            mp = from_json(manifest["match_params"], MatchParams)
+        except Exception as exc:
+            raise IncompatibleGalleryError(f"gallery {str(path)!r}: unreadable match parameters ({exc})") from exc
+        if params_hash(mp) != manifest.get("match_params_hash"):
+            raise IncompatibleGalleryError(f"gallery {str(path)!r}: match parameter hash does not match its parameters")
+        return manifest
+
+    @classmethod
+    def open(cls, path, *, match_params: MatchParams | None = None, decision: _decide.DecisionParams | None = None,
+             read_only: bool = False, n_threads: int = 1) -> "Gallery":
+        """Open an existing gallery; in-memory state is rebuilt and caught up from the stores.
+
+        Raises
+        ------
+        NotAGalleryError, IncompatibleGalleryError, StorageError
+        """
+        path = Path(path)
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
+            raise invalid("n_threads", "an int in [1, 256]", n_threads)
+        manifest = cls._read_manifest(path)
+        if match_params is not None and params_hash(match_params) != manifest["match_params_hash"]:
+            raise IncompatibleGalleryError(
+                f"match_params: expected the gallery's generation {manifest['match_params_hash']}, "
+                f"got {params_hash(match_params)}")
+        if decision is not None and not isinstance(decision, _decide.DecisionParams):
+            raise invalid("decision", "a DecisionParams", type(decision).__name__)
+        return cls(path, manifest, read_only, n_threads, decision)
+
+    def close(self) -> None:
+        """Save derived index files and close the stores (idempotent)."""
+        with self._thread_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self.read_only:
+                with contextlib.suppress(Exception):  # counts are informative; the stores are authoritative
+                    self._write_counts()
+            self._release()
+
+    def _write_counts(self) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            fresh = self._read_manifest(self.path)
+            counts = [s._store.counts() for s in self._shards]
+            fresh["counts"] = {"subjects": sum(c["subjects"] for c in counts),
+                               "fingers": sum(c["fingers"] for c in counts)}
+            write_private_atomic(self.path / _MANIFEST, json.dumps(fresh, indent=1, sort_keys=True).encode())
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _release(self) -> None:
+        for s in self._shards:
+            with contextlib.suppress(Exception):
+                s.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Gallery(path={str(self.path)!r}, shards={len(self._shards)}, closed={self._closed})"
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GalleryClosedError(f"gallery {str(self.path)!r} is closed")
+
+    @contextlib.contextmanager
+    def _writer(self):
+        """Serialise writers: this process's threads, then every process (flock)."""
+        self._check_open()
+        if self.read_only:
+            raise StorageError(f"gallery {str(self.path)!r}: opened read-only")
+        with self._thread_lock:
+            self._check_open()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                for s in self._shards:
+                    s.catch_up()
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _route(self, subject_id: str) -> Shard:
+        h = int.from_bytes(hashlib.blake2b(subject_id.encode(), digest_size=8).digest(), "little")
+        return self._shards[h % len(self._shards)]
+
+    def _usable(self, fingers: Mapping[int, Template], name: str) -> dict[int, Template]:
+        # Empty templates (no print) carry no generation worth checking: filter first.
+        usable = {p: t for p, t in fingers.items() if len(t) >= max(self.match_params.min_minutiae, 1)}
+        if not usable:
+            raise NoUsableFingerError(f"{name}: expected at least one finger with >= "
+                                      f"{max(self.match_params.min_minutiae, 1)} minutiae, got none "
+                                      f"(positions {sorted(fingers)})")
+        hashes = {t.params_hash for t in usable.values()}
+        if len(hashes) > 1:
+            raise IncompatibleTemplateError(f"{name}: expected templates of one extraction generation, "
+                                            f"got parameter hashes {sorted(hashes)}")
+        want = self._manifest.get("template_params_hash")
+        if want is not None and hashes != {want}:
+            raise IncompatibleTemplateError(f"{name}: expected templates with extraction parameter hash {want!r}, "
+                                            f"got {next(iter(hashes))!r}")
+        return usable
+
+    def _probe(self, probe, dpi: float = 500) -> tuple[str, dict[int, Template]]:
+        if isinstance(probe, Enrolment):
+            return probe.subject_id, probe.fingers
+        if isinstance(probe, Mapping):
+            return "", coerce_fingers(probe, dpi, "probe")
+        raise invalid("probe", "an Enrolment or a mapping {position: image or Template}", type(probe).__name__)
+
+    def _fix_template_generation(self, record_hash: str) -> None:
+        """Fix the gallery's template generation at its first enrolment (inside the write lock)."""
+        if self._manifest.get("template_params_hash") is not None:
+            return
+        fresh = self._read_manifest(self.path)  # another process may have fixed it
+        if fresh.get("template_params_hash") is None:
+            fresh["template_params_hash"] = record_hash
+            write_private_atomic(self.path / _MANIFEST, json.dumps(fresh, indent=1, sort_keys=True).encode())
+        self._manifest = fresh
+
+    def _n_subjects(self) -> int:
+        return sum(s.n_subjects for s in self._shards)
+
+    def _search(self, subject_id: str, usable: dict, top: int) -> tuple[DedupReport, dict]:
+        t0 = time.perf_counter()
+        prepared = {p: prepare(t, self.match_params) for p, t in usable.items()}
+        timings = {"prepare": (time.perf_counter() - t0) * 1e3}
+        cands: list[Candidate] = []
+        for s in self._shards:
+            got, tm = s.search(prepared, self.decision_params, top)
+            cands.extend(got)
+            for k, v in tm.items():
+                timings[k] = timings.get(k, 0.0) + v
+        cands.sort(key=lambda c: (-c.score, c.subject_id))
+        cands = cands[:top]
+        n = self._n_subjects()
+        th = _decide.thresholds(n, self.decision_params)
+        decision = _decide.decide(cands[0].score if cands else 0.0, th)
+        report = DedupReport(subject_id=subject_id, decision=decision, candidates=tuple(cands),
+                             thresholds=th.as_dict(), positions_used=tuple(sorted(usable)), gallery_size=n,
+                             timings_ms=timings)
+        return report, prepared
+
+    # ---- public API -----------------------------------------------------------------------------
+    def deduplicate(self, record: Enrolment) -> DedupReport:
+        """Search a record against the gallery without enrolling it (read only).
+
+        Returns
+        -------
+        DedupReport
+            ``enrolled`` is False.
+
+        Raises
+        ------
+        NoUsableFingerError, IncompatibleTemplateError
+        """
+        self._check_open()
+        if not isinstance(record, Enrolment):
+            raise invalid("record", "a biomatch Enrolment", type(record).__name__)
+        usable = self._usable(record.fingers, "record.fingers")
+        for s in self._shards:
+            s.catch_up()
+        return self._search(record.subject_id, usable, self.decision_params.max_candidates)[0]
+
+    def enroll(self, record: Enrolment, dedup: bool = True, accept_review: bool = False) -> DedupReport:
+        """Deduplicate and insert a record as one atomic step.
+
+        Parameters
+        ----------
+        record : Enrolment
+        dedup : bool
+            Search first; a ``DUPLICATE`` (or ``REVIEW`` unless ``accept_review``) is not enrolled.
+            False inserts without searching (a trusted backlog); the report is then ``UNIQUE``
+            with no candidates.
+        accept_review : bool
+            Enrol records whose decision is ``REVIEW``.
+
+        Returns
+        -------
+        DedupReport
+            ``enrolled`` says whether the record was inserted; when True it is durable (committed
+            and fsync'd) before this returns.
+
+        Raises
+        ------
+        DuplicateSubjectError
+            The subject id is already enrolled.
+        NoUsableFingerError, IncompatibleTemplateError, StorageError
+            Nothing is written.
+        """
+        self._check_open()
+        if not isinstance(record, Enrolment):
+            raise invalid("record", "a biomatch Enrolment", type(record).__name__)
+        usable = self._usable(record.fingers, "record.fingers")
+        with self._writer():
+            shard = self._route(record.subject_id)
+            if shard.has_subject(record.subject_id):
+                raise DuplicateSubjectError(f"subject_id: {record.subject_id!r} is already enrolled")
+            if dedup:
+                report, prepared = self._search(record.subject_id, usable, self.decision_params.max_candidates)
+            else:
+                prepared = {p: prepare(t, self.match_params) for p, t in usable.items()}
+                n = self._n_subjects()
+                report = DedupReport(subject_id=record.subject_id, decision=_decide.UNIQUE,
+                                     thresholds=_decide.thresholds(n, self.decision_params).as_dict(),
+                                     positions_used=tuple(sorted(usable)), gallery_size=n)
+            if report.decision == _decide.DUPLICATE or (report.decision == _decide.REVIEW and not accept_review):
+                return report
+            t0 = time.perf_counter()
+            self._fix_template_generation(next(iter(usable.values())).params_hash)
+            self._usable(usable, "record.fingers")  # re-check against the generation fixed under the lock
+            shard.insert(record.subject_id, usable, prepared, record.metadata_json, record.face)
+            timings = dict(report.timings_ms, commit=(time.perf_counter() - t0) * 1e3)
+            return dataclasses.replace(report, enrolled=True, timings_ms=timings)
+
+    def enroll_many(self, records: Iterable[Enrolment], dedup: bool = True, accept_review: bool = False,
+                    progress: Callable | None = None, stop_on_error: bool = True) -> list:
+        """Enrol a backlog, one durable enrolment at a time (each sees the previous ones).
+
+        Parameters
+        ----------
+        progress : callable(done, total, result), optional
+            Called after each record; ``result`` is its DedupReport or the exception raised;
+            ``total`` is None for iterables without a length.  A record reported here is durable.
+        stop_on_error : bool
+            Raise the first error (default); otherwise record it and go on.
+
+        Returns
+        -------
+        list of DedupReport or BiomatchError, in input order
+        """
+        from ..errors import BiomatchError
+
+        total = len(records) if hasattr(records, "__len__") else None
+        out = []
+        for i, rec in enumerate(records):
+            try:
+                res = self.enroll(rec, dedup=dedup, accept_review=accept_review)
+            except BiomatchError as exc:
+                if stop_on_error:
+                    raise
+                res = exc
+            out.append(res)
+            if progress is not None:
+                progress(i + 1, total, res)
+        return out
+
+    def deduplicate_many(self, records: Iterable[Enrolment], progress: Callable | None = None,
+                         stop_on_error: bool = True) -> list:
+        """Deduplicate many records (read only); same conventions as :meth:`enroll_many`."""
+        from ..errors import BiomatchError
+
+        total = len(records) if hasattr(records, "__len__") else None
+        out = []
+        for i, rec in enumerate(records):
+            try:
+                res = self.deduplicate(rec)
+            except BiomatchError as exc:
+                if stop_on_error:
+                    raise
+                res = exc
+            out.append(res)
+            if progress is not None:
+                progress(i + 1, total, res)
+        return out
+
+    def identify(self, probe, k: int = 10, dpi: float = 500) -> list[Candidate]:
+        """The ``k`` best enrolled subjects for a probe (Enrolment or ``{position: image or Template}``)."""
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10000:
+            raise invalid("k", "an int in [1, 10000]", k)
+        sid, fingers = self._probe(probe, dpi)
+        usable = self._usable(fingers, "probe")
+        for s in self._shards:
+            s.catch_up()
+        return list(self._search(sid, usable, k)[0].candidates)
+
+    def verify(self, subject_id: str, probe, dpi: float = 500) -> Verification:
+        """1:1: compare a probe with one enrolled subject's common fingers.
+
+        ``match`` is True when the fused score reaches ``-log10(DecisionParams.verify_fmr)``.
+
+        Raises
+        ------
+        UnknownSubjectError, NoUsableFingerError
+        """
+        self._check_open()
+        if not isinstance(subject_id, str):
+            raise invalid("subject_id", "a str", type(subject_id).__name__)
+        _, fingers = self._probe(probe, dpi)
+        usable = self._usable(fingers, "probe")
+        shard = self._route(subject_id)
+        shard.catch_up()
+        enrolled = shard.subject_prepared(subject_id)
+        from ..match import FingerprintMatcher
+
+        scores = {p: FingerprintMatcher(t, self.match_params).match(enrolled[p])
+                  for p, t in usable.items() if p in enrolled}
+        score = _decide.fuse(scores, self.decision_params)
+        threshold = -float(__import__("math").log10(self.decision_params.verify_fmr))
+        return Verification(subject_id=subject_id, match=bool(scores) and score >= threshold, score=score,
+                            threshold=threshold, target_fmr=self.decision_params.verify_fmr, finger_scores=scores)
+
+    def remove(self, subject_id: str) -> None:
+        """Delete a subject and its templates (durable on return).
+
+        Raises
+        ------
+        UnknownSubjectError
+        """
+        if not isinstance(subject_id, str):
+            raise invalid("subject_id", "a str", type(subject_id).__name__)
+        with self._writer():
+            self._route(subject_id).remove(subject_id)
+
+    def __contains__(self, subject_id: str) -> bool:
+        self._check_open()
+        return self._route(subject_id).has_subject(subject_id)
+
+    def templates(self, subject_id: str) -> dict[int, Template]:
+        """The enrolled templates of a subject, read from the store."""
+        self._check_open()
+        return self._route(subject_id).subject_templates(subject_id)
+
+    def stats(self) -> dict:
+        """Counts, memory and disk use, parameters (no personal data)."""
+        self._check_open()
+        per = [s.stats() for s in self._shards]
+        per_pos: dict[int, int] = {}
+        for st in per:
+            for p, n in st["fingers_per_position"].items():
+                per_pos[p] = per_pos.get(p, 0) + n
+        n_subj = sum(st["subjects"] for st in per)
+        mem = sum(st["memory_bytes"] for st in per)
+        return {"subjects": n_subj, "fingers": sum(st["fingers"] for st in per),
+                "fingers_per_position": dict(sorted(per_pos.items())), "shards": len(per),
+                "memory_bytes": mem, "memory_bytes_per_subject": mem / n_subj if n_subj else 0.0,
+                "disk_bytes": sum(st["disk_bytes"] for st in per),
+                "retrieval": self._manifest["retrieval"]["kind"],
+                "match_params_hash": self._manifest["match_params_hash"],
+                "template_params_hash": self._manifest.get("template_params_hash"),
+                "thresholds": _decide.thresholds(n_subj, self.decision_params).as_dict()}
+
+    def check(self) -> list[str]:
+        """Integrity problems of the stores (empty when sound)."""
+        self._check_open()
+        return [f"shard {i}: {p}" for i, s in enumerate(self._shards) for p in s.integrity_problems()]

@@ -1,0 +1,222 @@
+"""The durable store of one shard: SQLite in WAL mode, ``synchronous=FULL``.
+
+Tables::
+
+    meta      (key TEXT PRIMARY KEY, value TEXT)           schema version, gallery id, shard number
+    subjects  (id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id TEXT UNIQUE, metadata TEXT,
+               face BLOB, enrolled_utc REAL)
+    fingers   (id INTEGER PRIMARY KEY AUTOINCREMENT, subject INTEGER -> subjects.id ON DELETE CASCADE,
+               position INTEGER 1-10, template BLOB (BMT1), n_minutiae INTEGER, UNIQUE(subject, position))
+    removals  (seq INTEGER PRIMARY KEY AUTOINCREMENT, finger_id INTEGER)
+
+The store is the source of truth; everything in memory and every index file is derived from it.
+``fingers.id`` only grows (AUTOINCREMENT, writers serialised), so an in-memory view catches up
+with ``id > last_seen`` and ``removals.seq > last_seen``.  A subject and its fingers are written
+in one transaction: after a crash a subject is either complete or absent.  Templates are
+personal data: never logged; files are created 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from .errors import DuplicateSubjectError, IncompatibleGalleryError, NotAGalleryError, StorageError, \
+    UnknownSubjectError
+
+__all__ = ["Store", "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE subjects (id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id TEXT NOT NULL UNIQUE,
+                       metadata TEXT, face BLOB, enrolled_utc REAL NOT NULL);
+CREATE TABLE fingers (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                      subject INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+                      position INTEGER NOT NULL CHECK (position BETWEEN 1 AND 10),
+                      template BLOB NOT NULL, n_minutiae INTEGER NOT NULL, UNIQUE (subject, position));
+CREATE INDEX fingers_subject ON fingers(subject);
+CREATE TABLE removals (seq INTEGER PRIMARY KEY AUTOINCREMENT, finger_id INTEGER NOT NULL);
+"""
+
+
+def _storage_error(exc: Exception, what: str, path: Path) -> StorageError:
+    return StorageError(f"{what} {str(path)!r}: {exc}")
+
+
+class Store:
+    """One shard's SQLite database.
+
+    Parameters
+    ----------
+    path : Path
+        The database file.
+    create : bool
+        Create the file and schema (the file must not exist).
+    read_only : bool
+        Open with ``mode=ro``: every write raises :class:`StorageError`.
+
+    Notes
+    -----
+    Thread-safe: one connection guarded by a lock.  Across processes, SQLite's own locking plus
+    the gallery's file lock serialise writers; readers never block writers (WAL).
+    """
+
+    def __init__(self, path: Path, create: bool = False, read_only: bool = False, meta: dict | None = None):
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        if create:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+            except OSError as exc:
+                raise _storage_error(exc, "cannot create store", self.path) from exc
+        elif not self.path.is_file():
+            raise NotAGalleryError(f"path: expected a shard store at {str(self.path)!r}, found none")
+        uri = f"file:{self.path}?mode={'ro' if read_only else 'rw'}"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                                         timeout=60.0)
+            if not read_only:
+                mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StorageError(f"store {str(self.path)!r}: cannot switch to WAL mode (got {mode})")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            if create:
+                with self.transaction():
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        self._conn.execute(statement)
+                    rows = {"schema_version": str(SCHEMA_VERSION), **{k: str(v) for k, v in (meta or {}).items()}}
+                    self._conn.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
+            got = self.meta().get("schema_version")
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            if isinstance(exc, sqlite3.OperationalError) and "unable to open" not in str(exc):
+                raise _storage_error(exc, "cannot open store", self.path) from exc
+            raise NotAGalleryError(f"path: {str(self.path)!r} is not a biomatch shard store ({exc})") from exc
+        if got != str(SCHEMA_VERSION):
+            self._close_quietly()
+            raise IncompatibleGalleryError(
+                f"store {str(self.path)!r}: expected schema version {SCHEMA_VERSION}, got {got}")
+
+    def _close_quietly(self):
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (durable on return), rolled back on any error."""
+        with self._lock:
+            if self.read_only:
+                raise StorageError(f"store {str(self.path)!r}: opened read-only")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, "cannot start a write transaction on", self.path) from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_error(exc, "write failed (rolled back) on", self.path) from exc
+                raise
+
+    def meta(self) -> dict:
+        with self._lock:
+            return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _read(self, sql: str, args=()):
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, "read failed on", self.path) from exc
+
+    def has_subject(self, subject_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)))
+
+    def insert(self, subject_id: str, templates: dict, metadata_json: str | None, face: bytes | None) -> tuple:
+        """Insert a subject and its fingers in one durable transaction.
+
+        Parameters
+        ----------
+        templates : dict int -> (bytes, n_minutiae)
+
+        Returns
+        -------
+        (subject key, list of (finger id, position))
+        """
+        try:
+            with self.transaction() as c:
+                cur = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc) VALUES (?, ?, ?, ?)",
+                                (subject_id, metadata_json, face, time.time()))
+                key = cur.lastrowid
+                fids = []
+                for pos, (blob, n) in sorted(templates.items()):
+                    cur = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae) VALUES (?, ?, ?, ?)",
+                                    (key, pos, blob, n))
+                    fids.append((cur.lastrowid, pos))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateSubjectError(f"subject_id: {subject_id!r} is already enrolled") from exc
+        return key, fids
+
+    def remove(self, subject_id: str) -> list[int]:
+        """Delete a subject and its fingers; log the removed finger ids.  Returns them."""
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM subjects WHERE subject_id = ?", (subject_id,)).fetchone()
+            if row is None:
+                raise UnknownSubjectError(f"subject_id: {subject_id!r} is not enrolled")
+            fids = [r[0] for r in c.execute("SELECT id FROM fingers WHERE subject = ?", (row[0],))]
+            c.executemany("INSERT INTO removals (finger_id) VALUES (?)", [(f,) for f in fids])
+            c.execute("DELETE FROM fingers WHERE subject = ?", (row[0],))
+            c.execute("DELETE FROM subjects WHERE id = ?", (row[0],))
+        return fids
+
+    def fingers_since(self, after_id: int) -> list:
+        """``(finger id, subject key, subject id, position, template blob)`` with ``id > after_id``."""
+        return self._read("SELECT f.id, f.subject, s.subject_id, f.position, f.template FROM fingers f "
+                          "JOIN subjects s ON s.id = f.subject WHERE f.id > ? ORDER BY f.id", (after_id,))
+
+    def removals_since(self, after_seq: int) -> list:
+        return self._read("SELECT seq, finger_id FROM removals WHERE seq > ? ORDER BY seq", (after_seq,))
+
+    def subject_templates(self, subject_id: str) -> dict:
+        rows = self._read("SELECT f.position, f.template FROM fingers f JOIN subjects s ON s.id = f.subject "
+                          "WHERE s.subject_id = ?", (subject_id,))
+        return dict(rows)
+
+    def subject_record(self, subject_id: str):
+        rows = self._read("SELECT id, metadata FROM subjects WHERE subject_id = ?", (subject_id,))
+        return rows[0] if rows else None
+
+    def counts(self) -> dict:
+        n_subjects = self._read("SELECT COUNT(*) FROM subjects")[0][0]
+        per_pos = dict(self._read("SELECT position, COUNT(*) FROM fingers GROUP BY position"))
+        return {"subjects": n_subjects, "fingers": sum(per_pos.values()), "fingers_per_position": per_pos}
+
+    def integrity_problems(self) -> list[str]:
+        """Subjects without fingers and SQLite's own integrity check (empty list = sound)."""
+        out = [f"subject key {k} has no fingers" for (k,) in
+               self._read("SELECT id FROM subjects WHERE id NOT IN (SELECT subject FROM fingers)")]
+        res = self._read("PRAGMA integrity_check")
+        if res and res[0][0] != "ok":
+            out.extend(r[0] for r in res)
+        return out

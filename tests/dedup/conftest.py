@@ -1,0 +1,29 @@
+"""Fixtures of the dedup tests: generated ten-finger records (no images), fresh galleries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dedup_util import ensure_dedup_importable, make_record  # noqa: E402
+
+ensure_dedup_importable()
+
+
+
+@pytest.fixture
+def gallery(tmp_path):
+    from biomatch.dedup import Gallery
+
+    g = Gallery.create(tmp_path / "g")
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def record():
+    return make_record
