@@ -1,0 +1,114 @@
+"""numba kernels of :mod:`biomatch.encode` (minutia-pair histograms, Hamming distances).
+
+Plain ``@njit(cache=True)`` functions over contiguous arrays; the Python layer in
+``encode.py`` validates, coerces dtypes and allocates.  One signature per kernel
+(float32 / int64 / uint64 inputs) to keep cold JIT time small.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_TWO_PI = 2.0 * math.pi
+
+
+@njit(cache=True, nogil=True)
+def pair_histograms(pts, offsets, max_distance, n_dist, n_angle):
+    """Histogram of the minutia pairs of each template, rotation and translation invariant.
+
+    Every ordered pair (i, j) of minutiae at most ``max_distance`` apart votes for
+    ``(distance, angle_i - phi, angle_j - phi)``, where ``phi`` is the direction of the
+    segment from i to j; votes are split linearly between the two nearest bins of each
+    axis (angles wrap around).
+
+    Parameters
+    ----------
+    pts : float32 (m, 3)
+        ``x, y`` (px, y down) and ``angle`` (rad, counter-clockwise as displayed) of the
+        minutiae of all templates, concatenated.
+    offsets : int64 (t + 1,)
+        Template ``i`` owns rows ``offsets[i]:offsets[i+1]``.
+    max_distance : float
+        Pairs farther apart (px) do not vote.
+    n_dist, n_angle : int
+        Bins of the distance axis (over ``[0, max_distance]``) and of each angle axis.
+
+    Returns
+    -------
+    float32 (t, n_dist * n_angle * n_angle)
+        Vote counts (distance-major).
+    """
+    t_count = offsets.shape[0] - 1
+    out = np.zeros((t_count, n_dist * n_angle * n_angle), np.float32)
+    md2 = max_distance * max_distance
+    d_scale = n_dist / max_distance
+    a_scale = n_angle / _TWO_PI
+    for t in range(t_count):
+        a, b = offsets[t], offsets[t + 1]
+        for i in range(a, b):
+            for j in range(a, b):
+                if i == j:
+                    continue
+                dx = pts[j, 0] - pts[i, 0]
+                dy = pts[i, 1] - pts[j, 1]  # y up, so that angles and positions turn together
+                d2 = dx * dx + dy * dy
+                if d2 > md2:
+                    continue
+                phi = math.atan2(dy, dx)
+                fd = math.sqrt(d2) * d_scale - 0.5
+                fi = ((pts[i, 2] - phi) % _TWO_PI) * a_scale - 0.5
+                fj = ((pts[j, 2] - phi) % _TWO_PI) * a_scale - 0.5
+                d0 = int(math.floor(fd))
+                i0 = int(math.floor(fi))
+                j0 = int(math.floor(fj))
+                wd, wi, wj = fd - d0, fi - i0, fj - j0
+                for sd in range(2):
+                    db = d0 + sd
+                    if db < 0:
+                        db = 0  # the nearest pairs stay in the first bin
+                    if db >= n_dist:
+                        continue
+                    w1 = wd if sd else 1.0 - wd
+                    for si in range(2):
+                        ib = (i0 + si) % n_angle
+                        w2 = w1 * (wi if si else 1.0 - wi)
+                        for sj in range(2):
+                            jb = (j0 + sj) % n_angle
+                            out[t, (db * n_angle + ib) * n_angle + jb] += w2 * (wj if sj else 1.0 - wj)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _popcount64(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@njit(cache=True, nogil=True)
+def hamming_matrix(a, b):
+    """All pairwise Hamming distances between two sets of codes as uint64 words.
+
+    Parameters
+    ----------
+    a : uint64 (n, w)
+    b : uint64 (m, w)
+
+    Returns
+    -------
+    int32 (n, m)
+    """
+    n, w = a.shape
+    m = b.shape[0]
+    out = np.empty((n, m), np.int32)
+    for i in range(n):
+        for j in range(m):
+            acc = np.uint64(0)
+            for k in range(w):
+                acc += _popcount64(a[i, k] ^ b[j, k])
+            out[i, j] = np.int32(acc)
+    return out
