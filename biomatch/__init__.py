@@ -2,6 +2,10 @@
 
 Public API::
 
+    with biomatch.Gallery.create("registry") as g:          # embedded, durable 1:N gallery
+        report = g.enroll(biomatch.Enrolment("id-1", fingers={1: "r_thumb.png", 2: "r_index.png"}, dpi=500))
+        report.decision                                    # "DUPLICATE", "REVIEW" or "UNIQUE"
+
     from biomatch import extract, FingerprintMatcher, Template
     probe = extract("probe.png", dpi=500)
     score = FingerprintMatcher(probe).match(extract("candidate.png", dpi=500))
@@ -16,7 +20,7 @@ from .template import Template
 __version__ = "0.1.0"
 
 __all__ = ["BiomatchError", "ExtractionParams", "MatchParams", "Template", "extract",
-           "FingerprintMatcher", "__version__"]
+           "FingerprintMatcher", "Gallery", "Enrolment", "DedupReport", "__version__"]
 
 
 def __getattr__(name):
@@ -29,4 +33,8 @@ def __getattr__(name):
         from .match import FingerprintMatcher
 
         return FingerprintMatcher
+    if name in ("Gallery", "Enrolment", "DedupReport"):
+        from . import dedup
+
+        return getattr(dedup, name)
     raise AttributeError(f"module 'biomatch' has no attribute {name!r}")

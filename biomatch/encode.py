@@ -51,7 +51,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import BiomatchError, invalid
+from .errors import BiomatchError, EncodeModelError, invalid
 from .params import params_hash
 from .template import Template
 
@@ -67,10 +67,6 @@ TRAINING_SEED_BASE = 900_000_000
 """Generated fingers with seeds from here on train the model; benchmarks use seeds below it."""
 
 _MODEL_FORMAT = 1
-
-
-class EncodeModelError(BiomatchError):
-    """The encoder model is missing, corrupt, or of another parameter generation."""
 
 
 @dataclass(frozen=True)

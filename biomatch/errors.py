@@ -16,6 +16,17 @@ __all__ = [
     "FormatError",
     "DatasetError",
     "LeaderModelError",
+    "EncodeModelError",
+    "IndexFileError",
+    "GalleryError",
+    "NotAGalleryError",
+    "GalleryExistsError",
+    "IncompatibleGalleryError",
+    "DuplicateSubjectError",
+    "UnknownSubjectError",
+    "NoUsableFingerError",
+    "GalleryClosedError",
+    "StorageError",
 ]
 
 
@@ -61,6 +72,56 @@ class DatasetError(BiomatchError):
 
 class LeaderModelError(BiomatchError):
     """The LEADER model file is missing, unreadable or not the supported one."""
+
+
+class EncodeModelError(BiomatchError):
+    """The fixed-length code model file is missing, corrupt or of another generation."""
+
+
+class IndexFileError(BiomatchError):
+    """A search-index file is missing, corrupt or of another generation."""
+
+
+class GalleryError(BiomatchError):
+    """Base class of the errors of a gallery."""
+
+
+class NotAGalleryError(GalleryError):
+    """A folder is missing, is not a biomatch gallery, or its manifest is unreadable."""
+
+
+class GalleryExistsError(GalleryError):
+    """``Gallery.create`` was given a folder that already holds files."""
+
+
+class IncompatibleGalleryError(GalleryError):
+    """The gallery was written by another format version or parameter generation."""
+
+
+class DuplicateSubjectError(GalleryError, KeyError):
+    """A subject id is already enrolled."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownSubjectError(GalleryError, KeyError):
+    """A subject id is not enrolled."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NoUsableFingerError(GalleryError, ValueError):
+    """A record or probe has no finger with enough minutiae to be compared."""
+
+
+class GalleryClosedError(GalleryError):
+    """The gallery was closed."""
+
+
+class StorageError(GalleryError, OSError):
+    """The store cannot be written or read (read-only folder, full disk, I/O error, lock)."""
 
 
 def invalid(name: str, expected: str, actual: object) -> InvalidInputError:

@@ -26,17 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BiomatchError, invalid
+from .errors import BiomatchError, IndexFileError, invalid
 
 __all__ = ["FingerIndex", "IndexFileError", "DEFAULT_FACTORY"]
 
 DEFAULT_FACTORY = "BFlat"
 
 _TOMBSTONE_SUFFIX = ".removed"
-
-
-class IndexFileError(BiomatchError):
-    """An index file is missing, corrupt, or does not fit the codes given to it."""
 
 
 def _faiss(threads: int | None):

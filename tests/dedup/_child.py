@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dedup_util import ensure_dedup_importable, make_record  # noqa: E402
+from dedup_util import make_record  # noqa: E402
 
 BULK_POSITIONS = (2, 7)
 
 
 def main(argv: list[str]) -> int:
-    ensure_dedup_importable()
     from biomatch.dedup import Gallery
 
     mode, path = argv[0], argv[1]

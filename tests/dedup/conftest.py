@@ -9,9 +9,8 @@ import pytest
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dedup_util import ensure_dedup_importable, make_record  # noqa: E402
+from dedup_util import make_record  # noqa: E402
 
-ensure_dedup_importable()
 
 
 
