@@ -86,7 +86,7 @@ def main() -> int:
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(0, 0.4, 81)
+    bins = np.linspace(0, 0.8, 81)
     ax.hist(is_, bins, density=True, histtype="step", color="tab:red", label="synthetic impostor")
     ax.hist(gs, bins, density=True, histtype="step", color="tab:green", label="synthetic genuine")
     if g_real is not None:

@@ -343,12 +343,12 @@ class TemplateModel:
     max_rotation_deg: float = 25.0
     max_translation_px: float = 30.0
     distortion_px: float = 6.0
-    jitter_px: float = 2.0
-    angle_noise_deg: float = 8.0
-    p_missing: float = 0.2
-    spurious_rate: float = 0.15
-    contact_min: float = 0.30
-    contact_max: float = 0.48
+    jitter_px: float = 1.2
+    angle_noise_deg: float = 5.0
+    p_missing: float = 0.08
+    spurious_rate: float = 0.06
+    contact_min: float = 0.18
+    contact_max: float = 0.50
 
 
 def template_impressions(finger_seed: int, impressions: int, model: TemplateModel | None = None) -> list:
