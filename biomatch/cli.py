@@ -7,6 +7,8 @@ Commands::
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR] [--threads N] [--quiet]
     biomatch evaluate fvc2002 FOLDER [--json] [--out DIR]      (db1_b..db4_b at their dpi)
     biomatch synth fvc OUT [--fingers F] [--impressions I] [--seed S]
+    biomatch gallery create|enroll|dedup|stats PATH ...            (see biomatch.dedup.commands)
+    biomatch demo dedup [--datasets DIR] [--out DIR]
 
 ``verify`` takes images or native template files (recognised by their ``BMT1``
 magic, whatever their name); ``--dpi`` is needed only when one of them is an image.
@@ -125,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="print one JSON object keyed by set")
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     f.set_defaults(func=cmd_evaluate_fvc2002)
+
+    from .dedup.commands import add_parsers as add_gallery_parsers
+
+    add_gallery_parsers(sub, _dpi, _positive_int)  # gallery create|enroll|dedup|stats, demo dedup
     return ap
 
 

@@ -52,6 +52,15 @@ _MANIFEST = "manifest.json"
 _LOCK = "gallery.lock"
 
 
+def _code_generation(retrieval: str) -> str | None:
+    """The finger-code generation a retrieval component depends on (None: no codes)."""
+    if retrieval != "faiss":
+        return None
+    from ..encode import default_model
+
+    return default_model().generation
+
+
 def _decision_from_json(text: str) -> _decide.DecisionParams:
     return from_json(text, _decide.DecisionParams)
 
@@ -103,7 +112,7 @@ class Gallery:
     @classmethod
     def create(cls, path, *, n_shards: int = 1, match_params: MatchParams = MatchParams(),
                decision: _decide.DecisionParams = _decide.DecisionParams(), template_params_hash: str | None = None,
-               retrieval: str = "exhaustive", n_threads: int = 1) -> "Gallery":
+               retrieval: str = "faiss", n_threads: int = 1) -> "Gallery":
         """Create a gallery in a new (or empty) folder.
 
         Parameters
@@ -117,7 +126,9 @@ class Gallery:
             Extraction parameter hash every template must carry; by default fixed by the first
             enrolment.
         retrieval : str
-            Candidate retrieval component (``"exhaustive"``).
+            Candidate retrieval component: ``"faiss"`` (default: 512-bit finger codes scanned
+            exhaustively per position, the top max(50, 1%) persons re-ranked natively) or
+            ``"exhaustive"`` (every enrolled finger re-ranked natively; exact, slow at scale).
         n_threads : int
             Native matcher threads per search.
         """
@@ -145,7 +156,7 @@ class Gallery:
             "match_params": to_json(match_params), "match_params_hash": params_hash(match_params),
             "decision_params": to_json(decision), "decision_params_hash": params_hash(decision),
             "template_format": TEMPLATE_FORMAT, "template_params_hash": template_params_hash,
-            "retrieval": {"kind": retrieval, "code_generation": None},
+            "retrieval": {"kind": retrieval, "code_generation": _code_generation(retrieval)},
             "counts": {"subjects": 0, "fingers": 0},
         }
         for i in range(n_shards):
@@ -181,6 +192,18 @@ class Gallery:
             raise IncompatibleGalleryError(f"gallery {str(path)!r}: unreadable match parameters ({exc})") from exc
         if params_hash(mp) != manifest.get("match_params_hash"):
             raise IncompatibleGalleryError(f"gallery {str(path)!r}: match parameter hash does not match its parameters")
+        retrieval = manifest.get("retrieval") or {}
+        kind = retrieval.get("kind")
+        from .retrieval import _REGISTRY
+
+        if kind not in _REGISTRY:
+            raise IncompatibleGalleryError(f"gallery {str(path)!r}: expected a retrieval component in "
+                                           f"{sorted(_REGISTRY)}, got {kind!r}")
+        want = _code_generation(kind)
+        if retrieval.get("code_generation") != want:
+            raise IncompatibleGalleryError(f"gallery {str(path)!r}: expected finger-code generation {want}, got "
+                                           f"{retrieval.get('code_generation')} (re-create the gallery, or open it "
+                                           f"with the biomatch version that built it)")
         return manifest
 
     @classmethod
@@ -519,8 +542,10 @@ class Gallery:
         return {"subjects": n_subj, "fingers": sum(st["fingers"] for st in per),
                 "fingers_per_position": dict(sorted(per_pos.items())), "shards": len(per),
                 "memory_bytes": mem, "memory_bytes_per_subject": mem / n_subj if n_subj else 0.0,
+                "retrieval_bytes": sum(st.get("retrieval_bytes", 0) for st in per),
                 "disk_bytes": sum(st["disk_bytes"] for st in per),
                 "retrieval": self._manifest["retrieval"]["kind"],
+                "code_generation": self._manifest["retrieval"].get("code_generation"),
                 "match_params_hash": self._manifest["match_params_hash"],
                 "template_params_hash": self._manifest.get("template_params_hash"),
                 "thresholds": _decide.thresholds(n_subj, self.decision_params).as_dict()}

@@ -4,7 +4,8 @@ A retrieval component narrows the enrolled fingers of a shard to candidates befo
 re-ranking.  Its interface (duck-typed, see :class:`Retrieval`) is what a FAISS code index
 (``biomatch.encode`` + ``biomatch.index.FingerIndex``) plugs into:
 
-- ``add(position, finger_ids, templates)``: index new fingers (ids from the store, increasing);
+- ``add(position, finger_ids, templates, subject_keys)``: index new fingers (ids from the store,
+  increasing; ``subject_keys`` group a person's fingers);
 - ``remove(finger_ids)``: tombstone fingers;
 - ``candidates(probe, k)``: ``{position: finger ids}`` to re-rank, or ``None`` for "all";
 - ``indexed_upto``, ``removals_upto``: the last store finger id / removal seq folded in, so that a
@@ -13,6 +14,8 @@ re-ranking.  Its interface (duck-typed, see :class:`Retrieval`) is what a FAISS 
 
 :class:`ExhaustiveRetrieval` (every finger of the probe's positions is a candidate) is the
 reference: exact, no files, ~50,000 native comparisons per second per thread.
+:class:`~biomatch.dedup.faiss_retrieval.FaissRetrieval` (``"faiss"``, the default of new
+galleries) keeps the top persons by summed per-position Hamming similarity of 512-bit codes.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class Retrieval(Protocol):
     indexed_upto: int
     removals_upto: int
 
-    def add(self, position: int, finger_ids: np.ndarray, templates: list) -> None: ...
+    def add(self, position: int, finger_ids: np.ndarray, templates: list, subject_keys=None) -> None: ...
 
     def remove(self, finger_ids: np.ndarray) -> None: ...
 
@@ -53,7 +56,7 @@ class ExhaustiveRetrieval:
         self.indexed_upto = 0
         self.removals_upto = 0
 
-    def add(self, position, finger_ids, templates) -> None:
+    def add(self, position, finger_ids, templates, subject_keys=None) -> None:
         if len(finger_ids):
             self.indexed_upto = max(self.indexed_upto, int(np.max(finger_ids)))
 
@@ -70,11 +73,17 @@ class ExhaustiveRetrieval:
         pass
 
 
-_REGISTRY = {"exhaustive": ExhaustiveRetrieval}
+def _faiss_retrieval():
+    from .faiss_retrieval import FaissRetrieval
+
+    return FaissRetrieval()
+
+
+_REGISTRY = {"exhaustive": ExhaustiveRetrieval, "faiss": _faiss_retrieval}
 
 
 def make_retrieval(name: str):
-    """Build a retrieval component by name (``"exhaustive"``; the FAISS stage registers here)."""
+    """Build a retrieval component by name (``"exhaustive"``, ``"faiss"``, or one registered)."""
     from ..errors import invalid
 
     if name not in _REGISTRY:

@@ -46,7 +46,7 @@ class ShardSpec:
     match_params_json : str
         :func:`biomatch.params.to_json` of the MatchParams.
     retrieval : str
-        Name of the retrieval component (``"exhaustive"``).
+        Name of the retrieval component (``"faiss"`` or ``"exhaustive"``).
     read_only : bool
     n_threads : int
         Native matcher threads per search.
@@ -144,16 +144,17 @@ class Shard:
         """
         with self._lock:
             rows = self._store.fingers_since(self._last_finger)
-            new_by_pos: dict[int, tuple[list, list]] = {}
+            new_by_pos: dict[int, tuple[list, list, list]] = {}
             for fid, key, sid, pos, blob in rows:
                 t = decode(blob)
                 self._add_finger(fid, key, sid, pos, prepare(t, self._params))
                 if fid > self._retrieval.indexed_upto:
-                    new_by_pos.setdefault(pos, ([], []))
+                    new_by_pos.setdefault(pos, ([], [], []))
                     new_by_pos[pos][0].append(fid)
                     new_by_pos[pos][1].append(t)
-            for pos, (fids, ts) in new_by_pos.items():
-                self._retrieval.add(pos, np.asarray(fids, np.int64), ts)
+                    new_by_pos[pos][2].append(key)
+            for pos, (fids, ts, keys) in new_by_pos.items():
+                self._retrieval.add(pos, np.asarray(fids, np.int64), ts, np.asarray(keys, np.int64))
             removals = self._store.removals_since(self._last_removal)
             if removals:
                 gone = [f for _, f in removals]
@@ -205,7 +206,8 @@ class Shard:
                 return
             for fid, pos in fids:
                 self._add_finger(fid, key, subject_id, pos, prepared[pos])
-                self._retrieval.add(pos, np.asarray([fid], np.int64), [templates[pos]])
+                self._retrieval.add(pos, np.asarray([fid], np.int64), [templates[pos]],
+                                    np.asarray([key], np.int64))
 
     def _store_has_unseen_removals(self) -> bool:
         return bool(self._store.removals_since(self._last_removal))
@@ -313,7 +315,9 @@ class Shard:
             counts = self._store.counts()
             mem = sum(pt.nbytes for t in self._tables.values() for pt in t.prepared)
             files = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
-            return dict(counts, memory_bytes=mem, disk_bytes=files, retrieval=self._retrieval.name,
+            mem_r = int(getattr(self._retrieval, "nbytes", 0))
+            return dict(counts, memory_bytes=mem + mem_r, retrieval_bytes=mem_r, disk_bytes=files,
+                        retrieval=self._retrieval.name,
                         indexed_upto=self._retrieval.indexed_upto, last_finger_id=self._last_finger)
 
     def integrity_problems(self) -> list[str]:

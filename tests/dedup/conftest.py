@@ -14,11 +14,11 @@ from dedup_util import make_record  # noqa: E402
 
 
 
-@pytest.fixture
-def gallery(tmp_path):
+@pytest.fixture(params=["faiss", "exhaustive"])
+def gallery(tmp_path, request):
     from biomatch.dedup import Gallery
 
-    g = Gallery.create(tmp_path / "g")
+    g = Gallery.create(tmp_path / "g", retrieval=request.param)
     yield g
     g.close()
 

@@ -1,0 +1,223 @@
+"""Command-line front end of the gallery (``biomatch gallery ...``, ``biomatch demo dedup``).
+
+Commands::
+
+    biomatch gallery create PATH [--retrieval faiss|exhaustive] [--shards N]
+    biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
+    biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
+    biomatch gallery stats PATH [--json]
+    biomatch demo dedup [--datasets DIR] [--out DIR]
+
+Input: a folder of images named ``<subject>_<position>.<ext>`` (ISO position 1-10; the subject
+may contain underscores), or a CSV manifest ``subject_id,position,path[,dpi]`` (an optional
+header row; relative paths are relative to the manifest).  ``enroll`` is resumable: subjects
+already enrolled are skipped.  One line per record goes to stdout, a progress bar to stderr.
+A record that fails (unreadable image, no usable finger) is reported and the run goes on; the
+exit code is then 2.
+
+Heavy modules are imported inside the commands, so that ``biomatch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_parsers", "read_input", "Progress"]
+
+_IMAGE_EXTS = {".png", ".tif", ".tiff", ".bmp", ".pgm", ".jpg", ".jpeg", ".wsq"}
+
+
+class Progress:
+    """A one-line progress bar on stderr (silent when ``quiet`` or not a terminal-free run)."""
+
+    def __init__(self, total: int, label: str, quiet: bool = False, width: int = 30):
+        self.total, self.label, self.quiet, self.width = max(total, 1), label, quiet, width
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+
+    def update(self, done: int) -> None:
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        if done < self.total and now - self._last < 0.2:
+            return
+        self._last = now
+        frac = done / self.total
+        bar = "#" * int(frac * self.width)
+        rate = done / max(now - self.t0, 1e-9)
+        sys.stderr.write(f"\r{self.label} [{bar:<{self.width}}] {done}/{self.total} {rate:.1f}/s")
+        if done >= self.total:
+            sys.stderr.write(f" {now - self.t0:.1f} s\n")
+        sys.stderr.flush()
+
+
+def read_input(source: Path, dpi: float | None) -> list[tuple[str, dict, dict]]:
+    """Records of a folder or CSV manifest: ``[(subject_id, {position: path}, {position: dpi})]``.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing source, bad names or rows, a position given twice, no dpi.
+    """
+    from ..errors import invalid
+
+    source = Path(source)
+    rows: list[tuple[str, int, Path, float | None]] = []
+    if source.is_dir():
+        for f in sorted(source.iterdir()):
+            if f.suffix.lower() not in _IMAGE_EXTS:
+                continue
+            subject, _, pos = f.stem.rpartition("_")
+            if not subject or not pos.isdigit():
+                raise invalid("FOLDER", "image names <subject>_<position 1-10>.<ext>", f.name)
+            rows.append((subject, int(pos), f, None))
+    elif source.is_file():
+        try:
+            with open(source, newline="") as fh:
+                for i, row in enumerate(csv.reader(fh)):
+                    if not row or (i == 0 and not row[1:2][0].strip().isdigit() if len(row) > 1 else False):
+                        continue
+                    if len(row) not in (3, 4):
+                        raise invalid("MANIFEST", "rows subject_id,position,path[,dpi]", f"line {i + 1}: {row}")
+                    try:
+                        pos = int(row[1])
+                        rdpi = float(row[3]) if len(row) == 4 and row[3].strip() else None
+                    except ValueError:
+                        raise invalid("MANIFEST", "an integer position and a numeric dpi", f"line {i + 1}: {row}")
+                    path = Path(row[2].strip())
+                    rows.append((row[0].strip(), pos, path if path.is_absolute() else source.parent / path, rdpi))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise invalid("MANIFEST", "a readable CSV file", f"{source} ({exc})") from exc
+    else:
+        raise invalid("FOLDER_OR_MANIFEST", "a folder of images or a CSV manifest", str(source))
+    records: dict[str, tuple[dict, dict]] = {}
+    for subject, pos, path, rdpi in rows:
+        if not 1 <= pos <= 10:
+            raise invalid("position", "an ISO finger position 1-10", f"{pos} ({path.name})")
+        fingers, dpis = records.setdefault(subject, ({}, {}))
+        if pos in fingers:
+            raise invalid("position", f"each position once per subject ({subject!r})", pos)
+        use = rdpi if rdpi is not None else dpi
+        if use is None:
+            raise invalid("--dpi", "a resolution (or a dpi column in the manifest)", None)
+        fingers[pos], dpis[pos] = path, use
+    return [(s, f, d) for s, (f, d) in records.items()]
+
+
+def _enrolment(subject: str, fingers: dict, dpis: dict):
+    from ..extract import extract
+    from .records import Enrolment
+
+    return Enrolment(subject, {p: extract(path, dpi=dpis[p]) for p, path in fingers.items()})
+
+
+def _line(report) -> str:
+    top = report.candidates[0] if report.candidates else None
+    best = f"{top.subject_id}\t{top.score:.2f}" if top else "-\t-"
+    return f"{report.subject_id}\t{report.decision}\t{'enrolled' if report.enrolled else '-'}\t{best}"
+
+
+def _run(args, enrol: bool) -> int:
+    from ..errors import BiomatchError
+    from .gallery import Gallery
+
+    records = read_input(args.source, args.dpi)
+    counts: dict[str, int] = {}
+    failed = skipped = 0
+    with Gallery.open(args.path, read_only=not enrol) as g:
+        bar = Progress(len(records), "enrol" if enrol else "dedup", args.quiet)
+        print("subject\tdecision\tenrolled\tbest_candidate\tscore")
+        for i, (subject, fingers, dpis) in enumerate(records):
+            try:
+                if enrol and subject in g:
+                    skipped += 1
+                    continue
+                rec = _enrolment(subject, fingers, dpis)
+                report = g.enroll(rec, accept_review=args.accept_review) if enrol else g.deduplicate(rec)
+                counts[report.decision] = counts.get(report.decision, 0) + 1
+                print(_line(report), flush=True)
+            except BiomatchError as exc:
+                failed += 1
+                print(f"{subject}\tERROR\t-\t{exc}", flush=True)
+            finally:
+                bar.update(i + 1)
+        n = g.stats()["subjects"]
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"# {len(records)} records: {summary or 'none searched'}; skipped (already enrolled) {skipped}; "
+          f"errors {failed}; gallery holds {n} subjects")
+    return 2 if failed else 0
+
+
+def cmd_create(args) -> int:
+    from .gallery import Gallery
+
+    with Gallery.create(args.path, n_shards=args.shards, retrieval=args.retrieval) as g:
+        st = g.stats()
+    print(f"created {args.path} (retrieval {st['retrieval']}, {st['shards']} shard(s))")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from .gallery import Gallery
+
+    with Gallery.open(args.path, read_only=True) as g:
+        st = g.stats()
+    if args.json:
+        print(json.dumps(st, indent=1, sort_keys=True))
+    else:
+        for k, v in st.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_demo_dedup(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.datasets, args.out, quiet=args.quiet)
+
+
+def add_parsers(sub, dpi_type, int_type) -> None:
+    """Add ``gallery`` and ``demo`` to the ``biomatch`` sub-command parser."""
+    p = sub.add_parser("gallery", help="a durable 1:N gallery: create, enrol, deduplicate, stats",
+                       description="Create a gallery, enrol a folder or manifest (resumable), deduplicate, stats.")
+    gsub = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    f = gsub.add_parser("create", help="create a gallery in a new or empty folder")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--retrieval", choices=["faiss", "exhaustive"], default="faiss",
+                   help="candidate retrieval (default faiss)")
+    f.add_argument("--shards", type=int_type, default=1, help="partitions (default 1)")
+    f.set_defaults(func=cmd_create)
+    for name, enrol, text in (("enroll", True, "deduplicate and enrol each subject (skips enrolled ones)"),
+                              ("dedup", False, "deduplicate each subject against the gallery (read only)")):
+        f = gsub.add_parser(name, help=text, description=text + ". Input: a folder of <subject>_<position>.<ext> "
+                            "images or a CSV manifest subject_id,position,path[,dpi].")
+        f.add_argument("path", type=Path, metavar="PATH")
+        f.add_argument("source", type=Path, metavar="FOLDER_OR_MANIFEST")
+        f.add_argument("--dpi", type=dpi_type, help="resolution of the images (unless given per manifest row)")
+        f.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+        if enrol:
+            f.add_argument("--accept-review", action="store_true", help="enrol records whose decision is REVIEW")
+        f.set_defaults(func=lambda a, e=enrol: _run(a, e), accept_review=False)
+    f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("demo", help="end-to-end demonstrations",
+                       description="End-to-end demonstrations on shared or generated data.")
+    dsub = p.add_subparsers(dest="demo_command", required=True, metavar="DEMO")
+    f = dsub.add_parser("dedup", help="enrol a registry, deduplicate a stream, report FNIR/FPIR and timings",
+                        description="SOCOFing (DIR/socofing) when present: real prints of subjects 1-200 "
+                                    "enrolled, altered-hard prints of 1-200 and real prints of 201-300 searched; "
+                                    "otherwise generated identities (2,000 enrolled, 200 returning, 200 new).")
+    f.add_argument("--datasets", type=Path, default=None, metavar="DIR",
+                   help="shared datasets folder (default $BIOMATCH_DATASETS or ../shared/datasets)")
+    f.add_argument("--out", type=Path, default=Path("out/demo_dedup"), metavar="DIR",
+                   help="gallery and template cache (default out/demo_dedup)")
+    f.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    f.set_defaults(func=cmd_demo_dedup)

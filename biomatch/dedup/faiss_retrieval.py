@@ -1,0 +1,357 @@
+"""FAISS candidate retrieval: per finger position, an exhaustive Hamming scan of 512-bit codes.
+
+Stage of a shard's search (registered as ``"faiss"``, the default for new galleries)::
+
+    probe fingers ──► finger_codes ──► per position: FingerIndex.search (top rows)
+        ──► per person: sum over positions of max(0, n_bits/2 - Hamming) of its best row
+        ──► the top ``k_persons`` persons ──► the shard's native re-ranking (match_many) + fusion
+
+``k_persons`` is the *penetration* of the stage: ``min(max_persons, ceil(10 / f * max(min_persons,
+penetration * n)))`` for a shard of ``n`` persons and a probe of ``f`` usable fingers (default for
+ten fingers: max(50, 1% of the shard)).  Fewer fingers make a weaker filter, so the stage widens:
+two generated fingers keep the mate within the top 50 of 600 persons only 97.5% of the time,
+within the top 100 always (``benchmarks/retrieval.py`` measures the ten-finger hit rate).  A finger whose
+template yields no valid code (too few minutiae) is stored but tombstoned at once, so it
+contributes 0; so does a position the probe lacks.  Persons absent from a position's top
+``rows_per_person * k_persons`` rows also get 0 for that position (a lower bound).
+
+Rows are implicit (row ``i`` of position ``p`` is the ``i``-th finger added there); the maps
+row -> finger id and row -> subject key are kept beside the codes and persisted with them.
+
+Files (folder ``index/`` of a shard, derived data that may lag the store)::
+
+    manifest.json        code generation, n_bits, factory, marks (indexed_upto, removals_upto),
+                         the current version folder and its row counts
+    v<hex>/pos01.faiss   FingerIndex of position 1 (+ .removed tombstones) ... pos10
+    v<hex>/rows01.npz    finger ids and subject keys of position 1's rows
+    .lock                flock: one saver at a time across processes
+
+A save writes a fresh version folder, then swaps the manifest atomically, then deletes older
+folders, so a kill at any moment leaves a consistent index (or none: then everything is
+rebuilt from the store).  Indexes are reopened memory-mapped read-only; rows enrolled since
+go to FingerIndex's in-memory delta (never ``add()`` to a mapped index).  A saved index of
+another code generation (``default_model().generation``) is discarded and rebuilt.
+
+Thread-safety: the shard serialises every call under its lock.  Memory per ten-finger
+enrolment: 10 x (64 B code + 8 B finger id + 8 B subject key) = 800 B (codes mapped from disk
+once saved).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._io import write_private_atomic
+from ..errors import BiomatchError, invalid
+
+__all__ = ["FaissRetrieval", "FaissRetrievalParams"]
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "biomatch-finger-index"
+_FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+_LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class FaissRetrievalParams:
+    """Tunables of the FAISS stage.
+
+    Attributes
+    ----------
+    penetration : float
+        Fraction of the shard's persons passed to native re-ranking.
+    min_persons, max_persons : int
+        Bounds of ``k_persons``.
+    rows_per_person : int
+        Rows fetched per position, in multiples of ``k_persons`` (persons missing from a
+        position's list get 0 there).
+    factory : str
+        FAISS binary factory string of each position's index (``"BFlat"``: exhaustive).
+    """
+
+    penetration: float = 0.01
+    min_persons: int = 50
+    max_persons: int = 20000
+    rows_per_person: int = 4
+    factory: str = "BFlat"
+
+    def __post_init__(self):
+        if not (isinstance(self.penetration, (int, float)) and 0 < self.penetration <= 1):
+            raise invalid("penetration", "a number in (0, 1]", self.penetration)
+        for name in ("min_persons", "max_persons", "rows_per_person"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise invalid(name, "an int >= 1", v)
+        if self.max_persons < self.min_persons:
+            raise invalid("max_persons", f"an int >= min_persons ({self.min_persons})", self.max_persons)
+
+    def k_persons(self, n_persons: int, n_fingers: int = 10) -> int:
+        """Persons kept for re-ranking in a shard of ``n_persons`` for a probe of ``n_fingers``."""
+        widen = 10 / min(10, max(1, n_fingers))
+        base = max(self.min_persons, self.penetration * n_persons)
+        return int(min(self.max_persons, math.ceil(widen * base)))
+
+
+class _Column:
+    """A growable int64 array (amortised appends, views without copies)."""
+
+    __slots__ = ("_data", "_n")
+
+    def __init__(self, data: np.ndarray | None = None):
+        self._data = np.zeros(16, np.int64) if data is None else np.asarray(data, np.int64).copy()
+        self._n = 0 if data is None else len(self._data)
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self._n + len(values)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), np.int64)
+            grown[:self._n] = self._data[:self._n]
+            self._data = grown
+        self._data[self._n:need] = values
+        self._n = need
+
+    def view(self) -> np.ndarray:
+        return self._data[:self._n]
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class FaissRetrieval:
+    """Per-position FAISS binary indexes of finger codes (see the module docstring).
+
+    Parameters
+    ----------
+    params : FaissRetrievalParams, optional
+    model : EncodeModel, optional
+        Defaults to :func:`biomatch.encode.default_model`; its generation is checked on load.
+    """
+
+    name = "faiss"
+
+    def __init__(self, params: FaissRetrievalParams | None = None, model=None):
+        from ..encode import default_model
+
+        self.params = params or FaissRetrievalParams()
+        self.model = model or default_model()
+        self.generation = self.model.generation
+        self.n_bits = int(self.model.params.n_bits)
+        self.indexed_upto = 0
+        self.removals_upto = 0
+        self._index: dict = {}  # position -> FingerIndex
+        self._fids: dict[int, _Column] = {}
+        self._keys: dict[int, _Column] = {}
+        self._dirty = False
+        self.last_k_persons = 0
+        self._last_fingers = 0
+
+    # ---- writes -----------------------------------------------------------------------------
+    def _position(self, position: int):
+        from ..index import FingerIndex
+
+        if position not in self._index:
+            self._index[position] = FingerIndex(self.n_bits, self.params.factory)
+            self._fids[position] = _Column()
+            self._keys[position] = _Column()
+        return self._index[position]
+
+    def add(self, position, finger_ids, templates, subject_keys=None) -> None:
+        """Index fingers of one position; ``subject_keys`` groups rows by person (default: the ids)."""
+        from ..encode import finger_codes
+
+        fids = np.asarray(finger_ids, np.int64)
+        if len(fids) == 0:
+            return
+        keys = fids if subject_keys is None else np.asarray(subject_keys, np.int64)
+        if len(templates) != len(fids) or len(keys) != len(fids):
+            raise invalid("templates", f"{len(fids)} templates and subject keys", (len(templates), len(keys)))
+        codes, valid = finger_codes(list(templates), self.model, return_valid=True)
+        index = self._position(int(position))
+        first = index.add(codes)
+        if not valid.all():  # no code: never a candidate through this position
+            index.remove(first + np.flatnonzero(~valid))
+        self._fids[int(position)].extend(fids)
+        self._keys[int(position)].extend(keys)
+        self.indexed_upto = max(self.indexed_upto, int(fids.max()))
+        self._dirty = True
+
+    def remove(self, finger_ids) -> None:
+        ids = np.asarray(finger_ids, np.int64)
+        for p, index in self._index.items():
+            rows = np.flatnonzero(np.isin(self._fids[p].view(), ids))
+            if len(rows):
+                index.remove(rows)
+        self._dirty = True
+
+    # ---- search -----------------------------------------------------------------------------
+    @property
+    def n_persons(self) -> int:
+        """Persons in the shard, estimated as the most populated position's active rows."""
+        return max((ix.n_active for ix in self._index.values()), default=0)
+
+    def person_scores(self, probe: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Code scores of the persons reached by the probe.
+
+        Returns
+        -------
+        keys : int64 (m,), scores : float64 (m,) (sum over positions of max(0, n_bits/2 - d)),
+        best : dict position -> (keys, finger ids) of the rows kept per position
+        """
+        from ..encode import finger_codes
+
+        positions = [p for p in sorted(probe) if p in self._index and self._index[p].n_active]
+        if not positions:
+            return np.zeros(0, np.int64), np.zeros(0), {}
+        codes, valid = finger_codes([probe[p] for p in positions], self.model, return_valid=True)
+        k_persons = self.params.k_persons(self.n_persons, int(valid.sum()))
+        self._last_fingers = int(valid.sum())
+        all_keys, all_scores, best = [], [], {}
+        half = self.n_bits / 2
+        for p, code, ok in zip(positions, codes, valid):
+            if not ok:
+                continue
+            index = self._index[p]
+            kr = min(index.ntotal, self.params.rows_per_person * k_persons)
+            d, rows = index.search(code, kr)
+            d, rows = d[0], rows[0]
+            hit = rows >= 0
+            d, rows = d[hit], rows[hit]
+            keys = self._keys[p].view()[rows]
+            score = np.maximum(0.0, half - d.astype(np.float64))
+            # best row per person at this position: rows arrive sorted by distance
+            uk, first = np.unique(keys, return_index=True)
+            best[p] = (uk, self._fids[p].view()[rows[first]])
+            all_keys.append(uk)
+            all_scores.append(score[first])
+        if not all_keys:
+            return np.zeros(0, np.int64), np.zeros(0), {}
+        keys = np.concatenate(all_keys)
+        uk, inv = np.unique(keys, return_inverse=True)
+        return uk, np.bincount(inv, weights=np.concatenate(all_scores), minlength=len(uk)), best
+
+    def candidates(self, probe: dict, k: int) -> dict:
+        """``{position: finger ids}`` of the best rows of the top ``max(k, k_persons)`` persons."""
+        self._last_fingers = 0
+        keys, scores, best = self.person_scores(probe)
+        n = min(len(keys), max(int(k), self.params.k_persons(self.n_persons, self._last_fingers)))
+        self.last_k_persons = n
+        if n == 0:
+            return {}
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(keys) else np.arange(len(keys))
+        chosen = keys[top]
+        out = {}
+        for p, (pk, pf) in best.items():
+            sel = np.isin(pk, chosen)
+            if sel.any():
+                out[p] = pf[sel]
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of codes (mapped or not), finger ids and subject keys."""
+        return sum(ix.ntotal * (ix.n_bytes + 16) for ix in self._index.values())
+
+    # ---- persistence ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, folder: Path, exclusive: bool):
+        try:
+            fd = os.open(folder / _LOCK, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o600)
+        except OSError:
+            if exclusive:
+                raise
+            yield  # a read-only gallery without a lock file: nobody saves concurrently
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def _manifest(self, folder: Path) -> dict | None:
+        try:
+            m = json.loads((folder / _MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("index %s: unreadable manifest (%s); rebuilding from the store", folder, exc)
+            return None
+        return m if isinstance(m, dict) and m.get("format") == _FORMAT else None
+
+    def save(self, folder) -> None:
+        """Write the indexes as a new version, swap the manifest, delete older versions."""
+        folder = Path(folder)
+        if not self._dirty:
+            return
+        folder.mkdir(mode=0o700, exist_ok=True)
+        with self._locked(folder, exclusive=True):
+            old = self._manifest(folder)
+            if old is not None and old.get("generation") == self.generation \
+                    and old.get("indexed_upto", 0) >= self.indexed_upto \
+                    and old.get("removals_upto", 0) >= self.removals_upto:
+                return  # another process saved a state at least as fresh
+            version = f"v{uuid.uuid4().hex[:12]}"
+            vdir = folder / version
+            vdir.mkdir(mode=0o700)
+            rows = {}
+            for p, index in sorted(self._index.items()):
+                index.save(vdir / f"pos{p:02d}.faiss")
+                buf = io.BytesIO()
+                np.savez(buf, fids=self._fids[p].view(), keys=self._keys[p].view())
+                write_private_atomic(vdir / f"rows{p:02d}.npz", buf.getvalue())
+                rows[str(p)] = index.ntotal
+            manifest = {"format": _FORMAT, "version": _FORMAT_VERSION, "generation": self.generation,
+                        "n_bits": self.n_bits, "factory": self.params.factory, "indexed_upto": self.indexed_upto,
+                        "removals_upto": self.removals_upto, "current": version, "rows": rows}
+            write_private_atomic(folder / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            for other in folder.glob("v*"):
+                if other.is_dir() and other.name != version:
+                    shutil.rmtree(other, ignore_errors=True)
+        self._dirty = False
+
+    def load(self, folder) -> None:
+        """Map a saved index read-only (rows added later go to the delta); nothing saved: empty."""
+        from ..index import FingerIndex
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            return
+        with self._locked(folder, exclusive=False):
+            m = self._manifest(folder)
+            if m is None:
+                return
+            if m.get("generation") != self.generation or m.get("n_bits") != self.n_bits:
+                log.warning("index %s: code generation %s, expected %s; rebuilding from the store",
+                            folder, m.get("generation"), self.generation)
+                return
+            vdir = folder / str(m.get("current"))
+            index, fids, keys = {}, {}, {}
+            try:
+                for ps, n in m["rows"].items():
+                    p = int(ps)
+                    ix = FingerIndex.open(vdir / f"pos{p:02d}.faiss", mmap=True)
+                    with np.load(vdir / f"rows{p:02d}.npz") as z:
+                        f, k = z["fids"], z["keys"]
+                    if not (ix.ntotal == len(f) == len(k) == int(n)):
+                        raise BiomatchError(f"position {p}: {ix.ntotal} codes, {len(f)} ids, manifest {n}")
+                    index[p], fids[p], keys[p] = ix, _Column(f), _Column(k)
+            except (BiomatchError, OSError, ValueError, KeyError) as exc:
+                log.warning("index %s: inconsistent files (%s); rebuilding from the store", folder, exc)
+                return
+        self._index, self._fids, self._keys = index, fids, keys
+        self.indexed_upto = int(m["indexed_upto"])
+        self.removals_upto = int(m["removals_upto"])
+        self._dirty = False

@@ -1,0 +1,60 @@
+"""``biomatch gallery create|enroll|dedup|stats`` on a folder and a manifest of generated images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biomatch.cli import main
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Two impressions of two fingers of three generated people, as PNGs."""
+    import cv2
+
+    from biomatch.datasets.synthetic import impression, master
+
+    root = tmp_path_factory.mktemp("imgs")
+    enrol, probe = root / "enrol", root / "probe"
+    enrol.mkdir()
+    probe.mkdir()
+    for person in range(3):
+        for pos in (2, 7):
+            mp_ = master(1000 + person * 16 + pos)
+            for imp, folder in ((0, enrol), (1, probe)):
+                img = impression(mp_, seed=imp).image
+                cv2.imwrite(str(folder / f"id_{person}_{pos}.png"), np.asarray(img))
+    return enrol, probe
+
+
+def test_create_enroll_resume_dedup_stats(tmp_path, images, capsys):
+    enrol, probe = images
+    g = tmp_path / "g"
+    assert main(["gallery", "create", str(g)]) == 0
+    assert main(["gallery", "enroll", str(g), str(enrol), "--dpi", "500", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("enrolled") >= 3 and "gallery holds 3 subjects" in out
+    assert main(["gallery", "enroll", str(g), str(enrol), "--dpi", "500", "--quiet"]) == 0  # resumable
+    assert "skipped (already enrolled) 3" in capsys.readouterr().out
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject_id,position,path,dpi\n" + "".join(
+        f"new_{p},{pos},{probe / f'id_{p}_{pos}.png'},500\n" for p in range(3) for pos in (2, 7)))
+    assert main(["gallery", "dedup", str(g), str(manifest), "--quiet"]) == 0
+    lines = [x.split("\t") for x in capsys.readouterr().out.splitlines() if x.startswith("new_")]
+    assert len(lines) == 3 and all(x[1] == "DUPLICATE" and x[3] == f"id_{x[0][4:]}" for x in lines)
+    assert main(["gallery", "stats", str(g), "--json"]) == 0
+    assert '"subjects": 3' in capsys.readouterr().out
+
+
+def test_typed_errors_exit_2(tmp_path, images, capsys):
+    enrol, _ = images
+    assert main(["gallery", "stats", str(tmp_path)]) == 2  # not a gallery
+    assert main(["gallery", "create", str(tmp_path / "g")]) == 0
+    assert main(["gallery", "create", str(tmp_path / "g")]) == 2  # exists
+    assert main(["gallery", "enroll", str(tmp_path / "g"), str(enrol)]) == 2  # no --dpi
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "nounderscore.png").write_bytes(b"x")
+    assert main(["gallery", "enroll", str(tmp_path / "g"), str(bad), "--dpi", "500"]) == 2
+    assert "error" in capsys.readouterr().err
