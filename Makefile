@@ -1,6 +1,5 @@
 # The two set-up commands of biomatch (both create .venv and install biomatch into it):
-#   make run    — the main job (FVC2002 evaluation on ../shared/datasets, else on generated
-#                 fingerprints; or DATA=folder DPI=n)
+#   make run    — the main job: a dedup run on the embedded gallery (real or generated data)
 #   make test   — the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +10,7 @@ DATA ?=
 DPI ?= 500
 OUT ?= out
 
-.PHONY: run test install bench clean
+.PHONY: run eval test install bench clean
 
 install: $(STAMP)
 
@@ -23,7 +22,13 @@ $(STAMP): pyproject.toml native/CMakeLists.txt $(wildcard native/*.cpp native/*.
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
+# The main job: a registry deduplication run on the embedded gallery (SOCOFing from
+# ../shared/datasets when present, else generated identities).
 run: $(STAMP)
+	$(BIN)/biomatch demo dedup --datasets $(DATASETS) --out $(OUT)/demo_dedup
+
+# FVC protocol: all FVC2002 B sets under ../shared/datasets, else generated prints; or DATA=folder DPI=n.
+eval: $(STAMP)
 ifneq ($(DATA),)
 	$(BIN)/biomatch evaluate fvc $(DATA) --dpi $(DPI) --out $(OUT)
 else
