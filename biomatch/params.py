@@ -36,6 +36,7 @@ class ExtractionParams:
     # Segmentation: blocks whose grey-level spread is too small are background.
     block_size_px: int = 16
     segment_std_min: float = 0.1  # fraction of the image's global std (normalised)
+    segment_min_contrast_grey: float = 6.0  # local std below this (grey levels) is never print
     segment_coherence_weight: float = 0.5
     segment_erode_px: int = 8
     # Orientation field.

@@ -63,7 +63,7 @@ def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
     # Relative threshold: a fraction of the contrast of the print's best areas, with an
     # absolute floor so that a blank or constant image yields no foreground at all.
     ref = float(np.percentile(std, 95))
-    thr = max(p.segment_std_min * ref * 3.0, 6.0)
+    thr = max(p.segment_std_min * ref * 3.0, p.segment_min_contrast_grey)
     fg = (std > thr).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k + 1, k + 1))
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
