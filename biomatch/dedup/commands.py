@@ -33,17 +33,27 @@ _IMAGE_EXTS = {".png", ".tif", ".tiff", ".bmp", ".pgm", ".jpg", ".jpeg", ".wsq"}
 
 
 class Progress:
-    """A one-line progress bar on stderr (silent when ``quiet`` or not a terminal-free run)."""
+    """Progress on stderr: a one-line bar on a terminal; in a log (not a terminal) one line
+    per tenth of the work; nothing when ``quiet``."""
 
     def __init__(self, total: int, label: str, quiet: bool = False, width: int = 30):
         self.total, self.label, self.quiet, self.width = max(total, 1), label, quiet, width
         self.t0 = time.perf_counter()
         self._last = 0.0
+        self._tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self._logged = -1
 
     def update(self, done: int) -> None:
         if self.quiet:
             return
         now = time.perf_counter()
+        if not self._tty:
+            tenth = 10 * done // self.total
+            if tenth > self._logged:
+                self._logged = tenth
+                rate = done / max(now - self.t0, 1e-9)
+                sys.stderr.write(f"{self.label} {done}/{self.total} ({rate:.1f}/s)\n")
+            return
         if done < self.total and now - self._last < 0.2:
             return
         self._last = now
