@@ -83,24 +83,15 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     p = ExtractionParams() if params is None else params
     if not isinstance(p, ExtractionParams):
         raise invalid("params", "an ExtractionParams", type(p).__name__)
-    grey = load_fingerprint(image, dpi)
-    h, w = grey.shape
-    if min(h, w) < p.min_image_side_px or max(h, w) > p.max_image_side_px:
-        raise invalid("image", f"sides of {p.min_image_side_px}-{p.max_image_side_px} px at 500 dpi",
-                      f"{w}x{h} px at 500 dpi")
     tag = params_hash(p)
     cap = capture if capture is not None else None
-
-    mask = segment(grey, p)
-    if mask.sum() == 0:
-        _keep(cap, grey=grey, mask=mask)
+    grey = load_working_image(image, dpi, p)
+    h, w = grey.shape
+    region = print_region(grey, p)
+    if region is None:
+        _keep(cap, grey=grey, mask=np.zeros_like(grey))
         return Template.empty(w, h, tag)
-    norm = normalise(grey, p)
-    theta, coherence = orientation_field(norm, mask, p)
-    period, block_period = ridge_period(norm, theta, mask, p)
-    # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
-    ridges = ridge_fraction(block_period, mask, p.block_size_px)
-    mask = refine_mask(mask, block_period, p)
+    mask, norm, theta, coherence, period, ridges = region
     enhanced = enhance(norm, theta, period, mask, p)
     binary = binarise(enhanced, mask)
     skel = skeletonise(binary)
@@ -126,6 +117,38 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     t = Template(m, w, h, pq, tag)
     _keep(cap, minutiae=t.minutiae)
     return t
+
+
+def load_working_image(image, dpi: float, p: ExtractionParams) -> np.ndarray:
+    """The image as 8-bit grey at 500 dpi, refused when too small or too large to be a finger."""
+    grey = load_fingerprint(image, dpi)
+    h, w = grey.shape
+    if min(h, w) < p.min_image_side_px or max(h, w) > p.max_image_side_px:
+        raise invalid("image", f"sides of {p.min_image_side_px}-{p.max_image_side_px} px at 500 dpi",
+                      f"{w}x{h} px at 500 dpi")
+    return grey
+
+
+def print_region(grey: np.ndarray, p: ExtractionParams):
+    """The stages shared by every extractor: foreground, orientation, ridge period.
+
+    Returns
+    -------
+    (mask, normalised, orientation, coherence, period, ridge_fraction) or None
+        ``None`` when no part of the image shows a print.
+    """
+    mask = segment(grey, p)
+    if mask.sum() == 0:
+        return None
+    norm = normalise(grey, p)
+    theta, coherence = orientation_field(norm, mask, p)
+    period, block_period = ridge_period(norm, theta, mask, p)
+    # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
+    ridges = ridge_fraction(block_period, mask, p.block_size_px)
+    mask = refine_mask(mask, block_period, p)
+    if mask.sum() == 0:
+        return None
+    return mask, norm, theta, coherence, period, ridges
 
 
 def _border_distance(mask: np.ndarray, p: ExtractionParams) -> np.ndarray:

@@ -41,13 +41,10 @@ from typing import MutableMapping
 import numpy as np
 
 from ..errors import LeaderModelError, invalid
-from ..image import load_fingerprint
 from ..params import ExtractionParams
 from ..template import BIFURCATION, ENDING, MINUTIA_DTYPE, Template
-from .frequency import ridge_period
-from .orientation import orientation_field
-from .quality import print_quality, ridge_fraction
-from .segmentation import normalise, refine_mask, segment
+from . import load_working_image, print_region
+from .quality import print_quality
 
 __all__ = ["extract_leader", "find_leader_model", "LeaderModelError", "LEADER_SHA256"]
 
@@ -229,27 +226,15 @@ def extract_leader(image: np.ndarray | str | os.PathLike, dpi: float,
     """
     path = find_leader_model(model_path)
     p = ExtractionParams()
-    grey = load_fingerprint(image, dpi)
+    grey = load_working_image(image, dpi, p)
     h, w = grey.shape
-    if min(h, w) < p.min_image_side_px or max(h, w) > p.max_image_side_px:
-        raise invalid("image", f"sides of {p.min_image_side_px}-{p.max_image_side_px} px at 500 dpi",
-                      f"{w}x{h} px at 500 dpi")
     net = _net(path)  # before the early return, so that a bad model fails on every input
-
     # The classic stages give the foreground and whole-print quality (a few ms).
-    mask = segment(grey, p)
-    if mask.sum() == 0:
-        _keep(capture, grey=grey, mask=mask)
+    region = print_region(grey, p)
+    if region is None:
+        _keep(capture, grey=grey, mask=np.zeros_like(grey))
         return Template.empty(w, h, PARAMS_TAG)
-    norm = normalise(grey, p)
-    _theta, coherence = orientation_field(norm, mask, p)
-    _period, block_period = ridge_period(norm, _theta, mask, p)
-    ridges = ridge_fraction(block_period, mask, p.block_size_px)
-    mask = refine_mask(mask, block_period, p)
-    if mask.sum() == 0:
-        _keep(capture, grey=grey, mask=mask)
-        return Template.empty(w, h, PARAMS_TAG)
-
+    mask, _norm, _theta, coherence, _period, ridges = region
     maps = run_network(grey, net)
     m = decode_minutiae(maps, _border_distance(mask))
     _keep(capture, grey=grey, mask=mask, coherence=coherence, maps=maps)

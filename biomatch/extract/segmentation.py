@@ -23,8 +23,6 @@ def normalise(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
         Normalised over a Gaussian window of about two ridge periods, so that dry,
         wet and uneven contact regions enter the later stages with the same contrast.
     """
-    import cv2
-
     img = 255.0 - grey.astype(np.float32)
     k = 2 * p.block_size_px + 1
     mean = _smooth(img, k)
