@@ -25,9 +25,8 @@ sys.path.insert(0, str(REPO / "tests" / "dedup"))
 
 
 def main() -> int:
-    from dedup_util import ensure_dedup_importable, make_record
+    from dedup_util import make_record
 
-    ensure_dedup_importable()
     from biomatch.decide import DecisionParams, calibrate
     from biomatch.dedup import Gallery
 

@@ -6,9 +6,10 @@ Stage of a shard's search (registered as ``"faiss"``, the default for new galler
         ──► per person: sum over positions of max(0, n_bits/2 - Hamming) of its best row
         ──► the top ``k_persons`` persons ──► the shard's native re-ranking (match_many) + fusion
 
-``k_persons`` is the *penetration* of the stage: ``min(max_persons, ceil(10 / f * max(min_persons,
+``k_persons`` is the *penetration* of the stage: ``ceil(10 / f * min(max_persons, max(min_persons,
 penetration * n)))`` for a shard of ``n`` persons and a probe of ``f`` usable fingers (default for
-ten fingers: max(50, 1% of the shard)).  Fewer fingers make a weaker filter, so the stage widens:
+ten fingers: 1% of the shard, at least 50, at most 100 — the re-ranking prepares candidates'
+templates from the store, so its cost must stay bounded; see FaissRetrievalParams).  Fewer fingers make a weaker filter, so the stage widens:
 two generated fingers keep the mate within the top 50 of 600 persons only 97.5% of the time,
 within the top 100 always (``benchmarks/retrieval.py`` measures the ten-finger hit rate).  A finger whose
 template yields no valid code (too few minutiae) is stored but tombstoned at once, so it
@@ -75,7 +76,15 @@ class FaissRetrievalParams:
     penetration : float
         Fraction of the shard's persons passed to native re-ranking.
     min_persons, max_persons : int
-        Bounds of ``k_persons``.
+        Bounds of ``k_persons`` for a ten-finger probe (a probe of ``f`` fingers gets
+        ``10 / f`` times more persons, so the re-ranking cost, persons x fingers, stays bounded).
+        Re-ranking prepares every candidate finger from the store on a cold cache (measured
+        ~0.6 ms each) and matches it: at 200 persons a ten-finger dedup took 1.28 s median at
+        100,000 enrolments (1.23 s of it preparing 2,000 candidate fingers), hence the default
+        ``max_persons`` = 100.  Measured on generated data (``benchmarks/dedup_scale.py``, 1,000
+        mated ten-finger probes at 100,000 enrolments): the mate ranks first in the code stage
+        99.9% of the time, at worst 4th — 100 persons is a 25x margin there; the margin needed
+        at larger N is extrapolated in that benchmark.  Real prints need this re-measured.
     rows_per_person : int
         Rows fetched per position, in multiples of ``k_persons`` (persons missing from a
         position's list get 0 there).
@@ -85,7 +94,7 @@ class FaissRetrievalParams:
 
     penetration: float = 0.01
     min_persons: int = 50
-    max_persons: int = 20000
+    max_persons: int = 100
     rows_per_person: int = 4
     factory: str = "BFlat"
 
@@ -102,8 +111,8 @@ class FaissRetrievalParams:
     def k_persons(self, n_persons: int, n_fingers: int = 10) -> int:
         """Persons kept for re-ranking in a shard of ``n_persons`` for a probe of ``n_fingers``."""
         widen = 10 / min(10, max(1, n_fingers))
-        base = max(self.min_persons, self.penetration * n_persons)
-        return int(min(self.max_persons, math.ceil(widen * base)))
+        base = min(self.max_persons, max(self.min_persons, self.penetration * n_persons))
+        return int(math.ceil(widen * base))
 
 
 class _Column:

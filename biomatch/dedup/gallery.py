@@ -50,6 +50,7 @@ FORMAT_VERSION = 1
 TEMPLATE_FORMAT = "BMT1/1"
 _MANIFEST = "manifest.json"
 _LOCK = "gallery.lock"
+DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
 def _code_generation(retrieval: str) -> str | None:
@@ -74,14 +75,17 @@ class Gallery:
     -----
     Thread-safe, and safe across processes that open the same folder: writers are serialised
     by a lock file; readers see every committed enrolment (each call catches up from the store).
-    Memory: ~37 KB per enrolled finger (prepared cylinders, exhaustive retrieval), so ~370 KB
-    per ten-finger enrolment; disk: ~0.6 KB per finger.  Search cost with exhaustive retrieval:
-    one native comparison per enrolled finger of each probe position (~50,000 per second per
-    thread on generated templates).
+    Memory is bounded: per ten-finger enrolment ~900 B (FAISS codes 640 B + row ids 160 B +
+    id maps ~180 B); templates live in the store (~0.6-1 KB per finger on disk) and are prepared
+    on demand for the candidates, with an LRU cache of ``cache_bytes`` per shard (a prepared
+    finger is ~37 KB).  Search cost: the exhaustive code scan plus ``k_persons x fingers x
+    (prepare ~0.6 ms + match)`` on a cold cache.  With exhaustive retrieval every enrolled
+    finger of each probe position is compared (only for galleries that fit the cache).
     """
 
     def __init__(self, path: Path, manifest: dict, read_only: bool, n_threads: int,
-                 decision: _decide.DecisionParams | None):
+                 decision: _decide.DecisionParams | None, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self._cache_bytes = int(cache_bytes)
         self.path = path
         self._manifest = manifest
         self.read_only = read_only
@@ -104,7 +108,8 @@ class Gallery:
             raise
 
     def _spec(self, i: int, read_only: bool, n_threads: int) -> ShardSpec:
-        return ShardSpec(folder=str(self.path / "shards" / f"{i:03d}"), gallery_id=self._manifest["gallery_id"],
+        return ShardSpec(cache_bytes=getattr(self, "_cache_bytes", DEFAULT_CACHE_BYTES),
+                         folder=str(self.path / "shards" / f"{i:03d}"), gallery_id=self._manifest["gallery_id"],
                          match_params_json=self._manifest["match_params"],
                          retrieval=self._manifest["retrieval"]["kind"], read_only=read_only, n_threads=n_threads)
 
@@ -112,7 +117,7 @@ class Gallery:
     @classmethod
     def create(cls, path, *, n_shards: int = 1, match_params: MatchParams = MatchParams(),
                decision: _decide.DecisionParams = _decide.DecisionParams(), template_params_hash: str | None = None,
-               retrieval: str = "faiss", n_threads: int = 1) -> "Gallery":
+               retrieval: str = "faiss", n_threads: int = 1, cache_bytes: int | None = None) -> "Gallery":
         """Create a gallery in a new (or empty) folder.
 
         Parameters
@@ -165,7 +170,7 @@ class Gallery:
             Shard.create(tmp._spec(i, False, 1), i).close()
         # The manifest is written last: a folder without it is not a gallery.
         write_private_atomic(path / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-        return cls.open(path, n_threads=n_threads)
+        return cls.open(path, n_threads=n_threads, cache_bytes=cache_bytes)
 
     @staticmethod
     def _read_manifest(path: Path) -> dict:
@@ -208,8 +213,11 @@ class Gallery:
 
     @classmethod
     def open(cls, path, *, match_params: MatchParams | None = None, decision: _decide.DecisionParams | None = None,
-             read_only: bool = False, n_threads: int = 1) -> "Gallery":
+             read_only: bool = False, n_threads: int = 1, cache_bytes: int | None = None) -> "Gallery":
         """Open an existing gallery; in-memory state is rebuilt and caught up from the stores.
+
+        ``cache_bytes`` bounds each shard's LRU cache of prepared templates (default 512 MiB);
+        templates are otherwise read from the store and prepared when they become candidates.
 
         Raises
         ------
@@ -225,7 +233,11 @@ class Gallery:
                 f"got {params_hash(match_params)}")
         if decision is not None and not isinstance(decision, _decide.DecisionParams):
             raise invalid("decision", "a DecisionParams", type(decision).__name__)
-        return cls(path, manifest, read_only, n_threads, decision)
+        if cache_bytes is None:
+            cache_bytes = DEFAULT_CACHE_BYTES
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise invalid("cache_bytes", "an int >= 0", cache_bytes)
+        return cls(path, manifest, read_only, n_threads, decision, cache_bytes)
 
     def close(self) -> None:
         """Save derived index files and close the stores (idempotent)."""
@@ -451,6 +463,68 @@ class Gallery:
             if progress is not None:
                 progress(i + 1, total, res)
         return out
+
+    def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 2000,
+                    progress: Callable | None = None) -> int:
+        """Bulk-load a trusted backlog WITHOUT deduplication (the fast path for building a gallery).
+
+        Records are grouped in batches of ``batch_size``; each batch is committed per shard in one
+        SQLite transaction (durable when committed; a kill loses at most the current batch, never
+        half a subject), and indexed with finger codes computed in batches.  Nothing is searched:
+        duplicates among the records or against the gallery are NOT detected (use :meth:`enroll`
+        for that).  A subject id already enrolled fails its whole batch.
+
+        Parameters
+        ----------
+        records : iterable of Enrolment
+        dedup : bool
+            Must be False (kept explicit so that callers state that dedup is skipped).
+        batch_size : int
+        progress : callable(done, total), optional
+            Called after each committed batch.
+
+        Returns
+        -------
+        int : subjects enrolled
+
+        Raises
+        ------
+        InvalidInputError, DuplicateSubjectError, NoUsableFingerError, IncompatibleTemplateError
+        """
+        if dedup:
+            raise invalid("dedup", "False (bulk_enroll never deduplicates; use enroll or enroll_many)", dedup)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise invalid("batch_size", "an int >= 1", batch_size)
+        total = len(records) if hasattr(records, "__len__") else None
+        done = 0
+        batch: list = []
+
+        def flush():
+            nonlocal done
+            if not batch:
+                return
+            with self._writer():
+                self._fix_template_generation(next(iter(batch[0][1].values())).params_hash)
+                per_shard: dict[int, list] = {}
+                for rec, usable in batch:
+                    self._usable(usable, "record.fingers")
+                    shard = self._route(rec.subject_id)
+                    per_shard.setdefault(id(shard), [shard, []])[1].append(
+                        (rec.subject_id, usable, rec.metadata_json, rec.face))
+                for shard, rows in per_shard.values():
+                    done += shard.bulk_insert(rows)
+            batch.clear()
+            if progress is not None:
+                progress(done, total)
+
+        for rec in records:
+            if not isinstance(rec, Enrolment):
+                raise invalid("record", "a biomatch Enrolment", type(rec).__name__)
+            batch.append((rec, self._usable(rec.fingers, "record.fingers")))
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        return done
 
     def deduplicate_many(self, records: Iterable[Enrolment], progress: Callable | None = None,
                          stop_on_error: bool = True) -> list:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import threading
+from collections import OrderedDict
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ class ShardSpec:
     read_only : bool
     n_threads : int
         Native matcher threads per search.
+    cache_bytes : int
+        Bound of the LRU cache of prepared templates (bytes; 0 disables it).
     """
 
     folder: str
@@ -58,45 +61,98 @@ class ShardSpec:
     retrieval: str = "exhaustive"
     read_only: bool = False
     n_threads: int = 1
+    cache_bytes: int = 512 * 2**20
 
 
-class _PositionTable:
-    """Fingers of one position: parallel lists, appended in place, rebuilt on removal."""
+class _Grow:
+    """A growable numpy array indexed by a store id (ids start at 1; ``fill`` = absent)."""
 
-    __slots__ = ("finger_ids", "subjects", "prepared", "_subjects_arr")
+    __slots__ = ("data", "fill")
 
-    def __init__(self):
-        self.finger_ids: list[int] = []
-        self.subjects: list[int] = []
-        self.prepared: list[PreparedTemplate] = []
-        self._subjects_arr = None
+    def __init__(self, dtype, fill, width: int | None = None):
+        self.fill = fill
+        shape = (1024,) if width is None else (1024, width)
+        self.data = np.full(shape, fill, dtype)
 
-    def append(self, fid: int, key: int, prep: PreparedTemplate) -> None:
-        self.finger_ids.append(fid)
-        self.subjects.append(key)
-        self.prepared.append(prep)
-        self._subjects_arr = None
+    def ensure(self, n: int) -> None:
+        if n > len(self.data):
+            grown = np.full((max(n, 2 * len(self.data)),) + self.data.shape[1:], self.fill, self.data.dtype)
+            grown[:len(self.data)] = self.data
+            self.data = grown
 
-    def subjects_array(self) -> np.ndarray:
-        if self._subjects_arr is None or len(self._subjects_arr) != len(self.subjects):
-            self._subjects_arr = np.fromiter(self.subjects, np.int64, len(self.subjects))
-        return self._subjects_arr
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
 
-    def drop(self, fids: set) -> None:
-        keep = [i for i, f in enumerate(self.finger_ids) if f not in fids]
-        # New lists (not in-place) so that a search holding the old snapshot stays consistent.
-        self.finger_ids = [self.finger_ids[i] for i in keep]
-        self.subjects = [self.subjects[i] for i in keep]
-        self.prepared = [self.prepared[i] for i in keep]
-        self._subjects_arr = None
+
+class PreparedCache:
+    """A thread-safe LRU cache of prepared templates by finger id, bounded in bytes.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Bound on ``sum(PreparedTemplate.nbytes)`` (0 disables caching).
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, fid: int):
+        with self._lock:
+            pt = self._items.get(fid)
+            if pt is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(fid)
+            self.hits += 1
+            return pt
+
+    def put(self, fid: int, pt: PreparedTemplate) -> None:
+        size = int(pt.nbytes)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(fid, None)
+            if old is not None:
+                self.nbytes -= int(old.nbytes)
+            self._items[fid] = pt
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, gone = self._items.popitem(last=False)
+                self.nbytes -= int(gone.nbytes)
+
+    def discard(self, fids) -> None:
+        with self._lock:
+            for f in fids:
+                pt = self._items.pop(int(f), None)
+                if pt is not None:
+                    self.nbytes -= int(pt.nbytes)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class Shard:
     """One partition of a gallery.
 
-    Thread-safe: an internal lock guards the store connection and the in-memory tables;
-    native scoring runs outside it on a snapshot.  Memory: the prepared templates, ~37 KB per
-    enrolled finger at ~40 minutiae (``PreparedTemplate.nbytes``), plus the retrieval index.
+    Thread-safe: an internal lock guards the store connection and the in-memory maps;
+    preparation and native scoring run outside it.
+
+    Memory is bounded: per enrolled finger the shard keeps 9 bytes of maps (finger id ->
+    subject key, position) and per subject 88 bytes (subject key -> finger id of each
+    position), plus the retrieval index (FAISS: 64 B code + 16 B ids per finger).  Templates
+    stay in the store; the candidates' templates are read and prepared on demand (~0.5-0.7 ms
+    per finger) and kept in an LRU cache of at most ``ShardSpec.cache_bytes`` bytes (a prepared
+    finger is ~37 KB at ~40 minutiae).  Re-ranking therefore costs ``k_persons x fingers x
+    (read + prepare + match)`` per probe on a cold cache: keep ``k_persons`` small (see
+    :class:`~biomatch.dedup.faiss_retrieval.FaissRetrievalParams`).  With exhaustive
+    retrieval every finger of the probe's positions is a candidate: only sensible for galleries
+    whose prepared templates fit the cache.
     """
 
     STORE_NAME = "store.sqlite"
@@ -118,11 +174,11 @@ class Shard:
             if got.get(key) != want:
                 self._store.close()
                 raise IncompatibleGalleryError(f"shard {str(self.folder)!r}: expected {key} {want}, got {got.get(key)}")
-        self._tables = {p: _PositionTable() for p in range(1, 11)}
-        self._where: dict[int, tuple[int, int]] = {}  # finger id -> (subject key, position)
-        self._names: dict[int, str] = {}  # subject key -> subject id
-        self._keys: dict[str, int] = {}  # subject id -> key
-        self._fingers_of: dict[int, dict[int, int]] = {}  # subject key -> {position: finger id}
+        self._fid_key = _Grow(np.int64, -1)  # finger id -> subject key (-1: absent)
+        self._fid_pos = _Grow(np.int8, 0)  # finger id -> position
+        self._key_fids = _Grow(np.int64, 0, 11)  # subject key -> finger id per position (0: none)
+        self._n_subjects = 0
+        self._cache = PreparedCache(spec.cache_bytes)
         self._last_finger = 0
         self._last_removal = 0
         self._retrieval = make_retrieval(spec.retrieval)
@@ -140,57 +196,73 @@ class Shard:
     def catch_up(self) -> int:
         """Fold in fingers and removals committed since the last call (by any process).
 
-        Returns the number of fingers added.
+        Returns the number of fingers added.  Templates are read only for fingers the
+        retrieval index lacks (``id > indexed_upto``); nothing is prepared here.
         """
         with self._lock:
-            rows = self._store.fingers_since(self._last_finger)
-            new_by_pos: dict[int, tuple[list, list, list]] = {}
-            for fid, key, sid, pos, blob in rows:
-                t = decode(blob)
-                self._add_finger(fid, key, sid, pos, prepare(t, self._params))
-                if fid > self._retrieval.indexed_upto:
-                    new_by_pos.setdefault(pos, ([], [], []))
-                    new_by_pos[pos][0].append(fid)
-                    new_by_pos[pos][1].append(t)
-                    new_by_pos[pos][2].append(key)
-            for pos, (fids, ts, keys) in new_by_pos.items():
-                self._retrieval.add(pos, np.asarray(fids, np.int64), ts, np.asarray(keys, np.int64))
+            added = 0
+            while True:
+                rows = self._store.finger_keys_since(self._last_finger, limit=200_000)
+                if not rows:
+                    break
+                arr = np.asarray(rows, np.int64)
+                self._add_fingers(arr[:, 0], arr[:, 1], arr[:, 2])
+                added += len(arr)
+            if self._retrieval.name == "exhaustive":  # no codes: nothing to read
+                self._retrieval.indexed_upto = self._last_finger
+            if self._retrieval.indexed_upto < self._last_finger:
+                after = self._retrieval.indexed_upto
+                while True:
+                    rows = self._store.fingers_since(after, limit=50_000)
+                    if not rows:
+                        break
+                    self._index_rows([(fid, key, pos, decode(blob)) for fid, key, _, pos, blob in rows])
+                    after = rows[-1][0]
             removals = self._store.removals_since(self._last_removal)
             if removals:
                 gone = [f for _, f in removals]
-                self._drop_fingers(set(gone))
+                self._drop_fingers(np.asarray(gone, np.int64))
                 fresh = [f for s, f in removals if s > self._retrieval.removals_upto]
                 if fresh:
                     self._retrieval.remove(np.asarray(fresh, np.int64))
                 self._retrieval.removals_upto = max(self._retrieval.removals_upto, removals[-1][0])
                 self._last_removal = removals[-1][0]
-            return len(rows)
+            return added
 
-    def _add_finger(self, fid, key, sid, pos, prep) -> None:
-        self._tables[pos].append(fid, key, prep)
-        self._where[fid] = (key, pos)
-        self._names[key] = sid
-        self._keys[sid] = key
-        self._fingers_of.setdefault(key, {})[pos] = fid
-        self._last_finger = max(self._last_finger, fid)
+    def _index_rows(self, rows) -> None:
+        """Give ``(finger id, subject key, position, Template)`` rows (ascending ids) to retrieval."""
+        by_pos: dict[int, tuple[list, list, list]] = {}
+        for fid, key, pos, t in rows:
+            if fid > self._retrieval.indexed_upto:
+                fids, ts, keys = by_pos.setdefault(int(pos), ([], [], []))
+                fids.append(fid), ts.append(t), keys.append(key)
+        for pos, (fids, ts, keys) in sorted(by_pos.items()):
+            self._retrieval.add(pos, np.asarray(fids, np.int64), ts, np.asarray(keys, np.int64))
 
-    def _drop_fingers(self, fids: set) -> None:
-        positions = set()
-        for fid in fids:
-            hit = self._where.pop(fid, None)
-            if hit is None:
-                continue
-            key, pos = hit
-            positions.add(pos)
-            fingers = self._fingers_of.get(key, {})
-            fingers.pop(pos, None)
-            if not fingers:
-                self._fingers_of.pop(key, None)
-                sid = self._names.pop(key, None)
-                if sid is not None and self._keys.get(sid) == key:
-                    del self._keys[sid]
-        for pos in positions:
-            self._tables[pos].drop(fids)
+    def _add_fingers(self, fids: np.ndarray, keys: np.ndarray, positions: np.ndarray) -> None:
+        if len(fids) == 0:
+            return
+        self._fid_key.ensure(int(fids.max()) + 1)
+        self._fid_pos.ensure(int(fids.max()) + 1)
+        self._key_fids.ensure(int(keys.max()) + 1)
+        uk = np.unique(keys)
+        self._n_subjects += int((self._key_fids.data[uk] == 0).all(axis=1).sum())
+        self._fid_key.data[fids] = keys
+        self._fid_pos.data[fids] = positions
+        self._key_fids.data[keys, positions] = fids
+        self._last_finger = max(self._last_finger, int(fids.max()))
+
+    def _drop_fingers(self, fids: np.ndarray) -> None:
+        fids = fids[(fids > 0) & (fids < len(self._fid_key.data))]
+        fids = fids[self._fid_key.data[fids] >= 0]
+        if len(fids) == 0:
+            return
+        keys = self._fid_key.data[fids]
+        self._key_fids.data[keys, self._fid_pos.data[fids]] = 0
+        self._fid_key.data[fids] = -1
+        uk = np.unique(keys)
+        self._n_subjects -= int((self._key_fids.data[uk] == 0).all(axis=1).sum())
+        self._cache.discard(fids.tolist())
 
     # ---- writes (the caller holds the gallery's write lock) ---------------------------------
     def insert(self, subject_id: str, templates: dict, prepared: dict, metadata_json, face) -> None:
@@ -204,10 +276,40 @@ class Shard:
             if self._last_finger < fids[0][0] - 1 or self._store_has_unseen_removals():
                 self.catch_up()
                 return
-            for fid, pos in fids:
-                self._add_finger(fid, key, subject_id, pos, prepared[pos])
-                self._retrieval.add(pos, np.asarray([fid], np.int64), [templates[pos]],
-                                    np.asarray([key], np.int64))
+            ids = np.asarray([f for f, _ in fids], np.int64)
+            pos = np.asarray([p for _, p in fids], np.int64)
+            self._add_fingers(ids, np.full(len(ids), key, np.int64), pos)
+            self._index_rows([(f, key, p, templates[p]) for f, p in fids])
+            for fid, p in fids:
+                if p in prepared:
+                    self._cache.put(fid, prepared[p])
+
+    def bulk_insert(self, records: list) -> int:
+        """Durably insert many subjects in one transaction and index them in batches, WITHOUT dedup.
+
+        Parameters
+        ----------
+        records : list of (subject_id, {position: Template}, metadata_json, face or None)
+
+        Returns the number of subjects inserted.  Nothing is prepared (templates are prepared
+        on demand when they become candidates).
+        """
+        rows = [(sid, {p: (encode(t), len(t)) for p, t in ts.items()}, meta,
+                 None if face is None else np.asarray(face, np.float32).tobytes()) for sid, ts, meta, face in records]
+        with self._lock:
+            done = self._store.insert_many(rows)  # [(key, [(fid, pos), ...]), ...]
+            first = min(f for _, fl in done for f, _ in fl) if done else 0
+            if not done:
+                return 0
+            if self._last_finger < first - 1 or self._store_has_unseen_removals():
+                self.catch_up()
+                return len(done)
+            flat = [(f, key, p, templates[p]) for (key, fl), (_, templates, _, _) in zip(done, records)
+                    for f, p in fl]
+            arr = np.asarray([(f, k, p) for f, k, p, _ in flat], np.int64)
+            self._add_fingers(arr[:, 0], arr[:, 1], arr[:, 2])
+            self._index_rows(flat)
+            return len(done)
 
     def _store_has_unseen_removals(self) -> bool:
         return bool(self._store.removals_since(self._last_removal))
@@ -224,7 +326,23 @@ class Shard:
     @property
     def n_subjects(self) -> int:
         with self._lock:
-            return len(self._fingers_of)
+            return self._n_subjects
+
+    def _prepared(self, fids: np.ndarray) -> list:
+        """Prepared templates of ``fids`` (in order): from the cache, else read and prepared."""
+        out = [self._cache.get(int(f)) for f in fids]
+        missing = [int(f) for f, pt in zip(fids, out) if pt is None]
+        if missing:
+            with self._lock:
+                blobs = self._store.templates_by_ids(missing)
+            made = {}
+            for f in missing:
+                blob = blobs.get(f)
+                if blob is not None:  # None: removed meanwhile
+                    made[f] = prepare(decode(blob), self._params)
+                    self._cache.put(f, made[f])
+            out = [pt if pt is not None else made.get(int(f)) for f, pt in zip(fids, out)]
+        return out
 
     def search(self, probe: dict, decision: _decide.DecisionParams, top: int) -> tuple[list, dict]:
         """Score the probe against this shard's candidates.
@@ -243,22 +361,34 @@ class Shard:
         t0 = time.perf_counter()
         with self._lock:
             cand = self._retrieval.candidates({p: pt.template for p, pt in probe.items()}, top)
-            snap = {p: (self._tables[p].subjects_array(), list(self._tables[p].prepared)) for p in probe}
+            fid_key = self._fid_key.data
+            if cand is not None:
+                # every finger of the candidate persons at the probe's positions
+                ids = np.concatenate([np.asarray(v, np.int64) for v in cand.values()]) if cand else np.zeros(0, np.int64)
+                ids = ids[(ids > 0) & (ids < len(fid_key))]
+                keep = np.unique(fid_key[ids])
+                keep = keep[keep >= 0]
+                table = self._key_fids.data[keep]
+                sel = {p: table[:, p] for p in probe}
+                sel = {p: (keep[f > 0], f[f > 0]) for p, f in sel.items()}
+            else:
+                live = np.flatnonzero(fid_key >= 0)
+                pos = self._fid_pos.data[live]
+                sel = {p: (fid_key[live[pos == p]], live[pos == p]) for p in probe}
         t1 = time.perf_counter()
-        keep = None
-        if cand is not None:
-            with self._lock:
-                keep = np.fromiter({self._where[f][0] for ids in cand.values() for f in ids if f in self._where},
-                                   np.int64)
         subj_parts, pos_parts, score_parts = [], [], []
+        t_prep = 0.0
         for p, pt in probe.items():
-            subj, preps = snap[p]
-            if len(subj) == 0:
+            subj, fids = sel[p]
+            if len(fids) == 0:
                 continue
-            if keep is not None:
-                sel = np.flatnonzero(np.isin(subj, keep))
-                subj, preps = subj[sel], [preps[i] for i in sel]
-                if len(sel) == 0:
+            tp = time.perf_counter()
+            preps = self._prepared(fids)
+            t_prep += time.perf_counter() - tp
+            ok = np.asarray([x is not None for x in preps], bool)
+            if not ok.all():
+                subj, preps = subj[ok], [x for x in preps if x is not None]
+                if len(preps) == 0:
                     continue
             scores = FingerprintMatcher(pt, self._params).match_many(preps, n_threads=self.spec.n_threads)
             subj_parts.append(subj)
@@ -279,29 +409,30 @@ class Shard:
             best = np.argpartition(-fused, n - 1)[:n] if n < len(uniq) else np.arange(len(uniq))
             best = best[np.lexsort((uniq[best], -fused[best]))]
             with self._lock:
-                names = {int(k): self._names.get(int(k)) for k in uniq[best]}
+                names = self._store.subject_ids([int(k) for k in uniq[best]])
             for b in best:
                 rows = np.flatnonzero(inv == b)
-                sid = names[int(uniq[b])]
+                sid = names.get(int(uniq[b]))
                 if sid is None:  # removed while we scored
                     continue
                 out.append(Candidate(subject_id=sid, score=float(fused[b]),
                                      finger_scores={int(pos[r]): float(scores[r]) for r in rows},
                                      finger_evidence={int(pos[r]): float(ev[r]) for r in rows}))
         t3 = time.perf_counter()
-        return out, {"retrieve": (t1 - t0) * 1e3, "rerank": (t2 - t1) * 1e3, "fuse": (t3 - t2) * 1e3}
+        return out, {"retrieve": (t1 - t0) * 1e3, "prepare_candidates": t_prep * 1e3,
+                     "rerank": (t2 - t1 - t_prep) * 1e3, "fuse": (t3 - t2) * 1e3}
 
     def subject_prepared(self, subject_id: str) -> dict:
-        """``{position: PreparedTemplate}`` of an enrolled subject."""
+        """``{position: PreparedTemplate}`` of an enrolled subject (prepared from the store, cached)."""
         with self._lock:
-            key = self._keys.get(subject_id)
-            if key is None:
+            key = self._store.subject_key(subject_id)
+            if key is None or key >= len(self._key_fids.data) or not self._key_fids.data[key].any():
                 raise UnknownSubjectError(f"subject_id: {subject_id!r} is not enrolled")
-            out = {}
-            for pos, fid in self._fingers_of[key].items():
-                table = self._tables[pos]
-                out[pos] = table.prepared[table.finger_ids.index(fid)]
-            return out
+            row = self._key_fids.data[key]
+            positions = [p for p in range(1, 11) if row[p] > 0]
+            fids = row[positions]
+        preps = self._prepared(fids)
+        return {p: pt for p, pt in zip(positions, preps) if pt is not None}
 
     def subject_templates(self, subject_id: str) -> dict:
         """``{position: Template}`` read from the store (the source of truth)."""
@@ -313,11 +444,13 @@ class Shard:
     def stats(self) -> dict:
         with self._lock:
             counts = self._store.counts()
-            mem = sum(pt.nbytes for t in self._tables.values() for pt in t.prepared)
+            maps = self._fid_key.nbytes + self._fid_pos.nbytes + self._key_fids.nbytes
             files = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
             mem_r = int(getattr(self._retrieval, "nbytes", 0))
-            return dict(counts, memory_bytes=mem + mem_r, retrieval_bytes=mem_r, disk_bytes=files,
-                        retrieval=self._retrieval.name,
+            return dict(counts, memory_bytes=maps + mem_r + self._cache.nbytes, retrieval_bytes=mem_r,
+                        maps_bytes=maps, cache_bytes=self._cache.nbytes, cache_limit_bytes=self._cache.max_bytes,
+                        cache_entries=len(self._cache), cache_hits=self._cache.hits,
+                        cache_misses=self._cache.misses, disk_bytes=files, retrieval=self._retrieval.name,
                         indexed_upto=self._retrieval.indexed_upto, last_finger_id=self._last_finger)
 
     def integrity_problems(self) -> list[str]:

@@ -190,10 +190,73 @@ class Store:
             c.execute("DELETE FROM subjects WHERE id = ?", (row[0],))
         return fids
 
-    def fingers_since(self, after_id: int) -> list:
+    def fingers_since(self, after_id: int, limit: int = -1) -> list:
         """``(finger id, subject key, subject id, position, template blob)`` with ``id > after_id``."""
         return self._read("SELECT f.id, f.subject, s.subject_id, f.position, f.template FROM fingers f "
-                          "JOIN subjects s ON s.id = f.subject WHERE f.id > ? ORDER BY f.id", (after_id,))
+                          "JOIN subjects s ON s.id = f.subject WHERE f.id > ? ORDER BY f.id LIMIT ?",
+                          (after_id, limit))
+
+    def finger_keys_since(self, after_id: int, limit: int = -1) -> list:
+        """``(finger id, subject key, position)`` with ``id > after_id`` (no templates)."""
+        return self._read("SELECT id, subject, position FROM fingers WHERE id > ? ORDER BY id LIMIT ?",
+                          (after_id, limit))
+
+    def templates_by_ids(self, finger_ids) -> dict:
+        """``{finger id: template blob}`` of the fingers that exist among ``finger_ids``."""
+        out = {}
+        ids = [int(f) for f in finger_ids]
+        for i in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[i:i + 900]
+            out.update(self._read(f"SELECT id, template FROM fingers WHERE id IN ({','.join('?' * len(chunk))})",
+                                  chunk))
+        return out
+
+    def subject_ids(self, keys) -> dict:
+        """``{subject key: subject id}`` of the subjects that exist among ``keys``."""
+        out = {}
+        ks = [int(k) for k in keys]
+        for i in range(0, len(ks), 900):
+            chunk = ks[i:i + 900]
+            out.update(self._read(f"SELECT id, subject_id FROM subjects WHERE id IN ({','.join('?' * len(chunk))})",
+                                  chunk))
+        return out
+
+    def subject_key(self, subject_id: str):
+        rows = self._read("SELECT id FROM subjects WHERE subject_id = ?", (subject_id,))
+        return rows[0][0] if rows else None
+
+    def insert_many(self, records: list) -> list:
+        """Insert many subjects and their fingers in ONE durable transaction (bulk loading).
+
+        Parameters
+        ----------
+        records : list of (subject_id, {position: (blob, n_minutiae)}, metadata_json, face bytes or None)
+
+        Returns
+        -------
+        list of (subject key, [(finger id, position), ...]) in input order
+
+        Raises
+        ------
+        DuplicateSubjectError
+            A subject id is already enrolled (or repeated): nothing of the batch is written.
+        """
+        out = []
+        now = time.time()
+        try:
+            with self.transaction() as c:
+                for subject_id, templates, metadata_json, face in records:
+                    key = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc) "
+                                    "VALUES (?, ?, ?, ?)", (subject_id, metadata_json, face, now)).lastrowid
+                    fids = []
+                    for pos, (blob, n) in sorted(templates.items()):
+                        fid = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae) "
+                                        "VALUES (?, ?, ?, ?)", (key, pos, blob, n)).lastrowid
+                        fids.append((fid, pos))
+                    out.append((key, fids))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateSubjectError(f"subject_id: a subject of this batch is already enrolled ({exc})") from exc
+        return out
 
     def removals_since(self, after_seq: int) -> list:
         return self._read("SELECT seq, finger_id FROM removals WHERE seq > ? ORDER BY seq", (after_seq,))
