@@ -58,3 +58,12 @@ def test_typed_errors_exit_2(tmp_path, images, capsys):
     (bad / "nounderscore.png").write_bytes(b"x")
     assert main(["gallery", "enroll", str(tmp_path / "g"), str(bad), "--dpi", "500"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_demo_runs_on_generated_identities(tmp_path, capsys):
+    """The README's main job, shrunk: enrol, then a stream of returning and new people."""
+    from biomatch.dedup.demo import run_demo
+
+    assert run_demo(tmp_path / "no-datasets", tmp_path / "out", quiet=True, generated_sizes=(40, 10, 10)) == 0
+    out = capsys.readouterr().out
+    assert "caught 10 as DUPLICATE" in out and "0 false DUPLICATE" in out

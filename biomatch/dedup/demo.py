@@ -131,7 +131,12 @@ def fnir_at_fpir(mated: np.ndarray, nonmated: np.ndarray, fpir: float) -> tuple[
     return float(np.mean(mated < t)), float(t)
 
 
-def run_demo(datasets: Path | None, out: Path, quiet: bool = False) -> int:
+def run_demo(datasets: Path | None, out: Path, quiet: bool = False,
+             generated_sizes: tuple[int, int, int] = (2000, 200, 200)) -> int:
+    """Enrol a registry, deduplicate a stream, print what was caught and missed.
+
+    ``generated_sizes`` (enrolled, returning, new) applies when SOCOFing is absent.
+    """
     from ..template import Template  # noqa: F401  (extraction workers import it too)
     from . import Enrolment, Gallery
     from .commands import Progress
@@ -147,7 +152,7 @@ def run_demo(datasets: Path | None, out: Path, quiet: bool = False) -> int:
         what, enrol, stream = _socofing(root, out / "cache", quiet)
     else:
         print(f"(no {root}: using generated identities)")
-        what, enrol, stream = _generated()
+        what, enrol, stream = _generated(*generated_sizes)
     print(what)
     enrolled_ids = {sid for sid, _ in enrol}
     gpath = out / "gallery"
@@ -206,7 +211,7 @@ def run_demo(datasets: Path | None, out: Path, quiet: bool = False) -> int:
                     keys, scores, _ = retrieval.person_scores(fingers)
                     k = retrieval.params.k_persons(retrieval.n_persons, retrieval._last_fingers)
                     top = set(keys[np.argsort(-scores, kind="stable")[:k]].tolist())
-                    hit_stage.append(shard._keys.get(sid) in top)
+                    hit_stage.append(shard.subject_key(sid) in top)
             caught = r.decision == "DUPLICATE" and r.candidates[0].subject_id == sid
             outcome.append((sid, is_mated, r.decision, caught, r.candidates[0] if r.candidates else None))
             bar.update(j + 1)

@@ -422,6 +422,11 @@ class Shard:
         return out, {"retrieve": (t1 - t0) * 1e3, "prepare_candidates": t_prep * 1e3,
                      "rerank": (t2 - t1 - t_prep) * 1e3, "fuse": (t3 - t2) * 1e3}
 
+    def subject_key(self, subject_id: str) -> int | None:
+        """The store's integer key of a subject (the retrieval stage's person id), None if unknown."""
+        with self._lock:
+            return self._store.subject_key(subject_id)
+
     def subject_prepared(self, subject_id: str) -> dict:
         """``{position: PreparedTemplate}`` of an enrolled subject (prepared from the store, cached)."""
         with self._lock:
