@@ -223,7 +223,7 @@ def add_parsers(sub, dpi_type, int_type) -> None:
     dsub = p.add_subparsers(dest="demo_command", required=True, metavar="DEMO")
     f = dsub.add_parser("dedup", help="enrol a registry, deduplicate a stream, report FNIR/FPIR and timings",
                         description="SOCOFing (DIR/socofing) when present: real prints of subjects 1-200 "
-                                    "enrolled, altered-hard prints of 1-200 and real prints of 201-300 searched; "
+                                    "enrolled, altered-hard prints of 1-200 (returning) and 201-300 (new) searched; "
                                     "otherwise generated identities (2,000 enrolled, 200 returning, 200 new).")
     f.add_argument("--datasets", type=Path, default=None, metavar="DIR",
                    help="shared datasets folder (default $BIOMATCH_DATASETS or ../shared/datasets)")

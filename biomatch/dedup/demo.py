@@ -2,8 +2,8 @@
 
 SOCOFing (``DATASETS/socofing``) when present: the real prints of subjects 1-200 are enrolled at
 165 dpi; the stream holds one altered-hard print per finger of subjects 1-200 (the first of
-``_CR``, ``_Obl``, ``_Zcut`` available: returning people) and the real prints of subjects
-201-300 (new people).  Otherwise generated identities
+``_CR``, ``_Obl``, ``_Zcut`` available: returning people) and likewise of subjects 201-300
+(new people).  Otherwise generated identities
 (:func:`biomatch.datasets.synthetic.template_impressions`): 2,000 enrolled, 200 returning with
 another impression, 200 new.
 
@@ -90,17 +90,20 @@ def _socofing(root: Path, cache: Path, quiet: bool):
     for suffix in ("CR", "Obl", "Zcut"):
         for f in sorted((root / "altered_hard").glob(f"*_{suffix}.png")):
             sp = socofing_position(f.name)
-            if sp and 1 <= sp[0] <= 200 and sp not in alt:
+            if sp and 1 <= sp[0] <= 300 and sp not in alt:
                 alt[sp] = str(f)
-    ts = _extract_all(sorted(real.values()) + sorted(alt.values()), SOCO_DPI, cache, quiet)
+    # Only the real prints of enrolled subjects are needed: new people arrive altered too.
+    needed = [v for (s, _), v in real.items() if s <= 200]
+    ts = _extract_all(sorted(needed) + sorted(alt.values()), SOCO_DPI, cache, quiet)
 
     def fingers(table, subject):
         return {p: ts[table[(subject, p)]] for p in range(1, 11) if (subject, p) in table and table[(subject, p)] in ts}
 
     enrol = [(f"S{s:03d}", fingers(real, s)) for s in range(1, 201)]
     stream = [(f"S{s:03d}", fingers(alt, s)) for s in range(1, 201)] + \
-             [(f"S{s:03d}", fingers(real, s)) for s in range(201, 301)]
-    return "SOCOFing: real prints of subjects 1-200 enrolled; altered-hard (1-200) and real (201-300) searched", \
+             [(f"S{s:03d}", fingers(alt, s)) for s in range(201, 301)]
+    return "SOCOFing: real prints of subjects 1-200 enrolled; altered-hard prints of 1-200 (returning) and " \
+           "201-300 (new) searched", \
         enrol, stream
 
 
