@@ -26,6 +26,8 @@ Every intermediate result can be captured for inspection under a stable key
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import MutableMapping
 
@@ -161,3 +163,14 @@ def _border_distance(mask: np.ndarray, p: ExtractionParams) -> np.ndarray:
 def _keep(cap, **items):
     if cap is not None:
         cap.update(items)
+
+
+class _CallableModule(types.ModuleType):
+    """``biomatch.extract(...)`` must call :func:`extract` even after this subpackage was
+    imported, when Python binds the name ``biomatch.extract`` to the module itself."""
+
+    def __call__(self, image, dpi, params=None, capture=None):
+        return extract(image, dpi, params, capture)
+
+
+sys.modules[__name__].__class__ = _CallableModule

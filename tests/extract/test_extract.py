@@ -112,3 +112,13 @@ def test_wrong_resolution_is_flagged():
     path = sorted(folder.glob("*.bmp"))[0]
     assert extract(path, 500).quality == 0
     assert extract(path, 1000).quality > 0
+
+
+def test_biomatch_extract_is_callable_after_submodule_imports(fvc_image):
+    """The README's ``biomatch.extract(path, dpi)`` works whatever was imported before."""
+    import biomatch
+    import biomatch.extract.minutiae  # noqa: F401  binds biomatch.extract to the subpackage
+    import biomatch.match  # noqa: F401
+
+    t = biomatch.extract(fvc_image, 500)
+    assert isinstance(t, Template) and t == extract(fvc_image, 500)
