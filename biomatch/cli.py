@@ -6,6 +6,7 @@ Commands::
     biomatch verify A B [--dpi N] [--json]
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR] [--threads N] [--quiet]
     biomatch evaluate fvc2002 FOLDER [--json] [--out DIR]      (db1_b..db4_b at their dpi)
+    biomatch evaluate faces FOLDER [--json]                    (one subfolder per identity)
     biomatch synth fvc OUT [--fingers F] [--impressions I] [--seed S]
     biomatch gallery create|enroll|dedup|stats PATH ...            (see biomatch.dedup.commands)
     biomatch demo dedup [--datasets DIR] [--out DIR]
@@ -128,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     f.set_defaults(func=cmd_evaluate_fvc2002)
 
+    f = esub.add_parser("faces", help="face verification on a folder with one subfolder per identity",
+                        description="Face verification (YuNet + SFace): genuine = all pairs of images of one "
+                                    "identity, impostors = all pairs of different identities (cosine score). "
+                                    "Prints EER, FMR100, FMR1000, failures to detect, per-face timings on one "
+                                    "thread, and the pairs on the wrong side of the SFace threshold.")
+    f.add_argument("folder", type=Path, metavar="FOLDER")
+    f.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    f.set_defaults(func=cmd_evaluate_faces)
+
     from .dedup.commands import add_parsers as add_gallery_parsers
 
     add_gallery_parsers(sub, _dpi, _positive_int)  # gallery create|enroll|dedup|stats, demo dedup
@@ -247,6 +257,31 @@ def cmd_evaluate_fvc(args) -> int:
     print(f"  match (median)       {s['match_us_median']:.2f} us CPU per comparison")
     if args.out:
         print(f"  wrote {args.out / 'scores.csv'}, {args.out / 'det.png'}, {args.out / 'scores_hist.png'}")
+    return EXIT_OK
+
+
+def cmd_evaluate_faces(args) -> int:
+    from .face.evaluate import run_faces
+
+    s = run_faces(args.folder).summary()
+    if args.json:
+        print(json.dumps(s))
+        return EXIT_OK
+    print(f"Face verification on {args.folder} (YuNet + SFace, cosine)")
+    print(f"  images               {s['n_images']}")
+    print(f"  genuine pairs        {s['n_genuine']}")
+    print(f"  impostor pairs       {s['n_impostor']}")
+    print(f"  failed to detect     {s['failed_to_detect']}")
+    print(f"  EER                  {100 * s['eer']:.2f}%")
+    print(f"  FMR100               {100 * s['fmr100']:.2f}%")
+    print(f"  FMR1000              {100 * s['fmr1000']:.2f}%")
+    print(f"  detection (median)   {s['detect_ms_median']:.1f} ms per image (1 thread)")
+    print(f"  embedding (median)   {s['embed_ms_median']:.1f} ms per face (1 thread, incl. alignment)")
+    print(f"  at threshold {s['threshold']:.3f}   {s['n_misses']} pairs on the wrong side")
+    for m in s["misses"][:50]:
+        print(f"    {m['kind']:16s} {m['score']:+.3f}  {m['a']}  {m['b']}")
+    for f in s["failures"]:
+        print(f"  not detected         {f['image']}: {f['reason']}")
     return EXIT_OK
 
 
