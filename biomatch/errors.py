@@ -27,6 +27,12 @@ __all__ = [
     "NoUsableFingerError",
     "GalleryClosedError",
     "StorageError",
+    "FaceError",
+    "FaceModelError",
+    "FaceImageError",
+    "NoFaceError",
+    "MultipleFacesError",
+    "FaceTemplateError",
 ]
 
 
@@ -122,6 +128,40 @@ class GalleryClosedError(GalleryError):
 
 class StorageError(GalleryError, OSError):
     """The store cannot be written or read (read-only folder, full disk, I/O error, lock)."""
+
+
+class FaceError(BiomatchError):
+    """Base class of the face modality's errors."""
+
+
+class FaceModelError(FaceError):
+    """A vendored face model is missing, altered (SHA-256 mismatch) or cannot be loaded."""
+
+
+class FaceImageError(FaceError, ImageError):
+    """The image cannot hold a face: empty, tiny, uniform (blank or grey), wrong dtype/shape, corrupt."""
+
+
+class NoFaceError(FaceError):
+    """The detector found no face above the confidence threshold (e.g. a fingerprint given as a face)."""
+
+
+class MultipleFacesError(FaceError):
+    """More than one face was found; biomatch reports this rather than guessing which one is meant.
+
+    Attributes
+    ----------
+    faces : tuple of Detection
+        Every detection, best score first.
+    """
+
+    def __init__(self, message: str, faces: tuple = ()):
+        super().__init__(message)
+        self.faces = tuple(faces)
+
+
+class FaceTemplateError(FaceError, FormatError):
+    """A serialised face template is truncated, corrupt or of an unknown version or model."""
 
 
 def invalid(name: str, expected: str, actual: object) -> InvalidInputError:
