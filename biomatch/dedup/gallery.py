@@ -31,12 +31,11 @@ from typing import Callable, Iterable, Mapping
 
 from .. import decide as _decide
 from .._io import write_private_atomic
-from ..errors import IncompatibleTemplateError, invalid
+from ..errors import (DuplicateSubjectError, GalleryClosedError, GalleryExistsError, IncompatibleGalleryError,
+                      IncompatibleTemplateError, NotAGalleryError, NoUsableFingerError, StorageError, invalid)
 from ..match import prepare
 from ..params import MatchParams, from_json, params_hash, to_json
 from ..template import Template
-from .errors import (GalleryClosedError, GalleryExistsError, IncompatibleGalleryError, NoUsableFingerError,
-                     NotAGalleryError, StorageError, UnknownSubjectError, DuplicateSubjectError)
 from .records import Enrolment, coerce_fingers
 from .report import Candidate, DedupReport, Verification
 from .shard import Shard, ShardSpec
@@ -448,21 +447,8 @@ class Gallery:
         -------
         list of DedupReport or BiomatchError, in input order
         """
-        from ..errors import BiomatchError
-
-        total = len(records) if hasattr(records, "__len__") else None
-        out = []
-        for i, rec in enumerate(records):
-            try:
-                res = self.enroll(rec, dedup=dedup, accept_review=accept_review)
-            except BiomatchError as exc:
-                if stop_on_error:
-                    raise
-                res = exc
-            out.append(res)
-            if progress is not None:
-                progress(i + 1, total, res)
-        return out
+        return _each(records, lambda rec: self.enroll(rec, dedup=dedup, accept_review=accept_review),
+                     progress, stop_on_error)
 
     def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 2000,
                     progress: Callable | None = None) -> int:
@@ -529,21 +515,7 @@ class Gallery:
     def deduplicate_many(self, records: Iterable[Enrolment], progress: Callable | None = None,
                          stop_on_error: bool = True) -> list:
         """Deduplicate many records (read only); same conventions as :meth:`enroll_many`."""
-        from ..errors import BiomatchError
-
-        total = len(records) if hasattr(records, "__len__") else None
-        out = []
-        for i, rec in enumerate(records):
-            try:
-                res = self.deduplicate(rec)
-            except BiomatchError as exc:
-                if stop_on_error:
-                    raise
-                res = exc
-            out.append(res)
-            if progress is not None:
-                progress(i + 1, total, res)
-        return out
+        return _each(records, self.deduplicate, progress, stop_on_error)
 
     def identify(self, probe, k: int = 10, dpi: float = 500) -> list[Candidate]:
         """The ``k`` best enrolled subjects for a probe (Enrolment or ``{position: image or Template}``)."""
@@ -628,3 +600,23 @@ class Gallery:
         """Integrity problems of the stores (empty when sound)."""
         self._check_open()
         return [f"shard {i}: {p}" for i, s in enumerate(self._shards) for p in s.integrity_problems()]
+
+
+def _each(records, action, progress, stop_on_error: bool) -> list:
+    """Apply ``action`` to every record; a BiomatchError either stops the batch or becomes
+    that record's result, so that a backlog reports exactly which items failed."""
+    from ..errors import BiomatchError
+
+    total = len(records) if hasattr(records, "__len__") else None
+    out = []
+    for i, rec in enumerate(records):
+        try:
+            res = action(rec)
+        except BiomatchError as exc:
+            if stop_on_error:
+                raise
+            res = exc
+        out.append(res)
+        if progress is not None:
+            progress(i + 1, total, res)
+    return out
