@@ -89,15 +89,10 @@ def plot_det(curves, path: str | Path, *, title: str = "DET curve") -> Path:
         ax.set_ylim(fy, 1)
         ax.set_xlabel(f"FMR (false match rate; 0 drawn at {fx:g})")
         ax.set_ylabel(f"FNMR (false non-match rate; 0 drawn at {fy:g})")
-        ax.set_title(title)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, format="png")
+        return _finish(fig, ax, title, path, legend_loc="lower left", legend_size=8)
     finally:
         plt.close(fig)
-    return out
 
 
 def plot_score_histogram(genuine, impostor, path: str | Path, *, title: str = "Score distributions",
@@ -116,11 +111,16 @@ def plot_score_histogram(genuine, impostor, path: str | Path, *, title: str = "S
         ax.hist(g, bins=edges, density=True, alpha=0.6, label=f"genuine ({g.size})")
         ax.set_xlabel("score")
         ax.set_ylabel("density")
-        ax.set_title(title)
-        ax.legend()
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out, format="png")
+        return _finish(fig, ax, title, path)
     finally:
         plt.close(fig)
+
+
+def _finish(fig, ax, title: str, path, legend_loc: str = "best", legend_size=None) -> Path:
+    """Title, legend, layout and PNG file: the common end of every plot."""
+    ax.set_title(title)
+    ax.legend(loc=legend_loc, fontsize=legend_size)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, format="png")
     return out
