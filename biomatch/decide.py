@@ -66,6 +66,18 @@ class DecisionParams:
         Candidates listed in a report.
     score_at_fmr : tuple of (fmr, score) pairs, optional
         Calibration table overriding :data:`biomatch.match.SCORE_AT_FMR`.
+    rerank_full_persons : int
+        Re-ranking cascade: the candidates ranked first by the code stage whose every common
+        finger is matched at once.
+    rerank_screen_fingers : int
+        Every other candidate is first matched on this many fingers only (those where its
+        code is closest to the probe's) ...
+    rerank_escalate_decades : float
+        ... and on all its remaining fingers when the fused score of those reaches this many
+        decades.  A non-mated candidate escalates with probability ``10**-escalate`` (the
+        fused score is a per-subject -log10 FMR), so 2.0 matches all fingers of ~1% of the
+        impostor candidates; preparing a candidate finger costs ~0.5 ms, which is what
+        the cascade saves (measured in ``benchmarks/dedup_scale.py``).
     """
 
     duplicate_fpir: float = 0.001
@@ -76,6 +88,9 @@ class DecisionParams:
     verify_fmr: float = 0.0001
     max_candidates: int = 5
     score_at_fmr: tuple | None = field(default=None)
+    rerank_full_persons: int = 10
+    rerank_screen_fingers: int = 2
+    rerank_escalate_decades: float = 2.0
 
     def __post_init__(self):
         for name in ("duplicate_fpir", "review_fpir", "verify_fmr"):
@@ -95,6 +110,13 @@ class DecisionParams:
         if isinstance(self.max_candidates, bool) or not isinstance(self.max_candidates, int) \
                 or not 1 <= self.max_candidates <= 10000:
             raise invalid("max_candidates", "an int in [1, 10000]", self.max_candidates)
+        for name, lo in (("rerank_full_persons", 0), ("rerank_screen_fingers", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise invalid(name, f"an int >= {lo}", v)
+        if isinstance(self.rerank_escalate_decades, bool) or not isinstance(self.rerank_escalate_decades, (int, float)) \
+                or not 0.0 <= self.rerank_escalate_decades < 1e6:
+            raise invalid("rerank_escalate_decades", "a number of decades >= 0", self.rerank_escalate_decades)
         if self.score_at_fmr is not None:
             object.__setattr__(self, "score_at_fmr", tuple((float(a), float(b)) for a, b in self.score_at_fmr))
 

@@ -41,6 +41,7 @@ holding Templates or anything else take the validating Python path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -118,6 +119,20 @@ class _Context:
             raise InvalidInputError(f"params: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=8)
+def _context(params: MatchParams) -> _Context:
+    """The shared context of ``params`` (hashing and converting the parameters costs as much as
+    preparing a small template, and a gallery prepares thousands per search)."""
+    return _Context(params)
+
+
+def _context_of(params) -> _Context:
+    try:
+        return _context(params)
+    except TypeError:  # not hashable: not a MatchParams, let _Context say so
+        return _Context(params)
+
+
 def _prepare(ctx: _Context, template: Template) -> PreparedTemplate:
     if not isinstance(template, Template):
         raise invalid("template", "a biomatch Template", type(template).__name__)
@@ -139,7 +154,7 @@ def prepare(template: Template, params: MatchParams = MatchParams()) -> Prepared
     -------
     PreparedTemplate
     """
-    return _prepare(_Context(params), template)
+    return _prepare(_context_of(params), template)
 
 
 class FingerprintMatcher:
@@ -186,7 +201,7 @@ class FingerprintMatcher:
     """
 
     def __init__(self, probe: Template | PreparedTemplate, params: MatchParams = MatchParams()):
-        self._ctx = _Context(params)
+        self._ctx = _context_of(params)
         self._probe = self._coerce(probe, "probe")
 
     @property

@@ -218,7 +218,7 @@ class FaissRetrieval:
         Returns
         -------
         keys : int64 (m,), scores : float64 (m,) (sum over positions of max(0, n_bits/2 - d)),
-        best : dict position -> (keys, finger ids) of the rows kept per position
+        best : dict position -> (keys, finger ids, code scores) of the rows kept per position
         """
         from ..encode import finger_codes
 
@@ -243,7 +243,7 @@ class FaissRetrieval:
             score = np.maximum(0.0, half - d.astype(np.float64))
             # best row per person at this position: rows arrive sorted by distance
             uk, first = np.unique(keys, return_index=True)
-            best[p] = (uk, self._fids[p].view()[rows[first]])
+            best[p] = (uk, self._fids[p].view()[rows[first]], score[first])
             all_keys.append(uk)
             all_scores.append(score[first])
         if not all_keys:
@@ -252,22 +252,48 @@ class FaissRetrieval:
         uk, inv = np.unique(keys, return_inverse=True)
         return uk, np.bincount(inv, weights=np.concatenate(all_scores), minlength=len(uk)), best
 
-    def candidates(self, probe: dict, k: int) -> dict:
-        """``{position: finger ids}`` of the best rows of the top ``max(k, k_persons)`` persons."""
+    def _top_persons(self, probe: dict, k: int):
         self._last_fingers = 0
         keys, scores, best = self.person_scores(probe)
         n = min(len(keys), max(int(k), self.params.k_persons(self.n_persons, self._last_fingers)))
         self.last_k_persons = n
         if n == 0:
-            return {}
+            return np.zeros(0, np.int64), np.zeros(0), best
         top = np.argpartition(-scores, n - 1)[:n] if n < len(keys) else np.arange(len(keys))
-        chosen = keys[top]
+        top = top[np.lexsort((keys[top], -scores[top]))]  # best code score first, ties by key
+        return keys[top], scores[top], best
+
+    def candidates(self, probe: dict, k: int) -> dict:
+        """``{position: finger ids}`` of the best rows of the top ``max(k, k_persons)`` persons."""
+        chosen, _, best = self._top_persons(probe, k)
         out = {}
-        for p, (pk, pf) in best.items():
+        for p, (pk, pf, _) in best.items():
             sel = np.isin(pk, chosen)
             if sel.any():
                 out[p] = pf[sel]
         return out
+
+    def ranked_persons(self, probe: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``max(k, k_persons)`` persons, best code score first, with per-position code scores.
+
+        Returns
+        -------
+        keys : int64 (m,)
+            Subject keys, ranked by the summed code score (ties by key).
+        position_scores : float64 (m, 11)
+            Column ``p`` (ISO position 1-10) holds the person's code score at ``p``
+            (``max(0, n_bits/2 - Hamming)``; 0 where the person is not among that position's
+            rows); column 0 is unused.
+        """
+        chosen, _, best = self._top_persons(probe, k)
+        table = np.zeros((len(chosen), 11))
+        for p, (pk, _, ps) in best.items():
+            # pk is sorted (np.unique): look each chosen person up in it
+            at = np.searchsorted(pk, chosen)
+            ok = at < len(pk)
+            ok[ok] = pk[at[ok]] == chosen[ok]
+            table[ok, p] = ps[at[ok]]
+        return chosen, table
 
     @property
     def nbytes(self) -> int:

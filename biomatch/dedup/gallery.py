@@ -77,8 +77,11 @@ class Gallery:
     Memory is bounded: per ten-finger enrolment ~900 B (FAISS codes 640 B + row ids 160 B +
     id maps ~180 B); templates live in the store (~0.6-1 KB per finger on disk) and are prepared
     on demand for the candidates, with an LRU cache of ``cache_bytes`` per shard (a prepared
-    finger is ~37 KB).  Search cost: the exhaustive code scan plus ``k_persons x fingers x
-    (prepare ~0.6 ms + match)`` on a cold cache.  With exhaustive retrieval every enrolled
+    finger is ~37 KB).  Search cost: the exhaustive code scan plus ``(prepare ~0.5 ms + match)``
+    per candidate finger re-ranked on a cold cache: every finger of the 10 best candidate
+    persons, 2 of each other one, and the rest of those 2 that look like a match
+    (:class:`~biomatch.decide.DecisionParams` ``rerank_*``; 3.4x fewer comparisons, the same
+    decisions, in ``benchmarks/dedup_scale.py``).  With exhaustive retrieval every enrolled
     finger of each probe position is compared (only for galleries that fit the cache).
     """
 
@@ -344,11 +347,14 @@ class Gallery:
         prepared = {p: prepare(t, self.match_params) for p, t in usable.items()}
         timings = {"prepare": (time.perf_counter() - t0) * 1e3}
         cands: list[Candidate] = []
+        work: dict = {}
         for s in self._shards:
-            got, tm = s.search(prepared, self.decision_params, top)
+            got, tm, wk = s.search(prepared, self.decision_params, top)
             cands.extend(got)
             for k, v in tm.items():
                 timings[k] = timings.get(k, 0.0) + v
+            for k, v in wk.items():
+                work[k] = work.get(k, 0) + v
         cands.sort(key=lambda c: (-c.score, c.subject_id))
         cands = cands[:top]
         n = self._n_subjects()
@@ -356,7 +362,7 @@ class Gallery:
         decision = _decide.decide(cands[0].score if cands else 0.0, th)
         report = DedupReport(subject_id=subject_id, decision=decision, candidates=tuple(cands),
                              thresholds=th.as_dict(), positions_used=tuple(sorted(usable)), gallery_size=n,
-                             timings_ms=timings)
+                             timings_ms=timings, work=work)
         return report, prepared
 
     # ---- public API -----------------------------------------------------------------------------

@@ -52,6 +52,10 @@ class DedupReport:
         Subjects searched.
     timings_ms : dict
         ``retrieve``, ``rerank``, ``decide``, ``commit`` (milliseconds, where measured).
+    work : dict
+        What the search did, summed over shards: ``candidates`` (persons passed by the code
+        stage), ``fingers_matched`` (native comparisons), ``escalated`` (screened persons
+        matched on all fingers).
     """
 
     subject_id: str
@@ -62,6 +66,7 @@ class DedupReport:
     positions_used: tuple = ()
     gallery_size: int = 0
     timings_ms: dict = field(default_factory=dict)
+    work: dict = field(default_factory=dict)
 
     @property
     def best(self) -> Candidate | None:

@@ -148,9 +148,10 @@ class Shard:
     position), plus the retrieval index (FAISS: 64 B code + 16 B ids per finger).  Templates
     stay in the store; the candidates' templates are read and prepared on demand (~0.5-0.7 ms
     per finger) and kept in an LRU cache of at most ``ShardSpec.cache_bytes`` bytes (a prepared
-    finger is ~37 KB at ~40 minutiae).  Re-ranking therefore costs ``k_persons x fingers x
-    (read + prepare + match)`` per probe on a cold cache: keep ``k_persons`` small (see
-    :class:`~biomatch.dedup.faiss_retrieval.FaissRetrievalParams`).  With exhaustive
+    finger is ~37 KB at ~40 minutiae).  Re-ranking costs ``(read + prepare + match)`` per
+    candidate finger on a cold cache; the cascade of :meth:`search` keeps that to ~3 fingers
+    per candidate person instead of 10 (see :class:`~biomatch.decide.DecisionParams`
+    ``rerank_*`` and :class:`~biomatch.dedup.faiss_retrieval.FaissRetrievalParams`).  With exhaustive
     retrieval every finger of the probe's positions is a candidate: only sensible for galleries
     whose prepared templates fit the cache.
     """
@@ -344,8 +345,49 @@ class Shard:
             out = [pt if pt is not None else made.get(int(f)) for f, pt in zip(fids, out)]
         return out
 
+    def _score(self, probe: dict, pos: np.ndarray, fids: np.ndarray) -> tuple[np.ndarray, float]:
+        """Native scores of candidate fingers ``fids`` (at positions ``pos``) against the probe.
+
+        Returns (scores, NaN for fingers removed meanwhile; seconds spent preparing candidates).
+        """
+        out = np.full(len(fids), np.nan)
+        t_prep = 0.0
+        for p, pt in probe.items():
+            at = np.flatnonzero(pos == p)
+            if len(at) == 0:
+                continue
+            tp = time.perf_counter()
+            preps = self._prepared(fids[at])
+            t_prep += time.perf_counter() - tp
+            ok = np.asarray([x is not None for x in preps], bool)
+            if ok.any():
+                out[at[ok]] = FingerprintMatcher(pt, self._params).match_many(
+                    [x for x in preps if x is not None], n_threads=self.spec.n_threads)
+        return out, t_prep
+
+    def _cascade(self, probe: dict, keys: np.ndarray, code: np.ndarray, table: np.ndarray,
+                 decision: _decide.DecisionParams) -> tuple:
+        """Pairs (subject key, position, finger id) to score, in two rounds (see DecisionParams.rerank_*)."""
+        positions = np.asarray(sorted(probe), np.int64)
+        fid = table[:, positions]  # (m, f) finger ids, 0 where the candidate lacks the finger
+        has = fid > 0
+        order = np.argsort(-code[:, positions], axis=1, kind="stable")  # closest codes first
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(len(positions))[None, :].repeat(len(keys), 0), axis=1)
+        # rank among the fingers the candidate has: count fingers it has that rank before
+        avail_rank = np.cumsum(np.take_along_axis(has, order, 1), axis=1) - 1
+        avail_rank = np.take_along_axis(avail_rank, rank, 1)
+        first = has & ((np.arange(len(keys)) < decision.rerank_full_persons)[:, None]
+                       | (avail_rank < decision.rerank_screen_fingers))
+        return positions, fid, has, first
+
     def search(self, probe: dict, decision: _decide.DecisionParams, top: int) -> tuple[list, dict]:
         """Score the probe against this shard's candidates.
+
+        Candidates come ranked from the retrieval stage; the first
+        ``decision.rerank_full_persons`` are matched on every common finger, the others on
+        their ``rerank_screen_fingers`` closest fingers first and on the rest only if those
+        reach ``rerank_escalate_decades`` (see :class:`~biomatch.decide.DecisionParams`).
 
         Parameters
         ----------
@@ -356,71 +398,79 @@ class Shard:
 
         Returns
         -------
-        (list of Candidate ranked best first, timings in ms)
+        (list of Candidate ranked best first, timings in ms, work counts)
         """
         t0 = time.perf_counter()
-        with self._lock:
-            cand = self._retrieval.candidates({p: pt.template for p, pt in probe.items()}, top)
-            fid_key = self._fid_key.data
-            if cand is not None:
-                # every finger of the candidate persons at the probe's positions
-                ids = np.concatenate([np.asarray(v, np.int64) for v in cand.values()]) if cand else np.zeros(0, np.int64)
-                ids = ids[(ids > 0) & (ids < len(fid_key))]
-                keep = np.unique(fid_key[ids])
-                keep = keep[keep >= 0]
-                table = self._key_fids.data[keep]
-                sel = {p: table[:, p] for p in probe}
-                sel = {p: (keep[f > 0], f[f > 0]) for p, f in sel.items()}
-            else:
-                live = np.flatnonzero(fid_key >= 0)
-                pos = self._fid_pos.data[live]
-                sel = {p: (fid_key[live[pos == p]], live[pos == p]) for p in probe}
-        t1 = time.perf_counter()
-        subj_parts, pos_parts, score_parts = [], [], []
         t_prep = 0.0
-        for p, pt in probe.items():
-            subj, fids = sel[p]
-            if len(fids) == 0:
-                continue
-            tp = time.perf_counter()
-            preps = self._prepared(fids)
-            t_prep += time.perf_counter() - tp
-            ok = np.asarray([x is not None for x in preps], bool)
-            if not ok.all():
-                subj, preps = subj[ok], [x for x in preps if x is not None]
-                if len(preps) == 0:
-                    continue
-            scores = FingerprintMatcher(pt, self._params).match_many(preps, n_threads=self.spec.n_threads)
-            subj_parts.append(subj)
-            pos_parts.append(np.full(len(subj), p, np.int8))
-            score_parts.append(scores)
+        templates = {p: pt.template for p, pt in probe.items()}
+        ranked = getattr(self._retrieval, "ranked_persons", None)
+        n_escalated = 0
+        with self._lock:
+            fid_key = self._fid_key.data
+            if ranked is not None:
+                keys, code = ranked(templates, top)
+                keys = keys[(keys >= 0) & (keys < len(self._key_fids.data))]
+                code = code[:len(keys)]
+                table = self._key_fids.data[keys]
+            else:
+                cand = self._retrieval.candidates(templates, top)
+                if cand is not None:
+                    ids = np.concatenate([np.asarray(v, np.int64) for v in cand.values()]) if cand \
+                        else np.zeros(0, np.int64)
+                    ids = ids[(ids > 0) & (ids < len(fid_key))]
+                    keys = np.unique(fid_key[ids])
+                else:
+                    keys = np.unique(fid_key[fid_key >= 0])
+                keys = keys[keys >= 0]
+                table = self._key_fids.data[keys]
+                code = np.zeros((len(keys), 11))
+                decision = dataclasses.replace(decision, rerank_full_persons=len(keys))  # no code ranking
+        t1 = time.perf_counter()
+        positions, fid, has, first = self._cascade(probe, keys, code, table, decision)
+        pos = positions[None, :].repeat(len(keys), 0)
+        scores = np.full(fid.shape, np.nan)
+        scores[first], t_prep = self._score(probe, pos[first], fid[first])
+        screened = np.flatnonzero(~first.all(axis=1) & has.any(axis=1) & (first & has).any(axis=1))
+        if len(screened):
+            sc = scores[screened]
+            ev = np.where(np.isnan(sc), 0.0, _decide.finger_evidence(np.nan_to_num(sc), decision))
+            partial = _decide.fuse_evidence(ev.sum(1), (~np.isnan(sc)).sum(1), decision)
+            up = screened[partial >= decision.rerank_escalate_decades]
+            second = np.zeros_like(first)
+            second[up] = has[up] & ~first[up]
+            n_escalated = len(up)
+            if second.any():
+                scores[second], t = self._score(probe, pos[second], fid[second])
+                t_prep += t
         t2 = time.perf_counter()
         out = []
-        if subj_parts:
-            subj = np.concatenate(subj_parts)
-            pos = np.concatenate(pos_parts)
-            scores = np.concatenate(score_parts).astype(np.float64)
-            ev = _decide.finger_evidence(scores, decision)
-            uniq, inv = np.unique(subj, return_inverse=True)
-            total = np.bincount(inv, weights=ev, minlength=len(uniq))
-            count = np.bincount(inv, minlength=len(uniq))
-            fused = _decide.fuse_evidence(total, count, decision)
-            n = min(top, len(uniq))
-            best = np.argpartition(-fused, n - 1)[:n] if n < len(uniq) else np.arange(len(uniq))
-            best = best[np.lexsort((uniq[best], -fused[best]))]
+        done = ~np.isnan(scores)
+        if done.any():
+            rows_p, cols = np.nonzero(done)
+            sc = scores[done]
+            ev = _decide.finger_evidence(sc, decision)
+            total = np.bincount(rows_p, weights=ev, minlength=len(keys))
+            count = np.bincount(rows_p, minlength=len(keys))
+            scored = np.flatnonzero(count > 0)
+            fused = _decide.fuse_evidence(total[scored], count[scored], decision)
+            n = min(top, len(scored))
+            best = np.argpartition(-fused, n - 1)[:n] if n < len(scored) else np.arange(len(scored))
+            best = best[np.lexsort((keys[scored[best]], -fused[best]))]
             with self._lock:
-                names = self._store.subject_ids([int(k) for k in uniq[best]])
+                names = self._store.subject_ids([int(keys[scored[b]]) for b in best])
             for b in best:
-                rows = np.flatnonzero(inv == b)
-                sid = names.get(int(uniq[b]))
+                i = scored[b]
+                sid = names.get(int(keys[i]))
                 if sid is None:  # removed while we scored
                     continue
+                at = np.flatnonzero(rows_p == i)
                 out.append(Candidate(subject_id=sid, score=float(fused[b]),
-                                     finger_scores={int(pos[r]): float(scores[r]) for r in rows},
-                                     finger_evidence={int(pos[r]): float(ev[r]) for r in rows}))
+                                     finger_scores={int(positions[cols[r]]): float(sc[r]) for r in at},
+                                     finger_evidence={int(positions[cols[r]]): float(ev[r]) for r in at}))
         t3 = time.perf_counter()
+        work = {"candidates": len(keys), "fingers_matched": int(done.sum()), "escalated": n_escalated}
         return out, {"retrieve": (t1 - t0) * 1e3, "prepare_candidates": t_prep * 1e3,
-                     "rerank": (t2 - t1 - t_prep) * 1e3, "fuse": (t3 - t2) * 1e3}
+                     "rerank": (t2 - t1 - t_prep) * 1e3, "fuse": (t3 - t2) * 1e3}, work
 
     def subject_key(self, subject_id: str) -> int | None:
         """The store's integer key of a subject (the retrieval stage's person id), None if unknown."""

@@ -28,6 +28,11 @@ def test_candidates_keep_the_mate_at_small_penetration():
     kept = {int(f) for ids in cand.values() for f in ids}
     assert r.last_k_persons == 3 and len(cand) >= 5
     assert len(set(range(17 * 10 + 1, 17 * 10 + 11)) & kept) >= 5  # the mate's best rows are kept
+    ranked, table = r.ranked_persons(probe, 1)
+    assert ranked[0] == 17 and table.shape == (3, 11) and not table[:, 0].any()
+    by_key = dict(zip(keys.tolist(), scores.tolist()))
+    assert np.allclose(table.sum(axis=1), [by_key[k] for k in ranked])  # per-position parts of the sum
+    assert np.all(np.diff(table.sum(axis=1)) <= 0)  # best code score first
     r.remove(np.arange(17 * 10 + 1, 17 * 10 + 11))
     keys, scores, _ = r.person_scores(probe)
     assert 17 not in set(keys.tolist())
