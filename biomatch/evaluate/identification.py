@@ -196,7 +196,7 @@ def outcomes_from_matrix(scores, mate) -> SearchOutcomes:
     if mt.shape != (s.shape[0],) or not np.issubdtype(mt.dtype, np.integer):
         raise invalid("mate", f"an int array of shape ({s.shape[0]},)", f"{mt.dtype} array of shape {mt.shape}")
     if ((mt < -1) | (mt >= s.shape[1])).any():
-        raise invalid("mate", f"gallery indices in [0, {s.shape[1]}) or -1", mt[(mt < -1) | (mt >= s.shape[1])][0])
+        raise invalid("mate", f"gallery indices in [0, {s.shape[1]}) or -1", mt[(mt < -1) | (mt >= s.shape[1])][0].item())
     is_m = mt >= 0
     sm = s[is_m]
     ms = sm[np.arange(sm.shape[0]), mt[is_m]]

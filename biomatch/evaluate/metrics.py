@@ -114,7 +114,7 @@ def check_labels(labels: object, name: str, size: int | None = None) -> np.ndarr
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise invalid(name, "0 (impostor) or 1 (genuine)", f"{arr[first]!r} at index {first}")
+        raise invalid(name, "0 (impostor) or 1 (genuine)", f"{arr[first].item()!r} at index {first}")
     return arr.astype(bool)
 
 
