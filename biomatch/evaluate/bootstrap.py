@@ -45,7 +45,7 @@ import numpy as np
 from ..errors import invalid
 from .metrics import ErrorCurves, _check_rate, _eer_interval, check_scores, weighted_error_curves
 
-__all__ = ["Interval", "rule_of_three", "Resampler", "eer_ci", "fnmr_at_fmr_ci", "det_band", "DetBand"]
+__all__ = ["Interval", "rule_of_three", "Resampler", "eer_ci", "fnmr_at_fmr_ci", "metrics_ci", "det_band", "DetBand"]
 
 
 @dataclass(frozen=True)
@@ -271,6 +271,39 @@ def fnmr_at_fmr_ci(genuine, impostor, max_fmr: float, *, genuine_subjects=None, 
     est = float(_fnmr_at(error_curves(r.genuine, r.impostor), target))
     reps = bootstrap_statistic(r, lambda c: float(_fnmr_at(c, target)), n_boot)
     return _interval(est, reps, lv, r.method, r.seed, r.genuine.size)
+
+
+def metrics_ci(genuine, impostor, *, genuine_subjects=None, impostor_subjects=None,
+               fmrs=(("fmr100", 1e-2), ("fmr1000", 1e-3), ("fmr10000", 1e-4)), n_boot: int = 1000,
+               level: float = 0.95, seed: int | None = 0) -> dict[str, Interval]:
+    """Intervals of the EER and of the FNMR at several FMRs from one set of replicates.
+
+    Same replicates (and so the same EER interval) as :func:`eer_ci` with the same seed;
+    cheaper than one call per rate. ``fmrs`` holds ``(key, max_fmr)`` pairs.
+
+    Returns
+    -------
+    dict
+        ``"eer"`` and each key of ``fmrs`` -> :class:`Interval`.
+    """
+    lv = _check_level(level)
+    targets = [(str(k), _check_rate(f, f"fmrs[{k!r}]")) for k, f in fmrs]
+    r = _resampler(genuine, impostor, genuine_subjects, impostor_subjects, seed)
+    from .metrics import error_curves
+
+    c0 = error_curves(r.genuine, r.impostor)
+    grid = np.array([f for _, f in targets])
+    reps_eer, reps_fnmr = [], []
+    for c in r.replicate_curves(n_boot):
+        reps_eer.append(sum(_eer_interval(c)) / 2)
+        reps_fnmr.append(_fnmr_at(c, grid))
+    out = {"eer": _interval(sum(_eer_interval(c0)) / 2, reps_eer, lv, r.method, r.seed,
+                            min(r.genuine.size, r.impostor.size))}
+    est = _fnmr_at(c0, grid)
+    cols = np.array(reps_fnmr).reshape(len(reps_fnmr), len(targets))
+    for k, (key, _) in enumerate(targets):
+        out[key] = _interval(float(est[k]), cols[:, k].tolist(), lv, r.method, r.seed, r.genuine.size)
+    return out
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,12 @@ def test_nan_and_empty_scores_are_refused():
         B.eer_ci([1.0, float("nan")], [0.0])
     with pytest.raises(InvalidInputError, match="impostor: expected at least one score"):
         B.eer_ci([1.0], [])
+
+
+def test_metrics_ci_agrees_with_the_single_intervals():
+    g, i, gs, isub = data(6, 20)
+    kw = dict(genuine_subjects=gs, impostor_subjects=isub, n_boot=150, seed=2)
+    all_ = B.metrics_ci(g, i, fmrs=[("fmr20", 0.2), ("fmr5", 0.05)], **kw)
+    assert all_["eer"] == B.eer_ci(g, i, **kw)
+    assert all_["fmr5"] == B.fnmr_at_fmr_ci(g, i, 0.05, **kw)
+    assert all_["fmr20"] == B.fnmr_at_fmr_ci(g, i, 0.2, **kw)
