@@ -1,17 +1,19 @@
 """Decision thresholds from a development set: target FMR / FPIR, and a score -> FMR table.
 
 Convention: a comparison is accepted when ``score >= threshold`` (as in :mod:`.metrics`).
-The threshold for a target FMR ``f`` is the *smallest observed impostor score* ``t``
-with ``FMR(t) = #{impostor >= t} / I <= f`` — the definition behind
-:data:`biomatch.match.SCORE_AT_FMR`. Any threshold between the next lower impostor
-score (exclusive) and ``t`` gives the same development FMR; ``t`` is the lowest such
-observed value.
+The threshold for a target FMR ``f`` is the *smallest* threshold whose development FMR
+``#{impostor >= t} / I`` is at most ``f`` — the definition behind
+:data:`biomatch.match.SCORE_AT_FMR`. If ``u_k`` is the lowest impostor score that may
+still be accepted, every ``t`` in ``(u_(k-1), u_k]`` gives the same FMR and the smallest
+is just above ``u_(k-1)`` (``numpy.nextafter``); the FNMR there is the lowest possible at
+that FMR, so it equals :func:`~.metrics.fnmr_at_fmr` (FMR100 etc.) on the same data.
+When every impostor may be accepted (``f`` >= 1) the threshold is the lowest impostor score.
 
 Resolution: with ``I`` impostor scores no FMR below ``1 / I`` can be observed. For a
 target below what the ties at the top allow, the threshold is put just above the highest
-impostor score (``numpy.nextafter``), ``resolved`` is False, and the honest statement
-about its FMR is the rule-of-3 bound ``~3 / I`` (:func:`.bootstrap.rule_of_three`),
-which :func:`threshold_at_fmr` reports as ``fmr_upper``.
+impostor score, ``resolved`` is False, and the honest statement about its FMR is the
+rule-of-3 bound ``~3 / I`` (:func:`.bootstrap.rule_of_three`), which
+:func:`threshold_at_fmr` reports as ``fmr_upper``.
 
 A :class:`CalibrationTable` stores thresholds for a ladder of FMRs (1, 2, 5 x 10^-k down
 to the resolution of the development set) with the matcher's identity, as JSON, so that
@@ -82,7 +84,8 @@ def _threshold_index(u: np.ndarray, counts: np.ndarray, target: float) -> int:
 
 
 def _value(u: np.ndarray, k: int) -> float:
-    return float(u[k]) if k < u.size else float(np.nextafter(u[-1], np.inf))
+    """The smallest threshold accepting ``u[k:]`` only: just above ``u[k-1]`` (``u[0]`` for k = 0)."""
+    return float(u[0]) if k == 0 else float(np.nextafter(u[k - 1], np.inf))
 
 
 def _binomial_upper(k: int, n: int, level: float = 0.95) -> float:
@@ -123,8 +126,8 @@ def threshold_at_fmr(impostor, fmr: float, *, genuine=None, impostor_subjects=No
     Examples
     --------
     >>> t = threshold_at_fmr([1, 2, 3, 4], 0.25, genuine=[3.5, 5])
-    >>> t.threshold, t.fmr, t.fnmr, t.resolved
-    (4.0, 0.25, 0.5, True)
+    >>> t.threshold, t.fmr, t.fnmr, t.resolved      # just above 3: only the impostor at 4 is accepted
+    (3.0000000000000004, 0.25, 0.0, True)
     """
     imp = check_scores(impostor, "impostor")
     target = _check_rate(fmr, "fmr")
@@ -313,7 +316,7 @@ def calibration_table(impostor, genuine=None, *, fmr_targets=None, matcher: str 
     --------
     >>> t = calibration_table(np.arange(100.0), fmr_targets=[0.1, 0.01])
     >>> t.thresholds, t.fmr
-    ((90.0, 99.0), (0.1, 0.01))
+    ((89.00000000000001, 98.00000000000001), (0.1, 0.01))
     """
     imp = check_scores(impostor, "impostor")
     if fmr_targets is None:

@@ -11,11 +11,11 @@ from biomatch.evaluate.bootstrap import rule_of_three
 
 
 def ref_threshold(impostor, target):
-    """Smallest observed impostor score t with #{>= t} / I <= target; else just above the maximum."""
-    for t in sorted(set(impostor)):
+    """Smallest t with #{>= t} / I <= target, among the lowest score and every score's successor."""
+    u = sorted(set(impostor))
+    for t in [u[0]] + [math.nextafter(x, math.inf) for x in u]:
         if sum(1 for s in impostor if s >= t) / len(impostor) <= target + 1e-12:
             return t
-    return math.nextafter(max(impostor), math.inf)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -28,13 +28,25 @@ def test_against_reference(seed):
         assert c.fmr == sum(1 for s in imp if s >= c.threshold) / len(imp) <= target + 1e-12
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_fnmr_at_the_threshold_is_the_metric(seed):
+    from biomatch.evaluate.metrics import fnmr_at_fmr
+
+    rng = np.random.default_rng(seed)
+    g = np.round(rng.normal(2, 1, rng.integers(1, 40)), 1)
+    imp = np.round(rng.normal(0, 1, rng.integers(1, 200)), 1)
+    for target in (0.0, 0.01, 0.1, 0.3):
+        assert T.threshold_at_fmr(imp, target, genuine=g).fnmr == pytest.approx(fnmr_at_fmr(g, imp, target))
+
+
 def test_hand_computed_with_ties():
     imp = [1, 2, 3, 3, 4]
     c = T.threshold_at_fmr(imp, 0.6, genuine=[2.5, 3, 5])
-    assert (c.threshold, c.fmr, c.resolved) == (3.0, 0.6, True)   # 3, 3 and 4 accepted: 3 of 5
-    assert c.fnmr == pytest.approx(1 / 3)
-    c = T.threshold_at_fmr(imp, 0.5)                                 # the tie at 3 forbids 3
-    assert (c.threshold, c.fmr) == (4.0, 0.2)
+    assert (c.threshold, c.fmr, c.resolved) == (np.nextafter(2, 3), 0.6, True)   # 3, 3 and 4 accepted
+    assert c.fnmr == 0.0                                                         # 2.5 accepted too
+    c = T.threshold_at_fmr(imp, 0.5)                                 # the tie at 3 forbids accepting 3
+    assert (c.threshold, c.fmr) == (np.nextafter(3, 4), 0.2)
+    assert T.threshold_at_fmr(imp, 1.0).threshold == 1.0
 
 
 def test_target_below_resolution_is_flagged():
@@ -70,8 +82,8 @@ def test_bootstrap_interval_of_the_threshold_is_reproducible():
 def test_threshold_at_fpir():
     # 4 non-mated searches, one with an empty list (-inf): FPIR <= 0.25 allows one top score >= t.
     c = T.threshold_at_fpir([0.5, 0.2, 0.7, -np.inf], 0.25, mated_scores=[0.9, 0.6, -np.inf])
-    assert c.threshold == 0.7 and c.fmr == 0.25 and c.n_impostor == 4
-    assert c.fnmr == pytest.approx(2 / 3)   # 0.6 and the missing mate are below 0.7
+    assert c.threshold == np.nextafter(0.5, 1) and c.fmr == 0.25 and c.n_impostor == 4
+    assert c.fnmr == pytest.approx(1 / 3)   # the missing mate only
 
 
 def test_calibration_table_round_trip(tmp_path):
