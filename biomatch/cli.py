@@ -600,7 +600,7 @@ def cmd_evaluate_identification(args) -> int:
 
 
 def cmd_threshold(args) -> int:
-    from .evaluate.thresholds import calibration_table, threshold_at_fmr, threshold_at_fpir
+    from .evaluate.thresholds import calibration_table, round_up, threshold_at_fmr, threshold_at_fpir
 
     if args.fpir is not None:
         if args.table:
@@ -629,9 +629,10 @@ def cmd_threshold(args) -> int:
         print(json.dumps({**c.to_dict(), "ci95": c.ci.as_list() if c.ci else None}))
         return EXIT_OK
     n_hit = round(c.fmr * c.n_impostor)
-    print(f"threshold for {rate} <= {target:g}: {c.threshold:.6g}  (accept when score >= threshold)")
+    print(f"threshold for {rate} <= {target:g}: {round_up(c.threshold, 6):g}  (accept when score >= threshold; "
+          f"rounded up to 6 digits; exact: {c.threshold!r})")
     if c.ci is not None:
-        print(f"  95% interval of the threshold: [{c.ci.low:.6g}, {c.ci.high:.6g}] "
+        print(f"  95% interval of the threshold: [{round_up(c.ci.low, 6):g}, {round_up(c.ci.high, 6):g}] "
               f"({c.ci.method}, {c.ci.n_boot} replicates, seed {c.ci.seed})")
     print(f"  {rate} on this set: {100 * c.fmr:.4f}% ({n_hit} of {c.n_impostor} {unit}); "
           f"95% upper bound {100 * c.fmr_upper:.4f}%")

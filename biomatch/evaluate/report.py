@@ -27,7 +27,7 @@ from .bootstrap import det_band, metrics_ci
 from .identification import SearchOutcomes, cmc, rank_k
 from .metrics import compute_metrics
 from .scorefile import ScoreSet
-from .thresholds import calibration_table, threshold_at_fmr
+from .thresholds import calibration_table, round_up, threshold_at_fmr
 
 __all__ = ["summarize", "ReportSet", "write_report", "format_rate", "format_ci"]
 
@@ -201,13 +201,15 @@ def write_report(out: str | Path, sets: list[ReportSet], *, title: str = "biomat
            f"{main_name}: threshold for a target FMR from the impostor scores of all sets pooled "
            f"({pooled_i.size} impostor, {pooled_g.size} genuine comparisons); interval of the threshold by "
            f"bootstrap over {'subjects' if subj is not None else 'comparisons'}; upper bound of the FMR: "
-           f"Clopper-Pearson 95% (rule of 3 when 0). Full score -> FMR table: `calibration.json`.", ""]
+           f"Clopper-Pearson 95% (rule of 3 when 0). Thresholds are rounded up to 4 digits (the safe side). "
+           f"Full score -> FMR table: `calibration.json`.", ""]
     rows = []
     for f in (1e-2, 1e-3, 1e-4):
         c = threshold_at_fmr(pooled_i, f, genuine=pooled_g, impostor_subjects=subj, n_boot=n_boot, seed=seed)
         note = "" if c.resolved else " (below resolution)"
-        rows.append([f"{f:g}", f"{c.threshold:.4g}{note}", f"[{c.ci.low:.4g}, {c.ci.high:.4g}]",
-                     format_rate(c.fmr), format_rate(c.fmr_upper), format_rate(c.fnmr)])
+        rows.append([f"{f:g}", f"{round_up(c.threshold):g}{note}",
+                     f"[{round_up(c.ci.low):g}, {round_up(c.ci.high):g}]",
+                     f"{100 * c.fmr:.3g}%", f"{100 * c.fmr_upper:.3g}%", format_rate(c.fnmr)])
     md += _md_table(["target FMR", "threshold", "95% interval", "FMR observed", "FMR upper 95%", "FNMR"], rows)
 
     # -- one section per set

@@ -33,7 +33,8 @@ from ..errors import BiomatchError, invalid
 from .bootstrap import Interval, Resampler, _check_level, rule_of_three
 from .metrics import _check_rate, check_scores
 
-__all__ = ["ThresholdChoice", "threshold_at_fmr", "threshold_at_fpir", "CalibrationTable", "calibration_table"]
+__all__ = ["ThresholdChoice", "threshold_at_fmr", "threshold_at_fpir", "CalibrationTable", "calibration_table",
+           "round_up"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,25 @@ class ThresholdChoice:
         d = asdict(self)
         d["ci"] = None if self.ci is None else self.ci.to_dict()
         return d
+
+
+def round_up(value: float, digits: int = 4) -> float:
+    """``value`` rounded up (towards +inf) to ``digits`` significant digits, for display.
+
+    A threshold shown rounded to nearest could fall below the impostor score it must
+    reject; rounded up it stays on the safe side (its FMR can only be lower).
+
+    Examples
+    --------
+    >>> round_up(0.10333394259214402), round_up(-0.12345), round_up(0.0)
+    (0.1034, -0.1234, 0.0)
+    """
+    v = float(value)
+    if v == 0.0 or not math.isfinite(v):
+        return v
+    step = 10.0 ** (math.floor(math.log10(abs(v))) - digits + 1)
+    up = math.ceil(v / step - 1e-9) * step  # tolerance: an exact 4-digit value stays as it is
+    return float(f"{up:.{digits}g}") if up >= v else float(f"{up + step:.{digits}g}")
 
 
 def _threshold_index(u: np.ndarray, counts: np.ndarray, target: float) -> int:

@@ -125,3 +125,13 @@ def test_bad_input(args, fragment):
     with pytest.raises(InvalidInputError) as exc:
         T.threshold_at_fmr(*args)
     assert fragment in str(exc.value)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_round_up_stays_on_the_safe_side(seed):
+    rng = np.random.default_rng(seed)
+    for x in np.concatenate([rng.normal(0, 1, 200), 10.0 ** rng.uniform(-6, 4, 200), [0.1034, 1.0, -2.5]]):
+        r = T.round_up(x)
+        assert r >= x and len(f"{abs(r):.10e}".split("e")[0].rstrip("0").replace(".", "")) <= 4
+        assert r - x <= 10.0 ** (math.floor(math.log10(abs(x))) - 3) * 1.0000001
+    assert T.round_up(0.10333394259214402) == 0.1034 and T.round_up(0.1034) == 0.1034
