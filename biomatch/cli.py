@@ -4,8 +4,11 @@ Commands::
 
     biomatch extract IMAGE --dpi N -o OUT [--format native]
     biomatch verify A B [--dpi N] [--json]
-    biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR] [--threads N] [--quiet]
-    biomatch evaluate fvc2002 FOLDER [--json] [--out DIR]      (db1_b..db4_b at their dpi)
+    biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR [--report] [--peer NAME=CSV]] [--threads N]
+    biomatch evaluate fvc2002 FOLDER [--json] [--out DIR [--report] [--peer NAME=DIR]]  (db1_b..db4_b)
+    biomatch evaluate scores FILE.csv [--json] [--n-boot N] [--seed S] [--out DIR] [--peer NAME=CSV]
+    biomatch evaluate identification FILE.csv [--gallery-size N] [--json] [--out DIR]
+    biomatch threshold (--fmr F | --fpir F) FILE.csv [--json] [--table OUT.json]
     biomatch evaluate faces FOLDER [--json]                    (one subfolder per identity)
     biomatch synth fvc OUT [--fingers F] [--impressions I] [--seed S]
     biomatch gallery create|enroll|dedup|stats PATH ...            (see biomatch.dedup.commands)
@@ -67,6 +70,51 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1] such as 1e-4, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1] such as 1e-4, got {text!r}")
+    return value
+
+
+def _list_of(kind, what: str):
+    def parse(text: str):
+        try:
+            values = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        return values
+
+    return parse
+
+
+def _peer(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name.strip(), Path(path.strip())
+
+
+def _add_bootstrap_options(p) -> None:
+    p.add_argument("--n-boot", type=_positive_int, default=1000, metavar="N",
+                   help="bootstrap replicates for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0: reproducible)")
+
+
+def _add_report_options(p, metavar: str, peer_help: str) -> None:
+    p.add_argument("--report", action="store_true",
+                   help="with --out: write report.md (tables with confidence intervals, DET with peers, "
+                        "CMC, examples) and its figures")
+    p.add_argument("--peer", action="append", default=[], metavar=metavar, type=_peer,
+                   help=peer_help + "; repeatable")
+    _add_bootstrap_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="biomatch", description="Biometric matching engine: fingerprint "
                                  "extraction, verification and evaluation.",
@@ -107,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, metavar="DIR", help="write scores.csv, det.png and scores_hist.png here")
     f.add_argument("--threads", type=_positive_int, default=1, help="matcher threads (default 1)")
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    _add_report_options(f, "NAME=CSV", "a peer's score CSV on the same images (kind/label, probe, candidate, score)")
     f.set_defaults(func=cmd_evaluate_fvc)
 
     p = sub.add_parser("synth", help="generate synthetic fingerprints with ground truth",
@@ -127,7 +176,55 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, metavar="DIR", help="write each set's scores.csv and plots under DIR/<set>")
     f.add_argument("--json", action="store_true", help="print one JSON object keyed by set")
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    _add_report_options(f, "NAME=DIR", "a peer's score CSVs: DIR/<set>.csv or DIR/<set>/scores.csv "
+                                       "(benchmarks/peers_fvc.py --scores-out writes them)")
     f.set_defaults(func=cmd_evaluate_fvc2002)
+
+    f = esub.add_parser("scores", help="error rates with confidence intervals from any system's score CSV",
+                        description="Verification error rates of a score file (CSV with columns score and label, "
+                                    "1 genuine / 0 impostor, or kind; optional subject [and candidate_subject] "
+                                    "for the bootstrap over subjects; see biomatch.evaluate.scorefile).")
+    f.add_argument("file", type=Path, metavar="FILE.csv")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.add_argument("--name", default="system", help="system name in the report (default: system)")
+    _add_bootstrap_options(f)
+    f.add_argument("--out", type=Path, metavar="DIR", help="write a report folder (report.md + figures) here")
+    f.add_argument("--peer", action="append", default=[], metavar="NAME=CSV", type=_peer,
+                   help="another system's score CSV on the same data, for the report (repeatable)")
+    f.set_defaults(func=cmd_evaluate_scores)
+
+    f = esub.add_parser("identification", help="CMC, rank-k, FNIR at FPIR and hit rate vs penetration "
+                                               "from candidate lists",
+                        description="Identification rates of a candidate-list CSV: columns probe, candidate, "
+                                    "score, mated (1 when the candidate is the probe's identity); optional "
+                                    "probe_mated for truncated lists (see biomatch.evaluate.scorefile).")
+    f.add_argument("file", type=Path, metavar="FILE.csv")
+    f.add_argument("--gallery-size", type=_positive_int, metavar="N",
+                   help="enrolled entries (default: the number of distinct candidates)")
+    f.add_argument("--ranks", type=_list_of(int, "ranks"), default=[1, 5, 10], metavar="K,K,...",
+                   help="ranks reported (default 1,5,10)")
+    f.add_argument("--fpir", type=_list_of(float, "rates"), default=[0.1, 0.01, 0.001], metavar="F,F,...",
+                   help="FPIRs at which FNIR is reported (default 0.1,0.01,0.001)")
+    f.add_argument("--penetration", type=_list_of(float, "rates"), default=[0.01, 0.05, 0.1], metavar="P,P,...",
+                   help="penetration rates at which the hit rate is reported (default 0.01,0.05,0.1)")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.add_argument("--out", type=Path, metavar="DIR", help="write cmc.png and penetration.png here")
+    f.set_defaults(func=cmd_evaluate_identification)
+
+    p = sub.add_parser("threshold", help="decision threshold for a target FMR or FPIR, with its interval",
+                       description="Threshold (accept when score >= threshold) whose development FMR is at most "
+                                   "--fmr (verification score CSV) or whose FPIR is at most --fpir (candidate-"
+                                   "list CSV), with a bootstrap interval, the observed rate and its upper bound.")
+    p.add_argument("file", type=Path, metavar="FILE.csv")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--fmr", type=_rate, help="target false match rate, e.g. 1e-4")
+    g.add_argument("--fpir", type=_rate, help="target false positive identification rate (candidate-list CSV)")
+    _add_bootstrap_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--table", type=Path, metavar="OUT.json",
+                   help="also write the score -> FMR calibration table (--fmr only)")
+    p.add_argument("--matcher", default="", help="matcher name and version stored in the table")
+    p.set_defaults(func=cmd_threshold)
 
     f = esub.add_parser("faces", help="face verification on a folder with one subfolder per identity",
                         description="Face verification (YuNet + SFace): genuine = all pairs of images of one "
@@ -237,9 +334,18 @@ def cmd_evaluate_fvc(args) -> int:
     from .evaluate.fvc import StderrProgress, run_fvc
 
     progress = None if args.quiet else StderrProgress(label=f"{args.folder.name}: ")
+    _check_report_args(args)
+    peers = {name: _read_peer(path, None) for name, path in args.peer}  # fail before the long run
     result = run_fvc(args.folder, args.dpi, n_threads=args.threads, progress=progress)
     if args.out:
         _write_outputs(result, args.out, args.folder.name)
+    if args.report:
+        from .evaluate.report import write_report
+
+        rs = _fvc_report_set(args.folder.name, args.folder, args.dpi, result, peers, args.out)
+        report = write_report(args.out, [rs], title=f"FVC protocol on {args.folder.name}",
+                              command=_command_line(), n_boot=args.n_boot, seed=args.seed)
+        print(f"report: {report}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.summary()))
         return EXIT_OK
@@ -309,13 +415,28 @@ def cmd_evaluate_fvc2002(args) -> int:
     if not sets:
         raise BiomatchError(f"folder: expected a folder holding FVC2002 db1_b..db4_b, got {str(args.folder)!r} "
                             "with none of them (pass your own set with: biomatch evaluate fvc FOLDER --dpi N)")
-    summaries = {}
+    _check_report_args(args)
+    peers = {name: {s: _read_peer(path, s) for s in sets} for name, path in args.peer}  # fail early
+    summaries, report_sets = {}, []
     for name in sets:
         progress = None if args.quiet else StderrProgress(label=f"{name}: ")
         result = run_fvc(args.folder / name, FVC2002_DPI[name], progress=progress)
         if args.out:
             _write_outputs(result, args.out / name, name)
+        if args.report:
+            report_sets.append(_fvc_report_set(name, args.folder / name, FVC2002_DPI[name], result,
+                                               {p: v[name] for p, v in peers.items()}, args.out))
         summaries[name] = result.summary()
+    if args.report:
+        from .evaluate.report import write_report
+
+        report = write_report(args.out, report_sets, title="FVC2002 B sets: biomatch"
+                              + (" and peers" if peers else ""), command=_command_line(),
+                              n_boot=args.n_boot, seed=args.seed,
+                              intro="All-impostor protocol: genuine = every pair of impressions of one finger "
+                                    "(280 per set), impostors = every pair of impressions of different fingers "
+                                    "(2880 per set); one comparison per unordered pair.")
+        print(f"report: {report}", file=sys.stderr)
     if args.json:
         print(json.dumps(summaries))
         return EXIT_OK
@@ -331,6 +452,198 @@ def cmd_evaluate_fvc2002(args) -> int:
         print(f"{'mean':6s} {'':4s} {100 * mean['eer']:6.2f}% {100 * mean['fmr100']:6.2f}% {100 * mean['fmr1000']:7.2f}%")
     if args.out:
         print(f"scores and DET plots written under {args.out}/<set>/")
+    return EXIT_OK
+
+
+def _command_line() -> str:
+    return "biomatch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("biomatch") else ""
+
+
+def _check_report_args(args) -> None:
+    if (args.report or args.peer) and not args.out:
+        raise InvalidInputError("--report: expected --out DIR as well (the report folder), got no --out")
+    if args.peer and not args.report:
+        raise InvalidInputError("--peer: expected --report as well (peers appear only in the report)")
+
+
+def _read_peer(path: Path, set_name: str | None):
+    """A peer's ScoreSet: ``path`` is a CSV, or (for a named set) a folder of per-set CSVs."""
+    from .evaluate.scorefile import read_scores
+
+    if set_name is not None and path.is_dir():
+        for cand in (path / f"{set_name}.csv", path / set_name / "scores.csv"):
+            if cand.is_file():
+                return read_scores(cand, arg="--peer")
+        raise BiomatchError(f"--peer: expected {set_name}.csv or {set_name}/scores.csv in {str(path)!r}, "
+                            "found neither")
+    return read_scores(path, arg="--peer")
+
+
+def _fvc_report_set(name: str, folder: Path, dpi: float, result, peers: dict, out: Path):
+    """The report section of one FVC run: biomatch + peers, facts, CMC and two examined pairs."""
+    import numpy as np
+
+    from .evaluate.fvc import list_fvc_images
+    from .evaluate.report import ReportSet
+    from .evaluate.scorefile import score_set_from_fvc
+
+    s = result.summary()
+    systems = {"biomatch": score_set_from_fvc(result, str(folder)), **peers}
+    for peer, sc in peers.items():
+        if (sc.genuine.size, sc.impostor.size) != (result.n_genuine, result.n_impostor):
+            log.warning("--peer %s: %d genuine / %d impostor scores on %s, biomatch has %d / %d (another protocol?)",
+                        peer, sc.genuine.size, sc.impostor.size, name, result.n_genuine, result.n_impostor)
+    rs = ReportSet(name, systems, facts={
+        "images": f"{len(result.names)} at {dpi:g} dpi ({folder})",
+        "standard protocol (first impressions, 45 impostor pairs)": f"EER {100 * s['eer_fvc']:.2f}%",
+        "failed extractions": str(s["n_failed_extractions"]),
+        "biomatch CPU time (one thread, medians)": f"extraction {s['extract_ms_median']:.1f} ms per image, "
+                                                   f"match {s['match_us_median']:.2f} us per comparison"},
+        identification=result.identification(),
+        identification_note=f"closed set: {len(result.names) - result.identification().gallery_size} probes "
+                            f"against a gallery of first impressions, N = {result.identification().gallery_size}")
+    paths = {im.name: im.path for im in list_fvc_images(folder)}
+    try:
+        from .evaluate.plots import plot_match_explanation
+
+        fig = out / "figures"
+        fig.mkdir(parents=True, exist_ok=True)
+        for kind, pick, caption in (("impostor", np.argmax, "Highest-scoring impostor pair"),
+                                    ("genuine", np.argmin, "Lowest-scoring genuine pair")):
+            k = int(pick(result.scores[kind]))
+            i, j = result.pairs[kind][k]
+            a, b = result.names[i], result.names[j]
+            png = fig / f"{name}_{kind}_{a}_{b}.png"
+            info = plot_match_explanation(paths[a], paths[b], dpi, png, title=f"{name} {kind} {a} vs {b}")
+            rs.examples.append((f"{caption}: {a} vs {b}, score {result.scores[kind][k]:.4f} "
+                                f"({len(info.get(info['pairs_key'] or '', ((),))[0])} paired minutiae drawn)", png))
+    except BiomatchError as exc:  # e.g. no matplotlib: the report keeps its tables
+        log.warning("report: no example figures for %s: %s", name, exc)
+    return rs
+
+
+def cmd_evaluate_scores(args) -> int:
+    from .evaluate.report import ReportSet, summarize, write_report
+    from .evaluate.scorefile import read_scores
+
+    scores = read_scores(args.file)
+    peers = {name: read_scores(path, arg="--peer") for name, path in args.peer}
+    s = summarize(scores, n_boot=args.n_boot, seed=args.seed)
+    if args.out:
+        report = write_report(args.out, [ReportSet(args.file.stem, {args.name: scores, **peers})],
+                              title=f"Scores of {args.file.name}", command=_command_line(),
+                              n_boot=args.n_boot, seed=args.seed)
+    if args.json:
+        print(json.dumps(s))
+        return EXIT_OK
+    unit = (f"{s['n_subjects']} subjects ({s['subject_source']})" if s["n_subjects"]
+            else "comparisons (no subject column)")
+    print(f"{args.file}: {s['n_genuine']} genuine, {s['n_impostor']} impostor comparisons")
+    print(f"  95% intervals: bootstrap over {unit}, {args.n_boot} replicates, seed {args.seed}")
+    for key, label in (("eer", "EER"), ("fmr100", "FMR100"), ("fmr1000", "FMR1000"), ("fmr10000", "FMR10000")):
+        lo, hi = s[f"{key}_ci95"]
+        note = "" if s.get(f"{key}_resolved", True) else "  (fewer impostors than 1/FMR: this is ZeroFMR)"
+        rule = "  (rule of 3: no error observed)" if s["ci_method"][key] == "rule-of-3" else ""
+        print(f"  {label:9s} {100 * s[key]:6.2f}%   [{100 * lo:.2f}%, {100 * hi:.2f}%]{note}{rule}")
+    print(f"  ZeroFMR   {100 * s['zerofmr']:6.2f}%")
+    print(f"  ZeroFNMR  {100 * s['zerofnmr']:6.2f}%")
+    if args.out:
+        print(f"  report: {report}")
+    return EXIT_OK
+
+
+def cmd_evaluate_identification(args) -> int:
+    from .evaluate import identification as ident
+    from .evaluate.scorefile import read_searches
+
+    o = read_searches(args.file, args.gallery_size)
+    for k in args.ranks:
+        if k < 1:
+            raise InvalidInputError(f"--ranks: expected ranks >= 1, got {k}")
+    for name, values in (("--fpir", args.fpir), ("--penetration", args.penetration)):
+        bad = [v for v in values if not 0.0 <= v <= 1.0]
+        if bad:
+            raise InvalidInputError(f"{name}: expected rates in [0, 1], got {bad[0]}")
+    out = {"n_mated": o.n_mated, "n_nonmated": o.n_nonmated, "gallery_size": o.gallery_size}
+    if o.n_mated:
+        out["rank"] = {str(k): ident.rank_k(o, k) for k in args.ranks}
+        out["hit_rate_at_penetration"] = {f"{p:g}": ident.hit_rate_at_penetration(o, p) for p in args.penetration}
+    if o.n_mated and o.n_nonmated:
+        out["fnir_at_fpir"] = {f"{f:g}": ident.fnir_at_fpir(o, f) for f in args.fpir}
+    if args.out and o.n_mated:
+        from .evaluate.plots import plot_cmc, plot_penetration
+
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BiomatchError(f"--out: cannot create {str(args.out)!r}: {exc.strerror}") from exc
+        plot_cmc({args.file.stem: o}, args.out / "cmc.png", title=f"CMC {args.file.name}")
+        plot_penetration({args.file.stem: ident.penetration_curve(o)}, args.out / "penetration.png",
+                         title=f"Hit rate vs penetration, {args.file.name}")
+    if args.json:
+        print(json.dumps(out))
+        return EXIT_OK
+    print(f"{args.file}: {o.n_mated} mated and {o.n_nonmated} non-mated searches, gallery of {o.gallery_size}")
+    if not o.n_mated:
+        print("  no mated search: rank and hit rates are undefined")
+    for k, v in out.get("rank", {}).items():
+        print(f"  rank-{k:<6s} {100 * v:6.2f}%")
+    for f, v in out.get("fnir_at_fpir", {}).items():
+        print(f"  FNIR at FPIR {f:<6s} {100 * v:6.2f}%")
+    for p, v in out.get("hit_rate_at_penetration", {}).items():
+        print(f"  hit rate at penetration {p:<6s} {100 * v:6.2f}%")
+    if o.n_mated and not o.n_nonmated:
+        print("  no non-mated search: FNIR at FPIR is undefined (closed-set data)")
+    if args.out and o.n_mated:
+        print(f"  wrote {args.out / 'cmc.png'}, {args.out / 'penetration.png'}")
+    return EXIT_OK
+
+
+def cmd_threshold(args) -> int:
+    from .evaluate.thresholds import calibration_table, round_up, threshold_at_fmr, threshold_at_fpir
+
+    if args.fpir is not None:
+        if args.table:
+            raise InvalidInputError("--table: expected with --fmr (a verification score file), got --fpir")
+        from .evaluate.scorefile import read_searches
+
+        o = read_searches(args.file)
+        if not o.n_nonmated:
+            raise InvalidInputError(f"{args.file.name}: expected non-mated searches for an FPIR threshold, got none")
+        c = threshold_at_fpir(o.nonmated_top_score, args.fpir, mated_scores=o.mate_score if o.n_mated else None,
+                              n_boot=args.n_boot, seed=args.seed)
+        rate, miss, unit = "FPIR", "FNIR", "non-mated searches"
+        target = args.fpir
+    else:
+        from .evaluate.scorefile import read_scores
+
+        sc = read_scores(args.file)
+        c = threshold_at_fmr(sc.impostor, args.fmr, genuine=sc.genuine, impostor_subjects=sc.impostor_subjects,
+                             n_boot=args.n_boot, seed=args.seed)
+        rate, miss, unit = "FMR", "FNMR", "impostor comparisons"
+        target = args.fmr
+        if args.table:
+            table = calibration_table(sc.impostor, sc.genuine, matcher=args.matcher, dataset=str(args.file))
+            table.save(args.table)
+    if args.json:
+        print(json.dumps({**c.to_dict(), "ci95": c.ci.as_list() if c.ci else None}))
+        return EXIT_OK
+    n_hit = round(c.fmr * c.n_impostor)
+    print(f"threshold for {rate} <= {target:g}: {round_up(c.threshold, 6):g}  (accept when score >= threshold; "
+          f"rounded up to 6 digits; exact: {c.threshold!r})")
+    if c.ci is not None:
+        print(f"  95% interval of the threshold: [{round_up(c.ci.low, 6):g}, {round_up(c.ci.high, 6):g}] "
+              f"({c.ci.method}, {c.ci.n_boot} replicates, seed {c.ci.seed})")
+    print(f"  {rate} on this set: {100 * c.fmr:.4f}% ({n_hit} of {c.n_impostor} {unit}); "
+          f"95% upper bound {100 * c.fmr_upper:.4f}%")
+    if c.fnmr is not None:
+        print(f"  {miss} on this set: {100 * c.fnmr:.2f}% of {c.n_genuine}")
+    if not c.resolved:
+        print(f"  note: {target:g} is below the resolution of {c.n_impostor} {unit} (1/{c.n_impostor} = "
+              f"{1 / c.n_impostor:.2g}); the threshold sits just above the highest score and its true rate is "
+              f"only bounded by {100 * c.fmr_upper:.4f}%")
+    if args.table:
+        print(f"  calibration table written to {args.table}")
     return EXIT_OK
 
 

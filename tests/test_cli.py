@@ -231,3 +231,155 @@ def test_python_dash_m_runs_the_cli():
 
     r = subprocess.run([sys.executable, "-m", "biomatch", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "biomatch" in r.stdout
+
+
+# --------------------------------------------------------------------------- evaluate scores / identification / threshold
+
+def score_csv(tmp_path, name="s.csv", shift=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = ["score,label,subject"]
+    for s in range(20):
+        rows += [f"{rng.normal(shift, 1):.5f},1,s{s}" for _ in range(4)]
+        rows += [f"{rng.normal(0, 1):.5f},0,s{s}" for _ in range(60)]
+    p = tmp_path / name
+    p.write_text("\n".join(rows) + "\n")
+    return p
+
+
+def test_evaluate_scores_json(tmp_path, capsys):
+    f = score_csv(tmp_path)
+    assert cli.main(["evaluate", "scores", str(f), "--json", "--n-boot", "200"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    for key in ("eer", "fmr100", "fmr1000", "zerofmr", "n_genuine", "n_impostor"):
+        assert key in s
+    assert isinstance(s["eer_ci95"], list) and len(s["eer_ci95"]) == 2
+    assert (s["n_genuine"], s["n_impostor"], s["n_subjects"]) == (80, 1200, 20)
+    assert cli.main(["evaluate", "scores", str(f), "--json", "--n-boot", "200"]) == 0
+    assert json.loads(capsys.readouterr().out) == s  # seeded: the same intervals
+
+
+def test_evaluate_scores_text_and_report(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    f, peer = score_csv(tmp_path), score_csv(tmp_path, "peer.csv", 1.5, 1)
+    out = tmp_path / "rep"
+    assert cli.main(["evaluate", "scores", str(f), "--n-boot", "50", "--out", str(out),
+                     "--peer", f"other={peer}"]) == 0
+    text = capsys.readouterr().out
+    assert "bootstrap over 20 subjects" in text and "EER" in text and "report:" in text
+    md = (out / "report.md").read_text()
+    assert "| other |" in md and (out / "figures" / "s_det.png").is_file()
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("score,label\n0.5,1\nnan,0\n", "column 'score': expected a finite number, got 'nan'"),
+    ("score,label\n0.5,1\n0.1,7\n", "column 'label': expected 0 or 1, got '7'"),
+    ("score\n0.5\n", "expected a column 'label'"),
+    ("score,label\n0.5,1\n", "expected at least one impostor"),
+])
+def test_evaluate_scores_bad_input_is_exit_2(tmp_path, capsys, text, fragment):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    assert cli.main(["evaluate", "scores", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_evaluate_scores_missing_file(tmp_path, capsys):
+    assert cli.main(["evaluate", "scores", str(tmp_path / "none.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def ident_csv(tmp_path):
+    rows = ["probe,candidate,score,mated"]
+    rng = np.random.default_rng(0)
+    for p in range(30):
+        mate = p % 10 if p < 20 else -1
+        rows += [f"p{p},g{c},{rng.normal(3 if c == mate else 0, 1):.4f},{int(c == mate)}" for c in range(10)]
+    f = tmp_path / "ident.csv"
+    f.write_text("\n".join(rows) + "\n")
+    return f
+
+
+def test_evaluate_identification(tmp_path, capsys):
+    f = ident_csv(tmp_path)
+    assert cli.main(["evaluate", "identification", str(f), "--json", "--ranks", "1,3"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["n_mated"], s["n_nonmated"], s["gallery_size"]) == (20, 10, 10)
+    assert set(s["rank"]) == {"1", "3"} and 0 <= s["rank"]["1"] <= s["rank"]["3"] <= 1
+    assert set(s["fnir_at_fpir"]) == {"0.1", "0.01", "0.001"}
+    assert cli.main(["evaluate", "identification", str(f), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "rank-1" in out and "FNIR at FPIR 0.1" in out and "hit rate at penetration" in out
+    if pytest.importorskip("matplotlib"):
+        assert (tmp_path / "o" / "cmc.png").is_file() and (tmp_path / "o" / "penetration.png").is_file()
+
+
+def test_evaluate_identification_bad_rate(tmp_path, capsys):
+    assert cli.main(["evaluate", "identification", str(ident_csv(tmp_path)), "--fpir", "2"]) == 2
+    assert "--fpir: expected rates in [0, 1], got 2.0" in capsys.readouterr().err
+
+
+def test_threshold_fmr_with_interval_and_table(tmp_path, capsys):
+    f = score_csv(tmp_path)
+    table = tmp_path / "cal.json"
+    assert cli.main(["threshold", "--fmr", "1e-2", str(f), "--n-boot", "100", "--table", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "threshold for FMR <= 0.01:" in out and "95% interval of the threshold" in out
+    assert "(bootstrap-subjects, 100 replicates, seed 0)" in out and "FNMR on this set" in out
+    assert json.loads(table.read_text())["n_impostor"] == 1200
+    assert cli.main(["threshold", "--fmr", "1e-2", str(f), "--n-boot", "100", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["fmr"] <= 0.01 and s["ci95"][0] <= s["threshold"] <= s["ci95"][1]
+
+
+def test_threshold_below_resolution_says_so(tmp_path, capsys):
+    assert cli.main(["threshold", "--fmr", "1e-5", str(score_csv(tmp_path)), "--n-boot", "20"]) == 0
+    assert "below the resolution of 1200 impostor comparisons" in capsys.readouterr().out
+
+
+def test_threshold_fpir(tmp_path, capsys):
+    assert cli.main(["threshold", "--fpir", "0.1", str(ident_csv(tmp_path)), "--n-boot", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold for FPIR <= 0.1" in out and "of 10 non-mated searches" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["threshold", "x.csv"], "one of the arguments --fmr --fpir is required"),
+    (["threshold", "--fmr", "2", "x.csv"], "expected a rate in [0, 1]"),
+    (["threshold", "--fmr", "abc", "x.csv"], "expected a rate in [0, 1]"),
+])
+def test_threshold_usage_errors(argv, fragment, capsys):
+    assert cli.main(argv) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_evaluate_fvc_report_with_peer(fakes, fvc_folder, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    assert cli.main(["evaluate", "fvc", str(fvc_folder), "--dpi", "500", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    peer = out / "scores.csv"  # biomatch's own CSV stands in for a peer's
+    out2 = tmp_path / "out2"
+    assert cli.main(["evaluate", "fvc", str(fvc_folder), "--dpi", "500", "--out", str(out2), "--quiet",
+                     "--report", "--peer", f"peer={peer}", "--n-boot", "30"]) == 0
+    md = (out2 / "report.md").read_text()
+    assert "| peer |" in md and "| biomatch |" in md and "figures/db_det.png" in md and "CMC" in md
+    assert (out2 / "calibration.json").is_file()
+
+
+def test_report_needs_out(fakes, fvc_folder, capsys):
+    assert cli.main(["evaluate", "fvc", str(fvc_folder), "--dpi", "500", "--report"]) == 2
+    assert "--report: expected --out DIR as well" in capsys.readouterr().err
+
+
+def test_fvc2002_report_peer_folder_must_hold_the_sets(fakes, tmp_path, capsys):
+    root = tmp_path / "fvc2002"
+    (root / "db1_b").mkdir(parents=True)
+    for f in (101, 102):
+        for i in (1, 2):
+            image(root / "db1_b", f, i)
+    peers = tmp_path / "peers"
+    peers.mkdir()
+    code = cli.main(["evaluate", "fvc2002", str(root), "--out", str(tmp_path / "o"), "--report",
+                     "--peer", f"p={peers}", "--quiet"])
+    assert code == 2 and "--peer: expected db1_b.csv or db1_b/scores.csv" in capsys.readouterr().err

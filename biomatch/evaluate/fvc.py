@@ -186,6 +186,31 @@ class FvcResult:
                 "n_impostor_fvc", "n_failed_extractions", "extract_ms_median", "match_us_median",
                 "prepare_ms_median")
 
+    def identification(self):
+        """Closed-set searches: every impression but the first of each finger against a gallery of
+        first impressions (one entry per finger), scored from the pairs already compared.
+
+        Returns
+        -------
+        SearchOutcomes
+            ``gallery_size`` = number of fingers.
+        """
+        from .identification import outcomes_from_matrix
+
+        n = len(self.names)
+        full = np.zeros((n, n))
+        for kind in ("genuine", "impostor"):
+            p = self.pairs[kind]
+            full[p[:, 0], p[:, 1]] = self.scores[kind]
+            full[p[:, 1], p[:, 0]] = self.scores[kind]  # symmetric, as in the protocol
+        finger = [name.split("_")[0] for name in self.names]
+        imp = [int(name.split("_")[1]) for name in self.names]
+        fingers = sorted(set(finger), key=finger.index)
+        gallery = [min((k for k in range(n) if finger[k] == f), key=lambda k: imp[k]) for f in fingers]
+        probes = [k for k in range(n) if k not in set(gallery)]
+        mate = np.array([fingers.index(finger[k]) for k in probes], dtype=np.int64)
+        return outcomes_from_matrix(full[np.ix_(probes, gallery)], mate)
+
     def score_rows(self):
         """``(kind, probe, candidate, score)`` rows for CSV export; kind ``genuine`` or ``impostor``
         (all-impostor set; the standard pairs are those whose two names end in the first impression)."""

@@ -48,8 +48,11 @@ __all__ = [
     "zero_fmr",
     "zero_fnmr",
     "det_points",
+    "roc_points",
     "compute_metrics",
     "check_scores",
+    "check_labels",
+    "split_scores",
 ]
 
 
@@ -78,6 +81,60 @@ def check_scores(scores: object, name: str) -> np.ndarray:
         first = int(np.flatnonzero(bad)[0])
         raise invalid(name, "finite scores (no NaN or infinity)", f"{arr[first]} at index {first}")
     return arr
+
+
+def check_labels(labels: object, name: str, size: int | None = None) -> np.ndarray:
+    """Validate a 1-d array of 0/1 labels (1 genuine / mated, 0 impostor) and return it as bool.
+
+    Parameters
+    ----------
+    labels : array_like of int or bool, shape (n,)
+    name : str
+        Argument name used in error messages.
+    size : int, optional
+        Required length (that of the matching score array).
+
+    Raises
+    ------
+    InvalidInputError
+        Not 1-d, wrong length, or a value other than 0/1 (``True``/``False``).
+    """
+    try:
+        arr = np.asarray(labels)
+    except Exception as exc:
+        raise invalid(name, "a 1-d array of 0/1 labels", type(labels).__name__) from exc
+    if arr.ndim != 1:
+        raise invalid(f"{name}.shape", "a 1-d array", arr.shape)
+    if size is not None and arr.size != size:
+        raise invalid(f"{name}.shape", f"({size},) like the scores", arr.shape)
+    if arr.dtype == bool:
+        return arr.copy()
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise invalid(f"{name}.dtype", "0/1 integers or booleans", arr.dtype)
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise invalid(name, "0 (impostor) or 1 (genuine)", f"{arr[first].item()!r} at index {first}")
+    return arr.astype(bool)
+
+
+def split_scores(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Split one score array into ``(genuine, impostor)`` by 0/1 labels.
+
+    Parameters
+    ----------
+    scores : array_like of float, shape (n,)
+    labels : array_like of {0, 1} or bool, shape (n,)
+        1 marks a genuine (mated) comparison, 0 an impostor one.
+
+    Returns
+    -------
+    genuine, impostor : ndarray of float64
+        Possibly empty: the metric functions reject an empty side, naming it.
+    """
+    s = check_scores(scores, "scores")
+    lab = check_labels(labels, "labels", s.size)
+    return s[lab], s[~lab]
 
 
 @dataclass(frozen=True)
@@ -117,6 +174,35 @@ def error_curves(genuine, impostor) -> ErrorCurves:
     fmr = (i.size - np.searchsorted(i, t, side="left")) / i.size
     fnmr = np.searchsorted(g, t, side="left") / g.size
     return ErrorCurves(t, fmr, fnmr)
+
+
+def weighted_error_curves(thresholds: np.ndarray, genuine_bins: np.ndarray, genuine_weights: np.ndarray,
+                          impostor_bins: np.ndarray, impostor_weights: np.ndarray) -> ErrorCurves | None:
+    """Error curves with a weight per comparison, over precomputed thresholds (bootstrap kernel).
+
+    Parameters
+    ----------
+    thresholds : ndarray of float64, shape (k,)
+        Increasing, ending with ``+inf`` (as :attr:`ErrorCurves.thresholds`).
+    genuine_bins, impostor_bins : ndarray of intp, shape (G,) and (I,)
+        Index of each score in ``thresholds`` (``np.searchsorted(thresholds, s)``).
+    genuine_weights, impostor_weights : ndarray of float64, shape (G,) and (I,)
+        Non-negative weights (a bootstrap replicate's multiplicities).
+
+    Returns
+    -------
+    ErrorCurves, or None when either side has zero total weight.
+    """
+    k = thresholds.size
+    wg = np.bincount(genuine_bins, weights=genuine_weights, minlength=k)
+    wi = np.bincount(impostor_bins, weights=impostor_weights, minlength=k)
+    tg, ti = wg.sum(), wi.sum()
+    if tg <= 0 or ti <= 0:
+        return None
+    # FNMR(t_j): weight of genuine scores < t_j; FMR(t_j): weight of impostor scores >= t_j.
+    fnmr = np.concatenate([[0.0], np.cumsum(wg)[:-1]]) / tg
+    fmr = np.cumsum(wi[::-1])[::-1] / ti
+    return ErrorCurves(thresholds, np.clip(fmr, 0.0, 1.0), np.clip(fnmr, 0.0, 1.0))
 
 
 def eer_interval(genuine, impostor) -> tuple[float, float]:
@@ -174,6 +260,25 @@ def det_points(genuine, impostor) -> tuple[np.ndarray, np.ndarray]:
     """Points of the DET curve: ``(fmr, fnmr)`` arrays, FMR decreasing (float64, shape (k,))."""
     c = error_curves(genuine, impostor)
     return c.fmr, c.fnmr
+
+
+def roc_points(genuine, impostor) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the ROC curve: ``(fmr, tmr)`` with ``tmr = 1 - fnmr``, FMR increasing.
+
+    Returns
+    -------
+    fmr, tmr : ndarray of float64, shape (k,)
+        One point per distinct threshold (see :func:`error_curves`), from
+        ``t = +inf`` (0, 0) to the lowest score (1, 1 - FNMR).
+
+    Examples
+    --------
+    >>> fmr, tmr = roc_points([3, 4], [1, 3])
+    >>> fmr.tolist(), tmr.tolist()
+    ([0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0])
+    """
+    c = error_curves(genuine, impostor)
+    return c.fmr[::-1].copy(), 1.0 - c.fnmr[::-1]
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,84 @@ def test_invalid_input_names_the_argument(bad, fragment, which):
 def test_fnmr_at_fmr_rejects_bad_rate(rate):
     with pytest.raises(InvalidInputError, match="max_fmr"):
         M.fnmr_at_fmr([1.0], [0.0], rate)
+
+
+# --------------------------------------------------------------------------- issue 6 additions
+
+def test_no_impostors_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="impostor: expected at least one score, got 'an empty array'"):
+        M.eer([0.5, 0.7], [])
+
+
+def test_single_genuine():
+    # One genuine at 0.6 among impostors 0.1 .. 0.9: t=0.6 -> FMR 4/9, FNMR 0; t=0.7 -> FMR 3/9, FNMR 1.
+    imp = np.round(np.arange(1, 10) / 10, 1)
+    m = M.compute_metrics([0.6], imp)
+    # t1 = 0.6 (sum 4/9), t2 = 0.7 (sum 12/9): interval [FNMR(t1), FMR(t1)] = [0, 4/9]
+    assert (m.eer_low, m.eer_high) == pytest.approx((0.0, 4 / 9))
+    assert m.zerofnmr == pytest.approx(4 / 9) and m.zerofmr == 1.0
+    assert (m.n_genuine, m.n_impostor) == (1, 9)
+
+
+def test_all_equal_scores():
+    m = M.compute_metrics([3.0] * 4, [3.0] * 7)
+    assert (m.eer, m.fmr100, m.zerofmr, m.zerofnmr) == (0.5, 1.0, 1.0, 1.0)
+
+
+def test_fmr10000_needs_ten_thousand_impostors():
+    imp = np.arange(20000.0)
+    gen = [19998.5, 19999.5, 100.0]
+    # FMR <= 1e-4 allows 2 impostors >= t: t in (19997, 19998] -> genuine 100 rejected.
+    assert M.compute_metrics(gen, imp).fmr10000 == pytest.approx(1 / 3)
+    assert M.fnmr_at_fmr(gen, imp, 1e-4) == pytest.approx(1 / 3)
+
+
+def test_roc_points_hand_computed():
+    fmr, tmr = M.roc_points([3, 4], [1, 3])
+    assert fmr.tolist() == [0.0, 0.0, 0.5, 1.0] and tmr.tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_roc_against_reference(seed):
+    rng = np.random.default_rng(seed)
+    g = np.round(rng.normal(1, 1, rng.integers(1, 30)), 1).tolist()
+    i = np.round(rng.normal(0, 1, rng.integers(1, 60)), 1).tolist()
+    fmr, tmr = M.roc_points(g, i)
+    ts = sorted(set(g) | set(i) | {math.inf}, reverse=True)
+    ref = [ref_rates(g, i, t) for t in ts]
+    assert fmr.tolist() == pytest.approx([r[0] for r in ref])
+    assert tmr.tolist() == pytest.approx([1 - r[1] for r in ref])
+
+
+def test_weighted_curves_equal_repeated_scores():
+    g, i = np.array([0.2, 0.5, 0.9]), np.array([0.1, 0.5, 0.3, 0.2])
+    wg, wi = np.array([2.0, 0.0, 1.0]), np.array([1.0, 3.0, 0.0, 1.0])
+    t = np.append(np.unique(np.concatenate([g, i])), np.inf)
+    c = M.weighted_error_curves(t, np.searchsorted(t, g), wg, np.searchsorted(t, i), wi)
+    ref = M.error_curves(np.repeat(g, wg.astype(int)), np.repeat(i, wi.astype(int)))
+    at = np.searchsorted(t, ref.thresholds)
+    assert c.fmr[at].tolist() == pytest.approx(ref.fmr.tolist())
+    assert c.fnmr[at].tolist() == pytest.approx(ref.fnmr.tolist())
+    assert M.weighted_error_curves(t, np.searchsorted(t, g), 0 * wg, np.searchsorted(t, i), wi) is None
+
+
+def test_split_scores_and_labels():
+    g, i = M.split_scores([0.9, 0.1, 0.8], [1, 0, True])
+    assert g.tolist() == [0.9, 0.8] and i.tolist() == [0.1]
+
+
+@pytest.mark.parametrize("labels, fragment", [
+    ([1, 2, 0], "labels: expected 0 (impostor) or 1 (genuine), got '2 at index 1'"),
+    ([1, 0], "labels.shape: expected (3,) like the scores"),
+    (["1", "0", "1"], "labels.dtype"),
+    ([1.0, 0.5, 0.0], "got '0.5 at index 1'"),
+])
+def test_bad_labels_are_named(labels, fragment):
+    with pytest.raises(InvalidInputError) as exc:
+        M.split_scores([0.9, 0.1, 0.8], labels)
+    assert fragment in str(exc.value)
+
+
+def test_nan_score_is_named_with_its_index():
+    with pytest.raises(InvalidInputError, match=r"scores: expected finite scores \(no NaN or infinity\), got 'nan at index 1'"):
+        M.split_scores([0.9, float("nan")], [1, 0])
