@@ -4,6 +4,7 @@ The stages, in order (one module each)::
 
     detect.to_bgr -> detect.detect_faces -> detect.select_face -> align.align_face
         -> quality.measure_quality -> embed.embed_aligned -> template.FaceTemplate -> match.cosine
+        -> index.FaceIndex (gallery search by cosine, FAISS)
 
 Both ONNX models are vendored in ``models/`` (licences in ``models/NOTICE``) and verified
 by SHA-256 when loaded. :func:`encode_face` is thread-safe: OpenCV networks are kept
@@ -17,13 +18,14 @@ from .detect import Detection, detect_faces, select_face, to_bgr
 from .embed import embed_aligned
 from .errors import (FaceError, FaceImageError, FaceModelError, FaceTemplateError, MultipleFacesError,
                      NoFaceError)
+from .index import FaceHits, FaceIndex
 from .match import cosine
 from .nets import MODEL_ID, MODEL_SHA256, RECOGNIZER_FILE
 from .params import DEFAULT, FaceParams
 from .quality import FaceQuality, measure_quality
 from .template import FaceTemplate, decode, encode
 
-__all__ = ["encode_face", "FaceTemplate", "FaceQuality", "FaceParams", "Detection", "cosine",
+__all__ = ["encode_face", "FaceIndex", "FaceHits", "FaceTemplate", "FaceQuality", "FaceParams", "Detection", "cosine",
            "encode", "decode", "detect_faces", "FaceError", "FaceImageError", "FaceModelError",
            "FaceTemplateError", "MultipleFacesError", "NoFaceError"]
 
