@@ -23,8 +23,9 @@ NOSE_DEPTH_PER_EYE_DISTANCE = 0.45
 Used to turn the landmark yaw ratio into degrees: a head turned by ``a`` shows the nose tip
 ``depth * sin(a)`` off the eye midpoint while the eyes appear ``cos(a)`` closer, so
 ``yaw_ratio = depth * tan(a)``. 0.45 comes from the generic 3D face model common in head-pose
-estimation (outer eye corners 450 units apart, 135 units behind the nose tip; eye centres about
-0.7 of the outer-corner width apart). Heads vary by about +-20%, and so does the angle.
+estimation (outer eye corners 450 units apart and 135 units behind the nose tip; with the eye
+centres 0.65-0.7 of the outer-corner width apart, depth / eye distance = 0.43-0.46). Heads vary
+by about +-20%, and so does the angle.
 """
 
 
