@@ -3,7 +3,8 @@
 The stages, in order (one module each)::
 
     detect.to_bgr -> detect.detect_faces -> detect.select_face -> align.align_face
-        -> quality.measure_quality [-> quality.check_enrolment] -> embed.embed_aligned -> template.FaceTemplate -> match.cosine
+        -> quality.measure_quality [-> quality.check_enrolment] -> embed.embed_aligned
+        -> template.FaceTemplate -> match.cosine
         -> index.FaceIndex (gallery search by cosine, FAISS)
 
 Both ONNX models are vendored in ``models/`` (licences in ``models/NOTICE``) and verified

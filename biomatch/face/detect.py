@@ -74,7 +74,8 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
         if image.dtype == np.uint16:
             image = (image // 257).astype(np.uint8)
     if not isinstance(image, np.ndarray):
-        raise FaceImageError(f"image: expected a numpy array, a path or encoded image bytes, got {type(image).__name__}")
+        raise FaceImageError("image: expected a numpy array, a path or encoded image bytes, "
+                             f"got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise FaceImageError(f"image: expected dtype uint8 (0-255), got {image.dtype} "
                              "(convert explicitly; biomatch does not guess the range)")
