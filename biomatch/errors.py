@@ -33,6 +33,7 @@ __all__ = [
     "NoFaceError",
     "MultipleFacesError",
     "FaceTemplateError",
+    "FaceQualityError",
 ]
 
 
@@ -170,3 +171,20 @@ def invalid(name: str, expected: str, actual: object) -> InvalidInputError:
     if len(text) > 120:
         text = text[:117] + "..."
     return InvalidInputError(f"{name}: expected {expected}, got {text}")
+
+
+class FaceQualityError(FaceError):
+    """A face is found but fails the enrolment quality gate (size, pose, sharpness, detector confidence).
+
+    Attributes
+    ----------
+    failures : tuple of QualityFailure
+        Every failed criterion with its measured and required values.
+    quality : FaceQuality or None
+        All measured figures.
+    """
+
+    def __init__(self, message: str, failures: tuple = (), quality=None):
+        super().__init__(message)
+        self.failures = tuple(failures)
+        self.quality = quality

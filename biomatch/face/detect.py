@@ -48,9 +48,10 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
 
     Parameters
     ----------
-    image : ndarray or path
-        uint8 grey ``(H, W)``, ``(H, W, 1)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``; or an
-        image file path (16-bit files are reduced to 8 bits).
+    image : ndarray, path or bytes
+        uint8 grey ``(H, W)``, ``(H, W, 1)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``; an
+        image file path; or the bytes of an encoded image file (16-bit files are reduced to
+        8 bits).
 
     Raises
     ------
@@ -60,7 +61,9 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
     """
     import cv2
 
-    if isinstance(image, (str, Path)):
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        image = _decode_bytes(image)
+    elif isinstance(image, (str, Path)):
         from ..errors import ImageError
         from ..image import read_image
 
@@ -71,7 +74,8 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
         if image.dtype == np.uint16:
             image = (image // 257).astype(np.uint8)
     if not isinstance(image, np.ndarray):
-        raise FaceImageError(f"image: expected a numpy array or a path, got {type(image).__name__}")
+        raise FaceImageError("image: expected a numpy array, a path or encoded image bytes, "
+                             f"got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise FaceImageError(f"image: expected dtype uint8 (0-255), got {image.dtype} "
                              "(convert explicitly; biomatch does not guess the range)")
@@ -93,6 +97,20 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
         raise FaceImageError(f"image: expected some contrast (grey std >= {params.min_contrast_grey}), "
                              f"got {contrast:.2f} (blank or uniform image)")
     return bgr
+
+
+def _decode_bytes(data) -> np.ndarray:
+    """An encoded image file (JPEG, PNG, ...) held in memory, decoded as stored (8 bits)."""
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise FaceImageError(f"image: cannot decode {buf.size} bytes as an image (corrupt, empty or "
+                             "unsupported format)")
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    return img
 
 
 def detect_faces(bgr: np.ndarray, params: FaceParams = DEFAULT) -> list[Detection]:
@@ -125,24 +143,37 @@ def detect_faces(bgr: np.ndarray, params: FaceParams = DEFAULT) -> list[Detectio
     return out
 
 
-def select_face(faces: list[Detection], params: FaceParams = DEFAULT) -> Detection:
-    """The one face of an enrolment image; never guesses between several.
+def select_face(faces: list[Detection], params: FaceParams = DEFAULT, *, enrolment: bool = False) -> Detection:
+    """The one face of an image (the largest detection); never guesses between several.
+
+    Parameters
+    ----------
+    faces : list of Detection
+        From :func:`detect_faces`, best score first.
+    enrolment : bool
+        Count other faces with ``enrol_secondary_face_ratio`` (default: any other detection)
+        instead of ``secondary_face_ratio``.
 
     Raises
     ------
     NoFaceError
         No detection at or above ``score_threshold``.
     MultipleFacesError
-        A second face with at least ``secondary_face_ratio`` of the best one's area.
+        Another face with at least the secondary ratio of the largest one's box area; the
+        message lists every such face (score and box, largest first) and ``.faces`` holds them.
     """
     if not faces:
         raise NoFaceError(f"image: expected one face, found none at detector confidence >= "
                           f"{params.score_threshold} (not a face photo? a fingerprint?)")
-    best = faces[0]
-    others = [f for f in faces[1:] if f.area_px >= params.secondary_face_ratio * best.area_px]
+    # The subject is the largest face (closest to the camera), not the most confident one: a
+    # small background face can score higher than a large frontal one.
+    best = max(faces, key=lambda f: f.area_px)
+    ratio = params.enrol_secondary_face_ratio if enrolment else params.secondary_face_ratio
+    others = [f for f in faces if f is not best and f.area_px >= ratio * best.area_px]
     if others:
+        listed = "; ".join(f"#{i + 1} score {f.score:.2f} box x={f.box[0]:.0f} y={f.box[1]:.0f} "
+                           f"w={f.box[2]:.0f} h={f.box[3]:.0f} px" for i, f in enumerate([best, *others]))
         raise MultipleFacesError(
-            f"image: expected one face, found {1 + len(others)} (scores "
-            f"{', '.join(f'{f.score:.2f}' for f in [best, *others])}); crop the image to one person",
+            f"image: expected one face, found {1 + len(others)} ({listed}); crop the image to one person",
             faces=(best, *others))
     return best

@@ -6,10 +6,11 @@ from ..errors import (  # noqa: F401
     FaceError,
     FaceImageError,
     FaceModelError,
+    FaceQualityError,
     FaceTemplateError,
     MultipleFacesError,
     NoFaceError,
 )
 
 __all__ = ["FaceError", "FaceModelError", "FaceImageError", "NoFaceError", "MultipleFacesError",
-           "FaceTemplateError"]
+           "FaceTemplateError", "FaceQualityError"]
