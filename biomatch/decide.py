@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import invalid
 
-__all__ = ["DecisionParams", "Thresholds", "calibrate", "finger_evidence", "fuse", "fuse_evidence", "thresholds",
+__all__ = ["DecisionParams", "Thresholds", "calibrate", "finger_evidence", "face_evidence", "fuse", "fuse_evidence", "thresholds",
            "decide", "DUPLICATE", "REVIEW", "UNIQUE"]
 
 DUPLICATE, REVIEW, UNIQUE = "DUPLICATE", "REVIEW", "UNIQUE"
@@ -72,6 +72,15 @@ class DecisionParams:
     rerank_screen_fingers : int
         Every other candidate is first matched on this many fingers only (those where its
         code is closest to the probe's) ...
+    face_score_at_fmr : tuple of (fmr, cosine) pairs, optional
+        Face calibration table overriding :data:`biomatch.face.match.COSINE_AT_FMR`.
+    face_evidence_max_decades : float
+        Cap on the face's evidence.  4 decades: no more than the calibration set (78,000
+        ORL non-mated pairs) can show, and look-alikes and twins are where faces fail; so a
+        face alone never reaches REVIEW (>= 5 decades), it adds to the fingers' evidence.
+    face_candidates : int
+        Persons taken from the face index per shard (added to the fingerprint candidates
+        and matched like them).
     rerank_escalate_decades : float
         ... and on all its remaining fingers when the fused score of those reaches this many
         decades.  A non-mated candidate escalates with probability ``10**-escalate`` (the
@@ -88,6 +97,9 @@ class DecisionParams:
     verify_fmr: float = 0.0001
     max_candidates: int = 5
     score_at_fmr: tuple | None = field(default=None)
+    face_score_at_fmr: tuple | None = field(default=None)
+    face_evidence_max_decades: float = 4.0
+    face_candidates: int = 20
     rerank_full_persons: int = 10
     rerank_screen_fingers: int = 2
     rerank_escalate_decades: float = 2.0
@@ -110,15 +122,21 @@ class DecisionParams:
         if isinstance(self.max_candidates, bool) or not isinstance(self.max_candidates, int) \
                 or not 1 <= self.max_candidates <= 10000:
             raise invalid("max_candidates", "an int in [1, 10000]", self.max_candidates)
-        for name, lo in (("rerank_full_persons", 0), ("rerank_screen_fingers", 1)):
+        for name, lo in (("rerank_full_persons", 0), ("rerank_screen_fingers", 1), ("face_candidates", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise invalid(name, f"an int >= {lo}", v)
         if isinstance(self.rerank_escalate_decades, bool) or not isinstance(self.rerank_escalate_decades, (int, float)) \
                 or not 0.0 <= self.rerank_escalate_decades < 1e6:
             raise invalid("rerank_escalate_decades", "a number of decades >= 0", self.rerank_escalate_decades)
-        if self.score_at_fmr is not None:
-            object.__setattr__(self, "score_at_fmr", tuple((float(a), float(b)) for a, b in self.score_at_fmr))
+        if isinstance(self.face_evidence_max_decades, bool) \
+                or not isinstance(self.face_evidence_max_decades, (int, float)) \
+                or not 0.0 <= self.face_evidence_max_decades <= 1e3:
+            raise invalid("face_evidence_max_decades", "a number of decades in [0, 1000]",
+                          self.face_evidence_max_decades)
+        for name in ("score_at_fmr", "face_score_at_fmr"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple((float(a), float(b)) for a, b in getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -137,17 +155,22 @@ class Thresholds:
                     gallery_size=self.gallery_size)
 
 
-def _calibration(params: DecisionParams) -> tuple[np.ndarray, np.ndarray]:
-    """(scores ascending, decades) of the single-finger calibration table, read now."""
-    if params.score_at_fmr is not None:
-        table = dict(params.score_at_fmr)
+def _calibration(params: DecisionParams, face: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scores ascending, decades) of the single-finger (or face) calibration table, read now."""
+    name = "face_score_at_fmr" if face else "score_at_fmr"
+    if getattr(params, name) is not None:
+        table = dict(getattr(params, name))
+    elif face:
+        from .face.match import COSINE_AT_FMR
+
+        table = dict(COSINE_AT_FMR)
     else:
         from .match import SCORE_AT_FMR
 
         table = dict(SCORE_AT_FMR)
     pts = sorted((float(s), -math.log10(f)) for f, s in table.items() if s is not None and 0 < f < 1)
     if len(pts) < 2 or any(b[0] <= a[0] or b[1] <= a[1] for a, b in zip(pts, pts[1:])):
-        raise invalid("score_at_fmr", "at least two (fmr, score) points, score increasing as fmr falls", table)
+        raise invalid(name, "at least two (fmr, score) points, score increasing as fmr falls", table)
     arr = np.asarray(pts, np.float64)
     return arr[:, 0], arr[:, 1]
 
@@ -164,14 +187,26 @@ def finger_evidence(scores, params: DecisionParams = DecisionParams()) -> np.nda
     -------
     ndarray of float64, same shape
     """
+    return _evidence(scores, *_calibration(params), params.finger_evidence_max_decades)
+
+
+def face_evidence(cosines, params: DecisionParams = DecisionParams()) -> np.ndarray:
+    """Face evidence ``-log10 FMR(cosine)`` in decades, clipped to ``[0, face_evidence_max_decades]``.
+
+    Under the impostor hypothesis it has the same law as a finger's evidence, so it fuses as
+    one more independent term (see :func:`fuse_evidence`).
+    """
+    return _evidence(cosines, *_calibration(params, face=True), params.face_evidence_max_decades)
+
+
+def _evidence(scores, xs: np.ndarray, ys: np.ndarray, cap: float) -> np.ndarray:
     s = np.asarray(scores, np.float64)
-    xs, ys = _calibration(params)
     lo_slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
     hi_slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
     e = np.interp(s, xs, ys)
     e = np.where(s < xs[0], ys[0] + (s - xs[0]) * lo_slope, e)
     e = np.where(s > xs[-1], ys[-1] + (s - xs[-1]) * hi_slope, e)
-    return np.clip(e, 0.0, params.finger_evidence_max_decades)
+    return np.clip(e, 0.0, cap)
 
 
 def fuse_evidence(total_decades, n_fingers, params: DecisionParams = DecisionParams()) -> np.ndarray:

@@ -153,7 +153,7 @@ class MultipleFacesError(FaceError):
     Attributes
     ----------
     faces : tuple of Detection
-        Every detection, best score first.
+        Every detection, the largest face first.
     """
 
     def __init__(self, message: str, faces: tuple = ()):

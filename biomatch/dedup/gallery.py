@@ -61,6 +61,18 @@ def _code_generation(retrieval: str) -> str | None:
     return default_model().generation
 
 
+def _check_face(record: Enrolment) -> None:
+    if record.face_quality is None:
+        return
+    from ..errors import FaceQualityError
+    from ..face import check_enrolment
+
+    failures = check_enrolment(record.face_quality)
+    if failures:
+        raise FaceQualityError("record.face: refused for enrolment: " + "; ".join(map(str, failures)),
+                               tuple(failures), record.face_quality)
+
+
 def _decision_from_json(text: str) -> _decide.DecisionParams:
     return from_json(text, _decide.DecisionParams)
 
@@ -342,14 +354,14 @@ class Gallery:
     def _n_subjects(self) -> int:
         return sum(s.n_subjects for s in self._shards)
 
-    def _search(self, subject_id: str, usable: dict, top: int) -> tuple[DedupReport, dict]:
+    def _search(self, subject_id: str, usable: dict, top: int, face=None) -> tuple[DedupReport, dict]:
         t0 = time.perf_counter()
         prepared = {p: prepare(t, self.match_params) for p, t in usable.items()}
         timings = {"prepare": (time.perf_counter() - t0) * 1e3}
         cands: list[Candidate] = []
         work: dict = {}
         for s in self._shards:
-            got, tm, wk = s.search(prepared, self.decision_params, top)
+            got, tm, wk = s.search(prepared, self.decision_params, top, face)
             cands.extend(got)
             for k, v in tm.items():
                 timings[k] = timings.get(k, 0.0) + v
@@ -384,9 +396,10 @@ class Gallery:
         usable = self._usable(record.fingers, "record.fingers")
         for s in self._shards:
             s.catch_up()
-        return self._search(record.subject_id, usable, self.decision_params.max_candidates)[0]
+        return self._search(record.subject_id, usable, self.decision_params.max_candidates, record.face)[0]
 
-    def enroll(self, record: Enrolment, dedup: bool = True, accept_review: bool = False) -> DedupReport:
+    def enroll(self, record: Enrolment, dedup: bool = True, accept_review: bool = False,
+               check_face_quality: bool = True) -> DedupReport:
         """Deduplicate and insert a record as one atomic step.
 
         Parameters
@@ -398,6 +411,12 @@ class Gallery:
             with no candidates.
         accept_review : bool
             Enrol records whose decision is ``REVIEW``.
+        check_face_quality : bool
+            Refuse a face (from an image or a FaceTemplate) that fails the enrolment gate of
+            :func:`biomatch.face.check_enrolment` (ISO/IEC 19794-5-derived: eye distance,
+            pose, sharpness, detector confidence) with
+            :class:`~biomatch.errors.FaceQualityError`, before anything is written.  Bare
+            embeddings carry no quality and are not checked.
 
         Returns
         -------
@@ -416,12 +435,15 @@ class Gallery:
         if not isinstance(record, Enrolment):
             raise invalid("record", "a biomatch Enrolment", type(record).__name__)
         usable = self._usable(record.fingers, "record.fingers")
+        if check_face_quality:
+            _check_face(record)
         with self._writer():
             shard = self._route(record.subject_id)
             if shard.has_subject(record.subject_id):
                 raise DuplicateSubjectError(f"subject_id: {record.subject_id!r} is already enrolled")
             if dedup:
-                report, prepared = self._search(record.subject_id, usable, self.decision_params.max_candidates)
+                report, prepared = self._search(record.subject_id, usable, self.decision_params.max_candidates,
+                                                record.face)
             else:
                 prepared = {p: prepare(t, self.match_params) for p, t in usable.items()}
                 n = self._n_subjects()
@@ -532,7 +554,8 @@ class Gallery:
         usable = self._usable(fingers, "probe")
         for s in self._shards:
             s.catch_up()
-        return list(self._search(sid, usable, k)[0].candidates)
+        face = probe.face if isinstance(probe, Enrolment) else None
+        return list(self._search(sid, usable, k, face)[0].candidates)
 
     def verify(self, subject_id: str, probe, dpi: float = 500) -> Verification:
         """1:1: compare a probe with one enrolled subject's common fingers.
@@ -592,6 +615,7 @@ class Gallery:
         n_subj = sum(st["subjects"] for st in per)
         mem = sum(st["memory_bytes"] for st in per)
         return {"subjects": n_subj, "fingers": sum(st["fingers"] for st in per),
+                "faces": sum(st["faces"] for st in per), "faces_unusable": sum(st["faces_unusable"] for st in per),
                 "fingers_per_position": dict(sorted(per_pos.items())), "shards": len(per),
                 "memory_bytes": mem, "memory_bytes_per_subject": mem / n_subj if n_subj else 0.0,
                 "retrieval_bytes": sum(st.get("retrieval_bytes", 0) for st in per),

@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import BiomatchError, invalid
+from ..errors import BiomatchError, IncompatibleTemplateError, invalid
 from ..template import Template
 
 __all__ = ["Enrolment", "FINGER_POSITIONS", "POSITION_NAMES", "MAX_SUBJECT_ID_CHARS", "coerce_fingers"]
@@ -64,6 +64,37 @@ def coerce_fingers(fingers, dpi, name: str = "fingers") -> dict[int, Template]:
     return dict(sorted(out.items()))
 
 
+def coerce_face(face) -> tuple:
+    """``(unit float32 embedding (128,) read-only, FaceQuality or None)`` of an Enrolment's face."""
+    from ..face import encode_face
+    from ..face.nets import MODEL_ID
+    from ..face.template import EMBEDDING_DIM, FaceTemplate
+
+    if face is None:
+        return None, None
+    if isinstance(face, np.ndarray) and face.ndim == 1:
+        if face.dtype.kind != "f" or face.size != EMBEDDING_DIM or not np.all(np.isfinite(face)):
+            raise invalid("face", f"a finite float embedding of shape ({EMBEDDING_DIM},)",
+                          f"array {face.dtype} {face.shape}")
+        norm = float(np.linalg.norm(face.astype(np.float64)))
+        if norm == 0.0:
+            raise invalid("face", "a non-zero embedding", "all zeros")
+        emb, quality = (face.astype(np.float64) / norm).astype(np.float32), None
+    elif isinstance(face, FaceTemplate):
+        if face.model_id != MODEL_ID:
+            raise IncompatibleTemplateError(f"face: expected a template of model {MODEL_ID!r}, "
+                                            f"got {face.model_id!r}")
+        emb, quality = face.embedding.copy(), face.quality
+    elif isinstance(face, (np.ndarray, str, Path, bytes, bytearray)):
+        t = encode_face(face)
+        emb, quality = t.embedding.copy(), t.quality
+    else:
+        raise invalid("face", "None, a FaceTemplate, a 128-d embedding or a face image (array, path, bytes)",
+                      type(face).__name__)
+    emb.flags.writeable = False
+    return emb, quality
+
+
 class Enrolment:
     """One registry record: subject id, up to ten fingers, optional face, opaque metadata.
 
@@ -73,9 +104,13 @@ class Enrolment:
         The registry's id (non-blank, at most 256 printable characters).
     fingers : mapping int -> ndarray | str | Path | Template
         Keyed by ISO finger position 1-10.  Images are extracted here, at ``dpi``.
-    face : ndarray, optional
-        A face embedding (1-d finite float vector).  Stored, not yet used in fusion (the face
-        issue will add scoring); face images are refused until then.
+    face : FaceTemplate | ndarray | str | Path | bytes, optional
+        The face: a :class:`~biomatch.face.FaceTemplate` of the current model, a 128-d
+        float embedding of that model (L2-normalised here), or an image (array, path or
+        encoded bytes) encoded here with :func:`biomatch.face.encode_face` (exactly one face;
+        :class:`~biomatch.errors.NoFaceError` / ``MultipleFacesError`` / ``FaceImageError``
+        otherwise).  Templates and images carry the face quality that
+        :meth:`Gallery.enroll` checks against the enrolment gate.
     dpi : float
         Resolution of the finger images (100-2000).  Ignored for templates.
     metadata : mapping, optional
@@ -86,7 +121,7 @@ class Enrolment:
     Immutable after construction and thread-safe.  Memory: the templates (~0.6 KB per finger).
     """
 
-    __slots__ = ("subject_id", "fingers", "face", "dpi", "metadata")
+    __slots__ = ("subject_id", "fingers", "face", "face_quality", "dpi", "metadata")
 
     def __init__(self, subject_id: str, fingers: Mapping, face=None, dpi: float = 500, metadata=None):
         object.__setattr__(self, "subject_id", _check_subject_id(subject_id))
@@ -95,15 +130,9 @@ class Enrolment:
             raise invalid("dpi", "a number in [100, 2000]", dpi)
         object.__setattr__(self, "dpi", float(dpi))
         object.__setattr__(self, "fingers", coerce_fingers(fingers, float(dpi)))
-        if face is not None:
-            arr = np.asarray(face) if isinstance(face, np.ndarray) else None
-            if arr is None or arr.ndim != 1 or arr.dtype.kind != "f" or not 1 <= arr.size <= 4096 \
-                    or not np.all(np.isfinite(arr)):
-                raise invalid("face", "None or a 1-d finite float embedding (face images need the face module)",
-                              type(face).__name__ if arr is None else f"array {arr.dtype} {arr.shape}")
-            face = arr.astype(np.float32)
-            face.flags.writeable = False
+        face, quality = coerce_face(face)
         object.__setattr__(self, "face", face)
+        object.__setattr__(self, "face_quality", quality)
         if metadata is not None:
             if not isinstance(metadata, Mapping):
                 raise invalid("metadata", "None or a JSON-serialisable mapping", type(metadata).__name__)

@@ -21,12 +21,18 @@ class Candidate:
         Native matcher score of each finger compared, by ISO position.
     finger_evidence : dict int -> float
         The same fingers as single-finger evidence in decades (``-log10 FMR``).
+    face_score : float or None
+        Cosine similarity of the faces (None: either side has no face).
+    face_evidence : float or None
+        The face as evidence in decades (capped, see :class:`~biomatch.decide.DecisionParams`).
     """
 
     subject_id: str
     score: float
     finger_scores: dict = field(default_factory=dict)
     finger_evidence: dict = field(default_factory=dict)
+    face_score: float | None = None
+    face_evidence: float | None = None
 
 
 @dataclass(frozen=True)

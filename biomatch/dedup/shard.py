@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import decide as _decide
+from ..face.embed import EMBEDDING_DIM as FACE_DIM
+from ..face.index import FaceIndex
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
 from ..params import MatchParams, from_json, params_hash, to_json
 from ..template import Template, decode, encode
@@ -184,6 +186,14 @@ class Shard:
         self._last_removal = 0
         self._retrieval = make_retrieval(spec.retrieval)
         self._retrieval.load(self.folder / "index")
+        # Faces: an exact FAISS inner-product index in memory, rebuilt from the store on open
+        # (512 B per face; ~1 s per 100k faces to read back).  Row r <-> subject key.
+        self._faces = FaceIndex()
+        self._face_key = _Grow(np.int64, -1)  # face row -> subject key
+        self._key_face = _Grow(np.int64, -1)  # subject key -> face row (-1: none)
+        self._last_face_key = 0
+        self._max_key = 0
+        self._bad_faces = 0
         self.catch_up()
 
     def __reduce__(self):  # re-open from the spec in the receiving process
@@ -221,14 +231,49 @@ class Shard:
                     after = rows[-1][0]
             removals = self._store.removals_since(self._last_removal)
             if removals:
-                gone = [f for _, f in removals]
-                self._drop_fingers(np.asarray(gone, np.int64))
+                gone = np.asarray([f for _, f in removals], np.int64)
+                known = gone[(gone > 0) & (gone < len(self._fid_key.data))]
+                keys = self._fid_key.data[known]
+                self._drop_fingers(gone)
+                self._drop_faces(keys)
                 fresh = [f for s, f in removals if s > self._retrieval.removals_upto]
                 if fresh:
                     self._retrieval.remove(np.asarray(fresh, np.int64))
                 self._retrieval.removals_upto = max(self._retrieval.removals_upto, removals[-1][0])
                 self._last_removal = removals[-1][0]
+            self._fold_faces()
             return added
+
+    def _fold_faces(self) -> None:
+        """Index the faces of subjects whose fingers are folded in; tombstone removed subjects' faces."""
+        while True:
+            rows = self._store.faces_since(self._last_face_key, self._max_key, limit=50_000)
+            if not rows:
+                break
+            keys, embs = [], []
+            for key, blob in rows:
+                e = np.frombuffer(blob, np.float32) if len(blob) % 4 == 0 else np.zeros(0, np.float32)
+                norm = float(np.linalg.norm(e)) if e.size == FACE_DIM and np.all(np.isfinite(e)) else 0.0
+                if norm > 0:
+                    keys.append(key), embs.append(e / norm)
+                else:  # a face stored by another model version: never a candidate, counted in stats
+                    self._bad_faces += 1
+            if keys:
+                first = self._faces.add(np.asarray(embs, np.float32))
+                k = np.asarray(keys, np.int64)
+                self._face_key.ensure(first + len(k))
+                self._face_key.data[first:first + len(k)] = k
+                self._key_face.ensure(int(k.max()) + 1)
+                self._key_face.data[k] = np.arange(first, first + len(k))
+            self._last_face_key = rows[-1][0]
+
+    def _drop_faces(self, keys: np.ndarray) -> None:
+        """Tombstone the faces of ``keys`` that have no finger left (removed subjects)."""
+        keys = np.unique(keys[(keys >= 0) & (keys < len(self._key_face.data))])
+        keys = keys[(self._key_face.data[keys] >= 0) & (self._key_fids.data[keys] == 0).all(axis=1)]
+        if len(keys):
+            self._faces.remove(self._key_face.data[keys])
+            self._key_face.data[keys] = -1
 
     def _index_rows(self, rows) -> None:
         """Give ``(finger id, subject key, position, Template)`` rows (ascending ids) to retrieval."""
@@ -252,6 +297,7 @@ class Shard:
         self._fid_pos.data[fids] = positions
         self._key_fids.data[keys, positions] = fids
         self._last_finger = max(self._last_finger, int(fids.max()))
+        self._max_key = max(self._max_key, int(keys.max()))
 
     def _drop_fingers(self, fids: np.ndarray) -> None:
         fids = fids[(fids > 0) & (fids < len(self._fid_key.data))]
@@ -284,6 +330,8 @@ class Shard:
             for fid, p in fids:
                 if p in prepared:
                     self._cache.put(fid, prepared[p])
+            if face is not None:
+                self._fold_faces()
 
     def bulk_insert(self, records: list) -> int:
         """Durably insert many subjects in one transaction and index them in batches, WITHOUT dedup.
@@ -310,6 +358,7 @@ class Shard:
             arr = np.asarray([(f, k, p) for f, k, p, _ in flat], np.int64)
             self._add_fingers(arr[:, 0], arr[:, 1], arr[:, 2])
             self._index_rows(flat)
+            self._fold_faces()
             return len(done)
 
     def _store_has_unseen_removals(self) -> bool:
@@ -381,7 +430,8 @@ class Shard:
                        | (avail_rank < decision.rerank_screen_fingers))
         return positions, fid, has, first
 
-    def search(self, probe: dict, decision: _decide.DecisionParams, top: int) -> tuple[list, dict]:
+    def search(self, probe: dict, decision: _decide.DecisionParams, top: int,
+               face: np.ndarray | None = None) -> tuple[list, dict, dict]:
         """Score the probe against this shard's candidates.
 
         Candidates come ranked from the retrieval stage; the first
@@ -395,6 +445,10 @@ class Shard:
             Usable probe fingers by position.
         top : int
             Candidates to return.
+        face : float32 (128,), optional
+            The probe's unit face embedding: the ``decision.face_candidates`` nearest faces
+            join the candidates, and every candidate with a face gets its cosine as one more
+            evidence term.
 
         Returns
         -------
@@ -425,6 +479,23 @@ class Shard:
                 table = self._key_fids.data[keys]
                 code = np.zeros((len(keys), 11))
                 decision = dataclasses.replace(decision, rerank_full_persons=len(keys))  # no code ranking
+            n_face_only = 0
+            if face is not None and self._faces.n_active and decision.face_candidates:
+                hits = self._faces.search(face, min(decision.face_candidates, self._faces.n_active))
+                fk = self._face_key.data[hits.rows[0][hits.rows[0] >= 0]]
+                fk = fk[~np.isin(fk, keys)]
+                if len(fk):  # persons only the face found: screened like the code stage's tail
+                    n_face_only = len(fk)
+                    keys = np.concatenate([keys, fk])
+                    code = np.concatenate([code, np.zeros((len(fk), 11))])
+                    table = np.concatenate([table, self._key_fids.data[fk]])
+            face_rows = self._key_face.data[np.minimum(keys, len(self._key_face.data) - 1)] \
+                if face is not None else np.full(len(keys), -1)
+            face_rows = np.where(keys < len(self._key_face.data), face_rows, -1)
+            cos = np.full(len(keys), np.nan)
+            if (face_rows >= 0).any():
+                have = face_rows >= 0
+                cos[have] = self._faces.vectors(face_rows[have]) @ np.asarray(face, np.float32)
         t1 = time.perf_counter()
         positions, fid, has, first = self._cascade(probe, keys, code, table, decision)
         pos = positions[None, :].repeat(len(keys), 0)
@@ -445,12 +516,14 @@ class Shard:
         t2 = time.perf_counter()
         out = []
         done = ~np.isnan(scores)
-        if done.any():
+        has_face = ~np.isnan(cos)
+        if done.any() or has_face.any():
             rows_p, cols = np.nonzero(done)
             sc = scores[done]
             ev = _decide.finger_evidence(sc, decision)
-            total = np.bincount(rows_p, weights=ev, minlength=len(keys))
-            count = np.bincount(rows_p, minlength=len(keys))
+            face_ev = np.where(has_face, _decide.face_evidence(np.nan_to_num(cos), decision), 0.0)
+            total = np.bincount(rows_p, weights=ev, minlength=len(keys)) + face_ev
+            count = np.bincount(rows_p, minlength=len(keys)) + has_face
             scored = np.flatnonzero(count > 0)
             fused = _decide.fuse_evidence(total[scored], count[scored], decision)
             n = min(top, len(scored))
@@ -466,9 +539,12 @@ class Shard:
                 at = np.flatnonzero(rows_p == i)
                 out.append(Candidate(subject_id=sid, score=float(fused[b]),
                                      finger_scores={int(positions[cols[r]]): float(sc[r]) for r in at},
-                                     finger_evidence={int(positions[cols[r]]): float(ev[r]) for r in at}))
+                                     finger_evidence={int(positions[cols[r]]): float(ev[r]) for r in at},
+                                     face_score=float(cos[i]) if has_face[i] else None,
+                                     face_evidence=float(face_ev[i]) if has_face[i] else None))
         t3 = time.perf_counter()
-        work = {"candidates": len(keys), "fingers_matched": int(done.sum()), "escalated": n_escalated}
+        work = {"candidates": len(keys), "fingers_matched": int(done.sum()), "escalated": n_escalated,
+                "face_only_candidates": n_face_only, "faces_compared": int(has_face.sum())}
         return out, {"retrieve": (t1 - t0) * 1e3, "prepare_candidates": t_prep * 1e3,
                      "rerank": (t2 - t1 - t_prep) * 1e3, "fuse": (t3 - t2) * 1e3}, work
 
@@ -502,7 +578,9 @@ class Shard:
             maps = self._fid_key.nbytes + self._fid_pos.nbytes + self._key_fids.nbytes
             files = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
             mem_r = int(getattr(self._retrieval, "nbytes", 0))
-            return dict(counts, memory_bytes=maps + mem_r + self._cache.nbytes, retrieval_bytes=mem_r,
+            mem_f = self._faces.ntotal * (4 * FACE_DIM + 8) + self._key_face.nbytes
+            return dict(counts, memory_bytes=maps + mem_r + mem_f + self._cache.nbytes, retrieval_bytes=mem_r,
+                        faces=self._faces.n_active, face_bytes=mem_f, faces_unusable=self._bad_faces,
                         maps_bytes=maps, cache_bytes=self._cache.nbytes, cache_limit_bytes=self._cache.max_bytes,
                         cache_entries=len(self._cache), cache_hits=self._cache.hits,
                         cache_misses=self._cache.misses, disk_bytes=files, retrieval=self._retrieval.name,

@@ -201,6 +201,11 @@ class Store:
         return self._read("SELECT id, subject, position FROM fingers WHERE id > ? ORDER BY id LIMIT ?",
                           (after_id, limit))
 
+    def faces_since(self, after_key: int, upto_key: int, limit: int = -1) -> list:
+        """``(subject key, face blob)`` of subjects with a face and ``after_key < key <= upto_key``."""
+        return self._read("SELECT id, face FROM subjects WHERE id > ? AND id <= ? AND face IS NOT NULL "
+                          "ORDER BY id LIMIT ?", (after_key, upto_key, limit))
+
     def templates_by_ids(self, finger_ids) -> dict:
         """``{finger id: template blob}`` of the fingers that exist among ``finger_ids``."""
         out = {}

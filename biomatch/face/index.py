@@ -272,6 +272,29 @@ class FaceIndex:
         self._keep_cache.clear()
         return first
 
+    def vectors(self, rows) -> np.ndarray:
+        """The stored embeddings of ``rows``, float32 (n, dim) (flat indexes: exact copies).
+
+        Raises
+        ------
+        InvalidInputError
+            A row out of range, or an index kind that cannot give its vectors back (IVF/HNSW
+            without a direct map).
+        """
+        r = np.asarray(rows, np.int64).ravel()
+        if r.size and (r.min() < 0 or r.max() >= self.ntotal):
+            raise invalid("rows", f"row ids in [0, {self.ntotal})", f"[{r.min()}, {r.max()}]")
+        out = np.empty((r.size, self.dim), np.float32)
+        n_base = self._base.ntotal
+        try:
+            for part, index, offset in ((r < n_base, self._base, 0), (r >= n_base, self._delta, n_base)):
+                if part.any():
+                    out[part] = index.reconstruct_batch(r[part] - offset)
+        except RuntimeError as exc:
+            raise invalid("index", "a flat index (vectors cannot be read back from this one)",
+                          self._factory) from exc
+        return out
+
     def remove(self, rows) -> int:
         """Mark rows as removed (tombstones); returns how many were newly removed.
 

@@ -96,7 +96,7 @@ def test_mismatched_template_generation(gallery):
 
 def test_bad_records():
     from biomatch.dedup import Enrolment
-    from biomatch.errors import InvalidInputError
+    from biomatch.errors import FaceImageError, InvalidInputError
 
     t = make_record("a", 1).fingers[1]
     for kwargs in (dict(subject_id="", fingers={1: t}), dict(subject_id=3, fingers={1: t}),
@@ -105,9 +105,11 @@ def test_bad_records():
                    dict(subject_id="a", fingers={1: 42}), dict(subject_id="a", fingers=[t]),
                    dict(subject_id="a", fingers={1: t}, dpi=50), dict(subject_id="a", fingers={1: t}, metadata=[1]),
                    dict(subject_id="a", fingers={1: t}, metadata={"x": object()}),
-                   dict(subject_id="a", fingers={1: t}, face=np.zeros((10, 10), np.uint8))):
+                   dict(subject_id="a", fingers={1: t}, face=np.zeros(10, np.uint8))):
         with pytest.raises(InvalidInputError):
             Enrolment(**kwargs)
+    with pytest.raises(FaceImageError, match="face|image"):  # a 10x10 image: too small for a face
+        Enrolment("a", {1: t}, face=np.zeros((10, 10), np.uint8))
     assert "minutiae" not in repr(Enrolment("a", {1: t}))
 
 
