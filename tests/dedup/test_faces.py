@@ -43,9 +43,9 @@ def test_face_adds_evidence_to_the_mate(face_gallery):
     plain = face_gallery.deduplicate(probe)
     fused = face_gallery.deduplicate(_with_face(probe, _face(3, noise=0.5)))
     best = fused.best
-    assert best.subject_id == "s3" and 0.8 < best.face_score < 0.9 and best.face_evidence == pytest.approx(4.0)
+    assert best.subject_id == "s3" and 0.8 < best.face_score < 0.9 and best.face_evidence == pytest.approx(5.0)
     assert plain.best.subject_id == "s3" and plain.best.face_score is None
-    assert best.score > plain.best.score + 1.0  # one more independent term of up to 4 decades
+    assert best.score > plain.best.score + 1.0  # one more independent term of up to 5 decades
     assert fused.work["faces_compared"] >= 1
 
 
@@ -53,8 +53,9 @@ def test_face_finds_a_person_the_fingers_miss(face_gallery):
     # fingers of someone not enrolled (a non-mated finger probe), the face of s7
     probe = _with_face(make_record("x", 500, positions=(2,)), _face(7, noise=0.4))
     rep = face_gallery.deduplicate(probe)
-    assert rep.best.subject_id == "s7" and rep.best.face_evidence == pytest.approx(4.0)
-    # a face alone (capped at 4 decades) stays below the default REVIEW threshold (>= 5 decades)
+    assert rep.best.subject_id == "s7" and rep.best.face_evidence == pytest.approx(5.0)
+    # a face (capped at 5 decades) with a non-mated finger stays below the default REVIEW
+    # threshold (>= 5 decades at the 1,000-subject floor)
     assert rep.best.score < 5.0
     assert rep.work["face_only_candidates"] + rep.work["candidates"] >= 1
 
