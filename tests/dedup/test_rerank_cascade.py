@@ -69,3 +69,18 @@ def test_bad_cascade_params(field, value):
 
     with pytest.raises(InvalidInputError, match=field):
         DecisionParams(**{field: value})
+
+
+def test_threads_prepare_candidates_in_parallel_same_answers(tmp_path):
+    from biomatch.dedup import Gallery
+
+    path = tmp_path / "g"
+    with Gallery.create(path) as g:
+        g.enroll_many([make_record(f"s{i}", i) for i in range(25)], dedup=False)
+    probes = [make_record("q3", 3, impression=1), make_record("n", 900)]
+    answers = []
+    for threads in (1, 2):
+        with Gallery.open(path, n_threads=threads, cache_bytes=0) as g:  # cold: every candidate prepared
+            answers.append([[(c.subject_id, c.score, c.finger_scores) for c in g.deduplicate(p).candidates]
+                            for p in probes])
+    assert answers[0] == answers[1] and answers[0][0][0][0] == "s3"
