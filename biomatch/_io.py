@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 
-def write_private_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 via a temporary file, fsync and rename.
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some filesystems refuse)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Create ``path`` (mode 0600) atomically: ``write(tmp)`` fills a temporary file, then fsync, rename.
 
     A kill at any moment leaves either the old file or the new one, never a torn file.
+    ``write`` may write the file by name (e.g. a library's own writer, without holding
+    the content in memory).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -26,11 +43,9 @@ def write_private_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)
+
+
+def write_private_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600 via a temporary file, fsync and rename."""
+    write_file_atomic(path, lambda tmp: Path(tmp).write_bytes(data))

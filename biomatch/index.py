@@ -43,7 +43,44 @@ def _faiss(threads: int | None):
     return faiss
 
 
-class FingerIndex:
+class RowIndex:
+    """What :class:`FingerIndex` and :class:`biomatch.face.index.FaceIndex` share: implicit row ids
+    over a FAISS *base* index (memory-mapped read-only after :meth:`open`) plus an in-memory
+    *delta* for rows added since, and tombstones of removed rows.
+
+    Subclasses set ``_base``, ``_delta`` (None or a FAISS index), ``_factory``, ``_mapped`` and
+    ``_n_removed``.
+    """
+
+    @property
+    def factory(self) -> str:
+        return self._factory
+
+    @property
+    def mapped(self) -> bool:
+        """True when the base rows are memory-mapped (read-only)."""
+        return self._mapped
+
+    @property
+    def ntotal(self) -> int:
+        """Rows ever added (including removed ones): the next row id."""
+        return int(self._base.ntotal) + self.n_delta
+
+    @property
+    def n_active(self) -> int:
+        """Rows not removed."""
+        return self.ntotal - self._n_removed
+
+    @property
+    def n_delta(self) -> int:
+        """Rows held in the in-memory delta (0 unless opened memory-mapped)."""
+        return int(self._delta.ntotal) if self._delta is not None else 0
+
+    def __len__(self) -> int:
+        return self.n_active
+
+
+class FingerIndex(RowIndex):
     """Binary codes of one finger position, searched by Hamming distance.
 
     Parameters
@@ -89,33 +126,6 @@ class FingerIndex:
     @property
     def n_bytes(self) -> int:
         return int(self._base.d) // 8
-
-    @property
-    def factory(self) -> str:
-        return self._factory
-
-    @property
-    def mapped(self) -> bool:
-        """True when the base rows are memory-mapped (read-only)."""
-        return self._mapped
-
-    @property
-    def ntotal(self) -> int:
-        """Rows ever added (including removed ones): the next row id."""
-        return int(self._base.ntotal) + (int(self._delta.ntotal) if self._delta is not None else 0)
-
-    @property
-    def n_active(self) -> int:
-        """Rows not removed."""
-        return self.ntotal - self._n_removed
-
-    @property
-    def n_delta(self) -> int:
-        """Rows held in the in-memory delta (0 unless opened memory-mapped)."""
-        return int(self._delta.ntotal) if self._delta is not None else 0
-
-    def __len__(self) -> int:
-        return self.n_active
 
     def __repr__(self) -> str:
         return (f"FingerIndex(factory={self._factory!r}, n_bits={self.n_bits}, rows={self.ntotal}, "

@@ -48,6 +48,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._io import fsync_dir, write_file_atomic
+from ..index import RowIndex
 from ..errors import IndexFileError, InvalidInputError, invalid
 from .embed import EMBEDDING_DIM
 
@@ -99,7 +101,7 @@ def _kind(faiss, index) -> str:
     return ""
 
 
-class FaceIndex:
+class FaceIndex(RowIndex):
     """Unit-norm face embeddings of one gallery shard, searched by cosine similarity.
 
     Parameters
@@ -162,35 +164,8 @@ class FaceIndex:
         return int(self._base.d)
 
     @property
-    def factory(self) -> str:
-        return self._factory
-
-    @property
-    def mapped(self) -> bool:
-        """True when the base rows are memory-mapped (read-only)."""
-        return self._mapped
-
-    @property
     def is_trained(self) -> bool:
         return bool(self._base.is_trained)
-
-    @property
-    def ntotal(self) -> int:
-        """Rows ever added (including removed ones): the next row id."""
-        return int(self._base.ntotal) + self.n_delta
-
-    @property
-    def n_active(self) -> int:
-        """Rows not removed."""
-        return self.ntotal - self._n_removed
-
-    @property
-    def n_delta(self) -> int:
-        """Rows held in the in-memory delta (0 unless opened memory-mapped)."""
-        return int(self._delta.ntotal) if self._delta is not None else 0
-
-    def __len__(self) -> int:
-        return self.n_active
 
     def __repr__(self) -> str:
         return (f"FaceIndex(factory={self._factory!r}, dim={self.dim}, rows={self.ntotal}, "
@@ -451,7 +426,7 @@ class FaceIndex:
                 # file without sidecar (refused by open) rather than a foreign pairing.
                 if sidecar.exists():
                     sidecar.unlink()
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             write_private_atomic(sidecar, self._sidecar_bytes())
             _write_index_atomic(faiss, index, path)
         except OSError as exc:
@@ -544,36 +519,12 @@ def _parse_sidecar(sidecar: Path):
     return dim, n, lineage, factory, removed
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def _write_index_atomic(faiss, index, path: Path) -> None:
-    """FAISS writes a temporary file (mode 0600) directly, no in-memory serialisation; fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-    try:
+    """FAISS writes the temporary file (mode 0600) itself, no in-memory copy; fsync, rename."""
+    def write(tmp: Path) -> None:
         try:
             faiss.write_index(index, str(tmp))
         except RuntimeError as exc:
             raise OSError(f"FAISS cannot write {tmp}: {str(exc).splitlines()[-1]}") from exc
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+
+    write_file_atomic(path, write)
