@@ -386,6 +386,11 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n) {
     t.bits.insert(t.bits.end(), bits.begin() + i * w, bits.begin() + (i + 1) * w);
     t.mask.insert(t.mask.end(), mask.begin() + i * w, mask.begin() + (i + 1) * w);
     t.smask.insert(t.smask.end(), smask.begin() + i * mw, smask.begin() + (i + 1) * mw);
+    uint64_t nbits = 0, nmask = 0;
+    for (size_t u = 0; u < w; ++u) nbits += __builtin_popcountll(bits[i * w + u]);
+    for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[i * mw + u]);
+    t.cyl_full.push_back(static_cast<int>(nmask) * cfg.params().angular_cells == cfg.disc_cells());
+    t.cyl_ones.push_back(nbits << 16 | nmask << 48);
   }
   return t;
 }
@@ -463,6 +468,8 @@ float cylinder_similarity(const Config& cfg, const Prepared& a, int ia, const Pr
     v.bits.assign(t.bits.begin() + r * w, t.bits.begin() + (r + 1) * w);
     v.mask.assign(t.mask.begin() + r * w, t.mask.begin() + (r + 1) * w);
     v.smask.assign(t.smask.begin() + r * mw, t.smask.begin() + (r + 1) * mw);
+    v.cyl_full = {t.cyl_full[r]};
+    v.cyl_ones = {t.cyl_ones[r]};
     return true;
   };
   Prepared va, vb;
@@ -708,8 +715,49 @@ __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int
   }
 }
 
+// The k in (t, nr) whose distance term is not negligible, in order, written to near; returns
+// their number.  Branch-free (most k are negligible).
+inline int near_pairs(const Config& cfg, const float* da, const float* db, const int* ra, const int* rb, int t,
+                      int nr, int* __restrict near) {
+  int nk = 0;
+  for (int k = t + 1; k < nr; ++k) {
+    near[nk] = k;
+    nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
+  }
+  return nk;
+}
+
+#ifdef BIOMATCH_HAVE_AVX512
+// near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
+// the same products, so the same set).  near needs room for nr + 16 entries.
+__attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const Config& cfg, const float* da,
+                                                                         const float* db, const int* ra,
+                                                                         const int* rb, int t, int nr,
+                                                                         int* __restrict near) {
+  const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  __m512i vk = _mm512_add_epi32(_mm512_set1_epi32(t + 1),
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  int nk = 0;
+  for (int k = t + 1; k < nr; k += 16) {
+    const int left = nr - k;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i ia = _mm512_maskz_loadu_epi32(live, ra + k), ib = _mm512_maskz_loadu_epi32(live, rb + k);
+    const __m512 dA = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ia, da, 4);
+    const __m512 dB = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ib, db, 4);
+    const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(dA, dB)), abs_mask));
+    const __mmask16 keep = _mm512_mask_cmp_ps_mask(live, _mm512_mul_ps(d, scale), cutoff, _CMP_NGE_UQ);
+    _mm512_storeu_si512(near + nk, _mm512_maskz_compress_epi32(keep, vk));
+    nk += __builtin_popcount(keep);
+    vk = _mm512_add_epi32(vk, _mm512_set1_epi32(16));
+  }
+  return nk;
+}
+#endif
+
 // Compatibility rho of every two relaxation pairs (see match(), step 3), the same bits under
 // any target: scalar IEEE operations, table look-ups.
+template <bool kAvx512>
 __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const Prepared& a, const Prepared& b,
                                                        const int* ra, const int* rb, int nr, int stride,
                                                        int* __restrict near, float* rho) {
@@ -721,12 +769,13 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
     const float* rlb = &b.rel[size_t(bt) * b.n];
     const float* rda = &a.radial[size_t(at) * a.n];
     const float* rdb = &b.radial[size_t(bt) * b.n];
-    // Branch-free first pass: the k whose distance term is not negligible (most are).
-    int nk = 0;
-    for (int k = t + 1; k < nr; ++k) {
-      near[nk] = k;
-      nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
-    }
+    int nk;
+#ifdef BIOMATCH_HAVE_AVX512
+    if constexpr (kAvx512)
+      nk = near_pairs_avx512(cfg, da, db, ra, rb, t, nr, near);
+    else
+#endif
+      nk = near_pairs(cfg, da, db, ra, rb, t, nr, near);
     for (int q = 0; q < nk; ++q) {
       const int k = near[q];
       const int ak = ra[k], bk = rb[k];
@@ -743,7 +792,7 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
 __attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& cfg, const Prepared& a,
                                                                    const Prepared& b, const int* ra, const int* rb,
                                                                    int nr, int stride, int* near, float* rho) {
-  build_rho_w(cfg, a, b, ra, rb, nr, stride, near, rho);
+  build_rho_w<true>(cfg, a, b, ra, rb, nr, stride, near, rho);
 }
 #endif
 
@@ -779,12 +828,24 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    (minutia_a, minutia_b).  A histogram of the similarities finds the threshold; only the
   //    pairs at or above it become sort keys.
   //    Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
+  //    Four interleaved histograms, summed after: consecutive pairs mostly fall in the same
+  //    few bins, and one histogram would serialise their increments through memory.
   constexpr int kBins = 128;
-  int hist[kBins + 2] = {};
-  for (int t = 0; t < total; ++t) {
+  int hist4[4][kBins + 2] = {};
+  auto bin_of = [&](int t) {
     const int bin = std::min(static_cast<int>(sim[t] * kBins), kBins);
-    ++hist[sim[t] > 0.f ? bin : kBins + 1];
+    return sim[t] > 0.f ? bin : kBins + 1;
+  };
+  int t4 = 0;
+  for (; t4 + 4 <= total; t4 += 4) {
+    ++hist4[0][bin_of(t4)];
+    ++hist4[1][bin_of(t4 + 1)];
+    ++hist4[2][bin_of(t4 + 2)];
+    ++hist4[3][bin_of(t4 + 3)];
   }
+  for (; t4 < total; ++t4) ++hist4[0][bin_of(t4)];
+  int hist[kBins + 2];
+  for (int u = 0; u < kBins + 2; ++u) hist[u] = hist4[0][u] + hist4[1][u] + hist4[2][u] + hist4[3][u];
   const int positive = total - hist[kBins + 1];
   if (positive == 0) return 0.f;
   const int nr = std::min(nmin, positive);
@@ -842,14 +903,14 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    t -> k is taken relative to t's direction), so both orders are computed; the matrix is
   //    stored transposed, rho[k * stride + t] = rho(t, k), for the column-block update below.
   s.rho.assign(size_t(nr) * stride, 0.f);
-  if (s.near.size() < size_t(nr)) s.near.resize(nr);
+  if (s.near.size() < size_t(nr) + 16) s.near.resize(size_t(nr) + 16);
   float* rho = s.rho.data();
 #ifdef BIOMATCH_HAVE_AVX512
   if (cfg.kernel() == Kernel::Avx512)
     build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   else
 #endif
-    build_rho_w(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
+    build_rho_w<false>(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   // lambda^{i}_t = w_R lambda^{i-1}_t + (1 - w_R) / (n_R - 1) sum_k rho(t, k) lambda^{i-1}_k, by
   // blocks of 16 t held in one vector register, summing over k in order.
   // GCC/Clang vector extensions: element-wise IEEE operations, the same bits on any target.
