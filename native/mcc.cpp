@@ -569,6 +569,29 @@ template <> struct Lanes<16> {
   typedef int32_t i __attribute__((vector_size(64)));
 };
 
+#ifdef BIOMATCH_HAVE_AVX512
+// Keys (rel bits << 32 | i << 16 | j) of the j < nb with rel[j] <= 1, in order, written from
+// out on (whole vectors: up to 8 entries past the last key are overwritten); returns the end.
+// Compressed in registers (a compressing store to memory is microcoded on Zen 4).
+__attribute__((target("avx512f,avx512vl"))) inline uint64_t* compact_keys_avx512(const float* rel, int nb, int i,
+                                                                                 uint64_t* out) {
+  const __m512i hi = _mm512_set1_epi64(int64_t(i) << 16);
+  __m512i j8 = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int j = 0; j < nb; j += 8) {
+    const int left = nb - j;
+    const __mmask8 live = left >= 8 ? __mmask8(0xff) : __mmask8((1u << left) - 1);
+    const __m256 r = _mm256_maskz_loadu_ps(live, rel + j);
+    const __mmask8 keep = _mm256_mask_cmp_ps_mask(live, r, _mm256_set1_ps(1.f), _CMP_LE_OQ);
+    const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(r)), 32),
+                                      _mm512_or_si512(hi, j8));
+    _mm512_storeu_si512(out, _mm512_maskz_compress_epi64(keep, k));
+    out += __builtin_popcount(keep);
+    j8 = _mm512_add_epi64(j8, _mm512_set1_epi64(8));
+  }
+  return out;
+}
+#endif
+
 template <int W>
 __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, const Prepared& a, const Prepared& b,
                                                           int ia, int ib, Scratch& s, int beat) {
@@ -587,7 +610,10 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
   const float* __restrict yb = xb + npad;
   const float* __restrict cb = yb + npad;
   const float* __restrict sb = cb + npad;
-  s.ekeys.clear();
+  // Keys of the agreeing pairs: at most nb per minutia of A, + 8 for whole-vector stores.
+  if (s.ekeys.size() < size_t(a.n) * nb + 8) s.ekeys.resize(size_t(a.n) * nb + 8);  // grows only
+  uint64_t* __restrict ek = s.ekeys.data();
+  size_t ne = 0;
   int rows = 0;  // minutiae of A with at least one candidate: bounds the count
   for (int i = 0; i < a.n; ++i) {
     if (rows + (a.n - i) <= beat) return rows + (a.n - i);
@@ -622,32 +648,38 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
     for (int k = 0; k < W / 2; ++k) hit |= words[k];
     if (!hit) continue;
     ++rows;
-    // Branch-free compaction of the agreeing j (every key is written, kept ones advance m).
-    size_t m = s.ekeys.size();
-    s.ekeys.resize(m + nb);
-    uint64_t* ek = s.ekeys.data();
-    for (int j = 0; j < nb; ++j) {
-      uint32_t rbits;
-      std::memcpy(&rbits, &rel[j], sizeof rbits);  // >= 0: its bits sort like it
-      ek[m] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
-      m += rel[j] <= 1.f;
+    // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it).
+#ifdef BIOMATCH_HAVE_AVX512
+    if constexpr (W == 16)
+      ne = compact_keys_avx512(rel, nb, i, ek + ne) - ek;
+    else
+#endif
+    {
+      for (int j = 0; j < nb; ++j) {  // branch-free: every key is written, kept ones advance ne
+        uint32_t rbits;
+        std::memcpy(&rbits, &rel[j], sizeof rbits);
+        ek[ne] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
+        ne += rel[j] <= 1.f;
+      }
     }
-    s.ekeys.resize(m);
   }
   if (rows <= beat) return rows;
+  uint64_t* const ek_end = ek + ne;  // the keys: ek[0, ne)
   s.ea.clear();
   s.eb.clear();
   s.used_b.assign(nb, 0);
-  const int m = static_cast<int>(s.ekeys.size());
+  const int m = static_cast<int>(ne);
   if (beat >= 0 && m == rows) {  // one candidate per row: no conflict unless a B minutia repeats
     bool clash = false;
-    for (uint64_t key : s.ekeys) {
+    for (const uint64_t* e = ek; e < ek_end; ++e) {
+      const uint64_t key = *e;
       const int j = static_cast<int>(key & 0xffff);
       clash |= s.used_b[j] != 0;
       s.used_b[j] = 1;
     }
     if (!clash) {  // greedy would keep them all
-      for (uint64_t key : s.ekeys) {
+      for (const uint64_t* e = ek; e < ek_end; ++e) {
+        const uint64_t key = *e;
         s.ea.push_back(static_cast<int>((key >> 16) & 0xffff));
         s.eb.push_back(static_cast<int>(key & 0xffff));
       }
@@ -656,10 +688,11 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
     s.used_b.assign(nb, 0);
   }
   // Greedy one-to-one by relative error, ties to the lower (i, j).
-  std::sort(s.ekeys.begin(), s.ekeys.end());
+  std::sort(ek, ek_end);
   s.used_a.assign(a.n, 0);
   int count = 0;
-  for (uint64_t key : s.ekeys) {
+  for (const uint64_t* e = ek; e < ek_end; ++e) {
+    const uint64_t key = *e;
     const int i = static_cast<int>((key >> 16) & 0xffff), j = static_cast<int>(key & 0xffff);
     if (s.used_a[i] || s.used_b[j]) continue;
     s.used_a[i] = s.used_b[j] = 1;
@@ -851,7 +884,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   const int nr = std::min(nmin, positive);
   int thr = kBins;
   for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
-  if (s.keys.size() < size_t(total) + 1) s.keys.resize(size_t(total) + 1);
+  if (s.keys.size() < size_t(total) + 8) s.keys.resize(size_t(total) + 8);
   uint64_t* keys = s.keys.data();
   const uint32_t* code = s.code.data();
   const float thr_sim = float(thr) / kBins;  // sim * kBins >= thr  <=>  sim >= thr / kBins (kBins = 2^7)
@@ -869,10 +902,12 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     for (; t + 8 <= total; t += 8) {
       const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sim + t));
       const __mmask8 keep = _mm256_cmpge_epu32_mask(g, vlim);
-      if (!keep) continue;
+      // Branch-free, and compressed in a register then stored whole (keys has 8 spare
+      // entries): few blocks keep a pair, unpredictably, and a compressing store to memory
+      // is microcoded on some cores (Zen 4).
       const __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + t)), ones);
       const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(g), 32), _mm512_cvtepu32_epi64(c));
-      _mm512_mask_compressstoreu_epi64(keys + m, keep, k);
+      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(keep, k));
       m += __builtin_popcount(keep);
     }
   }
