@@ -762,14 +762,15 @@ inline int near_pairs(const Config& cfg, const float* da, const float* db, const
 
 #ifdef BIOMATCH_HAVE_AVX512
 // near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
-// the same products, so the same set).  near needs room for nr + 16 entries.
+// the same products, so the same set), written as pair codes t << 16 | k.  near needs room
+// for 16 entries past the last.
 __attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const Config& cfg, const float* da,
                                                                          const float* db, const int* ra,
                                                                          const int* rb, int t, int nr,
                                                                          int* __restrict near) {
   const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-  __m512i vk = _mm512_add_epi32(_mm512_set1_epi32(t + 1),
+  __m512i vk = _mm512_add_epi32(_mm512_set1_epi32((t << 16) + t + 1),  // pair codes t << 16 | k
                                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
   int nk = 0;
   for (int k = t + 1; k < nr; k += 16) {
@@ -790,7 +791,6 @@ __attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const C
 
 // Compatibility rho of every two relaxation pairs (see match(), step 3), the same bits under
 // any target: scalar IEEE operations, table look-ups.
-template <bool kAvx512>
 __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const Prepared& a, const Prepared& b,
                                                        const int* ra, const int* rb, int nr, int stride,
                                                        int* __restrict near, float* rho) {
@@ -803,12 +803,7 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
     const float* rda = &a.radial[size_t(at) * a.n];
     const float* rdb = &b.radial[size_t(bt) * b.n];
     int nk;
-#ifdef BIOMATCH_HAVE_AVX512
-    if constexpr (kAvx512)
-      nk = near_pairs_avx512(cfg, da, db, ra, rb, t, nr, near);
-    else
-#endif
-      nk = near_pairs(cfg, da, db, ra, rb, t, nr, near);
+    nk = near_pairs(cfg, da, db, ra, rb, t, nr, near);
     for (int q = 0; q < nk; ++q) {
       const int k = near[q];
       const int ak = ra[k], bk = rb[k];
@@ -822,10 +817,56 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
 }
 
 #ifdef BIOMATCH_HAVE_AVX512
+// build_rho_w with vectors: first the codes of all non-negligible pairs (t, k), then their
+// compatibilities 16 at a time (gathers of the table entries, the same operations in the same
+// order per element as build_rho_w, scattered into rho).  near needs room for
+// nr (nr - 1) / 2 + 16 entries.
 __attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& cfg, const Prepared& a,
                                                                    const Prepared& b, const int* ra, const int* rb,
                                                                    int nr, int stride, int* near, float* rho) {
-  build_rho_w<true>(cfg, a, b, ra, rb, nr, stride, near, rho);
+  int total = 0;
+  for (int t = 0; t < nr; ++t)
+    total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], ra, rb, t, nr,
+                               near + total);
+  const __m512 ds = _mm512_set1_ps(cfg.dist_scale()), as = _mm512_set1_ps(cfg.angle_scale());
+  const __m512 two_pi = _mm512_set1_ps(kTwoPi);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), last = _mm512_set1_epi32(cfg.lut_size() - 1);
+  const __m512i low16 = _mm512_set1_epi32(0xffff), vna = _mm512_set1_epi32(a.n), vnb = _mm512_set1_epi32(b.n);
+  const __m512i vstride = _mm512_set1_epi32(stride);
+  const float* lut_d = cfg.lut_dist();
+  const float* lut_a = cfg.lut_angle();
+  auto angle_diff = [&](__m512 x, __m512 y) {  // abs_angle_diff: min(d, 2pi - d) as std::min
+    const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, y)), abs_mask));
+    return _mm512_min_ps(_mm512_sub_ps(two_pi, d), d);
+  };
+  for (int q = 0; q < total; q += 16) {
+    const int left = total - q;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i code = _mm512_maskz_loadu_epi32(live, near + q);
+    const __m512i vt = _mm512_srli_epi32(code, 16), vk = _mm512_and_si512(code, low16);
+    const __m512i z0 = _mm512_setzero_si512();
+    const __m512i at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4), bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
+    const __m512i ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4), bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
+    auto gather = [&](__m512i idx, const float* base) {
+      return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base, 4);
+    };
+    auto lut = [&](const float* table, __m512 v, __m512 scale) {
+      return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live,
+                                      _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(v, scale)), last), table, 4);
+    };
+    const __m512i ia = _mm512_add_epi32(_mm512_mullo_epi32(at, vna), ak);  // (at, ak) in A's tables
+    const __m512i ib = _mm512_add_epi32(_mm512_mullo_epi32(bt, vnb), bk);
+    const __m512 d1 = _mm512_castsi512_ps(_mm512_and_si512(
+        _mm512_castps_si512(_mm512_sub_ps(gather(ia, a.dist.data()), gather(ib, b.dist.data()))), abs_mask));
+    const __m512 z = _mm512_mul_ps(lut(lut_d, d1, ds),
+                                   lut(lut_a, angle_diff(gather(ia, a.rel.data()), gather(ib, b.rel.data())), as));
+    const __m512 r1 = _mm512_mul_ps(z, lut(lut_a, angle_diff(gather(ia, a.radial.data()), gather(ib, b.radial.data())), as));
+    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vk, vstride), vt), r1, 4);
+    const __m512i ia2 = _mm512_add_epi32(_mm512_mullo_epi32(ak, vna), at);  // (ak, at)
+    const __m512i ib2 = _mm512_add_epi32(_mm512_mullo_epi32(bk, vnb), bt);
+    const __m512 r2 = _mm512_mul_ps(z, lut(lut_a, angle_diff(gather(ia2, a.radial.data()), gather(ib2, b.radial.data())), as));
+    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vt, vstride), vk), r2, 4);
+  }
 }
 #endif
 
@@ -938,14 +979,15 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    t -> k is taken relative to t's direction), so both orders are computed; the matrix is
   //    stored transposed, rho[k * stride + t] = rho(t, k), for the column-block update below.
   s.rho.assign(size_t(nr) * stride, 0.f);
-  if (s.near.size() < size_t(nr) + 16) s.near.resize(size_t(nr) + 16);
+  if (s.near.size() < size_t(nr) * nr / 2 + 16) s.near.resize(size_t(nr) * nr / 2 + 16);
   float* rho = s.rho.data();
 #ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512)
+  // (32-bit table indices and pair codes t << 16 | k in the vector code)
+  if (cfg.kernel() == Kernel::Avx512 && a.n < 32768 && b.n < 32768)
     build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   else
 #endif
-    build_rho_w<false>(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
+    build_rho_w(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   // lambda^{i}_t = w_R lambda^{i-1}_t + (1 - w_R) / (n_R - 1) sum_k rho(t, k) lambda^{i-1}_k, by
   // blocks of 16 t held in one vector register, summing over k in order.
   // GCC/Clang vector extensions: element-wise IEEE operations, the same bits on any target.

@@ -116,6 +116,12 @@ class Config {
   // z_dist_negligible(d) is d * dist_scale() >= dist_cutoff(), for vector code.
   float dist_scale() const { return lut_dist_scale_; }
   float dist_cutoff() const { return static_cast<float>(dist_cutoff_); }
+  // The tables behind z_dist and z_angle (lut_size() entries each), for vector code:
+  // z_dist(d) = lut_dist()[min(int(d * dist_scale()), lut_size() - 1)], z_angle alike.
+  const float* lut_dist() const { return lut_dist_.data(); }
+  const float* lut_angle() const { return lut_angle_.data(); }
+  int lut_size() const { return static_cast<int>(lut_dist_.size()); }
+  float angle_scale() const { return lut_angle_scale_; }
   float z_angle(float a) const;
 
  private:
