@@ -732,7 +732,27 @@ __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int
   for (int it = 0; it < iterations; ++it) {
     float* __restrict l2 = v2.data();
     const float* __restrict l1 = v1.data();
-    for (int t0 = 0; t0 < stride; t0 += 16) {
+    // Two blocks per pass over k when they exist: two independent accumulation chains (each
+    // sum is latency-bound).  Per element the same sum in the same order.
+    int t0 = 0;
+    for (; t0 + 32 <= stride; t0 += 32) {
+      v16 acc0 = {}, acc1 = {};
+      for (int k = 0; k < nr; ++k) {
+        v16 row0, row1;
+        std::memcpy(&row0, rho + size_t(k) * stride + t0, sizeof row0);
+        std::memcpy(&row1, rho + size_t(k) * stride + t0 + 16, sizeof row1);
+        acc0 += row0 * l1[k];
+        acc1 += row1 * l1[k];
+      }
+      v16 prev0, prev1, out0, out1;
+      std::memcpy(&prev0, l1 + t0, sizeof prev0);
+      std::memcpy(&prev1, l1 + t0 + 16, sizeof prev1);
+      out0 = wr * prev0 + norm * acc0;
+      out1 = wr * prev1 + norm * acc1;
+      std::memcpy(l2 + t0, &out0, sizeof out0);
+      std::memcpy(l2 + t0 + 16, &out1, sizeof out1);
+    }
+    for (; t0 < stride; t0 += 16) {
       v16 acc = {};
       for (int k = 0; k < nr; ++k) {
         v16 row;
