@@ -243,6 +243,10 @@ void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<floa
   }
 }
 
+// Bins of the LSS similarity histogram (match(), step 2), filled by the scan.  A power of 2:
+// sim * kLssBins >= thr is then exactly sim >= thr / kLssBins.
+constexpr int kLssBins = 128;
+
 #define BIOMATCH_SCAN_NAME scan_portable
 #include "mcc_scan.inc"
 #undef BIOMATCH_SCAN_NAME
@@ -924,12 +928,10 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
   //    Four interleaved histograms, summed after: consecutive pairs mostly fall in the same
   //    few bins, and one histogram would serialise their increments through memory.
-  constexpr int kBins = 128;
+  constexpr int kBins = kLssBins;
   int hist4[4][kBins + 2] = {};
-  auto bin_of = [&](int t) {
-    const int bin = std::min(static_cast<int>(sim[t] * kBins), kBins);
-    return sim[t] > 0.f ? bin : kBins + 1;
-  };
+  const uint8_t* bins = s.bins.data();  // computed by the scan
+  auto bin_of = [&](int t) { return bins[t]; };
   int t4 = 0;
   for (; t4 + 4 <= total; t4 += 4) {
     ++hist4[0][bin_of(t4)];

@@ -147,6 +147,7 @@ struct Scratch {
   std::vector<uint32_t> code;       // pair (minutia_a << 16 | minutia_b)
   std::vector<uint64_t> counts;     // packed popcounts per pair
   std::vector<float> sim;           // local similarity per pair
+  std::vector<uint8_t> bins;        // its LSS histogram bin (see match())
   std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
   std::vector<int> ra, rb, order, ta, tb, near;
