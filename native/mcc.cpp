@@ -841,6 +841,25 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
 }
 
 #ifdef BIOMATCH_HAVE_AVX512
+// Helpers of build_rho_avx512 (free functions: a lambda would not inherit its target).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 gather16(__mmask16 live, __m512i idx,
+                                                                                 const float* base) {
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base, 4);
+}
+
+// table[min(int(v * scale), last)], as Config::z_dist / z_angle.
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 lut16(__mmask16 live, const float* table,
+                                                                              __m512 v, __m512 scale, __m512i last) {
+  return gather16(live, _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(v, scale)), last), table);
+}
+
+// abs_angle_diff: min(d, 2pi - d) with d = |x - y|, as std::min(d, 2pi - d).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 angle_diff16(__m512 x, __m512 y) {
+  const __m512 d = _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, y)), _mm512_set1_epi32(0x7fffffff)));
+  return _mm512_min_ps(_mm512_sub_ps(_mm512_set1_ps(kTwoPi), d), d);
+}
+
 // build_rho_w with vectors: first the codes of all non-negligible pairs (t, k), then their
 // compatibilities 16 at a time (gathers of the table entries, the same operations in the same
 // order per element as build_rho_w, scattered into rho).  near needs room for
@@ -853,42 +872,35 @@ __attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& 
     total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], ra, rb, t, nr,
                                near + total);
   const __m512 ds = _mm512_set1_ps(cfg.dist_scale()), as = _mm512_set1_ps(cfg.angle_scale());
-  const __m512 two_pi = _mm512_set1_ps(kTwoPi);
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), last = _mm512_set1_epi32(cfg.lut_size() - 1);
   const __m512i low16 = _mm512_set1_epi32(0xffff), vna = _mm512_set1_epi32(a.n), vnb = _mm512_set1_epi32(b.n);
   const __m512i vstride = _mm512_set1_epi32(stride);
   const float* lut_d = cfg.lut_dist();
   const float* lut_a = cfg.lut_angle();
-  auto angle_diff = [&](__m512 x, __m512 y) {  // abs_angle_diff: min(d, 2pi - d) as std::min
-    const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, y)), abs_mask));
-    return _mm512_min_ps(_mm512_sub_ps(two_pi, d), d);
-  };
   for (int q = 0; q < total; q += 16) {
     const int left = total - q;
     const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     const __m512i code = _mm512_maskz_loadu_epi32(live, near + q);
     const __m512i vt = _mm512_srli_epi32(code, 16), vk = _mm512_and_si512(code, low16);
     const __m512i z0 = _mm512_setzero_si512();
-    const __m512i at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4), bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
-    const __m512i ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4), bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
-    auto gather = [&](__m512i idx, const float* base) {
-      return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base, 4);
-    };
-    auto lut = [&](const float* table, __m512 v, __m512 scale) {
-      return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live,
-                                      _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(v, scale)), last), table, 4);
-    };
+    const __m512i at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4);
+    const __m512i bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
+    const __m512i ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4);
+    const __m512i bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
     const __m512i ia = _mm512_add_epi32(_mm512_mullo_epi32(at, vna), ak);  // (at, ak) in A's tables
     const __m512i ib = _mm512_add_epi32(_mm512_mullo_epi32(bt, vnb), bk);
     const __m512 d1 = _mm512_castsi512_ps(_mm512_and_si512(
-        _mm512_castps_si512(_mm512_sub_ps(gather(ia, a.dist.data()), gather(ib, b.dist.data()))), abs_mask));
-    const __m512 z = _mm512_mul_ps(lut(lut_d, d1, ds),
-                                   lut(lut_a, angle_diff(gather(ia, a.rel.data()), gather(ib, b.rel.data())), as));
-    const __m512 r1 = _mm512_mul_ps(z, lut(lut_a, angle_diff(gather(ia, a.radial.data()), gather(ib, b.radial.data())), as));
+        _mm512_castps_si512(_mm512_sub_ps(gather16(live, ia, a.dist.data()), gather16(live, ib, b.dist.data()))),
+        abs_mask));
+    const __m512 a1 = angle_diff16(gather16(live, ia, a.rel.data()), gather16(live, ib, b.rel.data()));
+    const __m512 z = _mm512_mul_ps(lut16(live, lut_d, d1, ds, last), lut16(live, lut_a, a1, as, last));
+    const __m512 a2 = angle_diff16(gather16(live, ia, a.radial.data()), gather16(live, ib, b.radial.data()));
+    const __m512 r1 = _mm512_mul_ps(z, lut16(live, lut_a, a2, as, last));
     _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vk, vstride), vt), r1, 4);
     const __m512i ia2 = _mm512_add_epi32(_mm512_mullo_epi32(ak, vna), at);  // (ak, at)
     const __m512i ib2 = _mm512_add_epi32(_mm512_mullo_epi32(bk, vnb), bt);
-    const __m512 r2 = _mm512_mul_ps(z, lut(lut_a, angle_diff(gather(ia2, a.radial.data()), gather(ib2, b.radial.data())), as));
+    const __m512 a3 = angle_diff16(gather16(live, ia2, a.radial.data()), gather16(live, ib2, b.radial.data()));
+    const __m512 r2 = _mm512_mul_ps(z, lut16(live, lut_a, a3, as, last));
     _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vt, vstride), vk), r2, 4);
   }
 }
@@ -958,7 +970,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   lim = std::max<uint32_t>(lim, 1u);
   int m = 0;
   int t = 0;
-#if defined(__AVX512F__) && defined(__AVX512VL__)
+#if defined(BIOMATCH_HAVE_AVX512) && defined(__AVX512F__) && defined(__AVX512VL__)
   {  // 8 pairs at a time, compressed in order (the same keys in the same order as the loop below)
     const __m256i vlim = _mm256_set1_epi32(static_cast<int>(lim));
     const __m256i ones = _mm256_set1_epi32(-1);
