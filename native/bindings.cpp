@@ -104,7 +104,7 @@ NB_MODULE(_native, m) {
       .def_prop_ro("n_minutiae", [](const Prepared& p) { return p.n; })
       .def_prop_ro("n_valid_cylinders", [](const Prepared& p) { return static_cast<int>(p.cyl_index.size()); })
       .def_prop_ro("nbytes", [](const Prepared& p) {
-        return (p.bits.size() + p.mask.size() + p.smask.size()) * 8 +
+        return (p.bits.size() + p.mask.size() + p.smask.size() + p.cyl_ones.size()) * 8 + p.cyl_full.size() +
                (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size() + p.soa.size()) * 4;
       })
       .def("cylinders", [](const Prepared& p, const Config& cfg) {

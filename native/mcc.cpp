@@ -243,6 +243,10 @@ void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<floa
   }
 }
 
+// Bins of the LSS similarity histogram (match(), step 2), filled by the scan.  A power of 2:
+// sim * kLssBins >= thr is then exactly sim >= thr / kLssBins.
+constexpr int kLssBins = 128;
+
 #define BIOMATCH_SCAN_NAME scan_portable
 #include "mcc_scan.inc"
 #undef BIOMATCH_SCAN_NAME
@@ -386,6 +390,11 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n) {
     t.bits.insert(t.bits.end(), bits.begin() + i * w, bits.begin() + (i + 1) * w);
     t.mask.insert(t.mask.end(), mask.begin() + i * w, mask.begin() + (i + 1) * w);
     t.smask.insert(t.smask.end(), smask.begin() + i * mw, smask.begin() + (i + 1) * mw);
+    uint64_t nbits = 0, nmask = 0;
+    for (size_t u = 0; u < w; ++u) nbits += __builtin_popcountll(bits[i * w + u]);
+    for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[i * mw + u]);
+    t.cyl_full.push_back(static_cast<int>(nmask) * cfg.params().angular_cells == cfg.disc_cells());
+    t.cyl_ones.push_back(nbits << 16 | nmask << 48);
   }
   return t;
 }
@@ -463,6 +472,8 @@ float cylinder_similarity(const Config& cfg, const Prepared& a, int ia, const Pr
     v.bits.assign(t.bits.begin() + r * w, t.bits.begin() + (r + 1) * w);
     v.mask.assign(t.mask.begin() + r * w, t.mask.begin() + (r + 1) * w);
     v.smask.assign(t.smask.begin() + r * mw, t.smask.begin() + (r + 1) * mw);
+    v.cyl_full = {t.cyl_full[r]};
+    v.cyl_ones = {t.cyl_ones[r]};
     return true;
   };
   Prepared va, vb;
@@ -562,6 +573,29 @@ template <> struct Lanes<16> {
   typedef int32_t i __attribute__((vector_size(64)));
 };
 
+#ifdef BIOMATCH_HAVE_AVX512
+// Keys (rel bits << 32 | i << 16 | j) of the j < nb with rel[j] <= 1, in order, written from
+// out on (whole vectors: up to 8 entries past the last key are overwritten); returns the end.
+// Compressed in registers (a compressing store to memory is microcoded on Zen 4).
+__attribute__((target("avx512f,avx512vl"))) inline uint64_t* compact_keys_avx512(const float* rel, int nb, int i,
+                                                                                 uint64_t* out) {
+  const __m512i hi = _mm512_set1_epi64(int64_t(i) << 16);
+  __m512i j8 = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int j = 0; j < nb; j += 8) {
+    const int left = nb - j;
+    const __mmask8 live = left >= 8 ? __mmask8(0xff) : __mmask8((1u << left) - 1);
+    const __m256 r = _mm256_maskz_loadu_ps(live, rel + j);
+    const __mmask8 keep = _mm256_mask_cmp_ps_mask(live, r, _mm256_set1_ps(1.f), _CMP_LE_OQ);
+    const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(r)), 32),
+                                      _mm512_or_si512(hi, j8));
+    _mm512_storeu_si512(out, _mm512_maskz_compress_epi64(keep, k));
+    out += __builtin_popcount(keep);
+    j8 = _mm512_add_epi64(j8, _mm512_set1_epi64(8));
+  }
+  return out;
+}
+#endif
+
 template <int W>
 __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, const Prepared& a, const Prepared& b,
                                                           int ia, int ib, Scratch& s, int beat) {
@@ -580,7 +614,10 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
   const float* __restrict yb = xb + npad;
   const float* __restrict cb = yb + npad;
   const float* __restrict sb = cb + npad;
-  s.ekeys.clear();
+  // Keys of the agreeing pairs: at most nb per minutia of A, + 8 for whole-vector stores.
+  if (s.ekeys.size() < size_t(a.n) * nb + 8) s.ekeys.resize(size_t(a.n) * nb + 8);  // grows only
+  uint64_t* __restrict ek = s.ekeys.data();
+  size_t ne = 0;
   int rows = 0;  // minutiae of A with at least one candidate: bounds the count
   for (int i = 0; i < a.n; ++i) {
     if (rows + (a.n - i) <= beat) return rows + (a.n - i);
@@ -615,32 +652,38 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
     for (int k = 0; k < W / 2; ++k) hit |= words[k];
     if (!hit) continue;
     ++rows;
-    // Branch-free compaction of the agreeing j (every key is written, kept ones advance m).
-    size_t m = s.ekeys.size();
-    s.ekeys.resize(m + nb);
-    uint64_t* ek = s.ekeys.data();
-    for (int j = 0; j < nb; ++j) {
-      uint32_t rbits;
-      std::memcpy(&rbits, &rel[j], sizeof rbits);  // >= 0: its bits sort like it
-      ek[m] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
-      m += rel[j] <= 1.f;
+    // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it).
+#ifdef BIOMATCH_HAVE_AVX512
+    if constexpr (W == 16)
+      ne = compact_keys_avx512(rel, nb, i, ek + ne) - ek;
+    else
+#endif
+    {
+      for (int j = 0; j < nb; ++j) {  // branch-free: every key is written, kept ones advance ne
+        uint32_t rbits;
+        std::memcpy(&rbits, &rel[j], sizeof rbits);
+        ek[ne] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
+        ne += rel[j] <= 1.f;
+      }
     }
-    s.ekeys.resize(m);
   }
   if (rows <= beat) return rows;
+  uint64_t* const ek_end = ek + ne;  // the keys: ek[0, ne)
   s.ea.clear();
   s.eb.clear();
   s.used_b.assign(nb, 0);
-  const int m = static_cast<int>(s.ekeys.size());
+  const int m = static_cast<int>(ne);
   if (beat >= 0 && m == rows) {  // one candidate per row: no conflict unless a B minutia repeats
     bool clash = false;
-    for (uint64_t key : s.ekeys) {
+    for (const uint64_t* e = ek; e < ek_end; ++e) {
+      const uint64_t key = *e;
       const int j = static_cast<int>(key & 0xffff);
       clash |= s.used_b[j] != 0;
       s.used_b[j] = 1;
     }
     if (!clash) {  // greedy would keep them all
-      for (uint64_t key : s.ekeys) {
+      for (const uint64_t* e = ek; e < ek_end; ++e) {
+        const uint64_t key = *e;
         s.ea.push_back(static_cast<int>((key >> 16) & 0xffff));
         s.eb.push_back(static_cast<int>(key & 0xffff));
       }
@@ -649,10 +692,11 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
     s.used_b.assign(nb, 0);
   }
   // Greedy one-to-one by relative error, ties to the lower (i, j).
-  std::sort(s.ekeys.begin(), s.ekeys.end());
+  std::sort(ek, ek_end);
   s.used_a.assign(a.n, 0);
   int count = 0;
-  for (uint64_t key : s.ekeys) {
+  for (const uint64_t* e = ek; e < ek_end; ++e) {
+    const uint64_t key = *e;
     const int i = static_cast<int>((key >> 16) & 0xffff), j = static_cast<int>(key & 0xffff);
     if (s.used_a[i] || s.used_b[j]) continue;
     s.used_a[i] = s.used_b[j] = 1;
@@ -692,7 +736,27 @@ __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int
   for (int it = 0; it < iterations; ++it) {
     float* __restrict l2 = v2.data();
     const float* __restrict l1 = v1.data();
-    for (int t0 = 0; t0 < stride; t0 += 16) {
+    // Two blocks per pass over k when they exist: two independent accumulation chains (each
+    // sum is latency-bound).  Per element the same sum in the same order.
+    int t0 = 0;
+    for (; t0 + 32 <= stride; t0 += 32) {
+      v16 acc0 = {}, acc1 = {};
+      for (int k = 0; k < nr; ++k) {
+        v16 row0, row1;
+        std::memcpy(&row0, rho + size_t(k) * stride + t0, sizeof row0);
+        std::memcpy(&row1, rho + size_t(k) * stride + t0 + 16, sizeof row1);
+        acc0 += row0 * l1[k];
+        acc1 += row1 * l1[k];
+      }
+      v16 prev0, prev1, out0, out1;
+      std::memcpy(&prev0, l1 + t0, sizeof prev0);
+      std::memcpy(&prev1, l1 + t0 + 16, sizeof prev1);
+      out0 = wr * prev0 + norm * acc0;
+      out1 = wr * prev1 + norm * acc1;
+      std::memcpy(l2 + t0, &out0, sizeof out0);
+      std::memcpy(l2 + t0 + 16, &out1, sizeof out1);
+    }
+    for (; t0 < stride; t0 += 16) {
       v16 acc = {};
       for (int k = 0; k < nr; ++k) {
         v16 row;
@@ -708,6 +772,47 @@ __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int
   }
 }
 
+// The k in (t, nr) whose distance term is not negligible, in order, written to near; returns
+// their number.  Branch-free (most k are negligible).
+inline int near_pairs(const Config& cfg, const float* da, const float* db, const int* ra, const int* rb, int t,
+                      int nr, int* __restrict near) {
+  int nk = 0;
+  for (int k = t + 1; k < nr; ++k) {
+    near[nk] = k;
+    nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
+  }
+  return nk;
+}
+
+#ifdef BIOMATCH_HAVE_AVX512
+// near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
+// the same products, so the same set), written as pair codes t << 16 | k.  near needs room
+// for 16 entries past the last.
+__attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const Config& cfg, const float* da,
+                                                                         const float* db, const int* ra,
+                                                                         const int* rb, int t, int nr,
+                                                                         int* __restrict near) {
+  const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  __m512i vk = _mm512_add_epi32(_mm512_set1_epi32((t << 16) + t + 1),  // pair codes t << 16 | k
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  int nk = 0;
+  for (int k = t + 1; k < nr; k += 16) {
+    const int left = nr - k;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i ia = _mm512_maskz_loadu_epi32(live, ra + k), ib = _mm512_maskz_loadu_epi32(live, rb + k);
+    const __m512 dA = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ia, da, 4);
+    const __m512 dB = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ib, db, 4);
+    const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(dA, dB)), abs_mask));
+    const __mmask16 keep = _mm512_mask_cmp_ps_mask(live, _mm512_mul_ps(d, scale), cutoff, _CMP_NGE_UQ);
+    _mm512_storeu_si512(near + nk, _mm512_maskz_compress_epi32(keep, vk));
+    nk += __builtin_popcount(keep);
+    vk = _mm512_add_epi32(vk, _mm512_set1_epi32(16));
+  }
+  return nk;
+}
+#endif
+
 // Compatibility rho of every two relaxation pairs (see match(), step 3), the same bits under
 // any target: scalar IEEE operations, table look-ups.
 __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const Prepared& a, const Prepared& b,
@@ -721,12 +826,8 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
     const float* rlb = &b.rel[size_t(bt) * b.n];
     const float* rda = &a.radial[size_t(at) * a.n];
     const float* rdb = &b.radial[size_t(bt) * b.n];
-    // Branch-free first pass: the k whose distance term is not negligible (most are).
-    int nk = 0;
-    for (int k = t + 1; k < nr; ++k) {
-      near[nk] = k;
-      nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
-    }
+    int nk;
+    nk = near_pairs(cfg, da, db, ra, rb, t, nr, near);
     for (int q = 0; q < nk; ++q) {
       const int k = near[q];
       const int ak = ra[k], bk = rb[k];
@@ -740,10 +841,68 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
 }
 
 #ifdef BIOMATCH_HAVE_AVX512
+// Helpers of build_rho_avx512 (free functions: a lambda would not inherit its target).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 gather16(__mmask16 live, __m512i idx,
+                                                                                 const float* base) {
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base, 4);
+}
+
+// table[min(int(v * scale), last)], as Config::z_dist / z_angle.
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 lut16(__mmask16 live, const float* table,
+                                                                              __m512 v, __m512 scale, __m512i last) {
+  return gather16(live, _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(v, scale)), last), table);
+}
+
+// abs_angle_diff: min(d, 2pi - d) with d = |x - y|, as std::min(d, 2pi - d).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 angle_diff16(__m512 x, __m512 y) {
+  const __m512 d = _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, y)), _mm512_set1_epi32(0x7fffffff)));
+  return _mm512_min_ps(_mm512_sub_ps(_mm512_set1_ps(kTwoPi), d), d);
+}
+
+// build_rho_w with vectors: first the codes of all non-negligible pairs (t, k), then their
+// compatibilities 16 at a time (gathers of the table entries, the same operations in the same
+// order per element as build_rho_w, scattered into rho).  near needs room for
+// nr (nr - 1) / 2 + 16 entries.
 __attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& cfg, const Prepared& a,
                                                                    const Prepared& b, const int* ra, const int* rb,
                                                                    int nr, int stride, int* near, float* rho) {
-  build_rho_w(cfg, a, b, ra, rb, nr, stride, near, rho);
+  int total = 0;
+  for (int t = 0; t < nr; ++t)
+    total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], ra, rb, t, nr,
+                               near + total);
+  const __m512 ds = _mm512_set1_ps(cfg.dist_scale()), as = _mm512_set1_ps(cfg.angle_scale());
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), last = _mm512_set1_epi32(cfg.lut_size() - 1);
+  const __m512i low16 = _mm512_set1_epi32(0xffff), vna = _mm512_set1_epi32(a.n), vnb = _mm512_set1_epi32(b.n);
+  const __m512i vstride = _mm512_set1_epi32(stride);
+  const float* lut_d = cfg.lut_dist();
+  const float* lut_a = cfg.lut_angle();
+  for (int q = 0; q < total; q += 16) {
+    const int left = total - q;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i code = _mm512_maskz_loadu_epi32(live, near + q);
+    const __m512i vt = _mm512_srli_epi32(code, 16), vk = _mm512_and_si512(code, low16);
+    const __m512i z0 = _mm512_setzero_si512();
+    const __m512i at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4);
+    const __m512i bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
+    const __m512i ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4);
+    const __m512i bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
+    const __m512i ia = _mm512_add_epi32(_mm512_mullo_epi32(at, vna), ak);  // (at, ak) in A's tables
+    const __m512i ib = _mm512_add_epi32(_mm512_mullo_epi32(bt, vnb), bk);
+    const __m512 d1 = _mm512_castsi512_ps(_mm512_and_si512(
+        _mm512_castps_si512(_mm512_sub_ps(gather16(live, ia, a.dist.data()), gather16(live, ib, b.dist.data()))),
+        abs_mask));
+    const __m512 a1 = angle_diff16(gather16(live, ia, a.rel.data()), gather16(live, ib, b.rel.data()));
+    const __m512 z = _mm512_mul_ps(lut16(live, lut_d, d1, ds, last), lut16(live, lut_a, a1, as, last));
+    const __m512 a2 = angle_diff16(gather16(live, ia, a.radial.data()), gather16(live, ib, b.radial.data()));
+    const __m512 r1 = _mm512_mul_ps(z, lut16(live, lut_a, a2, as, last));
+    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vk, vstride), vt), r1, 4);
+    const __m512i ia2 = _mm512_add_epi32(_mm512_mullo_epi32(ak, vna), at);  // (ak, at)
+    const __m512i ib2 = _mm512_add_epi32(_mm512_mullo_epi32(bk, vnb), bt);
+    const __m512 a3 = angle_diff16(gather16(live, ia2, a.radial.data()), gather16(live, ib2, b.radial.data()));
+    const __m512 r2 = _mm512_mul_ps(z, lut16(live, lut_a, a3, as, last));
+    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vt, vstride), vk), r2, 4);
+  }
 }
 #endif
 
@@ -779,18 +938,28 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    (minutia_a, minutia_b).  A histogram of the similarities finds the threshold; only the
   //    pairs at or above it become sort keys.
   //    Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
-  constexpr int kBins = 128;
-  int hist[kBins + 2] = {};
-  for (int t = 0; t < total; ++t) {
-    const int bin = std::min(static_cast<int>(sim[t] * kBins), kBins);
-    ++hist[sim[t] > 0.f ? bin : kBins + 1];
+  //    Four interleaved histograms, summed after: consecutive pairs mostly fall in the same
+  //    few bins, and one histogram would serialise their increments through memory.
+  constexpr int kBins = kLssBins;
+  int hist4[4][kBins + 2] = {};
+  const uint8_t* bins = s.bins.data();  // computed by the scan
+  auto bin_of = [&](int t) { return bins[t]; };
+  int t4 = 0;
+  for (; t4 + 4 <= total; t4 += 4) {
+    ++hist4[0][bin_of(t4)];
+    ++hist4[1][bin_of(t4 + 1)];
+    ++hist4[2][bin_of(t4 + 2)];
+    ++hist4[3][bin_of(t4 + 3)];
   }
+  for (; t4 < total; ++t4) ++hist4[0][bin_of(t4)];
+  int hist[kBins + 2];
+  for (int u = 0; u < kBins + 2; ++u) hist[u] = hist4[0][u] + hist4[1][u] + hist4[2][u] + hist4[3][u];
   const int positive = total - hist[kBins + 1];
   if (positive == 0) return 0.f;
   const int nr = std::min(nmin, positive);
   int thr = kBins;
   for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
-  if (s.keys.size() < size_t(total) + 1) s.keys.resize(size_t(total) + 1);
+  if (s.keys.size() < size_t(total) + 8) s.keys.resize(size_t(total) + 8);
   uint64_t* keys = s.keys.data();
   const uint32_t* code = s.code.data();
   const float thr_sim = float(thr) / kBins;  // sim * kBins >= thr  <=>  sim >= thr / kBins (kBins = 2^7)
@@ -801,17 +970,19 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   lim = std::max<uint32_t>(lim, 1u);
   int m = 0;
   int t = 0;
-#if defined(__AVX512F__) && defined(__AVX512VL__)
+#if defined(BIOMATCH_HAVE_AVX512) && defined(__AVX512F__) && defined(__AVX512VL__)
   {  // 8 pairs at a time, compressed in order (the same keys in the same order as the loop below)
     const __m256i vlim = _mm256_set1_epi32(static_cast<int>(lim));
     const __m256i ones = _mm256_set1_epi32(-1);
     for (; t + 8 <= total; t += 8) {
       const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sim + t));
       const __mmask8 keep = _mm256_cmpge_epu32_mask(g, vlim);
-      if (!keep) continue;
+      // Branch-free, and compressed in a register then stored whole (keys has 8 spare
+      // entries): few blocks keep a pair, unpredictably, and a compressing store to memory
+      // is microcoded on some cores (Zen 4).
       const __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + t)), ones);
       const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(g), 32), _mm512_cvtepu32_epi64(c));
-      _mm512_mask_compressstoreu_epi64(keys + m, keep, k);
+      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(keep, k));
       m += __builtin_popcount(keep);
     }
   }
@@ -842,10 +1013,11 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    t -> k is taken relative to t's direction), so both orders are computed; the matrix is
   //    stored transposed, rho[k * stride + t] = rho(t, k), for the column-block update below.
   s.rho.assign(size_t(nr) * stride, 0.f);
-  if (s.near.size() < size_t(nr)) s.near.resize(nr);
+  if (s.near.size() < size_t(nr) * nr / 2 + 16) s.near.resize(size_t(nr) * nr / 2 + 16);
   float* rho = s.rho.data();
 #ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512)
+  // (32-bit table indices and pair codes t << 16 | k in the vector code)
+  if (cfg.kernel() == Kernel::Avx512 && a.n < 32768 && b.n < 32768)
     build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   else
 #endif

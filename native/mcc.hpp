@@ -85,6 +85,11 @@ struct Prepared {
   std::vector<uint64_t> bits;       // n_valid * words, cell bits (zero outside the mask)
   std::vector<uint64_t> mask;       // n_valid * words, validity mask (spatial mask in every plane)
   std::vector<uint64_t> smask;      // n_valid * mask_words, spatial validity mask
+  // Per valid cylinder: whether its spatial mask covers the whole disc, and its packed counts
+  // |bits| << 16 | |smask| << 48, which are those of the cylinder against any full-mask
+  // cylinder (see mcc_scan.inc).
+  std::vector<uint8_t> cyl_full;
+  std::vector<uint64_t> cyl_ones;
   std::vector<float> hull;          // convex hull (x0,y0,x1,y1,...), y-up frame
   std::array<float, 4> bbox{};      // x0, y0, x1, y1 of the minutiae
   std::vector<float> hull_lines;    // per hull edge: outward unit normal (nx, ny), offset
@@ -108,6 +113,15 @@ class Config {
   int min_common() const { return min_common_; }
   float z_dist(float d) const;
   bool z_dist_negligible(float d) const;  // z_dist(d) < 1e-4, without the table look-up
+  // z_dist_negligible(d) is d * dist_scale() >= dist_cutoff(), for vector code.
+  float dist_scale() const { return lut_dist_scale_; }
+  float dist_cutoff() const { return static_cast<float>(dist_cutoff_); }
+  // The tables behind z_dist and z_angle (lut_size() entries each), for vector code:
+  // z_dist(d) = lut_dist()[min(int(d * dist_scale()), lut_size() - 1)], z_angle alike.
+  const float* lut_dist() const { return lut_dist_.data(); }
+  const float* lut_angle() const { return lut_angle_.data(); }
+  int lut_size() const { return static_cast<int>(lut_dist_.size()); }
+  float angle_scale() const { return lut_angle_scale_; }
   float z_angle(float a) const;
 
  private:
@@ -132,8 +146,8 @@ void cylinder_values(const Config& cfg, const float* xyaq, int n, std::vector<fl
 struct Scratch {
   std::vector<uint32_t> code;       // pair (minutia_a << 16 | minutia_b)
   std::vector<uint64_t> counts;     // packed popcounts per pair
-  std::vector<uint64_t> lanes;      // per-lane partial counts (AVX-512 kernel), 8 per pair
   std::vector<float> sim;           // local similarity per pair
+  std::vector<uint8_t> bins;        // its LSS histogram bin (see match())
   std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
   std::vector<int> ra, rb, order, ta, tb, near;
