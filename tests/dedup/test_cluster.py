@@ -282,3 +282,14 @@ def test_shard_actor_killed_inside_a_long_write(tmp_path, open_distributed):
     assert d.stats()["subjects"] == len(records)
     rep = d.deduplicate(make_record("again", 1299, 1))
     assert rep.decision == "DUPLICATE" and rep.candidates[0].subject_id == "b299"
+
+
+def test_cli_create_stats_release(tmp_path, cluster, capsys):
+    from biomatch import cli
+
+    path = str(tmp_path / "g")
+    assert cli.main(["cluster", "create", path, "--shards", "2"]) == 0
+    assert cli.main(["cluster", "stats", path, "--json"]) == 0
+    assert '"shard_pids"' in capsys.readouterr().out
+    assert cli.main(["cluster", "release", path]) == 0
+    assert "stopped 3 actor(s)" in capsys.readouterr().out
