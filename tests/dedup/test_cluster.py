@@ -293,3 +293,27 @@ def test_cli_create_stats_release(tmp_path, cluster, capsys):
     assert '"shard_pids"' in capsys.readouterr().out
     assert cli.main(["cluster", "release", path]) == 0
     assert "stopped 3 actor(s)" in capsys.readouterr().out
+
+
+def test_shard_actors_fold_their_delta_into_saved_index_files(tmp_path, open_distributed):
+    """Every ``fold_every`` subjects a shard actor saves its index, so a restart re-encodes little."""
+    import json
+
+    from biomatch.dedup import Gallery
+
+    path = tmp_path / "g"
+    Gallery.create(path).close()
+    d = open_distributed(path, fold_every=5)
+    manifest = path / "shards" / "000" / "index" / "manifest.json"
+
+    def indexed_upto():
+        return json.loads(manifest.read_text())["indexed_upto"] if manifest.exists() else 0
+
+    for i in range(4):
+        d.enroll(make_record(f"a{i}", 200 + i))
+    assert indexed_upto() == 0  # four subjects: still in the in-memory delta
+    d.enroll(make_record("a4", 204))
+    assert indexed_upto() == 50  # the fifth folds 5 x 10 fingers into the saved files
+    assert d.bulk_enroll([make_record(f"b{i}", 300 + i) for i in range(6)]) == 6
+    assert indexed_upto() == 110
+    assert d.deduplicate(make_record("q", 303, 1)).candidates[0].subject_id == "b3"
