@@ -29,7 +29,7 @@ each shard re-ranks its own top persons, in parallel with the other shards.
 Measured 2026-11-29 (2-core shared EPYC, load average 4-7: another benchmark running;
 ``--gallery 2000 --queries 40 --backlog 40``, Ray 2.60, num_cpus = shards + 1):
 
-| shards | Ray ping | embedded | distributed | slowest shard | overhead | enrol | enrol/h | dedups/h, 4 in flight | RSS |
+| shards | Ray ping | embedded | distributed | slowest shard | overhead | enrol | enrol/h | dedups/h, 4 at once | RSS |
 |---|---|---|---|---|---|---|---|---|---|
 | 1 | 0.66 ms | 182 ms | 118 ms | 107 ms | 6.5 ms | 106 ms | 33,868 | 170,754 | 554 MiB |
 | 2 | 0.96 ms | 315 ms | 207 ms | 196 ms | 9.8 ms | 131 ms | 27,444 | 115,007 | 486 MiB |

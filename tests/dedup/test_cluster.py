@@ -87,11 +87,12 @@ def same_report(a, b) -> None:
     assert a.work == b.work
 
 
-def test_searches_give_the_embedded_answers(tmp_path, open_distributed):
+@pytest.mark.parametrize("retrieval", ["faiss", "exhaustive"])
+def test_searches_give_the_embedded_answers(tmp_path, open_distributed, retrieval):
     from biomatch.dedup import Gallery
 
     path = tmp_path / "g"
-    with Gallery.create(path, n_shards=N_SHARDS) as g:
+    with Gallery.create(path, n_shards=N_SHARDS, retrieval=retrieval) as g:
         g.bulk_enroll(registry())
     probes = ([make_record(f"m{i}", i, 1) for i in (0, 2, 5)] + [face_record(f"f{i}", i, 1) for i in (1, 7)]
               + [make_record("partial", 4, 2, positions=(2, 3)), face_record("faceonly", 9, 1, positions=(1,))]
