@@ -7,6 +7,16 @@ Commands::
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
     biomatch demo dedup [--datasets DIR] [--out DIR]
+    biomatch cluster start [--cpus N] [--port P]       a Ray head on this machine (needs '.[cluster]')
+    biomatch cluster create PATH [--shards N] [--retrieval R] [--address A]
+    biomatch cluster enroll|dedup PATH FOLDER_OR_MANIFEST [--address A] [...as gallery]
+    biomatch cluster stats PATH [--address A] [--json]
+    biomatch cluster release PATH [--address A]        stop the gallery's actors (index files saved)
+    biomatch cluster stop                              stop Ray on this machine
+
+``cluster`` runs the same gallery folder with its shards as Ray actors
+(:class:`biomatch.dedup.cluster.DistributedGallery`); ``--address`` defaults to ``auto`` (the
+cluster started by ``cluster start``); ``local`` starts a private one for the command.
 
 Input: a folder of images named ``<subject>_<position>.<ext>`` (ISO position 1-10; the subject
 may contain underscores), or a CSV manifest ``subject_id,position,path[,dpi]`` (an optional
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -132,14 +143,14 @@ def _line(report) -> str:
     return f"{report.subject_id}\t{report.decision}\t{'enrolled' if report.enrolled else '-'}\t{best}"
 
 
-def _run(args, enrol: bool) -> int:
+def _run(args, enrol: bool, opener=None) -> int:
     from ..errors import BiomatchError
     from .gallery import Gallery
 
     records = read_input(args.source, args.dpi)
     counts: dict[str, int] = {}
     failed = skipped = 0
-    with Gallery.open(args.path, read_only=not enrol) as g:
+    with (opener or Gallery.open)(args.path, read_only=not enrol) as g:
         bar = Progress(len(records), "enrol" if enrol else "dedup", args.quiet)
         print("subject\tdecision\tenrolled\tbest_candidate\tscore")
         for i, (subject, fingers, dpis) in enumerate(records):
@@ -183,6 +194,121 @@ def cmd_stats(args) -> int:
         for k, v in st.items():
             print(f"{k}: {v}")
     return 0
+
+
+def _address(args):
+    return None if args.address == "local" else args.address
+
+
+def _cluster_open(args):
+    from .cluster import DistributedGallery
+
+    return lambda path, read_only: DistributedGallery.open(path, address=_address(args), read_only=read_only)
+
+
+def _ray_cli() -> str:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else "ray"
+
+
+def cmd_cluster_start(args) -> int:
+    import subprocess
+
+    from .cluster import _ray
+
+    _ray()  # a clear error when the extra is missing
+    cmd = [_ray_cli(), "start", "--head", f"--port={args.port}", f"--num-cpus={args.cpus}",
+           "--include-dashboard=false", "--disable-usage-stats", '--resources={"biomatch_gallery": 1}']
+    code = subprocess.call(cmd)
+    if code == 0:
+        print(f"# head started: shard actors use 1 CPU each, so --cpus should be >= the shards on this node.\n"
+              f"# on another machine, to host shard 1 (its folder shards/001 under the same path):\n"
+              f"#   ray start --address=<this host>:{args.port} --num-cpus=1 "
+              f"--resources='{{\"biomatch_shard_001\": 1}}'")
+    return code
+
+
+def cmd_cluster_stop(args) -> int:
+    import subprocess
+
+    return subprocess.call([_ray_cli(), "stop"] + (["--force"] if args.force else []))
+
+
+def cmd_cluster_create(args) -> int:
+    from .cluster import DistributedGallery
+
+    with DistributedGallery.create(args.path, address=_address(args), n_shards=args.shards,
+                                   retrieval=args.retrieval) as g:
+        st = g.stats()
+    print(f"created {args.path} (retrieval {st['retrieval']}, {st['shards']} shard actor(s), "
+          f"pids {st['cluster']['shard_pids']})")
+    return 0
+
+
+def cmd_cluster_stats(args) -> int:
+    from .cluster import DistributedGallery
+
+    with DistributedGallery.open(args.path, address=_address(args), read_only=True) as g:
+        st = g.stats()
+    if args.json:
+        print(json.dumps(st, indent=1, sort_keys=True))
+    else:
+        for k, v in st.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_cluster_release(args) -> int:
+    from .cluster import release_actors
+
+    print(f"stopped {release_actors(args.path, address=_address(args))} actor(s)")
+    return 0
+
+
+def _add_cluster_parser(sub, int_type, dpi_type) -> None:
+    p = sub.add_parser("cluster", help="the gallery with its shards as Ray actors (extra 'cluster')",
+                       description="Run a gallery folder on a Ray cluster: one actor per shard, scatter-gather "
+                                   "searches, enrolments serialised by one writer actor. Needs pip install "
+                                   "'biomatch[cluster]'.")
+    csub = p.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    f = csub.add_parser("start", help="start a Ray head on this machine")
+    f.add_argument("--cpus", type=int_type, default=os.cpu_count() or 1, help="logical CPUs (default: all)")
+    f.add_argument("--port", type=int_type, default=6379)
+    f.set_defaults(func=cmd_cluster_start)
+    f = csub.add_parser("stop", help="stop Ray on this machine (ray stop)")
+    f.add_argument("--force", action="store_true")
+    f.set_defaults(func=cmd_cluster_stop)
+
+    def address(f):
+        f.add_argument("--address", default="auto",
+                       help="Ray address (default auto: the running cluster; local: a private one)")
+
+    f = csub.add_parser("create", help="create a gallery folder and start its actors")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--retrieval", choices=["faiss", "exhaustive"], default="faiss")
+    f.add_argument("--shards", type=int_type, default=2, help="shard actors (default 2)")
+    address(f)
+    f.set_defaults(func=cmd_cluster_create)
+    for name, enrol, text in (("enroll", True, "deduplicate and enrol each subject on the cluster"),
+                              ("dedup", False, "deduplicate each subject on the cluster (read only)")):
+        f = csub.add_parser(name, help=text, description=text + " (input as for 'biomatch gallery').")
+        f.add_argument("path", type=Path, metavar="PATH")
+        f.add_argument("source", type=Path, metavar="FOLDER_OR_MANIFEST")
+        f.add_argument("--dpi", type=dpi_type)
+        f.add_argument("--quiet", action="store_true")
+        if enrol:
+            f.add_argument("--accept-review", action="store_true")
+        address(f)
+        f.set_defaults(func=lambda a, e=enrol: _run(a, e, _cluster_open(a)), accept_review=False)
+    f = csub.add_parser("stats", help="counts, memory, thresholds, actor pids")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--json", action="store_true")
+    address(f)
+    f.set_defaults(func=cmd_cluster_stats)
+    f = csub.add_parser("release", help="stop the gallery's actors (after saving their index files)")
+    f.add_argument("path", type=Path, metavar="PATH")
+    address(f)
+    f.set_defaults(func=cmd_cluster_release)
 
 
 def cmd_demo_dedup(args) -> int:
@@ -231,3 +357,5 @@ def add_parsers(sub, dpi_type, int_type) -> None:
                    help="gallery and template cache (default out/demo_dedup)")
     f.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     f.set_defaults(func=cmd_demo_dedup)
+
+    _add_cluster_parser(sub, int_type, dpi_type)

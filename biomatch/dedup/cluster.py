@@ -1,0 +1,595 @@
+"""The gallery on a Ray cluster: one actor per shard, scatter-gather search, one cluster-wide writer.
+
+Pipeline of one enrolment through a :class:`DistributedGallery`::
+
+    router (any process) -> writer actor (one per gallery, serialises enrolments cluster-wide,
+    holds the folder's flock) -> scatter the probe to every shard actor -> merge and decide
+    exactly as Gallery._search -> insert on the subject's shard actor (durable) -> report
+
+Actors (named, detached, namespace ``biomatch``, shared by every router of the gallery)::
+
+    <gallery_id>/shard-000 ... shard-NNN   ShardActor: opens Shard(spec) in its own process,
+                                           num_cpus=1, one OpenMP thread, restarted on failure
+                                           (re-opens its shard from the store); reads retried
+    <gallery_id>/writer                    WriterActor: max_concurrency 1, restarted on failure
+
+Why one writer actor and not a lock: a lease lock held by a router that dies must expire, and a
+router that stalls past its lease could still insert after another router's dedup; an actor that
+runs dedup-then-insert itself has neither problem (its mailbox is the lock, and it dies with the
+operation).  It also takes the gallery folder's ``flock``, so embedded :class:`Gallery` writers
+on the same machine are serialised with the cluster.  Searches (deduplicate, identify, verify)
+do not go through it and scale with routers and shards.
+
+Multi-node placement: when a node advertises the custom resource ``biomatch_shard_NNN`` the
+actor of shard NNN is placed there (that node must hold ``shards/NNN`` under the same path), and
+``biomatch_gallery`` places the writer (the node holding ``manifest.json`` and
+``gallery.lock``); without those resources every actor may run anywhere (one machine).
+
+Ray is imported here only; ``biomatch`` and the embedded gallery never import this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .. import decide as _decide
+from ..errors import BiomatchError, StorageError, invalid
+from ..params import from_json, to_json
+from .gallery import DEFAULT_CACHE_BYTES, Gallery, _check_face, _decision_from_json
+from .records import Enrolment
+from .report import Candidate, DedupReport
+from .shard import Shard, ShardSpec
+
+__all__ = ["DistributedGallery", "ClusterUnavailableError", "NAMESPACE", "connect", "release_actors"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "biomatch"
+FOLD_EVERY = 100_000
+"""Subjects a shard actor inserts between two folds of its in-memory delta into its saved,
+memory-mapped index files.  A restarted actor re-encodes only the fingers enrolled since the
+last fold (a few ms per subject), so this bounds its restart time (minutes at most by
+default), at the cost of one index write (~0.7 KB per subject of the shard) per fold."""
+WRITE_ATTEMPTS = 5
+"""Attempts of one shard write across shard-actor restarts (each attempt first checks whether
+the previous one committed, so a write is applied exactly once)."""
+
+
+class ClusterUnavailableError(StorageError):
+    """A cluster actor died during a call whose outcome cannot be known by the caller.
+
+    Raised for an enrolment when the writer actor died while handling it: the enrolment may or
+    may not be committed.  Retrying is safe: a committed subject then raises
+    :class:`~biomatch.errors.DuplicateSubjectError`, an uncommitted one is enrolled.
+    """
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise BiomatchError("the distributed gallery needs Ray: pip install 'biomatch[cluster]'") from exc
+    return ray
+
+
+def connect(address: str | None = None, **init_kwargs) -> None:
+    """Connect this process to a Ray cluster unless it already is.
+
+    ``address`` None starts a private local cluster (``ray.init()``); ``"auto"`` joins the one
+    started on this machine by ``biomatch cluster start`` (or ``ray start --head``).
+    """
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **init_kwargs)
+
+
+# ---- moving records over the wire ----------------------------------------------------------------
+def _wire(record: Enrolment) -> tuple:
+    """An Enrolment as plain picklable values (Enrolment itself refuses attribute setting)."""
+    return (record.subject_id, record.fingers, record.face, record.face_quality, record.dpi, record.metadata)
+
+
+def _unwire(values: tuple) -> Enrolment:
+    """The Enrolment of :func:`_wire`'s values (already validated by the sender's constructor)."""
+    rec = object.__new__(Enrolment)
+    for name, v in zip(("subject_id", "fingers", "face", "face_quality", "dpi", "metadata"), values):
+        object.__setattr__(rec, name, v)
+    return rec
+
+
+def _unwrap(exc):
+    """The BiomatchError a remote call raised (re-raised as itself), else None."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BiomatchError) else None
+
+
+# ---- actors (plain classes; wrapped with ray.remote when first used) -------------------------------
+class ShardActor:
+    """One shard in its own process: :class:`~biomatch.dedup.shard.Shard` behind Ray calls.
+
+    Every call that reads memory first catches up with the store, so routers never need a
+    separate catch-up round trip; probes arrive as Templates and are prepared here (prepared
+    templates hold native objects and cannot be pickled).
+    """
+
+    def __init__(self, spec: ShardSpec, fold_every: int = FOLD_EVERY):
+        import faiss
+        import numba
+
+        from ..params import MatchParams
+
+        faiss.omp_set_num_threads(1)  # parallelism comes from shards (NOTES.md: OpenMP under contention)
+        numba.set_num_threads(1)
+        self.params = from_json(spec.match_params_json, MatchParams)
+        self.fold_every = fold_every
+        self.unsaved = 0
+        self.shard = Shard(spec)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def ping(self) -> int:
+        return 0
+
+    def search(self, templates: dict, decision, top: int, face) -> tuple:
+        from ..match import prepare
+
+        self.shard.catch_up()
+        t0 = time.perf_counter()
+        prepared = {p: prepare(t, self.params) for p, t in templates.items()}
+        t_prep = (time.perf_counter() - t0) * 1e3
+        cands, timings, work = self.shard.search(prepared, decision, top, face)
+        return cands, dict(timings, prepare=t_prep), work, self.shard.n_subjects
+
+    def insert(self, subject_id, templates, metadata_json, face) -> None:
+        self.shard.insert(subject_id, templates, {}, metadata_json, face)
+        self._written(1)
+
+    def bulk_insert(self, rows) -> int:
+        n = self.shard.bulk_insert(rows)
+        self._written(n)
+        return n
+
+    def _written(self, n: int) -> None:
+        self.unsaved += n
+        if self.unsaved >= self.fold_every:
+            self.save()
+
+    def remove(self, subject_id) -> None:
+        self.shard.remove(subject_id)
+
+    def has_subject(self, subject_id) -> bool:
+        return self.shard.has_subject(subject_id)
+
+    def n_subjects(self) -> int:
+        self.shard.catch_up()
+        return self.shard.n_subjects
+
+    def subject_templates(self, subject_id) -> dict:
+        return self.shard.subject_templates(subject_id)
+
+    def subject_prepared_templates(self, subject_id) -> dict:
+        self.shard.catch_up()
+        return {p: pt.template for p, pt in self.shard.subject_prepared(subject_id).items()}
+
+    def stats(self) -> dict:
+        self.shard.catch_up()
+        return self.shard.stats()
+
+    def integrity_problems(self) -> list:
+        return self.shard.integrity_problems()
+
+    def save(self) -> None:
+        """Write the derived index files (a clean close) and re-open: the in-memory delta is
+        folded into the saved, memory-mapped codes, and a restart after this loads them at once."""
+        spec = self.shard.spec
+        self.shard.close()
+        self.shard = Shard(spec)
+        self.unsaved = 0
+
+
+class WriterActor:
+    """The gallery's single writer: dedup-then-insert of one record at a time, cluster-wide."""
+
+    def __init__(self, path: str, cache_bytes: int, fold_every: int):
+        self.g = DistributedGallery.open(path, cache_bytes=cache_bytes, fold_every=fold_every, _writer=True)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def enroll(self, wired, dedup, accept_review, decision_json) -> DedupReport:
+        self.g.decision_params = _decision_from_json(decision_json)
+        return Gallery.enroll(self.g, _unwire(wired), dedup=dedup, accept_review=accept_review,
+                              check_face_quality=False)  # checked by the router (the quality is not sent)
+
+    def bulk_enroll(self, wired_batch) -> int:
+        records = [_unwire(w) for w in wired_batch]
+        return Gallery.bulk_enroll(self.g, records, batch_size=max(len(records), 1))
+
+    def remove(self, subject_id) -> None:
+        Gallery.remove(self.g, subject_id)
+
+
+# ---- the shard as seen by Gallery's methods ----------------------------------------------------
+class _RemoteShard:
+    """The subset of the Shard API that Gallery's methods call, over one shard actor.
+
+    Reads are retried by Ray across actor restarts.  Writes are not retried blindly: they run
+    under the writer's lock, so after an actor failure the proxy asks the restarted actor
+    whether the write committed and repeats it only if it did not (exactly once).
+    """
+
+    def __init__(self, actor, number: int, match_params):
+        self.actor = actor
+        self.number = number
+        self._params = match_params  # to prepare what subject_prepared fetches
+
+    def get(self, ref, what: str):
+        ray = _ray()
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = _unwrap(exc)
+            if cause is not None:
+                raise cause from None
+            raise
+        except ray.exceptions.RayActorError as exc:
+            raise ClusterUnavailableError(f"shard {self.number}: actor unavailable during {what} ({exc})") from exc
+
+    def _call(self, method: str, *args):
+        return self.get(getattr(self.actor, method).remote(*args), method)
+
+    def _write(self, method: str, args: tuple, committed: Callable[[], bool], what: str):
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self.get(getattr(self.actor, method).options(max_task_retries=0).remote(*args), what)
+            except ClusterUnavailableError:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.warning("shard %d: actor failed during %s (attempt %d); checking the store", self.number,
+                            what, attempt)
+                if committed():  # a retried read: waits for the restarted actor
+                    return None
+
+    def catch_up(self) -> int:
+        return 0  # every actor call that reads memory catches up itself
+
+    def search_ref(self, probe_ref, decision, top, face):
+        return self.actor.search.remote(probe_ref, decision, top, face)
+
+    def insert(self, subject_id, templates, prepared, metadata_json, face) -> None:
+        self._write("insert", (subject_id, templates, metadata_json, face),
+                    lambda: self.has_subject(subject_id), f"insert of {subject_id!r}")
+
+    def bulk_insert(self, rows) -> int:
+        done = self._write("bulk_insert", (rows,), lambda: self.has_subject(rows[0][0]), "bulk insert")
+        return len(rows) if done is None else done  # one transaction: all of the batch or none
+
+    def remove(self, subject_id) -> None:
+        self._write("remove", (subject_id,), lambda: not self.has_subject(subject_id), f"removal of {subject_id!r}")
+
+    def has_subject(self, subject_id) -> bool:
+        return self._call("has_subject", subject_id)
+
+    @property
+    def n_subjects(self) -> int:
+        return self._call("n_subjects")
+
+    def subject_prepared(self, subject_id) -> dict:
+        from ..match import prepare
+
+        templates = self._call("subject_prepared_templates", subject_id)
+        return {p: prepare(t, self._params) for p, t in templates.items()}
+
+    def subject_templates(self, subject_id) -> dict:
+        return self._call("subject_templates", subject_id)
+
+    def stats(self) -> dict:
+        return self._call("stats")
+
+    def integrity_problems(self) -> list:
+        return self._call("integrity_problems")
+
+    def close(self) -> None:
+        pass  # the actor is shared by every router; see release_actors
+
+
+# ---- the router ------------------------------------------------------------------------------------
+def _actor_name(gallery_id: str, what: str) -> str:
+    return f"{gallery_id}/{what}"
+
+
+def _placement(resource: str) -> dict:
+    ray = _ray()
+    return {"resources": {resource: 0.001}} if ray.cluster_resources().get(resource) else {}
+
+
+class DistributedGallery(Gallery):
+    """A gallery whose shards are Ray actors; the API of :class:`~biomatch.dedup.Gallery`.
+
+    Open with :meth:`create` or :meth:`open` (connects to Ray first: ``address`` as for
+    :func:`connect`).  Several routers (processes, machines) may open the same gallery: they
+    share its actors.  Answers are those of the embedded gallery on the same folder: same
+    routing of subjects to shards, same candidates, scores and decisions.
+
+    Notes
+    -----
+    Thread-safe like Gallery.  Enrolments (``enroll``, ``enroll_many``, ``bulk_enroll``,
+    ``remove``) are forwarded to the gallery's writer actor, which serialises them across the
+    cluster (and with embedded writers on the same folder, by its flock); searches scatter to
+    every shard actor in parallel and merge in this process.  Memory here is small (the
+    manifest and the candidates); each shard actor holds what an embedded shard holds
+    (~900 B per ten-finger enrolment plus its cache) and a Ray worker (~150-250 MiB).
+    Per query Ray adds a few milliseconds (``benchmarks/cluster_scaling.py``), and each shard
+    prepares the probe itself (~0.5 ms per finger, in parallel).
+
+    If a shard actor dies, Ray restarts it (it re-opens its shard from the store); searches in
+    flight are retried; a write in flight is completed exactly once (see ``_RemoteShard``).  If
+    the writer actor dies during an enrolment, that enrolment raises
+    :class:`ClusterUnavailableError` (outcome unknown; retrying is safe) and batch methods with
+    ``stop_on_error=False`` report it for that item.
+    """
+
+    def __init__(self, path: Path, manifest: dict, read_only: bool, decision, cache_bytes: int,
+                 writer_role: bool = False, fold_every: int = FOLD_EVERY):
+        ray = _ray()
+        self._cache_bytes = int(cache_bytes)
+        self.path = path
+        self._manifest = manifest
+        self.read_only = read_only
+        from ..params import MatchParams
+
+        self.match_params = from_json(manifest["match_params"], MatchParams)
+        self.decision_params = decision or _decision_from_json(manifest["decision_params"])
+        self._thread_lock = threading.RLock()
+        self._closed = False
+        self._lock_fd = None
+        self._writer_role = writer_role
+        if writer_role:
+            self._lock_fd = os.open(path / "gallery.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        gid = manifest["gallery_id"]
+        remote = ray.remote(ShardActor)
+        self._shards = []
+        for i in range(manifest["n_shards"]):
+            actor = remote.options(name=_actor_name(gid, f"shard-{i:03d}"), namespace=NAMESPACE,
+                                   lifetime="detached", get_if_exists=True, num_cpus=1, max_restarts=-1,
+                                   max_task_retries=-1, **_placement(f"biomatch_shard_{i:03d}")).remote(
+                self._spec(i, False, 1), fold_every)
+            self._shards.append(_RemoteShard(actor, i, self.match_params))
+        self._writer_actor = None
+        if not writer_role and not read_only:
+            self._writer_actor = ray.remote(WriterActor).options(
+                name=_actor_name(gid, "writer"), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1,
+                **_placement("biomatch_gallery")).remote(str(path), self._cache_bytes, fold_every)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, *, address: str | None = None, n_shards: int = 1, cache_bytes: int | None = None,
+               **kwargs) -> "DistributedGallery":
+        """Create the gallery folder (as :meth:`Gallery.create`) and open it on the cluster."""
+        Gallery.create(path, n_shards=n_shards, **kwargs).close()
+        return cls.open(path, address=address, cache_bytes=cache_bytes)
+
+    @classmethod
+    def open(cls, path, *, address: str | None = None, match_params=None, decision=None, read_only: bool = False,
+             cache_bytes: int | None = None, fold_every: int = FOLD_EVERY,
+             _writer: bool = False) -> "DistributedGallery":
+        """Open a gallery folder on the cluster, starting its actors unless they are running.
+
+        Parameters
+        ----------
+        address : str, optional
+            Ray address for :func:`connect` (ignored when this process is already connected).
+        read_only : bool
+            No writer actor is started or used; writes raise StorageError.
+        cache_bytes : int, optional
+            LRU cache of prepared templates per shard actor (used when the actors start).
+        fold_every : int
+            Subjects a shard actor inserts between folds of its delta into its saved index
+            files (see :data:`FOLD_EVERY`; used when the actors start).
+        """
+        from ..params import params_hash
+
+        path = Path(path).resolve()
+        manifest = cls._read_manifest(path)
+        if match_params is not None and params_hash(match_params) != manifest["match_params_hash"]:
+            from ..errors import IncompatibleGalleryError
+
+            raise IncompatibleGalleryError(f"match_params: expected the gallery's generation "
+                                           f"{manifest['match_params_hash']}, got {params_hash(match_params)}")
+        if decision is not None and not isinstance(decision, _decide.DecisionParams):
+            raise invalid("decision", "a DecisionParams", type(decision).__name__)
+        if cache_bytes is None:
+            cache_bytes = DEFAULT_CACHE_BYTES
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise invalid("cache_bytes", "an int >= 0", cache_bytes)
+        if isinstance(fold_every, bool) or not isinstance(fold_every, int) or fold_every < 1:
+            raise invalid("fold_every", "an int >= 1", fold_every)
+        if not _writer:
+            connect(address)
+        return cls(path, manifest, read_only, decision, cache_bytes, writer_role=_writer, fold_every=fold_every)
+
+    def close(self) -> None:
+        """Forget the actors (they keep serving other routers; see :func:`release_actors`)."""
+        with self._thread_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __repr__(self) -> str:
+        return f"DistributedGallery(path={str(self.path)!r}, shards={len(self._shards)}, closed={self._closed})"
+
+    def actors(self) -> dict:
+        """``{"shard-000": handle, ..., "writer": handle}`` (for monitoring and fault tests)."""
+        out = {f"shard-{s.number:03d}": s.actor for s in self._shards}
+        if self._writer_actor is not None:
+            out["writer"] = self._writer_actor
+        return out
+
+    # ---- the parts of Gallery that differ ------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writer(self):
+        """In the writer actor: this actor's lock, then the folder's flock (embedded writers)."""
+        self._check_open()
+        if not self._writer_role:
+            raise StorageError("writes go through the writer actor")  # never reached: overridden below
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _n_subjects(self) -> int:
+        refs = [s.actor.n_subjects.remote() for s in self._shards]
+        return sum(s.get(r, "n_subjects") for s, r in zip(self._shards, refs))
+
+    def _search(self, subject_id: str, usable: dict, top: int, face=None) -> tuple[DedupReport, dict]:
+        """Scatter the probe to every shard actor, gather, merge and decide as Gallery._search."""
+        ray = _ray()
+        t0 = time.perf_counter()
+        probe = ray.put(dict(usable))
+        refs = [s.search_ref(probe, self.decision_params, top, face) for s in self._shards]
+        results = [s.get(r, "search") for s, r in zip(self._shards, refs)]
+        # scatter_gather: wall time of the whole fan-out; slowest_shard: the longest time a shard
+        # spent inside its search (their difference is what Ray and the merge cost).
+        timings = {"scatter_gather": (time.perf_counter() - t0) * 1e3,
+                   "slowest_shard": max(sum(tm.values()) for _, tm, _, _ in results)}
+        cands: list[Candidate] = []
+        work: dict = {}
+        n = 0
+        for got, tm, wk, n_shard in results:
+            cands.extend(got)
+            n += n_shard
+            for k, v in tm.items():
+                timings[k] = timings.get(k, 0.0) + v
+            for k, v in wk.items():
+                work[k] = work.get(k, 0) + v
+        cands.sort(key=lambda c: (-c.score, c.subject_id))
+        cands = cands[:top]
+        th = _decide.thresholds(n, self.decision_params)
+        decision = _decide.decide(cands[0].score if cands else 0.0, th)
+        report = DedupReport(subject_id=subject_id, decision=decision, candidates=tuple(cands),
+                             thresholds=th.as_dict(), positions_used=tuple(sorted(usable)), gallery_size=n,
+                             timings_ms=timings, work=work)
+        return report, usable
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only or self._writer_actor is None:
+            raise StorageError(f"gallery {str(self.path)!r}: opened read-only")
+
+    def _writer_call(self, ref, what: str):
+        ray = _ray()
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = _unwrap(exc)
+            if cause is not None:
+                raise cause from None
+            raise
+        except ray.exceptions.RayActorError as exc:
+            raise ClusterUnavailableError(f"writer actor died during {what}: the outcome is unknown; retrying "
+                                          f"is safe (a committed subject then raises DuplicateSubjectError)") from exc
+
+    def enroll(self, record: Enrolment, dedup: bool = True, accept_review: bool = False,
+               check_face_quality: bool = True) -> DedupReport:
+        """As :meth:`Gallery.enroll`, serialised cluster-wide by the writer actor.
+
+        Raises
+        ------
+        ClusterUnavailableError
+            The writer actor died while handling this record (outcome unknown; retry).
+        """
+        self._check_writable()
+        if not isinstance(record, Enrolment):
+            raise invalid("record", "a biomatch Enrolment", type(record).__name__)
+        self._usable(record.fingers, "record.fingers")  # fail fast, before the round trip
+        if check_face_quality:
+            _check_face(record)
+        ref = self._writer_actor.enroll.remote(_wire(record), dedup, accept_review, to_json(self.decision_params))
+        return self._writer_call(ref, f"the enrolment of {record.subject_id!r}")
+
+    def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 2000,
+                    progress: Callable | None = None) -> int:
+        """As :meth:`Gallery.bulk_enroll` (NO dedup); each batch is one call to the writer actor."""
+        if dedup:
+            raise invalid("dedup", "False (bulk_enroll never deduplicates; use enroll or enroll_many)", dedup)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise invalid("batch_size", "an int >= 1", batch_size)
+        self._check_writable()
+        total = len(records) if hasattr(records, "__len__") else None
+        done = 0
+        batch: list = []
+
+        def flush():
+            nonlocal done
+            if batch:
+                done += self._writer_call(self._writer_actor.bulk_enroll.remote(batch), "a bulk batch")
+                batch.clear()
+                if progress is not None:
+                    progress(done, total)
+
+        for rec in records:
+            if not isinstance(rec, Enrolment):
+                raise invalid("record", "a biomatch Enrolment", type(rec).__name__)
+            self._usable(rec.fingers, "record.fingers")
+            batch.append(_wire(rec))
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        return done
+
+    def remove(self, subject_id: str) -> None:
+        """As :meth:`Gallery.remove`, through the writer actor."""
+        if not isinstance(subject_id, str):
+            raise invalid("subject_id", "a str", type(subject_id).__name__)
+        self._check_writable()
+        self._writer_call(self._writer_actor.remove.remote(subject_id), f"the removal of {subject_id!r}")
+
+    def stats(self) -> dict:
+        """As :meth:`Gallery.stats`, plus ``cluster``: the process id of each actor."""
+        st = super().stats()
+        st["cluster"] = {"shard_pids": [s._call("pid") for s in self._shards]}
+        return st
+
+    def save_indexes(self) -> None:
+        """Have every shard actor write its derived index files (faster restarts)."""
+        refs = [s.actor.save.remote() for s in self._shards]
+        for s, r in zip(self._shards, refs):
+            s.get(r, "save")
+
+
+def release_actors(path, address: str | None = None) -> int:
+    """Stop the actors of the gallery at ``path`` (after saving their index files).
+
+    Returns the number of actors stopped.  Routers still open on the gallery start them again
+    at their next :meth:`DistributedGallery.open`, not in flight: release only when idle.
+    """
+    ray = _ray()
+    manifest = Gallery._read_manifest(Path(path))
+    connect(address)
+    gid = manifest["gallery_id"]
+    n = 0
+    for what in [f"shard-{i:03d}" for i in range(manifest["n_shards"])] + ["writer"]:
+        try:
+            actor = ray.get_actor(_actor_name(gid, what), namespace=NAMESPACE)
+        except ValueError:
+            continue
+        if what != "writer":
+            with contextlib.suppress(Exception):
+                ray.get(actor.save.remote(), timeout=60)
+        ray.kill(actor, no_restart=True)
+        n += 1
+    return n
