@@ -87,7 +87,11 @@ class FaissRetrievalParams:
         at larger N is extrapolated in that benchmark.  Real prints need this re-measured.
     rows_per_person : int
         Rows fetched per position, in multiples of ``k_persons`` (persons missing from a
-        position's list get 0 there).
+        position's list get 0 there, so a weak mate must reach enough positions' lists).  The
+        scan is exhaustive either way; only the selection grows.  Measured at 1,000,000
+        generated enrolments, 1,000 mated ten-finger probes (k_persons 100): 4 rows per person
+        kept the mate within the top 100 persons 99.6% of the time (worst rank 2,095; 33 ms
+        CPU per probe), 16: 99.9% (worst 708; 43 ms), 64: 100% (worst rank 2; 84 ms).
     factory : str
         FAISS binary factory string of each position's index (``"BFlat"``: exhaustive).
     """
@@ -95,7 +99,7 @@ class FaissRetrievalParams:
     penetration: float = 0.01
     min_persons: int = 50
     max_persons: int = 100
-    rows_per_person: int = 4
+    rows_per_person: int = 64
     factory: str = "BFlat"
 
     def __post_init__(self):
