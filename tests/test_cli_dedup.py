@@ -67,3 +67,34 @@ def test_demo_runs_on_generated_identities(tmp_path, capsys):
     assert run_demo(tmp_path / "no-datasets", tmp_path / "out", quiet=True, generated_sizes=(40, 10, 10)) == 0
     out = capsys.readouterr().out
     assert "caught 10 as DUPLICATE" in out and "0 false DUPLICATE" in out
+
+
+def test_faces_in_folder_and_manifest(tmp_path, images, capsys):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _util import need_dataset
+
+    photos = need_dataset("faces/photos_a")
+    people = sorted(p for p in photos.iterdir() if p.is_dir())[:3]
+    enrol, probe = images
+    folder = tmp_path / "enrol"
+    shutil.copytree(enrol, folder)
+    for person, d in enumerate(people):
+        shutil.copy(sorted(d.glob("*.jpg"))[0], folder / f"id_{person}_face.jpg")
+    g = tmp_path / "g"
+    assert main(["gallery", "create", str(g)]) == 0
+    code = main(["gallery", "enroll", str(g), str(folder), "--dpi", "500", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 or "FaceQualityError" in out or "refused for enrolment" in out, out
+    main(["gallery", "stats", str(g), "--json"])
+    import json
+
+    st = json.loads(capsys.readouterr().out)
+    assert st["faces"] + out.count("refused for enrolment") == 3
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id_0,face,{sorted(people[0].glob('*.jpg'))[1]}\nid_0,2,{probe / 'id_0_2.png'}\n")
+    assert main(["gallery", "dedup", str(g), str(manifest), "--dpi", "500", "--quiet"]) == 0
+    assert "id_0\tDUPLICATE" in capsys.readouterr().out

@@ -20,7 +20,9 @@ cluster started by ``cluster start``); ``local`` starts a private one for the co
 
 Input: a folder of images named ``<subject>_<position>.<ext>`` (ISO position 1-10; the subject
 may contain underscores), or a CSV manifest ``subject_id,position,path[,dpi]`` (an optional
-header row; relative paths are relative to the manifest).  ``enroll`` is resumable: subjects
+header row; relative paths are relative to the manifest).  A face image is the position
+``face`` (``<subject>_face.jpg``, or a manifest row ``subject,face,path``); at enrolment it
+must pass the face quality gate.  ``enroll`` is resumable: subjects
 already enrolled are skipped.  One line per record goes to stdout, a progress bar to stderr.
 A record that fails (unreadable image, no usable finger) is reported and the run goes on; the
 exit code is then 2.
@@ -39,6 +41,8 @@ import time
 from pathlib import Path
 
 __all__ = ["add_parsers", "read_input", "Progress"]
+
+_FACE = "face"  # the "position" of a face image in folder names and manifests
 
 _IMAGE_EXTS = {".png", ".tif", ".tiff", ".bmp", ".pgm", ".jpg", ".jpeg", ".wsq"}
 
@@ -94,19 +98,20 @@ def read_input(source: Path, dpi: float | None) -> list[tuple[str, dict, dict]]:
             if f.suffix.lower() not in _IMAGE_EXTS:
                 continue
             subject, _, pos = f.stem.rpartition("_")
-            if not subject or not pos.isdigit():
-                raise invalid("FOLDER", "image names <subject>_<position 1-10>.<ext>", f.name)
-            rows.append((subject, int(pos), f, None))
+            if not subject or not (pos.isdigit() or pos.lower() == _FACE):
+                raise invalid("FOLDER", "image names <subject>_<position 1-10 or 'face'>.<ext>", f.name)
+            rows.append((subject, _FACE if pos.lower() == _FACE else int(pos), f, None))
     elif source.is_file():
         try:
             with open(source, newline="") as fh:
                 for i, row in enumerate(csv.reader(fh)):
-                    if not row or (i == 0 and not row[1:2][0].strip().isdigit() if len(row) > 1 else False):
-                        continue
+                    if not row or (i == 0 and len(row) > 1 and not row[1].strip().isdigit()
+                                   and row[1].strip().lower() != _FACE):
+                        continue  # a header row
                     if len(row) not in (3, 4):
                         raise invalid("MANIFEST", "rows subject_id,position,path[,dpi]", f"line {i + 1}: {row}")
                     try:
-                        pos = int(row[1])
+                        pos = _FACE if row[1].strip().lower() == _FACE else int(row[1])
                         rdpi = float(row[3]) if len(row) == 4 and row[3].strip() else None
                     except ValueError:
                         raise invalid("MANIFEST", "an integer position and a numeric dpi", f"line {i + 1}: {row}")
@@ -118,6 +123,12 @@ def read_input(source: Path, dpi: float | None) -> list[tuple[str, dict, dict]]:
         raise invalid("FOLDER_OR_MANIFEST", "a folder of images or a CSV manifest", str(source))
     records: dict[str, tuple[dict, dict]] = {}
     for subject, pos, path, rdpi in rows:
+        if pos == _FACE:
+            fingers, _ = records.setdefault(subject, ({}, {}))
+            if _FACE in fingers:
+                raise invalid("face", f"one face image per subject ({subject!r})", path.name)
+            fingers[_FACE] = path
+            continue
         if not 1 <= pos <= 10:
             raise invalid("position", "an ISO finger position 1-10", f"{pos} ({path.name})")
         fingers, dpis = records.setdefault(subject, ({}, {}))
@@ -134,7 +145,9 @@ def _enrolment(subject: str, fingers: dict, dpis: dict):
     from ..extract import extract
     from .records import Enrolment
 
-    return Enrolment(subject, {p: extract(path, dpi=dpis[p]) for p, path in fingers.items()})
+    face = fingers.get(_FACE)
+    return Enrolment(subject, {p: extract(path, dpi=dpis[p]) for p, path in fingers.items() if p != _FACE},
+                     face=None if face is None else str(face))
 
 
 def _line(report) -> str:
