@@ -31,9 +31,9 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
 
 The kernels live in ``native/mcc.cpp`` and ``native/mcc_scan.inc``; this module validates
 and converts.  Speed (one thread, ``benchmarks/bench_match_speed.py``, elastic stage on):
-~80,000-95,000 comparisons/s on FVC2002 DB1_B templates (34 minutiae on average;
-~100,000-115,000 with ``elastic_anchors=0``), ~140,000 at 30 random minutiae, on an
-AVX-512 Zen 4 core (shared machine: +-15% run to run).  :meth:`FingerprintMatcher.match_many`
+~97,000-109,000 comparisons/s on FVC2002 DB1_B templates (34 minutiae on average; 1.30x
+the previous kernels in a C++ harness, same scores bit for bit), ~166,000 at 30 random
+minutiae, on an AVX-512 Zen 4 core (shared machine: +-10% run to run).  :meth:`FingerprintMatcher.match_many`
 checks a list of PreparedTemplates natively (type and parameter hash, one pass); lists
 holding Templates or anything else take the validating Python path.
 """
