@@ -117,7 +117,7 @@ def quantise(template: Template, dpi: float, angle_steps: int, what: str):
     y = np.clip(np.rint(m["y"].astype(np.float64) * s), 0, MAX_COORD).astype(np.int64)
     step = 2 * np.pi / angle_steps
     a = np.rint(m["angle"].astype(np.float64) / step).astype(np.int64) % angle_steps
-    w = min(int(round(template.width * s)), 0xFFFF)
+    w = min(int(round(template.width * s)), 0xFFFF)  # round, not ceil: a second round trip is exact
     h = min(int(round(template.height * s)), 0xFFFF)
     return w, h, x, y, m["kind"].astype(np.int64), a, m["quality"].astype(np.int64)
 
