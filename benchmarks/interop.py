@@ -7,10 +7,10 @@ error (px at 500 dpi), angle error (deg), whether types/qualities/counts are ide
 largest change of match score over every genuine pair (28 per finger) and every impostor pair of
 first impressions (45 per set).
 
-Part 2 (``--peers``, when ``nbis`` from ``nbis-py`` is importable — install with
-``benchmarks/setup_peers.sh``): ISO 19794-2:2011 templates written by NBIS mindtct are loaded by
-biomatch and matched against biomatch's own extraction of the same image, and biomatch's ISO
-templates are given back to the peer's reader when it has one.
+Part 2 (``--peers`` / ``--peers-only``, when ``nbis`` from ``nbis-py`` is importable — install
+with ``benchmarks/setup_peers.sh``): ISO 19794-2:2005 templates written by NBIS mindtct are loaded
+by biomatch and matched against biomatch's own extraction of the same image, and biomatch's ISO
+2005 templates are read by NBIS and compared by bozorth3 with NBIS's own (see :func:`peers`).
 
 Usage::
 
@@ -94,24 +94,85 @@ def roundtrip(datasets: Path) -> dict:
     return out
 
 
-def peers(datasets: Path) -> dict:
-    """Foreign ISO 2011 templates (NBIS mindtct via nbis-py) against our extraction of the same image."""
+def peers(datasets: Path, sets=("db1_b", "db3_b")) -> dict:
+    """NBIS (nbis-py: mindtct, ISO 19794-2:2005 writer and reader, bozorth3) against biomatch.
+
+    Foreign writer: NBIS's ISO 2005 template of each print is loaded by biomatch and matched with
+    biomatch's MCC matcher against biomatch's own extraction of the same print ("same image") and
+    of the other impressions of the finger (genuine) and the first impressions of the other fingers
+    (impostor). Foreign reader: biomatch's ISO 2005 template is loaded by NBIS and compared with
+    bozorth3 against NBIS's own template of the same print.
+    """
     try:
-        import nbis  # noqa: F401
+        import nbis
     except ImportError:
-        return {"nbis": "not installed (run benchmarks/setup_peers.sh)"}
-    return {"nbis": "installed, but no ISO writer wired in this benchmark yet"}
+        return {"nbis-py": "not installed (run benchmarks/setup_peers.sh)"}
+    from biomatch.extract import extract
+    from biomatch.match import SCORE_AT_FMR, FingerprintMatcher
+    from biomatch.template import dump, load
+
+    out = {}
+    for name in sets:
+        dpi = SETS[name]
+        paths = sorted((datasets / "fvc2002" / name).glob("*.tif"))
+        if not paths:
+            continue
+        settings = nbis.NbisExtractorSettings(min_quality=0.0, get_center=False, check_fingerprint=False,
+                                              compute_nfiq2=False, ppi=float(dpi))
+        ex = nbis.new_nbis_extractor(settings)
+        ours, foreign, foreign_native = {}, {}, {}
+        for p in paths:
+            ours[p.stem] = extract(p, dpi)
+            t = ex.extract_minutiae_from_image_file(str(p))
+            foreign_native[p.stem] = t
+            foreign[p.stem] = load(t.to_iso_19794_2_2005())
+        thr = SCORE_AT_FMR[0.001]
+        same = [FingerprintMatcher(foreign[k]).match(ours[k]) for k in ours]
+        fingers = sorted({k.split("_")[0] for k in ours})
+        gen = [FingerprintMatcher(foreign[f"{f}_{i}"]).match(ours[f"{f}_{j}"])
+               for f in fingers for i, j in itertools.permutations(range(1, 9), 2)]
+        imp = [FingerprintMatcher(foreign[f"{a}_1"]).match(ours[f"{b}_1"])
+               for a, b in itertools.permutations(fingers, 2)]
+        ours_gen = [FingerprintMatcher(ours[f"{f}_{i}"]).match(ours[f"{f}_{j}"])
+                    for f in fingers for i, j in itertools.combinations(range(1, 9), 2)]
+        # NBIS reading our ISO 2005 and bozorth3 against its own template of the same image
+        rd = ex  # any extractor loads ISO; bozorth3 compares
+        back = [rd.load_iso_19794_2_2005(dump(ours[k], "iso19794-2:2005", dpi=dpi)) for k in ours]
+        bz_same = [foreign_native[k].compare(b) for k, b in zip(ours, back)]
+        bz_self = [foreign_native[k].compare(foreign_native[k]) for k in ours]
+        bz_imp = [foreign_native[f"{a}_1"].compare(rd.load_iso_19794_2_2005(dump(ours[f"{b}_1"], "iso19794-2:2005",
+                                                                                      dpi=dpi)))
+                  for a, b in itertools.permutations(fingers, 2)]
+        out[name] = {
+            "nbis_iso2005_read_by_biomatch": {
+                "same_image_median": round(float(np.median(same)), 4),
+                "same_image_above_fmr1e-3": f"{sum(s >= thr for s in same)}/{len(same)}",
+                "genuine_median": round(float(np.median(gen)), 4),
+                "genuine_above_fmr1e-3": f"{sum(s >= thr for s in gen)}/{len(gen)}",
+                "impostor_max": round(float(max(imp)), 4),
+                "impostor_above_fmr1e-3": f"{sum(s >= thr for s in imp)}/{len(imp)}",
+                "ours_vs_ours_genuine_median": round(float(np.median(ours_gen)), 4)},
+            "biomatch_iso2005_read_by_nbis_bozorth3": {
+                "same_image_median": float(np.median(bz_same)),
+                "same_image_min": float(min(bz_same)),
+                "nbis_self_median": float(np.median(bz_self)),
+                "impostor_max": float(max(bz_imp)),
+                "same_image_at_or_above_40": f"{sum(s >= 40 for s in bz_same)}/{len(bz_same)}"},
+        }
+        print(name, json.dumps(out[name]), flush=True)
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--peers", action="store_true")
+    ap.add_argument("--peers-only", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    result = {"roundtrip": roundtrip(args.datasets)}
-    if args.peers:
+    result = {} if args.peers_only else {"roundtrip": roundtrip(args.datasets)}
+    if args.peers or args.peers_only:
         result["peers"] = peers(args.datasets)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:

@@ -337,25 +337,46 @@ def _finger(rec: Record, t: Transaction) -> FingerImage:
                        rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
 
 
-def _decode_pixels(img, name: str, bits: int = 8, channels: int = 1) -> np.ndarray:
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG/PNG/JPEG 2000 header (Pillow reads headers lazily), else None."""
+    if data[:2] == b"\xff\xa0":
+        return None  # WSQ: biomatch.formats.wsq.parse_header bounds it
+    try:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Image.DecompressionBombError:
+        return (1 << 30, 1)  # never equal to a record's size: refused
+    except Exception:  # unknown to Pillow, or a corrupt header: the decoder will judge
+        return None
+
+
+def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1) -> np.ndarray:
     from ..image import decode_bytes
 
     if img.compression in ("NONE", "0"):
         expected = img.width * img.height * channels * bits // 8
         if bits != 8 or len(img.data) != expected:
             raise FormatError(f"{name}: uncompressed image {img.width}x{img.height}x{channels} at {bits} bits "
-                              f"needs {expected} bytes, the record holds {len(img.data)}")
+                              f"needs {expected} bytes, the record holds {len(img.data)}", offset)
         shape = (img.height, img.width) if channels == 1 else (img.height, img.width, channels)
         return np.frombuffer(img.data, np.uint8).reshape(shape).copy()
     if img.width * img.height > 64 * len(img.data) + 2**22:  # the declared size must match the payload
-        raise FormatError(f"{name}: {img.width}x{img.height} pixels for {len(img.data)} compressed bytes")
+        raise FormatError(f"{name}: {img.width}x{img.height} pixels for {len(img.data)} compressed bytes", offset)
+    declared = _declared_size(img.data)
+    if declared is not None and declared != (img.width, img.height):
+        raise FormatError(f"{name}: the {img.compression} stream declares {declared[0]}x{declared[1]}, the record "
+                          f"{img.width}x{img.height} (refused before decoding)", offset)
     try:
         pixels = decode_bytes(img.data, name)
     except BiomatchError as exc:
-        raise FormatError(f"{name}: {exc}") from exc
+        raise FormatError(f"{name}: {exc}", offset) from exc
     if pixels.shape[:2] != (img.height, img.width):
         raise FormatError(f"{name}: decoded {pixels.shape[1]}x{pixels.shape[0]}, the record says "
-                          f"{img.width}x{img.height}")
+                          f"{img.width}x{img.height}", offset)
     return pixels
 
 
@@ -422,7 +443,7 @@ def read_enrolment(source, decode_images: bool = True) -> Enrolment:
         if rec.type in BINARY_IMAGE_TYPES or rec.type in (13, 14):
             img = _finger(rec, t)
             if decode_images:
-                img = FingerImage(**{**img.__dict__, "pixels": _decode_pixels(img, name)})
+                img = FingerImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, rec.offset)})
             finger_images.append(img)
             by_idc.setdefault(rec.idc, img)
         elif rec.type == 10:
@@ -431,7 +452,7 @@ def read_enrolment(source, decode_images: bool = True) -> Enrolment:
                             _tagged_ppi(rec), rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
             if decode_images:
                 channels = 1 if csp in ("GRAY", "") else 3
-                img = FaceImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, 8, channels)})
+                img = FaceImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, rec.offset, 8, channels)})
             faces.append(img)
     for rec in t.of_type(9):
         ref = by_idc.get(rec.idc)
