@@ -230,7 +230,7 @@ def load_native(path: str | Path) -> Template:
 FORMATS = ("native", "iso19794-2:2005", "iso19794-2:2011", "ansi378")
 """Names accepted by :func:`load`, :func:`load_views` and :func:`dump`."""
 
-_MAX_RECORD_BYTES = 16 * 2**20  # 65,535 views of 255 minutiae fit in 100 MB; real records are KB
+_MAX_RECORD_BYTES = 16 * 2**20  # 255 views x 255 minutiae are ~400 KB; beyond 16 MiB is not a template
 
 
 @dataclass(frozen=True)
