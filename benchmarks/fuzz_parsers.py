@@ -210,6 +210,10 @@ def main(argv=None) -> int:
             except Exception:
                 pass
         r = run(name, fn, seeds, args.inputs, args.seed, args.trace_memory, args.crashes)
+        if name == "wsq-decode":
+            from biomatch.formats import wsq
+
+            r["decoder_process_starts"] = wsq._worker.starts  # 1 + the crashes and hangs it contained
         results.append(r)
         print(json.dumps(r), flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
