@@ -94,6 +94,26 @@ def roundtrip(datasets: Path) -> dict:
     return out
 
 
+def repair_nbis_py_iso2005(data: bytes, dpi: float) -> bytes:
+    """nbis-py 0.1.3's ``to_iso_19794_2_2005`` is not conformant: a 22-byte record header (no view
+    count, no reserved byte), resolution fields 0, and no extended-data length after the minutiae.
+    biomatch refuses such records (FormatError at offset 18, "x resolution: 0 pixels/cm"); this
+    benchmark repairs them explicitly so that the minutiae themselves can be compared."""
+    import struct
+
+    ppcm = int(round(dpi / 2.54))
+    body = data[22:] + b"\0\0"  # the one view + an empty extended data block
+    head = data[:18] + struct.pack(">HHBB", ppcm, ppcm, 1, 0)
+    head = head[:8] + struct.pack(">I", len(head) + len(body)) + head[12:]
+    return head + body
+
+
+def _rotated(t, radians: float):
+    m = t.minutiae.copy()
+    m["angle"] = np.mod(m["angle"].astype(np.float64) + radians, 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
+    return type(t)(m, t.width, t.height, t.quality, t.params_hash)
+
+
 def peers(datasets: Path, sets=("db1_b", "db3_b")) -> dict:
     """NBIS (nbis-py: mindtct, ISO 19794-2:2005 writer and reader, bozorth3) against biomatch.
 
@@ -109,6 +129,7 @@ def peers(datasets: Path, sets=("db1_b", "db3_b")) -> dict:
         return {"nbis-py": "not installed (run benchmarks/setup_peers.sh)"}
     from biomatch.extract import extract
     from biomatch.match import SCORE_AT_FMR, FingerprintMatcher
+    from biomatch.errors import FormatError
     from biomatch.template import dump, load
 
     out = {}
@@ -125,9 +146,17 @@ def peers(datasets: Path, sets=("db1_b", "db3_b")) -> dict:
             ours[p.stem] = extract(p, dpi)
             t = ex.extract_minutiae_from_image_file(str(p))
             foreign_native[p.stem] = t
-            foreign[p.stem] = load(t.to_iso_19794_2_2005())
+            raw = t.to_iso_19794_2_2005()
+            try:
+                foreign[p.stem] = load(raw)
+                repaired = False
+            except FormatError:
+                foreign[p.stem] = load(repair_nbis_py_iso2005(raw, dpi))
+                repaired = True
         thr = SCORE_AT_FMR[0.001]
         same = [FingerprintMatcher(foreign[k]).match(ours[k]) for k in ours]
+        # diagnosis: the same comparison with the foreign angles turned by 180 degrees
+        same_180 = [FingerprintMatcher(_rotated(foreign[k], np.pi)).match(ours[k]) for k in ours]
         fingers = sorted({k.split("_")[0] for k in ours})
         gen = [FingerprintMatcher(foreign[f"{f}_{i}"]).match(ours[f"{f}_{j}"])
                for f in fingers for i, j in itertools.permutations(range(1, 9), 2)]
@@ -145,7 +174,9 @@ def peers(datasets: Path, sets=("db1_b", "db3_b")) -> dict:
                   for a, b in itertools.permutations(fingers, 2)]
         out[name] = {
             "nbis_iso2005_read_by_biomatch": {
+                "needed_repair": repaired,
                 "same_image_median": round(float(np.median(same)), 4),
+                "same_image_median_if_angles_turned_180": round(float(np.median(same_180)), 4),
                 "same_image_above_fmr1e-3": f"{sum(s >= thr for s in same)}/{len(same)}",
                 "genuine_median": round(float(np.median(gen)), 4),
                 "genuine_above_fmr1e-3": f"{sum(s >= thr for s in gen)}/{len(gen)}",
