@@ -2,7 +2,8 @@
 
 Commands::
 
-    biomatch extract IMAGE --dpi N -o OUT [--format native]
+    biomatch extract IMAGE --dpi N -o OUT [--format FORMAT]     (IMAGE may be .wsq or .jp2)
+    biomatch convert IN OUT --to FORMAT [--from FORMAT] [--dpi N] [--position P]
     biomatch verify A B [--dpi N] [--json]
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR [--report] [--peer NAME=CSV]] [--threads N]
     biomatch evaluate fvc2002 FOLDER [--json] [--out DIR [--report] [--peer NAME=DIR]]  (db1_b..db4_b)
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import BiomatchError, InvalidInputError, invalid
+from .errors import BiomatchError, InvalidInputError
 
 __all__ = ["main", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_INTERRUPTED"]
 
@@ -47,6 +48,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("biomatch.cli")
 
 _TEMPLATE_MAGIC = b"BMT1"
+_TEMPLATE_FORMATS = ("native", "iso19794-2:2005", "iso19794-2:2011", "ansi378")  # = template.FORMATS (lazy)
 _FMR_LABELS = {"fmr_1e-2": "FMR 1%", "fmr_1e-3": "FMR 0.1%", "fmr_1e-4": "FMR 0.01%"}
 
 
@@ -126,12 +128,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="extract a fingerprint template from an image",
                        description="Extract the minutiae of one image and write a template file.")
-    p.add_argument("image", type=Path, metavar="IMAGE", help="TIFF, PNG, BMP, PGM or JPEG fingerprint image")
+    p.add_argument("image", type=Path, metavar="IMAGE",
+                   help="TIFF, PNG, BMP, PGM, JPEG, JPEG 2000 or WSQ fingerprint image")
     p.add_argument("--dpi", type=_dpi, required=True, help="resolution of the image (FVC TIFF tags are wrong)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="template file to write")
-    p.add_argument("--format", choices=["native"], default="native",
-                   help="template format (default: native BMT1; ISO/ANSI arrive with the interchange codecs)")
+    p.add_argument("--format", choices=_TEMPLATE_FORMATS, default="native",
+                   help="template format (default: native BMT1)")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("convert", help="convert a template between native, ISO 19794-2 and ANSI 378",
+                       description="Read a template record (format sniffed unless --from) and write it in "
+                                   "another format. Coordinates are converted through 500 dpi.")
+    p.add_argument("input", type=Path, metavar="IN")
+    p.add_argument("output", type=Path, metavar="OUT")
+    p.add_argument("--to", choices=_TEMPLATE_FORMATS, required=True, dest="to_format")
+    p.add_argument("--from", choices=_TEMPLATE_FORMATS, default=None, dest="from_format",
+                   help="input format (default: recognised from the content)")
+    p.add_argument("--dpi", type=_dpi, default=500.0, help="resolution of a written ISO/ANSI record (default 500)")
+    p.add_argument("--position", type=int, default=None,
+                   help="keep only the views of this finger position code (needed for --to native "
+                        "when the input holds several views)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("verify", help="compare two fingerprints (images or templates)",
                        description="Print the score of A against B and the decision at each documented "
@@ -244,17 +261,40 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 
 def cmd_extract(args) -> int:
+    from ._io import write_private_atomic
     from .extract import extract
-    from .template import save
+    from .template import dump
 
     template = extract(args.image, args.dpi)
-    if args.format != "native":  # argparse restricts the choice; kept for the coming codecs
-        raise invalid("--format", "native", args.format)
     try:
-        save(template, args.output)
+        write_private_atomic(args.output, dump(template, args.format))
     except OSError as exc:
         raise BiomatchError(f"-o: cannot write {str(args.output)!r}: {exc.strerror}") from exc
     print(f"{args.output}: {len(template)} minutiae, quality {template.quality}")
+    return EXIT_OK
+
+
+def cmd_convert(args) -> int:
+    from ._io import write_private_atomic
+    from .template import dump, load_views
+
+    views = load_views(args.input, args.from_format)
+    if args.position is not None:
+        views = tuple(v for v in views if v.position == args.position)
+    if not views:
+        where = "" if args.position is None else f" with finger position {args.position}"
+        raise BiomatchError(f"IN: {str(args.input)!r} holds no finger view{where}")
+    if args.to_format == "native" and len(views) > 1:
+        raise InvalidInputError(f"--to native: a native template holds one finger, {str(args.input)!r} holds "
+                                f"{len(views)} views (positions {sorted({v.position for v in views})}); "
+                                "pick one with --position")
+    data = dump(list(views), args.to_format, dpi=args.dpi)
+    try:
+        write_private_atomic(args.output, data)
+    except OSError as exc:
+        raise BiomatchError(f"OUT: cannot write {str(args.output)!r}: {exc.strerror}") from exc
+    n = sum(len(v.template) for v in views)
+    print(f"{args.output}: {args.to_format}, {len(views)} view(s), {n} minutiae")
     return EXIT_OK
 
 

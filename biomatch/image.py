@@ -15,7 +15,7 @@ import numpy as np
 from .errors import ImageError, invalid
 from .params import WORKING_DPI
 
-__all__ = ["read_image", "to_grey8", "to_working_resolution", "load_fingerprint"]
+__all__ = ["read_image", "decode_bytes", "to_grey8", "to_working_resolution", "load_fingerprint"]
 
 MIN_DPI = 100.0
 MAX_DPI = 2000.0
@@ -24,10 +24,12 @@ _MAX_FILE_BYTES = 200 * 2**20
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file (TIFF, PNG, BMP, PGM, JPEG, JPEG 2000) as an array.
+    """Read an image file (TIFF, PNG, BMP, PGM, JPEG, JPEG 2000, WSQ) as an array.
 
     Returns the decoded pixels unchanged in depth (uint8 or uint16; grey or colour);
-    use :func:`to_grey8` to normalise.
+    use :func:`to_grey8` to normalise. WSQ files (recognised by their FFA0 marker, whatever
+    their name) are decoded by NBIS in an isolated process (:mod:`biomatch.formats.wsq`);
+    JPEG 2000 by OpenCV's OpenJPEG.
 
     Raises
     ------
@@ -48,8 +50,8 @@ def read_image(path: str | Path) -> np.ndarray:
     if size > _MAX_FILE_BYTES:
         raise ImageError(f"path: expected an image under {_MAX_FILE_BYTES} bytes, got {size} bytes")
     data = np.fromfile(p, np.uint8)
-    if p.suffix.lower() == ".wsq":
-        raise ImageError(f"path: WSQ images are not supported yet ({str(p)!r})")
+    if p.suffix.lower() == ".wsq" or (data.size >= 2 and data[0] == 0xFF and data[1] == 0xA0):
+        return decode_bytes(data.tobytes(), str(p))
     img = None
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
@@ -59,6 +61,35 @@ def read_image(path: str | Path) -> np.ndarray:
         img = _read_tiff_fallback(p)
     if img is None:
         raise ImageError(f"path: cannot decode {str(p)!r} as an image (corrupt, truncated or unknown format)")
+    return img
+
+
+def decode_bytes(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode an encoded image held in memory (WSQ, or anything OpenCV reads: PNG, JPEG, JPEG 2000...).
+
+    Raises
+    ------
+    ImageError
+        Undecodable data; a corrupt WSQ raises :class:`~biomatch.errors.FormatError` from
+        :mod:`biomatch.formats.wsq`, re-raised as ImageError naming ``name``.
+    """
+    import cv2
+
+    from .errors import FormatError
+
+    if len(data) >= 2 and data[0] == 0xFF and data[1] == 0xA0:
+        from .formats import wsq
+
+        try:
+            return wsq.decode(data)[0]
+        except FormatError as exc:
+            raise ImageError(f"{name}: cannot decode WSQ: {exc}") from exc
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None:
+        raise ImageError(f"{name}: cannot decode {len(data)} bytes as an image (corrupt or unknown format)")
     return img
 
 

@@ -83,3 +83,21 @@ def test_invalid_fields():
         Template(np.zeros(0, MINUTIA_DTYPE), 10, 10, quality=101)
     with pytest.raises(InvalidInputError):
         decode("not bytes")
+
+
+def test_registry_reads_paths_and_refuses_bad_arguments(tmp_path):
+    from biomatch.template import FingerView, dump, load, load_views
+
+    t = _template()
+    path = tmp_path / "t.ist"
+    path.write_bytes(dump(t, "iso19794-2:2011"))
+    assert len(load(path)) == len(t) and load_views(str(path))[0].dpi == 500.0
+    with pytest.raises(FormatError, match="cannot read"):
+        load(tmp_path / "missing")
+    with pytest.raises(InvalidInputError, match="bytes or a path"):
+        load(12)
+    with pytest.raises(InvalidInputError, match="format"):
+        load(path, format="iso19794-2")
+    with pytest.raises(InvalidInputError, match="position"):
+        FingerView(t, position=256)
+    assert load(dump(FingerView(t, position=3), "native")) == t  # native keeps the template only

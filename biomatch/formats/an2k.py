@@ -1,0 +1,471 @@
+"""ANSI/NIST-ITL 1-2011 transactions (.an2k, .eft): parse into an enrolment-like record.
+
+Supported record types and what biomatch takes from them:
+
+======  =========================================  ===================================================
+Type    content                                    read as
+======  =========================================  ===================================================
+1       transaction information (tagged)           ``Transaction.text[1]``; NSR/NTR resolutions; CNT
+2       user-defined descriptive text (tagged)     ``Transaction.text[2]`` (raw field values)
+3, 4    low/high-resolution grey finger (binary)   :class:`FingerImage` (position from FGP, resolution
+5, 6    binary finger images (legacy)              from ISR + Type-1 NSR/NTR; Type-3/5: half NSR)
+7, 8    user-defined / signature (binary)          skipped by their length
+9       minutiae (tagged; legacy 9.012 MRC)        :class:`~biomatch.template.Template` at 500 dpi
+10      face / SMT image (tagged)                  :class:`FaceImage`
+13, 14  variable-resolution friction ridge         :class:`FingerImage` (SLC/THPS/TVPS resolution)
+other   tagged records                             kept raw, not interpreted
+======  =========================================  ===================================================
+
+Structure: every record starts with its length (tagged: field ``T.001:LEN``; binary: a u32).
+The order and types of the records come from Type-1 field 1.003 (CNT). Tagged fields are
+``T.NNN:value`` separated by GS (0x1D), ending with FS (0x1C); subfields by RS (0x1E), items by
+US (0x1F); field 999 holds binary image data up to the record's end. Every length is checked
+against the bytes that remain before anything is sliced or decoded; inconsistencies raise
+:class:`~biomatch.errors.FormatError` naming the record (type, index) and the byte offset.
+
+Type-9 legacy minutiae (9.012): ``index US XXXXYYYYTTT US quality US type ...`` with x, y in
+0.01 mm from the *lower-left* corner (y up) and theta in degrees counter-clockwise; biomatch
+converts them to 500 dpi pixels from the top-left (y down) using the height of the image record
+with the same IDC (else the largest y), keeping theta as displayed. Types A (ridge ending) and
+B (bifurcation) map to ending / bifurcation, C and D to "other". Extended Feature Set fields
+(9.300+) and INCITS 378 blocks (9.126-9.150) are not interpreted.
+
+Images are decoded through :func:`biomatch.image.decode_bytes` (WSQ via NBIS in its isolated
+worker; JPEG, JPEG 2000, PNG via OpenCV) only when asked (``decode_images=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BiomatchError, FormatError, invalid
+from ._reader import Reader
+
+__all__ = ["Record", "Transaction", "FingerImage", "FaceImage", "Enrolment", "parse", "read_enrolment"]
+
+log = logging.getLogger(__name__)
+
+FS, GS, RS, US = b"\x1c", b"\x1d", b"\x1e", b"\x1f"
+BINARY_IMAGE_TYPES = (3, 4, 5, 6)
+BINARY_TYPES = (3, 4, 5, 6, 7, 8)
+_MAX_FILE_BYTES = 512 * 2**20
+_MAX_RECORDS = 10_000
+_GCA = {0: "NONE", 1: "WSQ", 2: "JPEGB", 3: "JPEGL", 4: "JP2", 5: "JP2L", 6: "PNG"}
+_COMMON_PPI = (250, 300, 333, 362, 400, 500, 569, 600, 700, 750, 800, 1000, 1200, 1500, 2000)
+
+
+def _snap_ppi(ppi: float) -> float:
+    """19.69 px/mm is 500.1 ppi: snap to a common resolution within 0.5 %."""
+    for common in _COMMON_PPI:
+        if abs(ppi - common) <= 0.005 * common:
+            return float(common)
+    return float(ppi)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One logical record: its type, IDC, byte offset and fields.
+
+    ``fields`` maps a tagged record's field number to its raw bytes (999: the image data); for
+    binary records it holds the header values under the standard's mnemonics (``"IMP"``,
+    ``"FGP"``, ``"ISR"``, ``"HLL"``, ``"VLL"``, ``"GCA"``) and ``"DATA"``.
+    """
+
+    type: int
+    idc: int
+    offset: int
+    fields: dict = field(repr=False)
+
+    def text(self, number: int, default: str = "") -> str:
+        value = self.fields.get(number)
+        return default if value is None else bytes(value).decode("latin-1")
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A parsed transaction: the records in file order (images not decoded)."""
+
+    records: tuple[Record, ...]
+    version: str
+    nsr_ppi: float | None
+    ntr_ppi: float | None
+
+    def of_type(self, t: int) -> list[Record]:
+        return [r for r in self.records if r.type == t]
+
+
+@dataclass(frozen=True)
+class FingerImage:
+    """A friction-ridge image of one record: ``pixels`` uint8 (h, w) or None when not decoded."""
+
+    position: int
+    impression_type: int
+    record_type: int
+    idc: int
+    width: int
+    height: int
+    ppi: float | None
+    compression: str
+    data: bytes = field(repr=False)
+    pixels: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class FaceImage:
+    """A Type-10 image (face, or SMT when 10.003 says so): encoded ``data`` and decoded ``pixels``."""
+
+    idc: int
+    image_type: str
+    width: int
+    height: int
+    ppi: float | None
+    compression: str
+    data: bytes = field(repr=False)
+    pixels: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What a registry enrols from a transaction.
+
+    Attributes
+    ----------
+    fingers : dict[int, FingerImage]
+        Finger position code -> the first image of that position (all in ``finger_images``).
+    templates : dict[int, Template]
+        Finger position code -> minutiae of a Type-9 record, at 500 dpi.
+    faces : list[FaceImage]
+    text : dict[int, dict[int, str]]
+        Type-1 and Type-2 fields as text, by record type then field number.
+    finger_images : list[FingerImage]
+    """
+
+    fingers: dict
+    templates: dict
+    faces: list
+    text: dict
+    finger_images: list
+
+
+# --------------------------------------------------------------------------- structure
+
+def _tagged(data: bytes, start: int, expected_type: int | None, index: int) -> Record:
+    name = f"AN2K record {index}" + ("" if expected_type is None else f" (Type-{expected_type})")
+    r = Reader(data, name, start)
+    head_end = data.find(b":", start, min(start + 8, len(data)))
+    if head_end < 0:
+        raise r.fail("expected a tag 'T.001:' at the record start", start)
+    try:
+        rtype = int(data[start:head_end].split(b".")[0])
+        fno = int(data[start:head_end].split(b".")[1])
+    except (ValueError, IndexError):
+        raise r.fail(f"malformed tag {bytes(data[start:head_end])!r}", start) from None
+    if fno != 1 or (expected_type is not None and rtype != expected_type):
+        raise r.fail(f"expected field {expected_type or rtype}.001 (LEN) first, got {rtype}.{fno:03d}", start)
+    len_end = -1
+    for sep in (GS, FS):
+        i = data.find(sep, head_end + 1, min(head_end + 14, len(data)))
+        if i >= 0 and (len_end < 0 or i < len_end):
+            len_end = i
+    digits = data[head_end + 1:len_end] if len_end > 0 else b""
+    if not digits.isdigit():
+        raise r.fail(f"LEN: expected decimal digits, got {bytes(digits[:12])!r}", head_end + 1)
+    length = int(digits)
+    if length < len_end - start + 1 or length > len(data) - start:
+        raise r.fail(f"LEN {length} outside [{len_end - start + 1}, {len(data) - start}] "
+                     "(the bytes that remain)", head_end + 1)
+    end = start + length
+    if data[end - 1:end] != FS:
+        raise r.fail("record does not end with the FS separator at its LEN", end - 1)
+    fields: dict[int, bytes] = {}
+    pos = start
+    while pos < end - 1:
+        colon = data.find(b":", pos, min(pos + 16, end))
+        if colon < 0:
+            raise r.fail("expected a tag 'T.NNN:'", pos)
+        tag = data[pos:colon].split(b".")
+        if len(tag) != 2 or not tag[0].isdigit() or not tag[1].isdigit():
+            raise r.fail(f"malformed tag {bytes(data[pos:colon])!r}", pos)
+        t, n = int(tag[0]), int(tag[1])
+        if n == 999:  # binary image data: the rest of the record
+            value_end = end - 1
+        else:
+            gs = data.find(GS, colon + 1, end - 1)
+            value_end = end - 1 if gs < 0 else gs
+        if t == rtype:
+            if n in fields:
+                log.debug("AN2K record %d: field %d.%03d repeated; first kept", index, t, n)
+            else:
+                fields[n] = data[colon + 1:value_end]
+        else:  # seen in NIST's own samples (a 13.005 inside a Type-9): ignore, do not guess
+            log.debug("AN2K record %d (Type-%d): foreign field %d.%03d ignored", index, rtype, t, n)
+        pos = value_end + 1
+    idc = 0
+    if rtype != 1:
+        raw = fields.get(2, b"0")
+        if not raw.isdigit():
+            raise r.fail(f"IDC (field {rtype}.002): expected digits, got {bytes(raw[:8])!r}", start)
+        idc = int(raw)
+    return Record(rtype, idc, start, fields)
+
+
+def _binary(data: bytes, start: int, rtype: int, index: int) -> Record:
+    r = Reader(data, f"AN2K record {index} (Type-{rtype}, binary)", start)
+    length = r.u32("LEN")
+    minimum = 18 if rtype in BINARY_IMAGE_TYPES else 5
+    if length < minimum or length > len(data) - start:
+        raise r.fail(f"LEN {length} outside [{minimum}, {len(data) - start}] (the bytes that remain)", start)
+    idc = r.u8("IDC")
+    fields: dict = {}
+    if rtype in BINARY_IMAGE_TYPES:
+        fields["IMP"] = r.u8("IMP")
+        fields["FGP"] = r.take(6, "FGP")
+        fields["ISR"] = r.u8("ISR")
+        fields["HLL"], fields["VLL"] = r.u16("HLL"), r.u16("VLL")
+        fields["GCA"] = r.u8("GCA")
+        fields["DATA"] = data[start + 18:start + length]
+    else:
+        fields["DATA"] = data[start + 5:start + length]
+    return Record(rtype, idc, start, fields)
+
+
+def _content(rec: Record) -> list[tuple[int, int]]:
+    raw = rec.fields.get(3)
+    if raw is None:
+        raise FormatError("AN2K Type-1: field 1.003 (CNT) missing", rec.offset)
+    subs = [s.split(US) for s in bytes(raw).split(RS)]
+    try:
+        pairs = [(int(s[0]), int(s[1]) if len(s) > 1 and s[1] else 0) for s in subs]
+    except ValueError:
+        raise FormatError("AN2K Type-1: field 1.003 (CNT) is not 'type US idc' pairs", rec.offset) from None
+    if not pairs or pairs[0][0] != 1:
+        raise FormatError("AN2K Type-1: CNT must start with '1 US <count>'", rec.offset)
+    if pairs[0][1] != len(pairs) - 1:
+        raise FormatError(f"AN2K Type-1: CNT announces {pairs[0][1]} records but lists {len(pairs) - 1}",
+                          rec.offset)
+    if len(pairs) - 1 > _MAX_RECORDS:
+        raise FormatError(f"AN2K Type-1: {len(pairs) - 1} records (at most {_MAX_RECORDS})", rec.offset)
+    return pairs[1:]
+
+
+def _ppmm(rec: Record, number: int) -> float | None:
+    try:
+        value = float(rec.text(number))
+    except ValueError:
+        return None
+    return _snap_ppi(value * 25.4) if 2 <= value <= 200 else None
+
+
+def parse(source) -> Transaction:
+    """Parse the record structure of a transaction (bytes or path); images are not decoded.
+
+    Raises
+    ------
+    FormatError
+        Truncated or inconsistent data, naming the record and the byte offset.
+    """
+    data = _read(source)
+    first = _tagged(data, 0, 1, 0)
+    records = [first]
+    pos = int(first.text(1))
+    for i, (rtype, _) in enumerate(_content(first), start=1):
+        if pos >= len(data):
+            raise FormatError(f"AN2K record {i} (Type-{rtype}): missing, the input ends (CNT lists more)", pos)
+        rec = _binary(data, pos, rtype, i) if rtype in BINARY_TYPES else _tagged(data, pos, rtype, i)
+        records.append(rec)
+        pos += int.from_bytes(data[pos:pos + 4], "big") if rtype in BINARY_TYPES else int(rec.text(1))
+    if pos != len(data):
+        raise FormatError(f"AN2K: {len(data) - pos} bytes after the last record listed in CNT", pos)
+    return Transaction(tuple(records), first.text(2), _ppmm(first, 11), _ppmm(first, 12))
+
+
+def _read(source) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        try:
+            if p.stat().st_size > _MAX_FILE_BYTES:
+                raise FormatError(f"AN2K: {str(p)!r} is over {_MAX_FILE_BYTES} bytes")
+            return p.read_bytes()
+        except OSError as exc:
+            raise FormatError(f"AN2K: cannot read {str(p)!r}: {exc.strerror}") from exc
+    raise invalid("source", "bytes or a path", type(source).__name__)
+
+
+# --------------------------------------------------------------------------- content
+
+def _int(rec: Record, number: int, what: str, default: int | None = None) -> int:
+    raw = bytes(rec.fields.get(number, b"")).split(RS)[0].split(US)[0].strip()
+    if not raw and default is not None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise FormatError(f"AN2K Type-{rec.type} IDC {rec.idc}: {what} (field {rec.type}.{number:03d}): "
+                          f"expected an integer, got {raw[:12]!r}", rec.offset)
+    return int(raw)
+
+
+def _tagged_ppi(rec: Record) -> float | None:
+    slc = _int(rec, 8, "SLC", 0)
+    thps = _int(rec, 9, "THPS", 0)
+    if slc == 1 and thps:
+        return _snap_ppi(thps)
+    if slc == 2 and thps:
+        return _snap_ppi(thps * 2.54)
+    return None
+
+
+def _binary_ppi(rec: Record, t: Transaction) -> float | None:
+    low = rec.type in (3, 5)
+    if rec.fields["ISR"] == 0:
+        return None if t.nsr_ppi is None else _snap_ppi(t.nsr_ppi / (2 if low else 1))
+    return t.ntr_ppi
+
+
+def _finger(rec: Record, t: Transaction) -> FingerImage:
+    if rec.type in BINARY_IMAGE_TYPES:
+        gca = rec.fields["GCA"]
+        return FingerImage(rec.fields["FGP"][0], rec.fields["IMP"], rec.type, rec.idc, rec.fields["HLL"],
+                           rec.fields["VLL"], _binary_ppi(rec, t), _GCA.get(gca, f"GCA {gca}"),
+                           bytes(rec.fields["DATA"]))
+    return FingerImage(_int(rec, 13, "FGP", 0), _int(rec, 3, "IMP", 0), rec.type, rec.idc,
+                       _int(rec, 6, "HLL"), _int(rec, 7, "VLL"), _tagged_ppi(rec),
+                       rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG/PNG/JPEG 2000 header (Pillow reads headers lazily), else None."""
+    if data[:2] == b"\xff\xa0":
+        return None  # WSQ: biomatch.formats.wsq.parse_header bounds it
+    try:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Image.DecompressionBombError:
+        return (1 << 30, 1)  # never equal to a record's size: refused
+    except Exception:  # unknown to Pillow, or a corrupt header: the decoder will judge
+        return None
+
+
+def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1) -> np.ndarray:
+    from ..image import decode_bytes
+
+    if img.compression in ("NONE", "0"):
+        expected = img.width * img.height * channels * bits // 8
+        if bits != 8 or len(img.data) != expected:
+            raise FormatError(f"{name}: uncompressed image {img.width}x{img.height}x{channels} at {bits} bits "
+                              f"needs {expected} bytes, the record holds {len(img.data)}", offset)
+        shape = (img.height, img.width) if channels == 1 else (img.height, img.width, channels)
+        return np.frombuffer(img.data, np.uint8).reshape(shape).copy()
+    if img.width * img.height > 64 * len(img.data) + 2**22:  # the declared size must match the payload
+        raise FormatError(f"{name}: {img.width}x{img.height} pixels for {len(img.data)} compressed bytes", offset)
+    declared = _declared_size(img.data)
+    if declared is not None and declared != (img.width, img.height):
+        raise FormatError(f"{name}: the {img.compression} stream declares {declared[0]}x{declared[1]}, the record "
+                          f"{img.width}x{img.height} (refused before decoding)", offset)
+    try:
+        pixels = decode_bytes(img.data, name)
+    except BiomatchError as exc:
+        raise FormatError(f"{name}: {exc}", offset) from exc
+    if pixels.shape[:2] != (img.height, img.width):
+        raise FormatError(f"{name}: decoded {pixels.shape[1]}x{pixels.shape[0]}, the record says "
+                          f"{img.width}x{img.height}", offset)
+    return pixels
+
+
+def _minutiae(rec: Record, height_mm: float | None, width_500: int | None = None):
+    from ..template import BIFURCATION, ENDING, MINUTIA_DTYPE, OTHER, Template
+
+    name = f"AN2K Type-9 IDC {rec.idc}"
+    raw = rec.fields.get(12)
+    if raw is None:
+        return None
+    subs = [s for s in bytes(raw).split(RS) if s]
+    if len(subs) > 1000:
+        raise FormatError(f"{name}: {len(subs)} minutiae (at most 1000)", rec.offset)
+    m = np.zeros(len(subs), MINUTIA_DTYPE)
+    ys = np.zeros(len(subs))
+    for i, s in enumerate(subs):
+        items = s.split(US)
+        xyt = items[1] if len(items) > 1 else b""
+        if len(xyt) != 11 or not xyt.isdigit():
+            raise FormatError(f"{name}: minutia {i}: expected XXXXYYYYTTT, got {xyt[:16]!r}", rec.offset)
+        x_mm, y_mm, theta = int(xyt[:4]) / 100, int(xyt[4:8]) / 100, int(xyt[8:])
+        if theta >= 360:
+            raise FormatError(f"{name}: minutia {i}: theta {theta} >= 360", rec.offset)
+        q = items[2] if len(items) > 2 else b"0"
+        kind = items[3] if len(items) > 3 else b"D"
+        m["x"][i] = x_mm * 500 / 25.4
+        ys[i] = y_mm
+        m["angle"][i] = np.float32(np.deg2rad(theta)) % np.float32(2 * np.pi)
+        m["kind"][i] = {b"A": ENDING, b"B": BIFURCATION}.get(kind.strip(), OTHER)
+        # legacy quality: 0 manual, 1 unknown, 2-63 decreasing confidence -> 0-100 (higher is better)
+        qv = int(q) if q.isdigit() and len(q) < 4 else 1
+        m["quality"][i] = 0 if qv <= 1 else max(0, min(100, round(100 * (63 - qv) / 61)))
+    h_mm = height_mm if height_mm is not None else (float(ys.max()) if len(ys) else 0.0)
+    m["y"] = (h_mm - ys) * 500 / 25.4
+    if np.any(m["y"] < -1):
+        raise FormatError(f"{name}: minutia below the image (y beyond its height)", rec.offset)
+    m["y"] = np.maximum(m["y"], 0)
+    w = width_500 if width_500 is not None else (int(np.ceil(m["x"].max() + 1)) if len(m) else 0)
+    return Template(m, min(w, 20000), min(int(round(h_mm * 500 / 25.4)), 20000), 0, "")
+
+
+def read_enrolment(source, decode_images: bool = True) -> Enrolment:
+    """Parse a transaction into fingers (images and templates by position) and faces.
+
+    Parameters
+    ----------
+    source : bytes or path
+    decode_images : bool
+        Decode image payloads to ``pixels`` (WSQ, JPEG, JPEG 2000, PNG, raw); the encoded bytes
+        are always kept in ``data``.
+
+    Raises
+    ------
+    FormatError
+        Corrupt structure or an image that does not decode to the size its record states.
+    """
+    t = parse(source)
+    text = {rt: {n: bytes(v).decode("latin-1") for n, v in r.fields.items()}
+            for rt in (1, 2) for r in t.of_type(rt)[:1]}
+    finger_images, faces, templates = [], [], {}
+    by_idc = {}
+    for i, rec in enumerate(t.records):
+        name = f"AN2K record {i} (Type-{rec.type}, IDC {rec.idc})"
+        if rec.type in BINARY_IMAGE_TYPES or rec.type in (13, 14):
+            img = _finger(rec, t)
+            if decode_images:
+                img = FingerImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, rec.offset)})
+            finger_images.append(img)
+            by_idc.setdefault(rec.idc, img)
+        elif rec.type == 10:
+            csp = rec.text(12, "GRAY").strip().upper()
+            img = FaceImage(rec.idc, rec.text(3, "FACE").strip(), _int(rec, 6, "HLL"), _int(rec, 7, "VLL"),
+                            _tagged_ppi(rec), rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
+            if decode_images:
+                channels = 1 if csp in ("GRAY", "") else 3
+                img = FaceImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, rec.offset, 8, channels)})
+            faces.append(img)
+    for rec in t.of_type(9):
+        ref = by_idc.get(rec.idc)
+        height_mm = ref.height / ref.ppi * 25.4 if ref is not None and ref.ppi else None
+        width_500 = int(round(ref.width * 500 / ref.ppi)) if ref is not None and ref.ppi else None
+        tpl = _minutiae(rec, height_mm, width_500)
+        if tpl is None:
+            continue
+        pos = _int(rec, 6, "FGP", 0)
+        if pos == 0 and ref is not None:
+            pos = ref.position
+        templates.setdefault(pos, tpl)
+    fingers = {}
+    for img in finger_images:
+        fingers.setdefault(img.position, img)
+    return Enrolment(fingers, templates, faces, text, finger_images)
