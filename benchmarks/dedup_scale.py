@@ -256,7 +256,7 @@ def main() -> int:
           f"i.e. {per_finger_s * 1e3:.2f} ms per finger, scaled by the cascade's fingers per person):")
     print("| N | codes+ids+maps RAM | scan 10 positions | p99.9 mate rank (bound) | k_persons | re-rank | total |")
     print("|---|---|---|---|---|---|---|")
-    for big in (n, 1_000_000, 10_000_000, 50_000_000):
+    for big in sorted({n, 1_000_000, 10_000_000, 50_000_000}):
         mem = big * per_enrol
         scan = 10 * big / rate
         bound = np.maximum(exceed, 1.0 / trials)  # unobserved: at most one in `trials`
