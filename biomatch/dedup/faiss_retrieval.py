@@ -8,7 +8,7 @@ Stage of a shard's search (registered as ``"faiss"``, the default for new galler
 
 ``k_persons`` is the *penetration* of the stage: ``ceil(10 / f * min(max_persons, max(min_persons,
 penetration * n)))`` for a shard of ``n`` persons and a probe of ``f`` usable fingers (default for
-ten fingers: 1% of the shard, at least 50, at most 200 — the re-ranking prepares candidates'
+ten fingers: 1% of the shard, at least 50, at most 100 — the re-ranking prepares candidates'
 templates from the store, so its cost must stay bounded; see FaissRetrievalParams).  Fewer fingers make a weaker filter, so the stage widens:
 two generated fingers keep the mate within the top 50 of 600 persons only 97.5% of the time,
 within the top 100 always (``benchmarks/retrieval.py`` measures the ten-finger hit rate).  A finger whose
@@ -82,7 +82,9 @@ class FaissRetrievalParams:
         and matches them; the cascade of :class:`~biomatch.decide.DecisionParams` keeps that to
         ~3 fingers per person.  At 1,000,000 generated enrolments (1,000 mated ten-finger
         probes, 64 rows per person) the mate ranked beyond 100 persons in 0.09% of 3,300
-        probes and beyond 200 in 0.03%, hence the default ``max_persons`` = 200.  Measured on generated data (``benchmarks/dedup_scale.py``, 1,000
+        probes and beyond 200 in 0.03%; end to end both k = 100 and k = 200 missed 1 of 1,000
+        mated probes (FNIR 0.1%, the same probe), at 0.30 s and 0.46 s median: hence the
+        default ``max_persons`` = 100.  Measured on generated data (``benchmarks/dedup_scale.py``, 1,000
         mated ten-finger probes at 100,000 enrolments): the mate ranks first in the code stage
         99.9% of the time, at worst 4th — 100 persons is a 25x margin there; the margin needed
         at larger N is extrapolated in that benchmark.  Real prints need this re-measured.
@@ -99,7 +101,7 @@ class FaissRetrievalParams:
 
     penetration: float = 0.01
     min_persons: int = 50
-    max_persons: int = 200
+    max_persons: int = 100
     rows_per_person: int = 64
     factory: str = "BFlat"
 

@@ -42,8 +42,8 @@ def test_params_validate():
     from biomatch.dedup.faiss_retrieval import FaissRetrievalParams
     from biomatch.errors import InvalidInputError
 
-    assert FaissRetrievalParams().k_persons(100) == 50 and FaissRetrievalParams().k_persons(10**6) == 200
-    assert FaissRetrievalParams().k_persons(10**6, 2) == 1000  # fewer fingers: more persons
+    assert FaissRetrievalParams().k_persons(100) == 50 and FaissRetrievalParams().k_persons(10**6) == 100
+    assert FaissRetrievalParams().k_persons(10**6, 2) == 500  # fewer fingers: more persons
     with pytest.raises(InvalidInputError):
         FaissRetrievalParams(penetration=0)
     with pytest.raises(InvalidInputError):
