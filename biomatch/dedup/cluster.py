@@ -110,6 +110,21 @@ def _unwrap(exc):
     return cause if isinstance(cause, BiomatchError) else None
 
 
+def _get(ref, unavailable):
+    """``ray.get`` that re-raises a remote project error as itself and a dead actor as
+    ``unavailable(exc)`` (a ClusterUnavailableError saying what was lost)."""
+    ray = _ray()
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = _unwrap(exc)
+        if cause is not None:
+            raise cause from None
+        raise
+    except ray.exceptions.RayActorError as exc:
+        raise unavailable(exc) from exc
+
+
 # ---- actors (plain classes; wrapped with ray.remote when first used) -------------------------------
 class ShardActor:
     """One shard in its own process: :class:`~biomatch.dedup.shard.Shard` behind Ray calls.
@@ -232,16 +247,8 @@ class _RemoteShard:
         self._params = match_params  # to prepare what subject_prepared fetches
 
     def get(self, ref, what: str):
-        ray = _ray()
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            cause = _unwrap(exc)
-            if cause is not None:
-                raise cause from None
-            raise
-        except ray.exceptions.RayActorError as exc:
-            raise ClusterUnavailableError(f"shard {self.number}: actor unavailable during {what} ({exc})") from exc
+        return _get(ref, lambda exc: ClusterUnavailableError(
+            f"shard {self.number}: actor unavailable during {what} ({exc})"))
 
     def _call(self, method: str, *args):
         return self.get(getattr(self.actor, method).remote(*args), method)
@@ -491,17 +498,9 @@ class DistributedGallery(Gallery):
             raise StorageError(f"gallery {str(self.path)!r}: opened read-only")
 
     def _writer_call(self, ref, what: str):
-        ray = _ray()
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            cause = _unwrap(exc)
-            if cause is not None:
-                raise cause from None
-            raise
-        except ray.exceptions.RayActorError as exc:
-            raise ClusterUnavailableError(f"writer actor died during {what}: the outcome is unknown; retrying "
-                                          f"is safe (a committed subject then raises DuplicateSubjectError)") from exc
+        return _get(ref, lambda exc: ClusterUnavailableError(
+            f"writer actor died during {what}: the outcome is unknown; retrying is safe (a committed subject "
+            f"then raises DuplicateSubjectError)"))
 
     def enroll(self, record: Enrolment, dedup: bool = True, accept_review: bool = False,
                check_face_quality: bool = True) -> DedupReport:

@@ -196,16 +196,20 @@ def cmd_create(args) -> int:
     return 0
 
 
+def _print_stats(st: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(st, indent=1, sort_keys=True))
+    else:
+        for k, v in st.items():
+            print(f"{k}: {v}")
+
+
 def cmd_stats(args) -> int:
     from .gallery import Gallery
 
     with Gallery.open(args.path, read_only=True) as g:
         st = g.stats()
-    if args.json:
-        print(json.dumps(st, indent=1, sort_keys=True))
-    else:
-        for k, v in st.items():
-            print(f"{k}: {v}")
+    _print_stats(st, args.json)
     return 0
 
 
@@ -263,11 +267,7 @@ def cmd_cluster_stats(args) -> int:
 
     with DistributedGallery.open(args.path, address=_address(args), read_only=True) as g:
         st = g.stats()
-    if args.json:
-        print(json.dumps(st, indent=1, sort_keys=True))
-    else:
-        for k, v in st.items():
-            print(f"{k}: {v}")
+    _print_stats(st, args.json)
     return 0
 
 
