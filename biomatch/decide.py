@@ -139,7 +139,12 @@ class DecisionParams:
                           self.face_evidence_max_decades)
         for name in ("score_at_fmr", "face_score_at_fmr"):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, tuple((float(a), float(b)) for a, b in getattr(self, name)))
+                try:
+                    table = tuple((float(a), float(b)) for a, b in getattr(self, name))
+                except (TypeError, ValueError):
+                    raise invalid(name, "a sequence of (fmr, score) pairs", getattr(self, name)) from None
+                object.__setattr__(self, name, table)
+                _calibration(self, face=name == "face_score_at_fmr")  # refuse a bad table now, not mid-search
 
 
 @dataclass(frozen=True)

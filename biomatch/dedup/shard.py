@@ -267,6 +267,10 @@ class Shard:
                 self._key_face.ensure(int(k.max()) + 1)
                 self._key_face.data[k] = np.arange(first, first + len(k))
             self._last_face_key = rows[-1][0]
+        # Every subject up to _max_key is folded: its face was committed with its fingers (one
+        # transaction).  Without this, a gallery without faces would rescan all subjects on
+        # every catch-up (52 ms per search at 1M enrolments).
+        self._last_face_key = max(self._last_face_key, self._max_key)
 
     def _drop_faces(self, keys: np.ndarray) -> None:
         """Tombstone the faces of ``keys`` that have no finger left (removed subjects)."""

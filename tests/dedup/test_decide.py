@@ -67,3 +67,13 @@ def test_calibrate_from_impostor_scores():
     assert np.mean(e >= 3) == pytest.approx(1e-3, rel=0.3)
     with pytest.raises(InvalidInputError):
         decide.calibrate(imp[:10])
+
+
+@pytest.mark.parametrize("field", ["score_at_fmr", "face_score_at_fmr"])
+@pytest.mark.parametrize("table", [((0.01, 0.3),), ((0.01, 0.3), (0.001, 0.2)), (("x", 1),), 5])
+def test_bad_calibration_tables_refused_at_construction(field, table):
+    from biomatch.decide import DecisionParams
+    from biomatch.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=field):
+        DecisionParams(**{field: table})

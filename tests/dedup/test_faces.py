@@ -117,3 +117,20 @@ def test_bad_faces_are_refused():
     e = Enrolment("a", fingers, face=_face(1) * 3.0)  # normalised, not refused
     assert np.linalg.norm(e.face) == pytest.approx(1.0, abs=1e-6)
     assert isinstance(NoFaceError("x"), BiomatchError)
+
+
+def test_a_face_enrolled_by_another_writer_is_caught_up(tmp_path):
+    from biomatch.dedup import Gallery
+
+    path = tmp_path / "g"
+    with Gallery.create(path) as g:
+        g.enroll_many([make_record(f"s{i}", i, positions=(1, 2)) for i in range(5)], dedup=False)  # no faces
+    reader = Gallery.open(path)
+    try:
+        assert reader.stats()["faces"] == 0  # caught up past five face-less subjects
+        with Gallery.open(path) as writer:
+            writer.enroll(_with_face(make_record("s9", 9, positions=(1, 2)), _face(9)), dedup=False)
+        rep = reader.deduplicate(_with_face(make_record("x", 500, positions=(3,)), _face(9, noise=0.3)))
+        assert reader.stats()["faces"] == 1 and rep.best.subject_id == "s9" and rep.best.face_score > 0.9
+    finally:
+        reader.close()
