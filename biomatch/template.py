@@ -1,10 +1,14 @@
 """The fingerprint template: an immutable set of minutiae at 500 dpi.
 
-Minutia convention (as ISO/IEC 19794-2): ``x`` to the right and ``y`` downwards,
-in pixels at 500 dpi from the top-left corner of the (resampled) image; ``angle``
-in radians in ``[0, 2*pi)``, counter-clockwise from the x axis as the image is
-displayed; ``kind`` 1 for a ridge ending and 2 for a bifurcation (0 other);
-``quality`` 0-100.
+Minutia convention: ``x`` to the right and ``y`` downwards, in pixels at 500 dpi
+from the top-left corner of the (resampled) image (as ISO/IEC 19794-2); ``angle`` in
+radians in ``[0, 2*pi)``, counter-clockwise from the x axis as the image is displayed,
+pointing a ridge ending away from its ridge (into the valley it ends in) and a
+bifurcation towards its stem (NIST's internal representation, NBIS mindtct's default;
+the two are duals). ISO/IEC 19794-2 and ANSI/INCITS 378 records point the other way
+("up the ridge", "down the valley"): their codecs add or remove 180 degrees (see
+:mod:`biomatch.formats._fmr`). ``kind`` 1 for a ridge ending and 2 for a bifurcation
+(0 other); ``quality`` 0-100.
 
 The native binary format (``BMT1``) is little-endian::
 
