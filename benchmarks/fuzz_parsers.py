@@ -8,7 +8,11 @@ Targets (each gets ``--inputs`` mutated inputs, seeded):
   extended data and optional blocks;
 - ``bmt1``: :func:`biomatch.template.decode`;
 - ``an2k``: :func:`biomatch.formats.an2k.read_enrolment` without image decoding (structure, CNT,
-  tagged fields, Type-9 minutiae), seeds: the NIST libbiomeval samples;
+  tagged fields, Type-9 legacy minutiae and INCITS 378 blocks), seeds: the NIST libbiomeval
+  samples plus constructed transactions holding Type-9 INCITS 378 blocks (:func:`m1_transaction`);
+- ``afis-iso2005``, ``nbis-py-iso2005``: the explicit converters of
+  :mod:`biomatch.formats.foreign` followed by the standard parser, seeds: those tools' layouts
+  built from biomatch's own ISO 2005 records (no dependency on the tools);
 - ``wsq-header``: :func:`biomatch.formats.wsq.parse_header`;
 - ``wsq-decode``: :func:`biomatch.formats.wsq.decode` (header checks + NBIS in the isolated worker).
 
@@ -84,22 +88,34 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(m)
 
 
-def _fmr_seeds(fmt: str) -> list[bytes]:
-    from biomatch.template import FingerView, Template, dump
+_TEMPLATES: list = []
 
+
+def _templates() -> list:
+    """FVC2002 templates when the dataset is present, plus synthetic ones (0, 3, 20 minutiae)."""
+    from biomatch.template import Template
+
+    if _TEMPLATES:
+        return _TEMPLATES
     rng = np.random.default_rng(0)
-    seeds = []
     fvc = sorted((DATASETS / "fvc2002" / "db1_b").glob("10[1-3]_1.tif"))
-    templates = []
     if fvc:
         from biomatch.extract import extract
 
-        templates = [extract(p, 500) for p in fvc]
+        _TEMPLATES.extend(extract(p, 500) for p in fvc)
     for n in (0, 3, 20):
-        templates.append(Template.from_arrays(rng.uniform(0, 300, n), rng.uniform(0, 400, n),
-                                              rng.uniform(0, 6.28, n), kind=rng.integers(0, 3, n),
-                                              quality=rng.integers(0, 101, n), width=300, height=400,
-                                              print_quality=50))
+        _TEMPLATES.append(Template.from_arrays(rng.uniform(0, 300, n), rng.uniform(0, 400, n),
+                                               rng.uniform(0, 6.28, n), kind=rng.integers(0, 3, n),
+                                               quality=rng.integers(0, 101, n), width=300, height=400,
+                                               print_quality=50))
+    return _TEMPLATES
+
+
+def _fmr_seeds(fmt: str) -> list[bytes]:
+    from biomatch.template import FingerView, dump
+
+    seeds = []
+    templates = list(_templates())
     for i, t in enumerate(templates):
         seeds.append(dump(t, fmt, dpi=(500, 569, 1000)[i % 3]))
     views = [FingerView(t, position=i + 1, view_number=i % 2, impression_type=i % 3,
@@ -107,6 +123,54 @@ def _fmr_seeds(fmt: str) -> list[bytes]:
              for i, t in enumerate(templates[:4])]
     seeds.append(dump(views, fmt))
     return seeds
+
+
+def _tagged(t: int, fields) -> bytes:
+    body = b"".join(b"%d.%03d:" % (t, n) + v + b"\x1d" for n, v in fields)[:-1] + b"\x1c"
+    length = len(body) + len(b"%d.001:\x1d" % t)
+    length += len(str(length + len(str(length))))
+    return b"%d.001:%d\x1d" % (t, length) + body
+
+
+def m1_transaction(template, ppi: int = 500, position: int = 2) -> bytes:
+    """A Type-1 + Type-9 transaction whose Type-9 holds ``template`` as an INCITS 378 block."""
+    from biomatch.template import dump
+
+    record = dump(template, "ansi378", dpi=ppi)  # INCITS 378 minutiae: the same fields, in binary
+    n = record[29]
+    raw = np.frombuffer(record[30:30 + 6 * n], [("xt", ">u2"), ("y", ">u2"), ("a", "u1"), ("q", "u1")])
+    fmd = b"\x1e".join(b"%d\x1f%d\x1f%d\x1f%d\x1f%d\x1f%d" % (i + 1, int(r["xt"]) & 0x3FFF, int(r["y"]),
+                                                          int(r["a"]), int(r["xt"]) >> 14, int(r["q"]))
+                       for i, r in enumerate(raw))
+    w, h = int.from_bytes(record[16:18], "big"), int.from_bytes(record[18:20], "big")
+    fields = [(2, b"01"), (3, b"0"), (4, b"U"), (126, b"27\x1f513\x1f0"), (127, b"0\x1f0"), (128, b"%d" % w),
+              (129, b"%d" % h), (130, b"1"), (131, b"%d" % ppi), (132, b"%d" % ppi), (133, b"0"),
+              (134, b"%d" % position), (135, b"%d\x1f255\x1f1" % template.quality), (136, b"%d" % n)]
+    if n:
+        fields.append((137, fmd))
+    t1 = _tagged(1, [(2, b"0500"), (3, b"1\x1f1\x1e9\x1f01"), (11, b"19.69"), (12, b"19.69")])
+    return t1 + _tagged(9, fields)
+
+
+def afis_iso2005_layout(record: bytes) -> bytes:
+    """biomatch's one-view ISO 2005 record in afis 1.2.x's '020' layout (ppi, quality 0-255)."""
+    from biomatch.formats._fmr import ppcm_to_dpi
+
+    out = bytearray(record)
+    out[4:8] = b"020\0"
+    ppi = round(ppcm_to_dpi(int.from_bytes(record[18:20], "big")))
+    out[18:22] = ppi.to_bytes(2, "big") * 2
+    for i in range(out[27]):
+        out[28 + 6 * i + 5] = round(out[28 + 6 * i + 5] * 255 / 100)
+    return bytes(out)
+
+
+def nbis_py_iso2005_layout(record: bytes) -> bytes:
+    """biomatch's one-view ISO 2005 record in nbis-py 0.1.x's layout (22-byte header, no resolution,
+    no extended-data length)."""
+    body = record[24:-2]
+    head = record[:8] + (22 + len(body)).to_bytes(4, "big") + record[12:18] + b"\0" * 4
+    return head + body
 
 
 def targets() -> dict:
@@ -121,11 +185,20 @@ def targets() -> dict:
     bmt = [encode(Template.from_arrays(rng.uniform(0, 300, n), rng.uniform(0, 300, n), rng.uniform(0, 6, n),
                                        width=300, height=300)) for n in (0, 5, 40)]
     out["bmt1"] = (decode, bmt)
+    from biomatch.formats import foreign
+    from biomatch.template import dump, load
+
+    iso = [dump(t, "iso19794-2:2005", dpi=dpi) for t, dpi in zip(_templates(), (500, 569, 1000, 500, 500, 500))]
+    out["afis-iso2005"] = (lambda b: load(foreign.from_afis_iso2005(b)), [afis_iso2005_layout(r) for r in iso])
+    out["nbis-py-iso2005"] = (lambda b: load(foreign.from_nbis_py_iso2005(b, 500)),
+                              [nbis_py_iso2005_layout(r) for r in iso])
     samples = DATASETS / "samples" / "nist_libbiomeval"
     an2k_seeds = [p.read_bytes() for p in sorted(samples.glob("*.an2k"))]
     if an2k_seeds:
         from biomatch.formats import an2k
 
+        an2k_seeds += [m1_transaction(t, ppi, pos) for t, ppi, pos in
+                       zip(_templates(), (500, 1000, 569, 500, 500), (2, 7, 0, 3, 1))]
         out["an2k"] = (lambda b: an2k.read_enrolment(b, decode_images=False), an2k_seeds)
     try:
         import _wsq  # noqa: F401

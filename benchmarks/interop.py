@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,104 +102,227 @@ def roundtrip(datasets: Path) -> dict:
     return out
 
 
-def repair_nbis_py_iso2005(data: bytes, dpi: float) -> bytes:
-    """nbis-py 0.1.3's ``to_iso_19794_2_2005`` is not conformant: a 22-byte record header (no view
-    count, no reserved byte), resolution fields 0, and no extended-data length after the minutiae.
-    biomatch refuses such records (FormatError at offset 18, "x resolution: 0 pixels/cm"); this
-    benchmark repairs them explicitly so that the minutiae themselves can be compared."""
-    import struct
-
-    ppcm = int(round(dpi / 2.54))
-    body = data[22:] + b"\0\0"  # the one view + an empty extended data block
-    head = data[:18] + struct.pack(">HHBB", ppcm, ppcm, 1, 0)
-    head = head[:8] + struct.pack(">I", len(head) + len(body)) + head[12:]
-    return head + body
-
-
 def _rotated(t, radians: float):
     m = t.minutiae.copy()
     m["angle"] = np.mod(m["angle"].astype(np.float64) + radians, 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     return type(t)(m, t.width, t.height, t.quality, t.params_hash)
 
 
-def peers(datasets: Path, sets=("db1_b", "db3_b")) -> dict:
-    """NBIS (nbis-py: mindtct, ISO 19794-2:2005 writer and reader, bozorth3) against biomatch.
+def _afis():
+    """afis with its native NBIS library (benchmarks/_peers.py points AFIS_LFS_LIB at it), or None."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import _peers
 
-    Foreign writer: NBIS's ISO 2005 template of each print is loaded by biomatch and matched with
-    biomatch's MCC matcher against biomatch's own extraction of the same print ("same image") and
-    of the other impressions of the finger (genuine) and the first impressions of the other fingers
-    (impostor). Foreign reader: biomatch's ISO 2005 template is loaded by NBIS and compared with
-    bozorth3 against NBIS's own template of the same print.
+    lib = _peers._afis_native_lib()
+    if lib and not os.environ.get("AFIS_LFS_LIB"):
+        os.environ["AFIS_LFS_LIB"] = lib
+    try:
+        import afis
+    except ImportError:
+        return None
+    return afis
+
+
+def _row(name: str, same: list, imp: list, note: str = "", **extra) -> dict:
+    ok = [s for s in same if s is not None]
+    row = {"writer -> reader": name, "images": len(same),
+           "same_image_median": None if not ok else round(float(np.median(ok)), 4),
+           "impostor_median": None if not imp else round(float(np.median(imp)), 4),
+           "impostor_max": None if not imp else round(float(max(imp)), 4)}
+    if len(ok) != len(same):
+        row["unreadable"] = len(same) - len(ok)
+    row.update(extra)
+    if note:
+        row["note"] = note
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> list[dict]:
+    """Foreign writers and readers against biomatch, one table row each.
+
+    For every print of ``sets`` (500 dpi FVC2002 B sets, 80 prints each) biomatch's own
+    extraction is compared with the foreign template of the same print ("same image": how well
+    the two agree through the record) and, for contrast, with the foreign template of the first
+    print of every other finger (impostor). Foreign records biomatch reads are scored with
+    biomatch's matcher; biomatch records a foreign tool reads are scored with that tool's matcher
+    against the tool's own template of the same print (its own self-consistency is the ceiling).
+
+    Rows (when the tool is installed — ``benchmarks/setup_peers.sh``):
+
+    - NIST Type-9 (libbiomeval ``type9-13.an2k``) -> biomatch: one record, no impostor;
+    - nbis-py 0.1.3 ISO 2005 (mindtct) -> biomatch, through :func:`foreign.from_nbis_py_iso2005`;
+    - afis 1.2.7 ISO 2005 ``020`` (its NBIS mindtct and LEADER extractors) -> biomatch, through
+      :func:`foreign.from_afis_iso2005`; afis ISO 2011 -> biomatch with ``dpi=`` (and, to show
+      why the override is needed, as stated: 99 px/cm);
+    - biomatch ISO 2005 / 2011 -> afis ``decode_iso19794_2`` -> afis's Bozorth3 (raw score);
+    - biomatch ISO 2005 -> nbis-py ``load_iso_19794_2_2005`` -> bozorth3.
     """
+    from biomatch.errors import BiomatchError
+    from biomatch.extract import extract
+    from biomatch.formats import an2k, foreign
+    from biomatch.match import FingerprintMatcher
+    from biomatch.template import dump, load
+
+    rows = []
+    sample = datasets / "samples" / "nist_libbiomeval" / "type9-13.an2k"
+    if sample.exists():
+        e = an2k.read_enrolment(sample)
+        img = next(iter(e.fingers.values()))
+        tpl = next(iter(e.templates.values()))
+        ours = extract(img.pixels, img.ppi)
+        rows.append(_row("NIST AN2K Type-9 9.012 (libbiomeval type9-13.an2k) -> biomatch",
+                         [FingerprintMatcher(tpl).match(ours)], [],
+                         same_image_if_angles_turned_180=round(FingerprintMatcher(_rotated(tpl, np.pi)).match(ours), 4)))
+
+    prints = []
+    for name in sets:
+        dpi = SETS[name]
+        prints += [(p, dpi) for p in sorted((datasets / "fvc2002" / name).glob("*.tif"))[:limit]]
+    if not prints:
+        return rows
+    keys = [f"{p.parent.name}/{p.stem}" for p, _ in prints]
+    firsts = [k for k in keys if k.endswith("_1")]
+    ours = {k: extract(p, dpi) for k, (p, dpi) in zip(keys, prints)}
+
+    def score_rows(name: str, foreign_tpl: dict, note: str = "", turned: bool = True):
+        same = [None if foreign_tpl.get(k) is None else FingerprintMatcher(foreign_tpl[k]).match(ours[k]) for k in keys]
+        imp = [FingerprintMatcher(foreign_tpl[a]).match(ours[b]) for a in firsts for b in firsts
+               if a != b and a.split("/")[0] == b.split("/")[0] and foreign_tpl.get(a) is not None]
+        extra = {}
+        if turned:
+            t180 = [FingerprintMatcher(_rotated(foreign_tpl[k], np.pi)).match(ours[k]) for k in keys
+                    if foreign_tpl.get(k) is not None]
+            extra["same_image_median_if_angles_turned_180"] = round(float(np.median(t180)), 4) if t180 else None
+        rows.append(_row(name, same, imp, note, **extra))
+
+    def read_all(raw: dict, reader) -> dict:
+        out = {}
+        for k, data in raw.items():
+            try:
+                out[k] = reader(data)
+            except BiomatchError:
+                out[k] = None
+        return out
+
     try:
         import nbis
     except ImportError:
-        return {"nbis-py": "not installed (run benchmarks/setup_peers.sh)"}
-    from biomatch.extract import extract
-    from biomatch.match import SCORE_AT_FMR, FingerprintMatcher
-    from biomatch.errors import FormatError
-    from biomatch.template import dump, load
+        nbis = None
+    if nbis is not None:
+        ex = {dpi: nbis.new_nbis_extractor(nbis.NbisExtractorSettings(
+            min_quality=0.0, get_center=False, check_fingerprint=False, compute_nfiq2=False, ppi=float(dpi)))
+            for dpi in {d for _, d in prints}}
+        native = {k: ex[dpi].extract_minutiae_from_image_file(str(p)) for k, (p, dpi) in zip(keys, prints)}
+        raw = {k: native[k].to_iso_19794_2_2005() for k in keys}
+        strict = read_all(raw, load)
+        dpis = dict(zip(keys, (d for _, d in prints)))
+        score_rows("nbis-py 0.1.3 ISO 2005 (mindtct) -> biomatch, foreign.from_nbis_py_iso2005(dpi=)",
+                   read_all({k: (raw[k], dpis[k]) for k in keys},
+                            lambda rd: load(foreign.from_nbis_py_iso2005(*rd))),
+                   f"strict load refuses {sum(v is None for v in strict.values())}/{len(keys)} records")
+        rd = ex[500]
+        nbis_self = float(np.median([native[k].compare(native[k]) for k in keys]))
 
-    out = {}
-    for name in sets:
-        dpi = SETS[name]
-        paths = sorted((datasets / "fvc2002" / name).glob("*.tif"))
-        if not paths:
-            continue
-        settings = nbis.NbisExtractorSettings(min_quality=0.0, get_center=False, check_fingerprint=False,
-                                              compute_nfiq2=False, ppi=float(dpi))
-        ex = nbis.new_nbis_extractor(settings)
-        ours, foreign, foreign_native = {}, {}, {}
-        for p in paths:
-            ours[p.stem] = extract(p, dpi)
-            t = ex.extract_minutiae_from_image_file(str(p))
-            foreign_native[p.stem] = t
-            raw = t.to_iso_19794_2_2005()
-            try:
-                foreign[p.stem] = load(raw)
-                repaired = False
-            except FormatError:
-                foreign[p.stem] = load(repair_nbis_py_iso2005(raw, dpi))
-                repaired = True
-        thr = SCORE_AT_FMR[0.001]
-        same = [FingerprintMatcher(foreign[k]).match(ours[k]) for k in ours]
-        # diagnosis: the same comparison with the foreign angles turned by 180 degrees
-        same_180 = [FingerprintMatcher(_rotated(foreign[k], np.pi)).match(ours[k]) for k in ours]
-        fingers = sorted({k.split("_")[0] for k in ours})
-        gen = [FingerprintMatcher(foreign[f"{f}_{i}"]).match(ours[f"{f}_{j}"])
-               for f in fingers for i, j in itertools.permutations(range(1, 9), 2)]
-        imp = [FingerprintMatcher(foreign[f"{a}_1"]).match(ours[f"{b}_1"])
-               for a, b in itertools.permutations(fingers, 2)]
-        ours_gen = [FingerprintMatcher(ours[f"{f}_{i}"]).match(ours[f"{f}_{j}"])
-                    for f in fingers for i, j in itertools.combinations(range(1, 9), 2)]
-        # NBIS reading our ISO 2005 and bozorth3 against its own template of the same image
-        rd = ex  # any extractor loads ISO; bozorth3 compares
-        back = [rd.load_iso_19794_2_2005(dump(ours[k], "iso19794-2:2005", dpi=dpi)) for k in ours]
-        bz_same = [foreign_native[k].compare(b) for k, b in zip(ours, back)]
-        bz_self = [foreign_native[k].compare(foreign_native[k]) for k in ours]
-        bz_imp = [foreign_native[f"{a}_1"].compare(rd.load_iso_19794_2_2005(dump(ours[f"{b}_1"], "iso19794-2:2005",
-                                                                                      dpi=dpi)))
-                  for a, b in itertools.permutations(fingers, 2)]
-        out[name] = {
-            "nbis_iso2005_read_by_biomatch": {
-                "needed_repair": repaired,
-                "same_image_median": round(float(np.median(same)), 4),
-                "same_image_median_if_angles_turned_180": round(float(np.median(same_180)), 4),
-                "same_image_above_fmr1e-3": f"{sum(s >= thr for s in same)}/{len(same)}",
-                "genuine_median": round(float(np.median(gen)), 4),
-                "genuine_above_fmr1e-3": f"{sum(s >= thr for s in gen)}/{len(gen)}",
-                "impostor_max": round(float(max(imp)), 4),
-                "impostor_above_fmr1e-3": f"{sum(s >= thr for s in imp)}/{len(imp)}",
-                "ours_vs_ours_genuine_median": round(float(np.median(ours_gen)), 4)},
-            "biomatch_iso2005_read_by_nbis_bozorth3": {
-                "same_image_median": float(np.median(bz_same)),
-                "same_image_min": float(min(bz_same)),
-                "nbis_self_median": float(np.median(bz_self)),
-                "impostor_max": float(max(bz_imp)),
-                "same_image_at_or_above_40": f"{sum(s >= 40 for s in bz_same)}/{len(bz_same)}"},
-        }
-        print(name, json.dumps(out[name]), flush=True)
-    return out
+        def to_nbis_py_layout(record: bytes) -> bytes:
+            """Diagnostic only: a one-view ISO 2005 record re-laid out as nbis-py's own (22-byte header,
+            no extended-data length), to tell its layout from the minutiae themselves."""
+            body = record[18:22] + record[24:-2]
+            return record[:8] + (18 + len(body)).to_bytes(4, "big") + record[12:18] + body
+
+        for label, relayout in (("biomatch ISO 2005 -> nbis-py 0.1.3 load_iso_19794_2_2005 + bozorth3", False),
+                                ("biomatch ISO 2005 re-laid out as nbis-py's layout (diagnostic) -> nbis-py "
+                                 "+ bozorth3", True)):
+            back = {}
+            for k in keys:
+                record = dump(ours[k], "iso19794-2:2005", dpi=dpis[k])
+                try:
+                    back[k] = rd.load_iso_19794_2_2005(to_nbis_py_layout(record) if relayout else record)
+                except Exception:  # nbis-py raises its own errors on a layout it does not know
+                    back[k] = None
+            same = [None if back[k] is None else float(native[k].compare(back[k])) for k in keys]
+            imp = [float(native[a].compare(back[b])) for a in firsts for b in firsts
+                   if a != b and a.split("/")[0] == b.split("/")[0] and back[b] is not None]
+            rows.append(_row(label, same, imp, "" if relayout else "nbis-py reads only its own 22-byte-header layout",
+                             nbis_self_median=nbis_self))
+
+    afis = _afis()
+    if afis is not None:
+        from afis.algorithms.templates import decode_iso19794_2
+
+        import cv2
+
+        extractors = {"NBIS mindtct": lambda dpi: afis.NbisExtractor(resolution_ppi=int(dpi), quality_mode="off"),
+                      "LEADER": lambda dpi: afis.LeaderExtractor(resolution_ppi=int(dpi), quality_mode="off")}
+        for ex_name, make in extractors.items():
+            exs = {}
+            native = {}
+            for k, (p, dpi) in zip(keys, prints):
+                exs.setdefault(dpi, make(dpi))
+                native[k] = exs[dpi].extract_minutiae(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))
+            r05 = {k: native[k].to_iso19794_2() for k in keys}
+            r11 = {k: native[k].to_iso19794_2_2011() for k in keys}
+            strict05 = read_all(r05, load)
+            score_rows(f"afis 1.2.7 ISO 2005 '020' ({ex_name}) -> biomatch, foreign.from_afis_iso2005",
+                       read_all(r05, lambda d: load(foreign.from_afis_iso2005(d))),
+                       f"strict load refuses {sum(v is None for v in strict05.values())}/{len(keys)} records")
+            dpis = dict(zip(keys, (d for _, d in prints)))
+            score_rows(f"afis 1.2.7 ISO 2011 ({ex_name}) -> biomatch, load(dpi=500)",
+                       {k: load(r11[k], dpi=dpis[k]) for k in keys})
+            score_rows(f"afis 1.2.7 ISO 2011 ({ex_name}) -> biomatch, as stated (99 px/cm = 251 ppi)",
+                       read_all(r11, load), "the resolution afis writes for 500 ppi", turned=False)
+            if ex_name != "NBIS mindtct":
+                continue
+            ex = exs[500]
+            self_score = [float(ex.match(native[k], native[k], method="nbis_bozorth3").raw_score or 0) for k in keys]
+            for fmt, label in (("iso19794-2:2005", "ISO 2005"), ("iso19794-2:2011", "ISO 2011")):
+                back = {}
+                for k in keys:
+                    try:
+                        header, m = decode_iso19794_2(dump(ours[k], fmt, dpi=dpis[k]))
+                        back[k] = afis.FingerprintTemplate(m, header, afis.pipeline.ProcessingReport())
+                    except Exception:  # afis's reader raises ValueError / struct.error on what it cannot parse
+                        back[k] = None
+                same = [None if back[k] is None else
+                        float(ex.match(native[k], back[k], method="nbis_bozorth3").raw_score or 0) for k in keys]
+                turned = []
+                if fmt == "iso19794-2:2005":  # the convention seen from afis's side
+                    for k in keys:
+                        header, m = decode_iso19794_2(dump(_rotated(ours[k], np.pi), fmt, dpi=dpis[k]))
+                        t = afis.FingerprintTemplate(m, header, afis.pipeline.ProcessingReport())
+                        turned.append(float(ex.match(native[k], t, method="nbis_bozorth3").raw_score or 0))
+                imp = [float(ex.match(native[a], back[b], method="nbis_bozorth3").raw_score or 0)
+                       for a in firsts for b in firsts
+                       if a != b and a.split("/")[0] == b.split("/")[0] and back[b] is not None]
+                extra = {"same_image_median_if_angles_turned_180": float(np.median(turned))} if turned else {}
+                rows.append(_row(f"biomatch {label} -> afis 1.2.7 decode_iso19794_2 + Bozorth3 (raw), "
+                                 "vs afis NBIS mindtct of the same image", same, imp,
+                                 "afis parses every record as its 2005-shaped layout" if "2011" in label else "",
+                                 afis_self_median=float(np.median(self_score)), **extra))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The README interop table: one line per writer -> reader."""
+    def f(v):
+        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:g}")
+
+    out = ["| writer -> reader | images | same image, median | impostor, median (max) | note |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        notes = [r.get("note", "")]
+        if r.get("unreadable"):
+            notes.append(f"{r['unreadable']} unreadable")
+        for key in ("same_image_median_if_angles_turned_180", "same_image_if_angles_turned_180"):
+            if r.get(key) is not None:
+                notes.append(f"angles turned 180 deg: {f(r[key])}")
+        for key, label in (("afis_self_median", "afis vs itself"), ("nbis_self_median", "nbis-py vs itself")):
+            if key in r:
+                notes.append(f"{label}: {f(r[key])}")
+        imp = "-" if r["impostor_median"] is None else f"{f(r['impostor_median'])} ({f(r['impostor_max'])})"
+        out.append(f"| {r['writer -> reader']} | {r['images']} | {f(r['same_image_median'])} | {imp} | "
+                   f"{'; '.join(n for n in notes if n)} |")
+    return "\n".join(out)
 
 
 def main(argv=None) -> int:
@@ -206,16 +330,18 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--peers", action="store_true")
     ap.add_argument("--peers-only", action="store_true")
+    ap.add_argument("--prints-per-set", type=int, default=None, help="peers: first N prints of each set (quick look)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     result = {} if args.peers_only else {"roundtrip": roundtrip(args.datasets)}
     if args.peers or args.peers_only:
-        result["peers"] = peers(args.datasets)
+        result["peers"] = peers(args.datasets, limit=args.prints_per_set)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result.get("peers", {}), indent=2))
+    if "peers" in result:
+        print(format_table(result["peers"]))
     return 0
 
 

@@ -342,7 +342,7 @@ def _check_format(format: str | None) -> None:
         raise invalid("format", f"one of {FORMATS} or None", format)
 
 
-def load_views(source, format: str | None = None) -> tuple[FingerView, ...]:
+def load_views(source, format: str | None = None, *, dpi: float | None = None) -> tuple[FingerView, ...]:
     """Read every finger view of a template record.
 
     Parameters
@@ -350,6 +350,10 @@ def load_views(source, format: str | None = None) -> tuple[FingerView, ...]:
     source : bytes or path
     format : str, optional
         One of :data:`FORMATS`; sniffed from the content when None.
+    dpi : float, optional
+        The true resolution of a standard record, replacing its resolution fields. Only for
+        records known to state a wrong one (afis 1.2.x writes ISO 2011 with 99 px/cm for 500
+        ppi; see :mod:`biomatch.formats.foreign`); never guessed. Not allowed for ``native``.
 
     Returns
     -------
@@ -366,15 +370,18 @@ def load_views(source, format: str | None = None) -> tuple[FingerView, ...]:
     data = _read_source(source, "source")
     fmt = format or _sniff_full(data[:16], len(data))
     if fmt == "native":
+        if dpi is not None:
+            raise invalid("dpi", "None for a native template (always 500 dpi)", dpi)
         return (FingerView(decode(data), extended_format="native"),)
     from .formats import ansi378, iso19794_2
 
     codec = {"iso19794-2:2005": iso19794_2.decode_2005, "iso19794-2:2011": iso19794_2.decode_2011,
              "ansi378": ansi378.decode}[fmt]
-    return codec(data)
+    return codec(data, dpi)
 
 
-def load(source, format: str | None = None, position: int | None = None) -> Template:
+def load(source, format: str | None = None, position: int | None = None, *,
+         dpi: float | None = None) -> Template:
     """Read one finger template from any supported format.
 
     Parameters
@@ -384,6 +391,8 @@ def load(source, format: str | None = None, position: int | None = None) -> Temp
         One of :data:`FORMATS`; sniffed when None.
     position : int, optional
         Finger position code to pick; by default the first view.
+    dpi : float, optional
+        Replaces a standard record's resolution fields (see :func:`load_views`).
 
     Returns
     -------
@@ -395,7 +404,7 @@ def load(source, format: str | None = None, position: int | None = None) -> Temp
     FormatError
         Corrupt data, or no view (of that position) in the record.
     """
-    views = load_views(source, format)
+    views = load_views(source, format, dpi=dpi)
     chosen = [v for v in views if position is None or v.position == position]
     if not chosen:
         where = "" if position is None else f" with finger position {position}"

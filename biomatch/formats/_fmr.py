@@ -62,6 +62,16 @@ def check_write_dpi(dpi: object) -> float:
     return ppcm_to_dpi(dpi_to_ppcm(float(dpi)))  # the resolution the record will state
 
 
+def check_override_dpi(dpi: object) -> float | None:
+    """None, or a resolution that replaces a record's resolution fields (not snapped)."""
+    if dpi is None:
+        return None
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(dpi)) or not 100 <= float(dpi) <= 2000:
+        raise invalid("dpi", "None or the record's true resolution in [100, 2000] dots per inch", dpi)
+    return float(dpi)
+
+
 def read_minutiae(r: Reader, count: int, field_len: int, angle_step_rad: float, max_angle_code: int,
                   quality_absent: tuple[int, ...]) -> np.ndarray:
     """Read ``count`` minutiae of ``field_len`` (5 or 6) bytes; returns raw fields as a dict-like array.
@@ -165,5 +175,5 @@ def check_view_codes(v: FingerView, what: str) -> None:
             raise invalid(f"FingerView.{name}", f"0-{hi} in {what}", value)
 
 
-__all__ = ["STANDARD_TO_TEMPLATE_RAD", "ppcm_to_dpi", "dpi_to_ppcm", "read_minutiae", "to_template", "quantise", "pack_minutiae",
+__all__ = ["STANDARD_TO_TEMPLATE_RAD", "check_override_dpi", "ppcm_to_dpi", "dpi_to_ppcm", "read_minutiae", "to_template", "quantise", "pack_minutiae",
            "views_of", "FormatError"]

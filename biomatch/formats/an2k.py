@@ -27,8 +27,22 @@ Type-9 legacy minutiae (9.012): ``index US XXXXYYYYTTT US quality US type ...`` 
 0.01 mm from the *lower-left* corner (y up) and theta in degrees counter-clockwise; biomatch
 converts them to 500 dpi pixels from the top-left (y down) using the height of the image record
 with the same IDC (else the largest y), keeping theta as displayed. Types A (ridge ending) and
-B (bifurcation) map to ending / bifurcation, C and D to "other". Extended Feature Set fields
-(9.300+) and INCITS 378 blocks (9.126-9.150) are not interpreted.
+B (bifurcation) map to ending / bifurcation, C and D to "other". Its direction is read as
+NIST's internal representation (an ending pointing away from its ridge), which is biomatch's:
+the legacy fields are not defined by ANSI/NIST-ITL 1-2011 (it refers to the 2007 edition), NBIS
+mindtct writes them so (``lfs2nist_minutia_XYT``), and NIST's own sample confirms it (our
+extraction of its image scores 0.248 against it as read, 0.012 with the angles turned 180 deg).
+
+Type-9 INCITS 378 block (fields 9.126-9.150, "M1"; ANSI/NIST-ITL 1-2011 section 8.9.5): read when
+field 9.137 (FMD) or 9.136 (NOM) is present, and preferred to the legacy fields of the same record.
+9.128/9.129 HLL/VLL (pixels), 9.130 SLC (1 ppi, 2 pixels/cm, 0 none: then the image record of
+the same IDC gives the resolution), 9.131/9.132 THPS/TVPS, 9.133 FVW view number, 9.134 FGP,
+9.135 FQD (first subfield's quality 0-100, 255 "failed" read as 0), 9.136 NOM, 9.137 FMD
+(``index US x US y US angle US type US quality`` per subfield: pixels from the top-left, angle
+in 2-degree units 0-179 in the INCITS 378 direction, i.e. 180 deg from biomatch's; type 0/1/2;
+quality 0-100). Ridge counts, cores and deltas (9.138-9.141) are kept raw in ``Record.fields``.
+Each block becomes a :class:`~biomatch.template.FingerView` in ``Enrolment.finger_views``.
+Extended Feature Set fields (9.300+) and vendor blocks are not interpreted.
 
 Images are decoded through :func:`biomatch.image.decode_bytes` (WSQ via NBIS in its isolated
 worker; JPEG, JPEG 2000, PNG via OpenCV) only when asked (``decode_images=True``).
@@ -79,6 +93,8 @@ class Record:
     idc: int
     offset: int
     fields: dict = field(repr=False)
+    field_offsets: dict = field(default_factory=dict, repr=False)
+    """Byte offset of each tagged field's value in the transaction (for error messages)."""
 
     def text(self, number: int, default: str = "") -> str:
         value = self.fields.get(number)
@@ -137,11 +153,14 @@ class Enrolment:
     fingers : dict[int, FingerImage]
         Finger position code -> the first image of that position (all in ``finger_images``).
     templates : dict[int, Template]
-        Finger position code -> minutiae of a Type-9 record, at 500 dpi.
+        Finger position code -> minutiae of a Type-9 record, at 500 dpi (the INCITS 378 block
+        when the record has one, else the legacy 9.012 minutiae).
     faces : list[FaceImage]
     text : dict[int, dict[int, str]]
         Type-1 and Type-2 fields as text, by record type then field number.
     finger_images : list[FingerImage]
+    finger_views : list[FingerView]
+        One per Type-9 INCITS 378 block (position, view number, impression type, resolution).
     """
 
     fingers: dict
@@ -149,6 +168,7 @@ class Enrolment:
     faces: list
     text: dict
     finger_images: list
+    finger_views: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- structure
@@ -182,6 +202,7 @@ def _tagged(data: bytes, start: int, expected_type: int | None, index: int) -> R
     if data[end - 1:end] != FS:
         raise r.fail("record does not end with the FS separator at its LEN", end - 1)
     fields: dict[int, bytes] = {}
+    offsets: dict[int, int] = {}
     pos = start
     while pos < end - 1:
         colon = data.find(b":", pos, min(pos + 16, end))
@@ -201,6 +222,7 @@ def _tagged(data: bytes, start: int, expected_type: int | None, index: int) -> R
                 log.debug("AN2K record %d: field %d.%03d repeated; first kept", index, t, n)
             else:
                 fields[n] = data[colon + 1:value_end]
+                offsets[n] = colon + 1
         else:  # seen in NIST's own samples (a 13.005 inside a Type-9): ignore, do not guess
             log.debug("AN2K record %d (Type-%d): foreign field %d.%03d ignored", index, rtype, t, n)
         pos = value_end + 1
@@ -210,7 +232,7 @@ def _tagged(data: bytes, start: int, expected_type: int | None, index: int) -> R
         if not raw.isdigit():
             raise r.fail(f"IDC (field {rtype}.002): expected digits, got {bytes(raw[:8])!r}", start)
         idc = int(raw)
-    return Record(rtype, idc, start, fields)
+    return Record(rtype, idc, start, fields, offsets)
 
 
 def _binary(data: bytes, start: int, rtype: int, index: int) -> Record:
@@ -454,8 +476,17 @@ def read_enrolment(source, decode_images: bool = True) -> Enrolment:
                 channels = 1 if csp in ("GRAY", "") else 3
                 img = FaceImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, rec.offset, 8, channels)})
             faces.append(img)
+    views = []
     for rec in t.of_type(9):
         ref = by_idc.get(rec.idc)
+        view = _m1_view(rec, ref)
+        if view is not None:
+            views.append(view)
+            pos = view.position
+            if pos == 0 and ref is not None:
+                pos = ref.position
+            templates.setdefault(pos, view.template)
+            continue
         height_mm = ref.height / ref.ppi * 25.4 if ref is not None and ref.ppi else None
         width_500 = int(round(ref.width * 500 / ref.ppi)) if ref is not None and ref.ppi else None
         tpl = _minutiae(rec, height_mm, width_500)
@@ -468,4 +499,87 @@ def read_enrolment(source, decode_images: bool = True) -> Enrolment:
     fingers = {}
     for img in finger_images:
         fingers.setdefault(img.position, img)
-    return Enrolment(fingers, templates, faces, text, finger_images)
+    return Enrolment(fingers, templates, faces, text, finger_images, views)
+
+
+# --------------------------------------------------------------------------- Type-9 INCITS 378 block
+
+M1_FIELDS = range(126, 151)
+_M1_MAX_MINUTIAE = 255  # INCITS 378 / ISO 19794-2 count minutiae in one byte
+
+
+def _m1_fail(rec: Record, number: int, message: str) -> FormatError:
+    return FormatError(f"AN2K Type-9 IDC {rec.idc}: INCITS 378 block, field 9.{number:03d}: {message}",
+                       rec.field_offsets.get(number, rec.offset))
+
+
+def _m1_int(rec: Record, number: int, what: str, lo: int, hi: int, default: int | None = None,
+            raw: bytes | None = None) -> int:
+    value = bytes(rec.fields.get(number, b"") if raw is None else raw).strip()
+    if not value:
+        if default is not None:
+            return default
+        raise _m1_fail(rec, number, f"{what}: missing (mandatory in the block)")
+    if not value.isdigit() or len(value) > 6 or not lo <= int(value) <= hi:
+        raise _m1_fail(rec, number, f"{what}: expected an integer in [{lo}, {hi}], got {value[:12]!r}")
+    return int(value)
+
+
+def _m1_view(rec: Record, ref: "FingerImage | None"):
+    """The INCITS 378 block of a Type-9 record as a FingerView at 500 dpi, or None without one."""
+    from ..template import MINUTIA_DTYPE, FingerView, Template
+    from ._fmr import STANDARD_TO_TEMPLATE_RAD
+
+    if 137 not in rec.fields and 136 not in rec.fields:
+        return None
+    width = _m1_int(rec, 128, "HLL (horizontal line length, px)", 1, 99999)
+    height = _m1_int(rec, 129, "VLL (vertical line length, px)", 1, 99999)
+    slc = _m1_int(rec, 130, "SLC (scale units)", 0, 2)
+    if slc == 0:
+        if ref is None or not ref.ppi:
+            raise _m1_fail(rec, 130, "SLC 0 (no scale) and no image record with this IDC gives a resolution")
+        ppi_x = ppi_y = ref.ppi
+    else:
+        unit = 1.0 if slc == 1 else 2.54
+        ppi_x = _snap_ppi(_m1_int(rec, 131, "THPS (horizontal pixel scale)", 1, 99999) * unit)
+        ppi_y = _snap_ppi(_m1_int(rec, 132, "TVPS (vertical pixel scale)", 1, 99999) * unit)
+        for number, ppi in ((131, ppi_x), (132, ppi_y)):
+            if not 100 <= ppi <= 2000:
+                raise _m1_fail(rec, number, f"resolution {ppi:g} ppi outside [100, 2000]")
+    view_number = _m1_int(rec, 133, "FVW (finger view)", 0, 15, default=0)
+    position = _m1_int(rec, 134, "FGP (finger position)", 0, 255)
+    impression = _int(rec, 3, "IMP", 0)
+    if impression > 255:
+        raise FormatError(f"AN2K Type-9 IDC {rec.idc}: IMP {impression} outside 0-255", rec.offset)
+    quality = 0
+    fqd = bytes(rec.fields.get(135, b""))
+    if fqd:
+        q = _m1_int(rec, 135, "FQD quality value", 0, 255, raw=fqd.split(RS)[0].split(US)[0])
+        if 100 < q < 255:
+            raise _m1_fail(rec, 135, f"quality value {q} outside 0-100 (255 = failed)")
+        quality = 0 if q == 255 else q
+    count = _m1_int(rec, 136, "NOM (number of minutiae)", 0, _M1_MAX_MINUTIAE)
+    raw = bytes(rec.fields.get(137, b""))
+    subs = [sub for sub in raw.split(RS) if sub] if raw else []
+    if len(subs) != count:
+        raise _m1_fail(rec, 137, f"{len(subs)} minutiae, NOM (9.136) says {count}")
+    w500, h500 = int(round(width * 500 / ppi_x)), int(round(height * 500 / ppi_y))
+    if w500 > 20000 or h500 > 20000:
+        raise _m1_fail(rec, 128, f"image {width}x{height} px at {ppi_x:g} ppi exceeds 20000 px at 500 dpi")
+    m = np.zeros(count, MINUTIA_DTYPE)
+    for i, sub in enumerate(subs):
+        items = sub.split(US)
+        if len(items) != 6:
+            raise _m1_fail(rec, 137, f"minutia {i}: expected 6 items (index, x, y, angle, type, quality), "
+                                     f"got {len(items)}")
+        x = _m1_int(rec, 137, f"minutia {i} x (MXC)", 0, 16383, raw=items[1])
+        y = _m1_int(rec, 137, f"minutia {i} y (MYC)", 0, 16383, raw=items[2])
+        angle = _m1_int(rec, 137, f"minutia {i} angle (MAV, 2-degree units)", 0, 179, raw=items[3])
+        kind = _m1_int(rec, 137, f"minutia {i} type (MTY: 0 other, 1 ending, 2 bifurcation)", 0, 2, raw=items[4])
+        q = _m1_int(rec, 137, f"minutia {i} quality (QOM)", 0, 100, raw=items[5])
+        m["x"][i], m["y"][i] = x * 500 / ppi_x, y * 500 / ppi_y
+        m["angle"][i] = np.float32(np.mod(np.deg2rad(2 * angle) + STANDARD_TO_TEMPLATE_RAD, 2 * np.pi)) \
+            % np.float32(2 * np.pi)
+        m["kind"][i], m["quality"][i] = kind, q
+    return FingerView(Template(m, w500, h500, quality, ""), position, view_number, impression, ppi_x,
+                      b"", "an2k-type9-m1")

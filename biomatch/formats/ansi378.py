@@ -23,9 +23,14 @@ ANGLE_STEPS = 180
 _STEP = 2 * math.pi / ANGLE_STEPS
 
 
-def decode(data: bytes):
-    """Parse an ANSI/INCITS 378-2004 record into its finger views (500 dpi templates)."""
+def decode(data: bytes, dpi: float | None = None):
+    """Parse an ANSI/INCITS 378-2004 record into its finger views (500 dpi templates).
+
+    ``dpi``, when given, replaces the record's resolution fields.
+    """
     from ._reader import Reader
+
+    dpi = _fmr.check_override_dpi(dpi)
 
     r = Reader(data, "ANSI 378-2004 record")
     read_header_start(r, VERSION_2005)
@@ -38,7 +43,7 @@ def decode(data: bytes):
     r.skip(4, "CBEFF product identifier")
     r.skip(2, "capture equipment")
     width, height = r.u16("image width"), r.u16("image height")
-    dpi_x, dpi_y = read_resolution(r, "x resolution"), read_resolution(r, "y resolution")
+    dpi_x, dpi_y = read_resolution(r, "x resolution", dpi), read_resolution(r, "y resolution", dpi)
     n = r.u8("view count")
     r.skip(1, "reserved")
     views = tuple(read_view_2005(r, width, height, dpi_x, dpi_y, _STEP, ANGLE_STEPS - 1, i, "ansi378")

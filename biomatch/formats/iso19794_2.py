@@ -57,9 +57,12 @@ def check_total_length(r: Reader, length: int, at: int) -> None:
         raise r.fail(f"record length field says {length} bytes, the input has {len(r.data)}", at)
 
 
-def read_resolution(r: Reader, what: str) -> float:
+def read_resolution(r: Reader, what: str, override: float | None = None) -> float:
+    """The resolution field in dpi, or ``override`` (the field is then read but not used)."""
     at = r.pos
     ppcm = r.u16(what)
+    if override is not None:
+        return override
     if ppcm == 0:
         raise r.fail(f"{what}: 0 pixels/cm", at)
     return _fmr.ppcm_to_dpi(ppcm)
@@ -80,15 +83,19 @@ def read_view_2005(r: Reader, width: int, height: int, dpi_x: float, dpi_y: floa
     return FingerView(t, position, b >> 4, b & 0x0F, dpi_x, ext, fmt)
 
 
-def decode_2005(data: bytes) -> tuple[FingerView, ...]:
-    """Parse an ISO/IEC 19794-2:2005 record into its finger views (500 dpi templates)."""
+def decode_2005(data: bytes, dpi: float | None = None) -> tuple[FingerView, ...]:
+    """Parse an ISO/IEC 19794-2:2005 record into its finger views (500 dpi templates).
+
+    ``dpi``, when given, replaces the record's resolution fields (see :func:`biomatch.template.load`).
+    """
+    dpi = _fmr.check_override_dpi(dpi)
     r = Reader(data, "ISO 19794-2:2005 record")
     read_header_start(r, VERSION_2005)
     at = r.pos
     check_total_length(r, r.u32("record length"), at)
     r.skip(2, "capture equipment")
     width, height = r.u16("image width"), r.u16("image height")
-    dpi_x, dpi_y = read_resolution(r, "x resolution"), read_resolution(r, "y resolution")
+    dpi_x, dpi_y = read_resolution(r, "x resolution", dpi), read_resolution(r, "y resolution", dpi)
     n = r.u8("view count")
     r.skip(1, "reserved")
     views = tuple(read_view_2005(r, width, height, dpi_x, dpi_y, _ISO_STEP, 255, i, "iso19794-2:2005")
@@ -135,8 +142,12 @@ def encode_2005(obj, dpi: float = 500) -> bytes:
     return head + body
 
 
-def decode_2011(data: bytes) -> tuple[FingerView, ...]:
-    """Parse an ISO/IEC 19794-2:2011 record into its finger representations (500 dpi templates)."""
+def decode_2011(data: bytes, dpi: float | None = None) -> tuple[FingerView, ...]:
+    """Parse an ISO/IEC 19794-2:2011 record into its finger representations (500 dpi templates).
+
+    ``dpi``, when given, replaces the representations' resolution fields.
+    """
+    dpi = _fmr.check_override_dpi(dpi)
     r = Reader(data, "ISO 19794-2:2011 record")
     read_header_start(r, VERSION_2011)
     at = r.pos
@@ -153,13 +164,13 @@ def decode_2011(data: bytes) -> tuple[FingerView, ...]:
         if length < 4:
             raise r.fail(f"representation {i} length {length} below 4", at)
         s = r.sub(length - 4, f"representation {i} (length {length})", f"ISO 19794-2:2011 representation {i}")
-        views.append(_read_representation(s, cert, at))
+        views.append(_read_representation(s, cert, at, dpi))
     if r.remaining:
         raise r.fail(f"{r.remaining} bytes after the last of {n} representations")
     return tuple(views)
 
 
-def _read_representation(s: Reader, cert: int, at: int) -> FingerView:
+def _read_representation(s: Reader, cert: int, at: int, dpi: float | None) -> FingerView:
     s.skip(9, "capture date and time")
     s.skip(5, "capture device technology, vendor and type")
     nq = s.u8("quality block count")
@@ -177,7 +188,7 @@ def _read_representation(s: Reader, cert: int, at: int) -> FingerView:
         s.skip(3 * nc, f"{nc} certification blocks")
     position = s.u8("finger position")
     number = s.u8("representation number")
-    dpi_x, dpi_y = read_resolution(s, "x resolution"), read_resolution(s, "y resolution")
+    dpi_x, dpi_y = read_resolution(s, "x resolution", dpi), read_resolution(s, "y resolution", dpi)
     impression = s.u8("impression type")
     width, height = s.u16("image width"), s.u16("image height")
     b_at = s.pos
