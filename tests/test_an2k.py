@@ -173,3 +173,13 @@ def test_type9_incits378_minutia_items_must_be_six():
     data = _m1_transaction([], extra=[(137, b"1\x1f2\x1f3")], nom=1)
     with pytest.raises(FormatError, match="expected 6 items"):
         an2k.read_enrolment(data)
+
+
+def test_len_terminated_by_fs_is_not_a_crash():
+    # found by the mutation fuzzer: "1.001:59<FS>1.002:..." made int() of the LEN text fail
+    data = bytearray(_sample("type9-13.an2k").read_bytes())
+    data[data.index(b"\x1d")] = 0x1C
+    try:
+        an2k.read_enrolment(bytes(data), decode_images=False)
+    except FormatError:
+        pass

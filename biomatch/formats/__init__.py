@@ -3,7 +3,9 @@
 Templates (through the codec registry of :mod:`biomatch.template`: ``load``, ``load_views``, ``dump``):
 
 - :mod:`~biomatch.formats.iso19794_2` — ISO/IEC 19794-2:2005 and :2011 finger minutiae records;
-- :mod:`~biomatch.formats.ansi378` — ANSI/INCITS 378-2004 finger minutiae records.
+- :mod:`~biomatch.formats.ansi378` — ANSI/INCITS 378-2004 finger minutiae records;
+- :mod:`~biomatch.formats.foreign` — explicit converters for known non-conformant writers (afis,
+  nbis-py), applied only when the caller asks.
 
 Images and transactions:
 

@@ -95,6 +95,8 @@ class Record:
     fields: dict = field(repr=False)
     field_offsets: dict = field(default_factory=dict, repr=False)
     """Byte offset of each tagged field's value in the transaction (for error messages)."""
+    length: int = 0
+    """The record's length in bytes, as checked against the input (LEN)."""
 
     def text(self, number: int, default: str = "") -> str:
         value = self.fields.get(number)
@@ -232,7 +234,7 @@ def _tagged(data: bytes, start: int, expected_type: int | None, index: int) -> R
         if not raw.isdigit():
             raise r.fail(f"IDC (field {rtype}.002): expected digits, got {bytes(raw[:8])!r}", start)
         idc = int(raw)
-    return Record(rtype, idc, start, fields, offsets)
+    return Record(rtype, idc, start, fields, offsets, length)
 
 
 def _binary(data: bytes, start: int, rtype: int, index: int) -> Record:
@@ -252,7 +254,7 @@ def _binary(data: bytes, start: int, rtype: int, index: int) -> Record:
         fields["DATA"] = data[start + 18:start + length]
     else:
         fields["DATA"] = data[start + 5:start + length]
-    return Record(rtype, idc, start, fields)
+    return Record(rtype, idc, start, fields, {}, length)
 
 
 def _content(rec: Record) -> list[tuple[int, int]]:
@@ -293,13 +295,13 @@ def parse(source) -> Transaction:
     data = _read(source)
     first = _tagged(data, 0, 1, 0)
     records = [first]
-    pos = int(first.text(1))
+    pos = first.length
     for i, (rtype, _) in enumerate(_content(first), start=1):
         if pos >= len(data):
             raise FormatError(f"AN2K record {i} (Type-{rtype}): missing, the input ends (CNT lists more)", pos)
         rec = _binary(data, pos, rtype, i) if rtype in BINARY_TYPES else _tagged(data, pos, rtype, i)
         records.append(rec)
-        pos += int.from_bytes(data[pos:pos + 4], "big") if rtype in BINARY_TYPES else int(rec.text(1))
+        pos += rec.length  # checked by the record's parser; the LEN field's text may end with FS
     if pos != len(data):
         raise FormatError(f"AN2K: {len(data) - pos} bytes after the last record listed in CNT", pos)
     return Transaction(tuple(records), first.text(2), _ppmm(first, 11), _ppmm(first, 12))
