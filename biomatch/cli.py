@@ -3,7 +3,7 @@
 Commands::
 
     biomatch extract IMAGE --dpi N -o OUT [--format FORMAT]     (IMAGE may be .wsq or .jp2)
-    biomatch convert IN OUT --to FORMAT [--from FORMAT] [--dpi N] [--position P]
+    biomatch convert IN OUT --to FORMAT [--from FORMAT] [--dpi N] [--in-dpi N] [--foreign TOOL] [--position P]
     biomatch verify A B [--dpi N] [--json]
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR [--report] [--peer NAME=CSV]] [--threads N]
     biomatch evaluate fvc2002 FOLDER [--json] [--out DIR [--report] [--peer NAME=DIR]]  (db1_b..db4_b)
@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", choices=_TEMPLATE_FORMATS, default=None, dest="from_format",
                    help="input format (default: recognised from the content)")
     p.add_argument("--dpi", type=_dpi, default=500.0, help="resolution of a written ISO/ANSI record (default 500)")
+    p.add_argument("--in-dpi", type=_dpi, default=None, dest="in_dpi",
+                   help="true resolution of the input record, replacing its resolution fields (for writers "
+                        "known to state a wrong one, e.g. afis ISO 2011; never guessed)")
+    p.add_argument("--foreign", choices=("afis-iso2005", "nbis-py-iso2005"), default=None,
+                   help="the input comes from this non-conformant writer: convert its layout first "
+                        "(biomatch.formats.foreign); nbis-py needs --in-dpi")
     p.add_argument("--position", type=int, default=None,
                    help="keep only the views of this finger position code (needed for --to native "
                         "when the input holds several views)")
@@ -278,7 +284,23 @@ def cmd_convert(args) -> int:
     from ._io import write_private_atomic
     from .template import dump, load_views
 
-    views = load_views(args.input, args.from_format)
+    source = args.input
+    in_dpi = args.in_dpi
+    if args.foreign is not None:
+        from .formats import foreign
+
+        try:
+            raw = args.input.read_bytes()
+        except OSError as exc:
+            raise BiomatchError(f"IN: cannot read {str(args.input)!r}: {exc.strerror}") from exc
+        if args.foreign == "afis-iso2005":
+            source = foreign.from_afis_iso2005(raw)
+        else:
+            if in_dpi is None:
+                raise InvalidInputError("--in-dpi: required with --foreign nbis-py-iso2005 (its records state "
+                                        "no resolution), got none")
+            source, in_dpi = foreign.from_nbis_py_iso2005(raw, in_dpi), None
+    views = load_views(source, args.from_format, dpi=in_dpi)
     if args.position is not None:
         views = tuple(v for v in views if v.position == args.position)
     if not views:

