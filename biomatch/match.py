@@ -58,12 +58,12 @@ SCORE_AT_FMR: dict[float, float | None] = {
     # the four databases' impostor scores pooled (11,520 pairs), MatchParams() defaults
     # (elastic stage on): threshold = the smallest score such that the fraction of
     # impostors scoring >= it is <= the FMR; rounded up to 4 digits, the fractions are
-    # 0.981%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs pooled) 1.96%, 3.39% and 4.82%.
+    # 0.998%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs pooled) 1.88%, 2.77% and 4.46%.
     # 0.01% rests on the single highest impostor of the pool (the tail of the pooled
     # distribution, not a stable estimate): re-measure it on > 10^5 impostor pairs.
-    0.01: 0.0694,
-    0.001: 0.0878,
-    0.0001: 0.1034,
+    0.01: 0.0687,
+    0.001: 0.0873,
+    0.0001: 0.1029,
 }
 """Decision thresholds: FMR (fraction) -> minimum score.  ``None`` = not yet measured."""
 
@@ -174,9 +174,9 @@ class FingerprintMatcher:
     ======== ======
     FMR      score
     ======== ======
-    1%       0.0694
-    0.1%     0.0878
-    0.01%    0.1034 (tail of the pooled distribution: an extrapolation, not a measurement)
+    1%       0.0687
+    0.1%     0.0873
+    0.01%    0.1029 (tail of the pooled distribution: an extrapolation, not a measurement)
     ======== ======
 
     Parameters

@@ -122,3 +122,22 @@ def test_biomatch_extract_is_callable_after_submodule_imports(fvc_image):
 
     t = biomatch.extract(fvc_image, 500)
     assert isinstance(t, Template) and t == extract(fvc_image, 500)
+
+
+def test_refine_mask_counts_only_existing_blocks_at_the_image_edge():
+    from biomatch.extract.segmentation import refine_mask
+    from biomatch.params import ExtractionParams
+
+    p = ExtractionParams()
+    # 5 x 6 blocks of 16 px plus a 4 px remainder; periods found everywhere except in the
+    # last column, where the x-signature window leaves the image.
+    block_period = np.full((5, 6), 9.0, np.float32)
+    block_period[:, -1] = 0.0
+    mask = np.ones((5 * 16, 6 * 16 + 4), np.uint8)
+    out = refine_mask(mask, block_period, p)
+    # An edge block has 6 neighbours, 3 of them periodic: a fraction of 1/2, not 3/9.
+    assert out.all()
+    # The pixels beyond the last whole block follow that block, both ways.
+    block_period[:, -2:] = 0.0
+    out = refine_mask(mask, block_period, p)
+    assert not out[:, 5 * 16:].any() and out[:, : 4 * 16].all()
