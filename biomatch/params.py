@@ -62,6 +62,9 @@ class ExtractionParams:
     cluster_distance_px: float = 8.0
     hole_perimeter_px: float = 10.0  # bridges/holes: two forks joined within half a period
     max_minutiae: int = 80
+    # A ridge ending is located at the valley skeleton's fork ahead of its tip (ISO/IEC
+    # 19794-2), searched up to about one ridge period away (0 = keep the tip).
+    ending_valley_fork_max_px: float = 9.0
     min_minutia_quality: int = 20  # drop minutiae where ridge flow is nearly isotropic
     # Images larger than this (at 500 dpi) are refused: a finger is < 40 mm.
     max_image_side_px: int = 2000

@@ -598,10 +598,9 @@ __attribute__((target("avx512f,avx512vl"))) inline uint64_t* compact_keys_avx512
 
 template <int W>
 __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, const Prepared& a, const Prepared& b,
-                                                          int ia, int ib, Scratch& s, int beat) {
+                                                          int ia, int ib, Scratch& s, int beat, float rot) {
   typedef typename Lanes<W>::f v4;
   typedef typename Lanes<W>::i i4;
-  const float rot = b.theta[ib] - a.theta[ia];
   const float c = std::cos(rot), sn = std::sin(rot);
   const float cos_max = std::cos(p.elastic_angle_deg * kDeg), d0 = p.elastic_distance_px, f = p.elastic_distance_fraction;
   const float ax = a.x[ia], ay = a.y[ia], bx = b.x[ib], by = b.y[ib];
@@ -710,16 +709,18 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
 #ifdef BIOMATCH_HAVE_AVX512
 __attribute__((target("avx512f,avx512vl"))) int elastic_count_avx512(const MccParams& p, const Prepared& a,
                                                                       const Prepared& b, int ia, int ib,
-                                                                      Scratch& s, int beat) {
-  return elastic_count_w<16>(p, a, b, ia, ib, s, beat);
+                                                                      Scratch& s, int beat, float rot) {
+  return elastic_count_w<16>(p, a, b, ia, ib, s, beat, rot);
 }
 #endif
 
-int elastic_count(const Config& cfg, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s, int beat) {
+// rot: the alignment's rotation (B direction - A direction of the anchor, or a refined one).
+int elastic_count(const Config& cfg, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s, int beat,
+                  float rot) {
 #ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512) return elastic_count_avx512(cfg.params(), a, b, ia, ib, s, beat);
+  if (cfg.kernel() == Kernel::Avx512) return elastic_count_avx512(cfg.params(), a, b, ia, ib, s, beat, rot);
 #endif
-  return elastic_count_w<4>(cfg.params(), a, b, ia, ib, s, beat);
+  return elastic_count_w<4>(cfg.params(), a, b, ia, ib, s, beat, rot);
 }
 
 }  // namespace
@@ -1068,12 +1069,13 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   // 5. Elastic consistency (biomatch's addition, a second stage as in elastic/Bozorth-like
   //    matchers): each of the first elastic_anchors top pairs anchors a transform (its
   //    minutiae superposed, its direction difference as rotation); the anchor pairing the most
-  //    minutiae wins, elastic = n_e^2 / (overlap_a * overlap_b) with the overlaps counted as
+  //    minutiae wins (its rotation refitted once on what it paired), elastic = n_e^2 / (overlap_a * overlap_b) with the overlaps counted as
   //    for the global term (floor n_P max), and score = lssr^(1-w) * elastic^w.  Pairs with
   //    lssr < elastic_gate skip the stage and score lssr (< the gate: every score >= the gate
   //    is exactly the ungated one; see biomatch/match.py).
   float elastic = 0.f, fused = lssr;
   int best_q = -1, ne = 0, eova = 0, eovb = 0;
+  float best_rot = 0.f;
   if (p.elastic_anchors > 0 && lssr >= p.elastic_gate) {
     const int nq = std::min(p.elastic_anchors, ntop);
     // Anchors giving about the same alignment as one already tried are skipped: an anchor
@@ -1103,17 +1105,38 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
         const float r = b.theta[qb] - a.theta[qa];
         E[0] = a.x[qa]; E[1] = a.y[qa]; E[2] = b.x[qb]; E[3] = b.y[qb]; E[4] = std::cos(r); E[5] = std::sin(r);
       }
-      const int c = elastic_count(cfg, a, b, qa, qb, s, ne);
+      const int c = elastic_count(cfg, a, b, qa, qb, s, ne, b.theta[qb] - a.theta[qa]);
       if (c > ne) {
         ne = c;
         best_q = q;
+        best_rot = b.theta[qb] - a.theta[qa];
         s.epart.assign(a.n, 0);
         for (size_t u = 0; u < s.ea.size(); ++u) s.epart[s.ea[u]] = s.eb[u] + 1;
       }
     }
+    // The rotation of one minutia pair's directions is off by its direction errors (a few
+    // degrees move far minutiae by more than the tolerance): refit it once, in the least-squares
+    // sense about the anchor, on the minutiae the best anchor paired, and keep the better count.
+    if (best_q >= 0 && ne >= 3) {
+      const int ia = s.ta[best_q], ib = s.tb[best_q];
+      float sc = 0.f, ss = 0.f;
+      for (int i = 0; i < a.n; ++i) {
+        if (!s.epart[i]) continue;
+        const int j = s.epart[i] - 1;
+        const float ux = a.x[i] - a.x[ia], uy = a.y[i] - a.y[ia], vx = b.x[j] - b.x[ib], vy = b.y[j] - b.y[ib];
+        sc += ux * vx + uy * vy;
+        ss += ux * vy - uy * vx;
+      }
+      const float r2 = std::atan2(ss, sc);
+      const int c = elastic_count(cfg, a, b, ia, ib, s, ne, r2);
+      if (c > ne) {
+        ne = c;
+        best_rot = r2;
+      }
+    }
     if (best_q >= 0) {
       const int ia = s.ta[best_q], ib = s.tb[best_q];
-      const float rot = b.theta[ib] - a.theta[ia], c = std::cos(rot), sn = std::sin(rot);
+      const float rot = best_rot, c = std::cos(rot), sn = std::sin(rot);
       const float m = p.elastic_distance_px;
       for (int i = 0; i < a.n; ++i) {
         const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
@@ -1130,7 +1153,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     fused = w == 0.5f ? std::sqrt(lssr * elastic) : std::pow(lssr, 1.f - w) * std::pow(elastic, w);
     if (ex) {
       if (best_q >= 0) {
-        elastic_count(cfg, a, b, s.ta[best_q], s.tb[best_q], s, -1);
+        elastic_count(cfg, a, b, s.ta[best_q], s.tb[best_q], s, -1, best_rot);
       } else {
         s.ea.clear();
         s.eb.clear();

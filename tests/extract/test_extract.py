@@ -1,5 +1,7 @@
 """Behaviour of the whole extraction pipeline."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,51 @@ def test_biomatch_extract_is_callable_after_submodule_imports(fvc_image):
 
     t = biomatch.extract(fvc_image, 500)
     assert isinstance(t, Template) and t == extract(fvc_image, 500)
+
+
+def test_refine_mask_counts_only_existing_blocks_at_the_image_edge():
+    from biomatch.extract.segmentation import refine_mask
+    from biomatch.params import ExtractionParams
+
+    p = ExtractionParams()
+    # 5 x 6 blocks of 16 px plus a 4 px remainder; periods found everywhere except in the
+    # last column, where the x-signature window leaves the image.
+    block_period = np.full((5, 6), 9.0, np.float32)
+    block_period[:, -1] = 0.0
+    mask = np.ones((5 * 16, 6 * 16 + 4), np.uint8)
+    out = refine_mask(mask, block_period, p)
+    # An edge block has 6 neighbours, 3 of them periodic: a fraction of 1/2, not 3/9.
+    assert out.all()
+    # The pixels beyond the last whole block follow that block, both ways.
+    block_period[:, -2:] = 0.0
+    out = refine_mask(mask, block_period, p)
+    assert not out[:, 5 * 16:].any() and out[:, : 4 * 16].all()
+
+
+def _valley_y(h=30, w=40, fork=(20, 15)):
+    """A valley skeleton shaped like a Y lying on its side: two arms join at ``fork``."""
+    v = np.zeros((h, w), np.uint8)
+    fx, fy = fork
+    for k in range(1, 8):
+        v[fy - k, fx - k] = 1  # upper arm, coming from the left
+        v[fy + k, fx - k] = 1  # lower arm
+    v[fy, fx:fx + 15] = 1  # the stem, to the right
+    return v
+
+
+def test_ending_moves_to_the_valley_fork_ahead_of_it():
+    from biomatch.extract.minutiae import valley_fork_locations
+    from biomatch.params import ExtractionParams
+
+    v = _valley_y()
+    mask = np.ones_like(v)
+    p = ExtractionParams()
+    # Ending at (15, 15) pointing right (towards the fork), one pointing away, a bifurcation.
+    x, y = valley_fork_locations(np.array([15, 15, 15]), np.array([15, 15, 15]),
+                                 np.array([0.0, np.pi, 0.0]), np.array([1, 1, 2]), v, mask, p)
+    assert (x[0], y[0]) == (20, 15)
+    assert (x[1], y[1]) == (15, 15)  # the fork is behind it
+    assert (x[2], y[2]) == (15, 15)  # bifurcations keep their ridge fork
+    far = dataclasses.replace(p, ending_valley_fork_max_px=3.0)
+    x, y = valley_fork_locations(np.array([15]), np.array([15]), np.array([0.0]), np.array([1]), v, mask, far)
+    assert (x[0], y[0]) == (15, 15)  # too far away
