@@ -3,17 +3,17 @@
 Minutia convention: ``x`` to the right and ``y`` downwards, in pixels at 500 dpi
 from the top-left corner of the (resampled) image (as ISO/IEC 19794-2); ``angle`` in
 radians in ``[0, 2*pi)``, counter-clockwise from the x axis as the image is displayed,
-pointing a ridge ending away from its ridge (into the valley it ends in) and a
-bifurcation towards its stem (NIST's internal representation, NBIS mindtct's default;
-the two are duals). ISO/IEC 19794-2 and ANSI/INCITS 378 records point the other way
-("up the ridge", "down the valley"): their codecs add or remove 180 degrees (see
-:mod:`biomatch.formats._fmr`). ``kind`` 1 for a ridge ending and 2 for a bifurcation
-(0 other); ``quality`` 0-100.
+in the direction ISO/IEC 19794-2 and ANSI/INCITS 378 define: a ridge ending points up its
+ridge (from the end into the ridge body) and a bifurcation down the valley between its two
+branches (see :mod:`biomatch.formats._fmr` for the sources). NIST's internal representation
+(NBIS mindtct's default output, legacy Type-9 fields) points the other way; its readers turn
+it by 180 degrees. ``kind`` 1 for a ridge ending and 2 for a bifurcation (0 other);
+``quality`` 0-100.
 
 The native binary format (``BMT1``) is little-endian::
 
     magic      4s   b"BMT1"
-    version    u16  1
+    version    u16  2 (1: written before biomatch followed the ISO direction; see below)
     width      u16  image width at 500 dpi (px)
     height     u16  image height at 500 dpi (px)
     quality    u8   whole-print quality 0-100
@@ -24,7 +24,10 @@ The native binary format (``BMT1``) is little-endian::
     crc32      u32  of everything before it
 
 Decoding validates every field and raises :class:`~biomatch.errors.FormatError`
-naming the byte offset of the first inconsistency.
+naming the byte offset of the first inconsistency. Version 1 templates pointed directions the
+NIST way (180 degrees from ISO): they are read with every angle turned by 180 degrees, except
+generated templates (``params == "synthetic"``), whose directions have a random sense and no
+convention to convert (galleries of them stay consistent with their generator).
 
 Codec registry
 --------------
@@ -66,7 +69,8 @@ MINUTIA_DTYPE = np.dtype(
 ENDING, BIFURCATION, OTHER = 1, 2, 0
 
 _MAGIC = b"BMT1"
-_VERSION = 1
+_VERSION = 2
+_SYNTHETIC_PARAMS = "synthetic"  # see the module docstring: version 1 generated templates are not turned
 _HEADER = struct.Struct("<4sHHHBB16sH")
 _MAX_MINUTIAE = 1000  # ISO 19794-2 allows 255 per view; anything beyond this is corrupt
 _MAX_SIDE_PX = 20000
@@ -191,8 +195,8 @@ def decode(data: bytes) -> Template:
     magic, version, width, height, quality, _, ph, count = _HEADER.unpack_from(data, 0)
     if magic != _MAGIC:
         raise FormatError(f"template: expected magic {_MAGIC!r}, got {magic!r}", 0)
-    if version != _VERSION:
-        raise FormatError(f"template: expected version {_VERSION}, got {version}", 4)
+    if version not in (1, _VERSION):
+        raise FormatError(f"template: expected version 1 or {_VERSION}, got {version}", 4)
     if count > _MAX_MINUTIAE:
         raise FormatError(f"template: expected at most {_MAX_MINUTIAE} minutiae, got {count}", _HEADER.size - 2)
     expected = _HEADER.size + count * MINUTIA_DTYPE.itemsize + 4
@@ -206,6 +210,8 @@ def decode(data: bytes) -> Template:
     except UnicodeDecodeError:
         raise FormatError("template: parameter hash is not ASCII", 14) from None
     m = np.frombuffer(data, MINUTIA_DTYPE, count, _HEADER.size).copy()
+    if version == 1 and params != _SYNTHETIC_PARAMS:
+        m["angle"] = np.mod(m["angle"].astype(np.float64) + np.pi, 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     try:
         return Template(m, width, height, quality, params)
     except Exception as exc:  # validation of values inside a well-formed frame

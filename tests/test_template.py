@@ -101,3 +101,24 @@ def test_registry_reads_paths_and_refuses_bad_arguments(tmp_path):
     with pytest.raises(InvalidInputError, match="position"):
         FingerView(t, position=256)
     assert load(dump(FingerView(t, position=3), "native")) == t  # native keeps the template only
+
+
+def test_version_1_templates_are_read_in_the_iso_direction():
+    """Version 1 pointed directions the NIST way: reading turns them by 180 degrees, except
+    generated templates (random sense, no convention)."""
+    import struct
+    import zlib
+
+    from biomatch.template import decode, encode
+
+    t = Template.from_arrays([10.0, 20.0], [30.0, 40.0], [0.5, 4.0], kind=[1, 2], quality=[50, 60],
+                             width=100, height=100, print_quality=50, params_hash="abc")
+    for params, turn in (("abc", np.pi), ("synthetic", 0.0)):
+        t2 = Template(t.minutiae, t.width, t.height, t.quality, params)
+        body = bytearray(encode(t2)[:-4])
+        assert struct.unpack_from("<H", body, 4)[0] == 2
+        struct.pack_into("<H", body, 4, 1)
+        old = bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+        got = decode(old)
+        np.testing.assert_allclose(got.minutiae["angle"], np.mod(t.minutiae["angle"] + turn, 2 * np.pi), atol=1e-6)
+        assert decode(encode(t2)).minutiae["angle"].tolist() == t2.minutiae["angle"].tolist()

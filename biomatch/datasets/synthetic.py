@@ -179,7 +179,7 @@ def master(seed: int, fingerprint_class: str | None = None) -> MasterPrint:
     p = ExtractionParams()
     inner = cv2.erode(mask, np.ones((9, 9), np.uint8))
     cands, valid = detect_minutiae(skel, inner, theta, p)
-    m = np.stack([cands.x, cands.y, np.mod(2 * np.pi - cands.angle, 2 * np.pi), cands.kind], 1).astype(np.float64)
+    m = np.stack([cands.x, cands.y, np.mod(3 * np.pi - cands.angle, 2 * np.pi), cands.kind], 1).astype(np.float64)
     m = _thin_out(m[valid], 6.0)
     return MasterPrint(img, mask, theta, m, fingerprint_class)
 

@@ -115,8 +115,10 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     m = np.zeros(idx.size, MINUTIA_DTYPE)
     m["x"], m["y"] = valley_fork_locations(cands.x[idx], cands.y[idx], cands.angle[idx], cands.kind[idx],
                                            valleys, (border_dist > 1).astype(np.uint8), p)
-    # Image axes have y down; the template's angle is counter-clockwise as displayed.
-    m["angle"] = np.mod(2 * np.pi - cands.angle[idx], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
+    # Image axes have y down; the template's angle is counter-clockwise as displayed, and
+    # turned by pi: the candidates point an ending away from its ridge and a bifurcation at
+    # its stem, ISO/IEC 19794-2 (the template's convention) the other way.
+    m["angle"] = np.mod(3 * np.pi - cands.angle[idx], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     m["kind"] = cands.kind[idx]
     m["quality"] = quality[idx]
     pq = print_quality(mask, coherence, ridges, idx.size)

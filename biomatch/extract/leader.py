@@ -59,7 +59,7 @@ TYPE_THRESHOLD = 0.5  # type map >= this: ridge ending
 BORDER_MARGIN_PX = 4.0  # minutiae closer than this to the mask edge are print boundaries
 MAX_MINUTIAE = 120
 # Template tag: marks the generation (LEADER + this decoding) in place of the ExtractionParams hash.
-PARAMS_TAG = "leader-" + LEADER_SHA256[:9]
+PARAMS_TAG = "leader-iso-" + LEADER_SHA256[:9]  # "iso": directions as ISO 19794-2 (was the NIST way)
 
 
 def find_leader_model(model_path: str | os.PathLike | None = None) -> Path:
@@ -175,7 +175,7 @@ def decode_minutiae(maps: np.ndarray, border_dist: np.ndarray) -> np.ndarray:
     ys, xs, c = ys[order], xs[order], c[order]
     m = np.zeros(ys.size, MINUTIA_DTYPE)
     m["x"], m["y"] = xs, ys
-    angle = np.mod(maps[ys, xs, 1].astype(np.float64) + np.pi, 2 * np.pi)
+    angle = np.mod(maps[ys, xs, 1].astype(np.float64), 2 * np.pi)  # already the ISO direction
     m["angle"] = angle.astype(np.float32) % np.float32(2 * np.pi)
     m["kind"] = np.where(maps[ys, xs, 2] >= TYPE_THRESHOLD, ENDING, BIFURCATION)
     q = (c - CONFIDENCE_THRESHOLD) / (1.0 - CONFIDENCE_THRESHOLD)

@@ -9,13 +9,11 @@ Conventions common to the three standards and what biomatch does with them:
   resolution, so a 500 dpi template round-trips without a 0.08 % scale error;
 - minutia type (2 bits): 0 other, 1 ridge ending, 2 bifurcation, 3 reserved (refused);
 - angle: counter-clockwise from the x axis as displayed, quantised to the standard's step
-  (ISO 360/256 = 1.40625 deg; ANSI 378 2 deg). The *direction* differs from
-  :class:`Template` by 180 degrees: the standards point a ridge ending "up the ridge" (from
-  the end into the ridge body) and a bifurcation "down the valley" between its two branches,
-  while biomatch (like NIST's internal representation, NBIS mindtct's default) points an
-  ending away from its ridge and a bifurcation towards its stem. Records are therefore read
-  as ``angle + 180 deg`` and written as ``angle - 180 deg`` (:data:`STANDARD_TO_TEMPLATE_RAD`).
-  Sources: NBIS ``xytreps.c`` (``lfs2m1_minutia_XYT``: M1 / ANSI 378 "pointing up the ridge
+  (ISO 360/256 = 1.40625 deg; ANSI 378 2 deg). The *direction* is :class:`Template`'s: the
+  standards point a ridge ending "up the ridge" (from the end into the ridge body) and a
+  bifurcation "down the valley" between its two branches, as biomatch's extractors do, so the
+  angle is kept as it is; NIST's internal representation (NBIS mindtct's default output)
+  points the other way. Sources: NBIS ``xytreps.c`` (``lfs2m1_minutia_XYT``: M1 / ANSI 378 "pointing up the ridge
   ending or bifurcation valley", NIST internal "opposite direction from M1"); ANSI/NIST-ITL
   1-2011 EFS (the ending's theta "should run up the ridge", the bifurcation's "down the
   valley"); SourceAFIS's ISO codecs, whose ending direction points into the ridge. Pinned by
@@ -39,8 +37,6 @@ _MINUTIA_5 = np.dtype([("xt", ">u2"), ("yr", ">u2"), ("angle", "u1")])
 MAX_MINUTIAE_PER_VIEW = 255
 MAX_COORD = (1 << 14) - 1
 _MAX_SIDE_PX_500 = 20000  # Template's own bound
-STANDARD_TO_TEMPLATE_RAD = np.pi
-"""Added to a standard record's minutia angle to get :class:`Template`'s (see the module docstring)."""
 
 
 def ppcm_to_dpi(ppcm: int) -> float:
@@ -123,7 +119,7 @@ def to_template(r: Reader, raw: np.ndarray, width: int, height: int, dpi_x: floa
     m = np.zeros(len(raw), MINUTIA_DTYPE)
     m["x"] = raw["x"] * sx
     m["y"] = raw["y"] * sy
-    m["angle"] = np.mod(raw["angle"] + STANDARD_TO_TEMPLATE_RAD, 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
+    m["angle"] = np.mod(raw["angle"], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     m["kind"] = raw["kind"]
     m["quality"] = raw["quality"]
     return Template(m, w500, h500, quality, "")
@@ -138,7 +134,7 @@ def quantise(template: Template, dpi: float, angle_steps: int, what: str):
     x = np.clip(np.rint(m["x"].astype(np.float64) * s), 0, MAX_COORD).astype(np.int64)
     y = np.clip(np.rint(m["y"].astype(np.float64) * s), 0, MAX_COORD).astype(np.int64)
     step = 2 * np.pi / angle_steps
-    a = np.rint((m["angle"].astype(np.float64) - STANDARD_TO_TEMPLATE_RAD) / step).astype(np.int64) % angle_steps
+    a = np.rint(m["angle"].astype(np.float64) / step).astype(np.int64) % angle_steps
     w = min(int(round(template.width * s)), 0xFFFF)  # round, not ceil: a second round trip is exact
     h = min(int(round(template.height * s)), 0xFFFF)
     return w, h, x, y, m["kind"].astype(np.int64), a, m["quality"].astype(np.int64)
@@ -175,5 +171,5 @@ def check_view_codes(v: FingerView, what: str) -> None:
             raise invalid(f"FingerView.{name}", f"0-{hi} in {what}", value)
 
 
-__all__ = ["STANDARD_TO_TEMPLATE_RAD", "check_override_dpi", "ppcm_to_dpi", "dpi_to_ppcm", "read_minutiae", "to_template", "quantise", "pack_minutiae",
+__all__ = ["check_override_dpi", "ppcm_to_dpi", "dpi_to_ppcm", "read_minutiae", "to_template", "quantise", "pack_minutiae",
            "views_of", "FormatError"]

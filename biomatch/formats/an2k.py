@@ -28,8 +28,8 @@ Type-9 legacy minutiae (9.012): ``index US XXXXYYYYTTT US quality US type ...`` 
 converts them to 500 dpi pixels from the top-left (y down) using the height of the image record
 with the same IDC (else the largest y), keeping theta as displayed. Types A (ridge ending) and
 B (bifurcation) map to ending / bifurcation, C and D to "other". Its direction is read as
-NIST's internal representation (an ending pointing away from its ridge), which is biomatch's:
-the legacy fields are not defined by ANSI/NIST-ITL 1-2011 (it refers to the 2007 edition), NBIS
+NIST's internal representation (an ending pointing away from its ridge) and turned by 180 deg
+into biomatch's (ISO/IEC 19794-2's): the legacy fields are not defined by ANSI/NIST-ITL 1-2011 (it refers to the 2007 edition), NBIS
 mindtct writes them so (``lfs2nist_minutia_XYT``), and NIST's own sample confirms it (our
 extraction of its image scores 0.248 against it as read, 0.012 with the angles turned 180 deg).
 
@@ -39,7 +39,7 @@ field 9.137 (FMD) or 9.136 (NOM) is present, and preferred to the legacy fields 
 the same IDC gives the resolution), 9.131/9.132 THPS/TVPS, 9.133 FVW view number, 9.134 FGP,
 9.135 FQD (first subfield's quality 0-100, 255 "failed" read as 0), 9.136 NOM, 9.137 FMD
 (``index US x US y US angle US type US quality`` per subfield: pixels from the top-left, angle
-in 2-degree units 0-179 in the INCITS 378 direction, i.e. 180 deg from biomatch's; type 0/1/2;
+in 2-degree units 0-179 in the INCITS 378 direction, which is biomatch's; type 0/1/2;
 quality 0-100). Ridge counts, cores and deltas (9.138-9.141) are kept raw in ``Record.fields``.
 Each block becomes a :class:`~biomatch.template.FingerView` in ``Enrolment.finger_views``.
 Extended Feature Set fields (9.300+) and vendor blocks are not interpreted.
@@ -69,6 +69,7 @@ BINARY_TYPES = (3, 4, 5, 6, 7, 8)
 _MAX_FILE_BYTES = 512 * 2**20
 _MAX_RECORDS = 10_000
 _GCA = {0: "NONE", 1: "WSQ", 2: "JPEGB", 3: "JPEGL", 4: "JP2", 5: "JP2L", 6: "PNG"}
+_NIST_TO_TEMPLATE_RAD = np.pi  # legacy 9.012 directions are NIST's internal ones (module docstring)
 _COMMON_PPI = (250, 300, 333, 362, 400, 500, 569, 600, 700, 750, 800, 1000, 1200, 1500, 2000)
 
 
@@ -428,7 +429,7 @@ def _minutiae(rec: Record, height_mm: float | None, width_500: int | None = None
         kind = items[3] if len(items) > 3 else b"D"
         m["x"][i] = x_mm * 500 / 25.4
         ys[i] = y_mm
-        m["angle"][i] = np.float32(np.deg2rad(theta)) % np.float32(2 * np.pi)
+        m["angle"][i] = np.float32(np.mod(np.deg2rad(theta) + _NIST_TO_TEMPLATE_RAD, 2 * np.pi)) % np.float32(2 * np.pi)
         m["kind"][i] = {b"A": ENDING, b"B": BIFURCATION}.get(kind.strip(), OTHER)
         # legacy quality: 0 manual, 1 unknown, 2-63 decreasing confidence -> 0-100 (higher is better)
         qv = int(q) if q.isdigit() and len(q) < 4 else 1
@@ -530,7 +531,6 @@ def _m1_int(rec: Record, number: int, what: str, lo: int, hi: int, default: int 
 def _m1_view(rec: Record, ref: "FingerImage | None"):
     """The INCITS 378 block of a Type-9 record as a FingerView at 500 dpi, or None without one."""
     from ..template import MINUTIA_DTYPE, FingerView, Template
-    from ._fmr import STANDARD_TO_TEMPLATE_RAD
 
     if 137 not in rec.fields and 136 not in rec.fields:
         return None
@@ -580,7 +580,7 @@ def _m1_view(rec: Record, ref: "FingerImage | None"):
         kind = _m1_int(rec, 137, f"minutia {i} type (MTY: 0 other, 1 ending, 2 bifurcation)", 0, 2, raw=items[4])
         q = _m1_int(rec, 137, f"minutia {i} quality (QOM)", 0, 100, raw=items[5])
         m["x"][i], m["y"][i] = x * 500 / ppi_x, y * 500 / ppi_y
-        m["angle"][i] = np.float32(np.mod(np.deg2rad(2 * angle) + STANDARD_TO_TEMPLATE_RAD, 2 * np.pi)) \
+        m["angle"][i] = np.float32(np.mod(np.deg2rad(2 * angle), 2 * np.pi)) \
             % np.float32(2 * np.pi)
         m["kind"][i], m["quality"][i] = kind, q
     return FingerView(Template(m, w500, h500, quality, ""), position, view_number, impression, ppi_x,
