@@ -3,8 +3,9 @@
 Pipeline of one enrolment through a :class:`DistributedGallery`::
 
     router (any process) -> writer actor (one per gallery, serialises enrolments cluster-wide,
-    holds the folder's flock) -> scatter the probe to every shard actor -> merge and decide
-    exactly as Gallery._search -> insert on the subject's shard actor (durable) -> report
+    holds the folder's flock) -> two-phase search over every shard actor (scatter.py: scan,
+    person cut, re-rank of each shard's share) -> merge and decide exactly as Gallery does ->
+    insert on the subject's shard of the current routing epoch (durable) -> report
 
 Actors (named, detached, namespace ``biomatch``, shared by every router of the gallery)::
 
@@ -152,6 +153,10 @@ class ShardActor:
 
     def ping(self) -> int:
         return 0
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (placement checks)."""
+        return _ray().get_runtime_context().get_node_id()
 
     def scan(self, qid, templates: dict, counts_hint: dict, face, face_k: int) -> dict:
         self.shard.catch_up()
@@ -338,19 +343,21 @@ class DistributedGallery(Gallery):
 
     Open with :meth:`create` or :meth:`open` (connects to Ray first: ``address`` as for
     :func:`connect`).  Several routers (processes, machines) may open the same gallery: they
-    share its actors.  Answers are those of the embedded gallery on the same folder: same
-    routing of subjects to shards, same candidates, scores and decisions.
+    share its actors.  Answers are those of the embedded gallery on the same folder, and of a
+    one-shard gallery holding the same data: same candidates, scores and decisions (the
+    two-phase search of :mod:`biomatch.dedup.scatter`).
 
     Notes
     -----
     Thread-safe like Gallery.  Enrolments (``enroll``, ``enroll_many``, ``bulk_enroll``,
     ``remove``) are forwarded to the gallery's writer actor, which serialises them across the
-    cluster (and with embedded writers on the same folder, by its flock); searches scatter to
-    every shard actor in parallel and merge in this process.  Memory here is small (the
+    cluster (and with embedded writers on the same folder, by its flock), and so is
+    :meth:`add_shard`; searches visit every shard actor in parallel, three calls each (scan,
+    person scores, re-ranking of the shard's share of the gallery-wide top k), and merge here.  Memory here is small (the
     manifest and the candidates); each shard actor holds what an embedded shard holds
     (~900 B per ten-finger enrolment plus its cache) and a Ray worker (~150-250 MiB).
-    Per query Ray adds a few milliseconds (``benchmarks/cluster_scaling.py``), and each shard
-    prepares the probe itself (~0.5 ms per finger, in parallel).
+    Per query Ray adds 10-20 ms (three round trips; ``benchmarks/cluster_scaling.py``), and
+    each shard with candidates prepares the probe itself (~0.5 ms per finger, in parallel).
 
     If a shard actor dies, Ray restarts it (it re-opens its shard from the store); searches in
     flight are retried; a write in flight is completed exactly once (see ``_RemoteShard``).  If
