@@ -36,7 +36,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -45,7 +44,7 @@ from ..errors import BiomatchError, StorageError, invalid
 from ..params import from_json, to_json
 from .gallery import DEFAULT_CACHE_BYTES, Gallery, _check_face, _decision_from_json
 from .records import Enrolment
-from .report import Candidate, DedupReport
+from .report import DedupReport
 from .shard import Shard, ShardSpec
 
 __all__ = ["DistributedGallery", "ClusterUnavailableError", "NAMESPACE", "connect", "release_actors"]
@@ -165,7 +164,7 @@ class ShardActor:
     def persons(self, qid, cuts: dict, n_keep: int):
         return self.shard.persons(qid, cuts, n_keep)
 
-    def rerank(self, qid, templates: dict, decision, top: int, code_cut: float, full_cut: float,
+    def rerank(self, qid, templates: dict, decision, top: int, code_cut: tuple, full_cut: tuple,
                face_cut: float, face) -> tuple:
         # the probe arrives as Templates and is prepared here, only when this shard has candidates
         return self.shard.rerank(qid, templates, decision, top, code_cut, full_cut, face_cut, face)
@@ -353,8 +352,9 @@ class DistributedGallery(Gallery):
     ``remove``) are forwarded to the gallery's writer actor, which serialises them across the
     cluster (and with embedded writers on the same folder, by its flock), and so is
     :meth:`add_shard`; searches visit every shard actor in parallel, three calls each (scan,
-    person scores, re-ranking of the shard's share of the gallery-wide top k), and merge here.  Memory here is small (the
-    manifest and the candidates); each shard actor holds what an embedded shard holds
+    person scores, re-ranking of the shard's share of the gallery-wide top k), and merge here.
+    Memory here is small (the manifest and the candidates); each shard actor holds what an
+    embedded shard holds
     (~900 B per ten-finger enrolment plus its cache) and a Ray worker (~150-250 MiB).
     Per query Ray adds 10-20 ms (three round trips; ``benchmarks/cluster_scaling.py``), and
     each shard with candidates prepares the probe itself (~0.5 ms per finger, in parallel).

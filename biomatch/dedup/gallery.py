@@ -122,6 +122,7 @@ class Gallery:
                 raise StorageError(f"path: cannot open the lock file in {str(path)!r}: {exc.strerror}") from exc
         self._n_threads = n_threads
         self._manifest_sig = None  # (mtime, size, inode) of the manifest last read; None: re-read
+        self._counts_seen: dict = {}  # code rows per position at the last search (the hint of routers)
         self._shards: list[Shard] = []
         try:
             for i in range(manifest["n_shards"]):
@@ -455,7 +456,7 @@ class Gallery:
         ``scan_probe`` / ``rerank_probe``: what the shards' scan and rerank receive (Templates,
         prepared templates, or a Ray reference to the Templates).
         """
-        from .scatter import ScanLostError, n_rows_for, nth_best, row_cuts
+        from .scatter import ScanLostError, n_rows_for, nth_best, nth_person, row_cuts
 
         d = self.decision_params
         face_k = d.face_candidates if face is not None else 0
@@ -469,7 +470,7 @@ class Gallery:
                     for p, n in sc["counts"].items():
                         counts[p] = counts.get(p, 0) + n
                 self._counts_seen = counts
-                code_cut = full_cut = float("-inf")
+                code_cut = full_cut = (float("-inf"), "")  # no code ranking: every person, every finger
                 if scans[0]["two_phase"]:
                     valid = set(scans[0]["valid"])
                     k, n_rows = n_rows_for(scans[0]["params"], counts, sum(1 for p in valid if counts.get(p)))
@@ -478,7 +479,7 @@ class Gallery:
                         scans = self._fan("scan", qid, scan_probe, counts, face, face_k)
                     n_keep = max(top, k)
                     lists = self._fan("persons", qid, row_cuts([sc["hist"] for sc in scans], n_rows), n_keep)
-                    code_cut, full_cut = nth_best(lists, n_keep), nth_best(lists, d.rerank_full_persons)
+                    code_cut, full_cut = nth_person(lists, n_keep), nth_person(lists, d.rerank_full_persons)
                 face_cut = nth_best([sc["face_scores"] for sc in scans], face_k)
                 t1 = time.perf_counter()
                 results = self._fan("rerank", qid, rerank_probe, d, top, code_cut, full_cut, face_cut, face)

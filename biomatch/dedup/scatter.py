@@ -8,17 +8,18 @@ same data would re-rank, and give exactly its answer::
        router    per position: the largest distance d such that at most ``n_rows`` rows of the
                  whole gallery lie within d                                    (:func:`row_cuts`)
     1b persons   each shard: per-person code scores from the rows within the cuts; returns its
-                 best ``n_keep`` scores (and its nearest faces' similarities)
-       router    the gallery's ``n_keep``-th best code score and ``rerank_full_persons``-th best
-                 score, the ``face_candidates``-th best face similarity        (:func:`nth_best`)
+                 best ``n_keep`` (score, subject id) pairs
+       router    the gallery's ``n_keep``-th and ``rerank_full_persons``-th best persons by
+                 (score desc, subject id), the ``face_candidates``-th best face similarity
+                 (reported by 1a)                               (:func:`nth_person`, :func:`nth_best`)
     2  rerank    each shard: native re-ranking of ITS persons above those cuts (cascade, fusion)
        router    merge by (score desc, subject id), keep the ``top`` best
 
-Why cuts and not counts: a cut "the best n" depends on how ties are broken, and shards break
-ties by their own row order; a cut on a value ("every row within distance d", "every person
-scoring at least s") gives the same set whatever the partition.  Rows tied at a position's
-cut are therefore all dropped (the cut keeps at most ``n_rows``), persons tied at the person cut
-are all kept (a few more re-ranked).  The one-shard gallery runs this same protocol, so S
+Why cuts and not counts: "the best n" depends on how ties are broken, and shards break ties by
+their own row order and store keys; a cut on a value ("every row within distance d", "every
+person before (score s, id x)") gives the same set whatever the partition.  Rows tied at a
+position's cut are therefore all dropped (the cut keeps at most ``n_rows``); persons tied on
+their code score are ordered by subject id, so exactly ``n_keep`` are re-ranked.  The one-shard gallery runs this same protocol, so S
 shards and one shard give the same candidates, scores and decisions.  Total re-ranking work no
 longer grows with the number of shards: the global top persons are re-ranked once, each by
 the shard that holds them.
@@ -33,7 +34,7 @@ import numpy as np
 
 from ..errors import BiomatchError
 
-__all__ = ["ScanLostError", "row_cuts", "nth_best", "n_rows_for"]
+__all__ = ["ScanLostError", "row_cuts", "nth_best", "nth_person", "n_rows_for"]
 
 
 class ScanLostError(BiomatchError):
@@ -91,6 +92,35 @@ def nth_best(lists: list, n: int) -> float:
     if len(vals) < n:
         return float("-inf")
     return float(np.partition(vals, len(vals) - n)[len(vals) - n])
+
+
+def nth_person(lists: list, n: int) -> tuple[float, str]:
+    """The ``n``-th best person over all shards by (code score desc, subject id asc).
+
+    ``lists``: per shard, ``(score, subject_id)`` pairs holding its ``n`` best (ties at its own
+    cut included).  Returns the cut ``(score, subject_id)``: a person is selected when it sorts
+    at or before it (:func:`before_cut`); ``(-inf, "")`` keeps all (fewer than n), ``(inf, "")``
+    none (n <= 0).
+    """
+    if n <= 0:
+        return float("inf"), ""
+    pairs = sorted((-float(s), str(name)) for lst in lists for s, name in lst)
+    if len(pairs) < n:
+        return float("-inf"), ""
+    s, name = pairs[n - 1]
+    return -s, name
+
+
+def before_cut(scores: np.ndarray, names: list, cut: tuple[float, str]) -> np.ndarray:
+    """Mask of the persons sorting at or before ``cut`` by (score desc, subject id asc); a person
+    tied on the cut's score without a known id is not selected."""
+    s, name = cut
+    scores = np.asarray(scores, np.float64)
+    out = scores > s
+    tied = np.flatnonzero(scores == s)
+    for i in tied:
+        out[i] = names[i] is not None and names[i] <= name
+    return out
 
 
 def best_with_ties(values: np.ndarray, n: int) -> np.ndarray:

@@ -1,15 +1,16 @@
 """A shard: one partition of a gallery — its store, its retrieval index and its prepared templates.
 
 A shard has no global state and is opened from a picklable :class:`ShardSpec`, so it can live
-in another process (a worker, an actor) and be re-opened there; :meth:`Shard.search` returns
-a few ranked :class:`~biomatch.dedup.report.Candidate` objects (small, picklable) for
-scatter-gather.  Everything in memory is derived from the store and caught up from it
-(:meth:`Shard.catch_up`) before every search and inside the gallery's write lock.
+in another process (a worker, an actor) and be re-opened there.  A search is three calls
+(:meth:`Shard.scan`, :meth:`Shard.persons`, :meth:`Shard.rerank`: the two-phase protocol of
+:mod:`biomatch.dedup.scatter`) exchanging small, picklable values; the last returns a few
+ranked :class:`~biomatch.dedup.report.Candidate` objects.  Everything in memory is derived from
+the store and caught up from it (:meth:`Shard.catch_up`) before every search and inside the
+gallery's write lock.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -513,26 +514,33 @@ class Shard:
             raise ScanLostError(f"shard {str(self.folder)!r}: no scan of query {qid} (restarted?): search again")
         return state
 
-    def persons(self, qid: str, cuts: dict, n_keep: int) -> np.ndarray:
+    def persons(self, qid: str, cuts: dict, n_keep: int) -> list:
         """Phase 1b: per-person code scores within the gallery-wide ``cuts``; returns this shard's
-        ``n_keep`` best scores (ties at the cut included), float64 descending."""
+        ``n_keep`` best persons (ties at its cut included) as ``(score, subject_id)`` pairs."""
         from .scatter import best_with_ties
 
         state = self._query(qid)
         if not state["two_phase"]:
-            return np.zeros(0)
+            return []
         keys, table = self._retrieval.person_table(state["scanned"], cuts)
         total = table.sum(axis=1)
-        state["keys"], state["table"], state["total"] = keys, table, total
+        best = best_with_ties(total, n_keep)
+        with self._lock:
+            named = self._store.subject_ids(keys[best].tolist())  # removed meanwhile: absent
+        names: list = [None] * len(keys)
+        for i in best:
+            names[i] = named.get(int(keys[i]))
+        state.update(keys=keys, table=table, total=total, names=names)
         del state["scanned"]
-        return -np.sort(-total[best_with_ties(total, n_keep)])
+        return [(float(total[i]), names[i]) for i in best if names[i] is not None]
 
-    def rerank(self, qid: str, probe: dict, decision: _decide.DecisionParams, top: int, code_cut: float,
-               full_cut: float, face_cut: float, face: np.ndarray | None = None) -> tuple[list, dict, dict]:
+    def rerank(self, qid: str, probe: dict, decision: _decide.DecisionParams, top: int, code_cut: tuple,
+               full_cut: tuple, face_cut: float, face: np.ndarray | None = None) -> tuple[list, dict, dict]:
         """Phase 2: natively re-rank this shard's persons selected by the gallery-wide cuts.
 
-        Persons whose code score reaches ``code_cut`` are candidates; those reaching ``full_cut``
-        are matched on every common finger, the others on their ``rerank_screen_fingers``
+        Persons sorting at or before ``code_cut`` (a ``(score, subject_id)`` pair, see
+        :func:`~biomatch.dedup.scatter.nth_person`) are candidates; those at or before
+        ``full_cut`` are matched on every common finger, the others on their ``rerank_screen_fingers``
         closest fingers first and on the rest only if those reach ``rerank_escalate_decades``
         (see :class:`~biomatch.decide.DecisionParams`).  Persons whose face similarity reaches
         ``face_cut`` join as screened candidates; every candidate with a face gets its cosine
@@ -549,7 +557,7 @@ class Shard:
         -------
         (list of Candidate ranked best first, timings in ms, work counts)
         """
-        from .scatter import best_with_ties
+        from .scatter import before_cut, best_with_ties
 
         state = self._query(qid, pop=True)
         t0 = time.perf_counter()
@@ -557,10 +565,13 @@ class Shard:
         n_escalated = 0
         with self._lock:
             if state["two_phase"]:
-                sel = np.flatnonzero(state["total"] >= code_cut) if "total" in state else np.zeros(0, np.int64)
+                if "total" in state:
+                    sel = np.flatnonzero(before_cut(state["total"], state["names"], code_cut))
+                    full = before_cut(state["total"][sel], [state["names"][i] for i in sel], full_cut)
+                else:
+                    sel, full = np.zeros(0, np.int64), np.zeros(0, bool)
                 keys = state["keys"][sel] if len(sel) else np.zeros(0, np.int64)
                 code = state["table"][sel] if len(sel) else np.zeros((0, 11))
-                full = state["total"][sel] >= full_cut if len(sel) else np.zeros(0, bool)
             else:
                 fid_key = self._fid_key.data
                 cand = self._retrieval.candidates({p: getattr(t, "template", t) for p, t in probe.items()}, top)

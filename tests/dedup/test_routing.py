@@ -137,3 +137,42 @@ def test_cli_add_shard(tmp_path, capsys):
     assert cli.main(["gallery", "create", path, "--shards", "2"]) == 0
     assert cli.main(["gallery", "add-shard", path]) == 0
     assert "3 shards (routing epochs [2, 3])" in capsys.readouterr().out
+
+
+def test_one_person_twice_while_a_shard_is_added(tmp_path):
+    """Two handles enrol two records of one person while a third adds a shard: exactly one gets in."""
+    import threading
+
+    from biomatch.dedup import Gallery
+
+    path = tmp_path / "g"
+    with Gallery.create(path, n_shards=1) as g:
+        g.bulk_enroll([make_record(f"s{i}", i, positions=(1, 2, 3)) for i in range(10)])
+    handles = [Gallery.open(path) for _ in range(3)]
+    try:
+        for h in handles:
+            h.deduplicate(make_record("warm", 1, positions=(1, 2, 3)))
+        go = threading.Barrier(3)
+        out = []
+
+        def enrol(h, sid, impression):
+            go.wait()
+            out.append(h.enroll(make_record(sid, 77, impression, positions=(1, 2, 3))))
+
+        def grow(h):
+            go.wait()
+            h.add_shard()
+
+        threads = [threading.Thread(target=enrol, args=(handles[0], "x1", 0)),
+                   threading.Thread(target=enrol, args=(handles[1], "x2", 1)),
+                   threading.Thread(target=grow, args=(handles[2],))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert sorted(r.enrolled for r in out) == [False, True]
+        assert [r.decision for r in out if not r.enrolled] == ["DUPLICATE"]
+        assert handles[0].stats()["shards"] == 2 and handles[0].stats()["subjects"] == 11
+    finally:
+        for h in handles:
+            h.close()

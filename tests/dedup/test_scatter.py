@@ -104,12 +104,12 @@ def test_rerank_work_does_not_grow_with_shards(galleries):
         narrow(one, min_persons=5, max_persons=5, rows_per_person=4)
         narrow(three, min_persons=5, max_persons=5, rows_per_person=4)
         r1, r3 = one.deduplicate(probes()[0]), three.deduplicate(probes()[0])
-        assert r1.work["candidates"] == r3.work["candidates"] <= 5 + 2  # k persons (+ ties)
+        assert r1.work["candidates"] == r3.work["candidates"] == 5  # k persons, ties ordered by subject id
         assert r1.decision == "DUPLICATE" and r1.candidates == r3.candidates
 
 
 def test_cuts_are_partition_free():
-    from biomatch.dedup.scatter import best_with_ties, nth_best, row_cuts
+    from biomatch.dedup.scatter import before_cut, best_with_ties, nth_best, nth_person, row_cuts
 
     # rows at distances 1,2,2,3 split over two shards; at most 2 rows: only d <= 1 (the tie at 2 is dropped)
     assert row_cuts([{1: np.bincount([1, 2])}, {1: np.bincount([2, 3])}], 2) == {1: 1}
@@ -119,3 +119,9 @@ def test_cuts_are_partition_free():
     assert nth_best([[9.0, 5.0], [7.0, 5.0]], 3) == 5.0
     assert nth_best([[9.0]], 2) == float("-inf") and nth_best([[9.0]], 0) == float("inf")
     assert sorted(best_with_ties(np.array([1.0, 3.0, 2.0, 2.0]), 2)) == [1, 2, 3]
+    # persons tied on their code score are ordered by subject id, whichever shard holds them
+    cut = nth_person([[(9.0, "b"), (5.0, "z")], [(7.0, "c"), (5.0, "a")]], 3)
+    assert cut == (5.0, "a")
+    assert before_cut(np.array([9.0, 5.0]), ["b", "z"], cut).tolist() == [True, False]
+    assert before_cut(np.array([7.0, 5.0]), ["c", "a"], cut).tolist() == [True, True]
+    assert nth_person([[(1.0, "a")]], 2) == (float("-inf"), "") and nth_person([], 0) == (float("inf"), "")
