@@ -26,35 +26,36 @@ core's rate whatever its shard count (NOTES.md); the search is two-phase
 (``biomatch/dedup/scatter.py``), so the k persons re-ranked per probe are split over the
 shards (the busiest re-ranks k/S + 3 sigma of them) instead of each shard re-ranking its own k.
 
-Measured 2026-11-29 (2-core EPYC shared with two other engineers, load average 2.1;
-``--queries 40 --backlog 80``, 3,000 enrolments, Ray 2.60, num_cpus = shards + 1; 73 s wall,
-30 s CPU in this process):
+Measured 2026-11-29 (2-core EPYC shared with two other engineers, load average 2.5;
+``--queries 40 --backlog 80``, 3,000 enrolments, Ray 2.60, num_cpus = shards + 1; 78 s wall,
+32 s CPU in this process):
 
 | shards | Ray ping, all shards | dedup embedded | dedup distributed | slowest shard | scatter-gather overhead | fingers matched | backlog enrol (wall) | CPU per enrolment | enrolments/hour | searches/hour (4 in flight) | shard actor RSS |
 |---|---|---|---|---|---|---|---|---|---|---|---|
-| 1 | 0.66 ms | 96.0 ms | 106.1 ms | 93.4 ms | 10.3 ms | 188 | 88 ms | 88 ms | 41,064 | 173,299 | 681 MiB |
-| 2 | 1.00 ms | 97.1 ms | 74.4 ms | 60.2 ms | 13.4 ms | 188 | 69 ms | 103 ms | 52,337 | 172,898 | 462 MiB |
-| 4 | 1.56 ms | 106.4 ms | 89.2 ms | 67.9 ms | 21.9 ms | 188 | 88 ms | 142 ms | 41,037 | 99,513 | 352 MiB |
+| 1 | 0.66 ms | 100.0 ms | 111.7 ms | 98.0 ms | 12.9 ms | 180 | 95 ms | 95 ms | 37,730 | 156,077 | 668 MiB |
+| 2 | 0.87 ms | 100.2 ms | 79.2 ms | 62.6 ms | 15.9 ms | 180 | 73 ms | 108 ms | 49,467 | 132,169 | 455 MiB |
+| 4 | 1.87 ms | 109.4 ms | 98.9 ms | 71.7 ms | 24.6 ms | 180 | 93 ms | 151 ms | 38,721 | 86,417 | 348 MiB |
 
-scatter-gather overhead per query (wall - slowest shard's own time, median over configs): 13.4 ms; commit 5.6 ms; scan 3.44 ns CPU per 512-bit code (3.4 ms per 1M codes, one position, one thread).
+scatter-gather overhead per query (wall - slowest shard's own time, median over configs): 15.9 ms; commit 6.0 ms; scan 3.67 ns CPU per 512-bit code (3.7 ms per 1M codes, one position, one thread)
 
-Inputs: RAM 1,065 B and disk 6.0 KB per enrolment (dedup_scale.py, 1M); 1M dedup median 0.238 s = scan 34 ms (10 positions x 1M at the rate above) + re-ranking 204 ms of k = 100 persons; overhead 13.4 ms and commit 5.6 ms (above); shard actor 462 MiB + Ray 710 MiB per node (above; NOTES.md).
+Inputs: RAM 1,065 B and disk 6.0 KB per enrolment (dedup_scale.py, 1M); 1M dedup median 0.238 s = scan 37 ms (10 positions x 1M at the rate above) + re-ranking 201 ms of k = 100 persons; overhead 15.9 ms and commit 6.0 ms (above); shard actor 455 MiB + Ray 710 MiB per node (above; NOTES.md).
 
 | nodes | enrolments per node | memory per node | disk per node | scan per probe | busiest shard re-ranks | latency per probe | enrolments/day (one writer) | read-only dedups/day (all nodes busy) | latency if k = 48,461 |
 |---|---|---|---|---|---|---|---|---|---|
-| 1 | 50.0M | 51.2 GiB (over 80% of RAM) | 300 GB | 1.72 s | 65 persons, 0.13 s | 1.87 s | 46,168 | 50,228 | 51.7 s |
-| 2 | 25.0M | 26.4 GiB (over 80% of RAM) | 150 GB | 0.86 s | 38 persons, 0.08 s | 0.95 s | 90,343 | 100,456 | 26.1 s |
-| 4 | 12.5M | 14.0 GiB | 75 GB | 0.43 s | 22 persons, 0.05 s | 0.49 s | 174,679 | 200,912 | 13.2 s |
-| 8 | 6.2M | 7.8 GiB | 38 GB | 0.22 s | 14 persons, 0.03 s | 0.26 s | 330,448 | 401,825 | 6.7 s |
-| 16 | 3.1M | 4.7 GiB | 19 GB | 0.11 s | 8 persons, 0.02 s | 0.14 s | 602,368 | 803,650 | 3.4 s |
-| 32 | 1.6M | 3.1 GiB | 9 GB | 0.05 s | 5 persons, 0.01 s | 0.08 s | 1,035,403 | 1,607,300 | 1.8 s |
+| 1 | 50.0M | 51.2 GiB (over 80% of RAM) | 300 GB | 1.83 s | 65 persons, 0.13 s | 1.98 s | 43,510 | 47,138 | 51.3 s |
+| 2 | 25.0M | 26.4 GiB (over 80% of RAM) | 150 GB | 0.92 s | 38 persons, 0.08 s | 1.01 s | 85,130 | 94,275 | 25.9 s |
+| 4 | 12.5M | 14.0 GiB | 75 GB | 0.46 s | 22 persons, 0.05 s | 0.52 s | 164,467 | 188,551 | 13.1 s |
+| 8 | 6.2M | 7.8 GiB | 38 GB | 0.23 s | 14 persons, 0.03 s | 0.27 s | 310,479 | 377,101 | 6.7 s |
+| 16 | 3.1M | 4.7 GiB | 19 GB | 0.11 s | 8 persons, 0.02 s | 0.15 s | 563,534 | 754,203 | 3.4 s |
+| 32 | 1.6M | 3.1 GiB | 9 GB | 0.06 s | 5 persons, 0.01 s | 0.08 s | 961,339 | 1,508,406 | 1.8 s |
 
-Same answers and the same work whatever the shard count (188 fingers matched per probe with 1, 2
-and 4 shards; the embedded dedup takes 96 / 97 / 106 ms).  Before the two-phase search each shard
+Same answers and the same work whatever the shard count (180 fingers matched per probe with 1, 2
+and 4 shards; the embedded dedup takes 100 / 100 / 109 ms).  Before the two-phase search each shard
 re-ranked its own top persons: the previous run of this script (2,000 enrolments, load 4-7) gave
-182 / 315 / 501 ms embedded and 34k / 27k / 23k enrolments per hour with 1 / 2 / 4 shards.  Two shards on two cores: 1.4x faster dedup than one (74 vs 106 ms) and
-52k vs 41k enrolments per hour; four shards on two cores pay 22 ms of Ray overhead (three round
-trips to four actors) for no more parallelism.
+182 / 315 / 501 ms embedded and 34k / 27k / 23k enrolments per hour with 1 / 2 / 4 shards.
+Two shards on two cores: 1.4x faster dedup than one (79 vs 112 ms) and 49k vs 38k enrolments per
+hour; four shards on two cores pay 25 ms of Ray overhead (three round trips to four actors) for
+no more parallelism.
 """
 
 from __future__ import annotations
