@@ -450,7 +450,10 @@ class Shard:
         return positions, fid, has, first
 
     # ---- search: three calls of the two-phase protocol (biomatch.dedup.scatter) ------------------
-    _MAX_QUERIES = 64  # scans kept between the phases (a router that vanishes leaves one behind)
+    _MAX_QUERIES = 64
+    """Queries kept between the phases (oldest dropped; a router that vanishes leaves one behind).
+    Between 1a and 1b a query holds its scanned rows (24 B x rows per position x positions: ~1.5 MB
+    for ten fingers at k = 100), afterwards its ~k candidate persons (~100 B each)."""
 
     def scan(self, qid: str, templates: dict, counts_hint: dict, face: np.ndarray | None = None,
              face_k: int = 0) -> dict:
@@ -524,15 +527,16 @@ class Shard:
             return []
         keys, table = self._retrieval.person_table(state["scanned"], cuts)
         total = table.sum(axis=1)
-        best = best_with_ties(total, n_keep)
+        # Only these can pass the gallery-wide cut (it is at least this shard's n_keep-th best):
+        # the state kept until rerank shrinks from every person with a kept row to ~n_keep.
+        best = np.sort(best_with_ties(total, n_keep))
+        keys, table, total = keys[best], table[best], total[best]
         with self._lock:
-            named = self._store.subject_ids(keys[best].tolist())  # removed meanwhile: absent
-        names: list = [None] * len(keys)
-        for i in best:
-            names[i] = named.get(int(keys[i]))
+            named = self._store.subject_ids(keys.tolist())  # removed meanwhile: absent
+        names = [named.get(int(k)) for k in keys]
         state.update(keys=keys, table=table, total=total, names=names)
         del state["scanned"]
-        return [(float(total[i]), names[i]) for i in best if names[i] is not None]
+        return [(float(t), n) for t, n in zip(total, names) if n is not None]
 
     def rerank(self, qid: str, probe: dict, decision: _decide.DecisionParams, top: int, code_cut: tuple,
                full_cut: tuple, face_cut: float, face: np.ndarray | None = None) -> tuple[list, dict, dict]:
