@@ -232,6 +232,9 @@ class WriterActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        return _ray().get_runtime_context().get_node_id()
+
     def enroll(self, wired, dedup, accept_review, decision_json) -> DedupReport:
         self.g.decision_params = _decision_from_json(decision_json)
         return Gallery.enroll(self.g, _unwire(wired), dedup=dedup, accept_review=accept_review,
