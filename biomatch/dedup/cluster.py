@@ -3,8 +3,9 @@
 Pipeline of one enrolment through a :class:`DistributedGallery`::
 
     router (any process) -> writer actor (one per gallery, serialises enrolments cluster-wide,
-    holds the folder's flock) -> scatter the probe to every shard actor -> merge and decide
-    exactly as Gallery._search -> insert on the subject's shard actor (durable) -> report
+    holds the folder's flock) -> two-phase search over every shard actor (scatter.py: scan,
+    person cut, re-rank of each shard's share) -> merge and decide exactly as Gallery does ->
+    insert on the subject's shard of the current routing epoch (durable) -> report
 
 Actors (named, detached, namespace ``biomatch``, shared by every router of the gallery)::
 
@@ -35,7 +36,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -44,7 +44,7 @@ from ..errors import BiomatchError, StorageError, invalid
 from ..params import from_json, to_json
 from .gallery import DEFAULT_CACHE_BYTES, Gallery, _check_face, _decision_from_json
 from .records import Enrolment
-from .report import Candidate, DedupReport
+from .report import DedupReport
 from .shard import Shard, ShardSpec
 
 __all__ = ["DistributedGallery", "ClusterUnavailableError", "NAMESPACE", "connect", "release_actors"]
@@ -153,15 +153,28 @@ class ShardActor:
     def ping(self) -> int:
         return 0
 
-    def search(self, templates: dict, decision, top: int, face) -> tuple:
-        from ..match import prepare
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (placement checks)."""
+        return _ray().get_runtime_context().get_node_id()
 
+    def scan(self, qid, templates: dict, counts_hint: dict, face, face_k: int) -> dict:
         self.shard.catch_up()
-        t0 = time.perf_counter()
-        prepared = {p: prepare(t, self.params) for p, t in templates.items()}
-        t_prep = (time.perf_counter() - t0) * 1e3
-        cands, timings, work = self.shard.search(prepared, decision, top, face)
-        return cands, dict(timings, prepare=t_prep), work, self.shard.n_subjects
+        return self.shard.scan(qid, templates, counts_hint, face, face_k)
+
+    def persons(self, qid, cuts: dict, n_keep: int):
+        return self.shard.persons(qid, cuts, n_keep)
+
+    def rerank(self, qid, templates: dict, decision, top: int, code_cut: tuple, full_cut: tuple,
+               face_cut: float, face) -> tuple:
+        # the probe arrives as Templates and is prepared here, only when this shard has candidates
+        return self.shard.rerank(qid, templates, decision, top, code_cut, full_cut, face_cut, face)
+
+    def position_counts(self) -> dict:
+        self.shard.catch_up()
+        return self.shard.position_counts()
+
+    def present(self, subject_ids) -> list:
+        return self.shard.present(subject_ids)
 
     def insert(self, subject_id, templates, metadata_json, face) -> None:
         self.shard.insert(subject_id, templates, {}, metadata_json, face)
@@ -219,6 +232,9 @@ class WriterActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        return _ray().get_runtime_context().get_node_id()
+
     def enroll(self, wired, dedup, accept_review, decision_json) -> DedupReport:
         self.g.decision_params = _decision_from_json(decision_json)
         return Gallery.enroll(self.g, _unwire(wired), dedup=dedup, accept_review=accept_review,
@@ -230,6 +246,9 @@ class WriterActor:
 
     def remove(self, subject_id) -> None:
         Gallery.remove(self.g, subject_id)
+
+    def add_shard(self) -> int:
+        return Gallery.add_shard(self.g)
 
 
 # ---- the shard as seen by Gallery's methods ----------------------------------------------------
@@ -268,8 +287,11 @@ class _RemoteShard:
     def catch_up(self) -> int:
         return 0  # every actor call that reads memory catches up itself
 
-    def search_ref(self, probe_ref, decision, top, face):
-        return self.actor.search.remote(probe_ref, decision, top, face)
+    def position_counts(self) -> dict:
+        return self._call("position_counts")
+
+    def present(self, subject_ids) -> list:
+        return self._call("present", subject_ids)
 
     def insert(self, subject_id, templates, prepared, metadata_json, face) -> None:
         self._write("insert", (subject_id, templates, metadata_json, face),
@@ -323,19 +345,22 @@ class DistributedGallery(Gallery):
 
     Open with :meth:`create` or :meth:`open` (connects to Ray first: ``address`` as for
     :func:`connect`).  Several routers (processes, machines) may open the same gallery: they
-    share its actors.  Answers are those of the embedded gallery on the same folder: same
-    routing of subjects to shards, same candidates, scores and decisions.
+    share its actors.  Answers are those of the embedded gallery on the same folder, and of a
+    one-shard gallery holding the same data: same candidates, scores and decisions (the
+    two-phase search of :mod:`biomatch.dedup.scatter`).
 
     Notes
     -----
     Thread-safe like Gallery.  Enrolments (``enroll``, ``enroll_many``, ``bulk_enroll``,
     ``remove``) are forwarded to the gallery's writer actor, which serialises them across the
-    cluster (and with embedded writers on the same folder, by its flock); searches scatter to
-    every shard actor in parallel and merge in this process.  Memory here is small (the
-    manifest and the candidates); each shard actor holds what an embedded shard holds
+    cluster (and with embedded writers on the same folder, by its flock), and so is
+    :meth:`add_shard`; searches visit every shard actor in parallel, three calls each (scan,
+    person scores, re-ranking of the shard's share of the gallery-wide top k), and merge here.
+    Memory here is small (the manifest and the candidates); each shard actor holds what an
+    embedded shard holds
     (~900 B per ten-finger enrolment plus its cache) and a Ray worker (~150-250 MiB).
-    Per query Ray adds a few milliseconds (``benchmarks/cluster_scaling.py``), and each shard
-    prepares the probe itself (~0.5 ms per finger, in parallel).
+    Per query Ray adds 10-20 ms (three round trips; ``benchmarks/cluster_scaling.py``), and
+    each shard with candidates prepares the probe itself (~0.5 ms per finger, in parallel).
 
     If a shard actor dies, Ray restarts it (it re-opens its shard from the store); searches in
     flight are retried; a write in flight is completed exactly once (see ``_RemoteShard``).  If
@@ -362,20 +387,30 @@ class DistributedGallery(Gallery):
         if writer_role:
             self._lock_fd = os.open(path / "gallery.lock", os.O_RDWR | os.O_CREAT, 0o600)
         gid = manifest["gallery_id"]
-        remote = ray.remote(ShardActor)
-        self._shards = []
-        for i in range(manifest["n_shards"]):
-            actor = remote.options(name=_actor_name(gid, f"shard-{i:03d}"), namespace=NAMESPACE,
-                                   lifetime="detached", get_if_exists=True, num_cpus=1, max_restarts=-1,
-                                   max_task_retries=-1, **_placement(f"biomatch_shard_{i:03d}")).remote(
-                self._spec(i, False, 1), fold_every)
-            self._shards.append(_RemoteShard(actor, i, self.match_params))
+        self._fold_every = fold_every
+        self._manifest_sig = None
+        self._counts_seen: dict = {}
+        self._shards = [self._open_shard(i) for i in range(manifest["n_shards"])]
         self._writer_actor = None
         if not writer_role and not read_only:
             self._writer_actor = ray.remote(WriterActor).options(
                 name=_actor_name(gid, "writer"), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1,
                 **_placement("biomatch_gallery")).remote(str(path), self._cache_bytes, fold_every)
+
+    def _open_shard(self, i: int) -> "_RemoteShard":
+        """The proxy of shard ``i``'s actor, started unless running (shared by every router)."""
+        ray = _ray()
+        actor = ray.remote(ShardActor).options(
+            name=_actor_name(self._manifest["gallery_id"], f"shard-{i:03d}"), namespace=NAMESPACE,
+            lifetime="detached", get_if_exists=True, num_cpus=1, max_restarts=-1, max_task_retries=-1,
+            **_placement(f"biomatch_shard_{i:03d}")).remote(self._spec(i, False, 1), self._fold_every)
+        return _RemoteShard(actor, i, self.match_params)
+
+    def _create_shard(self, n: int) -> None:
+        if not self._writer_role:
+            raise StorageError("writes go through the writer actor")  # never reached: overridden below
+        super()._create_shard(n)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     @classmethod
@@ -454,6 +489,7 @@ class DistributedGallery(Gallery):
         with self._thread_lock:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
+                self._refresh(force=True)  # routing (add_shard by another writer) is current under the lock
                 yield
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -462,34 +498,18 @@ class DistributedGallery(Gallery):
         refs = [s.actor.n_subjects.remote() for s in self._shards]
         return sum(s.get(r, "n_subjects") for s, r in zip(self._shards, refs))
 
+    def _count_hint(self) -> dict:
+        return self._counts_seen  # the counts of the last search (a stale hint costs a second scan)
+
+    def _fan(self, method: str, *args) -> list:
+        """Call ``method(*args)`` on every shard actor in parallel; the results in shard order."""
+        refs = [getattr(s.actor, method).remote(*args) for s in self._shards]
+        return [s.get(r, method) for s, r in zip(self._shards, refs)]
+
     def _search(self, subject_id: str, usable: dict, top: int, face=None) -> tuple[DedupReport, dict]:
-        """Scatter the probe to every shard actor, gather, merge and decide as Gallery._search."""
-        ray = _ray()
-        t0 = time.perf_counter()
-        probe = ray.put(dict(usable))
-        refs = [s.search_ref(probe, self.decision_params, top, face) for s in self._shards]
-        results = [s.get(r, "search") for s, r in zip(self._shards, refs)]
-        # scatter_gather: wall time of the whole fan-out; slowest_shard: the longest time a shard
-        # spent inside its search (their difference is what Ray and the merge cost).
-        timings = {"scatter_gather": (time.perf_counter() - t0) * 1e3,
-                   "slowest_shard": max(sum(tm.values()) for _, tm, _, _ in results)}
-        cands: list[Candidate] = []
-        work: dict = {}
-        n = 0
-        for got, tm, wk, n_shard in results:
-            cands.extend(got)
-            n += n_shard
-            for k, v in tm.items():
-                timings[k] = timings.get(k, 0.0) + v
-            for k, v in wk.items():
-                work[k] = work.get(k, 0) + v
-        cands.sort(key=lambda c: (-c.score, c.subject_id))
-        cands = cands[:top]
-        th = _decide.thresholds(n, self.decision_params)
-        decision = _decide.decide(cands[0].score if cands else 0.0, th)
-        report = DedupReport(subject_id=subject_id, decision=decision, candidates=tuple(cands),
-                             thresholds=th.as_dict(), positions_used=tuple(sorted(usable)), gallery_size=n,
-                             timings_ms=timings, work=work)
+        """The two-phase scatter-gather of Gallery, over the shard actors (they prepare the probe)."""
+        probe = _ray().put(dict(usable))
+        report = self._scatter_search(subject_id, tuple(sorted(usable)), probe, probe, top, face, {})
         return report, usable
 
     def _check_writable(self) -> None:
@@ -549,6 +569,15 @@ class DistributedGallery(Gallery):
                 flush()
         flush()
         return done
+
+    def add_shard(self) -> int:
+        """As :meth:`Gallery.add_shard`, by the writer actor (which creates the shard's folder under
+        the gallery path on its node and starts the shard's actor); routers follow the manifest
+        at their next call."""
+        self._check_writable()
+        n = self._writer_call(self._writer_actor.add_shard.remote(), "add_shard")
+        self._refresh(force=True)
+        return n
 
     def remove(self, subject_id: str) -> None:
         """As :meth:`Gallery.remove`, through the writer actor."""

@@ -6,11 +6,13 @@ Commands::
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
+    biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
     biomatch demo dedup [--datasets DIR] [--out DIR]
     biomatch cluster start [--cpus N] [--port P]       a Ray head on this machine (needs '.[cluster]')
     biomatch cluster create PATH [--shards N] [--retrieval R] [--address A]
     biomatch cluster enroll|dedup PATH FOLDER_OR_MANIFEST [--address A] [...as gallery]
     biomatch cluster stats PATH [--address A] [--json]
+    biomatch cluster add-shard PATH [--address A]      one more shard actor (by the writer actor)
     biomatch cluster release PATH [--address A]        stop the gallery's actors (index files saved)
     biomatch cluster stop                              stop Ray on this machine
 
@@ -213,6 +215,29 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def _print_added(path, n: int, st: dict) -> None:
+    print(f"{path}: {n} shards (routing epochs {st['routing_epochs']}); new subjects go to all {n}, "
+          f"the {st['subjects']} enrolled stay where they are")
+
+
+def cmd_add_shard(args) -> int:
+    from .gallery import Gallery
+
+    with Gallery.open(args.path) as g:
+        n = g.add_shard()
+        _print_added(args.path, n, g.stats())
+    return 0
+
+
+def cmd_cluster_add_shard(args) -> int:
+    from .cluster import DistributedGallery
+
+    with DistributedGallery.open(args.path, address=_address(args)) as g:
+        n = g.add_shard()
+        _print_added(args.path, n, g.stats())
+    return 0
+
+
 def _address(args):
     return None if args.address == "local" else args.address
 
@@ -318,6 +343,10 @@ def _add_cluster_parser(sub, int_type, dpi_type) -> None:
     f.add_argument("--json", action="store_true")
     address(f)
     f.set_defaults(func=cmd_cluster_stats)
+    f = csub.add_parser("add-shard", help="add a shard actor; nothing already enrolled moves")
+    f.add_argument("path", type=Path, metavar="PATH")
+    address(f)
+    f.set_defaults(func=cmd_cluster_add_shard)
     f = csub.add_parser("release", help="stop the gallery's actors (after saving their index files)")
     f.add_argument("path", type=Path, metavar="PATH")
     address(f)
@@ -356,6 +385,10 @@ def add_parsers(sub, dpi_type, int_type) -> None:
     f.add_argument("path", type=Path, metavar="PATH")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_stats)
+    f = gsub.add_parser("add-shard", help="add a shard: new subjects are spread over all shards, "
+                        "enrolled ones never move")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.set_defaults(func=cmd_add_shard)
 
     p = sub.add_parser("demo", help="end-to-end demonstrations",
                        description="End-to-end demonstrations on shared or generated data.")

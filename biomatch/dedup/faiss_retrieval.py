@@ -259,6 +259,68 @@ class FaissRetrieval:
         uk, inv = np.unique(keys, return_inverse=True)
         return uk, np.bincount(inv, weights=np.concatenate(all_scores), minlength=len(uk)), best
 
+    # ---- two-phase search across shards (see biomatch.dedup.scatter) ----------------------------
+    def position_counts(self) -> dict:
+        """``{position: active rows}`` of this index (summed over shards, the gallery's person count)."""
+        return {p: int(ix.n_active) for p, ix in self._index.items() if ix.n_active}
+
+    def probe_codes(self, probe: dict) -> dict:
+        """``{position: code}`` of the probe fingers that yield a valid code (all positions)."""
+        from ..encode import finger_codes
+
+        positions = sorted(probe)
+        if not positions:
+            return {}
+        codes, valid = finger_codes([probe[p] for p in positions], self.model, return_valid=True)
+        return {p: c for p, c, ok in zip(positions, codes, valid) if ok}
+
+    def scan(self, codes: dict, n_rows: int) -> dict:
+        """Phase 1a: per position, the ``n_rows`` nearest active rows (the exhaustive scan).
+
+        Returns ``{position: (distances int64 ascending, subject keys, finger ids)}``; fewer rows
+        than asked only when the position has fewer active rows.
+        """
+        out = {}
+        for p, code in codes.items():
+            index = self._index.get(p)
+            if index is None or not index.n_active:
+                continue
+            d, rows = index.search(code, max(1, min(index.ntotal, int(n_rows))))
+            d, rows = d[0], rows[0]
+            hit = rows >= 0
+            d, rows = d[hit].astype(np.int64), rows[hit]
+            out[p] = (d, self._keys[p].view()[rows], self._fids[p].view()[rows])
+        return out
+
+    def person_table(self, scanned: dict, cut: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Phase 1b: per-person code scores from the rows within each position's distance cut.
+
+        Parameters
+        ----------
+        scanned : the output of :meth:`scan`
+        cut : dict position -> int
+            Largest Hamming distance kept at that position (the gallery-wide cut).
+
+        Returns
+        -------
+        keys : int64 (m,) sorted; table : float64 (m, 11), column p = code score at position p
+        (``max(0, n_bits/2 - d)`` of the person's best kept row; 0 where none), column 0 unused.
+        """
+        half = self.n_bits / 2
+        per = []
+        for p, (d, keys, _) in scanned.items():
+            keep = d <= cut.get(p, -1)
+            if keep.any():
+                uk, first = np.unique(keys[keep], return_index=True)  # rows sorted by distance
+                per.append((p, uk, np.maximum(0.0, half - d[keep][first].astype(np.float64))))
+        if not per:
+            return np.zeros(0, np.int64), np.zeros((0, 11))
+        keys = np.unique(np.concatenate([uk for _, uk, _ in per]))
+        table = np.zeros((len(keys), 11))
+        for p, uk, sc in per:
+            table[np.searchsorted(keys, uk), p] = sc
+        return keys, table
+
     def _top_persons(self, probe: dict, k: int):
         self._last_fingers = 0
         keys, scores, best = self.person_scores(probe)

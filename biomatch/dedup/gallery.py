@@ -2,7 +2,8 @@
 
 Layout of a gallery folder (0700; files 0600)::
 
-    manifest.json          format, version, gallery id, parameters and their hashes, counts
+    manifest.json          format, version, gallery id, parameters and their hashes, counts,
+                           routing epochs (the shard count each epoch routes new subjects over)
     gallery.lock           flock'd by writers (enrol, remove) in every process
     shards/000/store.sqlite (+ -wal, -shm)   the source of truth (see store.py)
     shards/000/index/      derived retrieval files, caught up from the store on open
@@ -12,6 +13,12 @@ with what other processes committed, deduplicates, and commits the subject in on
 transaction (``synchronous=FULL``: fsync'd before :meth:`Gallery.enroll` returns).  Two
 records of one person enrolled at the same moment, by threads or processes, are therefore
 serialised: the second sees the first and gets ``DUPLICATE``.
+
+Routing: a new subject goes to shard ``blake2b(subject_id) % n`` of the current routing epoch;
+:meth:`Gallery.add_shard` starts a new epoch and moves nothing, so a subject is found by asking
+the shard of each epoch, newest first (one SQLite lookup per epoch).  Searches visit every
+shard in two phases (:mod:`biomatch.dedup.scatter`): the answer does not depend on the number of
+shards or on which shard holds whom.
 """
 
 from __future__ import annotations
@@ -113,13 +120,19 @@ class Gallery:
                 self._lock_fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise StorageError(f"path: cannot open the lock file in {str(path)!r}: {exc.strerror}") from exc
+        self._n_threads = n_threads
+        self._manifest_sig = None  # (mtime, size, inode) of the manifest last read; None: re-read
+        self._counts_seen: dict = {}  # code rows per position at the last search (the hint of routers)
         self._shards: list[Shard] = []
         try:
             for i in range(manifest["n_shards"]):
-                self._shards.append(Shard(self._spec(i, read_only, n_threads)))
+                self._shards.append(self._open_shard(i))
         except BaseException:
             self._release()
             raise
+
+    def _open_shard(self, i: int):
+        return Shard(self._spec(i, self.read_only, self._n_threads))
 
     def _spec(self, i: int, read_only: bool, n_threads: int) -> ShardSpec:
         return ShardSpec(cache_bytes=getattr(self, "_cache_bytes", DEFAULT_CACHE_BYTES),
@@ -138,7 +151,8 @@ class Gallery:
         ----------
         path : str or Path
         n_shards : int
-            Partitions (subjects are routed by a hash of their id).
+            Partitions (subjects are routed by a hash of their id; more can be added later by
+            :meth:`add_shard` without moving anything).
         match_params, decision
             Stored in the manifest; :meth:`open` refuses other match parameters.
         template_params_hash : str, optional
@@ -172,6 +186,7 @@ class Gallery:
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "gallery_id": uuid.uuid4().hex,
             "created_utc": time.time(), "n_shards": n_shards,
+            "routing": {"epochs": [{"n_shards": n_shards, "since_utc": time.time()}]},
             "match_params": to_json(match_params), "match_params_hash": params_hash(match_params),
             "decision_params": to_json(decision), "decision_params_hash": params_hash(decision),
             "template_format": TEMPLATE_FORMAT, "template_params_hash": template_params_hash,
@@ -211,6 +226,12 @@ class Gallery:
             raise IncompatibleGalleryError(f"gallery {str(path)!r}: unreadable match parameters ({exc})") from exc
         if params_hash(mp) != manifest.get("match_params_hash"):
             raise IncompatibleGalleryError(f"gallery {str(path)!r}: match parameter hash does not match its parameters")
+        epochs = [e.get("n_shards") for e in (manifest.get("routing") or {}).get("epochs", ())
+                  if isinstance(e, dict)] or [manifest.get("n_shards")]
+        if not all(isinstance(n, int) and 1 <= n <= 1000 for n in epochs) or epochs != sorted(set(epochs)) \
+                or epochs[-1] != manifest.get("n_shards"):
+            raise IncompatibleGalleryError(f"gallery {str(path)!r}: routing epochs {epochs} do not end at "
+                                           f"n_shards {manifest.get('n_shards')}")
         retrieval = manifest.get("retrieval") or {}
         kind = retrieval.get("kind")
         from .retrieval import _REGISTRY
@@ -296,6 +317,26 @@ class Gallery:
     def _check_open(self) -> None:
         if self._closed:
             raise GalleryClosedError(f"gallery {str(self.path)!r} is closed")
+        self._refresh()
+
+    def _refresh(self, force: bool = False) -> None:
+        """Follow the manifest: shards added by another process (add_shard) are opened here.
+
+        A stat per call; the manifest is re-read when it changed (it is replaced atomically, so
+        a new inode) or when ``force`` (inside the write lock: routing must be current there).
+        """
+        try:
+            st = os.stat(self.path / _MANIFEST)
+        except OSError:
+            return
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if sig == self._manifest_sig and not force:
+            return
+        with self._thread_lock:
+            fresh = self._read_manifest(self.path)
+            while len(self._shards) < fresh["n_shards"]:
+                self._shards.append(self._open_shard(len(self._shards)))
+            self._manifest, self._manifest_sig = fresh, sig
 
     @contextlib.contextmanager
     def _writer(self):
@@ -307,15 +348,51 @@ class Gallery:
             self._check_open()
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
+                self._refresh(force=True)
                 for s in self._shards:
                     s.catch_up()
                 yield
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def _epochs(self) -> list[int]:
+        """Shard counts of the routing epochs, oldest first (the last routes new subjects)."""
+        routing = self._manifest.get("routing") or {}
+        return [int(e["n_shards"]) for e in routing.get("epochs", ())] or [int(self._manifest["n_shards"])]
+
+    def _homes(self, subject_id: str) -> list[int]:
+        """Shard numbers where a subject may be enrolled: its hash modulo each epoch's shard
+        count, newest epoch first (a subject never moves: it stays where its epoch put it)."""
+        h = _subject_hash(subject_id)
+        return list(dict.fromkeys(h % n for n in reversed(self._epochs())))
+
     def _route(self, subject_id: str) -> Shard:
-        h = int.from_bytes(hashlib.blake2b(subject_id.encode(), digest_size=8).digest(), "little")
-        return self._shards[h % len(self._shards)]
+        """The shard of a NEW subject (the current epoch)."""
+        return self._shards[self._homes(subject_id)[0]]
+
+    def _locate(self, subject_id: str):
+        """The shard holding an enrolled subject, else None (asks at most one shard per epoch)."""
+        for i in self._homes(subject_id):
+            if self._shards[i].has_subject(subject_id):
+                return self._shards[i]
+        return None
+
+    def _located(self, subject_id: str):
+        """The shard holding a subject; for an unknown one its new-subject shard (which raises
+        UnknownSubjectError on use)."""
+        return self._locate(subject_id) or self._route(subject_id)
+
+    def _check_not_enrolled_earlier(self, subject_ids: list) -> None:
+        """Refuse ids enrolled under an older routing epoch (the current shard's own UNIQUE
+        constraint catches the rest).  Inside the write lock."""
+        older: dict[int, list] = {}
+        for sid in subject_ids:
+            for i in self._homes(sid)[1:]:
+                older.setdefault(i, []).append(sid)
+        for i, ids in older.items():
+            found = self._shards[i].present(ids)
+            if found:
+                raise DuplicateSubjectError(f"subject_id: {found[0]!r} is already enrolled")
 
     def _usable(self, fingers: Mapping[int, Template], name: str) -> dict[int, Template]:
         # Empty templates (no print) carry no generation worth checking: filter first.
@@ -354,28 +431,83 @@ class Gallery:
     def _n_subjects(self) -> int:
         return sum(s.n_subjects for s in self._shards)
 
+    def _count_hint(self) -> dict:
+        """The gallery's active code rows per position (embedded: fresh; see DistributedGallery)."""
+        hint: dict = {}
+        for s in self._shards:
+            for p, n in s.position_counts().items():
+                hint[p] = hint.get(p, 0) + n
+        return hint
+
+    def _fan(self, method: str, *args) -> list:
+        """Call ``method(*args)`` on every shard; the results in shard order (embedded: in turn)."""
+        return [getattr(s, method)(*args) for s in self._shards]
+
     def _search(self, subject_id: str, usable: dict, top: int, face=None) -> tuple[DedupReport, dict]:
         t0 = time.perf_counter()
         prepared = {p: prepare(t, self.match_params) for p, t in usable.items()}
         timings = {"prepare": (time.perf_counter() - t0) * 1e3}
+        return self._scatter_search(subject_id, tuple(sorted(usable)), usable, prepared, top, face, timings), prepared
+
+    def _scatter_search(self, subject_id: str, positions: tuple, scan_probe, rerank_probe, top: int, face,
+                        timings: dict) -> DedupReport:
+        """The two-phase search over every shard (:mod:`biomatch.dedup.scatter`), merged and decided.
+
+        ``scan_probe`` / ``rerank_probe``: what the shards' scan and rerank receive (Templates,
+        prepared templates, or a Ray reference to the Templates).
+        """
+        from .scatter import ScanLostError, n_rows_for, nth_best, nth_person, row_cuts
+
+        d = self.decision_params
+        face_k = d.face_candidates if face is not None else 0
+        t0 = time.perf_counter()
+        for attempt in range(3):
+            qid = uuid.uuid4().hex
+            try:
+                scans = self._fan("scan", qid, scan_probe, self._count_hint(), face, face_k)
+                counts: dict = {}
+                for sc in scans:
+                    for p, n in sc["counts"].items():
+                        counts[p] = counts.get(p, 0) + n
+                self._counts_seen = counts
+                code_cut = full_cut = (float("-inf"), "")  # no code ranking: every person, every finger
+                if scans[0]["two_phase"]:
+                    valid = set(scans[0]["valid"])
+                    k, n_rows = n_rows_for(scans[0]["params"], counts, sum(1 for p in valid if counts.get(p)))
+                    if any(sc["fetched"] < n_rows + 1 and any(sc["counts"].get(p, 0) > sc["fetched"] for p in valid)
+                           for sc in scans):  # the hint was stale: a shard may lack rows within the cut
+                        scans = self._fan("scan", qid, scan_probe, counts, face, face_k)
+                    n_keep = max(top, k)
+                    lists = self._fan("persons", qid, row_cuts([sc["hist"] for sc in scans], n_rows), n_keep)
+                    code_cut, full_cut = nth_person(lists, n_keep), nth_person(lists, d.rerank_full_persons)
+                face_cut = nth_best([sc["face_scores"] for sc in scans], face_k)
+                t1 = time.perf_counter()
+                results = self._fan("rerank", qid, rerank_probe, d, top, code_cut, full_cut, face_cut, face)
+                break
+            except ScanLostError:
+                if attempt == 2:
+                    raise
+                log.warning("a shard lost the scan of a query (restarted?); searching again")
+        t2 = time.perf_counter()
+        timings = dict(timings, retrieve=sum(sc["ms"] for sc in scans), scatter_gather=(t2 - t0) * 1e3,
+                       code_stage=(t1 - t0) * 1e3, slowest_shard=max(sum(tm.values()) for _, tm, _ in results)
+                       + max(sc["ms"] for sc in scans))
         cands: list[Candidate] = []
         work: dict = {}
-        for s in self._shards:
-            got, tm, wk = s.search(prepared, self.decision_params, top, face)
+        for got, tm, wk in results:
             cands.extend(got)
-            for k, v in tm.items():
-                timings[k] = timings.get(k, 0.0) + v
-            for k, v in wk.items():
-                work[k] = work.get(k, 0) + v
+            for key, v in tm.items():
+                timings[key] = timings.get(key, 0.0) + v
+            for key, v in wk.items():
+                work[key] = work.get(key, 0) + v
         cands.sort(key=lambda c: (-c.score, c.subject_id))
         cands = cands[:top]
-        n = self._n_subjects()
-        th = _decide.thresholds(n, self.decision_params)
+        n = sum(sc["n_subjects"] for sc in scans)
+        th = _decide.thresholds(n, d)
         decision = _decide.decide(cands[0].score if cands else 0.0, th)
-        report = DedupReport(subject_id=subject_id, decision=decision, candidates=tuple(cands),
-                             thresholds=th.as_dict(), positions_used=tuple(sorted(usable)), gallery_size=n,
-                             timings_ms=timings, work=work)
-        return report, prepared
+        return DedupReport(subject_id=subject_id, decision=decision, candidates=tuple(cands),
+                           thresholds=th.as_dict(), positions_used=positions, gallery_size=n,
+                           timings_ms=timings, work=work)
 
     # ---- public API -----------------------------------------------------------------------------
     def deduplicate(self, record: Enrolment) -> DedupReport:
@@ -439,7 +571,7 @@ class Gallery:
             _check_face(record)
         with self._writer():
             shard = self._route(record.subject_id)
-            if shard.has_subject(record.subject_id):
+            if self._locate(record.subject_id) is not None:
                 raise DuplicateSubjectError(f"subject_id: {record.subject_id!r} is already enrolled")
             if dedup:
                 report, prepared = self._search(record.subject_id, usable, self.decision_params.max_candidates,
@@ -519,6 +651,7 @@ class Gallery:
                 return
             with self._writer():
                 self._fix_template_generation(next(iter(batch[0][1].values())).params_hash)
+                self._check_not_enrolled_earlier([rec.subject_id for rec, _ in batch])
                 per_shard: dict[int, list] = {}
                 for rec, usable in batch:
                     self._usable(usable, "record.fingers")
@@ -571,7 +704,7 @@ class Gallery:
             raise invalid("subject_id", "a str", type(subject_id).__name__)
         _, fingers = self._probe(probe, dpi)
         usable = self._usable(fingers, "probe")
-        shard = self._route(subject_id)
+        shard = self._located(subject_id)
         shard.catch_up()
         enrolled = shard.subject_prepared(subject_id)
         from ..match import FingerprintMatcher
@@ -593,16 +726,55 @@ class Gallery:
         if not isinstance(subject_id, str):
             raise invalid("subject_id", "a str", type(subject_id).__name__)
         with self._writer():
-            self._route(subject_id).remove(subject_id)
+            self._located(subject_id).remove(subject_id)
 
     def __contains__(self, subject_id: str) -> bool:
         self._check_open()
-        return self._route(subject_id).has_subject(subject_id)
+        return self._locate(subject_id) is not None
 
     def templates(self, subject_id: str) -> dict[int, Template]:
         """The enrolled templates of a subject, read from the store."""
         self._check_open()
-        return self._route(subject_id).subject_templates(subject_id)
+        return self._located(subject_id).subject_templates(subject_id)
+
+    def add_shard(self) -> int:
+        """Add an empty shard; new subjects are routed over all shards, nothing written moves.
+
+        A new routing epoch is appended to the manifest: subjects enrolled before keep the
+        shard their epoch gave them (lookups ask one shard per epoch, newest first), new ones
+        go to ``hash(subject_id) % n_shards`` of the new epoch, so the new shard gets about
+        ``1 / n_shards`` of them.  Searches always visit every shard.
+
+        Crash-safe: the shard's folder and store are created first, then the manifest is
+        replaced atomically; a kill before the replacement leaves the old gallery (an
+        unreferenced, empty folder that the next add_shard discards), a kill after it leaves the
+        new one.  Runs under the write lock (serialised with enrolments, in every process); other
+        processes open the shard at their next call.
+
+        Returns
+        -------
+        int : the number of shards now
+        """
+        with self._writer():
+            fresh = self._read_manifest(self.path)
+            n = int(fresh["n_shards"])
+            if n >= 1000:
+                raise invalid("n_shards", "at most 1000 shards", n + 1)
+            folder = self.path / "shards" / f"{n:03d}"
+            if folder.exists():
+                _discard_orphan_shard(folder)
+            self._create_shard(n)
+            epochs = list((fresh.get("routing") or {}).get("epochs", ())) or \
+                [{"n_shards": n, "since_utc": fresh.get("created_utc")}]  # a gallery made before epochs
+            fresh["routing"] = {"epochs": epochs + [{"n_shards": n + 1, "since_utc": time.time()}]}
+            fresh["n_shards"] = n + 1
+            write_private_atomic(self.path / _MANIFEST, json.dumps(fresh, indent=1, sort_keys=True).encode())
+            self._refresh(force=True)
+            log.info("gallery %s: shard %d added (routing epoch %d)", self.path, n, len(fresh["routing"]["epochs"]))
+            return n + 1
+
+    def _create_shard(self, n: int) -> None:
+        Shard.create(self._spec(n, False, 1), n).close()
 
     def stats(self) -> dict:
         """Counts, memory and disk use, parameters (no personal data)."""
@@ -616,6 +788,7 @@ class Gallery:
         mem = sum(st["memory_bytes"] for st in per)
         return {"subjects": n_subj, "fingers": sum(st["fingers"] for st in per),
                 "faces": sum(st["faces"] for st in per), "faces_unusable": sum(st["faces_unusable"] for st in per),
+                "routing_epochs": self._epochs(),
                 "fingers_per_position": dict(sorted(per_pos.items())), "shards": len(per),
                 "memory_bytes": mem, "memory_bytes_per_subject": mem / n_subj if n_subj else 0.0,
                 "retrieval_bytes": sum(st.get("retrieval_bytes", 0) for st in per),
@@ -630,6 +803,35 @@ class Gallery:
         """Integrity problems of the stores (empty when sound)."""
         self._check_open()
         return [f"shard {i}: {p}" for i, s in enumerate(self._shards) for p in s.integrity_problems()]
+
+
+def _subject_hash(subject_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(subject_id.encode(), digest_size=8).digest(), "little")
+
+
+def _discard_orphan_shard(folder: Path) -> None:
+    """Delete a shard folder no routing epoch refers to (left by an add_shard killed before its
+    manifest): no subject can have been routed there.  Refuses one that holds subjects."""
+    import shutil
+
+    from .store import Store
+
+    try:
+        store = Store(folder / Shard.STORE_NAME)
+    except Exception:  # killed while creating the store: nothing in it
+        store = None
+    if store is not None:
+        try:
+            n = store.counts()["subjects"]
+        except Exception:
+            n = 0
+        finally:
+            store.close()
+        if n:
+            raise StorageError(f"shard folder {str(folder)!r}: not in the manifest but holds {n} subjects; "
+                               f"refusing to replace it")
+    log.warning("discarding %s: left by an interrupted add_shard", folder)
+    shutil.rmtree(folder)
 
 
 def _each(records, action, progress, stop_on_error: bool) -> list:

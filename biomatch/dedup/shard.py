@@ -1,15 +1,16 @@
 """A shard: one partition of a gallery — its store, its retrieval index and its prepared templates.
 
 A shard has no global state and is opened from a picklable :class:`ShardSpec`, so it can live
-in another process (a worker, an actor) and be re-opened there; :meth:`Shard.search` returns
-a few ranked :class:`~biomatch.dedup.report.Candidate` objects (small, picklable) for
-scatter-gather.  Everything in memory is derived from the store and caught up from it
-(:meth:`Shard.catch_up`) before every search and inside the gallery's write lock.
+in another process (a worker, an actor) and be re-opened there.  A search is three calls
+(:meth:`Shard.scan`, :meth:`Shard.persons`, :meth:`Shard.rerank`: the two-phase protocol of
+:mod:`biomatch.dedup.scatter`) exchanging small, picklable values; the last returns a few
+ranked :class:`~biomatch.dedup.report.Candidate` objects.  Everything in memory is derived from
+the store and caught up from it (:meth:`Shard.catch_up`) before every search and inside the
+gallery's write lock.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -195,6 +196,7 @@ class Shard:
         self._max_key = 0
         self._bad_faces = 0
         self._executor = None
+        self._queries: OrderedDict = OrderedDict()  # query id -> scan state between the phases
         self.catch_up()
 
     def __reduce__(self):  # re-open from the spec in the receiving process
@@ -430,9 +432,11 @@ class Shard:
                     [x for x in preps if x is not None], n_threads=self.spec.n_threads)
         return out, t_prep
 
-    def _cascade(self, probe: dict, keys: np.ndarray, code: np.ndarray, table: np.ndarray,
+    @staticmethod
+    def _cascade(probe: dict, keys: np.ndarray, code: np.ndarray, table: np.ndarray, full: np.ndarray,
                  decision: _decide.DecisionParams) -> tuple:
-        """Pairs (subject key, position, finger id) to score, in two rounds (see DecisionParams.rerank_*)."""
+        """Pairs (subject key, position, finger id) to score in the first round: every finger of
+        the ``full`` persons, the ``rerank_screen_fingers`` closest of the others (DecisionParams.rerank_*)."""
         positions = np.asarray(sorted(probe), np.int64)
         fid = table[:, positions]  # (m, f) finger ids, 0 where the candidate lacks the finger
         has = fid > 0
@@ -442,48 +446,139 @@ class Shard:
         # rank among the fingers the candidate has: count fingers it has that rank before
         avail_rank = np.cumsum(np.take_along_axis(has, order, 1), axis=1) - 1
         avail_rank = np.take_along_axis(avail_rank, rank, 1)
-        first = has & ((np.arange(len(keys)) < decision.rerank_full_persons)[:, None]
-                       | (avail_rank < decision.rerank_screen_fingers))
+        first = has & (full[:, None] | (avail_rank < decision.rerank_screen_fingers))
         return positions, fid, has, first
 
-    def search(self, probe: dict, decision: _decide.DecisionParams, top: int,
-               face: np.ndarray | None = None) -> tuple[list, dict, dict]:
-        """Score the probe against this shard's candidates.
+    # ---- search: three calls of the two-phase protocol (biomatch.dedup.scatter) ------------------
+    _MAX_QUERIES = 64
+    """Queries kept between the phases (oldest dropped; a router that vanishes leaves one behind).
+    Between 1a and 1b a query holds its scanned rows (24 B x rows per position x positions: ~1.5 MB
+    for ten fingers at k = 100), afterwards its ~k candidate persons (~100 B each)."""
 
-        Candidates come ranked from the retrieval stage; the first
-        ``decision.rerank_full_persons`` are matched on every common finger, the others on
-        their ``rerank_screen_fingers`` closest fingers first and on the rest only if those
-        reach ``rerank_escalate_decades`` (see :class:`~biomatch.decide.DecisionParams`).
+    def scan(self, qid: str, templates: dict, counts_hint: dict, face: np.ndarray | None = None,
+             face_k: int = 0) -> dict:
+        """Phase 1a: the exhaustive code scan of the probe, kept for :meth:`persons` and :meth:`rerank`.
 
         Parameters
         ----------
-        probe : dict int -> PreparedTemplate
+        qid : str
+            The query's id (chosen by the router).
+        templates : dict int -> Template
             Usable probe fingers by position.
+        counts_hint : dict position -> int
+            The gallery's active rows per position as the router believes them; rows fetched per
+            position follow from it (the router checks ``fetched`` and scans again if too few).
+        face, face_k
+            The probe's unit face embedding and how many nearest faces to report.
+
+        Returns
+        -------
+        dict with ``two_phase`` (False: this retrieval has no code ranking; every person is a
+        candidate), ``hist`` ({position: int64 counts of the fetched rows per Hamming distance}),
+        ``fetched`` (rows asked per position), ``counts``, ``valid`` (probe positions with a
+        valid code), ``params`` (the retrieval's parameters), ``face_scores`` (descending),
+        ``n_subjects``, ``ms``.
+        """
+        from .scatter import n_rows_for
+
+        t0 = time.perf_counter()
+        r = self._retrieval
+        two_phase = hasattr(r, "scan")
+        state: dict = {"two_phase": two_phase, "face_rows": np.zeros(0, np.int64), "face_scores": np.zeros(0)}
+        out = {"two_phase": two_phase, "hist": {}, "fetched": 0, "counts": {}, "valid": [], "params": None}
+        with self._lock:
+            if two_phase:
+                codes = r.probe_codes(templates)
+                merged = dict(counts_hint)
+                for p, n in r.position_counts().items():
+                    merged[p] = max(merged.get(p, 0), n)
+                _, n_rows = n_rows_for(r.params, counts_hint, sum(1 for p in codes if merged.get(p)))
+                state["scanned"] = r.scan(codes, n_rows + 1)
+                out.update(hist={p: np.bincount(d) for p, (d, _, _) in state["scanned"].items()},
+                           fetched=n_rows + 1, counts=r.position_counts(), valid=sorted(codes), params=r.params)
+            if face is not None and face_k and self._faces.n_active:
+                hits = self._faces.search(face, min(face_k, self._faces.n_active))
+                ok = hits.rows[0] >= 0
+                state["face_rows"], state["face_scores"] = hits.rows[0][ok], hits.scores[0][ok].astype(np.float64)
+            out["face_scores"] = state["face_scores"]
+            out["n_subjects"] = self._n_subjects
+            self._queries[qid] = state
+            while len(self._queries) > self._MAX_QUERIES:
+                self._queries.popitem(last=False)
+        out["ms"] = (time.perf_counter() - t0) * 1e3
+        return out
+
+    def _query(self, qid: str, pop: bool = False) -> dict:
+        from .scatter import ScanLostError
+
+        with self._lock:
+            state = self._queries.pop(qid, None) if pop else self._queries.get(qid)
+        if state is None:
+            raise ScanLostError(f"shard {str(self.folder)!r}: no scan of query {qid} (restarted?): search again")
+        return state
+
+    def persons(self, qid: str, cuts: dict, n_keep: int) -> list:
+        """Phase 1b: per-person code scores within the gallery-wide ``cuts``; returns this shard's
+        ``n_keep`` best persons (ties at its cut included) as ``(score, subject_id)`` pairs."""
+        from .scatter import best_with_ties
+
+        state = self._query(qid)
+        if not state["two_phase"]:
+            return []
+        keys, table = self._retrieval.person_table(state["scanned"], cuts)
+        total = table.sum(axis=1)
+        # Only these can pass the gallery-wide cut (it is at least this shard's n_keep-th best):
+        # the state kept until rerank shrinks from every person with a kept row to ~n_keep.
+        best = np.sort(best_with_ties(total, n_keep))
+        keys, table, total = keys[best], table[best], total[best]
+        with self._lock:
+            named = self._store.subject_ids(keys.tolist())  # removed meanwhile: absent
+        names = [named.get(int(k)) for k in keys]
+        state.update(keys=keys, table=table, total=total, names=names)
+        del state["scanned"]
+        return [(float(t), n) for t, n in zip(total, names) if n is not None]
+
+    def rerank(self, qid: str, probe: dict, decision: _decide.DecisionParams, top: int, code_cut: tuple,
+               full_cut: tuple, face_cut: float, face: np.ndarray | None = None) -> tuple[list, dict, dict]:
+        """Phase 2: natively re-rank this shard's persons selected by the gallery-wide cuts.
+
+        Persons sorting at or before ``code_cut`` (a ``(score, subject_id)`` pair, see
+        :func:`~biomatch.dedup.scatter.nth_person`) are candidates; those at or before
+        ``full_cut`` are matched on every common finger, the others on their ``rerank_screen_fingers``
+        closest fingers first and on the rest only if those reach ``rerank_escalate_decades``
+        (see :class:`~biomatch.decide.DecisionParams`).  Persons whose face similarity reaches
+        ``face_cut`` join as screened candidates; every candidate with a face gets its cosine
+        as one more evidence term.
+
+        Parameters
+        ----------
+        probe : dict int -> PreparedTemplate or Template
+            Usable probe fingers (Templates are prepared here, only if there is a candidate).
         top : int
-            Candidates to return.
-        face : float32 (128,), optional
-            The probe's unit face embedding: the ``decision.face_candidates`` nearest faces
-            join the candidates, and every candidate with a face gets its cosine as one more
-            evidence term.
+            Candidates to return (ties with the last included).
 
         Returns
         -------
         (list of Candidate ranked best first, timings in ms, work counts)
         """
+        from .scatter import before_cut, best_with_ties
+
+        state = self._query(qid, pop=True)
         t0 = time.perf_counter()
         t_prep = 0.0
-        templates = {p: pt.template for p, pt in probe.items()}
-        ranked = getattr(self._retrieval, "ranked_persons", None)
         n_escalated = 0
         with self._lock:
-            fid_key = self._fid_key.data
-            if ranked is not None:
-                keys, code = ranked(templates, top)
-                keys = keys[(keys >= 0) & (keys < len(self._key_fids.data))]
-                code = code[:len(keys)]
-                table = self._key_fids.data[keys]
+            if state["two_phase"]:
+                if "total" in state:
+                    sel = np.flatnonzero(before_cut(state["total"], state["names"], code_cut))
+                    full = before_cut(state["total"][sel], [state["names"][i] for i in sel], full_cut)
+                else:
+                    sel, full = np.zeros(0, np.int64), np.zeros(0, bool)
+                keys = state["keys"][sel] if len(sel) else np.zeros(0, np.int64)
+                code = state["table"][sel] if len(sel) else np.zeros((0, 11))
             else:
-                cand = self._retrieval.candidates(templates, top)
+                fid_key = self._fid_key.data
+                cand = self._retrieval.candidates({p: getattr(t, "template", t) for p, t in probe.items()}, top)
                 if cand is not None:
                     ids = np.concatenate([np.asarray(v, np.int64) for v in cand.values()]) if cand \
                         else np.zeros(0, np.int64)
@@ -492,31 +587,41 @@ class Shard:
                 else:
                     keys = np.unique(fid_key[fid_key >= 0])
                 keys = keys[keys >= 0]
-                table = self._key_fids.data[keys]
                 code = np.zeros((len(keys), 11))
-                decision = dataclasses.replace(decision, rerank_full_persons=len(keys))  # no code ranking
+                full = np.ones(len(keys), bool)  # no code ranking: every finger of every candidate
+            keys = keys[keys < len(self._key_fids.data)] if len(keys) else keys
+            code, full = code[:len(keys)], full[:len(keys)]
             n_face_only = 0
-            if face is not None and self._faces.n_active and decision.face_candidates:
-                hits = self._faces.search(face, min(decision.face_candidates, self._faces.n_active))
-                fk = self._face_key.data[hits.rows[0][hits.rows[0] >= 0]]
+            face_hit = state["face_rows"][state["face_scores"] >= face_cut]
+            if len(face_hit):
+                fk = self._face_key.data[face_hit]
                 fk = fk[~np.isin(fk, keys)]
                 if len(fk):  # persons only the face found: screened like the code stage's tail
                     n_face_only = len(fk)
                     keys = np.concatenate([keys, fk])
                     code = np.concatenate([code, np.zeros((len(fk), 11))])
-                    table = np.concatenate([table, self._key_fids.data[fk]])
-            face_rows = self._key_face.data[np.minimum(keys, len(self._key_face.data) - 1)] \
-                if face is not None else np.full(len(keys), -1)
-            face_rows = np.where(keys < len(self._key_face.data), face_rows, -1)
+                    full = np.concatenate([full, np.zeros(len(fk), bool)])
+            table = self._key_fids.data[keys]
             cos = np.full(len(keys), np.nan)
-            if (face_rows >= 0).any():
+            if face is not None and len(keys):
+                face_rows = np.where(keys < len(self._key_face.data),
+                                     self._key_face.data[np.minimum(keys, len(self._key_face.data) - 1)], -1)
                 have = face_rows >= 0
-                cos[have] = self._faces.vectors(face_rows[have]) @ np.asarray(face, np.float32)
+                if have.any():
+                    # float64, row by row: the same value whatever the shard and the batch
+                    v = self._faces.vectors(face_rows[have]).astype(np.float64)
+                    cos[have] = (v * np.asarray(face, np.float64)[None, :]).sum(axis=1)
+        if len(keys) and any(not isinstance(t, PreparedTemplate) for t in probe.values()):
+            tp = time.perf_counter()
+            probe = {p: t if isinstance(t, PreparedTemplate) else prepare(t, self._params) for p, t in probe.items()}
+            t_prep += time.perf_counter() - tp
         t1 = time.perf_counter()
-        positions, fid, has, first = self._cascade(probe, keys, code, table, decision)
+        positions, fid, has, first = self._cascade(probe, keys, code, table, full, decision)
         pos = positions[None, :].repeat(len(keys), 0)
         scores = np.full(fid.shape, np.nan)
-        scores[first], t_prep = self._score(probe, pos[first], fid[first])
+        if first.any():
+            scores[first], t = self._score(probe, pos[first], fid[first])
+            t_prep += t
         screened = np.flatnonzero(~first.all(axis=1) & has.any(axis=1) & (first & has).any(axis=1))
         if len(screened):
             sc = scores[screened]
@@ -542,9 +647,7 @@ class Shard:
             count = np.bincount(rows_p, minlength=len(keys)) + has_face
             scored = np.flatnonzero(count > 0)
             fused = _decide.fuse_evidence(total[scored], count[scored], decision)
-            n = min(top, len(scored))
-            best = np.argpartition(-fused, n - 1)[:n] if n < len(scored) else np.arange(len(scored))
-            best = best[np.lexsort((keys[scored[best]], -fused[best]))]
+            best = best_with_ties(fused, top)
             with self._lock:
                 names = self._store.subject_ids([int(keys[scored[b]]) for b in best])
             for b in best:
@@ -558,11 +661,22 @@ class Shard:
                                      finger_evidence={int(positions[cols[r]]): float(ev[r]) for r in at},
                                      face_score=float(cos[i]) if has_face[i] else None,
                                      face_evidence=float(face_ev[i]) if has_face[i] else None))
+            out.sort(key=lambda c: (-c.score, c.subject_id))
         t3 = time.perf_counter()
         work = {"candidates": len(keys), "fingers_matched": int(done.sum()), "escalated": n_escalated,
                 "face_only_candidates": n_face_only, "faces_compared": int(has_face.sum())}
-        return out, {"retrieve": (t1 - t0) * 1e3, "prepare_candidates": t_prep * 1e3,
-                     "rerank": (t2 - t1 - t_prep) * 1e3, "fuse": (t3 - t2) * 1e3}, work
+        return out, {"prepare_candidates": t_prep * 1e3, "rerank": ((t2 - t0) - t_prep) * 1e3,
+                     "fuse": (t3 - t2) * 1e3}, work
+
+    def position_counts(self) -> dict:
+        """``{position: active code rows}`` (empty for a retrieval without codes)."""
+        with self._lock:
+            f = getattr(self._retrieval, "position_counts", None)
+            return f() if f is not None else {}
+
+    def present(self, subject_ids) -> list:
+        """The ids among ``subject_ids`` enrolled in this shard."""
+        return [sid for sid in subject_ids if self._store.has_subject(sid)]
 
     def subject_key(self, subject_id: str) -> int | None:
         """The store's integer key of a subject (the retrieval stage's person id), None if unknown."""

@@ -2,6 +2,9 @@
 
     python _child.py bulk PATH FIRST_PERSON COUNT     enrol persons one by one; print each acknowledged id
     python _child.py race PATH PERSON IMPRESSION GO   wait for file GO, enrol one record, print the decision
+    python _child.py add-shard PATH WHERE             add a shard, SIGKILLed at WHERE: "store" (the new
+                                                      shard's store being created) or "manifest" (the
+                                                      new manifest being written)
 """
 
 from __future__ import annotations
@@ -21,6 +24,21 @@ def main(argv: list[str]) -> int:
     from biomatch.dedup import Gallery
 
     mode, path = argv[0], argv[1]
+    if mode == "add-shard":
+        import signal
+
+        from biomatch.dedup import gallery, shard
+
+        def die(*a, **k):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        g = Gallery.open(path)
+        if argv[2] == "store":
+            shard.Store = die
+        else:
+            gallery.write_private_atomic = die
+        g.add_shard()
+        return 1  # not reached
     with Gallery.open(path) as g:
         if mode == "bulk":
             first, count = int(argv[2]), int(argv[3])
