@@ -100,6 +100,15 @@ def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax):
                     break
             if best < 0:
                 continue
+            # Octave error (as in pitch estimation): dotted or unevenly inked ridges can
+            # weaken the peak at the period below that at twice the period.  A true period
+            # of twice the lag would anti-correlate at half of it (ridge onto valley), so a
+            # positively correlated peak near half the chosen lag is the period.
+            for lag in range(lo, best):
+                if abs(lag - 0.5 * best) <= 1.5 and ac[lag] > ac[lag - 1] and ac[lag] >= ac[lag + 1] \
+                        and ac[lag] > 0.0:
+                    best = lag
+                    break
             a, b, c = ac[best - 1], ac[best], ac[best + 1]
             den = a - 2 * b + c
             off = 0.0

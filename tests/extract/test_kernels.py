@@ -77,6 +77,22 @@ def test_ridge_period_and_orientation_on_known_pattern(period, angle):
     assert abs(np.median(est[est > 0]) - period) < 0.3
 
 
+@pytest.mark.parametrize("weak", [0.6, 0.8])
+def test_ridge_period_is_not_doubled_by_alternating_ridge_contrast(weak):
+    # Ridges 7 px apart, every other one fainter (dry, unevenly inked prints): the
+    # autocorrelation peaks higher at 14 px than at 7 px, but 7 px is the ridge period.
+    period = 7.0
+    x = np.arange(200, dtype=np.float64)
+    row = np.cos(2 * np.pi * x / period) + weak * np.cos(np.pi * x / period)
+    norm = np.tile(((row - row.mean()) / row.std()).astype(np.float32), (200, 1))
+    theta = np.full(norm.shape, np.pi / 2, np.float32)  # ridges vertical
+    mask = np.ones(norm.shape, np.uint8)
+    raw = _orientation_nb.block_ridge_period(norm, theta, mask, 16, 40, 16, 5.0, 15.0)
+    est = raw[3:-3, 3:-3]
+    assert (est > 0).mean() > 0.9
+    assert abs(np.median(est[est > 0]) - period) < 0.5
+
+
 def test_median_fill_matches_reference():
     rng = np.random.default_rng(2)
     raw = np.where(rng.random((7, 9)) > 0.4, rng.uniform(5, 15, (7, 9)), 0).astype(np.float32)
