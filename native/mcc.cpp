@@ -37,6 +37,12 @@ inline float abs_angle_diff(float a, float b) {  // a, b in [0, 2pi): |wrap(a - 
 
 inline float sigmoid(float v, float mu, float tau) { return 1.f / (1.f + std::exp(-tau * (v - mu))); }
 
+// n_P for min(nA, nB) = nmin (Config::pairs_for tabulates it).
+int pairs_eval(const MccParams& p, int nmin) {
+  return p.pairs_min +
+         static_cast<int>(std::lround(sigmoid(float(nmin), p.pairs_mu, p.pairs_tau) * (p.pairs_max - p.pairs_min)));
+}
+
 // Convex hull (Andrew's monotone chain), counter-clockwise, no repeated point.
 std::vector<float> convex_hull(const std::vector<float>& x, const std::vector<float>& y) {
   const int n = static_cast<int>(x.size());
@@ -80,14 +86,14 @@ bool in_hull(const std::vector<float>& hull, float px, float py, float margin) {
   if (m == 0) return false;
   bool inside = m >= 3;
   for (int i = 0; i < m && inside; ++i) {
-    int j = (i + 1) % m;
+    const int j = i + 1 == m ? 0 : i + 1;
     float ax = hull[2 * i], ay = hull[2 * i + 1], bx = hull[2 * j], by = hull[2 * j + 1];
     if ((bx - ax) * (py - ay) - (by - ay) * (px - ax) < 0) inside = false;
   }
   if (inside) return true;
   const float m2 = margin * margin;
   for (int i = 0; i < m; ++i) {
-    int j = (i + 1) % m;
+    const int j = i + 1 == m ? 0 : i + 1;
     if (seg_dist2(px, py, hull[2 * i], hull[2 * i + 1], hull[2 * j], hull[2 * j + 1]) <= m2) return true;
   }
   return false;
@@ -119,11 +125,31 @@ inline bool in_hull_fast(const Prepared& t, float px, float py, float margin) {
   const int m = static_cast<int>(t.hull_lines.size() / 3);
   if (m < 3) return in_hull(t.hull, px, py, margin);
   const float* h = t.hull_lines.data();
-  float mx = -1e30f;
-  for (int e = 0; e < m; ++e) mx = std::max(mx, h[3 * e] * px + h[3 * e + 1] * py - h[3 * e + 2]);
   constexpr float kEps = 0.05f;  // px, far above the rounding of the two tests
+  // One edge line farther than margin + kEps: the max below would exceed it too (and not be
+  // <= -kEps), so the answer is false; stop there.
+  const float far = margin + kEps;
+  float mx = -1e30f;
+  for (int e = 0; e < m; ++e) {
+    const float v = h[3 * e] * px + h[3 * e + 1] * py - h[3 * e + 2];
+    if (v > far) return false;
+    mx = std::max(mx, v);
+  }
   if (mx <= -kEps) return true;
-  if (mx > margin + kEps) return false;
+  if (mx > far) return false;
+  if (mx > kEps && t.hull.size() == size_t(2 * m)) {
+    // Clearly outside one edge's line, so outside the hull (in_hull's inside test fails); edges
+    // are 1:1 with the lines here.  Within margin of an edge?  Not of one whose line is farther
+    // than margin + kEps (the segment is farther still): its exact test is skipped.
+    const float m2 = margin * margin;
+    const float* g = t.hull.data();
+    for (int i = 0; i < m; ++i) {
+      if (h[3 * i] * px + h[3 * i + 1] * py - h[3 * i + 2] > margin + kEps) continue;
+      const int j = i + 1 == m ? 0 : i + 1;
+      if (seg_dist2(px, py, g[2 * i], g[2 * i + 1], g[2 * j], g[2 * j + 1]) <= m2) return true;
+    }
+    return false;
+  }
   return in_hull(t.hull, px, py, margin);
 }
 
@@ -312,6 +338,14 @@ Config::Config(const MccParams& p, Kernel kernel) : p_(p), kernel_(kernel) {
   dist_cutoff_ = nl;  // the table decreases (tau < 0): from this index on, rho is negligible
   while (dist_cutoff_ > 0 && lut_dist_[dist_cutoff_ - 1] < 1e-4f) --dist_cutoff_;
   if (!(p.relax_distance_tau_per_px < 0)) dist_cutoff_ = nl + 1;
+  pairs_table_.resize(256);
+  for (int n = 0; n < 256; ++n) pairs_table_[n] = pairs_eval(p, n);
+  elastic_cos_max_ = std::cos(p.elastic_angle_deg * kDeg);
+  elastic_cluster_cos_ = std::cos(p.elastic_cluster_deg * kDeg);
+}
+
+int Config::pairs_for(int nmin) const {
+  return nmin >= 0 && nmin < static_cast<int>(pairs_table_.size()) ? pairs_table_[nmin] : pairs_eval(p_, nmin);
 }
 
 float Config::z_dist(float d) const {
@@ -574,23 +608,44 @@ template <> struct Lanes<16> {
 };
 
 #ifdef BIOMATCH_HAVE_AVX512
-// Keys (rel bits << 32 | i << 16 | j) of the j < nb with rel[j] <= 1, in order, written from
-// out on (whole vectors: up to 8 entries past the last key are overwritten); returns the end.
-// Compressed in registers (a compressing store to memory is microcoded on Zen 4).
-__attribute__((target("avx512f,avx512vl"))) inline uint64_t* compact_keys_avx512(const float* rel, int nb, int i,
-                                                                                 uint64_t* out) {
+// One row of elastic_count_w<16> fused: the relative errors of minutia (X, Y, direction cT, sT)
+// of A against every B minutia (the same operations as the vector-extension loop there), and
+// the keys of the agreeing j (rel <= 1 and directions within cos_max), in order, written from
+// out on (whole vectors of 8: up to 8 entries past the last key are overwritten).  Returns the end.
+__attribute__((target("avx512f,avx512vl"))) inline uint64_t* elastic_row_avx512(
+    const float* xb, const float* yb, const float* cb, const float* sb, int nb, float X, float Y, float inv_tol2,
+    float cT, float sT, float cos_max, int i, uint64_t* out) {
+  const __m512 vX = _mm512_set1_ps(X), vY = _mm512_set1_ps(Y), vinv = _mm512_set1_ps(inv_tol2);
+  const __m512 vcT = _mm512_set1_ps(cT), vsT = _mm512_set1_ps(sT), vcm = _mm512_set1_ps(cos_max);
+  const __m512 one = _mm512_set1_ps(1.f);
   const __m512i hi = _mm512_set1_epi64(int64_t(i) << 16);
   __m512i j8 = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int j = 0; j < nb; j += 8) {
-    const int left = nb - j;
-    const __mmask8 live = left >= 8 ? __mmask8(0xff) : __mmask8((1u << left) - 1);
-    const __m256 r = _mm256_maskz_loadu_ps(live, rel + j);
-    const __mmask8 keep = _mm256_mask_cmp_ps_mask(live, r, _mm256_set1_ps(1.f), _CMP_LE_OQ);
-    const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(r)), 32),
-                                      _mm512_or_si512(hi, j8));
-    _mm512_storeu_si512(out, _mm512_maskz_compress_epi64(keep, k));
-    out += __builtin_popcount(keep);
-    j8 = _mm512_add_epi64(j8, _mm512_set1_epi64(8));
+  const __m512i eight = _mm512_set1_epi64(8);
+  for (int j0 = 0; j0 < nb; j0 += 16) {
+    const int left = nb - j0;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512 ex = _mm512_sub_ps(_mm512_loadu_ps(xb + j0), vX), ey = _mm512_sub_ps(_mm512_loadu_ps(yb + j0), vY);
+    const __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(ex, ex), _mm512_mul_ps(ey, ey)), vinv);
+    const __m512 dot =
+        _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(cb + j0), vcT), _mm512_mul_ps(_mm512_loadu_ps(sb + j0), vsT));
+    const __mmask16 ok = _mm512_mask_cmp_ps_mask(live, dot, vcm, _CMP_GE_OQ);
+    const __mmask16 keep = _mm512_mask_cmp_ps_mask(ok, r, one, _CMP_LE_OQ);
+    if (!keep) {
+      j8 = _mm512_add_epi64(j8, _mm512_add_epi64(eight, eight));
+      continue;
+    }
+    const __m512i rb = _mm512_castps_si512(r);
+    const __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(rb)), 32),
+                                       _mm512_or_si512(hi, j8));
+    j8 = _mm512_add_epi64(j8, eight);
+    const __m512i k1 = _mm512_or_si512(
+        _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(rb, 1)), 32), _mm512_or_si512(hi, j8));
+    j8 = _mm512_add_epi64(j8, eight);
+    const __mmask8 m0 = __mmask8(keep & 0xff), m1 = __mmask8(keep >> 8);
+    _mm512_storeu_si512(out, _mm512_maskz_compress_epi64(m0, k0));
+    out += __builtin_popcount(m0);
+    _mm512_storeu_si512(out, _mm512_maskz_compress_epi64(m1, k1));
+    out += __builtin_popcount(m1);
   }
   return out;
 }
@@ -598,11 +653,11 @@ __attribute__((target("avx512f,avx512vl"))) inline uint64_t* compact_keys_avx512
 
 template <int W>
 __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, const Prepared& a, const Prepared& b,
-                                                          int ia, int ib, Scratch& s, int beat, float rot) {
+                                                          int ia, int ib, Scratch& s, int beat, float c, float sn,
+                                                          float cos_max) {
   typedef typename Lanes<W>::f v4;
   typedef typename Lanes<W>::i i4;
-  const float c = std::cos(rot), sn = std::sin(rot);
-  const float cos_max = std::cos(p.elastic_angle_deg * kDeg), d0 = p.elastic_distance_px, f = p.elastic_distance_fraction;
+  const float d0 = p.elastic_distance_px, f = p.elastic_distance_fraction;
   const float ax = a.x[ia], ay = a.y[ia], bx = b.x[ib], by = b.y[ib];
   const float* da = &a.dist[size_t(ia) * a.n];
   const int nb = b.n, npad = b.npad, nloop = (nb + W - 1) / W * W;  // npad: a multiple of 16
@@ -618,6 +673,54 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
   uint64_t* __restrict ek = s.ekeys.data();
   size_t ne = 0;
   int rows = 0;  // minutiae of A with at least one candidate: bounds the count
+#ifdef BIOMATCH_HAVE_AVX512
+  if constexpr (W == 16) {
+    // First, for every minutia of A (vectorisable; per element the same operations as the
+    // loop below): its position and direction under the alignment and 1 / tol^2, and whether
+    // it lies within reach of B's bounding box; then only those rows, in order (the others
+    // have no candidate, so the bound rows + rows left counts only these).
+    const int na = a.n;
+    if (s.erow.size() < size_t(5) * na) s.erow.resize(size_t(5) * na);
+    if (s.eidx.size() < size_t(na)) s.eidx.resize(na);
+    float* __restrict RX = s.erow.data();
+    float* __restrict RY = RX + na;
+    float* __restrict RI = RY + na;
+    float* __restrict RC = RI + na;
+    float* __restrict RS = RC + na;
+    int* __restrict idx = s.eidx.data();
+    const float* __restrict axp = a.x.data();
+    const float* __restrict ayp = a.y.data();
+    const float* __restrict acp = a.cos_theta.data();
+    const float* __restrict asp = a.sin_theta.data();
+    const float x0 = b.bbox[0], y0 = b.bbox[1], x1 = b.bbox[2], y1 = b.bbox[3];
+    for (int i = 0; i < na; ++i) {
+      const float dx = axp[i] - ax, dy = ayp[i] - ay;
+      const float X = bx + c * dx - sn * dy, Y = by + sn * dx + c * dy;
+      const float tol = d0 + f * da[i];
+      const float reach = 1.001f * tol + 1e-3f;
+      const bool out = X < x0 - reach || X > x1 + reach || Y < y0 - reach || Y > y1 + reach;
+      RX[i] = X;
+      RY[i] = Y;
+      RI[i] = out ? -1.f : 1.f / (tol * tol);  // -1: out of reach
+      RC[i] = acp[i] * c - asp[i] * sn;
+      RS[i] = asp[i] * c + acp[i] * sn;
+    }
+    int nin = 0;
+    for (int i = 0; i < na; ++i) {  // branch-free compaction
+      idx[nin] = i;
+      nin += RI[i] >= 0.f;
+    }
+    for (int u = 0; u < nin; ++u) {
+      if (rows + (nin - u) <= beat) return rows + (nin - u);
+      const int i = idx[u];
+      uint64_t* const end =
+          elastic_row_avx512(xb, yb, cb, sb, nb, RX[i], RY[i], RI[i], RC[i], RS[i], cos_max, i, ek + ne);
+      if (end == ek + ne) continue;
+      ++rows;
+      ne = end - ek;
+    }
+  } else
+#endif
   for (int i = 0; i < a.n; ++i) {
     if (rows + (a.n - i) <= beat) return rows + (a.n - i);
     const float dx = a.x[i] - ax, dy = a.y[i] - ay;
@@ -652,11 +755,6 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
     if (!hit) continue;
     ++rows;
     // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it).
-#ifdef BIOMATCH_HAVE_AVX512
-    if constexpr (W == 16)
-      ne = compact_keys_avx512(rel, nb, i, ek + ne) - ek;
-    else
-#endif
     {
       for (int j = 0; j < nb; ++j) {  // branch-free: every key is written, kept ones advance ne
         uint32_t rbits;
@@ -709,18 +807,21 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
 #ifdef BIOMATCH_HAVE_AVX512
 __attribute__((target("avx512f,avx512vl"))) int elastic_count_avx512(const MccParams& p, const Prepared& a,
                                                                       const Prepared& b, int ia, int ib,
-                                                                      Scratch& s, int beat, float rot) {
-  return elastic_count_w<16>(p, a, b, ia, ib, s, beat, rot);
+                                                                      Scratch& s, int beat, float c, float sn,
+                                                                      float cos_max) {
+  return elastic_count_w<16>(p, a, b, ia, ib, s, beat, c, sn, cos_max);
 }
 #endif
 
-// rot: the alignment's rotation (B direction - A direction of the anchor, or a refined one).
+// c, sn: cos and sin of the alignment's rotation (B direction - A direction of the anchor, or a
+// refined one), computed by the caller (once per anchor).
 int elastic_count(const Config& cfg, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s, int beat,
-                  float rot) {
+                  float c, float sn) {
 #ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512) return elastic_count_avx512(cfg.params(), a, b, ia, ib, s, beat, rot);
+  if (cfg.kernel() == Kernel::Avx512)
+    return elastic_count_avx512(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
 #endif
-  return elastic_count_w<4>(cfg.params(), a, b, ia, ib, s, beat, rot);
+  return elastic_count_w<4>(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
 }
 
 }  // namespace
@@ -786,24 +887,53 @@ inline int near_pairs(const Config& cfg, const float* da, const float* db, const
 }
 
 #ifdef BIOMATCH_HAVE_AVX512
+// table[idx] for idx in [0, 64), table in 4 vectors of 16 (permutes instead of a gather).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512i lookup64(__m512i idx, const __m512i* t) {
+  const __m512i lo = _mm512_permutex2var_epi32(t[0], idx, t[1]);  // index bits 0..4
+  const __m512i hi = _mm512_permutex2var_epi32(t[2], idx, t[3]);
+  return _mm512_mask_blend_epi32(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
+}
+
+// The first min(n, 64) entries of row in 4 vectors (zeros past n), for lookup64.
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline void load64(const void* row, int n, __m512i* t) {
+  for (int u = 0; u < 4; ++u) {
+    const int left = n - 16 * u;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    t[u] = _mm512_maskz_loadu_epi32(m, static_cast<const int*>(row) + 16 * u);
+  }
+}
+
 // near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
 // the same products, so the same set), written as pair codes t << 16 | k.  near needs room
 // for 16 entries past the last.
 __attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const Config& cfg, const float* da,
-                                                                         const float* db, const int* ra,
-                                                                         const int* rb, int t, int nr,
+                                                                         const float* db, int na, int nb,
+                                                                         const int* ra, const int* rb, int t, int nr,
                                                                          int* __restrict near) {
   const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   __m512i vk = _mm512_add_epi32(_mm512_set1_epi32((t << 16) + t + 1),  // pair codes t << 16 | k
                                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
   int nk = 0;
+  // Rows of at most 64 minutiae: held in registers, looked up by permutes (the same values).
+  const bool small = na <= 64 && nb <= 64 && t + 1 < nr;
+  __m512i da_v[4], db_v[4];
+  if (small) {
+    load64(da, na, da_v);
+    load64(db, nb, db_v);
+  }
   for (int k = t + 1; k < nr; k += 16) {
     const int left = nr - k;
     const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     const __m512i ia = _mm512_maskz_loadu_epi32(live, ra + k), ib = _mm512_maskz_loadu_epi32(live, rb + k);
-    const __m512 dA = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ia, da, 4);
-    const __m512 dB = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ib, db, 4);
+    __m512 dA, dB;
+    if (small) {
+      dA = _mm512_castsi512_ps(lookup64(ia, da_v));
+      dB = _mm512_castsi512_ps(lookup64(ib, db_v));
+    } else {
+      dA = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ia, da, 4);
+      dB = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ib, db, 4);
+    }
     const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(dA, dB)), abs_mask));
     const __mmask16 keep = _mm512_mask_cmp_ps_mask(live, _mm512_mul_ps(d, scale), cutoff, _CMP_NGE_UQ);
     _mm512_storeu_si512(near + nk, _mm512_maskz_compress_epi32(keep, vk));
@@ -870,24 +1000,41 @@ __attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& 
                                                                    int nr, int stride, int* near, float* rho) {
   int total = 0;
   for (int t = 0; t < nr; ++t)
-    total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], ra, rb, t, nr,
-                               near + total);
+    total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], a.n, b.n, ra, rb,
+                               t, nr, near + total);
   const __m512 ds = _mm512_set1_ps(cfg.dist_scale()), as = _mm512_set1_ps(cfg.angle_scale());
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), last = _mm512_set1_epi32(cfg.lut_size() - 1);
   const __m512i low16 = _mm512_set1_epi32(0xffff), vna = _mm512_set1_epi32(a.n), vnb = _mm512_set1_epi32(b.n);
   const __m512i vstride = _mm512_set1_epi32(stride);
   const float* lut_d = cfg.lut_dist();
   const float* lut_a = cfg.lut_angle();
+  // nr <= 64: ra and rb held in registers (4 vectors each, zeros past nr).
+  const bool small = nr <= 64;
+  __m512i ra_v[4], rb_v[4];
+  for (int u = 0; u < 4; ++u) {
+    const int left = small ? nr - 16 * u : 0;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    ra_v[u] = _mm512_maskz_loadu_epi32(m, ra + 16 * u);
+    rb_v[u] = _mm512_maskz_loadu_epi32(m, rb + 16 * u);
+  }
   for (int q = 0; q < total; q += 16) {
     const int left = total - q;
     const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     const __m512i code = _mm512_maskz_loadu_epi32(live, near + q);
     const __m512i vt = _mm512_srli_epi32(code, 16), vk = _mm512_and_si512(code, low16);
-    const __m512i z0 = _mm512_setzero_si512();
-    const __m512i at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4);
-    const __m512i bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
-    const __m512i ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4);
-    const __m512i bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
+    __m512i at, bt, ak, bk;
+    if (small) {  // ra[t], rb[t], ra[k], rb[k] by in-register permutes (the same values)
+      at = lookup64(vt, ra_v);
+      bt = lookup64(vt, rb_v);
+      ak = lookup64(vk, ra_v);
+      bk = lookup64(vk, rb_v);
+    } else {
+      const __m512i z0 = _mm512_setzero_si512();
+      at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4);
+      bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
+      ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4);
+      bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
+    }
     const __m512i ia = _mm512_add_epi32(_mm512_mullo_epi32(at, vna), ak);  // (at, ak) in A's tables
     const __m512i ib = _mm512_add_epi32(_mm512_mullo_epi32(bt, vnb), bk);
     const __m512 d1 = _mm512_castsi512_ps(_mm512_and_si512(
@@ -932,8 +1079,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   const int total = scan_pairs(cfg, a, b, s);
   const float* sim = s.sim.data();
   const int nmin = std::min(a.n, b.n);
-  const int np = p.pairs_min +
-                 static_cast<int>(std::lround(sigmoid(float(nmin), p.pairs_mu, p.pairs_tau) * (p.pairs_max - p.pairs_min)));
+  const int np = cfg.pairs_for(nmin);
 
   // 2. LSS: the n_R = min(nA, nB) most similar pairs (Section 4.2), ties broken by the lower
   //    (minutia_a, minutia_b).  A histogram of the similarities finds the threshold; only the
@@ -1075,7 +1221,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   //    is exactly the ungated one; see biomatch/match.py).
   float elastic = 0.f, fused = lssr;
   int best_q = -1, ne = 0, eova = 0, eovb = 0;
-  float best_rot = 0.f;
+  float best_c = 1.f, best_s = 0.f;  // cos, sin of the best rotation
   if (p.elastic_anchors > 0 && lssr >= p.elastic_gate) {
     const int nq = std::min(p.elastic_anchors, ntop);
     // Anchors giving about the same alignment as one already tried are skipped: an anchor
@@ -1083,7 +1229,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     // in B), or one whose direction and position the alignment of a tried anchor maps within
     // elastic_cluster_deg and elastic_cluster_px of its partner (relaxation favours mutually
     // consistent pairs, so the top pairs come in clusters, impostors' too).
-    const float cl_d2 = p.elastic_cluster_px * p.elastic_cluster_px, cl_cos = std::cos(p.elastic_cluster_deg * kDeg);
+    const float cl_d2 = p.elastic_cluster_px * p.elastic_cluster_px, cl_cos = cfg.elastic_cluster_cos();
     int nev = 0;
     s.etried.resize(size_t(6) * nq);
     float* ev = s.etried.data();
@@ -1100,16 +1246,17 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
         dup = ex * ex + ey * ey < cl_d2;
       }
       if (dup) continue;
+      const float r = b.theta[qb] - a.theta[qa], rc = std::cos(r), rs = std::sin(r);
       if (p.elastic_cluster_px > 0) {
         float* E = ev + 6 * nev++;
-        const float r = b.theta[qb] - a.theta[qa];
-        E[0] = a.x[qa]; E[1] = a.y[qa]; E[2] = b.x[qb]; E[3] = b.y[qb]; E[4] = std::cos(r); E[5] = std::sin(r);
+        E[0] = a.x[qa]; E[1] = a.y[qa]; E[2] = b.x[qb]; E[3] = b.y[qb]; E[4] = rc; E[5] = rs;
       }
-      const int c = elastic_count(cfg, a, b, qa, qb, s, ne, b.theta[qb] - a.theta[qa]);
+      const int c = elastic_count(cfg, a, b, qa, qb, s, ne, rc, rs);
       if (c > ne) {
         ne = c;
         best_q = q;
-        best_rot = b.theta[qb] - a.theta[qa];
+        best_c = rc;
+        best_s = rs;
         s.epart.assign(a.n, 0);
         for (size_t u = 0; u < s.ea.size(); ++u) s.epart[s.ea[u]] = s.eb[u] + 1;
       }
@@ -1128,15 +1275,17 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
         ss += ux * vy - uy * vx;
       }
       const float r2 = std::atan2(ss, sc);
-      const int c = elastic_count(cfg, a, b, ia, ib, s, ne, r2);
+      const float c2 = std::cos(r2), s2 = std::sin(r2);
+      const int c = elastic_count(cfg, a, b, ia, ib, s, ne, c2, s2);
       if (c > ne) {
         ne = c;
-        best_rot = r2;
+        best_c = c2;
+        best_s = s2;
       }
     }
     if (best_q >= 0) {
       const int ia = s.ta[best_q], ib = s.tb[best_q];
-      const float rot = best_rot, c = std::cos(rot), sn = std::sin(rot);
+      const float c = best_c, sn = best_s;
       const float m = p.elastic_distance_px;
       for (int i = 0; i < a.n; ++i) {
         const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
@@ -1153,7 +1302,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     fused = w == 0.5f ? std::sqrt(lssr * elastic) : std::pow(lssr, 1.f - w) * std::pow(elastic, w);
     if (ex) {
       if (best_q >= 0) {
-        elastic_count(cfg, a, b, s.ta[best_q], s.tb[best_q], s, -1, best_rot);
+        elastic_count(cfg, a, b, s.ta[best_q], s.tb[best_q], s, -1, best_c, best_s);
       } else {
         s.ea.clear();
         s.eb.clear();

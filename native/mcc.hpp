@@ -123,6 +123,11 @@ class Config {
   int lut_size() const { return static_cast<int>(lut_dist_.size()); }
   float angle_scale() const { return lut_angle_scale_; }
   float z_angle(float a) const;
+  // n_P for min(nA, nB) = nmin (match() step 2), tabulated: the same expression, one exp() fewer per match.
+  int pairs_for(int nmin) const;
+  // cos(elastic_angle_deg) and cos(elastic_cluster_deg), computed once.
+  float elastic_cos_max() const { return elastic_cos_max_; }
+  float elastic_cluster_cos() const { return elastic_cluster_cos_; }
 
  private:
   MccParams p_;
@@ -132,6 +137,8 @@ class Config {
   std::vector<float> lut_dist_, lut_angle_;
   float lut_dist_scale_, lut_angle_scale_;
   int dist_cutoff_;
+  std::vector<int> pairs_table_;
+  float elastic_cos_max_, elastic_cluster_cos_;
 };
 
 // xyaq: n rows of (x, y, angle rad CCW as displayed with y down, quality 0..1).
@@ -158,6 +165,8 @@ struct Scratch {
   std::vector<int> epart;            // elastic: 1 + partner in B of each minutia of A (best anchor)
   std::vector<float> erel;           // elastic: relative error per minutia of B (padded)
   std::vector<float> etried;         // elastic: anchors tried (ax, ay, bx, by, cos, sin of rotation)
+  std::vector<float> erow;           // elastic (AVX-512): per minutia of A, X, Y, 1 / tol^2, cos, sin
+  std::vector<int> eidx;             // elastic (AVX-512): the minutiae of A within reach of B
   std::vector<uint64_t> ekeys;       // elastic candidates: error bits << 32 | a << 16 | b
 };
 
