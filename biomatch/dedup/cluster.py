@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -372,24 +371,10 @@ class DistributedGallery(Gallery):
     def __init__(self, path: Path, manifest: dict, read_only: bool, decision, cache_bytes: int,
                  writer_role: bool = False, fold_every: int = FOLD_EVERY):
         ray = _ray()
-        self._cache_bytes = int(cache_bytes)
-        self.path = path
-        self._manifest = manifest
-        self.read_only = read_only
-        from ..params import MatchParams
-
-        self.match_params = from_json(manifest["match_params"], MatchParams)
-        self.decision_params = decision or _decision_from_json(manifest["decision_params"])
-        self._thread_lock = threading.RLock()
-        self._closed = False
-        self._lock_fd = None
+        self._init_state(path, manifest, read_only, decision, cache_bytes, lock=writer_role)
         self._writer_role = writer_role
-        if writer_role:
-            self._lock_fd = os.open(path / "gallery.lock", os.O_RDWR | os.O_CREAT, 0o600)
         gid = manifest["gallery_id"]
         self._fold_every = fold_every
-        self._manifest_sig = None
-        self._counts_seen: dict = {}
         self._shards = [self._open_shard(i) for i in range(manifest["n_shards"])]
         self._writer_actor = None
         if not writer_role and not read_only:

@@ -106,6 +106,19 @@ class Gallery:
 
     def __init__(self, path: Path, manifest: dict, read_only: bool, n_threads: int,
                  decision: _decide.DecisionParams | None, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self._init_state(path, manifest, read_only, decision, cache_bytes, lock=not read_only)
+        self._n_threads = n_threads
+        self._shards: list[Shard] = []
+        try:
+            for i in range(manifest["n_shards"]):
+                self._shards.append(self._open_shard(i))
+        except BaseException:
+            self._release()
+            raise
+
+    def _init_state(self, path: Path, manifest: dict, read_only: bool, decision, cache_bytes: int,
+                    lock: bool) -> None:
+        """The state every gallery front end holds (embedded, or a Ray router / writer)."""
         self._cache_bytes = int(cache_bytes)
         self.path = path
         self._manifest = manifest
@@ -115,21 +128,13 @@ class Gallery:
         self._thread_lock = threading.RLock()
         self._closed = False
         self._lock_fd = None
-        if not read_only:
+        if lock:
             try:
                 self._lock_fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise StorageError(f"path: cannot open the lock file in {str(path)!r}: {exc.strerror}") from exc
-        self._n_threads = n_threads
         self._manifest_sig = None  # (mtime, size, inode) of the manifest last read; None: re-read
         self._counts_seen: dict = {}  # code rows per position at the last search (the hint of routers)
-        self._shards: list[Shard] = []
-        try:
-            for i in range(manifest["n_shards"]):
-                self._shards.append(self._open_shard(i))
-        except BaseException:
-            self._release()
-            raise
 
     def _open_shard(self, i: int):
         return Shard(self._spec(i, self.read_only, self._n_threads))
