@@ -38,10 +38,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .. import decide as _decide
 from ..errors import BiomatchError, StorageError, invalid
 from ..params import from_json, to_json
-from .gallery import DEFAULT_CACHE_BYTES, Gallery, _check_face, _decision_from_json
+from .gallery import Gallery, _check_face, _decision_from_json
 from .records import Enrolment
 from .report import DedupReport
 from .shard import Shard, ShardSpec
@@ -423,21 +422,8 @@ class DistributedGallery(Gallery):
             Subjects a shard actor inserts between folds of its delta into its saved index
             files (see :data:`FOLD_EVERY`; used when the actors start).
         """
-        from ..params import params_hash
-
         path = Path(path).resolve()
-        manifest = cls._read_manifest(path)
-        if match_params is not None and params_hash(match_params) != manifest["match_params_hash"]:
-            from ..errors import IncompatibleGalleryError
-
-            raise IncompatibleGalleryError(f"match_params: expected the gallery's generation "
-                                           f"{manifest['match_params_hash']}, got {params_hash(match_params)}")
-        if decision is not None and not isinstance(decision, _decide.DecisionParams):
-            raise invalid("decision", "a DecisionParams", type(decision).__name__)
-        if cache_bytes is None:
-            cache_bytes = DEFAULT_CACHE_BYTES
-        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
-            raise invalid("cache_bytes", "an int >= 0", cache_bytes)
+        manifest, cache_bytes = cls._checked_open(path, match_params, decision, cache_bytes)
         if isinstance(fold_every, bool) or not isinstance(fold_every, int) or fold_every < 1:
             raise invalid("fold_every", "an int >= 1", fold_every)
         if not _writer:

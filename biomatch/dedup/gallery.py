@@ -266,6 +266,12 @@ class Gallery:
         path = Path(path)
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
             raise invalid("n_threads", "an int in [1, 256]", n_threads)
+        manifest, cache_bytes = cls._checked_open(path, match_params, decision, cache_bytes)
+        return cls(path, manifest, read_only, n_threads, decision, cache_bytes)
+
+    @classmethod
+    def _checked_open(cls, path: Path, match_params, decision, cache_bytes) -> tuple[dict, int]:
+        """The manifest and the cache size of an :meth:`open`, the arguments checked against them."""
         manifest = cls._read_manifest(path)
         if match_params is not None and params_hash(match_params) != manifest["match_params_hash"]:
             raise IncompatibleGalleryError(
@@ -277,7 +283,7 @@ class Gallery:
             cache_bytes = DEFAULT_CACHE_BYTES
         if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
             raise invalid("cache_bytes", "an int >= 0", cache_bytes)
-        return cls(path, manifest, read_only, n_threads, decision, cache_bytes)
+        return manifest, cache_bytes
 
     def close(self) -> None:
         """Save derived index files and close the stores (idempotent)."""
