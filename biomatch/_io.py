@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -49,3 +51,11 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
 def write_private_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` with mode 0600 via a temporary file, fsync and rename."""
     write_file_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def canonical_checksum(doc: dict) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``doc`` without its ``checksum`` field.
+
+    Manifests carry it so that a damaged or hand-edited one is noticed rather than trusted."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -27,6 +27,9 @@ __all__ = [
     "NoUsableFingerError",
     "GalleryClosedError",
     "StorageError",
+    "CorruptStoreError",
+    "StoreRegressedError",
+    "FileAccessError",
     "FaceError",
     "FaceModelError",
     "FaceImageError",
@@ -129,6 +132,27 @@ class GalleryClosedError(GalleryError):
 
 class StorageError(GalleryError, OSError):
     """The store cannot be written or read (read-only folder, full disk, I/O error, lock)."""
+
+
+class CorruptStoreError(StorageError):
+    """A gallery file that is a source of truth (a shard's store, its high-water mark, the gallery
+    manifest) is damaged: a checksum, a structure or a value does not hold.  The message names the
+    file.  Derived files (indexes) never raise this: they are rebuilt from the store."""
+
+
+class StoreRegressedError(CorruptStoreError):
+    """A shard's store holds less than it acknowledged: enrolments or removals committed and
+    reported durable are missing (an old copy put back, a deleted or damaged WAL).  Searching it
+    could answer UNIQUE for a person the registry holds, so the gallery refuses to open until an
+    operator restores the right store or accepts the loss (``biomatch gallery check --repair
+    --accept-store-loss``)."""
+
+
+class FileAccessError(BiomatchError, OSError):
+    """A file or folder the caller named cannot be read or written: a missing parent folder,
+    a file where a folder is expected (or the reverse), no permission, a full disk.  The message
+    names the argument, the path and the system's reason.  An ``OSError`` too, so that callers
+    catching ``OSError`` around file writes keep working."""
 
 
 class FaceError(BiomatchError):

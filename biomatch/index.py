@@ -43,6 +43,12 @@ def _faiss(threads: int | None):
     return faiss
 
 
+def _digest(data: bytes) -> dict:
+    import hashlib
+
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 class RowIndex:
     """What :class:`FingerIndex` and :class:`biomatch.face.index.FaceIndex` share: implicit row ids
     over a FAISS *base* index (memory-mapped read-only after :meth:`open`) plus an in-memory
@@ -245,11 +251,17 @@ class FingerIndex(RowIndex):
         return dist, rows
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path) -> dict:
         """Write base + delta as one index, atomically (temp file, fsync, rename, mode 0600).
 
         Tombstones go to ``<path>.removed`` (a packed bitmap, written the same way) when
         any row is removed; a stale one is deleted otherwise.
+
+        Returns
+        -------
+        dict file name -> {"bytes": int, "sha256": hex str}
+            What was written, for the caller's manifest (FAISS files carry no checksum of
+            their own: flipped code bytes would be read back silently).
         """
         from ._io import write_private_atomic
 
@@ -262,13 +274,17 @@ class FingerIndex(RowIndex):
             for part in (self._base, self._delta):
                 if part is not None and part.ntotal:
                     index.add(self._reconstruct_all(part))
-        data = faiss.serialize_index_binary(index)
-        write_private_atomic(path, np.asarray(data).tobytes())
+        data = np.asarray(faiss.serialize_index_binary(index)).tobytes()
+        write_private_atomic(path, data)
+        written = {path.name: _digest(data)}
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)
         if self._n_removed:
-            write_private_atomic(tomb, np.packbits(self._removed).tobytes())
+            bits = np.packbits(self._removed).tobytes()
+            write_private_atomic(tomb, bits)
+            written[tomb.name] = _digest(bits)
         elif tomb.exists():
             tomb.unlink()
+        return written
 
     @staticmethod
     def _reconstruct_all(index) -> np.ndarray:

@@ -15,10 +15,12 @@ Example
 
 from __future__ import annotations
 
+from ..errors import CorruptStoreError, StoreRegressedError
 from .errors import (DuplicateSubjectError, GalleryClosedError, GalleryError, GalleryExistsError,
                      IncompatibleGalleryError, NoUsableFingerError, NotAGalleryError, StorageError,
                      UnknownSubjectError)
 from .gallery import Gallery
+from .maintenance import CheckReport, backup_gallery, check_gallery, restore_gallery
 from .records import FINGER_POSITIONS, Enrolment
 from .report import Candidate, DedupReport, Verification
 from .shard import Shard, ShardSpec
@@ -26,4 +28,5 @@ from .shard import Shard, ShardSpec
 __all__ = ["Gallery", "Enrolment", "DedupReport", "Candidate", "Verification", "Shard", "ShardSpec",
            "FINGER_POSITIONS", "GalleryError", "NotAGalleryError", "GalleryExistsError", "IncompatibleGalleryError",
            "DuplicateSubjectError", "UnknownSubjectError", "NoUsableFingerError", "GalleryClosedError",
-           "StorageError"]
+           "StorageError", "CorruptStoreError", "StoreRegressedError", "CheckReport", "check_gallery",
+           "backup_gallery", "restore_gallery"]

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from .. import decide as _decide
-from .._io import write_private_atomic
-from ..errors import (DuplicateSubjectError, GalleryClosedError, GalleryExistsError, IncompatibleGalleryError,
+from .._io import canonical_checksum, write_private_atomic
+from ..errors import (CorruptStoreError, DuplicateSubjectError, GalleryClosedError, GalleryExistsError, IncompatibleGalleryError,
                       IncompatibleTemplateError, NotAGalleryError, NoUsableFingerError, StorageError, invalid)
 from ..match import prepare
 from ..params import MatchParams, from_json, params_hash, to_json
@@ -56,6 +56,7 @@ FORMAT_VERSION = 1
 TEMPLATE_FORMAT = "BMT1/1"
 _MANIFEST = "manifest.json"
 _LOCK = "gallery.lock"
+_CREATING = ".creating"  # present while create() builds the folder; the manifest is written last
 DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
@@ -170,23 +171,32 @@ class Gallery:
         n_threads : int
             Native matcher threads per search.
         """
-        path = Path(path)
+        path = _gallery_path(path)
         if isinstance(n_shards, bool) or not isinstance(n_shards, int) or not 1 <= n_shards <= 1000:
             raise invalid("n_shards", "an int in [1, 1000]", n_shards)
         if not isinstance(match_params, MatchParams):
             raise invalid("match_params", "a MatchParams", type(match_params).__name__)
         if not isinstance(decision, _decide.DecisionParams):
             raise invalid("decision", "a DecisionParams", type(decision).__name__)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise GalleryExistsError(f"path: expected a new or empty folder, {str(path)!r} already holds files")
+        if template_params_hash is not None and not isinstance(template_params_hash, str):
+            raise invalid("template_params_hash", "None or a str", template_params_hash)
+        _check_open_args(n_threads, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         from .retrieval import make_retrieval
 
         make_retrieval(retrieval)  # validates the name
+        # Every argument is checked: from here on a failure removes what this call made.
+        if path.is_dir() and (path / _CREATING).exists() and not (path / _MANIFEST).exists():
+            _discard_interrupted_creation(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise GalleryExistsError(f"path: expected a new or empty folder, {str(path)!r} already holds files")
+        made_folder = not path.exists()
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(path, 0o700)
+            write_private_atomic(path / _CREATING, json.dumps({"pid": os.getpid(), "utc": time.time()}).encode())
             (path / "shards").mkdir(mode=0o700)
         except OSError as exc:
+            _undo_create(path, made_folder)
             raise StorageError(f"path: cannot create gallery folder {str(path)!r}: {exc.strerror}") from exc
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "gallery_id": uuid.uuid4().hex,
@@ -198,12 +208,19 @@ class Gallery:
             "retrieval": {"kind": retrieval, "code_generation": _code_generation(retrieval)},
             "counts": {"subjects": 0, "fingers": 0},
         }
-        for i in range(n_shards):
-            tmp = cls.__new__(cls)
-            tmp.path, tmp._manifest = path, manifest
-            Shard.create(tmp._spec(i, False, 1), i).close()
-        # The manifest is written last: a folder without it is not a gallery.
-        write_private_atomic(path / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        try:
+            for i in range(n_shards):
+                tmp = cls.__new__(cls)
+                tmp.path, tmp._manifest = path, manifest
+                Shard.create(tmp._spec(i, False, 1), i).close()
+            # The manifest is written last: a folder without it is not a gallery (the marker says
+            # that a kill interrupted its creation, so that create() may start again).
+            _write_manifest(path, manifest)
+            (path / _CREATING).unlink()
+        except BaseException:
+            if not (path / _MANIFEST).exists():
+                _undo_create(path, made_folder)
+            raise
         return cls.open(path, n_threads=n_threads, cache_bytes=cache_bytes)
 
     @staticmethod
@@ -214,11 +231,18 @@ class Gallery:
         try:
             manifest = json.loads(f.read_text())
         except FileNotFoundError:
+            if (path / _CREATING).exists():
+                raise NotAGalleryError(f"path: {str(path)!r} holds a gallery whose creation was interrupted; "
+                                       f"create it again (biomatch gallery create replaces it)") from None
             raise NotAGalleryError(f"path: {str(path)!r} is not a biomatch gallery (no {_MANIFEST})") from None
         except (OSError, ValueError) as exc:
             raise NotAGalleryError(f"path: unreadable manifest in {str(path)!r}: {exc}") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise NotAGalleryError(f"path: {str(f)!r} is not a biomatch gallery manifest")
+        if "checksum" in manifest and manifest["checksum"] != canonical_checksum(manifest):
+            # routing, parameters and thresholds come from here: a damaged one is never used
+            raise CorruptStoreError(f"manifest {str(f)!r}: checksum mismatch, the file is damaged or was edited "
+                                    f"(restore it from a backup: biomatch gallery restore)")
         if manifest.get("version") != FORMAT_VERSION:
             raise IncompatibleGalleryError(
                 f"gallery {str(path)!r}: expected format version {FORMAT_VERSION}, got {manifest.get('version')}")
@@ -263,9 +287,10 @@ class Gallery:
         ------
         NotAGalleryError, IncompatibleGalleryError, StorageError
         """
-        path = Path(path)
-        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
-            raise invalid("n_threads", "an int in [1, 256]", n_threads)
+        path = _gallery_path(path)
+        if not isinstance(read_only, bool):
+            raise invalid("read_only", "a bool", read_only)
+        _check_open_args(n_threads, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         manifest, cache_bytes = cls._checked_open(path, match_params, decision, cache_bytes)
         return cls(path, manifest, read_only, n_threads, decision, cache_bytes)
 
@@ -303,7 +328,7 @@ class Gallery:
             counts = [s._store.counts() for s in self._shards]
             fresh["counts"] = {"subjects": sum(c["subjects"] for c in counts),
                                "fingers": sum(c["fingers"] for c in counts)}
-            write_private_atomic(self.path / _MANIFEST, json.dumps(fresh, indent=1, sort_keys=True).encode())
+            _write_manifest(self.path, fresh)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -436,7 +461,7 @@ class Gallery:
         fresh = self._read_manifest(self.path)  # another process may have fixed it
         if fresh.get("template_params_hash") is None:
             fresh["template_params_hash"] = record_hash
-            write_private_atomic(self.path / _MANIFEST, json.dumps(fresh, indent=1, sort_keys=True).encode())
+            _write_manifest(self.path, fresh)
         self._manifest = fresh
 
     def _n_subjects(self) -> int:
@@ -741,12 +766,12 @@ class Gallery:
 
     def __contains__(self, subject_id: str) -> bool:
         self._check_open()
-        return self._locate(subject_id) is not None
+        return self._locate(_sid(subject_id)) is not None
 
     def templates(self, subject_id: str) -> dict[int, Template]:
         """The enrolled templates of a subject, read from the store."""
         self._check_open()
-        return self._located(subject_id).subject_templates(subject_id)
+        return self._located(_sid(subject_id)).subject_templates(subject_id)
 
     def add_shard(self) -> int:
         """Add an empty shard; new subjects are routed over all shards, nothing written moves.
@@ -779,7 +804,7 @@ class Gallery:
                 [{"n_shards": n, "since_utc": fresh.get("created_utc")}]  # a gallery made before epochs
             fresh["routing"] = {"epochs": epochs + [{"n_shards": n + 1, "since_utc": time.time()}]}
             fresh["n_shards"] = n + 1
-            write_private_atomic(self.path / _MANIFEST, json.dumps(fresh, indent=1, sort_keys=True).encode())
+            _write_manifest(self.path, fresh)
             self._refresh(force=True)
             log.info("gallery %s: shard %d added (routing epoch %d)", self.path, n, len(fresh["routing"]["epochs"]))
             return n + 1
@@ -816,8 +841,60 @@ class Gallery:
         return [f"shard {i}: {p}" for i, s in enumerate(self._shards) for p in s.integrity_problems()]
 
 
+def _write_manifest(path: Path, manifest: dict) -> None:
+    """Replace the gallery manifest atomically, with a checksum of its content (0600)."""
+    doc = {k: v for k, v in manifest.items() if k != "checksum"}
+    doc["checksum"] = canonical_checksum(doc)
+    write_private_atomic(path / _MANIFEST, json.dumps(doc, indent=1, sort_keys=True).encode())
+
+
+def _gallery_path(path, name: str = "path") -> Path:
+    """``path`` as a Path, refusing what cannot name a folder (None, numbers, NUL bytes)."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise invalid(name, "a folder path (str or os.PathLike)", type(path).__name__)
+    path = Path(path)
+    if "\x00" in str(path) or not str(path):
+        raise invalid(name, "a folder path without NUL bytes", str(path))
+    return path
+
+
 def _subject_hash(subject_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(subject_id.encode(), digest_size=8).digest(), "little")
+
+
+def _sid(subject_id) -> str:
+    if not isinstance(subject_id, str):
+        raise invalid("subject_id", "a str", type(subject_id).__name__)
+    return subject_id
+
+
+def _check_open_args(n_threads, cache_bytes) -> None:
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
+        raise invalid("n_threads", "an int in [1, 256]", n_threads)
+    if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+        raise invalid("cache_bytes", "an int >= 0", cache_bytes)
+
+
+def _undo_create(path: Path, made_folder: bool) -> None:
+    """Remove what a failed create() wrote (the folder itself only if create() made it)."""
+    import shutil
+
+    if made_folder:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for child in list(path.iterdir()) if path.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+
+
+def _discard_interrupted_creation(path: Path) -> None:
+    """Empty a folder left by a create() that was killed before its manifest: nothing can have
+    been enrolled there (enrolment needs the manifest), so nothing is lost."""
+    log.warning("gallery %s: discarding a creation that was interrupted", path)
+    _undo_create(path, made_folder=False)
 
 
 def _discard_orphan_shard(folder: Path) -> None:

@@ -27,6 +27,8 @@ from ..face.index import FaceIndex
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
 from ..params import MatchParams, from_json, params_hash, to_json
 from ..template import Template, decode, encode
+from ..errors import CorruptStoreError, TemplateError
+from . import watermark as _watermark
 from .errors import IncompatibleGalleryError, UnknownSubjectError
 from .report import Candidate
 from .retrieval import make_retrieval
@@ -56,6 +58,10 @@ class ShardSpec:
         Native matcher threads per search.
     cache_bytes : int
         Bound of the LRU cache of prepared templates (bytes; 0 disables it).
+    save_rebuilt_index : bool
+        Save the index at open when it had to be (re)built from the store, read-only opens
+        included (derived files; a read-only open never writes the store).  False for checks
+        that must write nothing.
     """
 
     folder: str
@@ -65,6 +71,15 @@ class ShardSpec:
     read_only: bool = False
     n_threads: int = 1
     cache_bytes: int = 512 * 2**20
+    save_rebuilt_index: bool = True
+
+
+def _shard_number(meta: dict) -> int | None:
+    """The shard number recorded in a store's meta table (None for a store without one)."""
+    try:
+        return int(meta["shard"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class _Grow:
@@ -173,6 +188,8 @@ class Shard:
         meta = dict(_create_meta or {}, gallery_id=spec.gallery_id, match_params_hash=self._params_hash)
         self._store = Store(self.folder / self.STORE_NAME, create=create, read_only=spec.read_only,
                             meta=meta if create else None)
+        if create:  # nothing acknowledged yet: the watermark starts at the empty store's sequences
+            _watermark.write(self.folder, spec.gallery_id, int(_create_meta["shard"]), self._store.sequences())
         got = self._store.meta()
         for key, want in (("gallery_id", spec.gallery_id), ("match_params_hash", self._params_hash)):
             if got.get(key) != want:
@@ -187,6 +204,9 @@ class Shard:
         self._last_removal = 0
         self._retrieval = make_retrieval(spec.retrieval)
         self._retrieval.load(self.folder / "index")
+        self.index_rebuilt = False  # True when the saved index disagreed with the store
+        self.index_problems: list = []  # how it disagreed
+        self._indexed_at_open = 0  # rows indexed from the store since open (a rebuild: all of them)
         # Faces: an exact FAISS inner-product index in memory, rebuilt from the store on open
         # (512 B per face; ~1 s per 100k faces to read back).  Row r <-> subject key.
         self._faces = FaceIndex()
@@ -197,14 +217,25 @@ class Shard:
         self._bad_faces = 0
         self._executor = None
         self._queries: OrderedDict = OrderedDict()  # query id -> scan state between the phases
-        self.catch_up()
+        try:
+            self._check_watermark(got)
+            # Derived files are trusted only as far as they agree with the store: fold the
+            # store's finger keys in first, then compare, then index what the files lack.
+            self._fold_keys()
+            self._verify_retrieval()
+            self.catch_up()
+            if self._indexed_at_open and spec.save_rebuilt_index:
+                self._save_index()  # a rebuild is paid once, read-only opens included
+        except BaseException:
+            self._store.close()
+            raise
 
     def __reduce__(self):  # re-open from the spec in the receiving process
         return (Shard, (self.spec,))
 
     @classmethod
     def create(cls, spec: ShardSpec, number: int) -> "Shard":
-        return cls(spec, _create_meta={"shard": number})
+        return cls(spec, _create_meta={"shard": number, "watermark": "1"})
 
     # ---- keeping the derived state in step with the store -------------------------------
     def catch_up(self) -> int:
@@ -214,14 +245,7 @@ class Shard:
         retrieval index lacks (``id > indexed_upto``); nothing is prepared here.
         """
         with self._lock:
-            added = 0
-            while True:
-                rows = self._store.finger_keys_since(self._last_finger, limit=200_000)
-                if not rows:
-                    break
-                arr = np.asarray(rows, np.int64)
-                self._add_fingers(arr[:, 0], arr[:, 1], arr[:, 2])
-                added += len(arr)
+            added = self._fold_keys()
             if self._retrieval.name == "exhaustive":  # no codes: nothing to read
                 self._retrieval.indexed_upto = self._last_finger
             if self._retrieval.indexed_upto < self._last_finger:
@@ -230,7 +254,9 @@ class Shard:
                     rows = self._store.fingers_since(after, limit=50_000)
                     if not rows:
                         break
-                    self._index_rows([(fid, key, pos, decode(blob)) for fid, key, _, pos, blob in rows])
+                    self._index_rows([(fid, key, pos, self._decode_stored(fid, blob))
+                                      for fid, key, _, pos, blob in rows])
+                    self._indexed_at_open += len(rows)
                     after = rows[-1][0]
             removals = self._store.removals_since(self._last_removal)
             if removals:
@@ -246,6 +272,88 @@ class Shard:
                 self._last_removal = removals[-1][0]
             self._fold_faces()
             return added
+
+    def _fold_keys(self) -> int:
+        """Fold in the ``(finger id, subject key, position)`` rows committed since the last call."""
+        added = 0
+        while True:
+            rows = self._store.finger_keys_since(self._last_finger, limit=200_000)
+            if not rows:
+                return added
+            arr = np.asarray(rows, np.int64)
+            # Values the schema promises; a damaged page may break them (SQLite does not re-check
+            # CHECK constraints on read), and an out-of-range position would index past our maps.
+            bad = (arr[:, 0] <= self._last_finger) | (arr[:, 1] < 1) | (arr[:, 2] < 1) | (arr[:, 2] > 10)
+            if bad.any() or (len(arr) > 1 and (np.diff(arr[:, 0]) <= 0).any()):
+                row = arr[np.flatnonzero(bad)[0]] if bad.any() else arr[0]
+                raise CorruptStoreError(f"store {str(self._store.path)!r}: damaged finger row (id {int(row[0])}, "
+                                        f"subject key {int(row[1])}, position {int(row[2])})")
+            self._add_fingers(arr[:, 0], arr[:, 1], arr[:, 2])
+            added += len(arr)
+
+    def _decode_stored(self, fid: int, blob) -> Template:
+        """Decode a template read from the store; damage (BMT1's CRC) names the store and the finger."""
+        try:
+            return decode(blob)
+        except (TemplateError, TypeError, ValueError) as exc:
+            raise CorruptStoreError(f"store {str(self._store.path)!r}: finger {int(fid)} has a damaged template "
+                                    f"({exc})") from None
+
+    def _check_watermark(self, meta: dict) -> None:
+        """Refuse a store that holds less than it acknowledged (see :mod:`biomatch.dedup.watermark`)."""
+        shard_no = _shard_number(meta)
+        acknowledged = _watermark.read(self.folder, self.spec.gallery_id, shard_no)  # before the store
+        seqs = self._store.sequences()
+        if acknowledged is None:
+            if meta.get("watermark") == "1":
+                raise CorruptStoreError(f"watermark {str(self.folder / _watermark.FILE)!r}: missing, but the store "
+                                        f"{str(self._store.path)!r} keeps one (restore it, or run biomatch gallery "
+                                        f"check --repair --accept-store-loss to trust the store as it is)")
+            if not self.spec.read_only:  # a store of a version before watermarks: start keeping one
+                _watermark.write(self.folder, self.spec.gallery_id, shard_no, seqs)
+                self._store.set_meta("watermark", "1")
+                log.info("shard %s: watermark started at %s", self.folder, seqs)
+            return
+        _watermark.check(self._store.path, seqs, acknowledged)
+
+    def _acknowledge(self) -> None:
+        """Record the store's sequences in the watermark after a committed write (under the gallery's
+        write lock).  A failure here loses nothing (the store is committed) but is reported: the
+        watermark then lags, and only guards what it recorded."""
+        try:
+            _watermark.write(self.folder, self.spec.gallery_id, _shard_number(self._store.meta()),
+                             self._store.sequences())
+        except OSError as exc:
+            log.warning("shard %s: could not update the watermark (%s); the store is committed", self.folder, exc)
+
+    def _verify_retrieval(self) -> None:
+        """Compare the loaded derived index with the store; on any disagreement start it afresh
+        (it is then rebuilt from the store by :meth:`catch_up`), with a warning."""
+        verify = getattr(self._retrieval, "verify", None)
+        if verify is None:
+            return
+        try:
+            problems = verify(self._fid_key.data[:self._last_finger + 1], self._fid_pos.data[:self._last_finger + 1],
+                              self._store.sequences(),
+                              {f for _, f in self._store.removals_since(self._retrieval.removals_upto)})
+        except Exception as exc:  # noqa: BLE001 - derived data: any failure to verify means rebuild
+            problems = [f"cannot verify it ({type(exc).__name__}: {exc})"]
+        if problems:
+            log.warning("shard %s: the index disagrees with the store (%s); rebuilding it from the store",
+                        self.folder, "; ".join(problems[:3]))
+            self._retrieval = make_retrieval(self.spec.retrieval)
+            self.index_rebuilt = True
+            self.index_problems = problems
+
+    def _save_index(self) -> bool:
+        """Save the derived index (best effort: a failure only costs a rebuild at the next open)."""
+        try:
+            self._retrieval.save(self.folder / "index")
+            return True
+        except OSError as exc:
+            log.warning("shard %s: could not save the index (%s); it is rebuilt from the store when needed",
+                        self.folder, exc)
+            return False
 
     def _fold_faces(self) -> None:
         """Index the faces of subjects whose fingers are folded in; tombstone removed subjects' faces."""
@@ -325,6 +433,7 @@ class Shard:
         with self._lock:
             key, fids = self._store.insert(subject_id, blobs, metadata_json,
                                            None if face is None else np.asarray(face, np.float32).tobytes())
+            self._acknowledge()
             # The store is ahead of memory only by this commit when the caller caught up first;
             # otherwise catch_up() folds everything in order.
             if self._last_finger < fids[0][0] - 1 or self._store_has_unseen_removals():
@@ -354,6 +463,7 @@ class Shard:
                  None if face is None else np.asarray(face, np.float32).tobytes()) for sid, ts, meta, face in records]
         with self._lock:
             done = self._store.insert_many(rows)  # [(key, [(fid, pos), ...]), ...]
+            self._acknowledge()
             first = min(f for _, fl in done for f, _ in fl) if done else 0
             if not done:
                 return 0
@@ -374,6 +484,7 @@ class Shard:
     def remove(self, subject_id: str) -> None:
         with self._lock:
             self._store.remove(subject_id)
+            self._acknowledge()
             self.catch_up()
 
     # ---- reads ------------------------------------------------------------------------------
@@ -401,7 +512,7 @@ class Shard:
             with self._lock:
                 blobs = self._store.templates_by_ids(missing)
             todo = [f for f in missing if blobs.get(f) is not None]  # None: removed meanwhile
-            make = lambda f: prepare(decode(blobs[f]), self._params)  # noqa: E731
+            make = lambda f: prepare(self._decode_stored(f, blobs[f]), self._params)  # noqa: E731
             if self.spec.n_threads > 1 and len(todo) >= 16:
                 # the native prepare releases the GIL: threads prepare in parallel
                 made = dict(zip(todo, self._pool().map(make, todo)))
@@ -700,7 +811,7 @@ class Shard:
         blobs = self._store.subject_templates(subject_id)
         if not blobs:
             raise UnknownSubjectError(f"subject_id: {subject_id!r} is not enrolled")
-        return {p: decode(b) for p, b in blobs.items()}
+        return {p: self._decode_stored(0, b) for p, b in blobs.items()}
 
     def stats(self) -> dict:
         with self._lock:
@@ -717,15 +828,27 @@ class Shard:
                         indexed_upto=self._retrieval.indexed_upto, last_finger_id=self._last_finger)
 
     def integrity_problems(self) -> list[str]:
-        return self._store.integrity_problems()
+        """SQLite's integrity check, the watermark, and the index against the store (empty: sound)."""
+        out = list(self._store.integrity_problems())
+        with self._lock:
+            try:
+                self._check_watermark(self._store.meta())
+            except CorruptStoreError as exc:
+                out.append(str(exc))
+            if self.index_rebuilt:
+                out.append(f"index {str(self.folder / 'index')!r}: disagreed with the store at open (rebuilt)")
+            verify = getattr(self._retrieval, "verify", None)
+            if verify is not None:
+                out.extend(f"index {str(self.folder / 'index')!r}: {p}" for p in
+                           verify(self._fid_key.data[:self._last_finger + 1],
+                                  self._fid_pos.data[:self._last_finger + 1], self._store.sequences(),
+                                  {f for _, f in self._store.removals_since(self._retrieval.removals_upto)}))
+        return out
 
     def close(self) -> None:
         with self._lock:
             if not self.spec.read_only:
-                try:
-                    self._retrieval.save(self.folder / "index")
-                except OSError as exc:  # derived data: rebuilt from the store next time
-                    log.warning("shard %s: could not save the index (%s)", self.folder, exc)
+                self._save_index()
             self._store.close()
             if self._executor is not None:
                 self._executor.shutdown(wait=True)

@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import CorruptStoreError
 from .errors import DuplicateSubjectError, IncompatibleGalleryError, NotAGalleryError, StorageError, \
     UnknownSubjectError
 
@@ -98,7 +99,7 @@ class Store:
                         self._conn.execute(statement)
                     rows = {"schema_version": str(SCHEMA_VERSION), **{k: str(v) for k, v in (meta or {}).items()}}
                     self._conn.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
-            got = self.meta().get("schema_version")
+            got = self._meta_raw().get("schema_version")
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             if isinstance(exc, sqlite3.OperationalError) and "unable to open" not in str(exc):
@@ -140,6 +141,9 @@ class Store:
                 raise
 
     def meta(self) -> dict:
+        return dict(self._read("SELECT key, value FROM meta"))
+
+    def _meta_raw(self) -> dict:  # inside __init__: sqlite3 errors are classified there
         with self._lock:
             return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
@@ -149,6 +153,23 @@ class Store:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise _storage_error(exc, "read failed on", self.path) from exc
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Insert or replace one ``meta`` row (durable on return)."""
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    def sequences(self) -> dict:
+        """The last finger id, subject key and removal number ever assigned (AUTOINCREMENT: they
+        only grow, removals included), ``{"fingers", "subjects", "removals"}``; 0 when none."""
+        got = dict(self._read("SELECT name, seq FROM sqlite_sequence"))
+        out = {}
+        for key, table in (("fingers", "fingers"), ("subjects", "subjects"), ("removals", "removals")):
+            v = got.get(table, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise CorruptStoreError(f"store {str(self.path)!r}: sequence of {table} is {v!r}, expected an int >= 0")
+            out[key] = v
+        return out
 
     def has_subject(self, subject_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)))

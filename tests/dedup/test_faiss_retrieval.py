@@ -97,11 +97,15 @@ def test_gallery_of_another_code_generation_is_refused(tmp_path):
     Gallery.create(path).close()
     m = json.loads((path / "manifest.json").read_text())
     assert m["retrieval"]["code_generation"]
+    from biomatch._io import canonical_checksum
+
     m["retrieval"]["code_generation"] = "0000-0000"
+    m["checksum"] = canonical_checksum(m)  # as the version that built it would write it
     (path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IncompatibleGalleryError, match="generation"):
         Gallery.open(path)
     m["retrieval"]["kind"] = "nonsense"
+    m["checksum"] = canonical_checksum(m)
     (path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IncompatibleGalleryError, match="retrieval"):
         Gallery.open(path)

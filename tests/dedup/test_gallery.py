@@ -142,6 +142,9 @@ def test_version_and_parameter_mismatch(tmp_path):
         Gallery.open(path, match_params=MatchParams(radius_px=60.0))
     m = json.loads((path / "manifest.json").read_text())
     m["version"] = 99
+    from biomatch._io import canonical_checksum
+
+    m["checksum"] = canonical_checksum(m)  # as another version would write it
     (path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(e.IncompatibleGalleryError):
         Gallery.open(path)
