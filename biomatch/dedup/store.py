@@ -4,9 +4,14 @@ Tables::
 
     meta      (key TEXT PRIMARY KEY, value TEXT)           schema version, gallery id, shard number
     subjects  (id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id TEXT UNIQUE, metadata TEXT,
-               face BLOB, enrolled_utc REAL)
+               face BLOB, enrolled_utc REAL, crc INTEGER)
     fingers   (id INTEGER PRIMARY KEY AUTOINCREMENT, subject INTEGER -> subjects.id ON DELETE CASCADE,
-               position INTEGER 1-10, template BLOB (BMT1), n_minutiae INTEGER, UNIQUE(subject, position))
+               position INTEGER 1-10, template BLOB (BMT1), n_minutiae INTEGER, crc INTEGER,
+               UNIQUE(subject, position))
+
+``crc`` (schema 2) is a 63-bit BLAKE2b of the row's fields (subject id, metadata, face; subject key,
+position, template), verified whenever a row is read for a search, an index build or a check: a
+damaged row raises :class:`~biomatch.errors.CorruptStoreError` naming the store, never a wrong id.
     removals  (seq INTEGER PRIMARY KEY AUTOINCREMENT, finger_id INTEGER)
 
 The store is the source of truth; everything in memory and every index file is derived from it.
@@ -19,6 +24,7 @@ personal data: never logged; files are created 0600.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sqlite3
@@ -34,19 +40,45 @@ __all__ = ["Store", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: a ``crc`` per row (version 1 stores are migrated at their first writable open)."""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE subjects (id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id TEXT NOT NULL UNIQUE,
-                       metadata TEXT, face BLOB, enrolled_utc REAL NOT NULL);
+                       metadata TEXT, face BLOB, enrolled_utc REAL NOT NULL, crc INTEGER);
 CREATE TABLE fingers (id INTEGER PRIMARY KEY AUTOINCREMENT,
                       subject INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
                       position INTEGER NOT NULL CHECK (position BETWEEN 1 AND 10),
-                      template BLOB NOT NULL, n_minutiae INTEGER NOT NULL, UNIQUE (subject, position));
+                      template BLOB NOT NULL, n_minutiae INTEGER NOT NULL, crc INTEGER,
+                      UNIQUE (subject, position));
 CREATE INDEX fingers_subject ON fingers(subject);
 CREATE TABLE removals (seq INTEGER PRIMARY KEY AUTOINCREMENT, finger_id INTEGER NOT NULL);
 """
+
+
+def _crc(*fields) -> int:
+    """A signed 63-bit BLAKE2b checksum of a row's fields (str, bytes, int or None), length-prefixed
+    so that no two rows' fields run together.  SQLite checksums neither pages nor rows: without
+    this a flipped byte in a subject id or a finger's subject key would be read back silently."""
+    h = hashlib.blake2b(digest_size=8)
+    for f in fields:
+        if f is None:
+            h.update(b"\xff\xff\xff\xff")
+            continue
+        b = f.encode() if isinstance(f, str) else int(f).to_bytes(8, "little", signed=True) \
+            if isinstance(f, int) else bytes(f)
+        h.update(len(b).to_bytes(4, "little"))
+        h.update(b)
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+def subject_crc(subject_id: str, metadata, face) -> int:
+    return _crc(subject_id, metadata, face)
+
+
+def finger_crc(subject_key: int, position: int, template: bytes) -> int:
+    return _crc(int(subject_key), int(position), template)
 
 
 def _storage_error(exc: Exception, what: str, path: Path) -> StorageError:
@@ -105,10 +137,50 @@ class Store:
             if isinstance(exc, sqlite3.OperationalError) and "unable to open" not in str(exc):
                 raise _storage_error(exc, "cannot open store", self.path) from exc
             raise NotAGalleryError(f"path: {str(self.path)!r} is not a biomatch shard store ({exc})") from exc
-        if got != str(SCHEMA_VERSION):
+        if got == "1" and not read_only:
+            self._migrate_from_1()
+            got = str(SCHEMA_VERSION)
+        if got not in ("1", str(SCHEMA_VERSION)):
             self._close_quietly()
             raise IncompatibleGalleryError(
                 f"store {str(self.path)!r}: expected schema version {SCHEMA_VERSION}, got {got}")
+        self.checksummed = got == str(SCHEMA_VERSION)  # a version-1 store read only: rows unverified
+        self._crc = "crc" if self.checksummed else "NULL"  # the column to select
+        self._fcrc = "f.crc" if self.checksummed else "NULL"
+
+    def _migrate_from_1(self) -> None:
+        """Add and fill the row checksums of a version-1 store (one transaction; re-checked
+        inside it, so two processes opening it at once migrate it once)."""
+        with self.transaction() as c:
+            if c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] != "1":
+                return
+            log.info("store %s: migrating to schema version %d (row checksums)", self.path, SCHEMA_VERSION)
+            c.execute("ALTER TABLE subjects ADD COLUMN crc INTEGER")
+            c.execute("ALTER TABLE fingers ADD COLUMN crc INTEGER")
+            c.executemany("UPDATE subjects SET crc = ? WHERE id = ?",
+                          ((subject_crc(sid, m, f), k) for k, sid, m, f in
+                           c.execute("SELECT id, subject_id, metadata, face FROM subjects").fetchall()))
+            after = 0
+            while True:
+                rows = c.execute("SELECT id, subject, position, template FROM fingers WHERE id > ? ORDER BY id "
+                                 "LIMIT 20000", (after,)).fetchall()
+                if not rows:
+                    break
+                c.executemany("UPDATE fingers SET crc = ? WHERE id = ?",
+                              [(finger_crc(k, p, t), f) for f, k, p, t in rows])
+                after = rows[-1][0]
+            c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _damaged(self, what: str) -> CorruptStoreError:
+        return CorruptStoreError(f"store {str(self.path)!r}: {what} fails its row checksum (the file is damaged)")
+
+    def _check_subject(self, key, sid, metadata, face, crc) -> None:
+        if self.checksummed and crc != subject_crc(sid, metadata, face):
+            raise self._damaged(f"subject key {key}")
+
+    def _check_finger(self, fid, key, position, blob, crc) -> None:
+        if self.checksummed and crc != finger_crc(key, position, blob):
+            raise self._damaged(f"finger {fid}")
 
     def _close_quietly(self):
         with contextlib.suppress(Exception):
@@ -187,13 +259,14 @@ class Store:
         """
         try:
             with self.transaction() as c:
-                cur = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc) VALUES (?, ?, ?, ?)",
-                                (subject_id, metadata_json, face, time.time()))
+                cur = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc, crc) "
+                                "VALUES (?, ?, ?, ?, ?)", (subject_id, metadata_json, face, time.time(),
+                                                           subject_crc(subject_id, metadata_json, face)))
                 key = cur.lastrowid
                 fids = []
                 for pos, (blob, n) in sorted(templates.items()):
-                    cur = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae) VALUES (?, ?, ?, ?)",
-                                    (key, pos, blob, n))
+                    cur = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae, crc) "
+                                    "VALUES (?, ?, ?, ?, ?)", (key, pos, blob, n, finger_crc(key, pos, blob)))
                     fids.append((cur.lastrowid, pos))
         except sqlite3.IntegrityError as exc:
             raise DuplicateSubjectError(f"subject_id: {subject_id!r} is already enrolled") from exc
@@ -212,10 +285,16 @@ class Store:
         return fids
 
     def fingers_since(self, after_id: int, limit: int = -1) -> list:
-        """``(finger id, subject key, subject id, position, template blob)`` with ``id > after_id``."""
-        return self._read("SELECT f.id, f.subject, s.subject_id, f.position, f.template FROM fingers f "
-                          "JOIN subjects s ON s.id = f.subject WHERE f.id > ? ORDER BY f.id LIMIT ?",
+        """``(finger id, subject key, subject id, position, template blob)`` with ``id > after_id``
+        (each row's checksum verified: :class:`CorruptStoreError` names the store and the finger)."""
+        rows = self._read(f"SELECT f.id, f.subject, s.subject_id, f.position, f.template, {self._fcrc} FROM fingers f "
+                          "LEFT JOIN subjects s ON s.id = f.subject WHERE f.id > ? ORDER BY f.id LIMIT ?",
                           (after_id, limit))
+        for fid, key, sid, pos, blob, crc in rows:
+            self._check_finger(fid, key, pos, blob, crc)
+            if sid is None:  # a finger whose subject row is missing: the subject key was damaged
+                raise self._damaged(f"finger {fid} (no subject {key})")
+        return [r[:5] for r in rows]
 
     def finger_keys_since(self, after_id: int, limit: int = -1) -> list:
         """``(finger id, subject key, position)`` with ``id > after_id`` (no templates)."""
@@ -224,8 +303,11 @@ class Store:
 
     def faces_since(self, after_key: int, upto_key: int, limit: int = -1) -> list:
         """``(subject key, face blob)`` of subjects with a face and ``after_key < key <= upto_key``."""
-        return self._read("SELECT id, face FROM subjects WHERE id > ? AND id <= ? AND face IS NOT NULL "
-                          "ORDER BY id LIMIT ?", (after_key, upto_key, limit))
+        rows = self._read(f"SELECT id, face, subject_id, metadata, {self._crc} FROM subjects WHERE id > ? AND id <= ? "
+                          "AND face IS NOT NULL ORDER BY id LIMIT ?", (after_key, upto_key, limit))
+        for key, face, sid, meta, crc in rows:
+            self._check_subject(key, sid, meta, face, crc)
+        return [(key, face) for key, face, *_ in rows]
 
     def templates_by_ids(self, finger_ids) -> dict:
         """``{finger id: template blob}`` of the fingers that exist among ``finger_ids``."""
@@ -233,8 +315,11 @@ class Store:
         ids = [int(f) for f in finger_ids]
         for i in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             chunk = ids[i:i + 900]
-            out.update(self._read(f"SELECT id, template FROM fingers WHERE id IN ({','.join('?' * len(chunk))})",
-                                  chunk))
+            for fid, key, pos, blob, crc in self._read(
+                    f"SELECT id, subject, position, template, {self._crc} FROM fingers WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk):
+                self._check_finger(fid, key, pos, blob, crc)
+                out[fid] = blob
         return out
 
     def subject_ids(self, keys) -> dict:
@@ -243,8 +328,11 @@ class Store:
         ks = [int(k) for k in keys]
         for i in range(0, len(ks), 900):
             chunk = ks[i:i + 900]
-            out.update(self._read(f"SELECT id, subject_id FROM subjects WHERE id IN ({','.join('?' * len(chunk))})",
-                                  chunk))
+            for key, sid, meta, face, crc in self._read(
+                    f"SELECT id, subject_id, metadata, face, {self._crc} FROM subjects WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk):
+                self._check_subject(key, sid, meta, face, crc)
+                out[key] = sid
         return out
 
     def subject_key(self, subject_id: str):
@@ -272,12 +360,13 @@ class Store:
         try:
             with self.transaction() as c:
                 for subject_id, templates, metadata_json, face in records:
-                    key = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc) "
-                                    "VALUES (?, ?, ?, ?)", (subject_id, metadata_json, face, now)).lastrowid
+                    key = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc, crc) "
+                                    "VALUES (?, ?, ?, ?, ?)", (subject_id, metadata_json, face, now,
+                                                               subject_crc(subject_id, metadata_json, face))).lastrowid
                     fids = []
                     for pos, (blob, n) in sorted(templates.items()):
-                        fid = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae) "
-                                        "VALUES (?, ?, ?, ?)", (key, pos, blob, n)).lastrowid
+                        fid = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae, crc) "
+                                        "VALUES (?, ?, ?, ?, ?)", (key, pos, blob, n, finger_crc(key, pos, blob))).lastrowid
                         fids.append((fid, pos))
                     out.append((key, fids))
         except sqlite3.IntegrityError as exc:
@@ -288,9 +377,11 @@ class Store:
         return self._read("SELECT seq, finger_id FROM removals WHERE seq > ? ORDER BY seq", (after_seq,))
 
     def subject_templates(self, subject_id: str) -> dict:
-        rows = self._read("SELECT f.position, f.template FROM fingers f JOIN subjects s ON s.id = f.subject "
-                          "WHERE s.subject_id = ?", (subject_id,))
-        return dict(rows)
+        rows = self._read(f"SELECT f.id, f.subject, f.position, f.template, {self._fcrc} FROM fingers f "
+                          "JOIN subjects s ON s.id = f.subject WHERE s.subject_id = ?", (subject_id,))
+        for fid, key, pos, blob, crc in rows:
+            self._check_finger(fid, key, pos, blob, crc)
+        return {pos: blob for _, _, pos, blob, _ in rows}
 
     def subject_record(self, subject_id: str):
         rows = self._read("SELECT id, metadata FROM subjects WHERE subject_id = ?", (subject_id,))
@@ -305,6 +396,10 @@ class Store:
         """Subjects without fingers and SQLite's own integrity check (empty list = sound)."""
         out = [f"subject key {k} has no fingers" for (k,) in
                self._read("SELECT id FROM subjects WHERE id NOT IN (SELECT subject FROM fingers)")]
+        if self.checksummed:
+            out.extend(f"subject key {k} fails its row checksum" for k, sid, m, f, c in
+                       self._read("SELECT id, subject_id, metadata, face, crc FROM subjects")
+                       if c != subject_crc(sid, m, f))
         res = self._read("PRAGMA integrity_check")
         if res and res[0][0] != "ok":
             out.extend(r[0] for r in res)

@@ -315,3 +315,38 @@ def test_a_damaged_backup_is_refused_naming_the_file(gallery20, tmp_path):
     with pytest.raises(CorruptStoreError, match="store.sqlite"):
         restore_gallery(backup, tmp_path / "restored")
     assert not (tmp_path / "restored").exists()
+
+
+def _sql(path: Path, *statements):
+    import sqlite3
+
+    with sqlite3.connect(path / SHARD / "store.sqlite") as c:
+        for st in statements:
+            c.execute(st)
+
+
+def test_a_damaged_row_is_refused_never_answered_under_another_id(gallery20):
+    """SQLite checksums no row: a subject id changed on disk used to come back as the answer."""
+    _sql(gallery20, "UPDATE subjects SET subject_id = 'S999' WHERE subject_id = 'S004'")
+    with Gallery.open(gallery20) as g:
+        # every search that meets the damaged row refuses (here all: every person is a candidate)
+        for i in (4, 1):
+            with pytest.raises(CorruptStoreError, match="store.sqlite.*subject key"):
+                g.deduplicate(make_record("p", i, impression=1, positions=POS))
+    assert any("subject key" in p for p in check_gallery(gallery20).problems)
+    _sql(gallery20, "UPDATE subjects SET subject_id = 'S004' WHERE subject_id = 'S999'",
+         "UPDATE fingers SET position = 5 WHERE id = (SELECT MIN(id) FROM fingers WHERE position = 2)")
+    with pytest.raises(CorruptStoreError, match="store.sqlite.*finger"):
+        Gallery.open(gallery20)  # the index disagrees with the store, whose rebuild finds the damage
+    assert not check_gallery(gallery20).ok
+
+
+def test_a_store_of_schema_1_is_read_and_migrated(gallery20):
+    _sql(gallery20, "ALTER TABLE subjects DROP COLUMN crc", "ALTER TABLE fingers DROP COLUMN crc",
+         "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Gallery.open(gallery20, read_only=True) as g:  # read as it is, rows unverified
+        assert _found(g, range(5)) == list(range(5))
+    with Gallery.open(gallery20) as g:  # the first writable open adds and fills the checksums
+        _enrol(g, range(20, 22))
+        assert _found(g, range(22)) == list(range(22))
+    assert check_gallery(gallery20).ok
