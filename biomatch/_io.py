@@ -30,7 +30,11 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a stale temporary file of a killed writer keeps its mode otherwise
+    finally:
+        os.close(fd)
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)

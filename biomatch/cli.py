@@ -22,8 +22,10 @@ Exit codes
 ----------
 0   success (for ``verify``, whatever the decision: read it from the output)
 1   unexpected internal error (a bug: the traceback is printed)
-2   bad usage or input: argparse errors and every :class:`~biomatch.errors.BiomatchError`
-    (the message goes to stderr, without a traceback)
+2   bad usage or input: argparse errors, every :class:`~biomatch.errors.BiomatchError` and
+    every ``OSError`` (a file or folder that cannot be read or written: missing, a file where a
+    folder is expected, no permission, full disk); one message line goes to stderr, without a
+    traceback
 130 interrupted (Ctrl-C)
 """
 
@@ -457,6 +459,8 @@ def cmd_synth_fvc(args) -> int:
     from .datasets.synthetic import write_fvc
     from .evaluate.fvc import StderrProgress
 
+    if args.out.exists() and not args.out.is_dir():
+        raise InvalidInputError(f"OUT: expected a new or existing folder, got {str(args.out)!r}, which is a file")
     progress = None
     if not args.quiet:
         bar = StderrProgress(label="synth: ")
@@ -746,3 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `biomatch ... | head`
         return EXIT_OK
+    except OSError as exc:  # a path given on the command line that cannot be read or written
+        where = f": {exc.filename!r}" if exc.filename is not None else ""
+        print(f"biomatch: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_INPUT

@@ -49,6 +49,7 @@ stored by foreign formats: loaded templates have ``params_hash == ""``.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -218,16 +219,51 @@ def decode(data: bytes) -> Template:
         raise FormatError(f"template: invalid content: {exc}", _HEADER.size) from exc
 
 
-def save(template: Template, path: str | Path) -> None:
-    """Write a template atomically, readable by the owner only (templates are personal data)."""
-    from ._io import write_private_atomic
+def _checked_path(path, name: str) -> Path:
+    """``path`` as a Path; a NUL character (which no file system accepts) is refused here."""
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise invalid(name, "a str or path-like file name", type(path).__name__)
+    if "\0" in os.fspath(path):
+        raise invalid(name, "a path without NUL characters", os.fspath(path))
+    return Path(path)
 
-    write_private_atomic(Path(path), encode(template))
+
+def save(template: Template, path: str | Path) -> None:
+    """Write a template atomically, readable by the owner only (templates are personal data).
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` is a folder, its parent folder is missing, or it holds a NUL character.
+    FileAccessError
+        The file cannot be written (no permission, full disk, ...); nothing is left behind.
+    """
+    from ._io import write_private_atomic
+    from .errors import FileAccessError
+
+    data = encode(template)
+    p = _checked_path(path, "path")
+    if p.is_dir():
+        raise invalid("path", "a template file name, not a folder", str(p))
+    if not p.parent.is_dir():
+        raise invalid("path", "a file in an existing folder", str(p))
+    try:
+        write_private_atomic(p, data)
+    except OSError as exc:
+        raise FileAccessError(f"path: cannot write template file {str(p)!r}: {exc.strerror or exc}") from exc
 
 
 def load_native(path: str | Path) -> Template:
-    """Read a native template file."""
-    p = Path(path)
+    """Read a native template file.
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` is not a str or Path, or holds a NUL character.
+    FormatError
+        The file is missing, unreadable (a folder, no permission) or not a valid template.
+    """
+    p = _checked_path(path, "path")
     try:
         data = p.read_bytes()
     except OSError as exc:
@@ -295,7 +331,7 @@ def _read_source(source, what: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, Path)):
-        p = Path(source)
+        p = _checked_path(source, what)
         try:
             size = p.stat().st_size
             if size > _MAX_RECORD_BYTES:

@@ -303,25 +303,48 @@ def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progre
     Files: ``<finger>_<impression>.png`` (500 dpi, fingers numbered from 101) and
     ``<finger>_<impression>.json`` with the ground-truth minutiae
     (``{"dpi": 500, "minutiae": [[x, y, angle_rad, kind], ...]}``).
+
+    Raises
+    ------
+    InvalidInputError
+        ``fingers`` or ``impressions`` out of range, or ``out`` is an existing file (or
+        holds a NUL character).
+    FileAccessError
+        The folder or a file in it cannot be created or written (no permission, full disk).
     """
     import cv2
+
+    from ..errors import FileAccessError, InvalidInputError
 
     for name, value, lo, hi in (("fingers", fingers, 1, 100000), ("impressions", impressions, 1, 100)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
             raise invalid(name, f"an int in [{lo}, {hi}]", value)
+    if not isinstance(out, (str, Path)) or "\0" in str(out):
+        raise invalid("out", "a folder path (str or Path, no NUL character)", out)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"out: expected a new or existing folder, got {str(folder)!r}, which is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileAccessError(f"out: cannot create the folder {str(folder)!r}: {exc.strerror or exc}") from exc
     total = fingers * impressions
     for f in range(fingers):
         mp = master(int(seed) * 1_000_003 + f)
         for i in range(impressions):
             imp = impression(mp, (int(seed) * 1_000_003 + f) * 131 + i)
             stem = f"{101 + f}_{i + 1}"
-            cv2.imwrite(str(folder / f"{stem}.png"), imp.image)
-            (folder / f"{stem}.json").write_text(json.dumps(
-                {"dpi": 500, "class": mp.fingerprint_class,
-                 "minutiae": [[round(float(x), 2), round(float(y), 2), round(float(a), 4), int(k)]
-                              for x, y, a, k in imp.minutiae]}))
+            png = folder / f"{stem}.png"
+            try:
+                if not cv2.imwrite(str(png), imp.image):  # OpenCV reports a failed write by returning False
+                    raise OSError(f"OpenCV could not write {png.name}")
+                (folder / f"{stem}.json").write_text(json.dumps(
+                    {"dpi": 500, "class": mp.fingerprint_class,
+                     "minutiae": [[round(float(x), 2), round(float(y), 2), round(float(a), 4), int(k)]
+                                  for x, y, a, k in imp.minutiae]}))
+            except (OSError, cv2.error) as exc:
+                raise FileAccessError(f"out: cannot write {stem}.png/.json in {str(folder)!r}: "
+                                      f"{getattr(exc, 'strerror', None) or exc}") from exc
             if progress is not None:
                 progress(f * impressions + i + 1, total)
     return folder

@@ -7,6 +7,9 @@ Commands::
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
     biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
+    biomatch gallery check PATH [--repair [--accept-store-loss]] [--json]   exit 1 when not sound
+    biomatch gallery backup PATH DEST                  online, consistent copy (writers wait)
+    biomatch gallery restore BACKUP DEST [--replace]   every file's SHA-256 checked first
     biomatch demo dedup [--datasets DIR] [--out DIR]
     biomatch cluster start [--cpus N] [--port P]       a Ray head on this machine (needs '.[cluster]')
     biomatch cluster create PATH [--shards N] [--retrieval R] [--address A]
@@ -21,13 +24,23 @@ Commands::
 cluster started by ``cluster start``); ``local`` starts a private one for the command.
 
 Input: a folder of images named ``<subject>_<position>.<ext>`` (ISO position 1-10; the subject
-may contain underscores), or a CSV manifest ``subject_id,position,path[,dpi]`` (an optional
-header row; relative paths are relative to the manifest).  A face image is the position
-``face`` (``<subject>_face.jpg``, or a manifest row ``subject,face,path``); at enrolment it
-must pass the face quality gate.  ``enroll`` is resumable: subjects
-already enrolled are skipped.  One line per record goes to stdout, a progress bar to stderr.
-A record that fails (unreadable image, no usable finger) is reported and the run goes on; the
-exit code is then 2.
+may contain underscores), or a UTF-8 CSV manifest ``subject_id,position,path[,dpi]`` (relative
+paths are relative to the manifest).  The manifest may start with a header row, recognised by
+the name of its second column (``position``, ``pos``, ``finger``, ``finger_position`` or
+``fgp``, any case); every other row is data.  A face image is the position ``face``
+(``<subject>_face.jpg``, or a manifest row ``subject,face,path``); at enrolment it must pass the
+face quality gate.
+
+Every file name or row is checked before anything is searched or enrolled: a bad one (a
+position that is not 1-10 or ``face``, a blank or unsafe subject id, a NUL character, a field
+over the CSV limit of 131,072 characters, a bad dpi, a position given twice) stops the run with
+one error line naming the file, or the line and column, and exit code 2.
+
+``enroll`` is resumable: subjects already enrolled are skipped, including those that another
+run of the same manifest enrolls meanwhile (two runs may go concurrently).  One line per record
+goes to stdout (ids escaped: non-printable characters as ``\\x..`` / ``\\u....``), a progress
+bar to stderr.  A record that fails (unreadable image, no usable finger) is reported and the
+run goes on; the exit code is then 2.
 
 Heavy modules are imported inside the commands, so that ``biomatch --help`` stays fast.
 """
@@ -83,63 +96,153 @@ class Progress:
         sys.stderr.flush()
 
 
+# Words naming the position column of a manifest's header row (compared in lower case, without
+# spaces, '_' or '-'). The header is recognised by its names, never by a first row that fails to
+# parse: such a row is data with an error, reported with its line.
+_HEADER_POSITION_NAMES = frozenset({"position", "pos", "finger", "fingerposition", "fingerpos", "fgp"})
+_COLUMNS = ("subject_id", "position", "path", "dpi")
+_ROW = "subject_id,position,path[,dpi]"
+
+
+def _is_header(row: list[str]) -> bool:
+    return len(row) > 1 and "".join(ch for ch in row[1].lower() if ch.isalnum()) in _HEADER_POSITION_NAMES
+
+
+def _row_error(where: str, column: str | None, expected: str, actual: str):
+    """The error of one manifest row or folder file: where, which column, expected, actual."""
+    from ..errors import InvalidInputError
+    from .records import escape_unprintable
+
+    shown = escape_unprintable(actual)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    field = f", {column}" if column else ""
+    return InvalidInputError(f"{where}{field}: expected {expected}, got '{shown}'")
+
+
+def _parse_position(text: str, where: str):
+    """An ISO finger position 1-10 or ``"face"``, else a row error naming ``where``."""
+    value = text.strip()
+    if value.lower() == _FACE:
+        return _FACE
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 10):
+        raise _row_error(where, "position", "an ISO finger position 1-10 or 'face'", value)
+    return int(value)
+
+
+def _checked_subject(text: str, where: str) -> str:
+    from ..errors import InvalidInputError
+    from .records import _check_subject_id
+
+    try:
+        return _check_subject_id(text)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}, {exc}") from None
+
+
+def _read_manifest(source: Path) -> list[tuple[str, object, Path, float | None, str]]:
+    """Rows ``(subject, position, path, dpi or None, "MANIFEST line N")`` of a CSV manifest.
+
+    The whole file is checked before anything is enrolled: the first bad row raises, naming its
+    line (the physical line where the row ends) and column.
+    """
+    import math
+
+    from ..errors import InvalidInputError, invalid
+
+    rows = []
+    try:
+        with open(source, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            first = True
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:  # e.g. "field larger than field limit (131072)"
+                    raise InvalidInputError(
+                        f"MANIFEST line {reader.line_num}: expected a CSV row {_ROW} with fields of "
+                        f"at most {csv.field_size_limit()} characters, got a row the CSV reader refuses "
+                        f"({exc})") from None
+                where = f"MANIFEST line {reader.line_num}"
+                if not row:
+                    continue
+                if first:
+                    first = False
+                    if _is_header(row):
+                        continue
+                for name, x in zip(_COLUMNS, row):
+                    if "\0" in x:
+                        raise _row_error(where, name, "no NUL character", x)
+                if len(row) not in (3, 4):
+                    raise _row_error(where, None, f"3 or 4 columns {_ROW} (an optional first row naming them)",
+                                     ",".join(row))
+                subject = _checked_subject(row[0].strip(), where)
+                pos = _parse_position(row[1], where)
+                rdpi = None
+                if len(row) == 4 and row[3].strip():
+                    try:
+                        rdpi = float(row[3])
+                    except ValueError:
+                        rdpi = -1.0
+                    if not (math.isfinite(rdpi) and rdpi > 0):
+                        raise _row_error(where, "dpi", "a positive number of dots per inch or nothing", row[3])
+                if not row[2].strip():
+                    raise _row_error(where, "path", "an image file name", row[2])
+                path = Path(row[2].strip())
+                rows.append((subject, pos, path if path.is_absolute() else source.parent / path, rdpi, where))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid("MANIFEST", "a readable UTF-8 CSV file", f"{source} ({exc})") from exc
+    return rows
+
+
 def read_input(source: Path, dpi: float | None) -> list[tuple[str, dict, dict]]:
     """Records of a folder or CSV manifest: ``[(subject_id, {position: path}, {position: dpi})]``.
+
+    A manifest's first row is a header when its second column is named ``position`` (or
+    ``pos``, ``finger``, ``finger_position``, ``fgp``; any case); any other row is data.  Every
+    row is checked before anything is enrolled.
 
     Raises
     ------
     InvalidInputError
-        Missing source, bad names or rows, a position given twice, no dpi.
+        Missing source; a bad file name or row (the message names the file, or the line and
+        the column): a position that is not 1-10 or ``face``, an unsafe or blank subject id, a
+        NUL character, a field over the CSV field limit (131,072 characters), a bad dpi; a
+        position given twice; no dpi.
     """
     from ..errors import invalid
+    from .records import escape_unprintable
 
     source = Path(source)
-    rows: list[tuple[str, int, Path, float | None]] = []
+    rows: list[tuple[str, object, Path, float | None, str]] = []
     if source.is_dir():
         for f in sorted(source.iterdir()):
             if f.suffix.lower() not in _IMAGE_EXTS:
                 continue
             subject, _, pos = f.stem.rpartition("_")
-            if not subject or not (pos.isdigit() or pos.lower() == _FACE):
+            if not subject or not ((pos.isascii() and pos.isdigit()) or pos.lower() == _FACE):
                 raise invalid("FOLDER", "image names <subject>_<position 1-10 or 'face'>.<ext>", f.name)
-            rows.append((subject, _FACE if pos.lower() == _FACE else int(pos), f, None))
+            where = f"FOLDER file '{escape_unprintable(f.name)}'"
+            rows.append((_checked_subject(subject, where), _parse_position(pos, where), f, None, where))
     elif source.is_file():
-        try:
-            with open(source, newline="") as fh:
-                for i, row in enumerate(csv.reader(fh)):
-                    if not row or (i == 0 and len(row) > 1 and not row[1].strip().isdigit()
-                                   and row[1].strip().lower() != _FACE):
-                        continue  # a header row
-                    if len(row) not in (3, 4):
-                        raise invalid("MANIFEST", "rows subject_id,position,path[,dpi]", f"line {i + 1}: {row}")
-                    try:
-                        pos = _FACE if row[1].strip().lower() == _FACE else int(row[1])
-                        rdpi = float(row[3]) if len(row) == 4 and row[3].strip() else None
-                    except ValueError:
-                        raise invalid("MANIFEST", "an integer position and a numeric dpi", f"line {i + 1}: {row}")
-                    path = Path(row[2].strip())
-                    rows.append((row[0].strip(), pos, path if path.is_absolute() else source.parent / path, rdpi))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise invalid("MANIFEST", "a readable CSV file", f"{source} ({exc})") from exc
+        rows = _read_manifest(source)
     else:
         raise invalid("FOLDER_OR_MANIFEST", "a folder of images or a CSV manifest", str(source))
     records: dict[str, tuple[dict, dict]] = {}
-    for subject, pos, path, rdpi in rows:
-        if pos == _FACE:
-            fingers, _ = records.setdefault(subject, ({}, {}))
-            if _FACE in fingers:
-                raise invalid("face", f"one face image per subject ({subject!r})", path.name)
-            fingers[_FACE] = path
-            continue
-        if not 1 <= pos <= 10:
-            raise invalid("position", "an ISO finger position 1-10", f"{pos} ({path.name})")
+    for subject, pos, path, rdpi, where in rows:
         fingers, dpis = records.setdefault(subject, ({}, {}))
         if pos in fingers:
-            raise invalid("position", f"each position once per subject ({subject!r})", pos)
+            what = "one face image" if pos == _FACE else "each position once"
+            raise _row_error(where, "position", f"{what} per subject ({subject!r})", str(pos))
+        fingers[pos] = path
+        if pos == _FACE:
+            continue
         use = rdpi if rdpi is not None else dpi
         if use is None:
             raise invalid("--dpi", "a resolution (or a dpi column in the manifest)", None)
-        fingers[pos], dpis[pos] = path, use
+        dpis[pos] = use
     return [(s, f, d) for s, (f, d) in records.items()]
 
 
@@ -153,14 +256,19 @@ def _enrolment(subject: str, fingers: dict, dpis: dict):
 
 
 def _line(report) -> str:
+    """One tab-separated result line; ids are escaped (an id stored before ids were checked may
+    hold a terminal escape or a bidi override)."""
+    from .records import printable_id
+
     top = report.candidates[0] if report.candidates else None
-    best = f"{top.subject_id}\t{top.score:.2f}" if top else "-\t-"
-    return f"{report.subject_id}\t{report.decision}\t{'enrolled' if report.enrolled else '-'}\t{best}"
+    best = f"{printable_id(top.subject_id)}\t{top.score:.2f}" if top else "-\t-"
+    return f"{printable_id(report.subject_id)}\t{report.decision}\t{'enrolled' if report.enrolled else '-'}\t{best}"
 
 
 def _run(args, enrol: bool, opener=None) -> int:
-    from ..errors import BiomatchError
+    from ..errors import BiomatchError, DuplicateSubjectError
     from .gallery import Gallery
+    from .records import escape_unprintable, printable_id
 
     records = read_input(args.source, args.dpi)
     counts: dict[str, int] = {}
@@ -178,8 +286,11 @@ def _run(args, enrol: bool, opener=None) -> int:
                 counts[report.decision] = counts.get(report.decision, 0) + 1
                 print(_line(report), flush=True)
             except BiomatchError as exc:
+                if enrol and isinstance(exc, DuplicateSubjectError):
+                    skipped += 1  # another run of the manifest enrolled it after our check: as resumed
+                    continue
                 failed += 1
-                print(f"{subject}\tERROR\t-\t{exc}", flush=True)
+                print(f"{printable_id(subject)}\tERROR\t-\t{escape_unprintable(str(exc))}", flush=True)
             finally:
                 bar.update(i + 1)
         n = g.stats()["subjects"]
@@ -226,6 +337,44 @@ def cmd_add_shard(args) -> int:
     with Gallery.open(args.path) as g:
         n = g.add_shard()
         _print_added(args.path, n, g.stats())
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .maintenance import check_gallery
+    from .records import escape_unprintable
+
+    report = check_gallery(args.path, repair=args.repair, accept_store_loss=args.accept_store_loss)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=1, sort_keys=True))
+    else:
+        for p in report.problems:
+            print(f"PROBLEM {escape_unprintable(p)}")
+        for r in report.repaired:
+            print(f"REPAIRED {escape_unprintable(r)}")
+        for u in report.unrepaired:
+            print(f"NEEDS AN OPERATOR {escape_unprintable(u)}")
+        state = "sound" if report.ok and not report.problems else "repaired" if report.ok else "NOT SOUND"
+        print(f"{args.path}: {state} ({report.subjects} subjects, {report.fingers} fingers)")
+    return 0 if report.ok else 1
+
+
+def cmd_backup(args) -> int:
+    from .maintenance import backup_gallery
+
+    doc = backup_gallery(args.path, args.dest)
+    size = sum(f["bytes"] for f in doc["files"].values())
+    print(f"backed up {args.path} to {args.dest}: {len(doc['shards'])} shard(s), {len(doc['files'])} files, "
+          f"{size / 2**20:.1f} MiB (SHA-256 of each in backup.json)")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .maintenance import restore_gallery
+
+    aside = restore_gallery(args.backup, args.dest, replace=args.replace)
+    print(f"restored {args.backup} to {args.dest}" + (f" (the gallery there was moved to {aside})"
+                                                        if aside != args.dest else ""))
     return 0
 
 
@@ -389,6 +538,26 @@ def add_parsers(sub, dpi_type, int_type) -> None:
                         "enrolled ones never move")
     f.add_argument("path", type=Path, metavar="PATH")
     f.set_defaults(func=cmd_add_shard)
+    f = gsub.add_parser("check", help="verify that store, watermark, index and manifest agree (exit 1 if not)",
+                        description="Verify a gallery: SQLite's integrity check and every row's checksum, the "
+                                    "watermark (nothing acknowledged is missing), the index row for row against "
+                                    "the store, the manifest's checksum. --repair rebuilds what is derived and "
+                                    "removes leftovers of interrupted operations; the store is never rewritten.")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--repair", action="store_true", help="rebuild derived files, remove leftovers")
+    f.add_argument("--accept-store-loss", action="store_true",
+                   help="with --repair: trust a store that lost acknowledged enrolments (they must be re-enrolled)")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_check)
+    f = gsub.add_parser("backup", help="an online, consistent copy of a gallery into a new folder")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("dest", type=Path, metavar="DEST")
+    f.set_defaults(func=cmd_backup)
+    f = gsub.add_parser("restore", help="restore a backup into a new folder (checksums verified first)")
+    f.add_argument("backup", type=Path, metavar="BACKUP")
+    f.add_argument("dest", type=Path, metavar="DEST")
+    f.add_argument("--replace", action="store_true", help="move an existing gallery at DEST aside first")
+    f.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("demo", help="end-to-end demonstrations",
                        description="End-to-end demonstrations on shared or generated data.")

@@ -14,6 +14,7 @@ gallery without their mate); FNIR is the fraction of mated searches whose mate d
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import random
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["run_demo"]
+
+log = logging.getLogger(__name__)
 
 _HANDS = {"Right": 0, "Left": 5}
 _FINGERS = {"thumb": 1, "index": 2, "middle": 3, "ring": 4, "little": 5}
@@ -51,32 +54,102 @@ def _extract_one(job):
         return path, None
 
 
+_CACHE_FORMAT = "biomatch-demo-templates-1"
+
+
+def _write_cache(f: Path, paths: list[str], raw: dict) -> None:
+    """Save ``{path: native template bytes or None}`` as one ``.npz`` of plain arrays (no pickle),
+    mode 0600 (templates are personal data), atomically.
+
+    Arrays: ``format`` (str), ``paths`` (str, n), ``present`` (bool, n: extraction succeeded),
+    ``offsets`` (int64, n + 1) into ``blobs`` (uint8: the concatenated ``BMT1`` templates).
+    """
+    from .._io import write_file_atomic
+
+    blobs = [raw.get(p) or b"" for p in paths]
+    offsets = np.zeros(len(paths) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    arrays = {"format": np.array(_CACHE_FORMAT), "paths": np.array(paths, dtype=str),
+              "present": np.array([raw.get(p) is not None for p in paths], bool), "offsets": offsets,
+              "blobs": np.frombuffer(b"".join(blobs), np.uint8)}
+
+    def write(tmp: Path) -> None:
+        os.chmod(tmp, 0o600)  # even if a stale temporary file of another mode was there
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+            np.savez(fh, **arrays)
+
+    f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_file_atomic(f, write)
+
+
+def _read_cache(f: Path, paths: list[str]) -> dict:
+    """The templates of a cache file written by :func:`_write_cache` for exactly ``paths``.
+
+    Raises
+    ------
+    Exception
+        Any failure (not an npz of plain arrays, another format or path list, a template
+        whose CRC or content fails :func:`biomatch.template.decode`): the caller rebuilds.
+    """
+    from ..errors import FormatError
+    from ..template import decode
+
+    with np.load(f, allow_pickle=False) as z:  # never unpickle: a replaced file cannot run code
+        if set(z.files) != {"format", "paths", "present", "offsets", "blobs"}:
+            raise FormatError(f"cache: expected the arrays of {_CACHE_FORMAT}, got {sorted(z.files)}")
+        fmt, stored, present, offsets, blobs = (z[k] for k in ("format", "paths", "present", "offsets", "blobs"))
+    n = len(paths)
+    if fmt.shape != () or str(fmt) != _CACHE_FORMAT or stored.dtype.kind != "U" or stored.tolist() != paths \
+            or present.dtype != bool or present.shape != (n,) or offsets.dtype != np.int64 \
+            or offsets.shape != (n + 1,) or blobs.dtype != np.uint8 or blobs.ndim != 1 or offsets[0] != 0 \
+            or np.any(np.diff(offsets) < 0) or offsets[-1] != blobs.size:
+        raise FormatError(f"cache: not a {_CACHE_FORMAT} file for these {n} images")
+    data = blobs.tobytes()
+    return {p: decode(data[offsets[i]:offsets[i + 1]]) for i, p in enumerate(paths) if present[i]}
+
+
 def _extract_all(paths: list[str], dpi: float, cache: Path, quiet: bool) -> dict:
-    """Templates by path, extracted on 2 processes, cached in ``cache`` (a pickle)."""
+    """Templates by path, extracted on 2 processes, cached in ``cache`` (see :func:`_write_cache`).
+
+    The cache file is named by a hash of the paths and the dpi.  A file that cannot be read or
+    validated (damaged, replaced) is discarded with a warning and rebuilt.
+    """
     import hashlib
-    import pickle
 
     from ..template import decode
     from .commands import Progress
 
-    key = hashlib.sha1("\n".join(paths).encode() + str(dpi).encode()).hexdigest()[:12]
-    f = cache / f"templates_{key}.pkl"
+    paths = list(paths)
+    key = hashlib.sha1("\n".join(paths).encode("utf-8", "surrogateescape") + str(dpi).encode()).hexdigest()[:12]
+    f = cache / f"templates_{key}.npz"
+    legacy = cache / f"templates_{key}.pkl"
+    if legacy.exists():  # pickles were never safe to load (and were world-readable): drop them
+        log.warning("removing the old pickle cache %s (not read: a pickle can run code)", legacy)
+        try:
+            legacy.unlink()
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", legacy, exc.strerror or exc)
     if f.exists():
-        raw = pickle.loads(f.read_bytes())
-        print(f"templates: {len(raw)} read from the cache {f}")
-    else:
-        bar = Progress(len(paths), "extract", quiet)
-        raw = {}
-        t0 = time.perf_counter()
-        with mp.get_context("spawn").Pool(min(2, os.cpu_count() or 1)) as pool:
-            for i, (p, blob) in enumerate(pool.imap_unordered(_extract_one, [(p, dpi) for p in paths], chunksize=8)):
-                raw[p] = blob
-                bar.update(i + 1)
-        print(f"templates: {len(raw)} extracted in {time.perf_counter() - t0:.0f} s on 2 processes")
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(raw))
-        os.replace(tmp, f)
+        try:
+            templates = _read_cache(f, paths)
+        except Exception as exc:  # any damage means: rebuild (the file is never trusted)
+            log.warning("template cache %s is unreadable or invalid (%s: %s): rebuilding it",
+                        f, type(exc).__name__, exc)
+        else:
+            print(f"templates: {len(paths)} read from the cache {f}")
+            return templates
+    bar = Progress(len(paths), "extract", quiet)
+    raw = {}
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(min(2, os.cpu_count() or 1)) as pool:
+        for i, (p, blob) in enumerate(pool.imap_unordered(_extract_one, [(p, dpi) for p in paths], chunksize=8)):
+            raw[p] = blob
+            bar.update(i + 1)
+    print(f"templates: {len(raw)} extracted in {time.perf_counter() - t0:.0f} s on 2 processes")
+    try:
+        _write_cache(f, paths, raw)
+    except OSError as exc:  # a cache that cannot be written costs the next run time, not this one
+        log.warning("cannot write the template cache %s: %s", f, exc.strerror or exc)
     return {p: decode(b) for p, b in raw.items() if b is not None}
 
 
@@ -140,6 +213,7 @@ def run_demo(datasets: Path | None, out: Path, quiet: bool = False,
 
     ``generated_sizes`` (enrolled, returning, new) applies when SOCOFing is absent.
     """
+    from ..errors import FileAccessError, InvalidInputError
     from ..template import Template  # noqa: F401  (extraction workers import it too)
     from . import Enrolment, Gallery
     from .commands import Progress
@@ -149,7 +223,12 @@ def run_demo(datasets: Path | None, out: Path, quiet: bool = False,
         datasets = Path(os.environ.get("BIOMATCH_DATASETS", Path(__file__).resolve().parents[2].parent
                                        / "shared" / "datasets"))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out: expected a new or existing folder, got {str(out)!r}, which is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileAccessError(f"--out: cannot create the folder {str(out)!r}: {exc.strerror or exc}") from exc
     root = Path(datasets) / "socofing"
     if root.is_dir():
         what, enrol, stream = _socofing(root, out / "cache", quiet)

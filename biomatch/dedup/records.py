@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from ..errors import BiomatchError, IncompatibleTemplateError, invalid
+from ..errors import BiomatchError, IncompatibleTemplateError, InvalidInputError, invalid
 from ..template import Template
 
-__all__ = ["Enrolment", "FINGER_POSITIONS", "POSITION_NAMES", "MAX_SUBJECT_ID_CHARS", "coerce_fingers"]
+__all__ = ["Enrolment", "FINGER_POSITIONS", "POSITION_NAMES", "MAX_SUBJECT_ID_CHARS", "coerce_fingers",
+           "printable_id", "escape_unprintable"]
 
 FINGER_POSITIONS = tuple(range(1, 11))
 """ISO/IEC 19794-2 finger positions: 1 right thumb ... 5 right little, 6 left thumb ... 10 left little."""
@@ -23,11 +25,71 @@ MAX_SUBJECT_ID_CHARS = 256
 _MAX_METADATA_BYTES = 64 * 1024
 
 
+# Unicode categories refused in subject ids: Cc controls (C0, DEL, C1: terminal escapes), Cf format
+# characters (bidi overrides and isolates that reorder what a reader sees, zero-width characters
+# and the BOM that hide text, tag characters), Zl/Zp line and paragraph separators, Cs lone
+# surrogates, Cn unassigned code points and noncharacters (by this Python's Unicode database).
+# Letters, marks, digits, punctuation, symbols, spaces and private-use characters are kept.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+
+
+def _unsafe_char(text: str) -> tuple[int, str] | None:
+    """``(index, category)`` of the first character of ``text`` refused in an id, or None."""
+    if text.isprintable():  # fast path: isprintable() is False for every refused category
+        return None
+    for i, c in enumerate(text):
+        cat = unicodedata.category(c)
+        if cat in _UNSAFE_CATEGORIES:
+            return i, cat
+    return None
+
+
+def escape_unprintable(text: str, backslash: bool = False) -> str:
+    """``text`` with every non-printable character written as a Python escape (``\\x1b``,
+    ``\\u202e``), and backslashes doubled when ``backslash``; printable text is unchanged."""
+    if text.isprintable() and not (backslash and "\\" in text):
+        return text
+    out = []
+    for c in text:
+        if c == "\\" and backslash:
+            out.append("\\\\")
+        elif c.isprintable():
+            out.append(c)
+        else:
+            o = ord(c)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    return "".join(out)
+
+
+def printable_id(subject_id: str) -> str:
+    """A subject id as safe to print on a terminal or in a tab-separated line.
+
+    Characters that are not printable (controls, bidi and zero-width format characters,
+    separators, tabs, non-ASCII spaces, surrogates, unassigned) are written as Python escapes
+    (``\\x1b``, ``\\u202e``) and backslashes are doubled, so that an id stored before ids were
+    checked cannot move the cursor, recolour the terminal or reorder the line, and two
+    different ids never print the same.  Ordinary ids (``"José Ñúñez"``, ``"李小龍"``) are
+    returned unchanged.
+    """
+    return escape_unprintable(str(subject_id), backslash=True)
+
+
 def _check_subject_id(subject_id) -> str:
-    if not isinstance(subject_id, str) or not subject_id.strip() or len(subject_id) > MAX_SUBJECT_ID_CHARS \
-            or any(ord(c) < 32 for c in subject_id):
-        raise invalid("subject_id", f"a non-blank str of at most {MAX_SUBJECT_ID_CHARS} printable characters",
-                      subject_id)
+    """Return ``subject_id`` unchanged if it is a safe id; never normalises (that would change ids)."""
+    expected = f"a non-blank str of at most {MAX_SUBJECT_ID_CHARS} printable characters"
+    if not isinstance(subject_id, str) or not subject_id.strip() or len(subject_id) > MAX_SUBJECT_ID_CHARS:
+        raise invalid("subject_id", expected, subject_id)
+    bad = _unsafe_char(subject_id)
+    if bad is not None:
+        i, cat = bad
+        c = subject_id[i]
+        name = unicodedata.name(c, "") or {"Cc": "control", "Cs": "surrogate", "Cn": "unassigned"}.get(cat, "")
+        shown = printable_id(subject_id)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        raise InvalidInputError(
+            f"subject_id: expected {expected} (no control, format/bidi, line-separator, surrogate or "
+            f"unassigned characters), got '{shown}' with U+{ord(c):04X} {name} (category {cat}) at index {i}")
     return subject_id
 
 
@@ -101,7 +163,9 @@ class Enrolment:
     Parameters
     ----------
     subject_id : str
-        The registry's id (non-blank, at most 256 printable characters).
+        The registry's id (non-blank, at most 256 printable characters: no control, bidi or
+        zero-width format, line-separator, surrogate or unassigned characters; kept as given, never
+        normalised).
     fingers : mapping int -> ndarray | str | Path | Template
         Keyed by ISO finger position 1-10.  Images are extracted here, at ``dpi``.
     face : FaceTemplate | ndarray | str | Path | bytes, optional

@@ -350,3 +350,27 @@ def test_a_store_of_schema_1_is_read_and_migrated(gallery20):
         _enrol(g, range(20, 22))
         assert _found(g, range(22)) == list(range(22))
     assert check_gallery(gallery20).ok
+
+
+def test_gallery_check_backup_restore_commands(gallery20, tmp_path):
+    exe = Path(sys.executable).with_name("biomatch")
+
+    def run(*args):
+        return subprocess.run([str(exe), "gallery", *map(str, args)], capture_output=True, text=True)
+
+    r = run("check", gallery20)
+    assert r.returncode == 0 and "sound (20 subjects, 80 fingers)" in r.stdout, r.stdout + r.stderr
+    assert run("backup", gallery20, tmp_path / "bk").returncode == 0
+    f = gallery20 / SHARD / "index" / json.loads((gallery20 / SHARD / "index/manifest.json").read_text())["current"]
+    (f / "pos02.faiss").write_bytes(b"damaged")
+    r = run("check", gallery20)
+    assert r.returncode == 1 and "PROBLEM index" in r.stdout and "pos02.faiss" in r.stdout, r.stdout
+    r = run("check", gallery20, "--repair")
+    assert r.returncode == 0 and "REPAIRED index" in r.stdout, r.stdout
+    assert run("check", gallery20).returncode == 0
+    r = run("restore", tmp_path / "bk", tmp_path / "restored")
+    assert r.returncode == 0, r.stderr
+    r = run("restore", tmp_path / "bk", tmp_path / "restored")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--replace" in r.stderr
+    with Gallery.open(tmp_path / "restored") as g:
+        assert _found(g, range(20)) == list(range(20))
