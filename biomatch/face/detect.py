@@ -7,11 +7,12 @@ its shorter side reaches ``min_detect_side_px`` and adding a black border of
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from ..image import MAX_FACE_IMAGE_PIXELS
 from .errors import FaceImageError, MultipleFacesError, NoFaceError
 from .nets import detector
 from .params import DEFAULT, FaceParams
@@ -50,32 +51,29 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
     ----------
     image : ndarray, path or bytes
         uint8 grey ``(H, W)``, ``(H, W, 1)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``; an
-        image file path; or the bytes of an encoded image file (16-bit files are reduced to
-        8 bits).
+        image file path; or the bytes of an encoded image file. Files are decoded straight to
+        8-bit BGR (16-bit samples keep their high byte; alpha is dropped; EXIF orientation is
+        not applied), after their header is checked against
+        :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` (so a decompression bomb is refused
+        before any decoding); arrays are checked against the same limit.
 
     Raises
     ------
     FaceImageError
-        Unreadable or corrupt file; wrong type, dtype or shape; smaller than
-        ``min_image_side_px``; uniform (blank or flat grey) image.
+        Unreadable or corrupt file; a path with a NUL byte; more than
+        :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` pixels; wrong type, dtype or shape;
+        smaller than ``min_image_side_px``; uniform (blank or flat grey) image.
     """
     import cv2
 
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        image = _decode_bytes(image)
-    elif isinstance(image, (str, Path)):
-        from ..errors import ImageError
-        from ..image import read_image
-
-        try:
-            image = read_image(image)
-        except ImageError as exc:
-            raise FaceImageError(str(exc)) from exc
-        if image.dtype == np.uint16:
-            image = (image // 257).astype(np.uint8)
+    if isinstance(image, (bytes, bytearray, memoryview, str, os.PathLike)):
+        image = _read(image)
     if not isinstance(image, np.ndarray):
         raise FaceImageError("image: expected a numpy array, a path or encoded image bytes, "
                              f"got {type(image).__name__}")
+    if image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_FACE_IMAGE_PIXELS:
+        raise FaceImageError(f"image: expected at most {MAX_FACE_IMAGE_PIXELS} pixels, "
+                             f"got {image.shape[1]}x{image.shape[0]}")
     if image.dtype != np.uint8:
         raise FaceImageError(f"image: expected dtype uint8 (0-255), got {image.dtype} "
                              "(convert explicitly; biomatch does not guess the range)")
@@ -92,25 +90,25 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
         bgr = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     else:
         bgr = np.ascontiguousarray(image)
-    contrast = float(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).std())
+    # cv2.meanStdDev accumulates in place; ndarray.std would allocate 8 bytes per pixel (float64)
+    contrast = float(cv2.meanStdDev(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))[1][0, 0])
     if contrast < params.min_contrast_grey:
         raise FaceImageError(f"image: expected some contrast (grey std >= {params.min_contrast_grey}), "
                              f"got {contrast:.2f} (blank or uniform image)")
     return bgr
 
 
-def _decode_bytes(data) -> np.ndarray:
-    """An encoded image file (JPEG, PNG, ...) held in memory, decoded as stored (8 bits)."""
-    import cv2
+def _read(source) -> np.ndarray:
+    """An image file or encoded bytes, decoded to 8-bit BGR within the face pixel limit."""
+    from ..errors import ImageError, InvalidInputError
+    from ..image import decode_bytes, read_image
 
-    buf = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if img is None:
-        raise FaceImageError(f"image: cannot decode {buf.size} bytes as an image (corrupt, empty or "
-                             "unsupported format)")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    return img
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            return read_image(source, mode="bgr8", max_pixels=MAX_FACE_IMAGE_PIXELS, name="image")
+        return decode_bytes(source, "image", mode="bgr8", max_pixels=MAX_FACE_IMAGE_PIXELS)
+    except (ImageError, InvalidInputError) as exc:  # one error type for every unusable face image
+        raise FaceImageError(str(exc)) from exc
 
 
 def detect_faces(bgr: np.ndarray, params: FaceParams = DEFAULT) -> list[Detection]:

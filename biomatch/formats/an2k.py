@@ -45,7 +45,10 @@ Each block becomes a :class:`~biomatch.template.FingerView` in ``Enrolment.finge
 Extended Feature Set fields (9.300+) and vendor blocks are not interpreted.
 
 Images are decoded through :func:`biomatch.image.decode_bytes` (WSQ via NBIS in its isolated
-worker; JPEG, JPEG 2000, PNG via OpenCV) only when asked (``decode_images=True``).
+worker; JPEG, JPEG 2000, PNG via OpenCV) only when asked (``decode_images=True``). Before any
+decoding, the record's HLL x VLL must be at most :data:`~biomatch.image.MAX_IMAGE_PIXELS`
+(finger records) or :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` (Type-10), and the
+compressed stream's own header must state the same size (decoders allocate from it).
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BiomatchError, FormatError, invalid
+from ..errors import BiomatchError, FormatError, ImageError, invalid
+from ..image import MAX_FACE_IMAGE_PIXELS, MAX_IMAGE_PIXELS, decode_bytes, read_header
 from ._reader import Reader
 
 __all__ = ["Record", "Transaction", "FingerImage", "FaceImage", "Enrolment", "parse", "read_enrolment"]
@@ -312,6 +316,8 @@ def _read(source) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, Path)):
+        if "\x00" in str(source):  # the OS cannot take it; Python would raise a bare ValueError
+            raise invalid("source", "a path without NUL bytes", str(source))
         p = Path(source)
         try:
             if p.stat().st_size > _MAX_FILE_BYTES:
@@ -362,26 +368,16 @@ def _finger(rec: Record, t: Transaction) -> FingerImage:
                        rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
 
 
-def _declared_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a JPEG/PNG/JPEG 2000 header (Pillow reads headers lazily), else None."""
-    if data[:2] == b"\xff\xa0":
-        return None  # WSQ: biomatch.formats.wsq.parse_header bounds it
-    try:
-        import io
+def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1,
+                   limit: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """The record's pixels; its stated size, then its codestream's header, checked before decoding.
 
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Image.DecompressionBombError:
-        return (1 << 30, 1)  # never equal to a record's size: refused
-    except Exception:  # unknown to Pillow, or a corrupt header: the decoder will judge
-        return None
-
-
-def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1) -> np.ndarray:
-    from ..image import decode_bytes
-
+    ``limit`` in pixels: :data:`~biomatch.image.MAX_IMAGE_PIXELS` for finger records,
+    :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` for Type-10 records.
+    """
+    if img.width * img.height > limit:  # HLL x VLL, before the payload is even looked at
+        raise FormatError(f"{name}: expected at most {limit} pixels, got {img.width}x{img.height} "
+                          "(refused before decoding)", offset)
     if img.compression in ("NONE", "0"):
         expected = img.width * img.height * channels * bits // 8
         if bits != 8 or len(img.data) != expected:
@@ -391,14 +387,18 @@ def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1
         return np.frombuffer(img.data, np.uint8).reshape(shape).copy()
     if img.width * img.height > 64 * len(img.data) + 2**22:  # the declared size must match the payload
         raise FormatError(f"{name}: {img.width}x{img.height} pixels for {len(img.data)} compressed bytes", offset)
-    declared = _declared_size(img.data)
-    if declared is not None and declared != (img.width, img.height):
-        raise FormatError(f"{name}: the {img.compression} stream declares {declared[0]}x{declared[1]}, the record "
-                          f"{img.width}x{img.height} (refused before decoding)", offset)
     try:
-        pixels = decode_bytes(img.data, name)
-    except BiomatchError as exc:
-        raise FormatError(f"{name}: {exc}", offset) from exc
+        declared = read_header(img.data, name)
+    except ImageError as exc:
+        raise FormatError(str(exc), offset) from exc
+    # the decoder allocates from the stream's own header, which may claim another size than the record
+    if (declared.width, declared.height) != (img.width, img.height):
+        raise FormatError(f"{name}: the {img.compression} stream declares {declared.width}x{declared.height}, "
+                          f"the record {img.width}x{img.height} (refused before decoding)", offset)
+    try:
+        pixels = decode_bytes(img.data, name, max_pixels=limit)
+    except BiomatchError as exc:  # its messages start with ``name`` already
+        raise FormatError(str(exc), offset) from exc
     if pixels.shape[:2] != (img.height, img.width):
         raise FormatError(f"{name}: decoded {pixels.shape[1]}x{pixels.shape[0]}, the record says "
                           f"{img.width}x{img.height}", offset)
@@ -477,7 +477,8 @@ def read_enrolment(source, decode_images: bool = True) -> Enrolment:
                             _tagged_ppi(rec), rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
             if decode_images:
                 channels = 1 if csp in ("GRAY", "") else 3
-                img = FaceImage(**{**img.__dict__, "pixels": _decode_pixels(img, name, rec.offset, 8, channels)})
+                pixels = _decode_pixels(img, name, rec.offset, 8, channels, MAX_FACE_IMAGE_PIXELS)
+                img = FaceImage(**{**img.__dict__, "pixels": pixels})
             faces.append(img)
     views = []
     for rec in t.of_type(9):

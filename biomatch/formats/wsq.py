@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FormatError, ImageError, invalid
+from ..image import MAX_IMAGE_PIXELS
 from ._reader import Reader
 
-__all__ = ["WsqInfo", "parse_header", "decode", "encode", "is_wsq", "MAX_PIXELS_PER_BYTE"]
+__all__ = ["WsqInfo", "parse_header", "frame_size", "decode", "encode", "is_wsq", "MAX_PIXELS_PER_BYTE"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ _TABLE_MARKERS = {DTT: "transform table", DQT: "quantisation table", DHT: "Huffm
                   DRT: "restart interval", COM: "comment"}
 MAX_PIXELS_PER_BYTE = 256
 """A WSQ file of n bytes may declare at most 256 n pixels (0.03 bit per pixel; NBIS targets 0.75)."""
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = MAX_IMAGE_PIXELS
+"""Largest WSQ image, in pixels: the finger-image limit of :mod:`biomatch.image` (one limit)."""
 DECODE_TIMEOUT_S = 5.0
 _MAX_HUFFMAN_TABLES = 8  # NBIS MAX_DHT_TABLES
 
@@ -161,6 +164,32 @@ def parse_header(data: bytes) -> WsqInfo:
     return WsqInfo(frame[0], frame[1], ppi, n_blocks)
 
 
+def frame_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the frame header, without validating the rest of the file.
+
+    Walks the table segments that precede the frame header (each length checked against the
+    input), so that a reader can refuse an oversized image before anything else; None when the
+    input is not WSQ or has no well-formed frame header before its first block (then
+    :func:`parse_header` says what is wrong).
+    """
+    if not is_wsq(data):
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        marker, length = struct.unpack_from(">HH", data, pos)
+        if length < 2 or pos + 2 + length > len(data):
+            return None
+        if marker == SOF:
+            if length != 17:
+                return None
+            h, w = struct.unpack_from(">HH", data, pos + 6)  # after black/white, as parse_header reads them
+            return w, h
+        if marker not in _TABLE_MARKERS:
+            return None
+        pos += 2 + length
+    return None
+
+
 def _skip_entropy_data(r: Reader) -> None:
     """Advance to the next marker (FF followed by a non-zero byte; FF 00 is a stuffed FF)."""
     data, pos, end = r.data, r.pos, r.end
@@ -218,7 +247,6 @@ class _Worker:
         return bytes(out)
 
     def decode(self, data: bytes, timeout: float):
-        import struct
         import time
 
         with self._lock:
