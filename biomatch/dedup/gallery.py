@@ -193,7 +193,9 @@ class Gallery:
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(path, 0o700)
-            write_private_atomic(path / _CREATING, json.dumps({"pid": os.getpid(), "utc": time.time()}).encode())
+            # Not written atomically on purpose: its presence is the message, so it must appear
+            # in one step (a temporary file killed before its rename would be an unknown leftover).
+            os.close(os.open(path / _CREATING, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             (path / "shards").mkdir(mode=0o700)
         except OSError as exc:
             _undo_create(path, made_folder)
@@ -236,41 +238,61 @@ class Gallery:
                                        f"create it again (biomatch gallery create replaces it)") from None
             raise NotAGalleryError(f"path: {str(path)!r} is not a biomatch gallery (no {_MANIFEST})") from None
         except (OSError, ValueError) as exc:
-            raise NotAGalleryError(f"path: unreadable manifest in {str(path)!r}: {exc}") from exc
+            if (path / "shards").is_dir():  # a gallery's folder: its manifest is damaged
+                raise CorruptStoreError(f"manifest {str(f)!r}: unreadable, the file is damaged ({exc}); restore it "
+                                        f"from a backup (biomatch gallery restore)") from None
+            raise NotAGalleryError(f"path: unreadable manifest {str(f)!r}: {exc}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise NotAGalleryError(f"path: {str(f)!r} is not a biomatch gallery manifest")
         if "checksum" in manifest and manifest["checksum"] != canonical_checksum(manifest):
             # routing, parameters and thresholds come from here: a damaged one is never used
             raise CorruptStoreError(f"manifest {str(f)!r}: checksum mismatch, the file is damaged or was edited "
                                     f"(restore it from a backup: biomatch gallery restore)")
+        try:
+            return Gallery._checked_manifest(manifest, f)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise CorruptStoreError(f"manifest {str(f)!r}: malformed ({type(exc).__name__}: {exc})") from None
+
+    @staticmethod
+    def _checked_manifest(manifest: dict, f: Path) -> dict:
+        for key, kind in (("gallery_id", str), ("n_shards", int), ("match_params", str), ("decision_params", str)):
+            if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+                raise CorruptStoreError(f"manifest {str(f)!r}: expected {key} a {kind.__name__}, "
+                                        f"got {manifest.get(key)!r}")
         if manifest.get("version") != FORMAT_VERSION:
             raise IncompatibleGalleryError(
-                f"gallery {str(path)!r}: expected format version {FORMAT_VERSION}, got {manifest.get('version')}")
+                f"manifest {str(f)!r}: expected format version {FORMAT_VERSION}, got {manifest.get('version')}")
         if manifest.get("template_format") != TEMPLATE_FORMAT:
-            raise IncompatibleGalleryError(f"gallery {str(path)!r}: expected template format {TEMPLATE_FORMAT}, "
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected template format {TEMPLATE_FORMAT}, "
                                            f"got {manifest.get('template_format')}")
         try:
             mp = from_json(manifest["match_params"], MatchParams)
         except Exception as exc:
-            raise IncompatibleGalleryError(f"gallery {str(path)!r}: unreadable match parameters ({exc})") from exc
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: unreadable match parameters ({exc})") from exc
+        try:
+            dp = _decision_from_json(manifest["decision_params"])
+        except Exception as exc:
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: unreadable decision parameters ({exc})") from exc
+        if "decision_params_hash" in manifest and params_hash(dp) != manifest["decision_params_hash"]:
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: decision parameter hash does not match its parameters")
         if params_hash(mp) != manifest.get("match_params_hash"):
-            raise IncompatibleGalleryError(f"gallery {str(path)!r}: match parameter hash does not match its parameters")
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: match parameter hash does not match its parameters")
         epochs = [e.get("n_shards") for e in (manifest.get("routing") or {}).get("epochs", ())
                   if isinstance(e, dict)] or [manifest.get("n_shards")]
         if not all(isinstance(n, int) and 1 <= n <= 1000 for n in epochs) or epochs != sorted(set(epochs)) \
                 or epochs[-1] != manifest.get("n_shards"):
-            raise IncompatibleGalleryError(f"gallery {str(path)!r}: routing epochs {epochs} do not end at "
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: routing epochs {epochs} do not end at "
                                            f"n_shards {manifest.get('n_shards')}")
         retrieval = manifest.get("retrieval") or {}
         kind = retrieval.get("kind")
         from .retrieval import _REGISTRY
 
         if kind not in _REGISTRY:
-            raise IncompatibleGalleryError(f"gallery {str(path)!r}: expected a retrieval component in "
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected a retrieval component in "
                                            f"{sorted(_REGISTRY)}, got {kind!r}")
         want = _code_generation(kind)
         if retrieval.get("code_generation") != want:
-            raise IncompatibleGalleryError(f"gallery {str(path)!r}: expected finger-code generation {want}, got "
+            raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected finger-code generation {want}, got "
                                            f"{retrieval.get('code_generation')} (re-create the gallery, or open it "
                                            f"with the biomatch version that built it)")
         return manifest

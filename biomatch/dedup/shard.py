@@ -194,7 +194,8 @@ class Shard:
         for key, want in (("gallery_id", spec.gallery_id), ("match_params_hash", self._params_hash)):
             if got.get(key) != want:
                 self._store.close()
-                raise IncompatibleGalleryError(f"shard {str(self.folder)!r}: expected {key} {want}, got {got.get(key)}")
+                raise IncompatibleGalleryError(f"store {str(self._store.path)!r}: expected {key} {want}, got "
+                                               f"{got.get(key)} (another gallery's store, or a damaged one)")
         self._fid_key = _Grow(np.int64, -1)  # finger id -> subject key (-1: absent)
         self._fid_pos = _Grow(np.int8, 0)  # finger id -> position
         self._key_fids = _Grow(np.int64, 0, 11)  # subject key -> finger id per position (0: none)
@@ -280,7 +281,11 @@ class Shard:
             rows = self._store.finger_keys_since(self._last_finger, limit=200_000)
             if not rows:
                 return added
-            arr = np.asarray(rows, np.int64)
+            try:
+                arr = np.asarray(rows, np.int64).reshape(len(rows), 3)
+            except (TypeError, ValueError):  # NULLs or text where SQLite should hold integers
+                raise CorruptStoreError(f"store {str(self._store.path)!r}: damaged finger rows after id "
+                                        f"{self._last_finger} (values that are not integers)") from None
             # Values the schema promises; a damaged page may break them (SQLite does not re-check
             # CHECK constraints on read), and an out-of-range position would index past our maps.
             bad = (arr[:, 0] <= self._last_finger) | (arr[:, 1] < 1) | (arr[:, 2] < 1) | (arr[:, 2] > 10)
