@@ -84,6 +84,11 @@ class DecisionParams:
     face_candidates : int
         Persons taken from the face index per shard (added to the fingerprint candidates
         and matched like them).
+    enrol_min_quality : int
+        Fingerprint quality (0-100, the template's ``quality``) below which :meth:`Gallery.enroll`
+        refuses a finger with :class:`~biomatch.errors.FingerQualityError` (naming the finger
+        and its score), so that the operator captures it again; 0 (default) refuses nothing.
+        Searches are never refused for quality.
     rerank_escalate_decades : float
         ... and on all its remaining fingers when the fused score of those reaches this many
         decades.  A non-mated candidate escalates with probability ``10**-escalate`` (the
@@ -106,8 +111,12 @@ class DecisionParams:
     rerank_full_persons: int = 10
     rerank_screen_fingers: int = 2
     rerank_escalate_decades: float = 2.0
+    enrol_min_quality: int = 0
 
     def __post_init__(self):
+        if isinstance(self.enrol_min_quality, bool) or not isinstance(self.enrol_min_quality, int) \
+                or not 0 <= self.enrol_min_quality <= 100:
+            raise invalid("enrol_min_quality", "an int in [0, 100]", self.enrol_min_quality)
         for name in ("duplicate_fpir", "review_fpir", "verify_fmr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:

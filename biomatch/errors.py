@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BiomatchError",
     "InvalidInputError",
+    "ResolutionError",
     "ImageError",
     "TemplateError",
     "IncompatibleTemplateError",
@@ -28,6 +29,7 @@ __all__ = [
     "GalleryClosedError",
     "StorageError",
     "CorruptStoreError",
+    "FingerQualityError",
     "StoreRegressedError",
     "FileAccessError",
     "FaceError",
@@ -46,6 +48,34 @@ class BiomatchError(Exception):
 
 class InvalidInputError(BiomatchError, ValueError):
     """An argument has the wrong type, dtype, shape or value."""
+
+
+class ResolutionError(InvalidInputError):
+    """The stated resolution contradicts the image: at the stated dpi its ridge period lies outside
+    the range of human fingerprints (see :mod:`biomatch.extract.resolution`).
+
+    The message names the argument (``dpi``), the stated value, the ridge period it implies in
+    millimetres, and the resolution the image appears to have.
+
+    Attributes
+    ----------
+    dpi : float or None
+        The stated resolution.
+    estimated_dpi : float or None
+        The resolution the image's ridge period suggests.
+    period_mm : float or None
+        The image's ridge period in millimetres, at the stated resolution.
+    """
+
+    def __init__(self, message: str, dpi: float | None = None, estimated_dpi: float | None = None,
+                 period_mm: float | None = None):
+        super().__init__(message)
+        self.dpi = dpi
+        self.estimated_dpi = estimated_dpi
+        self.period_mm = period_mm
+
+    def __reduce__(self):  # keep the attributes across processes (pickle calls cls(*args) otherwise)
+        return type(self), (str(self), self.dpi, self.estimated_dpi, self.period_mm)
 
 
 class ImageError(BiomatchError):
@@ -124,6 +154,24 @@ class UnknownSubjectError(GalleryError, KeyError):
 
 class NoUsableFingerError(GalleryError, ValueError):
     """A record or probe has no finger with enough minutiae to be compared."""
+
+
+class FingerQualityError(GalleryError, ValueError):
+    """A finger's print quality is below the gallery's enrolment minimum (capture it again).
+
+    Attributes
+    ----------
+    position : int
+        ISO/IEC 19794-2 finger position (1-10).
+    quality : int
+        The print's quality (0-100).
+    minimum : int
+        The gallery's ``DecisionParams.enrol_min_quality``.
+    """
+
+    def __init__(self, message: str, position: int = 0, quality: int = 0, minimum: int = 0):
+        super().__init__(message)
+        self.position, self.quality, self.minimum = position, quality, minimum
 
 
 class GalleryClosedError(GalleryError):

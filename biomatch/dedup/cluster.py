@@ -505,7 +505,7 @@ class DistributedGallery(Gallery):
         self._check_writable()
         if not isinstance(record, Enrolment):
             raise invalid("record", "a biomatch Enrolment", type(record).__name__)
-        self._usable(record.fingers, "record.fingers")  # fail fast, before the round trip
+        self._check_quality(self._usable(record.fingers, "record.fingers"), "record.fingers")  # before the trip
         if check_face_quality:
             _check_face(record)
         ref = self._writer_actor.enroll.remote(_wire(record), dedup, accept_review, to_json(self.decision_params))

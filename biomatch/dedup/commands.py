@@ -2,7 +2,7 @@
 
 Commands::
 
-    biomatch gallery create PATH [--retrieval faiss|exhaustive] [--shards N]
+    biomatch gallery create PATH [--retrieval faiss|exhaustive] [--shards N] [--min-quality Q]
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
@@ -303,7 +303,10 @@ def _run(args, enrol: bool, opener=None) -> int:
 def cmd_create(args) -> int:
     from .gallery import Gallery
 
-    with Gallery.create(args.path, n_shards=args.shards, retrieval=args.retrieval) as g:
+    from ..decide import DecisionParams
+
+    with Gallery.create(args.path, n_shards=args.shards, retrieval=args.retrieval,
+                        decision=DecisionParams(enrol_min_quality=args.min_quality)) as g:
         st = g.stats()
     print(f"created {args.path} (retrieval {st['retrieval']}, {st['shards']} shard(s))")
     return 0
@@ -518,6 +521,8 @@ def add_parsers(sub, dpi_type, int_type) -> None:
     f.add_argument("--retrieval", choices=["faiss", "exhaustive"], default="faiss",
                    help="candidate retrieval (default faiss)")
     f.add_argument("--shards", type=int_type, default=1, help="partitions (default 1)")
+    f.add_argument("--min-quality", type=int_type, default=0, metavar="Q",
+                   help="refuse enrolments with a finger of print quality below Q (0-100; default 0: none)")
     f.set_defaults(func=cmd_create)
     for name, enrol, text in (("enroll", True, "deduplicate and enrol each subject (skips enrolled ones)"),
                               ("dedup", False, "deduplicate each subject against the gallery (read only)")):

@@ -269,12 +269,10 @@ class Gallery:
             mp = from_json(manifest["match_params"], MatchParams)
         except Exception as exc:
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: unreadable match parameters ({exc})") from exc
-        try:
-            dp = _decision_from_json(manifest["decision_params"])
+        try:  # (no hash comparison: a field added to DecisionParams later must not lock old galleries out)
+            _decision_from_json(manifest["decision_params"])
         except Exception as exc:
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: unreadable decision parameters ({exc})") from exc
-        if "decision_params_hash" in manifest and params_hash(dp) != manifest["decision_params_hash"]:
-            raise IncompatibleGalleryError(f"manifest {str(f)!r}: decision parameter hash does not match its parameters")
         if params_hash(mp) != manifest.get("match_params_hash"):
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: match parameter hash does not match its parameters")
         epochs = [e.get("n_shards") for e in (manifest.get("routing") or {}).get("epochs", ())
@@ -469,6 +467,17 @@ class Gallery:
                                             f"got {next(iter(hashes))!r}")
         return usable
 
+    def _check_quality(self, usable: dict, name: str) -> None:
+        """Refuse an enrolment whose finger is below ``DecisionParams.enrol_min_quality``."""
+        from .records import POSITION_NAMES
+        from ..errors import FingerQualityError
+
+        low = self.decision_params.enrol_min_quality
+        for p, t in sorted(usable.items()):
+            if int(t.quality) < low:
+                raise FingerQualityError(f"{name}[{p}] ({POSITION_NAMES[p]}): print quality {int(t.quality)} is below "
+                                         f"the gallery's enrolment minimum {low}; capture it again", p, int(t.quality), low)
+
     def _probe(self, probe, dpi: float = 500) -> tuple[str, dict[int, Template]]:
         if isinstance(probe, Enrolment):
             return probe.subject_id, probe.fingers
@@ -625,6 +634,7 @@ class Gallery:
         if not isinstance(record, Enrolment):
             raise invalid("record", "a biomatch Enrolment", type(record).__name__)
         usable = self._usable(record.fingers, "record.fingers")
+        self._check_quality(usable, "record.fingers")
         if check_face_quality:
             _check_face(record)
         with self._writer():
@@ -725,7 +735,9 @@ class Gallery:
         for rec in records:
             if not isinstance(rec, Enrolment):
                 raise invalid("record", "a biomatch Enrolment", type(rec).__name__)
-            batch.append((rec, self._usable(rec.fingers, "record.fingers")))
+            usable = self._usable(rec.fingers, "record.fingers")
+            self._check_quality(usable, f"record {rec.subject_id!r} fingers")
+            batch.append((rec, usable))
             if len(batch) >= batch_size:
                 flush()
         flush()

@@ -207,3 +207,26 @@ def test_shards_route_and_pickle(tmp_path):
             clone.close()
     with Gallery.open(tmp_path / "g") as g:
         assert g.stats()["subjects"] == 12 and g.stats()["shards"] == 3
+
+
+def test_enrolment_refuses_a_finger_below_the_minimum_quality(tmp_path):
+    import dataclasses
+
+    from biomatch.decide import DecisionParams
+    from biomatch.dedup import Gallery
+    from biomatch.errors import FingerQualityError, InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="enrol_min_quality"):
+        DecisionParams(enrol_min_quality=101)
+    rec = make_record("q1", 1, positions=(1, 2, 3))
+    poor = dataclasses.replace(rec.fingers[2], quality=20)
+    low = type(rec)("q1", {1: rec.fingers[1], 2: poor, 3: rec.fingers[3]})
+    with Gallery.create(tmp_path / "g", decision=DecisionParams(enrol_min_quality=40)) as g:
+        with pytest.raises(FingerQualityError, match=r"\[2\] \(right index\): print quality 20 is below .* 40") as e:
+            g.enroll(low)
+        assert (e.value.position, e.value.quality, e.value.minimum) == (2, 20, 40)
+        assert "q1" not in g and g.stats()["subjects"] == 0
+        with pytest.raises(FingerQualityError):
+            g.bulk_enroll([low])
+        assert g.deduplicate(low).decision == "UNIQUE"  # searches are never refused for quality
+        assert g.enroll(rec).enrolled
