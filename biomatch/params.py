@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .errors import invalid
 
-__all__ = ["ExtractionParams", "MatchParams", "params_hash", "to_json", "from_json"]
+__all__ = ["ExtractionParams", "MatchParams", "QualityParams", "params_hash", "to_json", "from_json"]
 
 WORKING_DPI = 500
 """Resolution at which all images are processed and template coordinates are kept."""
@@ -158,6 +159,54 @@ class MatchParams:
             raise invalid("elastic_cluster_deg", "a number in (0, 180]", self.elastic_cluster_deg)
         if not 0 < self.max_angle_diff_deg <= 180:
             raise invalid("max_angle_diff_deg", "a number in (0, 180]", self.max_angle_diff_deg)
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    """Parameters of the whole-image quality score (:mod:`biomatch.extract.image_quality`).
+
+    The model: ``z = bias + weight_log_area * ln(area_mm2 / 100) + weight_coherence * coherence
+    + weight_clarity * clarity + weight_ridge_fraction * ridge_fraction + weight_minutiae *
+    min(n_minutiae, minutiae_cap)``; ``score = score_db_per_decade * log10(1 + e^z)``, clipped to
+    0..100.  ``sigmoid(z)`` estimates the probability that the print does not cause a false
+    non-match at FMR = 0.1%.  Weights are non-negative (the score never falls when a feature
+    improves) and were fitted on generated prints with known degradations, not on the public
+    sets that validate the score: ``benchmarks/quality_evr.py fit`` reproduces them.  Kept apart
+    from :class:`ExtractionParams` so that templates keep their parameter hash (the quality does
+    not change minutiae or scores).
+    """
+
+    block_size_px: int = 32  # NFIQ 2's local-feature block at 500 ppi
+    min_area_mm2: float = 8.0  # below about 2.8 x 2.8 mm there is no usable print: score 0
+    # Fitted by ``benchmarks/quality_evr.py fit`` (800 generated impressions, seed 7).
+    bias: float = -17.17
+    weight_log_area: float = 5.24  # per unit of ln(area / 100 mm^2)
+    weight_coherence: float = 2.97
+    weight_clarity: float = 2.04
+    weight_ridge_fraction: float = 17.6
+    # The minutiae count is not monotone in quality (poor prints give spurious minutiae), so
+    # a non-negative weight cannot express it: left out of the default model (see the fit).
+    weight_minutiae: float = 0.0
+    minutiae_cap: int = 60
+    score_db_per_decade: float = 20.0  # 20 points = a tenfold lower estimated failure probability
+
+    def __post_init__(self):
+        for name in ("bias", "weight_log_area", "weight_coherence", "weight_clarity", "weight_ridge_fraction",
+                     "weight_minutiae", "min_area_mm2", "score_db_per_decade"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise invalid(name, "a finite number", v)
+        for name in ("weight_log_area", "weight_coherence", "weight_clarity", "weight_ridge_fraction",
+                     "weight_minutiae", "min_area_mm2"):
+            if getattr(self, name) < 0:
+                raise invalid(name, "a number >= 0 (the score must not fall when a feature improves)",
+                              getattr(self, name))
+        if not self.score_db_per_decade > 0:
+            raise invalid("score_db_per_decade", "a number > 0", self.score_db_per_decade)
+        for name, lo, hi in (("block_size_px", 8, 128), ("minutiae_cap", 1, 1000)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise invalid(name, f"an int in [{lo}, {hi}]", v)
 
 
 def to_json(params: Any) -> str:
