@@ -383,3 +383,20 @@ def test_fvc2002_report_peer_folder_must_hold_the_sets(fakes, tmp_path, capsys):
     code = cli.main(["evaluate", "fvc2002", str(root), "--out", str(tmp_path / "o"), "--report",
                      "--peer", f"p={peers}", "--quiet"])
     assert code == 2 and "--peer: expected db1_b.csv or db1_b/scores.csv" in capsys.readouterr().err
+
+
+def test_quality_and_dpi_auto_on_the_command_line(tmp_path, capsys):
+    """``biomatch quality IMAGE --dpi N`` prints 0-100; a mis-stated dpi exits 2 naming the estimate;
+    ``--dpi auto`` extracts at the estimated resolution."""
+    from _util import need_dataset
+
+    fvc = need_dataset("fvc2002/db1_b") / "101_1.tif"
+    assert cli.main(["quality", str(fvc), "--dpi", "500"]) == 0
+    assert 1 <= int(capsys.readouterr().out.strip()) <= 100
+    assert cli.main(["quality", str(fvc), "--dpi", "auto", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"score", "features"}
+    card = sorted(need_dataset("samples/nist_tenprint_1000ppi").glob("*.bmp"))[0]
+    assert cli.main(["extract", str(card), "--dpi", "500", "-o", str(tmp_path / "t.bmt")]) == 2
+    assert "appears to be about" in capsys.readouterr().err
+    assert cli.main(["extract", str(card), "--dpi", "auto", "-o", str(tmp_path / "t.bmt")]) == 0
+    assert "dpi (estimated from the ridge period)" in capsys.readouterr().out

@@ -44,12 +44,17 @@ def socofing_position(name: str) -> tuple[int, int] | None:
 
 
 def _extract_one(job):
+    from ..errors import ResolutionError
     from ..extract import extract
     from ..template import encode
 
     path, dpi = job
     try:
-        return path, encode(extract(path, dpi=dpi))
+        try:
+            return path, encode(extract(path, dpi=dpi))
+        except ResolutionError:  # SOCOFing's 241x298 scans are not at the set's 165 dpi: as a
+            # registry would, take the resolution the ridge period shows rather than lose the print
+            return path, encode(extract(path, dpi="auto"))
     except Exception:  # a print that fails to extract is simply absent
         return path, None
 
@@ -120,7 +125,9 @@ def _extract_all(paths: list[str], dpi: float, cache: Path, quiet: bool) -> dict
     from .commands import Progress
 
     paths = list(paths)
-    key = hashlib.sha1("\n".join(paths).encode("utf-8", "surrogateescape") + str(dpi).encode()).hexdigest()[:12]
+    # "resolution-checked": templates of mis-scaled images changed when the resolution check came
+    key = hashlib.sha1("\n".join(paths).encode("utf-8", "surrogateescape") + str(dpi).encode()
+                       + b"resolution-checked").hexdigest()[:12]
     f = cache / f"templates_{key}.npz"
     legacy = cache / f"templates_{key}.pkl"
     if legacy.exists():  # pickles were never safe to load (and were world-readable): drop them

