@@ -11,7 +11,13 @@ rotation and translation, non-linear skin distortion, pressure (ridge thickness)
 blur, noise and background; the ground-truth minutiae are moved with the same
 transform.
 
-All lengths are pixels at 500 dpi.  Everything is deterministic for a given seed.
+An impression can also be seen under controlled degradations (dry, wet or worn skin,
+scars, strong distortion, small contact, sensor noise, another contrast curve or
+resolution: :mod:`biomatch.datasets.degrade`); :func:`apply_conditions` moves the ground
+truth with the image, so degraded prints still come with their true minutiae.
+
+All lengths are pixels at 500 dpi (unless a ``resolution`` condition says otherwise).
+Everything is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import invalid
 
 __all__ = ["CLASSES", "MasterPrint", "Impression", "TemplateModel", "master", "impression",
-           "template_impressions", "write_fvc"]
+           "apply_conditions", "template_impressions", "write_fvc"]
 
 CLASSES = ("arch", "tented_arch", "left_loop", "right_loop", "whorl")
 
@@ -65,14 +72,17 @@ class Impression:
     Attributes
     ----------
     image : uint8 (h, w)
-        Grey image at 500 dpi, ridges dark on a light background.
+        Grey image at ``dpi``, ridges dark on a light background.
     minutiae : float64 (n, 4)
         Ground truth ``x, y, angle, kind`` in the image's coordinates (only minutiae
         inside the contact region, away from its border).
+    dpi : float
+        Resolution of ``image``: 500 unless a ``resolution`` condition was applied.
     """
 
     image: np.ndarray
     minutiae: np.ndarray
+    dpi: float = 500.0
 
 
 def _singularities(cls: str, rng: np.random.Generator, h: int, w: int):
@@ -297,18 +307,73 @@ def impression(mp: MasterPrint, seed: int, *, max_rotation_deg: float = 30.0,
     return Impression(image, out)
 
 
-def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progress=None) -> Path:
+def _condition_specs(conditions) -> list[str]:
+    """Canonical ``name:param`` strings of ``conditions`` (None, one spec, or a sequence of specs)."""
+    from .degrade import format_condition, parse_condition
+
+    if conditions is None:
+        return []
+    if isinstance(conditions, str):
+        conditions = [conditions]
+    if not isinstance(conditions, (list, tuple)):
+        raise invalid("conditions", "None, a 'name:param' string or a list of them", conditions)
+    return [format_condition(*parse_condition(c)) for c in conditions]
+
+
+def apply_conditions(imp: Impression, conditions: str | Sequence[str], seed: int) -> Impression:
+    """An impression seen under degradations, its ground truth moved with it.
+
+    Parameters
+    ----------
+    imp : Impression
+    conditions : str or sequence of str
+        ``"name:param"`` specs of :mod:`biomatch.datasets.degrade` (``"dry:0.05"``,
+        ``"resolution:333"``), applied in order.
+    seed : int
+        Seed of this impression's degradations; each condition draws from its own stream
+        derived from ``(seed, position, spec)``.
+
+    Returns
+    -------
+    Impression
+        At the resulting ``dpi``; geometric conditions move (distortion), drop (contact) or
+        rescale (resolution) the ground-truth minutiae; photometric ones keep them.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown condition or a parameter out of its range.
+    """
+    from .degrade import apply_condition, condition_rng
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise invalid("seed", "an int", seed)
+    image, minutiae, dpi = imp.image, imp.minutiae, float(imp.dpi)
+    for k, spec in enumerate(_condition_specs(conditions)):
+        d = apply_condition(image, dpi, spec, condition_rng("synthetic", int(seed), k, spec), minutiae)
+        image, minutiae, dpi = d.image, d.minutiae, d.dpi
+    return Impression(image, minutiae, dpi)
+
+
+def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progress=None,
+              conditions: str | Sequence[str] | None = None) -> Path:
     """Write an FVC-layout folder of synthetic impressions with ground truth.
 
     Files: ``<finger>_<impression>.png`` (500 dpi, fingers numbered from 101) and
     ``<finger>_<impression>.json`` with the ground-truth minutiae
     (``{"dpi": 500, "minutiae": [[x, y, angle_rad, kind], ...]}``).
 
+    With ``conditions`` (``"name:param"`` specs of :mod:`biomatch.datasets.degrade`, applied
+    in order), every impression is degraded with its own seed and the JSON also holds
+    ``"conditions"``; ``"dpi"`` is then the output resolution (changed by ``resolution``) and
+    the minutiae are in the degraded image's pixels.  Without conditions the files are
+    byte-identical to those written before conditions existed.
+
     Raises
     ------
     InvalidInputError
-        ``fingers`` or ``impressions`` out of range, or ``out`` is an existing file (or
-        holds a NUL character).
+        ``fingers`` or ``impressions`` out of range, an unknown or out-of-range condition, or
+        ``out`` is an existing file (or holds a NUL character).
     FileAccessError
         The folder or a file in it cannot be created or written (no permission, full disk).
     """
@@ -319,6 +384,7 @@ def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progre
     for name, value, lo, hi in (("fingers", fingers, 1, 100000), ("impressions", impressions, 1, 100)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
             raise invalid(name, f"an int in [{lo}, {hi}]", value)
+    specs = _condition_specs(conditions)
     if not isinstance(out, (str, Path)) or "\0" in str(out):
         raise invalid("out", "a folder path (str or Path, no NUL character)", out)
     folder = Path(out)
@@ -332,14 +398,20 @@ def write_fvc(out: str | Path, fingers: int, impressions: int, seed: int, progre
     for f in range(fingers):
         mp = master(int(seed) * 1_000_003 + f)
         for i in range(impressions):
-            imp = impression(mp, (int(seed) * 1_000_003 + f) * 131 + i)
+            imp_seed = (int(seed) * 1_000_003 + f) * 131 + i
+            imp = impression(mp, imp_seed)
+            meta = {"dpi": 500, "class": mp.fingerprint_class}
+            if specs:
+                imp = apply_conditions(imp, specs, imp_seed)
+                meta = {"dpi": int(imp.dpi) if float(imp.dpi).is_integer() else imp.dpi,
+                        "class": mp.fingerprint_class, "conditions": specs}
             stem = f"{101 + f}_{i + 1}"
             png = folder / f"{stem}.png"
             try:
                 if not cv2.imwrite(str(png), imp.image):  # OpenCV reports a failed write by returning False
                     raise OSError(f"OpenCV could not write {png.name}")
                 (folder / f"{stem}.json").write_text(json.dumps(
-                    {"dpi": 500, "class": mp.fingerprint_class,
+                    {**meta,
                      "minutiae": [[round(float(x), 2), round(float(y), 2), round(float(a), 4), int(k)]
                                   for x, y, a, k in imp.minutiae]}))
             except (OSError, cv2.error) as exc:
