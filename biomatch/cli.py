@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fingers", type=_positive_int, default=10, help="number of fingers (default 10)")
     f.add_argument("--impressions", type=_positive_int, default=8, help="impressions per finger (default 8)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f.add_argument("--condition", action="append", default=None, metavar="NAME[:PARAM]",
+                   help="degrade every impression (repeatable, applied in order): dry, wet, worn, scars, "
+                        "distortion, contact, noise, gamma, resolution (biomatch.datasets.degrade; PARAM in "
+                        "the condition's physical unit)")
     f.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     f.set_defaults(func=cmd_synth_fvc)
 
@@ -494,9 +498,15 @@ def cmd_synth_fvc(args) -> int:
     if not args.quiet:
         bar = StderrProgress(label="synth: ")
         progress = lambda done, total: bar("images", done, total)  # noqa: E731
-    folder = write_fvc(args.out, args.fingers, args.impressions, args.seed, progress=progress)
+    folder = write_fvc(args.out, args.fingers, args.impressions, args.seed, progress=progress,
+                       conditions=args.condition)
+    dpi = 500
+    if args.condition:
+        first = sorted(folder.glob("*.json"))[0]
+        dpi = json.loads(first.read_text()).get("dpi", 500)
     print(f"wrote {args.fingers * args.impressions} impressions of {args.fingers} fingers to {folder} "
-          f"(500 dpi; evaluate with: biomatch evaluate fvc {folder} --dpi 500)")
+          f"({dpi:g} dpi{'; ' + ', '.join(args.condition) if args.condition else ''}; evaluate with: "
+          f"biomatch evaluate fvc {folder} --dpi {dpi:g})")
     return EXIT_OK
 
 

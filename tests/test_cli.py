@@ -400,3 +400,15 @@ def test_quality_and_dpi_auto_on_the_command_line(tmp_path, capsys):
     assert "appears to be about" in capsys.readouterr().err
     assert cli.main(["extract", str(card), "--dpi", "auto", "-o", str(tmp_path / "t.bmt")]) == 0
     assert "dpi (estimated from the ridge period)" in capsys.readouterr().out
+
+
+def test_synth_fvc_with_conditions(tmp_path, capsys):
+    """``biomatch synth fvc OUT --condition NAME[:PARAM]``: degraded prints with their ground truth."""
+    out = tmp_path / "s"
+    assert cli.main(["synth", "fvc", str(out), "--fingers", "2", "--impressions", "2", "--quiet",
+                     "--condition", "dry:0.08", "--condition", "resolution:1000"]) == 0
+    assert "--dpi 1000" in capsys.readouterr().out
+    truth = json.loads(sorted(out.glob("*.json"))[0].read_text())
+    assert truth["dpi"] == 1000 and truth["conditions"]
+    assert cli.main(["synth", "fvc", str(tmp_path / "x"), "--condition", "bogus", "--quiet"]) == 2
+    assert "condition" in capsys.readouterr().err
