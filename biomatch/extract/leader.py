@@ -44,6 +44,8 @@ from ..errors import LeaderModelError, invalid
 from ..params import ExtractionParams
 from ..template import BIFURCATION, ENDING, MINUTIA_DTYPE, Template
 from . import load_working_image, print_region
+from .enhancement import enhance
+from .image_quality import quality_features, quality_score
 from .quality import print_quality
 
 __all__ = ["extract_leader", "find_leader_model", "LeaderModelError", "LEADER_SHA256"]
@@ -234,14 +236,17 @@ def extract_leader(image: np.ndarray | str | os.PathLike, dpi: float,
     if region is None:
         _keep(capture, grey=grey, mask=np.zeros_like(grey))
         return Template.empty(w, h, PARAMS_TAG)
-    mask, _norm, _theta, coherence, _period, ridges = region
     maps = run_network(grey, net)
-    m = decode_minutiae(maps, _border_distance(mask))
-    _keep(capture, grey=grey, mask=mask, coherence=coherence, maps=maps)
-    pq = print_quality(mask, coherence, ridges, m.size)
-    if pq == 0:
+    m = decode_minutiae(maps, _border_distance(region.mask))
+    _keep(capture, grey=grey, mask=region.mask, coherence=region.coherence, maps=maps)
+    if print_quality(region.mask, region.coherence, region.ridge_fraction, m.size,
+                     p.min_print_coherence) == 0:  # no usable print
         return Template.empty(w, h, PARAMS_TAG)
-    t = Template(m, w, h, pq, PARAMS_TAG)
+    # The quality score reads the classic enhancement's fit to the image (a few ms).
+    enhanced = enhance(region.normalised, region.orientation, region.period, region.mask, p)
+    iq = quality_score(quality_features(region.mask, region.normalised, region.coherence, enhanced,
+                                        region.block_period, m["quality"], params=p))
+    t = Template(m, w, h, max(1, iq.score), PARAMS_TAG)
     _keep(capture, minutiae=t.minutiae)
     return t
 

@@ -35,17 +35,21 @@ def ridge_fraction(block_period: np.ndarray, mask: np.ndarray, block: int) -> fl
     return float((block_period[fg] > 0).mean()) if fg.any() else 0.0
 
 
-def print_quality(mask: np.ndarray, coherence: np.ndarray, ridges: float, n_minutiae: int) -> int:
+def print_quality(mask: np.ndarray, coherence: np.ndarray, ridges: float, n_minutiae: int,
+                  min_coherence: float = 0.0) -> int:
     """Whole-print quality 0-100: usable area times ridge clarity times ridge regularity.
 
     A print smaller than about 2.8 x 2.8 mm, without a periodic ridge pattern over
-    at least 30% of its area, or with no minutiae, scores 0: there is no usable
-    print (or the resolution given is wrong).
+    at least 30% of its area, with a mean ridge-flow coherence below ``min_coherence``
+    (isotropic noise), or with no minutiae, scores 0: there is no usable print (or the
+    resolution given is wrong).
     """
     area = float(mask.sum())
     if area < 3000 or n_minutiae == 0 or ridges < 0.3:  # 3000 px at 500 dpi is about 2.8 x 2.8 mm
         return 0
     clarity = float(np.mean(coherence[mask > 0]))
+    if clarity < min_coherence:
+        return 0
     size = min(1.0, area / 60000.0)  # 60000 px: a typical 12 x 12 mm contact area
     regular = min(1.0, ridges / 0.8)
     return int(np.clip(round(100 * min(1.0, clarity / 0.6) * (0.4 + 0.6 * size) * regular), 1, 100))

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..params import ExtractionParams
 
-__all__ = ["normalise", "segment", "refine_mask"]
+__all__ = ["normalise", "segment", "refine_mask", "ridge_band_energy", "sensor_noise_grey"]
 
 
 def normalise(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
@@ -40,7 +40,7 @@ def _smooth(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
-    """Foreground mask: blocks with ridge contrast, cleaned to one solid region.
+    """Foreground mask: where ridges stand clear of the sensor's noise, or contrast is strong.
 
     Parameters
     ----------
@@ -51,18 +51,33 @@ def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
     -------
     uint8 (h, w)
         1 on the print, 0 on the background.
+
+    Notes
+    -----
+    A pixel is foreground by either of two tests, then the mask is cleaned to one solid region:
+
+    - *ridges*: the local energy of the image band-passed to ridge periods
+      (:func:`ridge_band_energy`) is ``segment_snr_min`` times what the sensor's own noise
+      gives (:func:`sensor_noise_grey`) and ``segment_relative_min`` of the print's strongest
+      ridges.  The band excludes the edge of a dark print on a light background, uneven
+      illumination and pixel noise, so a worn, dry or low-contrast print whose grey levels
+      barely move is still found;
+    - *contrast*: the local grey-level spread is ``segment_relative_min`` of the image's
+      strongest (and at least ``segment_min_contrast_grey``): a clear print's whole contact
+      area, even where a ridge is smudged.  On a photo or a page this takes in the whole
+      textured region, so that its few ridge-like patches are judged in context (ridge
+      regularity, :func:`~biomatch.extract.quality.ridge_fraction`) and refused.
     """
     import cv2
 
-    img = grey.astype(np.float32)
+    energy, noise = ridge_band_energy(grey, p)
     k = p.block_size_px
+    fg = energy > max(p.segment_snr_min * noise, p.segment_relative_min * _p95(energy), p.segment_min_band_grey)
+    img = grey.astype(np.float32)
     mean = cv2.blur(img, (k, k))
     std = np.sqrt(np.maximum(cv2.blur(img * img, (k, k)) - mean * mean, 0.0))
-    # Relative threshold: a fraction of the contrast of the print's best areas, with an
-    # absolute floor so that a blank or constant image yields no foreground at all.
-    ref = float(np.percentile(std, 95))
-    thr = max(p.segment_std_min * ref * 3.0, p.segment_min_contrast_grey)
-    fg = (std > thr).astype(np.uint8)
+    fg |= std > max(p.segment_relative_min * _p95(std), p.segment_min_contrast_grey)
+    fg = fg.astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k + 1, k + 1))
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
@@ -79,6 +94,77 @@ def segment(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
     ff_mask = np.zeros((h + 4, w + 4), np.uint8)
     cv2.floodFill(flood, ff_mask, (0, 0), 2)
     return (flood[1:-1, 1:-1] != 2).astype(np.uint8)
+
+
+def _p95(a: np.ndarray) -> float:
+    """95th percentile of a smooth map, read on every other row and column (4x cheaper)."""
+    sub = a[::2, ::2].ravel()
+    return float(np.partition(sub, int(0.95 * (sub.size - 1)))[int(0.95 * (sub.size - 1))])
+
+
+def ridge_band_energy(grey: np.ndarray, p: ExtractionParams) -> tuple[np.ndarray, float]:
+    """Local RMS of the image band-passed to ridge periods, and what noise alone would give.
+
+    Parameters
+    ----------
+    grey : uint8 (h, w)
+        Fingerprint at 500 dpi.
+
+    Returns
+    -------
+    energy : float32 (h, w)
+        RMS (grey levels), over a window of one block's extent, of the difference of two
+        near-Gaussian low-passes whose sigmas are about a quarter of the shortest and of the
+        longest ridge period: it passes periods of 5-15 px with a gain of about 0.3-0.7 and
+        stops pixel noise and shading.
+    noise : float
+        The energy the sensor's noise alone produces through the same band-pass (grey levels).
+
+    Notes
+    -----
+    Every low-pass is two passes of a box filter (:func:`_smooth`, O(1) per pixel), whose
+    sigma is ``sqrt((k^2 - 1) / 6)`` for width ``k``: about 2 ms for a 400 x 400 image.
+    """
+    f = grey.astype(np.float32)
+    k_fine = _box_width(p.ridge_period_min_px / 4.0)
+    k_coarse = _box_width(p.ridge_period_max_px / 4.0)
+    band = _smooth(f, k_fine) - _smooth(f, k_coarse)
+    # Window: the second moment of a block (sigma = block / sqrt(12)), so that the mask's edge
+    # follows the print's as closely as a block-wise estimate would.
+    energy = np.sqrt(np.maximum(_smooth(band * band, _box_width(p.block_size_px / np.sqrt(12.0))), 0.0))
+    # White noise of std s leaves std s * ||kernel||_2 through a linear filter.
+    impulse = np.zeros((4 * k_coarse + 1,) * 2, np.float32)
+    impulse[2 * k_coarse, 2 * k_coarse] = 1.0
+    k_band = _smooth(impulse, k_fine) - _smooth(impulse, k_coarse)
+    noise = sensor_noise_grey(grey, p) * float(np.sqrt((k_band * k_band).sum()))
+    return energy.astype(np.float32), noise
+
+
+def _box_width(sigma_px: float) -> int:
+    """Odd width of the box whose two passes (:func:`_smooth`) have about this sigma."""
+    return max(1, int(round(np.sqrt(6.0 * sigma_px**2 + 1.0))) | 1)
+
+
+def sensor_noise_grey(grey: np.ndarray, p: ExtractionParams) -> float:
+    """Standard deviation (grey levels) of the sensor's pixel noise.
+
+    The finest-scale residual (image minus its 3 x 3 mean) holds the pixel noise and little of
+    ridges whose period is at least 5 px; its mean absolute value is taken per block and the
+    quietest fifth of the blocks is used, where ridge edges leak least.
+    """
+    import cv2
+
+    f = grey.astype(np.float32)
+    resid = np.abs(f - cv2.blur(f, (3, 3), borderType=cv2.BORDER_REFLECT))
+    b = p.block_size_px
+    h, w = resid.shape
+    bh, bw = h // b, w // b
+    if bh == 0 or bw == 0:
+        return 0.0
+    per_block = cv2.resize(resid[: bh * b, : bw * b], (bw, bh), interpolation=cv2.INTER_AREA)
+    # Gaussian noise of std s: E|x| = s sqrt(2 / pi), and the residual filter (delta minus the
+    # 3 x 3 mean) passes it with gain sqrt(1 - 2/9 + 9/81) = sqrt(8/9).
+    return float(np.percentile(per_block, 20) * np.sqrt(np.pi / 2.0) / np.sqrt(8.0 / 9.0))
 
 
 def refine_mask(mask: np.ndarray, block_period: np.ndarray, p: ExtractionParams) -> np.ndarray:
