@@ -17,6 +17,10 @@ physical units and a seed derived from (dataset, image name, condition).  Then:
   of biomatch's extractor against the ground-truth minutiae (one-to-one within 12 px and 30 degrees
   at 500 dpi, the ``paired`` helper of ``benchmarks/synthetic_extraction.py``).
 
+Calibration: biomatch's measured FMR and FNMR at each shipped threshold (``biomatch.match.SCORE_AT_FMR``)
+per condition, the FVC sets pooled -- the thresholds must hold on every condition, not only on average --
+and the thresholds the undegraded sets give.
+
 Reported per dataset, condition and system: EER and FMR1000 (all-impostor, %), failures to extract
 (FTX: no template, or fewer minutiae than biomatch's matcher needs, ``MatchParams.min_minutiae``)
 and the median extraction CPU time.  Peers are NBIS mindtct+bozorth3 (``nbis-py``) and afis
@@ -498,6 +502,7 @@ def format_tables(results: dict, systems: list[str], missing: dict, generated: d
                           f"{len(fvc) * len(degraded)} (set, degraded condition) cells; its mean degraded EER "
                           f"{_pct(mean_deg[BIOMATCH])}% vs best peer {_pct(best)}% "
                           f"(ratio {ratio}, target <= 0.50)."]
+    lines += calibration_table(results, conditions)
     for d, by_cond in results.items():
         head = f"{d.upper()} ({'FVC2002' if d in FVC_DPI else 'SOCOFing real vs altered-hard'})"
         lines += ["", head + ": EER % / FMR1000 % / FTX (images) / extraction ms (median CPU)", "",
@@ -527,6 +532,49 @@ def format_tables(results: dict, systems: list[str], missing: dict, generated: d
                 lines.append(f"| {c} | {g['precision']:.3f} | {g['recall']:.3f} | {g['extracted_per_image']:.1f} | "
                              f"{g['true_per_image']:.1f} | {g['ftx']} | {g['extract_ms_median']:.0f} |")
     return "\n".join(lines)
+
+
+def calibration(results: dict, conditions: list[str]) -> dict:
+    """biomatch's measured FMR and FNMR at each threshold of ``biomatch.match.SCORE_AT_FMR``, per
+    condition, the FVC sets' impostor and genuine scores pooled; and the thresholds the "none"
+    condition gives (the smallest score that at most that fraction of its impostors reach)."""
+    from biomatch.match import SCORE_AT_FMR
+
+    fvc = [d for d in results if d in FVC_DPI]
+    out: dict = {"shipped": {str(k): v for k, v in SCORE_AT_FMR.items()}, "conditions": {}}
+    for c in conditions:
+        rs = [results[d][c].get(BIOMATCH, {}) for d in fvc]
+        if not fvc or not all("impostor" in r for r in rs):
+            continue
+        imp = np.concatenate([r["impostor"] for r in rs])
+        gen = np.concatenate([r["genuine"] for r in rs])
+        out["conditions"][c] = {str(k): {"fmr": float((imp >= v).mean()), "fnmr": float((gen < v).mean()),
+                                         "n_impostor": int(imp.size)}
+                                for k, v in SCORE_AT_FMR.items() if v is not None}
+        if c == "none":
+            srt = np.sort(imp)[::-1]
+            # Threshold for FMR f: just above the (floor(f n) + 1)-th highest impostor score.
+            out["none_thresholds"] = {str(k): float(np.nextafter(srt[int(math.floor(k * imp.size))], np.inf))
+                                      for k in SCORE_AT_FMR if int(math.floor(k * imp.size)) < imp.size}
+    return out
+
+
+def calibration_table(results: dict, conditions: list[str]) -> list[str]:
+    cal = calibration(results, conditions)
+    if not cal["conditions"]:
+        return []
+    keys = [k for k, v in cal["shipped"].items() if v is not None]
+    lines = ["", "Calibration: biomatch's measured FMR / FNMR (%) at the shipped thresholds "
+             "(biomatch.match.SCORE_AT_FMR), FVC impostors and genuines pooled per condition", "",
+             "| condition | " + " | ".join(f"FMR {float(k):g} (score {cal['shipped'][k]:g})" for k in keys) + " |",
+             "|---|" + "---:|" * len(keys)]
+    for c, row in cal["conditions"].items():
+        lines.append(f"| {c} | " + " | ".join(f"{100 * row[k]['fmr']:.3f} / {100 * row[k]['fnmr']:.1f}"
+                                              for k in keys) + " |")
+    if "none_thresholds" in cal:
+        lines += ["", "Thresholds the 'none' condition gives: " + ", ".join(
+            f"FMR {float(k):g}: {v:.4f}" for k, v in cal["none_thresholds"].items())]
+    return lines
 
 
 def plot(results: dict, systems: list[str], conditions: list[str], out: Path) -> list[Path]:
@@ -705,7 +753,8 @@ def main(argv=None) -> int:
                     for c, bc in by.items()} for d, by in results.items()}
         args.json.write_text(json.dumps({"command": " ".join(sys.argv), "wall_s": wall, "main_cpu_s": cpu,
                                          "systems": systems, "missing": missing, "conditions": conditions,
-                                         "results": slim, "generated": generated}, indent=1))
+                                         "results": slim, "generated": generated,
+                                         "calibration": calibration(results, conditions)}, indent=1))
     return 0
 
 

@@ -61,11 +61,15 @@ SCORE_AT_FMR: dict[float, float | None] = {
     # the four databases' impostor scores pooled (11,520 pairs), MatchParams() defaults
     # (elastic stage on): threshold = the smallest score such that the fraction of
     # impostors scoring >= it is <= the FMR; rounded up to 4 digits, the fractions are
-    # 0.998%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs pooled) 1.43%, 3.04% and 4.38%.
+    # 0.981%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs pooled) 1.52%, 2.95% and 4.38%.
+    # Re-measured after the ridge-band segmentation (2026-12-06; 0.001 moved from 0.0914) by
+    # benchmarks/robustness.py, whose calibration table also gives the FMR at these thresholds
+    # under each degradation: they hold within sampling noise except on small contact areas
+    # (64 mm^2: 0.21% at the 0.1% threshold).
     # 0.01% rests on the single highest impostor of the pool (the tail of the pooled
     # distribution, not a stable estimate): re-measure it on > 10^5 impostor pairs.
     0.01: 0.0692,
-    0.001: 0.0914,
+    0.001: 0.0915,
     0.0001: 0.1105,
 }
 """Decision thresholds: FMR (fraction) -> minimum score.  ``None`` = not yet measured."""
@@ -178,7 +182,7 @@ class FingerprintMatcher:
     FMR      score
     ======== ======
     1%       0.0692
-    0.1%     0.0914
+    0.1%     0.0915
     0.01%    0.1105 (tail of the pooled distribution: an extrapolation, not a measurement)
     ======== ======
 

@@ -43,7 +43,8 @@ class ExtractionParams:
     segment_min_band_grey: float = 1.0
     # Both tests also ask for this fraction of the print's strongest (95th percentile) ridge
     # energy or grey-level spread: far fainter ridge areas are latent residue of earlier
-    # fingers on the platen or another phalanx, not this impression.
+    # fingers on the platen or another phalanx, not this impression.  0.3 is the fraction the
+    # former contrast-only segmentation used.
     segment_relative_min: float = 0.3
     segment_min_contrast_grey: float = 6.0  # local grey-level std below this is never print
     # Orientation field.
