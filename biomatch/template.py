@@ -13,7 +13,8 @@ it by 180 degrees. ``kind`` 1 for a ridge ending and 2 for a bifurcation (0 othe
 The native binary format (``BMT1``) is little-endian::
 
     magic      4s   b"BMT1"
-    version    u16  2 (1: written before biomatch followed the ISO direction; see below)
+    version    u16  3 with a block orientation field, else 2 (1: written before biomatch
+                    followed the ISO direction; see below)
     width      u16  image width at 500 dpi (px)
     height     u16  image height at 500 dpi (px)
     quality    u8   whole-print quality 0-100
@@ -21,7 +22,13 @@ The native binary format (``BMT1``) is little-endian::
     params     16s  hash of the extraction parameters (ASCII hex)
     count      u16  number of minutiae
     minutiae   count x (x f32, y f32, angle f32, kind u8, quality u8)
+    block      u8   version 3 only: block side of the orientation field, 16 (px at 500 dpi)
+    field      rows x cols u8, version 3 only, row-major: rows = ceil(height / 16),
+                    cols = ceil(width / 16); see :attr:`Template.orientation_grid`
     crc32      u32  of everything before it
+
+A template without an orientation field is written as version 2, byte for byte what earlier
+releases wrote (and read).
 
 Decoding validates every field and raises :class:`~biomatch.errors.FormatError`
 naming the byte offset of the first inconsistency. Version 1 templates pointed directions the
@@ -59,7 +66,7 @@ import numpy as np
 
 from .errors import FormatError, invalid
 
-__all__ = ["MINUTIA_DTYPE", "Template", "encode", "decode", "save", "load_native",
+__all__ = ["MINUTIA_DTYPE", "ORIENTATION_BLOCK_PX", "NO_PRINT", "Template", "grid_shape", "encode", "decode", "save", "load_native",
            "FORMATS", "FingerView", "sniff", "load", "load_views", "dump"]
 
 MINUTIA_DTYPE = np.dtype(
@@ -69,8 +76,15 @@ MINUTIA_DTYPE = np.dtype(
 
 ENDING, BIFURCATION, OTHER = 1, 2, 0
 
+ORIENTATION_BLOCK_PX = 16
+"""Side of one block of :attr:`Template.orientation_grid`, in pixels at 500 dpi (0.8 mm)."""
+
+NO_PRINT = 255
+"""Value of an orientation-grid block without print (fewer than half its pixels in the mask)."""
+
 _MAGIC = b"BMT1"
-_VERSION = 2
+_VERSION = 2          # written for templates without an orientation field
+_VERSION_GRID = 3     # ... and with one
 _SYNTHETIC_PARAMS = "synthetic"  # see the module docstring: version 1 generated templates are not turned
 _HEADER = struct.Struct("<4sHHHBB16sH")
 _MAX_MINUTIAE = 1000  # ISO 19794-2 allows 255 per view; anything beyond this is corrupt
@@ -92,10 +106,19 @@ class Template:
     params_hash : str
         Hash of the :class:`~biomatch.params.ExtractionParams` that produced it
         (``""`` for templates from foreign sources).
+    orientation_grid : ndarray of uint8, shape (ceil(height / 16), ceil(width / 16)), optional
+        Ridge orientation per block of :data:`ORIENTATION_BLOCK_PX` = 16 px (row-major, from the
+        top-left corner): degrees 0-179, counter-clockwise from the x axis in image axes (y
+        down), so 180 - the minutia angle's orientation; :data:`NO_PRINT` (255) where fewer than
+        half of the block's pixels are print.  The matcher uses it as evidence beside the
+        minutiae (:attr:`~biomatch.params.MatchParams.orientation_weight`).  ``None`` when
+        unknown (templates read from ISO/IEC 19794-2, ANSI 378 or ANSI/NIST-ITL records,
+        native files of version 1 or 2, generated templates).
 
     Notes
     -----
-    Thread-safe (immutable). Memory: 14 bytes per minutia plus a small header.
+    Thread-safe (immutable). Memory: 14 bytes per minutia, one byte per grid block (about
+    600 for a 12.5 x 12.5 mm image) and a small header.
     """
 
     minutiae: np.ndarray
@@ -103,6 +126,7 @@ class Template:
     height: int
     quality: int = 0
     params_hash: str = ""
+    orientation_grid: np.ndarray | None = None
 
     def __post_init__(self):
         m = self.minutiae
@@ -129,13 +153,26 @@ class Template:
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
         object.__setattr__(self, "quality", int(self.quality))
+        g = self.orientation_grid
+        if g is not None:
+            shape = grid_shape(self.width, self.height)
+            if not isinstance(g, np.ndarray) or g.dtype != np.uint8:
+                raise invalid("orientation_grid", "None or an ndarray of uint8", getattr(g, "dtype", type(g).__name__))
+            if g.shape != shape:
+                raise invalid("orientation_grid", f"shape {shape} (ceil(height / 16), ceil(width / 16))", g.shape)
+            if np.any((g >= 180) & (g != NO_PRINT)):
+                raise invalid("orientation_grid", f"degrees 0-179 or {NO_PRINT}", int(g[(g >= 180) & (g != NO_PRINT)][0]))
+            g = np.ascontiguousarray(g).copy()
+            g.flags.writeable = False
+            object.__setattr__(self, "orientation_grid", g)
 
     def __len__(self) -> int:
         return len(self.minutiae)
 
     def __repr__(self) -> str:  # never print coordinates: templates are personal data
+        grid = "" if self.orientation_grid is None else ", orientation_grid"
         return (f"Template(n_minutiae={len(self)}, size={self.width}x{self.height}, "
-                f"quality={self.quality}, params={self.params_hash or '-'})")
+                f"quality={self.quality}, params={self.params_hash or '-'}{grid})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Template):
@@ -152,7 +189,8 @@ class Template:
 
     @classmethod
     def from_arrays(cls, x, y, angle, kind=None, quality=None, *, width: int, height: int,
-                    print_quality: int = 0, params_hash: str = "") -> "Template":
+                    print_quality: int = 0, params_hash: str = "",
+                    orientation_grid: np.ndarray | None = None) -> "Template":
         """Build a template from parallel 1-d arrays (angles in radians)."""
         x = np.asarray(x, np.float32)
         n = x.shape[0] if x.ndim == 1 else -1
@@ -164,7 +202,7 @@ class Template:
         m["angle"] = np.mod(np.asarray(angle, np.float64), 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
         m["kind"] = ENDING if kind is None else kind
         m["quality"] = 100 if quality is None else quality
-        return cls(m, width, height, print_quality, params_hash)
+        return cls(m, width, height, print_quality, params_hash, orientation_grid)
 
     def as_float_array(self) -> np.ndarray:
         """Minutiae as a C-contiguous ``float32 (n, 4)`` array: x, y, angle (rad), quality/100."""
@@ -175,14 +213,24 @@ class Template:
         return out
 
 
+def grid_shape(width: int, height: int) -> tuple[int, int]:
+    """Shape ``(rows, cols)`` of the orientation grid of a ``width`` x ``height`` px image."""
+    b = ORIENTATION_BLOCK_PX
+    return (int(height) + b - 1) // b, (int(width) + b - 1) // b
+
+
 def encode(template: Template) -> bytes:
-    """Serialise a template to the native ``BMT1`` format."""
+    """Serialise a template to the native ``BMT1`` format (version 3 with an orientation
+    field, else version 2)."""
     if not isinstance(template, Template):
         raise invalid("template", "a biomatch Template", type(template).__name__)
+    grid = template.orientation_grid
     ph = template.params_hash.encode("ascii")[:16].ljust(16, b"\0")
-    head = _HEADER.pack(_MAGIC, _VERSION, template.width, template.height, template.quality, 0,
-                        ph, len(template.minutiae))
+    head = _HEADER.pack(_MAGIC, _VERSION if grid is None else _VERSION_GRID, template.width, template.height,
+                        template.quality, 0, ph, len(template.minutiae))
     body = head + template.minutiae.astype(MINUTIA_DTYPE).tobytes()
+    if grid is not None:
+        body += bytes([ORIENTATION_BLOCK_PX]) + grid.tobytes()
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -196,13 +244,17 @@ def decode(data: bytes) -> Template:
     magic, version, width, height, quality, _, ph, count = _HEADER.unpack_from(data, 0)
     if magic != _MAGIC:
         raise FormatError(f"template: expected magic {_MAGIC!r}, got {magic!r}", 0)
-    if version not in (1, _VERSION):
-        raise FormatError(f"template: expected version 1 or {_VERSION}, got {version}", 4)
+    if version not in (1, _VERSION, _VERSION_GRID):
+        raise FormatError(f"template: expected version 1, {_VERSION} or {_VERSION_GRID}, got {version}", 4)
     if count > _MAX_MINUTIAE:
         raise FormatError(f"template: expected at most {_MAX_MINUTIAE} minutiae, got {count}", _HEADER.size - 2)
-    expected = _HEADER.size + count * MINUTIA_DTYPE.itemsize + 4
+    end = _HEADER.size + count * MINUTIA_DTYPE.itemsize  # end of the minutiae
+    rows, cols = grid_shape(width, height)
+    grid_bytes = 1 + rows * cols if version == _VERSION_GRID else 0
+    expected = end + grid_bytes + 4
     if len(data) != expected:
-        raise FormatError(f"template: expected {expected} bytes for {count} minutiae, got {len(data)}", len(data))
+        what = f"{count} minutiae" + (f" and a {rows} x {cols} orientation grid" if grid_bytes else "")
+        raise FormatError(f"template: expected {expected} bytes for {what}, got {len(data)}", len(data))
     (crc,) = struct.unpack_from("<I", data, expected - 4)
     if crc != zlib.crc32(data[: expected - 4]):
         raise FormatError("template: CRC32 mismatch (corrupt data)", expected - 4)
@@ -213,8 +265,17 @@ def decode(data: bytes) -> Template:
     m = np.frombuffer(data, MINUTIA_DTYPE, count, _HEADER.size).copy()
     if version == 1 and params != _SYNTHETIC_PARAMS:
         m["angle"] = np.mod(m["angle"].astype(np.float64) + np.pi, 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
+    grid = None
+    if grid_bytes:
+        if data[end] != ORIENTATION_BLOCK_PX:
+            raise FormatError(f"template: expected orientation blocks of {ORIENTATION_BLOCK_PX} px, got {data[end]}", end)
+        grid = np.frombuffer(data, np.uint8, rows * cols, end + 1).reshape(rows, cols)
+        bad = np.flatnonzero((grid >= 180) & (grid != NO_PRINT))
+        if bad.size:
+            raise FormatError(f"template: orientation grid value {int(grid.flat[bad[0]])} is neither 0-179 "
+                              f"nor {NO_PRINT}", end + 1 + int(bad[0]))
     try:
-        return Template(m, width, height, quality, params)
+        return Template(m, width, height, quality, params, grid)
     except Exception as exc:  # validation of values inside a well-formed frame
         raise FormatError(f"template: invalid content: {exc}", _HEADER.size) from exc
 

@@ -17,6 +17,8 @@ The pipeline, stage by stage (each stage is one module of this package)::
     valley_fork_...    endings placed at the valley fork        minutiae
     minutia_quality    per-minutia quality, usable-print gate   quality
     quality_score      0-100 print quality -> Template.quality  image_quality
+    block_orientations 16 px block orientation field ->         block_orientation
+                       Template.orientation_grid
 
 An optional, more accurate and about 35x slower extractor runs the LEADER minutiae
 network (pyfing, MIT) through OpenCV's dnn module:
@@ -27,7 +29,7 @@ Every intermediate result can be captured for inspection under a stable key
 (``"resolution"``, ``"dpi"``, ``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``,
 ``"coherence"``, ``"period"``, ``"block_period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``,
 ``"candidates"``,
-``"valley_skeleton"``, ``"minutiae"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
+``"valley_skeleton"``, ``"minutiae"``, ``"block_orientation"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
 ``"resolution"`` is the :class:`~biomatch.extract.resolution.ResolutionEstimate` (or None: no
 measurable ridge pattern) and ``"dpi"`` the resolution the image was read at (the estimate's with
 ``dpi="auto"``).
@@ -46,6 +48,7 @@ from ..errors import invalid
 from ..image import check_dpi, load_fingerprint, to_working_resolution
 from ..params import WORKING_DPI, ExtractionParams, params_hash
 from ..template import MINUTIA_DTYPE, Template
+from .block_orientation import block_orientations
 from .enhancement import binarise, enhance
 from .filtering import remove_false_minutiae
 from .frequency import ridge_period
@@ -88,7 +91,8 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     -------
     Template
         Minutiae at 500 dpi; ``quality`` is the 0-100 print quality score of
-        :mod:`biomatch.extract.image_quality` (what ``biomatch quality`` prints, at least 1).
+        :mod:`biomatch.extract.image_quality` (what ``biomatch quality`` prints, at least 1);
+        ``orientation_grid`` the 16 px block orientation field.
         An image without a usable print gives an empty template with quality 0 (not an
         exception).
 
@@ -149,8 +153,9 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     if print_quality(mask, coherence, ridges, idx.size, p.min_print_coherence) == 0:  # no usable print
         return Template.empty(w, h, tag)
     iq = quality_score(quality_features(mask, norm, coherence, enhanced, block_period, m["quality"], params=p))
-    t = Template(m, w, h, max(1, iq.score), tag)
-    _keep(cap, minutiae=t.minutiae)
+    grid = block_orientations(theta, coherence, mask)
+    t = Template(m, w, h, max(1, iq.score), tag, grid)
+    _keep(cap, minutiae=t.minutiae, block_orientation=grid)
     return t
 
 

