@@ -29,7 +29,17 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
    of :data:`SCORE_AT_FMR` are 5-7x it) the gate can only reject, i.e. never raises
    the FMR and raises the FNMR by at most the share of genuine pairs with
    lssr < gate (1 of 1,120 on FVC2002 B; 53% of the impostors skip the stage);
-5. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
+5. orientation-field agreement (on by default, ``MatchParams.orientation_weight`` = w): for
+   pairs that went through the elastic stage, when both templates carry a block orientation
+   field (:attr:`~biomatch.template.Template.orientation_grid`), a rigid transform fitted by
+   least squares on the best anchor's elastic pairs (the global transform of step 6 when they
+   are fewer than 3) maps the candidate's 16 px blocks onto the probe's; A2 = the mean
+   cos 2(orientation difference) over the overlapping print blocks and
+   score *= 1 - w + w * max(A2, 0).  Genuine pairs agree (median A2 ~0.97), impostors whose
+   minutiae happen to fit do not (median ~0.3); it lowers FMR1000 on degraded prints.  The
+   factor is <= 1, so the gate argument above still holds (gated pairs score < the gate and
+   are untouched); templates without the field (ISO/ANSI imports, older files) score as before;
+6. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
 The kernels live in ``native/mcc.cpp`` and ``native/mcc_scan.inc``; this module validates
@@ -144,7 +154,8 @@ def _prepare(ctx: _Context, template: Template) -> PreparedTemplate:
     if not isinstance(template, Template):
         raise invalid("template", "a biomatch Template", type(template).__name__)
     xyaq = np.ascontiguousarray(template.as_float_array(), dtype=np.float32)
-    return PreparedTemplate(template, ctx.hash, _native().prepare(ctx.config, xyaq))
+    # orientation_grid: validated, C-contiguous uint8 (Template), or None
+    return PreparedTemplate(template, ctx.hash, _native().prepare(ctx.config, xyaq, template.orientation_grid))
 
 
 def prepare(template: Template, params: MatchParams = MatchParams()) -> PreparedTemplate:
@@ -272,7 +283,13 @@ class FingerprintMatcher:
             frame: y is negated); ``consistent_pairs``, ``n_consistent``, ``overlap``,
             ``global_score``; ``elastic_pairs``, ``n_elastic_consistent``,
             ``elastic_overlap``, ``elastic_score`` of the best anchor (0 and empty when the
-            stage is off or gated out); ``score`` (equals :meth:`match`).
+            stage is off or gated out); ``orientation_agreement`` (A2, the mean cos 2(difference)
+            of the block orientations), ``orientation_blocks`` (overlapping print blocks),
+            ``orientation_rotation_rad`` and ``orientation_translation_px`` (the alignment used,
+            as ``rotation_rad``), ``orientation_factor`` (the score's multiplier,
+            ``1 - w + w * max(A2, 0)``) -- None, 0, None, None and 1.0 when the term does not
+            apply (a template without ``orientation_grid``, a gated pair, a score of 0);
+            ``score`` (equals :meth:`match`).
         """
         c = self._coerce(candidate, "candidate")
         return dict(_native().explain(self._ctx.config, self._probe._native, c._native))

@@ -3,10 +3,12 @@
 // rechecked, and the GIL is released around every native computation.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "mcc.hpp"
@@ -20,6 +22,7 @@ using biomatch::Prepared;
 namespace {
 
 using Minutiae = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Grid = nb::ndarray<const uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
 MccParams params_from_dict(const nb::dict& d) {
   MccParams p;
@@ -35,7 +38,7 @@ MccParams params_from_dict(const nb::dict& d) {
     F(global_max_distance_px) F(global_max_angle_deg) F(global_weight)
     I(elastic_anchors) F(elastic_distance_px) F(elastic_distance_fraction) F(elastic_angle_deg)
     F(elastic_weight) F(elastic_gate) F(elastic_cluster_px)
-    F(elastic_cluster_deg)
+    F(elastic_cluster_deg) F(orientation_weight)
 #undef F
 #undef I
     throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
@@ -75,6 +78,19 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
   d["n_elastic_consistent"] = e.n_elastic;
   d["elastic_overlap"] = nb::make_tuple(e.elastic_overlap_a, e.elastic_overlap_b);
   d["elastic_score"] = e.elastic_score;
+  if (e.orientation_used) {
+    d["orientation_agreement"] = e.orientation_agreement;
+    d["orientation_blocks"] = e.orientation_blocks;
+    d["orientation_rotation_rad"] = e.orientation_rot;
+    d["orientation_translation_px"] = nb::make_tuple(e.orientation_tx, e.orientation_ty);
+    d["orientation_factor"] = e.orientation_factor;
+  } else {
+    d["orientation_agreement"] = nb::none();
+    d["orientation_blocks"] = 0;
+    d["orientation_rotation_rad"] = nb::none();
+    d["orientation_translation_px"] = nb::none();
+    d["orientation_factor"] = 1.f;
+  }
   d["score"] = e.score;
   return d;
 }
@@ -103,9 +119,11 @@ NB_MODULE(_native, m) {
   nb::class_<Prepared>(m, "Prepared")
       .def_prop_ro("n_minutiae", [](const Prepared& p) { return p.n; })
       .def_prop_ro("n_valid_cylinders", [](const Prepared& p) { return static_cast<int>(p.cyl_index.size()); })
+      .def_prop_ro("has_orientation_grid", [](const Prepared& p) { return p.has_grid(); })
       .def_prop_ro("nbytes", [](const Prepared& p) {
         return (p.bits.size() + p.mask.size() + p.smask.size() + p.cyl_ones.size()) * 8 + p.cyl_full.size() +
-               (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size() + p.soa.size()) * 4;
+               (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size() + p.soa.size()) * 4 +
+               (p.grid_c2.size() + p.grid_s2.size() + p.grid_pts.size()) * 4 + p.grid_valid.size();
       })
       .def("cylinders", [](const Prepared& p, const Config& cfg) {
         std::vector<int> index;
@@ -118,11 +136,19 @@ NB_MODULE(_native, m) {
          "Valid cylinders in minutia order, unpacked (bit k*Ns*Ns + i*Ns + j): (minutia index int32 (v,), "
          "bits uint64 (v, words), mask uint64 (v, words)).");
 
-  m.def("prepare", [](const Config& cfg, Minutiae xyaq) {
+  m.def("prepare", [](const Config& cfg, Minutiae xyaq, std::optional<Grid> grid) {
     int n = rows(xyaq);
+    const uint8_t* g = nullptr;
+    int gr = 0, gc = 0;
+    if (grid) {
+      g = grid->data();
+      gr = static_cast<int>(grid->shape(0));
+      gc = static_cast<int>(grid->shape(1));
+    }
     nb::gil_scoped_release nogil;
-    return biomatch::prepare(cfg, xyaq.data(), n);
-  }, "config"_a, "minutiae"_a);
+    return biomatch::prepare(cfg, xyaq.data(), n, g, gr, gc);
+  }, "config"_a, "minutiae"_a, "grid"_a = nb::none(),
+     "grid: optional uint8 (rows, cols) block orientations (degrees 0-179, 255 = no print).");
 
   m.def("match", [](const Config& cfg, const Prepared& a, const Prepared& b) {
     nb::gil_scoped_release nogil;

@@ -362,8 +362,10 @@ float Config::z_angle(float a) const {
   return lut_angle_[std::min(i, static_cast<int>(lut_angle_.size()) - 1)];
 }
 
-Prepared prepare(const Config& cfg, const float* xyaq, int n) {
+Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* grid, int rows, int cols) {
   if (n < 0 || n > 65535) throw std::invalid_argument("minutiae: expected at most 65535 rows");
+  if (rows < 0 || cols < 0 || rows > 4096 || cols > 4096 || (grid == nullptr && rows * cols > 0))
+    throw std::invalid_argument("orientation grid: expected 0..4096 rows and columns");
   Prepared t;
   t.n = n;
   t.words = cfg.words();
@@ -429,6 +431,29 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n) {
     for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[i * mw + u]);
     t.cyl_full.push_back(static_cast<int>(nmask) * cfg.params().angular_cells == cfg.disc_cells());
     t.cyl_ones.push_back(nbits << 16 | nmask << 48);
+  }
+  if (grid != nullptr && rows > 0 && cols > 0) {
+    t.grid_rows = rows;
+    t.grid_cols = cols;
+    const size_t g = size_t(rows) * cols;
+    t.grid_c2.assign(g, 0.f);
+    t.grid_s2.assign(g, 0.f);
+    t.grid_valid.assign(g, 0);
+    constexpr int B = kOrientationBlockPx;
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) {
+        const size_t k = size_t(i) * cols + j;
+        const uint8_t v = grid[k];
+        if (v == kNoPrint) continue;
+        if (v >= 180) throw std::invalid_argument("orientation grid: expected degrees 0..179 or 255");
+        const double a2 = 2.0 * v * (3.14159265358979323846 / 180.0);
+        t.grid_c2[k] = static_cast<float>(std::cos(a2));
+        t.grid_s2[k] = static_cast<float>(std::sin(a2));
+        t.grid_valid[k] = 1;
+        // Block centre in the y-up working frame of the minutiae.
+        t.grid_pts.insert(t.grid_pts.end(), {float(j * B) + 0.5f * B, -(float(i * B) + 0.5f * B), t.grid_c2[k],
+                                             t.grid_s2[k]});
+      }
   }
   return t;
 }
@@ -1062,6 +1087,85 @@ __attribute__((target("avx512f,avx512vl"))) void relax_avx512(const float* rho, 
 }
 #endif
 
+// The global rigid transform of match() step 6: fitted on the LSS-R top pairs, refined once on
+// the minutiae it pairs one-to-one.
+struct GlobalFit {
+  float rot = 0, tx = 0, ty = 0;
+  int nc = 0;
+  std::vector<int> ca, cb;
+};
+
+void global_fit(const MccParams& p, const Prepared& a, const Prepared& b, Scratch& s, int ntop, GlobalFit& g) {
+  fit_rigid(a, b, s.ta.data(), s.tb.data(), s.tw.data(), ntop, g.rot, g.tx, g.ty);
+  g.nc = count_consistent(p, a, b, g.rot, g.tx, g.ty, s, &g.ca, &g.cb);
+  if (g.nc >= 3) {
+    std::vector<float> ones(g.nc, 1.f);
+    float r2 = g.rot, x2 = g.tx, y2 = g.ty;
+    fit_rigid(a, b, g.ca.data(), g.cb.data(), ones.data(), g.nc, r2, x2, y2);
+    std::vector<int> ca2, cb2;
+    int nc2 = count_consistent(p, a, b, r2, x2, y2, s, &ca2, &cb2);
+    if (nc2 > g.nc) {
+      g.nc = nc2; g.rot = r2; g.tx = x2; g.ty = y2;
+      g.ca.swap(ca2); g.cb.swap(cb2);
+    }
+  }
+}
+
+// Least-squares rotation and translation B ~ R A + t (positions only, double sums in the order
+// of A's minutiae) over the pairs of part (1 + partner in B per minutia of A, 0: none).
+void refit_pairs(const Prepared& a, const Prepared& b, const std::vector<int>& part, float& rot, float& tx,
+                 float& ty) {
+  double ax = 0, ay = 0, bx = 0, by = 0;
+  int m = 0;
+  for (int i = 0; i < a.n; ++i) {
+    if (!part[i]) continue;
+    const int j = part[i] - 1;
+    ax += a.x[i]; ay += a.y[i]; bx += b.x[j]; by += b.y[j];
+    ++m;
+  }
+  ax /= m; ay /= m; bx /= m; by /= m;
+  double sc = 0, ss = 0;
+  for (int i = 0; i < a.n; ++i) {
+    if (!part[i]) continue;
+    const int j = part[i] - 1;
+    const double ux = a.x[i] - ax, uy = a.y[i] - ay, vx = b.x[j] - bx, vy = b.y[j] - by;
+    sc += ux * vx + uy * vy;
+    ss += ux * vy - uy * vx;
+  }
+  const double r = std::atan2(ss, sc), c = std::cos(r), sn = std::sin(r);
+  rot = static_cast<float>(r);
+  tx = static_cast<float>(bx - (c * ax - sn * ay));
+  ty = static_cast<float>(by - (sn * ax + c * ay));
+}
+
+// Orientation agreement A2 of B's grid with A's under B ~ R(rot) A + t: each valid block centre c
+// of B goes to R^T (c - t) in A's frame, its orientation (image axes) turns by +rot; A2 = the mean
+// cos 2(o_A - o_B') over the centres landing on a valid block of A (0 when none), n their number.
+// Scalar double arithmetic, one implementation for every kernel: the same bits everywhere.
+void orientation_agreement(const Prepared& a, const Prepared& b, float rot, float tx, float ty, float& agree,
+                           int& n) {
+  const double cr = std::cos(double(rot)), sr = std::sin(double(rot));
+  const double c2 = std::cos(2.0 * rot), s2 = std::sin(2.0 * rot);
+  constexpr double inv = 1.0 / kOrientationBlockPx;  // a power of 2: px * inv is exactly px / B
+  const double w = double(a.grid_cols) * kOrientationBlockPx, h = double(a.grid_rows) * kOrientationBlockPx;
+  const float* q = b.grid_pts.data();
+  const size_t nq = b.grid_pts.size() / 4;
+  double sum = 0;
+  int cnt = 0;
+  for (size_t k = 0; k < nq; ++k, q += 4) {
+    const double dx = q[0] - double(tx), dy = q[1] - double(ty);
+    const double px = cr * dx + sr * dy, py = sr * dx - cr * dy;  // A's frame, image axes (y down)
+    if (!(px >= 0 && px < w && py >= 0 && py < h)) continue;
+    const size_t idx = size_t(int(py * inv)) * a.grid_cols + size_t(int(px * inv));
+    if (!a.grid_valid[idx]) continue;
+    const double qc = c2 * q[2] - s2 * q[3], qs = s2 * q[2] + c2 * q[3];
+    sum += a.grid_c2[idx] * qc + a.grid_s2[idx] * qs;
+    ++cnt;
+  }
+  agree = cnt ? static_cast<float>(sum / cnt) : 0.f;
+  n = cnt;
+}
+
 }  // namespace
 
 float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, Explanation* ex) {
@@ -1222,7 +1326,8 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   float elastic = 0.f, fused = lssr;
   int best_q = -1, ne = 0, eova = 0, eovb = 0;
   float best_c = 1.f, best_s = 0.f;  // cos, sin of the best rotation
-  if (p.elastic_anchors > 0 && lssr >= p.elastic_gate) {
+  const bool staged = p.elastic_anchors > 0 && lssr >= p.elastic_gate;
+  if (staged) {
     const int nq = std::min(p.elastic_anchors, ntop);
     // Anchors giving about the same alignment as one already tried are skipped: an anchor
     // paired under the best anchor so far (s.epart holds, per minutia of A, 1 + its partner
@@ -1281,6 +1386,8 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
         ne = c;
         best_c = c2;
         best_s = s2;
+        s.epart.assign(a.n, 0);  // the best anchor's pairs, for the orientation term
+        for (size_t u = 0; u < s.ea.size(); ++u) s.epart[s.ea[u]] = s.eb[u] + 1;
       }
     }
     if (best_q >= 0) {
@@ -1316,28 +1423,47 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
       ex->elastic_score = elastic;
     }
   }
-  if (p.global_weight <= 0.f && ex == nullptr) return fused;
-  const std::vector<int>& ta = s.ta;
-  const std::vector<int>& tb = s.tb;
-  const std::vector<float>& tw = s.tw;
-
-  // 5. Global consistency: one rigid transform from the LSS-R pairs, refined once on the
-  //    minutiae it pairs; score = n_c^2 / (overlap_a * overlap_b).
-  float rot = 0, tx = 0, ty = 0;
-  fit_rigid(a, b, ta.data(), tb.data(), tw.data(), ntop, rot, tx, ty);
-  std::vector<int> ca, cb;
-  int nc = count_consistent(p, a, b, rot, tx, ty, s, &ca, &cb);
-  if (nc >= 3) {
-    std::vector<float> ones(nc, 1.f);
-    float r2 = rot, x2 = tx, y2 = ty;
-    fit_rigid(a, b, ca.data(), cb.data(), ones.data(), nc, r2, x2, y2);
-    std::vector<int> ca2, cb2;
-    int nc2 = count_consistent(p, a, b, r2, x2, y2, s, &ca2, &cb2);
-    if (nc2 > nc) {
-      nc = nc2; rot = r2; tx = x2; ty = y2;
-      ca.swap(ca2); cb.swap(cb2);
+  // 6. Orientation-field agreement (non-minutiae evidence): pairs that went through the elastic
+  //    stage, both templates with a grid: the best anchor's pairs (>= 3) fix a rigid transform
+  //    by least squares (else the global transform of step 7), A2 = the mean cos 2(difference)
+  //    of the overlapping valid blocks, score *= 1 - w + w * max(A2, 0).  Gated pairs keep lssr.
+  GlobalFit g;
+  bool have_global = false;
+  float ori_factor = 1.f;
+  const float ow = p.orientation_weight;
+  if (staged && fused > 0.f && a.has_grid() && b.has_grid() && (ow > 0.f || ex)) {
+    float orot, otx, oty, agree;
+    int nov;
+    if (ne >= 3 && best_q >= 0) {
+      refit_pairs(a, b, s.epart, orot, otx, oty);
+    } else {
+      global_fit(p, a, b, s, ntop, g);
+      have_global = true;
+      orot = g.rot; otx = g.tx; oty = g.ty;
+    }
+    orientation_agreement(a, b, orot, otx, oty, agree, nov);
+    ori_factor = 1.f - ow + ow * std::max(agree, 0.f);
+    if (ex) {
+      ex->orientation_used = true;
+      ex->orientation_agreement = agree;
+      ex->orientation_blocks = nov;
+      ex->orientation_rot = orot;
+      ex->orientation_tx = otx;
+      ex->orientation_ty = oty;
+      ex->orientation_factor = ori_factor;
     }
   }
+  if (p.global_weight <= 0.f && ex == nullptr) return ori_factor == 1.f ? fused : fused * ori_factor;
+  const std::vector<int>& ta = s.ta;
+  const std::vector<int>& tb = s.tb;
+
+  // 7. Global consistency: one rigid transform from the LSS-R pairs, refined once on the
+  //    minutiae it pairs; score = n_c^2 / (overlap_a * overlap_b).
+  if (!have_global) global_fit(p, a, b, s, ntop, g);
+  const float rot = g.rot, tx = g.tx, ty = g.ty;
+  const int nc = g.nc;
+  const std::vector<int>& ca = g.ca;
+  const std::vector<int>& cb = g.cb;
   const float c = std::cos(rot), sn = std::sin(rot);
   int ova = 0, ovb = 0;
   for (int i = 0; i < a.n; ++i)
@@ -1349,7 +1475,8 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   const float floor_ov = float(p.pairs_max);
   float glob = float(nc) * float(nc) / (std::max(float(ova), floor_ov) * std::max(float(ovb), floor_ov));
   glob = std::clamp(glob, 0.f, 1.f);
-  const float score = p.global_weight > 0.f ? std::pow(fused, 1.f - p.global_weight) * std::pow(glob, p.global_weight) : fused;
+  float score = p.global_weight > 0.f ? std::pow(fused, 1.f - p.global_weight) * std::pow(glob, p.global_weight) : fused;
+  if (ori_factor != 1.f) score *= ori_factor;
 
   if (ex) {
     ex->lss_a = s.ra;

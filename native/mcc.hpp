@@ -56,6 +56,11 @@ struct MccParams {
   float elastic_gate = 0.f;                 // lssr below this: no elastic stage, score = lssr
   float elastic_cluster_px = 0.f;           // anchors aligned like a tried one within this (0: off)
   float elastic_cluster_deg = 15.f;         // ... and this: skipped
+  // Orientation-field agreement (non-minutiae evidence): when both templates carry a block
+  // orientation grid and the pair went through the elastic stage, score *= 1 - w + w * max(A2, 0),
+  // A2 = mean cos 2(difference) of the overlapping valid blocks under a rigid refit on the best
+  // anchor's elastic pairs (the global transform when they are fewer than 3).
+  float orientation_weight = 1.f;
 };
 
 // Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
@@ -95,7 +100,17 @@ struct Prepared {
   std::vector<float> hull_lines;    // per hull edge: outward unit normal (nx, ny), offset
   int npad = 0;                     // n rounded up to a multiple of 16
   std::vector<float> soa;           // x, y, cos_theta, sin_theta, each padded to npad (far away)
+  // Block orientation grid (kOrientationBlockPx blocks, image axes); 0 x 0 when absent.
+  int grid_rows = 0, grid_cols = 0;
+  std::vector<float> grid_c2, grid_s2;  // rows * cols: cos, sin of twice the orientation (0: no print)
+  std::vector<uint8_t> grid_valid;      // rows * cols: 1 on print
+  std::vector<float> grid_pts;          // per valid block: centre x, y (y-up frame), cos 2o, sin 2o
+  bool has_grid() const { return grid_rows > 0 && grid_cols > 0; }
 };
+
+// Side of one orientation-grid block, px at 500 dpi (biomatch.template.ORIENTATION_BLOCK_PX).
+constexpr int kOrientationBlockPx = 16;
+constexpr uint8_t kNoPrint = 255;
 
 // Immutable per-parameter tables.
 class Config {
@@ -141,8 +156,10 @@ class Config {
   float elastic_cos_max_, elastic_cluster_cos_;
 };
 
-// xyaq: n rows of (x, y, angle rad CCW as displayed with y down, quality 0..1).
-Prepared prepare(const Config& cfg, const float* xyaq, int n);
+// xyaq: n rows of (x, y, angle rad CCW as displayed with y down, quality 0..1).  grid: rows x cols
+// orientation degrees 0..179 (image axes) or kNoPrint, row-major, or nullptr (rows = cols = 0).
+Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* grid = nullptr, int rows = 0,
+                 int cols = 0);
 
 // Float cell values (n, Nd, Ns, Ns) and cell validity (n, Ns, Ns) before
 // thresholding, and the per-minutia cylinder validity; for tests and explain().
@@ -189,6 +206,11 @@ struct Explanation {
   int elastic_anchor = -1, n_elastic = 0, elastic_overlap_a = 0, elastic_overlap_b = 0;
   float elastic_score = 0;
   int valid_cylinders_a = 0, valid_cylinders_b = 0;
+  bool orientation_used = false;          // A2 computed (both grids, elastic stage, score > 0)
+  float orientation_agreement = 0;        // A2
+  int orientation_blocks = 0;             // overlapping valid blocks
+  float orientation_rot = 0, orientation_tx = 0, orientation_ty = 0;  // its alignment, B ~ R A + t
+  float orientation_factor = 1;           // 1 - w + w * max(A2, 0)
 };
 
 float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,

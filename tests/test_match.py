@@ -224,7 +224,9 @@ def test_explain_has_stable_keys_and_agrees_with_match():
     assert set(e) == {"valid_cylinders", "lss_pairs", "lss_similarity", "relaxed_similarity", "n_pairs",
                       "top_pairs", "top_relaxed_similarity", "lssr_score", "rotation_rad", "translation_px",
                       "consistent_pairs", "n_consistent", "overlap", "global_score", "elastic_pairs",
-                      "n_elastic_consistent", "elastic_overlap", "elastic_score", "score"}
+                      "n_elastic_consistent", "elastic_overlap", "elastic_score", "orientation_agreement",
+                      "orientation_blocks", "orientation_rotation_rad", "orientation_translation_px",
+                      "orientation_factor", "score"}
     assert e["score"] == pytest.approx(m.match(cand))
     assert e["n_consistent"] > 20
     # The fitted rotation is the one applied (y-up frame, counter-clockwise).

@@ -1,0 +1,259 @@
+"""The block orientation field as matching evidence: template codec, native fusion, kernels.
+
+Real prints (FVC2002 DB1_B, biomatch's extractor) carry the field; numpy references recompute
+the agreement A2 from what explain() reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from _util import need_dataset
+from biomatch.errors import FormatError, InvalidInputError
+from biomatch.match import FingerprintMatcher, prepare
+from biomatch.params import MatchParams
+from biomatch.template import (MINUTIA_DTYPE, NO_PRINT, Template, decode, dump, encode, grid_shape, load)
+
+native = pytest.importorskip("biomatch._native")
+
+NAMES = ["101_1", "101_2", "101_3", "102_1", "102_2", "103_1", "103_4", "104_2"]
+
+
+@pytest.fixture(scope="module")
+def prints():
+    import biomatch
+
+    folder = need_dataset("fvc2002/db1_b")
+    return [biomatch.extract(folder / f"{n}.tif", 500) for n in NAMES]
+
+
+def without_grid(t: Template) -> Template:
+    return Template(t.minutiae, t.width, t.height, t.quality, t.params_hash)
+
+
+def small_template(grid=True, seed=3):
+    rng = np.random.default_rng(seed)
+    n, w, h = 12, 70, 40
+    g = rng.integers(0, 180, grid_shape(w, h)).astype(np.uint8) if grid else None
+    if grid:
+        g[0, 0] = NO_PRINT
+    return Template.from_arrays(rng.uniform(0, w, n), rng.uniform(0, h, n), rng.uniform(0, 2 * np.pi, n),
+                                width=w, height=h, print_quality=40, params_hash="0123456789abcdef",
+                                orientation_grid=g)
+
+
+# ---------------------------------------------------------------- template and codec
+
+def test_codec_round_trip_with_and_without_grid():
+    t = small_template()
+    assert t.orientation_grid.shape == (3, 5) == grid_shape(70, 40)
+    data = encode(t)
+    assert struct.unpack_from("<H", data, 4)[0] == 3
+    back = decode(data)
+    assert back == t
+    np.testing.assert_array_equal(back.orientation_grid, t.orientation_grid)
+    assert not back.orientation_grid.flags.writeable
+    bare = without_grid(t)
+    assert bare != t  # the field takes part in equality
+    data2 = encode(bare)
+    assert struct.unpack_from("<H", data2, 4)[0] == 2 and len(data) - len(data2) == 1 + 15
+    assert decode(data2) == bare and decode(data2).orientation_grid is None
+    other = Template(t.minutiae, t.width, t.height, t.quality, t.params_hash,
+                     np.where(t.orientation_grid == 7, 8, 7).astype(np.uint8))
+    assert other != t
+
+
+def test_version_2_layout_is_unchanged_and_read_without_grid():
+    """A template without the field is written byte for byte as version 2 (earlier releases'
+    files), and such files, and version 1 ones, decode with no field."""
+    t = without_grid(small_template())
+    head = struct.pack("<4sHHHBB16sH", b"BMT1", 2, 70, 40, 40, 0, b"0123456789abcdef", len(t))
+    body = head + t.minutiae.astype(MINUTIA_DTYPE).tobytes()
+    old = body + struct.pack("<I", zlib.crc32(body))
+    assert encode(t) == old
+    assert decode(old) == t and decode(old).orientation_grid is None
+    v1 = bytearray(body)
+    struct.pack_into("<H", v1, 4, 1)
+    v1 = bytes(v1) + struct.pack("<I", zlib.crc32(bytes(v1)))
+    assert decode(v1).orientation_grid is None and len(decode(v1)) == len(t)
+
+
+@pytest.mark.parametrize("mutate", ["block", "value", "truncate", "extra"])
+def test_corrupt_grid_raises_format_error(mutate):
+    data = bytearray(encode(small_template())[:-4])
+    end = 30 + 14 * 12
+    if mutate == "block":
+        data[end] = 32
+    elif mutate == "value":
+        data[end + 3] = 200
+    elif mutate == "truncate":
+        data = data[:-1]
+    else:
+        data += b"\0"
+    data = bytes(data) + struct.pack("<I", zlib.crc32(bytes(data)))
+    with pytest.raises(FormatError):
+        decode(data)
+
+
+def test_grid_is_validated():
+    t = small_template()
+    for bad in (t.orientation_grid.astype(np.int16), t.orientation_grid[:2], t.orientation_grid.T.copy(),
+                np.full((3, 5), 180, np.uint8), [[0] * 5] * 3):
+        with pytest.raises(InvalidInputError, match="orientation_grid"):
+            Template(t.minutiae, t.width, t.height, t.quality, t.params_hash, bad)
+    with pytest.raises(ValueError):
+        native.prepare(native.Config(dataclasses.asdict(MatchParams())), t.as_float_array(),
+                       np.full((3, 5), 200, np.uint8))
+
+
+def test_standard_formats_omit_the_grid():
+    t = small_template()
+    for fmt in ("iso19794-2:2005", "iso19794-2:2011", "ansi378"):
+        data = dump(t, fmt)
+        assert data == dump(without_grid(t), fmt)
+        assert load(data).orientation_grid is None
+
+
+def test_extraction_fills_the_grid(prints):
+    t = prints[0]
+    g = t.orientation_grid
+    assert g.shape == grid_shape(t.width, t.height)
+    valid = g != NO_PRINT
+    assert 0.3 < valid.mean() < 1.0
+    # The grid's orientation (image axes) is the minutiae's direction modulo pi, negated.
+    m = t.minutiae
+    gi = g[(m["y"] // 16).astype(int), (m["x"] // 16).astype(int)].astype(np.float64)
+    ok = gi != NO_PRINT
+    d = np.deg2rad(gi[ok]) + m["angle"][ok]
+    assert np.median(np.cos(2 * d)) > 0.95
+
+
+# ---------------------------------------------------------------- matcher
+
+def reference_agreement(probe: Template, cand: Template, e: dict):
+    """numpy A2: rigid least-squares refit on explain()'s elastic pairs (>= 3, else its global
+    transform), the candidate's valid blocks mapped into the probe's grid."""
+    ea, eb = (np.asarray(v, int) for v in e["elastic_pairs"])
+    if len(ea) >= 3:
+        pa = np.c_[probe.minutiae["x"][ea], -probe.minutiae["y"][ea]].astype(np.float64)
+        pb = np.c_[cand.minutiae["x"][eb], -cand.minutiae["y"][eb]].astype(np.float64)
+        A, B = pa - pa.mean(0), pb - pb.mean(0)
+        rot = np.arctan2((A[:, 0] * B[:, 1] - A[:, 1] * B[:, 0]).sum(), (A * B).sum())
+        c, s = np.cos(rot), np.sin(rot)
+        tx, ty = pb.mean(0) - [c * pa[:, 0].mean() - s * pa[:, 1].mean(), s * pa[:, 0].mean() + c * pa[:, 1].mean()]
+    else:
+        rot, (tx, ty) = e["rotation_rad"], e["translation_px"]
+    gp, gc = probe.orientation_grid, cand.orientation_grid
+    iy, ix = np.nonzero(gc != NO_PRINT)
+    dx, dy = ix * 16 + 8.0 - tx, -(iy * 16 + 8.0) - ty
+    px, py = np.cos(rot) * dx + np.sin(rot) * dy, np.sin(rot) * dx - np.cos(rot) * dy
+    bi, bj = np.floor(py / 16).astype(int), np.floor(px / 16).astype(int)
+    inside = (bi >= 0) & (bi < gp.shape[0]) & (bj >= 0) & (bj < gp.shape[1])
+    op = gp[bi[inside], bj[inside]].astype(np.float64)
+    oc = gc[iy[inside], ix[inside]].astype(np.float64)
+    keep = op != NO_PRINT
+    diff = np.deg2rad(op[keep] - oc[keep]) - rot
+    return (float(np.cos(2 * diff).mean()) if keep.any() else 0.0), int(keep.sum()), rot
+
+
+def test_explain_reports_agreement_equal_to_numpy_reference(prints):
+    m = FingerprintMatcher(prints[0])
+    seen_genuine = False
+    for cand in prints[1:]:
+        e = m.explain(cand)
+        if e["orientation_agreement"] is None:
+            assert e["lssr_score"] < MatchParams().elastic_gate and e["score"] == e["lssr_score"]
+            continue
+        a2, n, rot = reference_agreement(prints[0], cand, e)
+        assert e["orientation_blocks"] == n > 0
+        assert e["orientation_agreement"] == pytest.approx(a2, abs=1e-5)
+        assert e["orientation_rotation_rad"] == pytest.approx(rot, abs=1e-5)
+        # score = sqrt(lssr * elastic) * max(A2, 0) at the default weight 1, in float32
+        fused = np.sqrt(np.float32(e["lssr_score"]) * np.float32(e["elastic_score"]))
+        assert e["orientation_factor"] == np.float32(max(e["orientation_agreement"], 0.0))
+        assert e["score"] == pytest.approx(float(fused * np.float32(e["orientation_factor"])), rel=1e-6)
+        assert e["score"] == pytest.approx(m.match(cand), abs=0)
+        if cand is prints[1]:  # a second impression of the same finger: the fields agree
+            assert e["orientation_agreement"] > 0.9 and e["orientation_blocks"] > 100
+            seen_genuine = True
+    assert seen_genuine
+
+
+def test_score_unchanged_when_either_template_has_no_grid(prints):
+    bare = [without_grid(t) for t in prints]
+    ref = FingerprintMatcher(bare[0]).match_many(bare)
+    with_grids = FingerprintMatcher(prints[0]).match_many(prints)
+    assert np.any(with_grids != ref)  # the evidence acts where both have a field
+    np.testing.assert_array_equal(FingerprintMatcher(prints[0]).match_many(bare), ref)
+    np.testing.assert_array_equal(FingerprintMatcher(bare[0]).match_many(prints), ref)
+    off = MatchParams(orientation_weight=0.0)
+    np.testing.assert_array_equal(FingerprintMatcher(prints[0], off).match_many(prints), ref)
+    e = FingerprintMatcher(bare[0]).explain(prints[1])
+    assert e["orientation_agreement"] is None and e["orientation_factor"] == 1.0
+
+
+def test_orientation_weight_blends(prints):
+    half = MatchParams(orientation_weight=0.5)
+    m0 = FingerprintMatcher(without_grid(prints[0]), half)
+    m1 = FingerprintMatcher(prints[0], half)
+    checked = 0
+    for cand in prints[1:]:
+        e = m1.explain(cand)
+        s = np.float32(m0.match(without_grid(cand)))
+        if e["orientation_agreement"] is None:  # gated
+            assert np.float32(m1.match(cand)) == s
+            continue
+        checked += 1
+        f = np.float32(0.5) + np.float32(0.5) * np.float32(max(e["orientation_agreement"], 0.0))
+        assert e["orientation_factor"] == f
+        assert np.float32(m1.match(cand)) == s * f
+    assert checked >= 2
+    with pytest.raises(InvalidInputError):
+        MatchParams(orientation_weight=1.5)
+
+
+def test_gated_pairs_keep_lssr(prints):
+    """A pair below the elastic gate skips the stage and the orientation term: score = lssr."""
+    gated = 0
+    for i, probe in enumerate(prints):
+        m = FingerprintMatcher(probe)
+        for cand in prints[i + 1:]:
+            e = m.explain(cand)
+            if e["lssr_score"] < MatchParams().elastic_gate:
+                gated += 1
+                assert e["orientation_agreement"] is None and e["score"] == e["lssr_score"]
+                assert m.match(cand) == FingerprintMatcher(without_grid(probe)).match(without_grid(cand))
+    assert gated > 0
+
+
+def test_kernels_give_identical_scores_with_grids(prints):
+    d = dataclasses.asdict(MatchParams())
+    cfgs = {"portable": native.Config(d, kernel="portable")}
+    if native.popcount_kernel == "avx512":
+        cfgs["avx512"] = native.Config(d, kernel="avx512")
+    results = {}
+    for name, cfg in cfgs.items():
+        prep = [native.prepare(cfg, t.as_float_array(), t.orientation_grid) for t in prints]
+        assert all(p.has_orientation_grid for p in prep)
+        rows = [native.match_many(cfg, p, prep, 1) for p in prep]
+        explained = [[native.explain(cfg, p, q)["score"] for q in prep] for p in prep]
+        np.testing.assert_array_equal(np.array(explained, np.float32), np.array(rows))
+        results[name] = np.array(rows)
+    for name, got in results.items():
+        np.testing.assert_array_equal(got, results["portable"], err_msg=name)
+    if "avx512" not in results:
+        pytest.skip("this CPU or build has no AVX-512 kernel: only the portable one was checked")
+
+
+def test_match_many_prepared_and_threads_equal_match(prints):
+    m = FingerprintMatcher(prints[0])
+    loop = np.array([m.match(c) for c in prints], np.float32)
+    gallery = [prepare(t) for t in prints]
+    for n_threads in (1, 2):
+        np.testing.assert_array_equal(m.match_many(gallery, n_threads=n_threads), loop)
+    np.testing.assert_array_equal(m.match_many(prints), loop)
