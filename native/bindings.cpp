@@ -123,7 +123,7 @@ NB_MODULE(_native, m) {
       .def_prop_ro("nbytes", [](const Prepared& p) {
         return (p.bits.size() + p.mask.size() + p.smask.size() + p.cyl_ones.size()) * 8 + p.cyl_full.size() +
                (p.dist.size() + p.rel.size() + p.radial.size() + 5 * p.x.size() + p.soa.size()) * 4 +
-               (p.grid_c2.size() + p.grid_s2.size() + p.grid_pts.size()) * 4 + p.grid_valid.size();
+               (p.grid_px.size() + p.grid_py.size() + p.grid_pc.size() + p.grid_ps.size()) * 4 + p.grid.size();
       })
       .def("cylinders", [](const Prepared& p, const Config& cfg) {
         std::vector<int> index;

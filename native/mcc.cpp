@@ -362,6 +362,30 @@ float Config::z_angle(float a) const {
   return lut_angle_[std::min(i, static_cast<int>(lut_angle_.size()) - 1)];
 }
 
+namespace {
+
+constexpr uint8_t kGridNone = 180;  // Prepared::grid: a cell without print
+
+// cos and sin of twice each whole-degree orientation, and (0, 0) for kGridNone.
+struct DoubledAngles {
+  float c[kGridNone + 1], s[kGridNone + 1];
+  DoubledAngles() {
+    for (int v = 0; v < kGridNone; ++v) {
+      const double a2 = 2.0 * v * (3.14159265358979323846 / 180.0);
+      c[v] = static_cast<float>(std::cos(a2));
+      s[v] = static_cast<float>(std::sin(a2));
+    }
+    c[kGridNone] = s[kGridNone] = 0.f;
+  }
+};
+
+const DoubledAngles& doubled_angles() {
+  static const DoubledAngles table;  // immutable after its (thread-safe) construction
+  return table;
+}
+
+}  // namespace
+
 Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* grid, int rows, int cols) {
   if (n < 0 || n > 65535) throw std::invalid_argument("minutiae: expected at most 65535 rows");
   if (rows < 0 || cols < 0 || rows > 4096 || cols > 4096 || (grid == nullptr && rows * cols > 0))
@@ -436,9 +460,9 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* gri
     t.grid_rows = rows;
     t.grid_cols = cols;
     const size_t g = size_t(rows) * cols;
-    t.grid_c2.assign(g, 0.f);
-    t.grid_s2.assign(g, 0.f);
-    t.grid_valid.assign(g, 0);
+    // One more cell, without print, for B's blocks that land outside this grid.
+    t.grid.assign(g + 1, kGridNone);
+    const DoubledAngles& da = doubled_angles();
     constexpr int B = kOrientationBlockPx;
     for (int i = 0; i < rows; ++i)
       for (int j = 0; j < cols; ++j) {
@@ -446,14 +470,19 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* gri
         const uint8_t v = grid[k];
         if (v == kNoPrint) continue;
         if (v >= 180) throw std::invalid_argument("orientation grid: expected degrees 0..179 or 255");
-        const double a2 = 2.0 * v * (3.14159265358979323846 / 180.0);
-        t.grid_c2[k] = static_cast<float>(std::cos(a2));
-        t.grid_s2[k] = static_cast<float>(std::sin(a2));
-        t.grid_valid[k] = 1;
+        t.grid[k] = v;
         // Block centre in the y-up working frame of the minutiae.
-        t.grid_pts.insert(t.grid_pts.end(), {float(j * B) + 0.5f * B, -(float(i * B) + 0.5f * B), t.grid_c2[k],
-                                             t.grid_s2[k]});
+        t.grid_px.push_back(float(j * B) + 0.5f * B);
+        t.grid_py.push_back(-(float(i * B) + 0.5f * B));
+        t.grid_pc.push_back(da.c[v]);
+        t.grid_ps.push_back(da.s[v]);
       }
+    t.grid_n = static_cast<int>(t.grid_px.size());
+    const size_t pad = (size_t(t.grid_n) + 15) & ~size_t(15);  // whole vectors in the mapping loop
+    t.grid_px.resize(pad, -1e6f);
+    t.grid_py.resize(pad, 1e6f);
+    t.grid_pc.resize(pad, 0.f);
+    t.grid_ps.resize(pad, 0.f);
   }
   return t;
 }
@@ -1141,28 +1170,48 @@ void refit_pairs(const Prepared& a, const Prepared& b, const std::vector<int>& p
 // Orientation agreement A2 of B's grid with A's under B ~ R(rot) A + t: each valid block centre c
 // of B goes to R^T (c - t) in A's frame, its orientation (image axes) turns by +rot; A2 = the mean
 // cos 2(o_A - o_B') over the centres landing on a valid block of A (0 when none), n their number.
-// Scalar double arithmetic, one implementation for every kernel: the same bits everywhere.
-void orientation_agreement(const Prepared& a, const Prepared& b, float rot, float tx, float ty, float& agree,
-                           int& n) {
-  const double cr = std::cos(double(rot)), sr = std::sin(double(rot));
-  const double c2 = std::cos(2.0 * rot), s2 = std::sin(2.0 * rot);
-  constexpr double inv = 1.0 / kOrientationBlockPx;  // a power of 2: px * inv is exactly px / B
-  const double w = double(a.grid_cols) * kOrientationBlockPx, h = double(a.grid_rows) * kOrientationBlockPx;
-  const float* q = b.grid_pts.data();
-  const size_t nq = b.grid_pts.size() / 4;
-  double sum = 0;
-  int cnt = 0;
-  for (size_t k = 0; k < nq; ++k, q += 4) {
-    const double dx = q[0] - double(tx), dy = q[1] - double(ty);
-    const double px = cr * dx + sr * dy, py = sr * dx - cr * dy;  // A's frame, image axes (y down)
-    if (!(px >= 0 && px < w && py >= 0 && py < h)) continue;
-    const size_t idx = size_t(int(py * inv)) * a.grid_cols + size_t(int(px * inv));
-    if (!a.grid_valid[idx]) continue;
-    const double qc = c2 * q[2] - s2 * q[3], qs = s2 * q[2] + c2 * q[3];
-    sum += a.grid_c2[idx] * qc + a.grid_s2[idx] * qs;
-    ++cnt;
+// Two passes: the mapping, element-wise (vectorised by the compiler; IEEE operations without
+// contraction give the same bits at any width), then the sum in block order, branch-free (where a
+// block lands is unpredictable): blocks off A's print read a cell of (0, 0) and add exact zeros.
+// One implementation for every kernel.
+void orientation_agreement(const Prepared& a, const Prepared& b, float rot, float tx, float ty, Scratch& s,
+                           float& agree, int& n) {
+  const float cr = std::cos(rot), sr = std::sin(rot), c2 = std::cos(2.f * rot), s2 = std::sin(2.f * rot);
+  constexpr float inv = 1.f / kOrientationBlockPx;  // a power of 2: px * inv is exactly px / B
+  const float w = float(a.grid_cols * kOrientationBlockPx), h = float(a.grid_rows * kOrientationBlockPx);
+  const int cols = a.grid_cols, outside = a.grid_rows * a.grid_cols;  // the extra (0, 0) cell
+  const size_t np = b.grid_px.size();  // padded: far away, never inside
+  if (s.oidx.size() < np) {
+    s.oidx.resize(np);
+    s.oqc.resize(np);
+    s.oqs.resize(np);
   }
-  agree = cnt ? static_cast<float>(sum / cnt) : 0.f;
+  int* __restrict oidx = s.oidx.data();
+  float* __restrict oqc = s.oqc.data();
+  float* __restrict oqs = s.oqs.data();
+  const float* __restrict bx = b.grid_px.data();
+  const float* __restrict by = b.grid_py.data();
+  const float* __restrict bc = b.grid_pc.data();
+  const float* __restrict bs = b.grid_ps.data();
+  for (size_t k = 0; k < np; ++k) {
+    const float dx = bx[k] - tx, dy = by[k] - ty;
+    const float px = cr * dx + sr * dy, py = sr * dx - cr * dy;  // A's frame, image axes (y down)
+    const bool in = px >= 0.f && px < w && py >= 0.f && py < h;
+    const int idx = static_cast<int>(py * inv) * cols + static_cast<int>(px * inv);
+    oidx[k] = in ? idx : outside;
+    oqc[k] = c2 * bc[k] - s2 * bs[k];
+    oqs[k] = s2 * bc[k] + c2 * bs[k];
+  }
+  const uint8_t* grid = a.grid.data();
+  const DoubledAngles& da = doubled_angles();
+  float sum = 0.f;
+  int cnt = 0;
+  for (int k = 0; k < b.grid_n; ++k) {
+    const int v = grid[oidx[k]];
+    sum += da.c[v] * oqc[k] + da.s[v] * oqs[k];
+    cnt += v != kGridNone;
+  }
+  agree = cnt ? sum / float(cnt) : 0.f;
   n = cnt;
 }
 
@@ -1441,7 +1490,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
       have_global = true;
       orot = g.rot; otx = g.tx; oty = g.ty;
     }
-    orientation_agreement(a, b, orot, otx, oty, agree, nov);
+    orientation_agreement(a, b, orot, otx, oty, s, agree, nov);
     ori_factor = 1.f - ow + ow * std::max(agree, 0.f);
     if (ex) {
       ex->orientation_used = true;

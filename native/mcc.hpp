@@ -102,9 +102,10 @@ struct Prepared {
   std::vector<float> soa;           // x, y, cos_theta, sin_theta, each padded to npad (far away)
   // Block orientation grid (kOrientationBlockPx blocks, image axes); 0 x 0 when absent.
   int grid_rows = 0, grid_cols = 0;
-  std::vector<float> grid_c2, grid_s2;  // rows * cols: cos, sin of twice the orientation (0: no print)
-  std::vector<uint8_t> grid_valid;      // rows * cols: 1 on print
-  std::vector<float> grid_pts;          // per valid block: centre x, y (y-up frame), cos 2o, sin 2o
+  std::vector<uint8_t> grid;            // rows * cols + 1: degrees 0..179, or 180: no print (the extra cell)
+  std::vector<float> grid_px, grid_py;  // per valid block: centre (y-up frame), padded to a multiple of 16
+  std::vector<float> grid_pc, grid_ps;  // ... and cos, sin of twice its orientation
+  int grid_n = 0;                       // valid blocks
   bool has_grid() const { return grid_rows > 0 && grid_cols > 0; }
 };
 
@@ -185,6 +186,8 @@ struct Scratch {
   std::vector<float> erow;           // elastic (AVX-512): per minutia of A, X, Y, 1 / tol^2, cos, sin
   std::vector<int> eidx;             // elastic (AVX-512): the minutiae of A within reach of B
   std::vector<uint64_t> ekeys;       // elastic candidates: error bits << 32 | a << 16 | b
+  std::vector<int> oidx;             // orientation: cell of A each block of B lands on (rows * cols: none)
+  std::vector<float> oqc, oqs;       // orientation: B's doubled-angle vectors turned into A's frame
 };
 
 // Cylinders in the unpacked layout (bit k * Ns * Ns + i * Ns + j), in minutia order;
