@@ -1204,14 +1204,14 @@ void orientation_agreement(const Prepared& a, const Prepared& b, float rot, floa
   }
   const uint8_t* grid = a.grid.data();
   const DoubledAngles& da = doubled_angles();
-  float sum = 0.f;
+  double sum = 0.0;  // hundreds of terms near 1: a float sum would lose ~1e-5
   int cnt = 0;
   for (int k = 0; k < b.grid_n; ++k) {
     const int v = grid[oidx[k]];
     sum += da.c[v] * oqc[k] + da.s[v] * oqs[k];
     cnt += v != kGridNone;
   }
-  agree = cnt ? sum / float(cnt) : 0.f;
+  agree = cnt ? static_cast<float>(sum / cnt) : 0.f;
   n = cnt;
 }
 
