@@ -26,7 +26,7 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
    fallback is deterministic, monotone and below the gate, so every pair scoring >= the
    gate went through the stage and scores exactly what it would without the gate:
    1:N rankings above the gate are unchanged, and at any threshold >= the gate (all
-   of :data:`SCORE_AT_FMR` are 3.8-6x it) the gate can only reject, i.e. never raises
+   of :data:`SCORE_AT_FMR` are 5-7x it) the gate can only reject, i.e. never raises
    the FMR and raises the FNMR by at most the share of genuine pairs with
    lssr < gate (1 of 1,120 on FVC2002 B; 53% of the impostors skip the stage);
 5. orientation-field agreement (on by default, ``MatchParams.orientation_weight`` = w): for
@@ -37,8 +37,13 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
    cos 2(orientation difference) over the overlapping print blocks and
    score *= 1 - w + w * max(A2, 0).  Genuine pairs agree (median A2 ~0.97), impostors whose
    minutiae happen to fit do not (median ~0.3); it lowers FMR1000 on degraded prints.  The
-   factor is <= 1, so the gate argument above still holds (gated pairs score < the gate and
-   are untouched); templates without the field (ISO/ANSI imports, older files) score as before;
+   weighted score is then mapped onto the minutiae-only scale by a monotone piecewise-linear
+   curve (``MatchParams.orientation_scale_from`` / ``orientation_scale_to``) that sends its
+   thresholds at FMR 1%, 0.1%, 0.01% (0.0556, 0.0793, 0.0868) onto those of
+   :data:`SCORE_AT_FMR` (0.0692, 0.0915, 0.1105), so that one table serves every pair, with
+   or without the fields.  Gated pairs are untouched (they still score < the gate, so the gate
+   argument above holds); templates without the field (ISO/ANSI imports, older files,
+   generated templates) score as before;
 6. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
@@ -71,19 +76,25 @@ SCORE_AT_FMR: dict[float, float | None] = {
     # ---- THRESHOLDS: score at which the false match rate equals the key -------------------
     # Measured on FVC2002 DB1-4_B with biomatch's own extractor, all-impostor protocol,
     # the four databases' impostor scores pooled (11,520 pairs), MatchParams() defaults
-    # (elastic stage and orientation-field agreement on): threshold = the smallest score such
-    # that the fraction of impostors scoring >= it is <= the FMR; rounded up to 4 digits, the
-    # fractions are 0.998%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs pooled) 0.98%,
-    # 2.95% and 3.30%.
-    # Re-measured with the orientation-field agreement (2026-12-06; from 0.0692, 0.0915 and
-    # 0.1105: the factor max(A2, 0) <= 1 lowers impostor scores far more than genuine ones).
-    # benchmarks/robustness.py's calibration table gives the FMR at these thresholds under
-    # each degradation (see the README).
+    # (elastic stage on, templates without an orientation field): threshold = the smallest
+    # score such that the fraction of impostors scoring >= it is <= the FMR; rounded up to 4
+    # digits, the fractions are 0.981%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs
+    # pooled) 1.52%, 2.95% and 4.38%.
+    # Re-measured after the ridge-band segmentation (2026-12-06; 0.001 moved from 0.0914).
+    # ONE SCALE: pairs scored with the orientation-field agreement (both templates carry a
+    # field, through the elastic stage) have their own thresholds, 0.0556, 0.0793 and 0.0868
+    # (measured the same way, FVC2002 DB1-4_B undegraded, 11,520 impostors pooled; fractions
+    # 0.998%, 0.095%, 0.0087%; FNMR 0.98%, 2.95%, 3.30%).  The native matcher maps those
+    # scores through the monotone piecewise-linear curve (0, 0), (0.0556, 0.0692),
+    # (0.0793, 0.0915), (0.0868, 0.1105), the last slope beyond (MatchParams.orientation_scale_
+    # from / _to), so that every score, with or without the fields, is read against this one
+    # table.  benchmarks/robustness.py's calibration table gives the FMR at these thresholds
+    # under each degradation (see the README).
     # 0.01% rests on the single highest impostor of the pool (the tail of the pooled
     # distribution, not a stable estimate): re-measure it on > 10^5 impostor pairs.
-    0.01: 0.0556,
-    0.001: 0.0793,
-    0.0001: 0.0868,
+    0.01: 0.0692,
+    0.001: 0.0915,
+    0.0001: 0.1105,
 }
 """Decision thresholds: FMR (fraction) -> minimum score.  ``None`` = not yet measured."""
 
@@ -182,23 +193,27 @@ def prepare(template: Template, params: MatchParams = MatchParams()) -> Prepared
 class FingerprintMatcher:
     """Compare one probe against candidates; scores in ``[0, 1]``.
 
-    The score is sqrt(LSS-R x elastic) x max(A2, 0) (see the module docstring: LSS-R of MCC,
-    the mean relaxed local similarity of the 4-12 best pairs, times the elastic consistency,
-    times the block orientation fields' agreement when both templates carry one; LSS-R alone
-    below ``MatchParams.elastic_gate``), optionally blended with the global consistency term.  0 means no evidence (also for templates with fewer than
+    The score is sqrt(LSS-R x elastic) (see the module docstring: LSS-R of MCC, the mean
+    relaxed local similarity of the 4-12 best pairs, times the elastic consistency; LSS-R alone
+    below ``MatchParams.elastic_gate``), optionally blended with the global consistency term;
+    when both templates carry a block orientation field it is multiplied by their agreement
+    max(A2, 0) and mapped back onto the same scale (``MatchParams.orientation_scale_from`` /
+    ``_to``), so that the thresholds below hold for every pair.  0 means no evidence (also for templates with fewer than
     ``MatchParams.min_minutiae`` minutiae or without valid cylinders); a print against
-    itself scores ~1.0, two impressions of one finger typically 0.1-0.5 (median 0.32 on
-    FVC2002 B, 5th percentile 0.11) and impostors 0.01-0.06 (median 0.014: half of
-    them are gated and score their LSS-R; 99th percentile 0.056).  Decision thresholds
+    itself scores ~1.0, two impressions of one finger typically 0.1-0.5 without the fields
+    (median 0.33 on FVC2002 B, 5th percentile 0.12; the mapping stretches scores above the
+    thresholds: with the fields a genuine pair at 0.44 or more before the mapping scores 1.0)
+    and impostors 0.01-0.07 (median 0.014: half of them are gated and score their LSS-R;
+    99th percentile 0.069).  Decision thresholds
     (see :data:`SCORE_AT_FMR`, FVC2002 DB1-4_B, biomatch's extractor, all-impostor
     protocol, 11,520 impostor pairs pooled):
 
     ======== ======
     FMR      score
     ======== ======
-    1%       0.0556
-    0.1%     0.0793
-    0.01%    0.0868 (tail of the pooled distribution: an extrapolation, not a measurement)
+    1%       0.0692
+    0.1%     0.0915
+    0.01%    0.1105 (tail of the pooled distribution: an extrapolation, not a measurement)
     ======== ======
 
     Parameters
@@ -293,6 +308,9 @@ class FingerprintMatcher:
             as ``rotation_rad``), ``orientation_factor`` (the score's multiplier,
             ``1 - w + w * max(A2, 0)``) -- None, 0, None, None and 1.0 when the term does not
             apply (a template without ``orientation_grid``, a gated pair, a score of 0);
+            ``orientation_fused_score`` (the score times the factor, before the mapping onto the
+            minutiae-only scale) and ``orientation_scaled_score`` (after it, = ``score``) -- None
+            when the factor does not apply (as above, or ``orientation_weight`` = 0);
             ``score`` (equals :meth:`match`).
         """
         c = self._coerce(candidate, "candidate")

@@ -153,6 +153,16 @@ class MatchParams:
     # FVC2002 DB1-4_B degraded (contact, wet, worn), leave-one-database-out: FMR1000 2-3 points
     # lower at w = 1, the clean sets unchanged within noise.
     orientation_weight: float = 1.0
+    # Where that factor applies (both fields, through the elastic stage, w > 0), the fused score
+    # is then mapped through the monotone piecewise-linear curve through the points
+    # (orientation_scale_from[k], orientation_scale_to[k]) -- beyond the last point the last
+    # segment's slope, result clamped to [0, 1] -- so that every comparison, with or without the
+    # fields, is read on one (minutiae-only) scale against biomatch.match.SCORE_AT_FMR.  The
+    # points send the fused scores' thresholds at FMR 1%, 0.1%, 0.01% (0.0556, 0.0793, 0.0868:
+    # FVC2002 DB1-4_B undegraded, 11,520 impostors pooled) onto the minutiae-only ones.
+    # Same length >= 2, both strictly increasing.
+    orientation_scale_from: tuple[float, ...] = (0.0, 0.0556, 0.0793, 0.0868)
+    orientation_scale_to: tuple[float, ...] = (0.0, 0.0692, 0.0915, 0.1105)
 
     def __post_init__(self):
         positive = ("radius_px", "sigma_spatial_px", "sigma_angular_deg", "cell_threshold",
@@ -180,6 +190,17 @@ class MatchParams:
             raise invalid("elastic_cluster_deg", "a number in (0, 180]", self.elastic_cluster_deg)
         if not 0 < self.max_angle_diff_deg <= 180:
             raise invalid("max_angle_diff_deg", "a number in (0, 180]", self.max_angle_diff_deg)
+        for name in ("orientation_scale_from", "orientation_scale_to"):
+            v = getattr(self, name)
+            ok = (isinstance(v, (tuple, list)) and len(v) >= 2
+                  and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                  and all(b > a for a, b in zip(v, v[1:])))
+            if not ok:
+                raise invalid(name, "a tuple of >= 2 strictly increasing finite numbers", v)
+            object.__setattr__(self, name, tuple(float(x) for x in v))
+        if len(self.orientation_scale_from) != len(self.orientation_scale_to):
+            raise invalid("orientation_scale_to", f"{len(self.orientation_scale_from)} points "
+                          "(as many as orientation_scale_from)", self.orientation_scale_to)
 
 
 @dataclass(frozen=True)

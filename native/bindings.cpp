@@ -39,6 +39,9 @@ MccParams params_from_dict(const nb::dict& d) {
     I(elastic_anchors) F(elastic_distance_px) F(elastic_distance_fraction) F(elastic_angle_deg)
     F(elastic_weight) F(elastic_gate) F(elastic_cluster_px)
     F(elastic_cluster_deg) F(orientation_weight)
+#define V(name) if (k == #name) { p.name = nb::cast<std::vector<float>>(value); continue; }
+    V(orientation_scale_from) V(orientation_scale_to)
+#undef V
 #undef F
 #undef I
     throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
@@ -91,6 +94,13 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
     d["orientation_translation_px"] = nb::none();
     d["orientation_factor"] = 1.f;
   }
+  if (e.orientation_scaled) {
+    d["orientation_fused_score"] = e.orientation_fused;
+    d["orientation_scaled_score"] = e.score;
+  } else {
+    d["orientation_fused_score"] = nb::none();
+    d["orientation_scaled_score"] = nb::none();
+  }
   d["score"] = e.score;
   return d;
 }
@@ -114,7 +124,9 @@ NB_MODULE(_native, m) {
         return c.kernel() == biomatch::Kernel::Avx512 ? "avx512" : "portable";
       })
       .def_prop_ro("words", &Config::words)
-      .def_prop_ro("disc_cells", &Config::disc_cells);
+      .def_prop_ro("disc_cells", &Config::disc_cells)
+      .def("orientation_scale", &Config::orientation_scale, "score"_a,
+           "The mapping of a fused (orientation-weighted) score onto the minutiae-only scale, float32.");
 
   nb::class_<Prepared>(m, "Prepared")
       .def_prop_ro("n_minutiae", [](const Prepared& p) { return p.n; })

@@ -181,6 +181,16 @@ void check_params(const MccParams& p) {
   if (p.relax_iterations < 0 || p.relax_iterations > 100) bad("relax_iterations: expected 0..100");
   if (p.spatial_cells * p.spatial_cells * p.angular_cells >= 65536)
     bad("spatial_cells^2 * angular_cells: expected < 65536");
+  const auto& f = p.orientation_scale_from;
+  const auto& t = p.orientation_scale_to;
+  if (f.size() < 2 || f.size() != t.size())
+    bad("orientation_scale_from/orientation_scale_to: expected the same length, >= 2");
+  for (size_t k = 0; k < f.size(); ++k) {
+    if (!std::isfinite(f[k]) || !std::isfinite(t[k]))
+      bad("orientation_scale_from/orientation_scale_to: expected finite numbers");
+    if (k > 0 && !(f[k] > f[k - 1] && t[k] > t[k - 1]))
+      bad("orientation_scale_from/orientation_scale_to: expected strictly increasing");
+  }
 }
 
 void compute_cells(const Config& cfg, const float* xyaq, int n, std::vector<float>& xs,
@@ -385,6 +395,25 @@ const DoubledAngles& doubled_angles() {
 }
 
 }  // namespace
+
+float Config::orientation_scale(float s) const {
+  // Segment k holds [from[k], from[k + 1]); the last point's segment continues the last slope
+  // (and the first one's below from[0]).  At a point the result is exactly its image; inside a
+  // segment it is clamped to the segment's images, so float rounding cannot break monotonicity.
+  const std::vector<float>& f = p_.orientation_scale_from;
+  const std::vector<float>& t = p_.orientation_scale_to;
+  const int last = static_cast<int>(f.size()) - 1;
+  int k = 0;
+  while (k < last && f[k + 1] <= s) ++k;
+  float v;
+  if (k == last) {
+    v = t[last] + (s - f[last]) * ((t[last] - t[last - 1]) / (f[last] - f[last - 1]));
+  } else {
+    v = t[k] + (s - f[k]) * ((t[k + 1] - t[k]) / (f[k + 1] - f[k]));
+    if (s >= f[0]) v = std::clamp(v, t[k], t[k + 1]);
+  }
+  return std::clamp(v, 0.f, 1.f);
+}
 
 Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* grid, int rows, int cols) {
   if (n < 0 || n > 65535) throw std::invalid_argument("minutiae: expected at most 65535 rows");
@@ -1480,6 +1509,8 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   bool have_global = false;
   float ori_factor = 1.f;
   const float ow = p.orientation_weight;
+  // The factor applies (and with it the mapping onto the minutiae-only scale, step 8).
+  const bool ori_applied = staged && fused > 0.f && a.has_grid() && b.has_grid() && ow > 0.f;
   if (staged && fused > 0.f && a.has_grid() && b.has_grid() && (ow > 0.f || ex)) {
     float orot, otx, oty, agree;
     int nov;
@@ -1502,7 +1533,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
       ex->orientation_factor = ori_factor;
     }
   }
-  if (p.global_weight <= 0.f && ex == nullptr) return ori_factor == 1.f ? fused : fused * ori_factor;
+  if (p.global_weight <= 0.f && ex == nullptr) return ori_applied ? cfg.orientation_scale(fused * ori_factor) : fused;
   const std::vector<int>& ta = s.ta;
   const std::vector<int>& tb = s.tb;
 
@@ -1525,7 +1556,13 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   float glob = float(nc) * float(nc) / (std::max(float(ova), floor_ov) * std::max(float(ovb), floor_ov));
   glob = std::clamp(glob, 0.f, 1.f);
   float score = p.global_weight > 0.f ? std::pow(fused, 1.f - p.global_weight) * std::pow(glob, p.global_weight) : fused;
-  if (ori_factor != 1.f) score *= ori_factor;
+  // 8. Where the orientation factor applies, the fused score goes through the monotone curve
+  //    that sends the fused thresholds onto the minutiae-only ones: one scale for every pair.
+  float ori_fused = score;
+  if (ori_applied) {
+    ori_fused = score * ori_factor;
+    score = cfg.orientation_scale(ori_fused);
+  }
 
   if (ex) {
     ex->lss_a = s.ra;
@@ -1546,6 +1583,8 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     ex->overlap_b = ovb;
     ex->lssr_score = lssr;
     ex->global_score = glob;
+    ex->orientation_scaled = ori_applied;
+    ex->orientation_fused = ori_fused;
     ex->score = score;
   }
   return score;

@@ -61,6 +61,12 @@ struct MccParams {
   // A2 = mean cos 2(difference) of the overlapping valid blocks under a rigid refit on the best
   // anchor's elastic pairs (the global transform when they are fewer than 3).
   float orientation_weight = 1.f;
+  // Where the factor applies, the fused score is then mapped through the monotone piecewise-linear
+  // curve through the points (orientation_scale_from[k], orientation_scale_to[k]) (beyond the last
+  // point: the last segment's slope; result clamped to [0, 1]), so that every score is read on the
+  // minutiae-only scale (biomatch.params.MatchParams).  Same length >= 2, both strictly increasing.
+  std::vector<float> orientation_scale_from{0.f, 0.0556f, 0.0793f, 0.0868f};
+  std::vector<float> orientation_scale_to{0.f, 0.0692f, 0.0915f, 0.1105f};
 };
 
 // Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
@@ -144,6 +150,9 @@ class Config {
   // cos(elastic_angle_deg) and cos(elastic_cluster_deg), computed once.
   float elastic_cos_max() const { return elastic_cos_max_; }
   float elastic_cluster_cos() const { return elastic_cluster_cos_; }
+  // The orientation-score mapping (MccParams::orientation_scale_from/to) of a fused score s:
+  // monotone non-decreasing, exact at the curve's points, clamped to [0, 1].
+  float orientation_scale(float s) const;
 
  private:
   MccParams p_;
@@ -214,6 +223,8 @@ struct Explanation {
   int orientation_blocks = 0;             // overlapping valid blocks
   float orientation_rot = 0, orientation_tx = 0, orientation_ty = 0;  // its alignment, B ~ R A + t
   float orientation_factor = 1;           // 1 - w + w * max(A2, 0)
+  bool orientation_scaled = false;        // the factor and the mapping applied (w > 0)
+  float orientation_fused = 0;            // score * factor, before orientation_scale()
 };
 
 float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,

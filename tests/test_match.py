@@ -226,7 +226,7 @@ def test_explain_has_stable_keys_and_agrees_with_match():
                       "consistent_pairs", "n_consistent", "overlap", "global_score", "elastic_pairs",
                       "n_elastic_consistent", "elastic_overlap", "elastic_score", "orientation_agreement",
                       "orientation_blocks", "orientation_rotation_rad", "orientation_translation_px",
-                      "orientation_factor", "score"}
+                      "orientation_factor", "orientation_fused_score", "orientation_scaled_score", "score"}
     assert e["score"] == pytest.approx(m.match(cand))
     assert e["n_consistent"] > 20
     # The fitted rotation is the one applied (y-up frame, counter-clockwise).

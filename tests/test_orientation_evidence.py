@@ -15,11 +15,12 @@ import pytest
 
 from _util import need_dataset
 from biomatch.errors import FormatError, InvalidInputError
-from biomatch.match import FingerprintMatcher, prepare
+from biomatch.match import SCORE_AT_FMR, FingerprintMatcher, prepare
 from biomatch.params import MatchParams
 from biomatch.template import (MINUTIA_DTYPE, NO_PRINT, Template, decode, dump, encode, grid_shape, load)
 
 native = pytest.importorskip("biomatch._native")
+SCALE = native.Config(dataclasses.asdict(MatchParams()))  # its orientation_scale(): the default mapping
 
 NAMES = ["101_1", "101_2", "101_3", "102_1", "102_2", "103_1", "103_4", "104_2"]
 
@@ -176,7 +177,10 @@ def test_explain_reports_agreement_equal_to_numpy_reference(prints):
         # score = sqrt(lssr * elastic) * max(A2, 0) at the default weight 1, in float32
         fused = np.sqrt(np.float32(e["lssr_score"]) * np.float32(e["elastic_score"]))
         assert e["orientation_factor"] == np.float32(max(e["orientation_agreement"], 0.0))
-        assert e["score"] == pytest.approx(float(fused * np.float32(e["orientation_factor"])), rel=1e-6)
+        assert e["orientation_fused_score"] == pytest.approx(float(fused * np.float32(e["orientation_factor"])),
+                                                             rel=1e-6)
+        # ... mapped onto the minutiae-only scale
+        assert e["score"] == e["orientation_scaled_score"] == SCALE.orientation_scale(e["orientation_fused_score"])
         assert e["score"] == pytest.approx(m.match(cand), abs=0)
         if cand is prints[1]:  # a second impression of the same finger: the fields agree
             assert e["orientation_agreement"] > 0.9 and e["orientation_blocks"] > 100
@@ -195,6 +199,9 @@ def test_score_unchanged_when_either_template_has_no_grid(prints):
     np.testing.assert_array_equal(FingerprintMatcher(prints[0], off).match_many(prints), ref)
     e = FingerprintMatcher(bare[0]).explain(prints[1])
     assert e["orientation_agreement"] is None and e["orientation_factor"] == 1.0
+    assert e["orientation_fused_score"] is None and e["orientation_scaled_score"] is None
+    e = FingerprintMatcher(prints[0], off).explain(prints[1])  # w = 0: no factor, no mapping
+    assert e["orientation_fused_score"] is None and e["score"] == ref[1]
 
 
 def test_orientation_weight_blends(prints):
@@ -211,7 +218,8 @@ def test_orientation_weight_blends(prints):
         checked += 1
         f = np.float32(0.5) + np.float32(0.5) * np.float32(max(e["orientation_agreement"], 0.0))
         assert e["orientation_factor"] == f
-        assert np.float32(m1.match(cand)) == s * f
+        scale = native.Config(dataclasses.asdict(half))
+        assert np.float32(m1.match(cand)) == np.float32(scale.orientation_scale(float(s * f)))
     assert checked >= 2
     with pytest.raises(InvalidInputError):
         MatchParams(orientation_weight=1.5)
@@ -257,3 +265,87 @@ def test_match_many_prepared_and_threads_equal_match(prints):
     for n_threads in (1, 2):
         np.testing.assert_array_equal(m.match_many(gallery, n_threads=n_threads), loop)
     np.testing.assert_array_equal(m.match_many(prints), loop)
+
+
+# ---------------------------------------------------------------- one score scale
+
+FUSED_AT_FMR = {0.01: 0.0556, 0.001: 0.0793, 0.0001: 0.0868}  # the fused scores' own thresholds
+
+
+def test_shipped_thresholds_are_the_minutiae_only_ones():
+    assert SCORE_AT_FMR == {0.01: 0.0692, 0.001: 0.0915, 0.0001: 0.1105}
+    p = MatchParams()
+    assert p.orientation_scale_from == (0.0, *FUSED_AT_FMR.values())
+    assert p.orientation_scale_to == (0.0, *SCORE_AT_FMR.values())
+
+
+def test_mapping_is_monotone_and_exact_at_its_points():
+    p = MatchParams()
+    for x, y in zip(p.orientation_scale_from, p.orientation_scale_to):
+        assert SCALE.orientation_scale(x) == np.float32(y)
+    for fmr, fused in FUSED_AT_FMR.items():
+        assert SCALE.orientation_scale(fused) == np.float32(SCORE_AT_FMR[fmr])
+    xs = np.concatenate([np.linspace(0, 1, 20001, dtype=np.float32),
+                         np.nextafter(np.float32(p.orientation_scale_from), np.float32(-1)),
+                         np.nextafter(np.float32(p.orientation_scale_from), np.float32(2)),
+                         np.float32(p.orientation_scale_from)])
+    xs = np.sort(xs[(xs >= 0) & (xs <= 1)])
+    ys = np.array([SCALE.orientation_scale(float(x)) for x in xs], np.float32)
+    assert np.all(np.diff(ys) >= 0)
+    assert ys[0] == 0 and ys[-1] == 1  # clamped like every score
+    # beyond the last point: the last segment's slope
+    slope = (0.1105 - 0.0915) / (0.0868 - 0.0793)
+    assert SCALE.orientation_scale(0.2) == pytest.approx(0.1105 + (0.2 - 0.0868) * slope, rel=1e-5)
+    assert SCALE.orientation_scale(0.05) == pytest.approx(0.05 * 0.0692 / 0.0556, rel=1e-5)
+
+
+@pytest.mark.parametrize("bad", [dict(orientation_scale_from=(0.0,), orientation_scale_to=(0.0,)),
+                                 dict(orientation_scale_from=(0.0, 0.1, 0.1), orientation_scale_to=(0, 0.1, 0.2)),
+                                 dict(orientation_scale_to=(0.0, 0.1, 0.09, 0.2)),
+                                 dict(orientation_scale_to=(0.0, 0.1)),
+                                 dict(orientation_scale_from=(0.0, float("nan"), 1.0, 2.0)),
+                                 dict(orientation_scale_from="0.1")])
+def test_mapping_points_are_validated(bad):
+    with pytest.raises(InvalidInputError, match="orientation_scale"):
+        MatchParams(**bad)
+
+
+def test_mapping_params_round_trip_and_reach_the_native_core():
+    from biomatch.params import from_json, to_json
+    p = MatchParams(orientation_scale_from=[0, 0.5], orientation_scale_to=[0, 0.25])
+    assert p.orientation_scale_from == (0.0, 0.5)
+    assert from_json(to_json(p), MatchParams) == p
+    assert native.Config(dataclasses.asdict(p)).orientation_scale(0.4) == np.float32(0.2)
+    with pytest.raises(ValueError):
+        native.Config({**dataclasses.asdict(p), "orientation_scale_to": (0.0,)})
+
+
+def test_pair_scoring_at_a_fused_threshold_maps_to_the_minutiae_only_threshold(prints):
+    """A real pair with grids: put a curve point exactly at its fused score, sending it to the
+    0.1% threshold; the default curve sends each fused threshold to the shipped one."""
+    m = FingerprintMatcher(prints[0])
+    e = m.explain(prints[1])
+    fused = e["orientation_fused_score"]
+    assert fused is not None and 0 < fused < 1
+    p = MatchParams(orientation_scale_from=(0.0, fused, 1.0), orientation_scale_to=(0.0, SCORE_AT_FMR[0.001], 1.0))
+    mp = FingerprintMatcher(prints[0], p)
+    assert mp.match(prints[1]) == np.float32(SCORE_AT_FMR[0.001])
+    assert mp.explain(prints[1])["orientation_fused_score"] == fused
+    np.testing.assert_array_equal(mp.match_many([prints[1]]), np.float32([SCORE_AT_FMR[0.001]]))
+
+
+def test_pair_without_grids_is_not_mapped(prints):
+    """Without a field on either side the score is the minutiae-only one whatever the curve."""
+    bare = [without_grid(t) for t in prints]
+    ref = FingerprintMatcher(bare[0]).match_many(bare)
+    odd = MatchParams(orientation_scale_from=(0.0, 0.01, 1.0), orientation_scale_to=(0.0, 0.5, 0.6))
+    for probe, cands in ((bare[0], bare), (bare[0], prints), (prints[0], bare)):
+        np.testing.assert_array_equal(FingerprintMatcher(probe, odd).match_many(cands), ref)
+    # with the fields, only the pairs through the factor move
+    with_grids = FingerprintMatcher(prints[0], odd)
+    for cand, r in zip(prints, ref):
+        e = with_grids.explain(cand)
+        if e["orientation_fused_score"] is None:
+            assert e["score"] == r
+        else:
+            assert e["score"] != r
