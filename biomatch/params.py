@@ -159,10 +159,12 @@ class MatchParams:
     # segment's slope, result clamped to [0, 1] -- so that every comparison, with or without the
     # fields, is read on one (minutiae-only) scale against biomatch.match.SCORE_AT_FMR.  The
     # points send the fused scores' thresholds at FMR 1%, 0.1%, 0.01% (0.0556, 0.0793, 0.0868:
-    # FVC2002 DB1-4_B undegraded, 11,520 impostors pooled) onto the minutiae-only ones.
+    # FVC2002 DB1-4_B undegraded, 11,520 impostors pooled) onto the minutiae-only ones, and 1
+    # onto 1 (without that point the last threshold segment's slope, 2.5, would send every fused
+    # score above 0.44 to 1 and erase the ordering of strong candidates).
     # Same length >= 2, both strictly increasing.
-    orientation_scale_from: tuple[float, ...] = (0.0, 0.0556, 0.0793, 0.0868)
-    orientation_scale_to: tuple[float, ...] = (0.0, 0.0692, 0.0915, 0.1105)
+    orientation_scale_from: tuple[float, ...] = (0.0, 0.0556, 0.0793, 0.0868, 1.0)
+    orientation_scale_to: tuple[float, ...] = (0.0, 0.0692, 0.0915, 0.1105, 1.0)
 
     def __post_init__(self):
         positive = ("radius_px", "sigma_spatial_px", "sigma_angular_deg", "cell_threshold",

@@ -275,8 +275,8 @@ FUSED_AT_FMR = {0.01: 0.0556, 0.001: 0.0793, 0.0001: 0.0868}  # the fused scores
 def test_shipped_thresholds_are_the_minutiae_only_ones():
     assert SCORE_AT_FMR == {0.01: 0.0692, 0.001: 0.0915, 0.0001: 0.1105}
     p = MatchParams()
-    assert p.orientation_scale_from == (0.0, *FUSED_AT_FMR.values())
-    assert p.orientation_scale_to == (0.0, *SCORE_AT_FMR.values())
+    assert p.orientation_scale_from == (0.0, *FUSED_AT_FMR.values(), 1.0)
+    assert p.orientation_scale_to == (0.0, *SCORE_AT_FMR.values(), 1.0)
 
 
 def test_mapping_is_monotone_and_exact_at_its_points():
@@ -293,9 +293,10 @@ def test_mapping_is_monotone_and_exact_at_its_points():
     ys = np.array([SCALE.orientation_scale(float(x)) for x in xs], np.float32)
     assert np.all(np.diff(ys) >= 0)
     assert ys[0] == 0 and ys[-1] == 1  # clamped like every score
-    # beyond the last point: the last segment's slope
-    slope = (0.1105 - 0.0915) / (0.0868 - 0.0793)
+    # above the last threshold: the segment to (1, 1), so strong scores keep their order
+    slope = (1.0 - 0.1105) / (1.0 - 0.0868)
     assert SCALE.orientation_scale(0.2) == pytest.approx(0.1105 + (0.2 - 0.0868) * slope, rel=1e-5)
+    assert SCALE.orientation_scale(0.6) < SCALE.orientation_scale(0.8) < 1.0
     assert SCALE.orientation_scale(0.05) == pytest.approx(0.05 * 0.0692 / 0.0556, rel=1e-5)
 
 
