@@ -63,10 +63,11 @@ struct MccParams {
   float orientation_weight = 1.f;
   // Where the factor applies, the fused score is then mapped through the monotone piecewise-linear
   // curve through the points (orientation_scale_from[k], orientation_scale_to[k]) (beyond the last
-  // point: the last segment's slope; result clamped to [0, 1]), so that every score is read on the
-  // minutiae-only scale (biomatch.params.MatchParams).  Same length >= 2, both strictly increasing.
-  std::vector<float> orientation_scale_from{0.f, 0.0556f, 0.0793f, 0.0868f};
-  std::vector<float> orientation_scale_to{0.f, 0.0692f, 0.0915f, 0.1105f};
+  // point: the last segment's slope; result clamped to [0, 1]; the default curve ends at (1, 1)),
+  // so that every score is read on the minutiae-only scale.  Same length >= 2, both strictly
+  // increasing.  The defaults are biomatch.params.MatchParams' (which always passes its own).
+  std::vector<float> orientation_scale_from{0.f, 0.0556f, 0.0793f, 0.0868f, 1.f};
+  std::vector<float> orientation_scale_to{0.f, 0.0692f, 0.0915f, 0.1105f, 1.f};
 };
 
 // Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
