@@ -261,8 +261,35 @@ def to_json(params: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
+# Fields added to a parameter class after stored parameter sets (gallery manifests, shard
+# stores) began to be written, with the value under which the field changes nothing: a stored
+# set that lacks the field was written by a version without it and is read with that value, so
+# that upgrading biomatch never changes the scores of a gallery built before (today's default
+# would).  Fields added later and not listed here take their default.
+_ADDED_FIELDS: dict[str, dict[str, Any]] = {
+    # 2026-12-06, the orientation-field agreement: weight 0 is the minutiae-only score (the scale
+    # curve applies only where the agreement does, so its default is inert then).
+    "MatchParams": {"orientation_weight": 0.0},
+}
+
+
 def from_json(text: str, cls: type[T]) -> T:
-    """Parse JSON written by :func:`to_json` into ``cls``; unknown keys are refused."""
+    """Parse JSON written by :func:`to_json` into ``cls``; unknown keys are refused.
+
+    A field the JSON lacks because it was written before the field existed takes the value
+    that reproduces that version's behaviour where one is declared (``_ADDED_FIELDS``), else
+    its default.
+    """
+    values = _stored_values(text, cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(values) - known
+    if unknown:
+        raise invalid("text", f"only fields of {cls.__name__}", sorted(unknown))
+    legacy = {k: v for k, v in _ADDED_FIELDS.get(cls.__name__, {}).items() if k not in values}
+    return cls(**legacy, **values)
+
+
+def _stored_values(text: str, cls: type) -> dict:
     try:
         payload = json.loads(text)
     except (TypeError, ValueError) as exc:
@@ -270,13 +297,25 @@ def from_json(text: str, cls: type[T]) -> T:
     if not isinstance(payload, dict) or payload.get("type") != cls.__name__:
         raise invalid("text", f"JSON of a {cls.__name__}", text)
     values = payload.get("values", {})
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(values) - known
-    if unknown:
-        raise invalid("text", f"only fields of {cls.__name__}", sorted(unknown))
-    return cls(**values)
+    if not isinstance(values, dict):
+        raise invalid("text", f"JSON of a {cls.__name__} (an object of values)", text)
+    return values
 
 
 def params_hash(params: Any) -> str:
     """Return a 16-hex-digit hash identifying a parameter generation."""
     return hashlib.sha256(to_json(params).encode()).hexdigest()[:16]
+
+
+def stored_params_hash(text: str, cls: type) -> str:
+    """The :func:`params_hash` of the parameter set stored as ``text`` by :func:`to_json`, as it
+    was when written (a version with fewer fields wrote fewer values).
+
+    Raises
+    ------
+    InvalidInputError
+        ``text`` is not JSON of a ``cls``.
+    """
+    payload = {"type": cls.__name__, "values": _stored_values(text, cls)}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

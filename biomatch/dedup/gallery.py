@@ -41,7 +41,7 @@ from .._io import canonical_checksum, write_private_atomic
 from ..errors import (CorruptStoreError, DuplicateSubjectError, GalleryClosedError, GalleryExistsError, IncompatibleGalleryError,
                       IncompatibleTemplateError, NotAGalleryError, NoUsableFingerError, StorageError, invalid)
 from ..match import prepare
-from ..params import MatchParams, from_json, params_hash, to_json
+from ..params import MatchParams, from_json, params_hash, stored_params_hash, to_json
 from ..template import Template
 from .records import Enrolment, coerce_fingers
 from .report import Candidate, DedupReport, Verification
@@ -273,7 +273,9 @@ class Gallery:
             _decision_from_json(manifest["decision_params"])
         except Exception as exc:
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: unreadable decision parameters ({exc})") from exc
-        if params_hash(mp) != manifest.get("match_params_hash"):
+        # The hash of the parameters as written: a gallery written before a field existed stores
+        # fewer values (read with the value that reproduces its scores, biomatch.params.from_json).
+        if stored_params_hash(manifest["match_params"], MatchParams) != manifest.get("match_params_hash"):
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: match parameter hash does not match its parameters")
         epochs = [e.get("n_shards") for e in (manifest.get("routing") or {}).get("epochs", ())
                   if isinstance(e, dict)] or [manifest.get("n_shards")]
@@ -318,7 +320,8 @@ class Gallery:
     def _checked_open(cls, path: Path, match_params, decision, cache_bytes) -> tuple[dict, int]:
         """The manifest and the cache size of an :meth:`open`, the arguments checked against them."""
         manifest = cls._read_manifest(path)
-        if match_params is not None and params_hash(match_params) != manifest["match_params_hash"]:
+        if match_params is not None and params_hash(match_params) not in (
+                manifest["match_params_hash"], params_hash(from_json(manifest["match_params"], MatchParams))):
             raise IncompatibleGalleryError(
                 f"match_params: expected the gallery's generation {manifest['match_params_hash']}, "
                 f"got {params_hash(match_params)}")

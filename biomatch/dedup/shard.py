@@ -25,7 +25,7 @@ from .. import decide as _decide
 from ..face.embed import EMBEDDING_DIM as FACE_DIM
 from ..face.index import FaceIndex
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
-from ..params import MatchParams, from_json, params_hash, to_json
+from ..params import MatchParams, from_json, stored_params_hash
 from ..template import Template, decode, encode
 from ..errors import CorruptStoreError, TemplateError
 from . import watermark as _watermark
@@ -181,7 +181,7 @@ class Shard:
         self.folder = Path(spec.folder)
         self._lock = threading.RLock()
         self._params = from_json(spec.match_params_json, MatchParams)
-        self._params_hash = params_hash(self._params)
+        self._params_hash = stored_params_hash(spec.match_params_json, MatchParams)  # as the store recorded it
         create = _create_meta is not None
         if create:
             os.makedirs(self.folder, mode=0o700, exist_ok=False)
