@@ -273,6 +273,16 @@ _ADDED_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+# Earlier default ExtractionParams generations (their params_hash) whose templates score on one
+# scale with the current default's: the verdict of benchmarks/cross_generation.py (FVC2002
+# DB1-4_B; the FMR at every shipped threshold not shown above its target on mixed pairs, the FNMR
+# within the same-generation one's interval), measured figures beside each.  A gallery fixed at
+# one of them or at the current default accepts templates of any of them, so that a registry
+# keeps enrolling after an upgrade without re-extracting what it holds.  Empty: the current
+# default is the first generation of this lineage.
+EXTRACTION_LINEAGE: tuple[str, ...] = ()
+
+
 def from_json(text: str, cls: type[T]) -> T:
     """Parse JSON written by :func:`to_json` into ``cls``; unknown keys are refused.
 

@@ -60,6 +60,13 @@ _CREATING = ".creating"  # present while create() builds the folder; the manifes
 DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
+def _extraction_family() -> set[str]:
+    """Extraction generations that score on one scale: the current default and its declared lineage."""
+    from .. import params
+
+    return {params_hash(params.ExtractionParams()), *params.EXTRACTION_LINEAGE}
+
+
 def _code_generation(retrieval: str) -> str | None:
     """The finger-code generation a retrieval component depends on (None: no codes)."""
     if retrieval != "faiss":
@@ -465,8 +472,9 @@ class Gallery:
             raise IncompatibleTemplateError(f"{name}: expected templates of one extraction generation, "
                                             f"got parameter hashes {sorted(hashes)}")
         want = self._manifest.get("template_params_hash")
-        if want is not None and hashes != {want}:
-            raise IncompatibleTemplateError(f"{name}: expected templates with extraction parameter hash {want!r}, "
+        if want is not None and hashes != {want} and not hashes | {want} <= _extraction_family():
+            raise IncompatibleTemplateError(f"{name}: expected templates with extraction parameter hash {want!r} "
+                                            f"(or of its lineage, biomatch.params.EXTRACTION_LINEAGE), "
                                             f"got {next(iter(hashes))!r}")
         return usable
 

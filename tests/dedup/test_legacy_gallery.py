@@ -102,3 +102,25 @@ def test_an_edited_parameter_set_is_still_refused(legacy):
     path.write_text(json.dumps(manifest))
     with pytest.raises(IncompatibleGalleryError, match="match parameter hash"):
         Gallery.open(legacy, read_only=True)
+
+
+def test_templates_of_a_declared_lineage_are_accepted_others_refused(tmp_path, monkeypatch):
+    """A gallery fixed at an earlier extraction generation accepts the current extractor's
+    templates only when that generation is declared one scale with it (EXTRACTION_LINEAGE)."""
+    from biomatch import params
+    from biomatch.datasets.synthetic import impression, master
+    from biomatch.dedup import Enrolment, Gallery
+    from biomatch.errors import IncompatibleTemplateError
+    from biomatch.extract import extract
+
+    earlier = "0123456789abcdef"
+    fingers = {2: extract(impression(master(7002), 1).image, 500)}
+    with Gallery.create(tmp_path / "g", template_params_hash=earlier) as g:
+        with pytest.raises(IncompatibleTemplateError, match="lineage"):
+            g.enroll(Enrolment("a", fingers))
+        monkeypatch.setattr(params, "EXTRACTION_LINEAGE", (earlier,))
+        assert g.enroll(Enrolment("a", fingers)).decision == "UNIQUE"
+        stranger = params.ExtractionParams(block_size_px=12)  # a generation outside the lineage
+        odd = extract(impression(master(7003), 1).image, 500, stranger)
+        with pytest.raises(IncompatibleTemplateError):
+            g.enroll(Enrolment("b", {2: odd}))
