@@ -4,7 +4,7 @@ Commands::
 
     biomatch extract IMAGE --dpi N -o OUT [--format FORMAT]     (IMAGE may be .wsq or .jp2)
     biomatch convert IN OUT --to FORMAT [--from FORMAT] [--dpi N] [--in-dpi N] [--foreign TOOL] [--position P]
-    biomatch verify A B [--dpi N] [--json]
+    biomatch verify A B [--dpi N] [--position P] [--json]
     biomatch evaluate fvc FOLDER --dpi N [--json] [--out DIR [--report] [--peer NAME=CSV]] [--threads N]
     biomatch evaluate fvc2002 FOLDER [--json] [--out DIR [--report] [--peer NAME=DIR]]  (db1_b..db4_b)
     biomatch evaluate scores FILE.csv [--json] [--n-boot N] [--seed S] [--out DIR] [--peer NAME=CSV]
@@ -15,8 +15,9 @@ Commands::
     biomatch gallery create|enroll|dedup|stats PATH ...            (see biomatch.dedup.commands)
     biomatch demo dedup [--datasets DIR] [--out DIR]
 
-``verify`` takes images or native template files (recognised by their ``BMT1``
-magic, whatever their name); ``--dpi`` is needed only when one of them is an image.
+``verify`` takes images or template files in any mix -- native, ISO/IEC 19794-2 (2005, 2011) or
+ANSI/INCITS 378, recognised by their magic (``BMT1``, ``FMR``) whatever their name; ``--dpi`` is
+needed only when one of them is an image, ``--position`` when a standard record holds several fingers.
 
 Exit codes
 ----------
@@ -50,6 +51,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("biomatch.cli")
 
 _TEMPLATE_MAGIC = b"BMT1"
+_STANDARD_MAGIC = b"FMR\0"  # ISO/IEC 19794-2 (2005, 2011) and ANSI/INCITS 378
 _TEMPLATE_FORMATS = ("native", "iso19794-2:2005", "iso19794-2:2011", "ansi378")  # = template.FORMATS (lazy)
 _FMR_LABELS = {"fmr_1e-2": "FMR 1%", "fmr_1e-3": "FMR 0.1%", "fmr_1e-4": "FMR 0.01%"}
 
@@ -175,10 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="compare two fingerprints (images or templates)",
                        description="Print the score of A against B and the decision at each documented "
-                                   "threshold. A and B are images or native template files.")
+                                   "threshold. A and B are images or template files in any mix: native, "
+                                   "ISO/IEC 19794-2 (2005, 2011) or ANSI/INCITS 378, recognised by content.")
     p.add_argument("a", type=Path, metavar="A")
     p.add_argument("b", type=Path, metavar="B")
     p.add_argument("--dpi", type=_dpi, help="resolution of the image(s); required when A or B is an image")
+    p.add_argument("--position", type=int, default=None,
+                   help="finger position code of the view to compare when a standard record holds several")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 
@@ -355,19 +360,36 @@ def cmd_convert(args) -> int:
     return EXIT_OK
 
 
-def _is_template_file(path: Path) -> bool:
+def _template_kind(path: Path) -> str | None:
+    """``"native"`` or ``"standard"`` (ISO/IEC 19794-2 2005/2011, ANSI 378) by the file's magic,
+    None for anything else (an image)."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(4) == _TEMPLATE_MAGIC
+            head = fh.read(4)
     except OSError as exc:
         raise BiomatchError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+    return {_TEMPLATE_MAGIC: "native", _STANDARD_MAGIC: "standard"}.get(head)
 
 
-def _load_either(path: Path, dpi: float | None, name: str):
-    if _is_template_file(path):
+def _load_either(path: Path, dpi: float | None, name: str, position: int | None = None):
+    """The template of ``path``: a template file in any supported format (by content, not name)
+    or an image extracted at ``dpi``; a standard record with several fingers needs ``position``."""
+    kind = _template_kind(path)
+    if kind == "native":
         from .template import load_native
 
         return load_native(path)
+    if kind == "standard":
+        from .template import load_views
+
+        views = load_views(path)
+        chosen = [v for v in views if position is None or v.position == position]
+        if len(chosen) != 1:
+            have = sorted(v.position for v in views)
+            want = "one finger view" if position is None else f"one view of finger position {position}"
+            raise InvalidInputError(f"--position: {name} ({str(path)!r}) must hold {want}; it holds "
+                                    f"{len(views)} (positions {have})")
+        return chosen[0].template
     if dpi is None:
         raise InvalidInputError(f"--dpi: required because {name} ({str(path)!r}) is an image, not a template")
     from .extract import extract
@@ -402,8 +424,8 @@ def matcher_thresholds() -> dict[str, float | None]:
 
 
 def cmd_verify(args) -> int:
-    a = _load_either(args.a, args.dpi, "A")
-    b = _load_either(args.b, args.dpi, "B")
+    a = _load_either(args.a, args.dpi, "A", args.position)
+    b = _load_either(args.b, args.dpi, "B", args.position)
     try:
         from .match import FingerprintMatcher
     except ImportError as exc:

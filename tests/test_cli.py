@@ -412,3 +412,39 @@ def test_synth_fvc_with_conditions(tmp_path, capsys):
     assert truth["dpi"] == 1000 and truth["conditions"]
     assert cli.main(["synth", "fvc", str(tmp_path / "x"), "--condition", "bogus", "--quiet"]) == 2
     assert "condition" in capsys.readouterr().err
+
+
+# verify with the real matcher over every template format (no fakes)
+@pytest.mark.parametrize("fmt_a,fmt_b", [("iso19794-2:2005", "iso19794-2:2011"), ("ansi378", "native"),
+                                         ("iso19794-2:2011", "iso19794-2:2011"), ("native", "ansi378")])
+def test_verify_accepts_every_template_format_in_any_mix(tmp_path, capsys, fmt_a, fmt_b):
+    from biomatch.datasets.synthetic import template_impressions
+    from biomatch.template import dump
+
+    mate_a, mate_b = template_impressions(11, 2)
+    other = template_impressions(12, 1)[0]
+    paths = {}
+    for key, t, fmt in (("a", mate_a, fmt_a), ("b", mate_b, fmt_b), ("c", other, fmt_b)):
+        paths[key] = tmp_path / f"{key}.rec"  # no telling extension: recognised by content
+        paths[key].write_bytes(dump(t, fmt))
+    assert cli.main(["verify", str(paths["a"]), str(paths["b"]), "--json"]) == 0
+    mated = json.loads(capsys.readouterr().out)
+    assert cli.main(["verify", str(paths["a"]), str(paths["c"]), "--json"]) == 0
+    non_mated = json.loads(capsys.readouterr().out)
+    assert mated["match"]["fmr_1e-4"] is True and non_mated["match"]["fmr_1e-2"] is False
+
+
+def test_verify_standard_record_with_several_fingers_needs_position(tmp_path, capsys):
+    from biomatch.datasets.synthetic import template_impressions
+    from biomatch.template import FingerView, dump
+
+    t2, t7 = template_impressions(21, 1)[0], template_impressions(27, 1)[0]
+    record = tmp_path / "two.iso"
+    record.write_bytes(dump([FingerView(t2, 2, 0, 0, 500), FingerView(t7, 7, 0, 0, 500)], "iso19794-2:2011"))
+    probe = tmp_path / "probe.bmt"
+    save(template_impressions(27, 2)[1], probe)
+    assert cli.main(["verify", str(record), str(probe)]) == 2
+    err = capsys.readouterr().err
+    assert "--position" in err and "positions [2, 7]" in err
+    assert cli.main(["verify", str(record), str(probe), "--position", "7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["match"]["fmr_1e-4"] is True
