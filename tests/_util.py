@@ -23,6 +23,20 @@ def need_dataset(relative: str) -> Path:
     return path
 
 
+def need_module(name: str, reason: str):
+    """Import an optional dependency that the test extra installs; skip when it is missing, but
+    fail under CI=true, where ``pip install -e '.[test]'`` must have brought it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        msg = f"{reason} ({exc})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg, allow_module_level=True)
+
+
 def synthetic_ridges(h=300, w=280, period=9.0, angle_deg=30.0, seed=0):
     """A ridge pattern with a known period and orientation, plus mild noise (uint8)."""
     rng = np.random.default_rng(seed)

@@ -20,7 +20,9 @@ import pytest
 
 from dedup_util import make_record
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[cluster]'): distributed gallery untested")
+from _util import need_module  # noqa: E402
+
+ray = need_module("ray", "Ray is not installed (pip install -e '.[test]' or '.[cluster]'): distributed gallery untested")
 
 HERE = Path(__file__).resolve().parent
 N_SHARDS = 2

@@ -14,7 +14,9 @@ import pytest
 
 from dedup_util import make_record
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[cluster]')")
+from _util import need_module  # noqa: E402
+
+ray = need_module("ray", "Ray is not installed (pip install -e '.[test]' or '.[cluster]'): distributed gallery untested")
 
 LOOPBACK = "127.0.0.2"
 

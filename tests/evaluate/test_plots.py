@@ -29,7 +29,19 @@ def test_det_several_curves_on_one_plot(tmp_path):
 
 
 def test_det_perfect_separation_does_not_fail_on_log_axes(tmp_path):
-    plot_det(([5.0, 6.0], [0.0, 1.0]), tmp_path / "det.png")
+    """No error rate is 0 on a log axis: zeros are drawn at the floor, so the curve is still on
+    the plot (its colour present), not dropped or turned into a warning and an empty frame."""
+    import cv2
+
+    out = plot_det(([5.0, 6.0], [0.0, 1.0]), tmp_path / "det.png")
+    assert out.read_bytes()[:8] == PNG
+    img = cv2.imread(str(out), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[0] > 100 and img.shape[1] > 100
+    # matplotlib's first colour (C0, #1f77b4: BGR 180, 119, 31) draws the curve; the legend sits
+    # bottom left, so the right half holds the curve alone
+    right = img[:, img.shape[1] // 2:].astype(int)
+    curve = (np.abs(right - [180, 119, 31]).sum(axis=2) < 60).sum()
+    assert curve > 50, curve
 
 
 def test_histogram(tmp_path):
