@@ -202,7 +202,8 @@ def leader_peer() -> Peer:
 
         from biomatch.extract.leader import LEADER_SHA256, LeaderModelError, extract_leader, find_leader_model
         from biomatch.match import FingerprintMatcher, prepare
-        from biomatch.template import Template, decode, encode
+        from biomatch.formats import decode, encode
+        from biomatch.template import Template
 
         find_leader_model()
     except LeaderModelError as exc:

@@ -48,7 +48,7 @@ def extract_all(out: Path) -> None:
     from biomatch.evaluate.fvc import list_fvc_images
     from biomatch.extract import extract
     from biomatch.params import ExtractionParams, params_hash
-    from biomatch.template import encode
+    from biomatch.formats import encode
 
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     n = 0
@@ -85,7 +85,7 @@ def compare(old: Path, new: Path) -> int:
     from biomatch.evaluate.fvc import fvc_pairs, list_fvc_images
     from biomatch.evaluate.metrics import compute_metrics
     from biomatch.match import SCORE_AT_FMR, prepare
-    from biomatch.template import decode
+    from biomatch.formats import decode
 
     gens = {k: json.loads((d / "generation.json").read_text())["extraction_params_hash"]
             for k, d in (("old", old), ("new", new))}

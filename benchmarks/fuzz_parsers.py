@@ -2,19 +2,19 @@
 
 Targets (each gets ``--inputs`` mutated inputs, seeded):
 
-- ``iso2005``, ``iso2011``, ``ansi378``: :func:`biomatch.template.load_views` with the format
+- ``iso2005``, ``iso2011``, ``ansi378``: :func:`biomatch.formats.load_views` with the format
   forced (so the parser, not the sniffer, sees the bytes), seeds: multi-view records written
   from FVC2002 templates when the dataset is present, else synthetic ones, plus records with
   extended data and optional blocks;
-- ``bmt1``: :func:`biomatch.template.decode`;
+- ``bmt1``: :func:`biomatch.formats.decode`;
 - ``an2k``: :func:`biomatch.formats.an2k.read_enrolment` without image decoding (structure, CNT,
   tagged fields, Type-9 legacy minutiae and INCITS 378 blocks), seeds: the NIST libbiomeval
   samples plus constructed transactions holding Type-9 INCITS 378 blocks (:func:`m1_transaction`);
 - ``afis-iso2005``, ``nbis-py-iso2005``: the explicit converters of
   :mod:`biomatch.formats.foreign` followed by the standard parser, seeds: those tools' layouts
   built from biomatch's own ISO 2005 records (no dependency on the tools);
-- ``wsq-header``: :func:`biomatch.formats.wsq.parse_header`;
-- ``wsq-decode``: :func:`biomatch.formats.wsq.decode` (header checks + NBIS in the isolated worker).
+- ``wsq-header``: :func:`biomatch.imaging.wsq.parse_header`;
+- ``wsq-decode``: :func:`biomatch.imaging.wsq.decode` (header checks + NBIS in the isolated worker).
 
 An input passes when the parser returns or raises a :class:`~biomatch.errors.BiomatchError`;
 anything else (another exception type, or the process dying) is a failure and the input is
@@ -112,7 +112,8 @@ def _templates() -> list:
 
 
 def _fmr_seeds(fmt: str) -> list[bytes]:
-    from biomatch.template import FingerView, dump
+    from biomatch.formats import dump
+    from biomatch.template import FingerView
 
     seeds = []
     templates = list(_templates())
@@ -134,7 +135,7 @@ def _tagged(t: int, fields) -> bytes:
 
 def m1_transaction(template, ppi: int = 500, position: int = 2) -> bytes:
     """A Type-1 + Type-9 transaction whose Type-9 holds ``template`` as an INCITS 378 block."""
-    from biomatch.template import dump
+    from biomatch.formats import dump
 
     record = dump(template, "ansi378", dpi=ppi)  # INCITS 378 minutiae: the same fields, in binary
     n = record[29]
@@ -174,7 +175,7 @@ def nbis_py_iso2005_layout(record: bytes) -> bytes:
 
 
 def targets() -> dict:
-    from biomatch.template import decode, encode, load_views
+    from biomatch.formats import decode, encode, load_views
 
     out = {}
     for name, fmt in (("iso2005", "iso19794-2:2005"), ("iso2011", "iso19794-2:2011"), ("ansi378", "ansi378")):
@@ -186,7 +187,7 @@ def targets() -> dict:
                                        width=300, height=300)) for n in (0, 5, 40)]
     out["bmt1"] = (decode, bmt)
     from biomatch.formats import foreign
-    from biomatch.template import dump, load
+    from biomatch.formats import dump, load
 
     iso = [dump(t, "iso19794-2:2005", dpi=dpi) for t, dpi in zip(_templates(), (500, 569, 1000, 500, 500, 500))]
     out["afis-iso2005"] = (lambda b: load(foreign.from_afis_iso2005(b)), [afis_iso2005_layout(r) for r in iso])
@@ -203,7 +204,7 @@ def targets() -> dict:
     try:
         import _wsq  # noqa: F401
 
-        from biomatch.formats import wsq
+        from biomatch.imaging import wsq
     except ImportError:
         return out
     wsq_seeds = [p.read_bytes() for p in sorted(samples.glob("*.wsq"))]
@@ -293,7 +294,7 @@ def main(argv=None) -> int:
                 pass
         r = run(name, fn, seeds, args.inputs, args.seed, args.trace_memory, args.crashes)
         if name == "wsq-decode":
-            from biomatch.formats import wsq
+            from biomatch.imaging import wsq
 
             r["decoder_process_starts"] = wsq._worker.starts  # 1 + the crashes and hangs it contained
         results.append(r)

@@ -54,7 +54,7 @@ def _angle_diff_deg(a, b):
 def roundtrip(datasets: Path) -> dict:
     from biomatch.extract import extract
     from biomatch.match import SCORE_AT_FMR, FingerprintMatcher
-    from biomatch.template import dump, load
+    from biomatch.formats import dump, load
 
     out = {}
     for name, dpi in SETS.items():
@@ -176,7 +176,7 @@ def peers(datasets: Path, sets=("db1_b", "db3_b"), limit: int | None = None) -> 
     from biomatch.extract import extract
     from biomatch.formats import an2k, foreign
     from biomatch.match import FingerprintMatcher
-    from biomatch.template import dump, load
+    from biomatch.formats import dump, load
 
     rows = []
     sample = datasets / "samples" / "nist_libbiomeval" / "type9-13.an2k"

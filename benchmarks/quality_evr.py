@@ -165,7 +165,7 @@ def fvc_set(folder: Path, dpi: float, name: str) -> dict:
 
 def _extract_job(job):
     path, dpi = job
-    from biomatch.template import encode
+    from biomatch.formats import encode
 
     t, row = _Recorder().one(path, dpi)
     return Path(path).stem, encode(t), row
@@ -177,7 +177,7 @@ def socofing_set(root: Path, workers: int) -> dict:
     if cached is not None:
         return cached
     from biomatch.match import FingerprintMatcher, prepare
-    from biomatch.template import decode
+    from biomatch.formats import decode
 
     real = sorted((root / "real").glob("*.png"))
     alt = sorted((root / "altered_hard").glob("*.png"))

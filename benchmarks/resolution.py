@@ -50,7 +50,8 @@ def _jp2_ppi(data: bytes) -> float | None:
 
 def shared_sets(limit: int | None) -> list[tuple[str, list[tuple[str, object, float]]]]:
     """[(set name, [(image name, path or array, published dpi)])] for every set found."""
-    from biomatch.formats import an2k, wsq
+    from biomatch.formats import an2k
+    from biomatch.imaging import wsq
 
     sets = []
 
@@ -108,7 +109,7 @@ def _refused(native, dpi) -> bool:
 def measure(item) -> dict:
     """Everything the table needs about one image."""
     from biomatch.extract.resolution import auto_dpi, estimate_resolution
-    from biomatch.image import MAX_DPI, MIN_DPI, load_fingerprint
+    from biomatch.imaging import MAX_DPI, MIN_DPI, load_fingerprint
 
     name, source, dpi = item
     native = load_fingerprint(source, 500)  # 8-bit grey, not resampled
@@ -190,7 +191,7 @@ def print_table(results: list[dict]) -> None:
 def timing() -> None:
     from biomatch.extract import extract
     from biomatch.extract.resolution import ResolutionParams
-    from biomatch.image import load_fingerprint
+    from biomatch.imaging import load_fingerprint
 
     paths = sorted((DATASETS / "fvc2002/db1_b").glob("*.tif"))
     images = [load_fingerprint(p, 500) for p in paths]

@@ -50,7 +50,7 @@ SOCO_FINGERS = [f"{h}_{f}" for h in ("Left", "Right") for f in ("thumb", "index"
 # ----------------------------------------------------------------------------- template cache
 def _extract_one(args):
     from biomatch.extract import extract
-    from biomatch.template import encode
+    from biomatch.formats import encode
 
     path, dpi = args
     try:
@@ -62,7 +62,8 @@ def _extract_one(args):
 def cached_templates(folder: Path, dpi: float, workers: int = 1) -> dict:
     """Templates of every image in ``folder``, by file name (extracted once, cached in /tmp)."""
     from biomatch.params import ExtractionParams, params_hash
-    from biomatch.template import Template, decode
+    from biomatch.formats import decode
+    from biomatch.template import Template
 
     CACHE.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = f"{folder.parent.name}_{folder.name}_{dpi}_{params_hash(ExtractionParams())}.pkl"

@@ -119,7 +119,8 @@ def biomatch_system() -> System:
     from biomatch.errors import InvalidInputError
     from biomatch.extract import extract
     from biomatch.match import FingerprintMatcher, prepare
-    from biomatch.template import Template, decode, encode
+    from biomatch.formats import decode, encode
+    from biomatch.template import Template
 
     cv2.setNumThreads(1)
     pkg = REPO / "biomatch"

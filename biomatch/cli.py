@@ -52,7 +52,7 @@ log = logging.getLogger("biomatch.cli")
 
 _TEMPLATE_MAGIC = b"BMT1"
 _STANDARD_MAGIC = b"FMR\0"  # ISO/IEC 19794-2 (2005, 2011) and ANSI/INCITS 378
-_TEMPLATE_FORMATS = ("native", "iso19794-2:2005", "iso19794-2:2011", "ansi378")  # = template.FORMATS (lazy)
+_TEMPLATE_FORMATS = ("native", "iso19794-2:2005", "iso19794-2:2011", "ansi378")  # = formats.FORMATS (lazy)
 _FMR_LABELS = {"fmr_1e-2": "FMR 1%", "fmr_1e-3": "FMR 0.1%", "fmr_1e-4": "FMR 0.01%"}
 
 
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_extract(args) -> int:
     from ._io import write_private_atomic
     from .extract import extract
-    from .template import dump
+    from .formats import dump
 
     cap: dict = {}
     template = extract(args.image, args.dpi, capture=cap)
@@ -322,7 +322,7 @@ def cmd_quality(args) -> int:
 
 def cmd_convert(args) -> int:
     from ._io import write_private_atomic
-    from .template import dump, load_views
+    from .formats import dump, load_views
 
     source = args.input
     in_dpi = args.in_dpi
@@ -376,11 +376,11 @@ def _load_either(path: Path, dpi: float | None, name: str, position: int | None 
     or an image extracted at ``dpi``; a standard record with several fingers needs ``position``."""
     kind = _template_kind(path)
     if kind == "native":
-        from .template import load_native
+        from .formats import load_native
 
         return load_native(path)
     if kind == "standard":
-        from .template import load_views
+        from .formats import load_views
 
         views = load_views(path)
         chosen = [v for v in views if position is None or v.position == position]

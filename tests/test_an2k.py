@@ -126,7 +126,8 @@ def test_type9_incits378_block_is_read_with_its_resolution_and_direction():
 
 
 def test_type9_incits378_block_agrees_with_the_ansi378_codec():
-    from biomatch.template import Template, dump, load
+    from biomatch.formats import dump, load
+    from biomatch.template import Template
 
     rng = np.random.default_rng(5)
     n = 30

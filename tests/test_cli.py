@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from biomatch import cli
-from biomatch.template import Template, load_native, save
+from biomatch.formats import load_native, save
+from biomatch.template import Template
 
 
 def fake_template(finger: int, impression: int) -> Template:
@@ -24,7 +25,7 @@ def fake_template(finger: int, impression: int) -> Template:
 
 
 def fake_extract(image, dpi, params=None, capture=None):
-    from biomatch.image import check_dpi
+    from biomatch.imaging import check_dpi
 
     check_dpi(dpi)
     data = open(image, "rb").read().decode()
@@ -419,7 +420,7 @@ def test_synth_fvc_with_conditions(tmp_path, capsys):
                                          ("iso19794-2:2011", "iso19794-2:2011"), ("native", "ansi378")])
 def test_verify_accepts_every_template_format_in_any_mix(tmp_path, capsys, fmt_a, fmt_b):
     from biomatch.datasets.synthetic import template_impressions
-    from biomatch.template import dump
+    from biomatch.formats import dump
 
     mate_a, mate_b = template_impressions(11, 2)
     other = template_impressions(12, 1)[0]
@@ -436,7 +437,8 @@ def test_verify_accepts_every_template_format_in_any_mix(tmp_path, capsys, fmt_a
 
 def test_verify_standard_record_with_several_fingers_needs_position(tmp_path, capsys):
     from biomatch.datasets.synthetic import template_impressions
-    from biomatch.template import FingerView, dump
+    from biomatch.formats import dump
+    from biomatch.template import FingerView
 
     t2, t7 = template_impressions(21, 1)[0], template_impressions(27, 1)[0]
     record = tmp_path / "two.iso"

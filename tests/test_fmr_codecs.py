@@ -8,7 +8,8 @@ import pytest
 
 from biomatch import cli
 from biomatch.errors import FormatError, InvalidInputError
-from biomatch.template import FORMATS, FingerView, Template, dump, encode, load, load_views, sniff
+from biomatch.formats import FORMATS, dump, encode, load, load_views, sniff
+from biomatch.template import FingerView, Template
 
 STANDARD = [f for f in FORMATS if f != "native"]
 STEP_DEG = {"iso19794-2:2005": 360 / 256, "iso19794-2:2011": 360 / 256, "ansi378": 2.0}

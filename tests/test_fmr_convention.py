@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from biomatch.extract import extract
-from biomatch.template import BIFURCATION, ENDING, dump, load
+from biomatch.formats import dump, load
+from biomatch.template import BIFURCATION, ENDING
 
 PERIOD_PX = 9.0
 SIDE_PX = 320

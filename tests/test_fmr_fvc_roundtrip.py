@@ -13,7 +13,8 @@ import pytest
 
 from biomatch.extract import extract
 from biomatch.match import FingerprintMatcher
-from biomatch.template import Template, dump, load
+from biomatch.formats import dump, load
+from biomatch.template import Template
 
 from _util import need_dataset
 

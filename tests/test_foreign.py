@@ -5,7 +5,8 @@ import pytest
 
 from biomatch.errors import FormatError, InvalidInputError
 from biomatch.formats import foreign
-from biomatch.template import Template, dump, load, load_views
+from biomatch.formats import dump, load, load_views
+from biomatch.template import Template
 
 from _util import REPO
 

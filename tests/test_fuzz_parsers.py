@@ -18,7 +18,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from biomatch.errors import BiomatchError  # noqa: E402
 from biomatch.formats import an2k  # noqa: E402
-from biomatch.template import FORMATS, FingerView, Template, decode, dump, load_views  # noqa: E402
+from biomatch.formats import FORMATS, decode, dump, load_views
+from biomatch.template import FingerView, Template  # noqa: E402
 
 from _util import REPO  # noqa: E402
 

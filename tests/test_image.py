@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from biomatch.errors import BiomatchError, ImageError, InvalidInputError
-from biomatch.image import load_fingerprint, read_image, to_grey8, to_working_resolution
+from biomatch.imaging import load_fingerprint, read_image, to_grey8, to_working_resolution
 
 from _util import synthetic_ridges
 

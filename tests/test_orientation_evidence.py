@@ -17,7 +17,8 @@ from _util import need_dataset
 from biomatch.errors import FormatError, InvalidInputError
 from biomatch.match import SCORE_AT_FMR, FingerprintMatcher, prepare
 from biomatch.params import MatchParams
-from biomatch.template import (MINUTIA_DTYPE, NO_PRINT, Template, decode, dump, encode, grid_shape, load)
+from biomatch.formats import decode, dump, encode, load
+from biomatch.template import MINUTIA_DTYPE, NO_PRINT, Template, grid_shape
 
 import biomatch._native as native  # noqa: E402  (part of the package: a broken build fails, never skips)
 SCALE = native.Config(dataclasses.asdict(MatchParams()))  # its orientation_scale(): the default mapping

@@ -5,7 +5,7 @@ import pytest
 
 from biomatch.extract import extract
 from biomatch.match import SCORE_AT_FMR, FingerprintMatcher, prepare
-from biomatch.template import decode, encode
+from biomatch.formats import decode, encode
 
 from _util import need_dataset
 

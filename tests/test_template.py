@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from biomatch.errors import FormatError, InvalidInputError
-from biomatch.template import MINUTIA_DTYPE, Template, decode, encode, load_native, save
+from biomatch.formats import decode, encode, load_native, save
+from biomatch.template import MINUTIA_DTYPE, Template
 
 
 def _template(n=25, seed=1):
@@ -86,7 +87,8 @@ def test_invalid_fields():
 
 
 def test_registry_reads_paths_and_refuses_bad_arguments(tmp_path):
-    from biomatch.template import FingerView, dump, load, load_views
+    from biomatch.formats import dump, load, load_views
+    from biomatch.template import FingerView
 
     t = _template()
     path = tmp_path / "t.ist"
@@ -109,7 +111,7 @@ def test_version_1_templates_are_read_in_the_iso_direction():
     import struct
     import zlib
 
-    from biomatch.template import decode, encode
+    from biomatch.formats import decode, encode
 
     t = Template.from_arrays([10.0, 20.0], [30.0, 40.0], [0.5, 4.0], kind=[1, 2], quality=[50, 60],
                              width=100, height=100, print_quality=50, params_hash="abc")

@@ -5,12 +5,12 @@ import pytest
 
 from biomatch import cli
 from biomatch.errors import FormatError, ImageError
-from biomatch.image import read_image
+from biomatch.imaging import read_image
 
 from _util import need_dataset, synthetic_ridges
 
 pytest.importorskip("_wsq", reason="the 'wsq' package (NBIS WSQ codec) is not installed")
-from biomatch.formats import wsq  # noqa: E402
+from biomatch.imaging import wsq  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def socofing_position(name: str) -> tuple[int, int] | None:
 def _extract_one(job):
     from ..errors import ResolutionError
     from ..extract import extract
-    from ..template import encode
+    from ..formats import encode
 
     path, dpi = job
     try:
@@ -94,10 +94,10 @@ def _read_cache(f: Path, paths: list[str]) -> dict:
     ------
     Exception
         Any failure (not an npz of plain arrays, another format or path list, a template
-        whose CRC or content fails :func:`biomatch.template.decode`): the caller rebuilds.
+        whose CRC or content fails :func:`biomatch.formats.decode`): the caller rebuilds.
     """
     from ..errors import FormatError
-    from ..template import decode
+    from ..formats import decode
 
     with np.load(f, allow_pickle=False) as z:  # never unpickle: a replaced file cannot run code
         if set(z.files) != {"format", "paths", "present", "offsets", "blobs"}:
@@ -121,7 +121,7 @@ def _extract_all(paths: list[str], dpi: float, cache: Path, quiet: bool) -> dict
     """
     import hashlib
 
-    from ..template import decode
+    from ..formats import decode
     from .commands import Progress
 
     paths = list(paths)

@@ -264,7 +264,7 @@ def _index_shows_loss(folder: Path, seqs: dict) -> bool:
 
 def _damaged_templates(store) -> list:
     """``(finger id, subject id)`` of every finger whose template fails to decode (BMT1 CRC)."""
-    from ..template import decode
+    from ..formats import decode
 
     bad = []
     after = 0

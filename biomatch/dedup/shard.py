@@ -26,7 +26,8 @@ from ..face.embed import EMBEDDING_DIM as FACE_DIM
 from ..face.index import FaceIndex
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
 from ..params import MatchParams, from_json, stored_params_hash
-from ..template import Template, decode, encode
+from ..formats import decode, encode
+from ..template import Template
 from ..errors import CorruptStoreError, TemplateError
 from . import watermark as _watermark
 from .errors import IncompatibleGalleryError, UnknownSubjectError

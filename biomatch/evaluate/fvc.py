@@ -318,7 +318,7 @@ def run_fvc(folder: str | Path, dpi: float, *, params=None, n_threads: int = 1,
         ``match_us_median`` the median CPU time per comparison, where each comparison of
         one ``match_many`` call is charged the call's time divided by its size.
     """
-    from ..image import check_dpi
+    from ..imaging import check_dpi
 
     dpi = check_dpi(dpi)
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:

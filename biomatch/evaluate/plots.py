@@ -221,7 +221,7 @@ def plot_minutiae(image, template, path: str | Path, *, title: str = "Minutiae")
     Parameters
     ----------
     image : ndarray of uint8, shape (H, W)
-        The print at 500 dpi (:func:`biomatch.image.load_fingerprint`), the frame of the
+        The print at 500 dpi (:func:`biomatch.imaging.load_fingerprint`), the frame of the
         template's coordinates.
     template : Template
     path : path
@@ -298,7 +298,7 @@ def plot_match_explanation(image_a, image_b, dpi: float, path: str | Path, *, ti
         ``explain()``'s breakdown plus ``"png"`` (the path) and ``"pairs_key"``.
     """
     from ..extract import extract
-    from ..image import load_fingerprint
+    from ..imaging import load_fingerprint
     from ..match import FingerprintMatcher
 
     ga, gb = load_fingerprint(image_a, dpi), load_fingerprint(image_b, dpi)

@@ -4,7 +4,7 @@ The pipeline, stage by stage (each stage is one module of this package)::
 
     check_resolution   stated dpi vs the ridge period (or       resolution
                        dpi="auto": estimated from it)
-    load_fingerprint   8-bit grey, resampled to 500 dpi         biomatch.image
+    load_fingerprint   8-bit grey, resampled to 500 dpi         biomatch.imaging
     segment            foreground: ridge-band energy above      segmentation
                        the sensor's noise, or strong contrast
     normalise          local zero-mean unit-variance, ridges up segmentation
@@ -45,7 +45,7 @@ from typing import MutableMapping, NamedTuple
 import numpy as np
 
 from ..errors import invalid
-from ..image import check_dpi, load_fingerprint, to_working_resolution
+from ..imaging import check_dpi, load_fingerprint, to_working_resolution
 from ..params import WORKING_DPI, ExtractionParams, params_hash
 from ..template import MINUTIA_DTYPE, Template
 from .block_orientation import block_orientations

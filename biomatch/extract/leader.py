@@ -11,7 +11,7 @@ against templates of the classic extractor.
 
 The pipeline::
 
-    load_fingerprint    8-bit grey at 500 dpi                biomatch.image
+    load_fingerprint    8-bit grey at 500 dpi                biomatch.imaging
     segment, ...        foreground mask, coherence, ridges   classic stages (a few ms)
     run_network         pad to 32, NHWC float32 forward      cv2.dnn (about 1.3 s per FVC image, 1 thread)
     decode_minutiae     confidence >= 0.55 inside the mask   this module

@@ -323,7 +323,7 @@ def _confirmed(grey, found, rp: ResolutionParams, p: ExtractionParams) -> Resolu
 
 def _extractor_period(grey: np.ndarray, dpi: float, p: ExtractionParams) -> tuple[float, float] | None:
     """(ridge fraction, median block period in native px) of the extractor's stages at ``dpi``."""
-    from ..image import MAX_DPI, MIN_DPI, to_working_resolution
+    from ..imaging import MAX_DPI, MIN_DPI, to_working_resolution
     from .frequency import ridge_period
     from .orientation import orientation_field
     from .quality import ridge_fraction

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..image import MAX_FACE_IMAGE_PIXELS
+from ..imaging import MAX_FACE_IMAGE_PIXELS
 from .errors import FaceImageError, MultipleFacesError, NoFaceError
 from .nets import detector
 from .params import DEFAULT, FaceParams
@@ -54,14 +54,14 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
         image file path; or the bytes of an encoded image file. Files are decoded straight to
         8-bit BGR (16-bit samples keep their high byte; alpha is dropped; EXIF orientation is
         not applied), after their header is checked against
-        :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` (so a decompression bomb is refused
+        :data:`~biomatch.imaging.MAX_FACE_IMAGE_PIXELS` (so a decompression bomb is refused
         before any decoding); arrays are checked against the same limit.
 
     Raises
     ------
     FaceImageError
         Unreadable or corrupt file; a path with a NUL byte; more than
-        :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` pixels; wrong type, dtype or shape;
+        :data:`~biomatch.imaging.MAX_FACE_IMAGE_PIXELS` pixels; wrong type, dtype or shape;
         smaller than ``min_image_side_px``; uniform (blank or flat grey) image.
     """
     import cv2
@@ -101,7 +101,7 @@ def to_bgr(image, params: FaceParams = DEFAULT) -> np.ndarray:
 def _read(source) -> np.ndarray:
     """An image file or encoded bytes, decoded to 8-bit BGR within the face pixel limit."""
     from ..errors import ImageError, InvalidInputError
-    from ..image import decode_bytes, read_image
+    from ..imaging import decode_bytes, read_image
 
     try:
         if isinstance(source, (str, os.PathLike)):

@@ -26,9 +26,9 @@ import math
 
 import numpy as np
 
+from .._reader import Reader
 from ..errors import FormatError, invalid
 from ..template import MINUTIA_DTYPE, FingerView, Template
-from ._reader import Reader
 
 # Common scanner resolutions (dpi); a ppcm field equal to round(dpi / 2.54) means exactly that dpi.
 _COMMON_DPI = (250, 300, 333, 362, 400, 450, 500, 569, 600, 700, 750, 800, 1000, 1200, 1500, 2000)

@@ -44,10 +44,10 @@ quality 0-100). Ridge counts, cores and deltas (9.138-9.141) are kept raw in ``R
 Each block becomes a :class:`~biomatch.template.FingerView` in ``Enrolment.finger_views``.
 Extended Feature Set fields (9.300+) and vendor blocks are not interpreted.
 
-Images are decoded through :func:`biomatch.image.decode_bytes` (WSQ via NBIS in its isolated
+Images are decoded through :func:`biomatch.imaging.decode_bytes` (WSQ via NBIS in its isolated
 worker; JPEG, JPEG 2000, PNG via OpenCV) only when asked (``decode_images=True``). Before any
-decoding, the record's HLL x VLL must be at most :data:`~biomatch.image.MAX_IMAGE_PIXELS`
-(finger records) or :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` (Type-10), and the
+decoding, the record's HLL x VLL must be at most :data:`~biomatch.imaging.MAX_IMAGE_PIXELS`
+(finger records) or :data:`~biomatch.imaging.MAX_FACE_IMAGE_PIXELS` (Type-10), and the
 compressed stream's own header must state the same size (decoders allocate from it).
 """
 
@@ -59,9 +59,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._reader import Reader
 from ..errors import BiomatchError, FormatError, ImageError, invalid
-from ..image import MAX_FACE_IMAGE_PIXELS, MAX_IMAGE_PIXELS, decode_bytes, read_header
-from ._reader import Reader
+from ..imaging import MAX_FACE_IMAGE_PIXELS, MAX_IMAGE_PIXELS, decode_bytes, read_header
 
 __all__ = ["Record", "Transaction", "FingerImage", "FaceImage", "Enrolment", "parse", "read_enrolment"]
 
@@ -372,8 +372,8 @@ def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1
                    limit: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """The record's pixels; its stated size, then its codestream's header, checked before decoding.
 
-    ``limit`` in pixels: :data:`~biomatch.image.MAX_IMAGE_PIXELS` for finger records,
-    :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS` for Type-10 records.
+    ``limit`` in pixels: :data:`~biomatch.imaging.MAX_IMAGE_PIXELS` for finger records,
+    :data:`~biomatch.imaging.MAX_FACE_IMAGE_PIXELS` for Type-10 records.
     """
     if img.width * img.height > limit:  # HLL x VLL, before the payload is even looked at
         raise FormatError(f"{name}: expected at most {limit} pixels, got {img.width}x{img.height} "

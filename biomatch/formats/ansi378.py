@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import struct
 
+from .._reader import Reader
 from . import _fmr
 from .iso19794_2 import MAGIC, VERSION_2005, check_total_length, read_header_start, read_resolution, \
     read_view_2005, write_views_2005
@@ -28,8 +29,6 @@ def decode(data: bytes, dpi: float | None = None):
 
     ``dpi``, when given, replaces the record's resolution fields.
     """
-    from ._reader import Reader
-
     dpi = _fmr.check_override_dpi(dpi)
 
     r = Reader(data, "ANSI 378-2004 record")

@@ -2,12 +2,12 @@
 
 Some tools write records that look like ISO/IEC 19794-2 but deviate from it. biomatch's
 standard parsers refuse them (or, worse, would misread a resolution field); guessing which tool
-wrote a record is not reliable, so nothing here is ever applied by :func:`biomatch.template.load`
+wrote a record is not reliable, so nothing here is ever applied by :func:`biomatch.formats.load`
 on its own. A caller who knows where a record comes from converts it to a conformant record
 with the function named after that tool, then loads it as usual::
 
     from biomatch.formats import foreign
-    from biomatch.template import load
+    from biomatch.formats import load
 
     t = load(foreign.from_afis_iso2005(data))                 # afis 1.2.x to_iso19794_2()
     t = load(afis_2011_bytes, dpi=500)                        # afis 1.2.x to_iso19794_2_2011()
@@ -38,9 +38,9 @@ from __future__ import annotations
 import math
 import struct
 
+from .._reader import Reader
 from ..errors import invalid
 from . import _fmr
-from ._reader import Reader
 from .iso19794_2 import MAGIC, VERSION_2005
 
 __all__ = ["from_afis_iso2005", "from_nbis_py_iso2005"]

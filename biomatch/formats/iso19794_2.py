@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import struct
 
+from .._reader import Reader
 from ..template import FingerView
 from . import _fmr
-from ._reader import Reader
 
 __all__ = ["decode_2005", "encode_2005", "decode_2011", "encode_2011", "MAGIC", "VERSION_2005",
            "VERSION_2011"]
@@ -86,7 +86,7 @@ def read_view_2005(r: Reader, width: int, height: int, dpi_x: float, dpi_y: floa
 def decode_2005(data: bytes, dpi: float | None = None) -> tuple[FingerView, ...]:
     """Parse an ISO/IEC 19794-2:2005 record into its finger views (500 dpi templates).
 
-    ``dpi``, when given, replaces the record's resolution fields (see :func:`biomatch.template.load`).
+    ``dpi``, when given, replaces the record's resolution fields (see :func:`biomatch.formats.load`).
     """
     dpi = _fmr.check_override_dpi(dpi)
     r = Reader(data, "ISO 19794-2:2005 record")

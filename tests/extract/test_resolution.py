@@ -10,7 +10,7 @@ from biomatch.errors import InvalidInputError, ResolutionError
 from biomatch.extract import extract
 from biomatch.extract.resolution import (ResolutionParams, check_resolution, estimate_resolution,
                                          native_ridge_period)
-from biomatch.image import load_fingerprint
+from biomatch.imaging import load_fingerprint
 from biomatch.params import from_json, to_json
 
 from _util import need_dataset, synthetic_ridges

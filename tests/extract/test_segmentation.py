@@ -8,7 +8,7 @@ import pytest
 from biomatch.datasets.degrade import apply_condition, condition_rng
 from biomatch.extract import extract
 from biomatch.extract.segmentation import ridge_band_energy, segment, sensor_noise_grey
-from biomatch.image import load_fingerprint
+from biomatch.imaging import load_fingerprint
 from biomatch.params import ExtractionParams
 
 from _util import need_dataset

@@ -125,7 +125,7 @@ def wsq_bytes(width: int, height: int) -> bytes:
     """A WSQ file (NBIS-encoded 64 x 64 ridges) whose frame header is patched to claim ``width x height``."""
     import numpy as np
 
-    from biomatch.formats import wsq
+    from biomatch.imaging import wsq
 
     y, x = np.mgrid[:64, :64]
     data = bytearray(wsq.encode((128 + 100 * np.sin(x / 2.0 + y / 5.0)).astype(np.uint8)))
@@ -228,7 +228,7 @@ for call in spec["calls"]:
         err = exc
     seconds = time.perf_counter() - t0
     peak = status("VmHWM")
-    wsq = sys.modules.get("biomatch.formats.wsq")
+    wsq = sys.modules.get("biomatch.imaging.wsq")
     print(json.dumps({"error": None if err is None else type(err).__name__, "message": "" if err is None else str(err),
                       "classes": [] if err is None else [c.__name__ for c in type(err).__mro__],
                       "rss_before": before, "peak": peak, "seconds": seconds, "result": text,

@@ -1,7 +1,7 @@
 """Issue 13, item 2: decompression bombs are refused from their header, before any pixel is decoded.
 
 Requirement: the peak RSS of any image read is at most 64 MiB + 8 bytes per allowed pixel
-(:data:`~biomatch.image.MAX_IMAGE_PIXELS` for fingers, :data:`~biomatch.image.MAX_FACE_IMAGE_PIXELS`
+(:data:`~biomatch.imaging.MAX_IMAGE_PIXELS` for fingers, :data:`~biomatch.imaging.MAX_FACE_IMAGE_PIXELS`
 for faces); a bomb, refused from its header, must cost far less (:data:`REFUSED_MIB`).
 
 Every read runs in a child process (:func:`_bomb_images.measure`): the child imports the modules,
@@ -30,18 +30,18 @@ import biomatch
 from biomatch.errors import FaceImageError, FormatError, ImageError, InvalidInputError
 from biomatch.face import encode_face
 from biomatch.formats import an2k
-from biomatch.image import MAX_FACE_IMAGE_PIXELS, MAX_IMAGE_PIXELS, READ_BYTES_PER_PIXEL, read_image
+from biomatch.imaging import MAX_FACE_IMAGE_PIXELS, MAX_IMAGE_PIXELS, READ_BYTES_PER_PIXEL, read_image
 
 MiB = 2**20
 REFUSED_MIB = 24
 """A refusal from the header allocates no pixel buffer: its peak RSS growth stays under this."""
 FINGER_BOUND = 64 * MiB + READ_BYTES_PER_PIXEL * MAX_IMAGE_PIXELS
 
-FINGER_SETUP = ("import cv2, PIL.Image, biomatch, biomatch.extract, biomatch.formats.wsq\n"
-                "from biomatch.image import read_image, decode_bytes, load_fingerprint")
+FINGER_SETUP = ("import cv2, PIL.Image, biomatch, biomatch.extract, biomatch.imaging.wsq\n"
+                "from biomatch.imaging import read_image, decode_bytes, load_fingerprint")
 FACE_SETUP = ("import cv2, PIL.Image, biomatch, biomatch.face, biomatch.dedup.records\n"
               "from biomatch.face import encode_face\nfrom biomatch.face.detect import to_bgr")
-AN2K_SETUP = "import cv2, PIL.Image, biomatch.formats.wsq\nfrom biomatch.formats import an2k"
+AN2K_SETUP = "import cv2, PIL.Image, biomatch.imaging.wsq\nfrom biomatch.formats import an2k"
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_cli_extract_refuses_the_bomb_in_one_line(files, tmp_path):
                                              "--dpi", "500", "-o", str(out)])
     # the same process doing everything but the read: the modules `biomatch extract` loads
     _, _, baseline = bombs.peak_of_command([sys.executable, "-c", "import biomatch.cli, biomatch.extract, "
-                                            "biomatch.template, biomatch.image, cv2, PIL.Image, "
+                                            "biomatch.template, biomatch.formats, biomatch.imaging, cv2, PIL.Image, "
                                             "PIL.PngImagePlugin"])
     assert code == 2 and not out.exists()
     assert err.count("\n") == 1 and f"expected at most {MAX_IMAGE_PIXELS} pixels, got 30000x30000" in err

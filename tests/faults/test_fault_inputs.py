@@ -2,7 +2,7 @@
 
 Every test here failed before its fix: a header guessed from a bad first row, a traceback on a
 NUL byte or an oversized CSV field, concurrent runs of one manifest reporting errors, unsafe
-subject ids accepted and printed raw, OSError escaping ``template.save`` and ``synth fvc``, and a
+subject ids accepted and printed raw, OSError escaping ``formats.save`` and ``synth fvc``, and a
 world-readable pickle cache that ran whatever replaced it.
 """
 
@@ -253,7 +253,7 @@ def _template():
 
 @pytest.mark.parametrize("where", ["dir", "no_parent", "nul"])
 def test_template_save_bad_path_is_typed(tmp_path, where):
-    from biomatch.template import save
+    from biomatch.formats import save
 
     path = {"dir": tmp_path, "no_parent": tmp_path / "missing" / "t.bmt", "nul": str(tmp_path / "a\x00b.bmt")}[where]
     with pytest.raises(BiomatchError, match="path") as exc:
@@ -267,7 +267,7 @@ def test_template_save_full_disk_is_typed(tmp_path, monkeypatch):
 
     import biomatch._io
     from biomatch.errors import FileAccessError
-    from biomatch.template import save
+    from biomatch.formats import save
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -279,7 +279,7 @@ def test_template_save_full_disk_is_typed(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("where", ["dir", "missing", "nul"])
 def test_template_load_bad_path_is_typed(tmp_path, where):
-    from biomatch.template import load, load_native
+    from biomatch.formats import load, load_native
 
     path = {"dir": tmp_path, "missing": tmp_path / "missing.bmt", "nul": str(tmp_path / "a\x00b.bmt")}[where]
     for fn in (load_native, load):
@@ -288,7 +288,7 @@ def test_template_load_bad_path_is_typed(tmp_path, where):
 
 
 def test_template_save_roundtrip_is_private(tmp_path):
-    from biomatch.template import load_native, save
+    from biomatch.formats import load_native, save
 
     t = _template()
     save(t, tmp_path / "t.bmt")

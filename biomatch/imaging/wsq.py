@@ -12,7 +12,7 @@ Safety. Fuzzing showed that NBIS's decoder is not memory-safe on corrupt input (
    pixel count bounded by the input size (:data:`MAX_PIXELS_PER_BYTE`), so NBIS never sees an
    allocation request that the input does not justify;
 2. runs the NBIS decoder in a separate worker process (``python -m
-   biomatch.formats._wsq_worker``, started on first use, restarted if it dies or exceeds
+   biomatch.imaging._wsq_worker``, started on first use, restarted if it dies or exceeds
    :data:`DECODE_TIMEOUT_S`), so a decoder crash becomes a :class:`~biomatch.errors.FormatError`
    instead of killing the caller.
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._reader import Reader
 from ..errors import FormatError, ImageError, invalid
-from ..image import MAX_IMAGE_PIXELS
-from ._reader import Reader
+from .limits import MAX_IMAGE_PIXELS
 
 __all__ = ["WsqInfo", "parse_header", "frame_size", "decode", "encode", "is_wsq", "MAX_PIXELS_PER_BYTE"]
 
@@ -44,7 +44,7 @@ _TABLE_MARKERS = {DTT: "transform table", DQT: "quantisation table", DHT: "Huffm
 MAX_PIXELS_PER_BYTE = 256
 """A WSQ file of n bytes may declare at most 256 n pixels (0.03 bit per pixel; NBIS targets 0.75)."""
 MAX_PIXELS = MAX_IMAGE_PIXELS
-"""Largest WSQ image, in pixels: the finger-image limit of :mod:`biomatch.image` (one limit)."""
+"""Largest WSQ image, in pixels: the finger-image limit of :mod:`biomatch.imaging.limits` (one limit)."""
 DECODE_TIMEOUT_S = 5.0
 _MAX_HUFFMAN_TABLES = 8  # NBIS MAX_DHT_TABLES
 
@@ -218,7 +218,7 @@ class _Worker:
         import sys
 
         self.starts += 1
-        self._proc = subprocess.Popen([sys.executable, "-m", "biomatch.formats._wsq_worker"],
+        self._proc = subprocess.Popen([sys.executable, "-m", "biomatch.imaging._wsq_worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       bufsize=0)
 

@@ -1,12 +1,15 @@
 """A bounded big-endian byte reader: every length is checked against what remains first.
 
+Shared by the image codec that parses its own headers (:mod:`biomatch.imaging.wsq`) and every
+template codec (:mod:`biomatch.formats`), hence its place beside ``errors``.
+
 Parsers never allocate from a length field they have not checked against the input size,
 so a corrupt 1 GB length in a 100-byte file is refused before anything is allocated.
 """
 
 from __future__ import annotations
 
-from ..errors import FormatError
+from .errors import FormatError
 
 __all__ = ["Reader"]
 

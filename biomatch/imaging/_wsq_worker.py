@@ -1,4 +1,4 @@
-"""The isolated WSQ decoder process (see :mod:`biomatch.formats.wsq`): ``python -m`` this module.
+"""The isolated WSQ decoder process (see :mod:`biomatch.imaging.wsq`): ``python -m`` this module.
 
 A plain subprocess rather than :mod:`multiprocessing`, whose "spawn" start method re-imports the
 caller's ``__main__`` (an unguarded user script would run again in the child).
