@@ -17,7 +17,7 @@ Conventions common to the three standards and what biomatch does with them:
   ending or bifurcation valley", NIST internal "opposite direction from M1"); ANSI/NIST-ITL
   1-2011 EFS (the ending's theta "should run up the ridge", the bifurcation's "down the
   valley"); SourceAFIS's ISO codecs, whose ending direction points into the ridge. Pinned by
-  ``tests/test_fmr_convention.py`` on synthetic ridge endings and bifurcations.
+  ``tests/formats/test_fmr_convention.py`` on synthetic ridge endings and bifurcations.
 """
 
 from __future__ import annotations
