@@ -53,6 +53,86 @@ def test_gabor_filter_matches_direct_convolution():
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+def _direct_gabor(img, a_idx, p_idx, mask, bank):
+    """Per-pixel convolution in float64 over the edge-replicated image."""
+    h, w = img.shape
+    k = bank.shape[2]
+    pad = np.pad(img.astype(np.float64), k // 2, mode="edge")
+    ref = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x]:
+                ref[y, x] = (bank[a_idx[y, x], p_idx[y, x]] * pad[y:y + k, x:x + k]).sum()
+    return ref
+
+
+def _smooth_indices(h, w, n_a, n_p):
+    """Index fields constant over runs of several pixels along rows, as real orientation fields are."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return ((xx // 11 + yy // 7) % n_a).astype(np.int32), ((xx // 23 + yy // 13) % n_p).astype(np.int32)
+
+
+def test_gabor_filter_runs_match_direct_convolution():
+    """The extractor's bank (13 x 13 kernels) over runs of one kernel, mask holes and image edges."""
+    rng = np.random.default_rng(2)
+    h, w = 41, 67
+    img = rng.normal(size=(h, w)).astype(np.float32)
+    bank = _enhance_nb.gabor_bank(16, np.arange(5.0, 15.01, 0.5), 4.0, 4.0, 6)
+    a_idx, p_idx = _smooth_indices(h, w, 16, bank.shape[1])
+    mask = np.ones((h, w), np.uint8)
+    mask[:, 30:33] = 0
+    mask[rng.random((h, w)) < 0.05] = 0
+    out = _enhance_nb.gabor_filter(img, a_idx, p_idx, mask, bank)
+    assert out.dtype == np.float32 and not out[mask == 0].any()
+    np.testing.assert_allclose(out, _direct_gabor(img, a_idx, p_idx, mask, bank), atol=1e-5)
+
+
+def _fma32(a, b, c):
+    """float32 ``a * b + c`` rounded once, elementwise: exact float64 product, the sum rounded to odd
+    in float64 (exact sum by TwoSum), then to float32 (Boldo & Melquiond 2008)."""
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c = c.astype(np.float64)
+    s = p + c
+    bv = s - p
+    err = (p - (s - bv)) + (c - bv)
+    even = (s.view(np.int64) & 1) == 0
+    s = np.where((err != 0) & even, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    return s.astype(np.float32)
+
+
+def _ordered_gabor(img, a_idx, p_idx, mask, bank):
+    """The summation order gabor_filter documents, every pixel at once (numpy, float32)."""
+    h, w = img.shape
+    k = bank.shape[2]
+    pad = np.pad(img, k // 2, mode="edge")
+    ker = bank[a_idx, p_idx]
+    n_lane = 8 * (k // 8)
+    s = np.zeros((h, w), np.float32)
+    for i in range(k):
+        lanes = [s] + [np.zeros((h, w), np.float32)] * 7
+        for j in range(n_lane):
+            lanes[j % 8] = _fma32(ker[:, :, i, j], pad[i:i + h, j:j + w], lanes[j % 8])
+        s = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
+        for j in range(n_lane, k):
+            s = _fma32(ker[:, :, i, j], pad[i:i + h, j:j + w], s)
+    return np.where(mask > 0, s, np.float32(0))
+
+
+@pytest.mark.parametrize("radius", [3, 6, 9])
+def test_gabor_filter_summation_order_is_fixed(radius):
+    """Bit for bit the documented order (templates depend on the last bits through the sign of the
+    enhanced image): kernels under 8 taps wide, the extractor's 13 and two blocks of lanes (19)."""
+    rng = np.random.default_rng(radius)
+    h, w = 37, 53
+    img = rng.normal(size=(h, w)).astype(np.float32)
+    bank = _enhance_nb.gabor_bank(8, np.array([6.0, 9.0, 12.0]), 4.0, 4.0, radius)
+    a_idx, p_idx = _smooth_indices(h, w, 8, 3)
+    a_idx[rng.random((h, w)) < 0.1] = 0
+    mask = (rng.random((h, w)) > 0.1).astype(np.uint8)
+    out = _enhance_nb.gabor_filter(img, a_idx, p_idx, mask, bank)
+    np.testing.assert_array_equal(out, _ordered_gabor(img, a_idx, p_idx, mask, bank))
+
+
 def test_gabor_bank_is_zero_mean():
     bank = _enhance_nb.gabor_bank(8, np.array([5.0, 9.0, 15.0]), 4.0, 4.0, 6)
     np.testing.assert_allclose(bank.sum(axis=(2, 3)), 0, atol=1e-6)
