@@ -46,9 +46,9 @@ class FakeMatcher:
 
 @pytest.fixture
 def fakes(monkeypatch):
-    # The CLI's parser loads the dedup commands, which bind the real matcher at import:
+    # The CLI's gallery commands import the dedup package, which binds the real matcher at import:
     # import them before the fakes go in, whatever order the tests run in.
-    import biomatch.dedup.commands  # noqa: F401
+    import biomatch.cli.gallery  # noqa: F401
 
     ext = types.ModuleType("biomatch.extract")
     ext.extract = fake_extract

@@ -62,7 +62,7 @@ def test_typed_errors_exit_2(tmp_path, images, capsys):
 
 def test_demo_runs_on_generated_identities(tmp_path, capsys):
     """The README's main job, shrunk: enrol, then a stream of returning and new people."""
-    from biomatch.dedup.demo import run_demo
+    from biomatch.cli.demo import run_demo
 
     assert run_demo(tmp_path / "no-datasets", tmp_path / "out", quiet=True, generated_sizes=(40, 10, 10)) == 0
     out = capsys.readouterr().out

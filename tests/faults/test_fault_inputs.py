@@ -67,7 +67,7 @@ def test_headerless_manifest_bad_first_position_is_a_row_error(tmp_path, gallery
 
 
 def test_bad_position_later_names_its_line(tmp_path, images):
-    from biomatch.dedup.commands import read_input
+    from biomatch.cli.inputs import read_input
 
     m = _manifest(tmp_path, f"subject_id,position,path,dpi\nS1,2,{images / 'id_0_2.png'},500\n"
                             f"S2,x,{images / 'id_1_2.png'},500\n")
@@ -78,14 +78,14 @@ def test_bad_position_later_names_its_line(tmp_path, images):
 @pytest.mark.parametrize("header", ["subject_id,position,path,dpi", "Subject ID, Position , Path,DPI",
                                     "subject,finger,image", "id,finger_position,file,resolution"])
 def test_header_is_recognised_by_its_column_names(tmp_path, images, header):
-    from biomatch.dedup.commands import read_input
+    from biomatch.cli.inputs import read_input
 
     m = _manifest(tmp_path, f"{header}\nS1,2,{images / 'id_0_2.png'},500\n")
     assert [(s, list(f)) for s, f, _ in read_input(m, 500)] == [("S1", [2])]
 
 
 def test_unknown_header_words_are_a_row_error(tmp_path, images):
-    from biomatch.dedup.commands import read_input
+    from biomatch.cli.inputs import read_input
 
     m = _manifest(tmp_path, f"who,where,what\nS1,2,{images / 'id_0_2.png'},500\n")
     with pytest.raises(InvalidInputError, match="line 1"):
@@ -100,7 +100,7 @@ def test_nul_in_a_path_is_a_row_error(tmp_path, gallery, images, capsys):
 
 
 def test_nul_in_a_subject_id_is_a_row_error(tmp_path, images):
-    from biomatch.dedup.commands import read_input
+    from biomatch.cli.inputs import read_input
 
     m = _manifest(tmp_path, f"S\x001,2,{images / 'id_0_2.png'},500\n")
     with pytest.raises(InvalidInputError, match="line 1.*subject_id"):
@@ -120,7 +120,7 @@ def test_field_over_the_csv_limit_is_a_row_error(tmp_path, gallery, images, caps
 def test_subject_ids_from_a_folder_are_checked(tmp_path, images):
     import shutil
 
-    from biomatch.dedup.commands import read_input
+    from biomatch.cli.inputs import read_input
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -151,7 +151,7 @@ class _StaleContains:
 
 def test_subject_enrolled_by_another_run_meanwhile_counts_as_skipped(tmp_path, gallery, images, capsys):
     """Deterministic form of the race: the check said 'not enrolled', the enrolment says it is."""
-    from biomatch.dedup.commands import _run
+    from biomatch.cli.gallery import run_records as _run
     from biomatch.dedup.gallery import Gallery
 
     m = _manifest(tmp_path, "".join(f"id_{p},{pos},{images / f'id_{p}_{pos}.png'},500\n"
@@ -225,7 +225,7 @@ def test_ordinary_subject_ids_are_kept_unchanged(subject_id):
 
 def test_printed_ids_are_escaped():
     """A legacy id stored before the check cannot drive the terminal from a report line."""
-    from biomatch.dedup.commands import _line
+    from biomatch.cli.gallery import _line
 
     top = SimpleNamespace(subject_id="old\x1b]0;pwned\x07\u202eid", score=7.5)
     report = SimpleNamespace(subject_id="new\tid\\x", decision="DUPLICATE", enrolled=False, candidates=[top])
@@ -326,7 +326,7 @@ def test_cli_turns_oserror_on_a_user_path_into_one_line(tmp_path, capsys, monkey
     def fail(args):
         raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
 
-    monkeypatch.setattr(cli, "cmd_synth_fvc", fail)
+    monkeypatch.setattr(cli.synth, "cmd_synth_fvc", fail)
     assert cli.main(["synth", "fvc", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Permission denied" in err and str(tmp_path / "x") in err
@@ -342,7 +342,7 @@ def _cache_files(cache: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def cached(images, tmp_path_factory):
     """The demo's extraction of three images into a fresh cache, and its result."""
-    from biomatch.dedup.demo import _extract_all
+    from biomatch.cli.demo_data import _extract_all
 
     cache = tmp_path_factory.mktemp("demo") / "cache"  # created by the demo
     paths = sorted(str(p) for p in images.glob("id_*_2.png"))
@@ -365,7 +365,7 @@ def test_demo_cache_is_private_npz_without_pickle(cached):
 
 
 def test_demo_cache_is_read_back(cached, capsys):
-    from biomatch.dedup.demo import _extract_all
+    from biomatch.cli.demo_data import _extract_all
 
     paths, cache, f, _, first = cached
     again = _extract_all(paths, 500.0, cache, quiet=True)
@@ -374,7 +374,7 @@ def test_demo_cache_is_read_back(cached, capsys):
 
 
 def _rebuilt(cached, content: bytes, capsys, caplog):
-    from biomatch.dedup.demo import _extract_all
+    from biomatch.cli.demo_data import _extract_all
 
     paths, cache, f, good, first = cached
     f.write_bytes(content)

@@ -1,0 +1,210 @@
+"""``biomatch gallery ...``: a durable 1:N gallery on this machine.
+
+Commands::
+
+    biomatch gallery create PATH [--retrieval faiss|exhaustive] [--shards N] [--min-quality Q]
+    biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review]
+    biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
+    biomatch gallery stats PATH [--json]
+    biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
+    biomatch gallery check PATH [--repair [--accept-store-loss]] [--json]   exit 1 when not sound
+    biomatch gallery backup PATH DEST                  online, consistent copy (writers wait)
+    biomatch gallery restore BACKUP DEST [--replace]   every file's SHA-256 checked first
+
+The input of ``enroll`` and ``dedup`` is described in :mod:`.inputs`; every record is checked
+before anything is searched or enrolled. ``enroll`` is resumable: subjects already enrolled are
+skipped, including those that another run of the same manifest enrolls meanwhile (two runs may
+go concurrently). One line per record goes to stdout (ids escaped: non-printable characters as
+``\\x..`` / ``\\u....``), a progress bar to stderr. A record that fails (unreadable image, no
+usable finger) is reported and the run goes on; the exit code is then 2. :mod:`.cluster` runs
+the same ``enroll`` and ``dedup`` on a Ray cluster through :func:`run_records`.
+
+The extractor is imported when the first record is read, so that ``--help`` and usage errors do
+not pay for compiling it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..decide import DecisionParams
+from ..dedup import DuplicateSubjectError, Enrolment, Gallery, backup_gallery, check_gallery, restore_gallery
+from ..dedup.records import escape_unprintable, printable_id
+from ..errors import BiomatchError
+from ._common import EXIT_INPUT, EXIT_OK, Progress, dpi, positive_int
+from .inputs import FACE, read_input
+
+__all__ = ["add_parsers", "run_records", "print_stats", "print_added"]
+
+
+def add_parsers(sub) -> None:
+    """Add ``gallery`` and its actions to the top-level sub-parsers."""
+    p = sub.add_parser("gallery", help="a durable 1:N gallery: create, enrol, deduplicate, stats",
+                       description="Create a gallery, enrol a folder or manifest (resumable), deduplicate, stats.")
+    gsub = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    f = gsub.add_parser("create", help="create a gallery in a new or empty folder")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--retrieval", choices=["faiss", "exhaustive"], default="faiss",
+                   help="candidate retrieval (default faiss)")
+    f.add_argument("--shards", type=positive_int, default=1, help="partitions (default 1)")
+    f.add_argument("--min-quality", type=positive_int, default=0, metavar="Q",
+                   help="refuse enrolments with a finger of print quality below Q (0-100; default 0: none)")
+    f.set_defaults(func=cmd_create)
+    for name, enrol, text in (("enroll", True, "deduplicate and enrol each subject (skips enrolled ones)"),
+                              ("dedup", False, "deduplicate each subject against the gallery (read only)")):
+        f = gsub.add_parser(name, help=text, description=text + ". Input: a folder of <subject>_<position>.<ext> "
+                            "images or a CSV manifest subject_id,position,path[,dpi].")
+        f.add_argument("path", type=Path, metavar="PATH")
+        f.add_argument("source", type=Path, metavar="FOLDER_OR_MANIFEST")
+        f.add_argument("--dpi", type=dpi, help="resolution of the images (unless given per manifest row)")
+        f.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+        if enrol:
+            f.add_argument("--accept-review", action="store_true", help="enrol records whose decision is REVIEW")
+        f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
+    f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_stats)
+    f = gsub.add_parser("add-shard", help="add a shard: new subjects are spread over all shards, "
+                        "enrolled ones never move")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.set_defaults(func=cmd_add_shard)
+    f = gsub.add_parser("check", help="verify that store, watermark, index and manifest agree (exit 1 if not)",
+                        description="Verify a gallery: SQLite's integrity check and every row's checksum, the "
+                                    "watermark (nothing acknowledged is missing), the index row for row against "
+                                    "the store, the manifest's checksum. --repair rebuilds what is derived and "
+                                    "removes leftovers of interrupted operations; the store is never rewritten.")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--repair", action="store_true", help="rebuild derived files, remove leftovers")
+    f.add_argument("--accept-store-loss", action="store_true",
+                   help="with --repair: trust a store that lost acknowledged enrolments (they must be re-enrolled)")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_check)
+    f = gsub.add_parser("backup", help="an online, consistent copy of a gallery into a new folder")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("dest", type=Path, metavar="DEST")
+    f.set_defaults(func=cmd_backup)
+    f = gsub.add_parser("restore", help="restore a backup into a new folder (checksums verified first)")
+    f.add_argument("backup", type=Path, metavar="BACKUP")
+    f.add_argument("dest", type=Path, metavar="DEST")
+    f.add_argument("--replace", action="store_true", help="move an existing gallery at DEST aside first")
+    f.set_defaults(func=cmd_restore)
+
+
+def _enrolment(subject: str, fingers: dict, dpis: dict) -> Enrolment:
+    from ..extract import extract
+
+    face = fingers.get(FACE)
+    return Enrolment(subject, {p: extract(path, dpi=dpis[p]) for p, path in fingers.items() if p != FACE},
+                     face=None if face is None else str(face))
+
+
+def _line(report) -> str:
+    """One tab-separated result line; ids are escaped (an id stored before ids were checked may
+    hold a terminal escape or a bidi override)."""
+    top = report.candidates[0] if report.candidates else None
+    best = f"{printable_id(top.subject_id)}\t{top.score:.2f}" if top else "-\t-"
+    return f"{printable_id(report.subject_id)}\t{report.decision}\t{'enrolled' if report.enrolled else '-'}\t{best}"
+
+
+def run_records(args, enrol: bool, opener=None) -> int:
+    """``enroll`` (``enrol=True``) or ``dedup`` of ``args.source`` into the gallery at ``args.path``.
+
+    ``opener(path, read_only)`` opens the gallery (default :meth:`Gallery.open`; the cluster
+    commands pass one that opens a :class:`~biomatch.dedup.cluster.DistributedGallery`).
+    """
+    records = read_input(args.source, args.dpi)
+    counts: dict[str, int] = {}
+    failed = skipped = 0
+    with (opener or Gallery.open)(args.path, read_only=not enrol) as g:
+        bar = Progress(len(records), "enrol" if enrol else "dedup", args.quiet)
+        print("subject\tdecision\tenrolled\tbest_candidate\tscore")
+        for i, (subject, fingers, dpis) in enumerate(records):
+            try:
+                if enrol and subject in g:
+                    skipped += 1
+                    continue
+                rec = _enrolment(subject, fingers, dpis)
+                report = g.enroll(rec, accept_review=args.accept_review) if enrol else g.deduplicate(rec)
+                counts[report.decision] = counts.get(report.decision, 0) + 1
+                print(_line(report), flush=True)
+            except BiomatchError as exc:
+                if enrol and isinstance(exc, DuplicateSubjectError):
+                    skipped += 1  # another run of the manifest enrolled it after our check: as resumed
+                    continue
+                failed += 1
+                print(f"{printable_id(subject)}\tERROR\t-\t{escape_unprintable(str(exc))}", flush=True)
+            finally:
+                bar.update(i + 1)
+        n = g.stats()["subjects"]
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"# {len(records)} records: {summary or 'none searched'}; skipped (already enrolled) {skipped}; "
+          f"errors {failed}; gallery holds {n} subjects")
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def cmd_create(args) -> int:
+    with Gallery.create(args.path, n_shards=args.shards, retrieval=args.retrieval,
+                        decision=DecisionParams(enrol_min_quality=args.min_quality)) as g:
+        st = g.stats()
+    print(f"created {args.path} (retrieval {st['retrieval']}, {st['shards']} shard(s))")
+    return EXIT_OK
+
+
+def print_stats(st: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(st, indent=1, sort_keys=True))
+    else:
+        for k, v in st.items():
+            print(f"{k}: {v}")
+
+
+def cmd_stats(args) -> int:
+    with Gallery.open(args.path, read_only=True) as g:
+        st = g.stats()
+    print_stats(st, args.json)
+    return EXIT_OK
+
+
+def print_added(path, n: int, st: dict) -> None:
+    print(f"{path}: {n} shards (routing epochs {st['routing_epochs']}); new subjects go to all {n}, "
+          f"the {st['subjects']} enrolled stay where they are")
+
+
+def cmd_add_shard(args) -> int:
+    with Gallery.open(args.path) as g:
+        n = g.add_shard()
+        print_added(args.path, n, g.stats())
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    report = check_gallery(args.path, repair=args.repair, accept_store_loss=args.accept_store_loss)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=1, sort_keys=True))
+    else:
+        for p in report.problems:
+            print(f"PROBLEM {escape_unprintable(p)}")
+        for r in report.repaired:
+            print(f"REPAIRED {escape_unprintable(r)}")
+        for u in report.unrepaired:
+            print(f"NEEDS AN OPERATOR {escape_unprintable(u)}")
+        state = "sound" if report.ok and not report.problems else "repaired" if report.ok else "NOT SOUND"
+        print(f"{args.path}: {state} ({report.subjects} subjects, {report.fingers} fingers)")
+    return EXIT_OK if report.ok else 1  # documented: 1 = the gallery is not sound
+
+
+def cmd_backup(args) -> int:
+    doc = backup_gallery(args.path, args.dest)
+    size = sum(f["bytes"] for f in doc["files"].values())
+    print(f"backed up {args.path} to {args.dest}: {len(doc['shards'])} shard(s), {len(doc['files'])} files, "
+          f"{size / 2**20:.1f} MiB (SHA-256 of each in backup.json)")
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    aside = restore_gallery(args.backup, args.dest, replace=args.replace)
+    print(f"restored {args.backup} to {args.dest}" + (f" (the gallery there was moved to {aside})"
+                                                        if aside != args.dest else ""))
+    return EXIT_OK
