@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The editable install maps the package's modules as they were when it ran: a module added,
+# moved or removed since needs a re-install, so the stamp's name carries the module list's hash.
+MODULES_HASH := $(shell find biomatch -name '*.py' -not -path '*/__pycache__/*' | LC_ALL=C sort | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(MODULES_HASH)
 DATASETS ?= ../shared/datasets
 DATA ?=
 DPI ?= 500
@@ -20,6 +23,7 @@ $(STAMP): pyproject.toml native/CMakeLists.txt $(wildcard native/*.cpp native/*.
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q scikit-build-core nanobind
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
+	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 # The main job: a registry deduplication run on the embedded gallery (SOCOFing from
