@@ -47,15 +47,17 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
 6. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
-The kernels live in ``native/mcc.cpp`` and ``native/mcc_scan.inc``; this module validates
-and converts.  The orientation term costs ~5% of the comparisons/s on FVC2002 DB1_B templates
+The kernels live in ``native/`` (one translation unit per stage, listed in
+``native/stages.hpp``; the parameter table ``native/mcc_params.def`` mirrors
+:class:`~biomatch.params.MatchParams`); this module validates and converts.  The orientation term costs ~5% of the comparisons/s on FVC2002 DB1_B templates
 (bench_match_speed, 105,000 -> 100,000; ~0.7 us per comparison, computed for the ~37% of pairs
 that pass the gate).  Speed (one thread, ``benchmarks/bench_match_speed.py``, elastic stage on):
 ~97,000-109,000 comparisons/s on FVC2002 DB1_B templates (34 minutiae on average; 1.30x
 the previous kernels in a C++ harness, same scores bit for bit), ~166,000 at 30 random
 minutiae, on an AVX-512 Zen 4 core (shared machine: +-10% run to run).  :meth:`FingerprintMatcher.match_many`
-checks a list of PreparedTemplates natively (type and parameter hash, one pass); lists
-holding Templates or anything else take the validating Python path.
+checks a list of PreparedTemplates at C speed (type and parameter hash, map() over the slots)
+and hands their native objects over; lists holding Templates or anything else take the
+validating Python path.
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ class PreparedTemplate:
                 f"valid_cylinders={self.n_valid_cylinders}, params={self.params_hash})")
 
 
+# Readers of PreparedTemplate's slots: TypeError on any other type, so that a list can be checked
+# and unwrapped at C speed by map() (FingerprintMatcher._prepared_natives).
+_NATIVE_OF = PreparedTemplate._native.__get__
+_HASH_OF = PreparedTemplate.params_hash.__get__
+
+
 class _Context:
     """Native configuration for one MatchParams (immutable, shareable between threads)."""
 
@@ -146,6 +154,7 @@ class _Context:
         self.params = params
         self.hash = params_hash(params)
         try:
+            # Every field of the native parameter table (native/mcc_params.def), by name.
             self.config = _native().Config(dataclasses.asdict(params))
         except ValueError as exc:
             raise InvalidInputError(f"params: {exc}") from exc
@@ -279,14 +288,21 @@ class FingerprintMatcher:
             raise invalid("n_threads", "an int in [1, 1024]", n_threads)
         if isinstance(candidates, (Template, PreparedTemplate)) or not hasattr(candidates, "__len__"):
             raise invalid("candidates", "a sequence of Template or PreparedTemplate", type(candidates).__name__)
-        # Fast path: all PreparedTemplates of this matcher's parameters, checked natively.
-        if not isinstance(candidates, (str, bytes)):
-            out = _native().match_many_prepared(self._ctx.config, self._probe._native, candidates,
-                                                PreparedTemplate, self._ctx.hash, int(n_threads))
-            if out is not None:
-                return out
-        natives = [self._coerce(c, f"candidates[{i}]")._native for i, c in enumerate(candidates)]
+        natives = None if isinstance(candidates, (str, bytes)) else self._prepared_natives(candidates)
+        if natives is None:
+            natives = [self._coerce(c, f"candidates[{i}]")._native for i, c in enumerate(candidates)]
         return _native().match_many(self._ctx.config, self._probe._native, natives, int(n_threads))
+
+    def _prepared_natives(self, candidates) -> list | None:
+        """The native objects of ``candidates`` when all are PreparedTemplates of this matcher's
+        parameters, else None (the caller then takes the validating path, which also prepares
+        Templates).  Two C-level passes: the slot readers refuse anything but a PreparedTemplate."""
+        try:
+            natives = list(map(_NATIVE_OF, candidates))
+            hashes = set(map(_HASH_OF, candidates))
+        except (TypeError, AttributeError):
+            return None
+        return natives if hashes <= {self._ctx.hash} else None
 
     def explain(self, candidate: Template | PreparedTemplate) -> dict:
         """Score breakdown (transparency), under stable keys.

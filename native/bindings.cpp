@@ -24,29 +24,50 @@ namespace {
 using Minutiae = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using Grid = nb::ndarray<const uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
+// MatchParams as a dict (dataclasses.asdict) -> MccParams, one row of mcc_params.def per field:
+// every field required, no other key accepted, so that Python never falls back on a C++ default.
 MccParams params_from_dict(const nb::dict& d) {
   MccParams p;
-  for (auto [key, value] : d) {
-    std::string k = nb::cast<std::string>(key);
-#define F(name) if (k == #name) { p.name = nb::cast<float>(value); continue; }
-#define I(name) if (k == #name) { p.name = nb::cast<int>(value); continue; }
-    F(radius_px) I(spatial_cells) I(angular_cells) F(sigma_spatial_px) F(sigma_angular_deg)
-    F(cell_threshold) F(hull_margin_px) F(min_valid_cells_fraction) I(min_neighbours)
-    F(min_matchable_cells_fraction) F(max_angle_diff_deg) I(pairs_min) I(pairs_max) F(pairs_mu)
-    F(pairs_tau) I(relax_iterations) F(relax_weight) F(relax_distance_mu_px)
-    F(relax_distance_tau_per_px) F(relax_angle_mu_deg) F(relax_angle_tau_per_rad) I(min_minutiae)
-    F(global_max_distance_px) F(global_max_angle_deg) F(global_weight)
-    I(elastic_anchors) F(elastic_distance_px) F(elastic_distance_fraction) F(elastic_angle_deg)
-    F(elastic_weight) F(elastic_gate) F(elastic_cluster_px)
-    F(elastic_cluster_deg) F(orientation_weight)
-#define V(name) if (k == #name) { p.name = nb::cast<std::vector<float>>(value); continue; }
-    V(orientation_scale_from) V(orientation_scale_to)
-#undef V
-#undef F
-#undef I
-    throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
+  size_t found = 0;
+#define BIOMATCH_MCC_PARAM(type, name, ...)                                           \
+  if (d.contains(#name)) {                                                            \
+    p.name = nb::cast<type>(d[#name]);                                                \
+    ++found;                                                                          \
+  } else {                                                                            \
+    throw std::invalid_argument("MatchParams: missing field '" #name "'");            \
+  }
+#include "mcc_params.def"
+#undef BIOMATCH_MCC_PARAM
+  if (found != d.size()) {
+    for (auto [key, value] : d) {
+      const std::string k = nb::cast<std::string>(nb::str(key));
+      bool known = false;
+#define BIOMATCH_MCC_PARAM(type, name, ...) known = known || k == #name;
+#include "mcc_params.def"
+#undef BIOMATCH_MCC_PARAM
+      if (!known) throw std::invalid_argument("MatchParams: unknown field '" + k + "'");
+    }
   }
   return p;
+}
+
+// MccParams -> dict, the inverse of params_from_dict.
+nb::dict params_to_dict(const MccParams& p) {
+  nb::dict d;
+#define BIOMATCH_MCC_PARAM(type, name, ...) d[#name] = p.name;
+#include "mcc_params.def"
+#undef BIOMATCH_MCC_PARAM
+  return d;
+}
+
+// (name, C++ type, default) of every row of mcc_params.def, in order.
+nb::list params_fields() {
+  const MccParams defaults;
+  nb::list out;
+#define BIOMATCH_MCC_PARAM(type, name, ...) out.append(nb::make_tuple(#name, #type, defaults.name));
+#include "mcc_params.def"
+#undef BIOMATCH_MCC_PARAM
+  return out;
 }
 
 int rows(const Minutiae& m) {
@@ -105,12 +126,11 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
   return d;
 }
 
-}  // namespace
-
-NB_MODULE(_native, m) {
-  m.doc() = "biomatch native core: Minutia Cylinder-Code matching (see biomatch.match).";
+void bind_config(nb::module_& m) {
   // The kernel Config() picks by default on this machine (AVX-512 when the CPU has it).
   m.attr("popcount_kernel") = biomatch::avx512_available() ? "avx512" : "portable";
+  m.def("mcc_params_fields", &params_fields,
+        "(name, C++ type, default) of every field of the native parameter table (mcc_params.def), in order.");
 
   nb::class_<Config>(m, "Config")
       .def("__init__", [](Config* self, const nb::dict& d, const std::string& kernel) {
@@ -125,9 +145,13 @@ NB_MODULE(_native, m) {
       })
       .def_prop_ro("words", &Config::words)
       .def_prop_ro("disc_cells", &Config::disc_cells)
+      .def_prop_ro("params", [](const Config& c) { return params_to_dict(c.params()); },
+                   "The parameters as given, converted to the native types (a dict of mcc_params.def's fields).")
       .def("orientation_scale", &Config::orientation_scale, "score"_a,
            "The mapping of a fused (orientation-weighted) score onto the minutiae-only scale, float32.");
+}
 
+void bind_prepared(nb::module_& m) {
   nb::class_<Prepared>(m, "Prepared")
       .def_prop_ro("n_minutiae", [](const Prepared& p) { return p.n; })
       .def_prop_ro("n_valid_cylinders", [](const Prepared& p) { return static_cast<int>(p.cyl_index.size()); })
@@ -161,7 +185,9 @@ NB_MODULE(_native, m) {
     return biomatch::prepare(cfg, xyaq.data(), n, g, gr, gc);
   }, "config"_a, "minutiae"_a, "grid"_a = nb::none(),
      "grid: optional uint8 (rows, cols) block orientations (degrees 0-179, 255 = no print).");
+}
 
+void bind_matching(nb::module_& m) {
   m.def("match", [](const Config& cfg, const Prepared& a, const Prepared& b) {
     nb::gil_scoped_release nogil;
     biomatch::Scratch s;
@@ -180,46 +206,9 @@ NB_MODULE(_native, m) {
     size_t n = out.size();
     return to_numpy(std::move(out), {n});
   }, "config"_a, "probe"_a, "candidates"_a, "n_threads"_a);
+}
 
-  // Fast path of FingerprintMatcher.match_many: a sequence whose items are all instances of
-  // `prepared_type` (biomatch.match.PreparedTemplate) made with parameter hash `hash`.  The
-  // checks run here, one attribute read per item; returns None when any item fails them, and
-  // the caller then takes its validating path (which also prepares Templates).
-  m.def("match_many_prepared", [](const Config& cfg, const Prepared& probe, nb::handle seq,
-                                  nb::handle prepared_type, nb::str hash, int n_threads) -> nb::object {
-    PyObject* fast = PySequence_Fast(seq.ptr(), "candidates: expected a sequence");
-    if (!fast) throw nb::python_error();
-    nb::object keep = nb::steal(fast);
-    const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    PyObject** items = PySequence_Fast_ITEMS(fast);
-    std::vector<const Prepared*> cands(static_cast<size_t>(n));
-    nb::str k_hash("params_hash"), k_native("_native");
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      PyObject* it = items[i];
-      if (!PyObject_TypeCheck(it, reinterpret_cast<PyTypeObject*>(prepared_type.ptr()))) return nb::none();
-      nb::object h = nb::steal(PyObject_GetAttr(it, k_hash.ptr()));
-      if (!h.is_valid()) { PyErr_Clear(); return nb::none(); }
-      if (h.ptr() != hash.ptr()) {
-        if (!PyUnicode_Check(h.ptr()) || PyUnicode_Compare(h.ptr(), hash.ptr()) != 0) {
-          PyErr_Clear();
-          return nb::none();
-        }
-      }
-      nb::object nat = nb::steal(PyObject_GetAttr(it, k_native.ptr()));
-      if (!nat.is_valid()) { PyErr_Clear(); return nb::none(); }
-      const Prepared* ptr = nullptr;
-      if (!nb::try_cast<const Prepared*>(nat, ptr) || ptr == nullptr) return nb::none();
-      cands[static_cast<size_t>(i)] = ptr;  // kept alive by the sequence (held by `keep`)
-    }
-    std::vector<float> out(cands.size());
-    {
-      nb::gil_scoped_release nogil;
-      biomatch::match_many(cfg, probe, cands.data(), static_cast<int64_t>(cands.size()), out.data(), n_threads);
-    }
-    size_t m = out.size();
-    return nb::cast(to_numpy(std::move(out), {m}));
-  }, "config"_a, "probe"_a, "candidates"_a, "prepared_type"_a, "hash"_a, "n_threads"_a);
-
+void bind_inspection(nb::module_& m) {
   m.def("explain", [](const Config& cfg, const Prepared& a, const Prepared& b) {
     biomatch::Explanation e;
     {
@@ -246,4 +235,14 @@ NB_MODULE(_native, m) {
      "Cell sums (n, Nd, Ns, Ns) float32, cell validity (n, Ns, Ns) uint8, cylinder validity (n,) uint8.");
 
   m.def("cylinder_similarity", &biomatch::cylinder_similarity, "config"_a, "a"_a, "ia"_a, "b"_a, "ib"_a);
+}
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  m.doc() = "biomatch native core: Minutia Cylinder-Code matching (see biomatch.match).";
+  bind_config(m);
+  bind_prepared(m);
+  bind_matching(m);
+  bind_inspection(m);
 }

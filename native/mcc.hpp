@@ -10,6 +10,7 @@
 // and every match call takes its own Scratch, so concurrent calls are safe.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -17,57 +18,12 @@
 
 namespace biomatch {
 
-// All tunables, mirrored one-to-one by biomatch.params.MatchParams.
+// All tunables: one field per row of mcc_params.def (the table biomatch.params.MatchParams
+// is checked against), with its default.
 struct MccParams {
-  float radius_px = 70.f;            // R
-  int spatial_cells = 16;            // Ns
-  int angular_cells = 6;             // Nd
-  float sigma_spatial_px = 28.f / 3; // sigma_S
-  float sigma_angular_deg = 40.f;    // sigma_D = 2*pi/9
-  float cell_threshold = 0.01f;      // mu_Psi: a cell bit is set when its sum exceeds this
-  float hull_margin_px = 50.f;       // Omega: convex-hull enlargement for valid cells
-  float min_valid_cells_fraction = 0.75f;   // min_VC
-  int min_neighbours = 2;                   // min_M
-  float min_matchable_cells_fraction = 0.6f; // min_ME
-  float max_angle_diff_deg = 90.f;          // delta_theta
-  int pairs_min = 4;                        // min n_P
-  int pairs_max = 12;                       // max n_P
-  float pairs_mu = 20.f;                    // mu_P
-  float pairs_tau = 0.4f;                   // tau_P
-  int relax_iterations = 5;                 // n_rel
-  float relax_weight = 0.5f;                // w_R
-  float relax_distance_mu_px = 5.f;         // mu_1^rho
-  float relax_distance_tau_per_px = -1.6f;  // tau_1^rho
-  float relax_angle_mu_deg = 15.f;          // mu_2^rho = mu_3^rho = pi/12
-  float relax_angle_tau_per_rad = -30.f;    // tau_2^rho = tau_3^rho
-  int min_minutiae = 4;                     // fewer -> score 0
-  // Global consistency: one rigid transform fitted on the LSS-R pairs.
-  float global_max_distance_px = 15.f;
-  float global_max_angle_deg = 30.f;
-  float global_weight = 0.f;                // score = lssr^(1-w) * global^w
-  // Elastic consistency: each of the best LSS-R pairs in turn anchors a transform; minutiae
-  // pairs agree within a tolerance growing with the distance from the anchor.
-  int elastic_anchors = 0;                  // top pairs tried as anchors (0: the term is off;
-                                            // MatchParams defaults: 12, gate 0.0145, cluster 10 px)
-  float elastic_distance_px = 8.f;          // position tolerance at the anchor (~1 ridge period)
-  float elastic_distance_fraction = 0.05f;  // + this fraction of the distance from the anchor
-  float elastic_angle_deg = 20.f;           // direction tolerance
-  float elastic_weight = 0.5f;              // score = lssr^(1-w) * elastic^w
-  float elastic_gate = 0.f;                 // lssr below this: no elastic stage, score = lssr
-  float elastic_cluster_px = 0.f;           // anchors aligned like a tried one within this (0: off)
-  float elastic_cluster_deg = 15.f;         // ... and this: skipped
-  // Orientation-field agreement (non-minutiae evidence): when both templates carry a block
-  // orientation grid and the pair went through the elastic stage, score *= 1 - w + w * max(A2, 0),
-  // A2 = mean cos 2(difference) of the overlapping valid blocks under a rigid refit on the best
-  // anchor's elastic pairs (the global transform when they are fewer than 3).
-  float orientation_weight = 1.f;
-  // Where the factor applies, the fused score is then mapped through the monotone piecewise-linear
-  // curve through the points (orientation_scale_from[k], orientation_scale_to[k]) (beyond the last
-  // point: the last segment's slope; result clamped to [0, 1]; the default curve ends at (1, 1)),
-  // so that every score is read on the minutiae-only scale.  Same length >= 2, both strictly
-  // increasing.  The defaults are biomatch.params.MatchParams' (which always passes its own).
-  std::vector<float> orientation_scale_from{0.f, 0.0556f, 0.0793f, 0.0868f, 1.f};
-  std::vector<float> orientation_scale_to{0.f, 0.0692f, 0.0915f, 0.1105f, 1.f};
+#define BIOMATCH_MCC_PARAM(type, name, ...) type name{__VA_ARGS__};
+#include "mcc_params.def"
+#undef BIOMATCH_MCC_PARAM
 };
 
 // Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
@@ -134,8 +90,13 @@ class Config {
   int disc_cells() const { return disc_cells_; }  // disc cells x Nd
   int disc_index(int q) const { return disc_index_[q]; }  // packed index of spatial cell q, or -1
   int min_common() const { return min_common_; }
-  float z_dist(float d) const;
-  bool z_dist_negligible(float d) const;  // z_dist(d) < 1e-4, without the table look-up
+  // Inline: called per pair of relaxation pairs, from another translation unit.
+  float z_dist(float d) const {
+    const int i = static_cast<int>(d * lut_dist_scale_);
+    return lut_dist_[std::min(i, static_cast<int>(lut_dist_.size()) - 1)];
+  }
+  // z_dist(d) < 1e-4, without the table look-up.
+  bool z_dist_negligible(float d) const { return d * lut_dist_scale_ >= static_cast<float>(dist_cutoff_); }
   // z_dist_negligible(d) is d * dist_scale() >= dist_cutoff(), for vector code.
   float dist_scale() const { return lut_dist_scale_; }
   float dist_cutoff() const { return static_cast<float>(dist_cutoff_); }
@@ -145,7 +106,10 @@ class Config {
   const float* lut_angle() const { return lut_angle_.data(); }
   int lut_size() const { return static_cast<int>(lut_dist_.size()); }
   float angle_scale() const { return lut_angle_scale_; }
-  float z_angle(float a) const;
+  float z_angle(float a) const {
+    const int i = static_cast<int>(a * lut_angle_scale_);
+    return lut_angle_[std::min(i, static_cast<int>(lut_angle_.size()) - 1)];
+  }
   // n_P for min(nA, nB) = nmin (match() step 2), tabulated: the same expression, one exp() fewer per match.
   int pairs_for(int nmin) const;
   // cos(elastic_angle_deg) and cos(elastic_cluster_deg), computed once.

@@ -1,0 +1,113 @@
+// Config: the parameters checked once, and the tables every match reads (disc cells, the
+// relaxation sigmoids, n_P per template size, the orientation-score mapping).
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "mcc_internal.hpp"
+
+namespace biomatch {
+
+using namespace detail;
+
+namespace {
+
+// n_P for min(nA, nB) = nmin (Config::pairs_for tabulates it).
+int pairs_eval(const MccParams& p, int nmin) {
+  return p.pairs_min +
+         static_cast<int>(std::lround(sigmoid(float(nmin), p.pairs_mu, p.pairs_tau) * (p.pairs_max - p.pairs_min)));
+}
+
+void check_params(const MccParams& p) {
+  auto bad = [](const char* what) { throw std::invalid_argument(what); };
+  if (!(p.radius_px > 0)) bad("radius_px: expected > 0");
+  if (p.spatial_cells < 2 || p.spatial_cells > 64) bad("spatial_cells: expected 2..64");
+  if (p.angular_cells < 1 || p.angular_cells > 32) bad("angular_cells: expected 1..32");
+  if (!(p.sigma_spatial_px > 0) || !(p.sigma_angular_deg > 0)) bad("sigmas: expected > 0");
+  if (p.pairs_min < 1 || p.pairs_max < p.pairs_min) bad("pairs_min/pairs_max: expected 1 <= min <= max");
+  if (p.relax_iterations < 0 || p.relax_iterations > 100) bad("relax_iterations: expected 0..100");
+  if (p.spatial_cells * p.spatial_cells * p.angular_cells >= 65536)
+    bad("spatial_cells^2 * angular_cells: expected < 65536");
+  const auto& f = p.orientation_scale_from;
+  const auto& t = p.orientation_scale_to;
+  if (f.size() < 2 || f.size() != t.size())
+    bad("orientation_scale_from/orientation_scale_to: expected the same length, >= 2");
+  for (size_t k = 0; k < f.size(); ++k) {
+    if (!std::isfinite(f[k]) || !std::isfinite(t[k]))
+      bad("orientation_scale_from/orientation_scale_to: expected finite numbers");
+    if (k > 0 && !(f[k] > f[k - 1] && t[k] > t[k - 1]))
+      bad("orientation_scale_from/orientation_scale_to: expected strictly increasing");
+  }
+}
+
+}  // namespace
+
+bool avx512_available() {
+#ifdef BIOMATCH_HAVE_AVX512
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vpopcntdq");
+#else
+  return false;
+#endif
+}
+
+Config::Config(const MccParams& p, Kernel kernel) : p_(p), kernel_(kernel) {
+  check_params(p);
+  if (kernel == Kernel::Avx512 && !avx512_available())
+    throw std::invalid_argument("kernel: avx512 requested, but this build or CPU lacks AVX-512 VPOPCNTDQ");
+  Geometry g(p);
+  const int ns = p.spatial_cells;
+  disc_index_.assign(ns * ns, -1);
+  int disc = 0;
+  for (int i = 0; i < ns; ++i)
+    for (int j = 0; j < ns; ++j)
+      if (g.centre(i) * g.centre(i) + g.centre(j) * g.centre(j) <= p.radius_px * p.radius_px)
+        disc_index_[i * ns + j] = disc++;
+  disc_cells_ = disc * p.angular_cells;
+  words_ = std::max(1, (disc_cells_ + 63) / 64);
+  mask_words_ = std::max(1, (disc + 63) / 64);
+  min_common_ = static_cast<int>(std::ceil(p.min_matchable_cells_fraction * disc_cells_));
+  // Sigmoid tables for the relaxation compatibility rho (Section 4.3); exp() per pair is too slow.
+  const int nl = 1024;
+  lut_dist_scale_ = nl / 64.f;
+  lut_angle_scale_ = nl / kPi;
+  lut_dist_.resize(nl + 1);
+  lut_angle_.resize(nl + 1);
+  for (int i = 0; i <= nl; ++i) {
+    lut_dist_[i] = sigmoid((i + 0.5f) / lut_dist_scale_, p.relax_distance_mu_px, p.relax_distance_tau_per_px);
+    lut_angle_[i] = sigmoid((i + 0.5f) / lut_angle_scale_, p.relax_angle_mu_deg * kDeg, p.relax_angle_tau_per_rad);
+  }
+  lut_dist_[nl] = 0.f;
+  dist_cutoff_ = nl;  // the table decreases (tau < 0): from this index on, rho is negligible
+  while (dist_cutoff_ > 0 && lut_dist_[dist_cutoff_ - 1] < 1e-4f) --dist_cutoff_;
+  if (!(p.relax_distance_tau_per_px < 0)) dist_cutoff_ = nl + 1;
+  pairs_table_.resize(256);
+  for (int n = 0; n < 256; ++n) pairs_table_[n] = pairs_eval(p, n);
+  elastic_cos_max_ = std::cos(p.elastic_angle_deg * kDeg);
+  elastic_cluster_cos_ = std::cos(p.elastic_cluster_deg * kDeg);
+}
+
+int Config::pairs_for(int nmin) const {
+  return nmin >= 0 && nmin < static_cast<int>(pairs_table_.size()) ? pairs_table_[nmin] : pairs_eval(p_, nmin);
+}
+
+float Config::orientation_scale(float s) const {
+  // Segment k holds [from[k], from[k + 1]); the last point's segment continues the last slope
+  // (and the first one's below from[0]).  At a point the result is exactly its image; inside a
+  // segment it is clamped to the segment's images, so float rounding cannot break monotonicity.
+  const std::vector<float>& f = p_.orientation_scale_from;
+  const std::vector<float>& t = p_.orientation_scale_to;
+  const int last = static_cast<int>(f.size()) - 1;
+  int k = 0;
+  while (k < last && f[k + 1] <= s) ++k;
+  float v;
+  if (k == last) {
+    v = t[last] + (s - f[last]) * ((t[last] - t[last - 1]) / (f[last] - f[last - 1]));
+  } else {
+    v = t[k] + (s - f[k]) * ((t[k + 1] - t[k]) / (f[k + 1] - f[k]));
+    if (s >= f[0]) v = std::clamp(v, t[k], t[k + 1]);
+  }
+  return std::clamp(v, 0.f, 1.f);
+}
+
+}  // namespace biomatch

@@ -1,0 +1,166 @@
+// Local similarity (Section 4.1) of every direction-compatible pair of valid cylinders, by the
+// popcount kernel the Config names, and the LSS selection (Section 4.2) of the pairs that
+// enter relaxation.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "mcc_internal.hpp"
+#include "stages.hpp"
+
+namespace biomatch {
+
+using namespace detail;
+
+namespace {
+
+namespace scan_portable {
+#include "mcc_scan.inc"
+}  // namespace scan_portable
+
+#ifdef BIOMATCH_HAVE_AVX512
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512vpopcntdq,popcnt")
+#endif
+namespace scan_avx512 {
+#define BIOMATCH_SCAN_AVX512 1
+#include "mcc_scan.inc"
+#undef BIOMATCH_SCAN_AVX512
+}  // namespace scan_avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+}  // namespace
+
+namespace detail {
+
+int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s) {
+#ifdef BIOMATCH_HAVE_AVX512
+  if (cfg.kernel() == Kernel::Avx512 && cfg.mask_words() <= 8) {
+    const int chunks = (cfg.words() + 7) / 8;
+    const bool half = cfg.words() - 8 * (chunks - 1) <= 4 && cfg.mask_words() <= 4;
+    switch (chunks * 2 + half) {  // 8-word chunks held in registers; larger cylinders go portable
+      case 3: return scan_avx512::scan<1, true>(cfg, a, b, s);
+      case 5: return scan_avx512::scan<2, true>(cfg, a, b, s);
+      case 7: return scan_avx512::scan<3, true>(cfg, a, b, s);
+      case 9: return scan_avx512::scan<4, true>(cfg, a, b, s);
+      case 2: return scan_avx512::scan<1>(cfg, a, b, s);
+      case 4: return scan_avx512::scan<2>(cfg, a, b, s);
+      case 6: return scan_avx512::scan<3>(cfg, a, b, s);
+      case 8: return scan_avx512::scan<4>(cfg, a, b, s);
+      default: break;
+    }
+  }
+#endif
+  return scan_portable::scan<0>(cfg, a, b, s);
+}
+
+int select_lss_pairs(Scratch& s, int total, int nmin) {
+  const float* sim = s.sim.data();
+  // The n_R = min(nA, nB) most similar pairs, ties broken by the lower (minutia_a, minutia_b).
+  // A histogram of the similarities finds the threshold; only the pairs at or above it become
+  // sort keys.  Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
+  // Four interleaved histograms, summed after: consecutive pairs mostly fall in the same few
+  // bins, and one histogram would serialise their increments through memory.
+  constexpr int kBins = kLssBins;
+  int hist4[4][kBins + 2] = {};
+  const uint8_t* bins = s.bins.data();  // computed by the scan
+  auto bin_of = [&](int t) { return bins[t]; };
+  int t4 = 0;
+  for (; t4 + 4 <= total; t4 += 4) {
+    ++hist4[0][bin_of(t4)];
+    ++hist4[1][bin_of(t4 + 1)];
+    ++hist4[2][bin_of(t4 + 2)];
+    ++hist4[3][bin_of(t4 + 3)];
+  }
+  for (; t4 < total; ++t4) ++hist4[0][bin_of(t4)];
+  int hist[kBins + 2];
+  for (int u = 0; u < kBins + 2; ++u) hist[u] = hist4[0][u] + hist4[1][u] + hist4[2][u] + hist4[3][u];
+  const int positive = total - hist[kBins + 1];
+  if (positive == 0) return 0;
+  const int nr = std::min(nmin, positive);
+  int thr = kBins;
+  for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
+  if (s.keys.size() < size_t(total) + 8) s.keys.resize(size_t(total) + 8);
+  uint64_t* keys = s.keys.data();
+  const uint32_t* code = s.code.data();
+  const float thr_sim = float(thr) / kBins;  // sim * kBins >= thr  <=>  sim >= thr / kBins (kBins = 2^7)
+  // Kept: sim > 0 and sim >= thr_sim.  Similarities are +0 or positive, so this is an integer
+  // comparison of their bits with max(bits(thr_sim), 1).
+  uint32_t lim;
+  std::memcpy(&lim, &thr_sim, sizeof lim);
+  lim = std::max<uint32_t>(lim, 1u);
+  int m = 0;
+  int t = 0;
+#if defined(BIOMATCH_HAVE_AVX512) && defined(__AVX512F__) && defined(__AVX512VL__)
+  {  // 8 pairs at a time, compressed in order (the same keys in the same order as the loop below)
+    const __m256i vlim = _mm256_set1_epi32(static_cast<int>(lim));
+    const __m256i ones = _mm256_set1_epi32(-1);
+    for (; t + 8 <= total; t += 8) {
+      const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sim + t));
+      const __mmask8 keep = _mm256_cmpge_epu32_mask(g, vlim);
+      // Branch-free, and compressed in a register then stored whole (keys has 8 spare
+      // entries): few blocks keep a pair, unpredictably, and a compressing store to memory
+      // is microcoded on some cores (Zen 4).
+      const __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + t)), ones);
+      const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(g), 32), _mm512_cvtepu32_epi64(c));
+      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(keep, k));
+      m += __builtin_popcount(keep);
+    }
+  }
+#endif
+  for (; t < total; ++t) {  // branch-free compaction: every key is written, kept ones advance m
+    uint32_t gbits;
+    std::memcpy(&gbits, &sim[t], sizeof gbits);
+    keys[m] = (uint64_t(gbits) << 32) | uint32_t(~code[t]);
+    m += gbits >= lim;
+  }
+  if (m > nr) std::nth_element(keys, keys + nr, keys + m, std::greater<uint64_t>());
+  // Rows padded to a multiple of 16 floats so that the relaxation loop vectorises cleanly.
+  const int stride = (nr + 15) & ~15;
+  s.ra.resize(nr);
+  s.rb.resize(nr);
+  s.l0.assign(stride, 0.f);
+  for (int t = 0; t < nr; ++t) {
+    const uint32_t lo = ~static_cast<uint32_t>(keys[t]), hi = static_cast<uint32_t>(keys[t] >> 32);
+    s.ra[t] = static_cast<int>(lo >> 16);
+    s.rb[t] = static_cast<int>(lo & 0xffff);
+    std::memcpy(&s.l0[t], &hi, sizeof hi);
+  }
+  return nr;
+}
+
+}  // namespace detail
+
+float cylinder_similarity(const Config& cfg, const Prepared& a, int ia, const Prepared& b, int ib) {
+  // One-cylinder views of a and b, scanned by the same kernel as match().
+  auto view = [](const Prepared& t, int i, Prepared& v) {
+    auto it = std::find(t.cyl_index.begin(), t.cyl_index.end(), i);
+    if (it == t.cyl_index.end()) return false;
+    const size_t r = it - t.cyl_index.begin(), w = t.words, mw = t.mask_words;
+    v.words = t.words;
+    v.mask_words = t.mask_words;
+    v.cyl_index = {i};
+    v.cyl_theta = {t.cyl_theta[r]};
+    v.bits.assign(t.bits.begin() + r * w, t.bits.begin() + (r + 1) * w);
+    v.mask.assign(t.mask.begin() + r * w, t.mask.begin() + (r + 1) * w);
+    v.smask.assign(t.smask.begin() + r * mw, t.smask.begin() + (r + 1) * mw);
+    v.cyl_full = {t.cyl_full[r]};
+    v.cyl_ones = {t.cyl_ones[r]};
+    return true;
+  };
+  Prepared va, vb;
+  if (!view(a, ia, va) || !view(b, ib, vb)) return 0.f;
+  Scratch s;
+  return scan_pairs(cfg, va, vb, s) == 0 ? 0.f : s.sim[0];
+}
+
+}  // namespace biomatch

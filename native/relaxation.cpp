@@ -1,0 +1,318 @@
+// LSS-R relaxation (Section 4.3): the compatibility rho of every two LSS pairs, n_rel
+// relaxation iterations, and the n_P pairs of highest efficiency whose mean is the LSS-R score.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "mcc_internal.hpp"
+#include "stages.hpp"
+
+namespace biomatch::detail {
+namespace {
+
+// Relaxation iterations (Section 4.3) on the transposed compatibility matrix rho (rows of
+// `stride` floats): blocks of 16 t held in one vector, summing over k in order.  GCC/Clang
+// vector extensions: element-wise IEEE operations, the same bits on any target (SSE pairs on
+// the baseline, one AVX-512 register under the target attribute).  The result is left in l1.
+__attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int stride, float wr, float norm,
+                                                   int iterations, std::vector<float>& v1, std::vector<float>& v2) {
+  typedef float v16 __attribute__((vector_size(64)));
+  for (int it = 0; it < iterations; ++it) {
+    float* __restrict l2 = v2.data();
+    const float* __restrict l1 = v1.data();
+    // Two blocks per pass over k when they exist: two independent accumulation chains (each
+    // sum is latency-bound).  Per element the same sum in the same order.
+    int t0 = 0;
+    for (; t0 + 32 <= stride; t0 += 32) {
+      v16 acc0 = {}, acc1 = {};
+      for (int k = 0; k < nr; ++k) {
+        v16 row0, row1;
+        std::memcpy(&row0, rho + size_t(k) * stride + t0, sizeof row0);
+        std::memcpy(&row1, rho + size_t(k) * stride + t0 + 16, sizeof row1);
+        acc0 += row0 * l1[k];
+        acc1 += row1 * l1[k];
+      }
+      v16 prev0, prev1, out0, out1;
+      std::memcpy(&prev0, l1 + t0, sizeof prev0);
+      std::memcpy(&prev1, l1 + t0 + 16, sizeof prev1);
+      out0 = wr * prev0 + norm * acc0;
+      out1 = wr * prev1 + norm * acc1;
+      std::memcpy(l2 + t0, &out0, sizeof out0);
+      std::memcpy(l2 + t0 + 16, &out1, sizeof out1);
+    }
+    for (; t0 < stride; t0 += 16) {
+      v16 acc = {};
+      for (int k = 0; k < nr; ++k) {
+        v16 row;
+        std::memcpy(&row, rho + size_t(k) * stride + t0, sizeof row);
+        acc += row * l1[k];
+      }
+      v16 prev, out;
+      std::memcpy(&prev, l1 + t0, sizeof prev);
+      out = wr * prev + norm * acc;
+      std::memcpy(l2 + t0, &out, sizeof out);
+    }
+    std::swap(v1, v2);
+  }
+}
+
+// The k in (t, nr) whose distance term is not negligible, in order, written to near; returns
+// their number.  Branch-free (most k are negligible).
+inline int near_pairs(const Config& cfg, const float* da, const float* db, const int* ra, const int* rb, int t,
+                      int nr, int* __restrict near) {
+  int nk = 0;
+  for (int k = t + 1; k < nr; ++k) {
+    near[nk] = k;
+    nk += !cfg.z_dist_negligible(std::fabs(da[ra[k]] - db[rb[k]]));
+  }
+  return nk;
+}
+
+#ifdef BIOMATCH_HAVE_AVX512
+// table[idx] for idx in [0, 64), table in 4 vectors of 16 (permutes instead of a gather).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512i lookup64(__m512i idx, const __m512i* t) {
+  const __m512i lo = _mm512_permutex2var_epi32(t[0], idx, t[1]);  // index bits 0..4
+  const __m512i hi = _mm512_permutex2var_epi32(t[2], idx, t[3]);
+  return _mm512_mask_blend_epi32(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
+}
+
+// The first min(n, 64) entries of row in 4 vectors (zeros past n), for lookup64.
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline void load64(const void* row, int n, __m512i* t) {
+  for (int u = 0; u < 4; ++u) {
+    const int left = n - 16 * u;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    t[u] = _mm512_maskz_loadu_epi32(m, static_cast<const int*>(row) + 16 * u);
+  }
+}
+
+// near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
+// the same products, so the same set), written as pair codes t << 16 | k.  near needs room
+// for 16 entries past the last.
+__attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const Config& cfg, const float* da,
+                                                                         const float* db, int na, int nb,
+                                                                         const int* ra, const int* rb, int t, int nr,
+                                                                         int* __restrict near) {
+  const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  __m512i vk = _mm512_add_epi32(_mm512_set1_epi32((t << 16) + t + 1),  // pair codes t << 16 | k
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  int nk = 0;
+  // Rows of at most 64 minutiae: held in registers, looked up by permutes (the same values).
+  const bool small = na <= 64 && nb <= 64 && t + 1 < nr;
+  __m512i da_v[4], db_v[4];
+  if (small) {
+    load64(da, na, da_v);
+    load64(db, nb, db_v);
+  }
+  for (int k = t + 1; k < nr; k += 16) {
+    const int left = nr - k;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i ia = _mm512_maskz_loadu_epi32(live, ra + k), ib = _mm512_maskz_loadu_epi32(live, rb + k);
+    __m512 dA, dB;
+    if (small) {
+      dA = _mm512_castsi512_ps(lookup64(ia, da_v));
+      dB = _mm512_castsi512_ps(lookup64(ib, db_v));
+    } else {
+      dA = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ia, da, 4);
+      dB = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, ib, db, 4);
+    }
+    const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(dA, dB)), abs_mask));
+    const __mmask16 keep = _mm512_mask_cmp_ps_mask(live, _mm512_mul_ps(d, scale), cutoff, _CMP_NGE_UQ);
+    _mm512_storeu_si512(near + nk, _mm512_maskz_compress_epi32(keep, vk));
+    nk += __builtin_popcount(keep);
+    vk = _mm512_add_epi32(vk, _mm512_set1_epi32(16));
+  }
+  return nk;
+}
+#endif
+
+// Compatibility rho of every two relaxation pairs (see match(), step 3), the same bits under
+// any target: scalar IEEE operations, table look-ups.
+__attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const Prepared& a, const Prepared& b,
+                                                       const int* ra, const int* rb, int nr, int stride,
+                                                       int* __restrict near, float* rho) {
+  for (int t = 0; t < nr; ++t) {
+    const int at = ra[t], bt = rb[t];
+    const float* da = &a.dist[size_t(at) * a.n];
+    const float* db = &b.dist[size_t(bt) * b.n];
+    const float* rla = &a.rel[size_t(at) * a.n];
+    const float* rlb = &b.rel[size_t(bt) * b.n];
+    const float* rda = &a.radial[size_t(at) * a.n];
+    const float* rdb = &b.radial[size_t(bt) * b.n];
+    int nk;
+    nk = near_pairs(cfg, da, db, ra, rb, t, nr, near);
+    for (int q = 0; q < nk; ++q) {
+      const int k = near[q];
+      const int ak = ra[k], bk = rb[k];
+      const float d1 = std::fabs(da[ak] - db[bk]);
+      const float z = cfg.z_dist(d1) * cfg.z_angle(abs_angle_diff(rla[ak], rlb[bk]));
+      rho[size_t(k) * stride + t] = z * cfg.z_angle(abs_angle_diff(rda[ak], rdb[bk]));
+      rho[size_t(t) * stride + k] =
+          z * cfg.z_angle(abs_angle_diff(a.radial[size_t(ak) * a.n + at], b.radial[size_t(bk) * b.n + bt]));
+    }
+  }
+}
+
+#ifdef BIOMATCH_HAVE_AVX512
+// Helpers of build_rho_avx512 (free functions: a lambda would not inherit its target).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 gather16(__mmask16 live, __m512i idx,
+                                                                                 const float* base) {
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base, 4);
+}
+
+// table[min(int(v * scale), last)], as Config::z_dist / z_angle.
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 lut16(__mmask16 live, const float* table,
+                                                                              __m512 v, __m512 scale, __m512i last) {
+  return gather16(live, _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(v, scale)), last), table);
+}
+
+// abs_angle_diff: min(d, 2pi - d) with d = |x - y|, as std::min(d, 2pi - d).
+__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 angle_diff16(__m512 x, __m512 y) {
+  const __m512 d = _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, y)), _mm512_set1_epi32(0x7fffffff)));
+  return _mm512_min_ps(_mm512_sub_ps(_mm512_set1_ps(kTwoPi), d), d);
+}
+
+// build_rho_w with vectors: first the codes of all non-negligible pairs (t, k), then their
+// compatibilities 16 at a time (gathers of the table entries, the same operations in the same
+// order per element as build_rho_w, scattered into rho).  near needs room for
+// nr (nr - 1) / 2 + 16 entries.
+__attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& cfg, const Prepared& a,
+                                                                   const Prepared& b, const int* ra, const int* rb,
+                                                                   int nr, int stride, int* near, float* rho) {
+  int total = 0;
+  for (int t = 0; t < nr; ++t)
+    total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], a.n, b.n, ra, rb,
+                               t, nr, near + total);
+  const __m512 ds = _mm512_set1_ps(cfg.dist_scale()), as = _mm512_set1_ps(cfg.angle_scale());
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), last = _mm512_set1_epi32(cfg.lut_size() - 1);
+  const __m512i low16 = _mm512_set1_epi32(0xffff), vna = _mm512_set1_epi32(a.n), vnb = _mm512_set1_epi32(b.n);
+  const __m512i vstride = _mm512_set1_epi32(stride);
+  const float* lut_d = cfg.lut_dist();
+  const float* lut_a = cfg.lut_angle();
+  // nr <= 64: ra and rb held in registers (4 vectors each, zeros past nr).
+  const bool small = nr <= 64;
+  __m512i ra_v[4], rb_v[4];
+  for (int u = 0; u < 4; ++u) {
+    const int left = small ? nr - 16 * u : 0;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    ra_v[u] = _mm512_maskz_loadu_epi32(m, ra + 16 * u);
+    rb_v[u] = _mm512_maskz_loadu_epi32(m, rb + 16 * u);
+  }
+  for (int q = 0; q < total; q += 16) {
+    const int left = total - q;
+    const __mmask16 live = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i code = _mm512_maskz_loadu_epi32(live, near + q);
+    const __m512i vt = _mm512_srli_epi32(code, 16), vk = _mm512_and_si512(code, low16);
+    __m512i at, bt, ak, bk;
+    if (small) {  // ra[t], rb[t], ra[k], rb[k] by in-register permutes (the same values)
+      at = lookup64(vt, ra_v);
+      bt = lookup64(vt, rb_v);
+      ak = lookup64(vk, ra_v);
+      bk = lookup64(vk, rb_v);
+    } else {
+      const __m512i z0 = _mm512_setzero_si512();
+      at = _mm512_mask_i32gather_epi32(z0, live, vt, ra, 4);
+      bt = _mm512_mask_i32gather_epi32(z0, live, vt, rb, 4);
+      ak = _mm512_mask_i32gather_epi32(z0, live, vk, ra, 4);
+      bk = _mm512_mask_i32gather_epi32(z0, live, vk, rb, 4);
+    }
+    const __m512i ia = _mm512_add_epi32(_mm512_mullo_epi32(at, vna), ak);  // (at, ak) in A's tables
+    const __m512i ib = _mm512_add_epi32(_mm512_mullo_epi32(bt, vnb), bk);
+    const __m512 d1 = _mm512_castsi512_ps(_mm512_and_si512(
+        _mm512_castps_si512(_mm512_sub_ps(gather16(live, ia, a.dist.data()), gather16(live, ib, b.dist.data()))),
+        abs_mask));
+    const __m512 a1 = angle_diff16(gather16(live, ia, a.rel.data()), gather16(live, ib, b.rel.data()));
+    const __m512 z = _mm512_mul_ps(lut16(live, lut_d, d1, ds, last), lut16(live, lut_a, a1, as, last));
+    const __m512 a2 = angle_diff16(gather16(live, ia, a.radial.data()), gather16(live, ib, b.radial.data()));
+    const __m512 r1 = _mm512_mul_ps(z, lut16(live, lut_a, a2, as, last));
+    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vk, vstride), vt), r1, 4);
+    const __m512i ia2 = _mm512_add_epi32(_mm512_mullo_epi32(ak, vna), at);  // (ak, at)
+    const __m512i ib2 = _mm512_add_epi32(_mm512_mullo_epi32(bk, vnb), bt);
+    const __m512 a3 = angle_diff16(gather16(live, ia2, a.radial.data()), gather16(live, ib2, b.radial.data()));
+    const __m512 r2 = _mm512_mul_ps(z, lut16(live, lut_a, a3, as, last));
+    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vt, vstride), vk), r2, 4);
+  }
+}
+#endif
+
+#ifdef BIOMATCH_HAVE_AVX512
+__attribute__((target("avx512f,avx512vl"))) void relax_avx512(const float* rho, int nr, int stride, float wr,
+                                                               float norm, int iterations, std::vector<float>& v1,
+                                                               std::vector<float>& v2) {
+  relax_w(rho, nr, stride, wr, norm, iterations, v1, v2);
+}
+#endif
+
+}  // namespace
+
+void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int nr) {
+  const MccParams& p = cfg.params();
+  const int stride = (nr + 15) & ~15;  // as s.l0's
+  const int* ra = s.ra.data();
+  const int* rb = s.rb.data();
+  // rho(t, k) of every two pairs, then n_rel iterations.  d1 and d2 are symmetric in (t, k), d3
+  // is not (the angle of the segment t -> k is taken relative to t's direction), so both orders
+  // are computed; the matrix is stored transposed, rho[k * stride + t] = rho(t, k), for the
+  // column-block update below.
+  s.rho.assign(size_t(nr) * stride, 0.f);
+  if (s.near.size() < size_t(nr) * nr / 2 + 16) s.near.resize(size_t(nr) * nr / 2 + 16);
+  float* rho = s.rho.data();
+#ifdef BIOMATCH_HAVE_AVX512
+  // (32-bit table indices and pair codes t << 16 | k in the vector code)
+  if (cfg.kernel() == Kernel::Avx512 && a.n < 32768 && b.n < 32768)
+    build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
+  else
+#endif
+    build_rho_w(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
+  // lambda^{i}_t = w_R lambda^{i-1}_t + (1 - w_R) / (n_R - 1) sum_k rho(t, k) lambda^{i-1}_k, by
+  // blocks of 16 t held in one vector register, summing over k in order.
+  // GCC/Clang vector extensions: element-wise IEEE operations, the same bits on any target.
+  s.l1 = s.l0;
+  s.l2.resize(stride);
+  const float wr = p.relax_weight;
+  const float norm = nr > 1 ? (1.f - wr) / float(nr - 1) : 0.f;
+#ifdef BIOMATCH_HAVE_AVX512
+  if (cfg.kernel() == Kernel::Avx512)
+    relax_avx512(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
+  else
+#endif
+    relax_w(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
+}
+
+float lssr_top_pairs(Scratch& s, int nr, int np) {
+  // Efficiencies lambda^n_rel / lambda^0 are >= 0, so their float bits sort like them; ties go
+  // to the lower t.
+  s.keys2.resize(nr);
+  for (int t = 0; t < nr; ++t) {
+    const float e = s.l1[t] / s.l0[t];
+    uint32_t ebits;
+    std::memcpy(&ebits, &e, sizeof ebits);
+    s.keys2[t] = (uint64_t(ebits) << 32) | uint32_t(~uint32_t(t));
+  }
+  const int ntop = std::min(np, nr);
+  const int* ra = s.ra.data();
+  const int* rb = s.rb.data();
+  uint64_t* ek = s.keys2.data();
+  if (ntop < nr) std::nth_element(ek, ek + ntop, ek + nr, std::greater<uint64_t>());
+  std::sort(ek, ek + ntop, std::greater<uint64_t>());
+  s.order.resize(ntop);
+  for (int q = 0; q < ntop; ++q) s.order[q] = static_cast<int>(~static_cast<uint32_t>(ek[q]));
+  float sum = 0.f;
+  s.ta.resize(ntop);
+  s.tb.resize(ntop);
+  s.tw.resize(ntop);
+  s.tr.resize(ntop);
+  for (int q = 0; q < ntop; ++q) {
+    int t = s.order[q];
+    sum += s.l1[t];
+    s.ta[q] = ra[t];
+    s.tb[q] = rb[t];
+    s.tw[q] = std::max(s.l1[t], 0.f);
+    s.tr[q] = s.l1[t];
+  }
+  return std::clamp(sum / float(np), 0.f, 1.f);
+}
+
+}  // namespace biomatch::detail
