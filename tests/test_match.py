@@ -366,6 +366,38 @@ def test_prepared_with_other_params_is_refused():
         FingerprintMatcher(other)
 
 
+# ---------------------------------------------------------------- the native parameter table
+
+# MatchParams' annotation -> the C++ type of its row in native/mcc_params.def.
+NATIVE_TYPES = {"float": "float", "int": "int", "tuple[float, ...]": "std::vector<float>"}
+
+
+def test_native_parameter_table_equals_matchparams():
+    """MatchParams and the C++ table (native/mcc_params.def): the same fields, in the same order,
+    of matching types, with the same defaults (floats as the float32 the C++ struct holds)."""
+    table = native.mcc_params_fields()
+    fields = dataclasses.fields(MatchParams)
+    assert [f.name for f in fields] == [name for name, _, _ in table]
+    for f, (name, ctype, default) in zip(fields, table):
+        assert NATIVE_TYPES[f.type] == ctype, name
+        if ctype == "int":
+            assert type(default) is int and default == f.default, name
+        else:
+            np.testing.assert_array_equal(np.float32(default), np.float32(f.default), err_msg=name)
+
+
+def test_native_config_takes_every_field_and_no_other():
+    d = dataclasses.asdict(P)
+    cfg = native.Config(d)
+    assert cfg.params.keys() == d.keys()
+    for name, value in cfg.params.items():
+        np.testing.assert_array_equal(np.float32(value), np.float32(d[name]), err_msg=name)
+    with pytest.raises(ValueError, match="missing field 'elastic_gate'"):
+        native.Config({k: v for k, v in d.items() if k != "elastic_gate"})
+    with pytest.raises(ValueError, match="unknown field 'radius_mm'"):
+        native.Config({**d, "radius_mm": 1.0})
+
+
 # ---------------------------------------------------------------- kernels
 
 def test_portable_and_avx512_kernels_give_identical_scores():
