@@ -1,5 +1,7 @@
-// Minutia Cylinder-Code matcher (bit variant) with LSS-R consolidation and a
-// global rigid-consistency term.
+// Minutia Cylinder-Code matcher (bit variant) with LSS-R consolidation, elastic and global
+// consistency and the orientation-field agreement: the public contract.  The parameters are
+// the rows of mcc_params.def; the stages of match(), one translation unit each, are listed in
+// stages.hpp.
 //
 // Reference: R. Cappelli, M. Ferrara, D. Maltoni, "Minutia Cylinder-Code: a new
 // representation and matching technique for fingerprint recognition", IEEE TPAMI
@@ -110,7 +112,7 @@ class Config {
     const int i = static_cast<int>(a * lut_angle_scale_);
     return lut_angle_[std::min(i, static_cast<int>(lut_angle_.size()) - 1)];
   }
-  // n_P for min(nA, nB) = nmin (match() step 2), tabulated: the same expression, one exp() fewer per match.
+  // n_P for min(nA, nB) = nmin (lssr_top_pairs), tabulated: the same expression, one exp() fewer per match.
   int pairs_for(int nmin) const;
   // cos(elastic_angle_deg) and cos(elastic_cluster_deg), computed once.
   float elastic_cos_max() const { return elastic_cos_max_; }
@@ -146,7 +148,7 @@ struct Scratch {
   std::vector<uint32_t> code;       // pair (minutia_a << 16 | minutia_b)
   std::vector<uint64_t> counts;     // packed popcounts per pair
   std::vector<float> sim;           // local similarity per pair
-  std::vector<uint8_t> bins;        // its LSS histogram bin (see match())
+  std::vector<uint8_t> bins;        // its LSS histogram bin (see select_lss_pairs)
   std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
   std::vector<int> ra, rb, order, ta, tb, near;

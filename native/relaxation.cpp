@@ -127,7 +127,7 @@ __attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const C
 }
 #endif
 
-// Compatibility rho of every two relaxation pairs (see match(), step 3), the same bits under
+// Compatibility rho of every two relaxation pairs (see relax_pairs), the same bits under
 // any target: scalar IEEE operations, table look-ups.
 __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const Prepared& a, const Prepared& b,
                                                        const int* ra, const int* rb, int nr, int stride,
