@@ -93,7 +93,7 @@ def build(path: str, n: int, batch: int, decision, out) -> None:
 
 def scan_rate(rows: int, k: int, n_bits: int = 512) -> float:
     """Seconds of CPU per single-query exhaustive scan of ``rows`` codes (one position)."""
-    from biomatch.index import FingerIndex
+    from biomatch.retrieval.finger_index import FingerIndex
 
     rng = np.random.default_rng(0)
     ix = FingerIndex(n_bits)
@@ -123,7 +123,7 @@ def main() -> int:
     import faiss
 
     from biomatch.dedup import Enrolment, Gallery
-    from biomatch.dedup.faiss_retrieval import FaissRetrievalParams
+    from biomatch.retrieval.faiss_retrieval import FaissRetrievalParams, code_ranking
 
     faiss.omp_set_num_threads(1)
     decision = calibrated_decision(args.threads)
@@ -165,7 +165,7 @@ def main() -> int:
     for person in rng.choice(n, min(args.rank_probes, n), replace=False):
         probe = person_fingers(int(person), 1)
         t = time.process_time()
-        keys, scores, _ = shard._retrieval.person_scores(probe)
+        keys, scores, _ = code_ranking(shard._retrieval, probe)
         t_scan.append(time.process_time() - t)
         mate = shard._store.subject_key(f"s{person}")
         hit = np.flatnonzero(keys == mate)

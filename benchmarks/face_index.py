@@ -122,7 +122,7 @@ def measure(index, probes, mates, timed: int, **effort) -> dict:
 
 
 def build(factory: str, x: np.ndarray, rng: np.random.Generator, train_n: int | None = None):
-    from biomatch.face.index import FaceIndex
+    from biomatch.retrieval.face_index import FaceIndex
 
     t0 = time.process_time()
     index = FaceIndex(DIM, factory, threads=1)

@@ -132,7 +132,7 @@ def print_table(rows: list[dict]) -> None:
 
 # ----------------------------------------------------------------------------- protocols
 def fvc_single(model) -> list[dict]:
-    from biomatch.encode import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes, hamming
 
     rows = []
     for db, dpi in FVC_DPI.items():
@@ -164,7 +164,7 @@ def _soco_key(name: str):
 
 
 def socofing_single(model, real, alt) -> dict:
-    from biomatch.encode import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes, hamming
 
     real_names = sorted(real)
     index = {(_soco_key(n)[0], _soco_key(n)[1]): i for i, n in enumerate(real_names)}
@@ -190,7 +190,7 @@ def fused_penetration(sims: dict, fingers: list, mate: np.ndarray) -> np.ndarray
 
 def socofing_ten(model, real, alt, subjects=range(1, 201)) -> list[dict]:
     """Per-finger similarity = n_bits/2 - Hamming (0 for an unusable or absent finger)."""
-    from biomatch.encode import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes, hamming
 
     subjects = list(subjects)
     sidx = {s: i for i, s in enumerate(subjects)}
@@ -243,7 +243,7 @@ def _empty():
 def generated_ten(model, identities: int, probes: int, seed_base: int = 1_000_000) -> list[dict]:
     """Generated identities x 10 fingers; ``probes`` of them searched with a second impression."""
     from biomatch.datasets.synthetic import template_impressions
-    from biomatch.encode import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes, hamming
 
     half = model.params.n_bits / 2
     t0 = time.perf_counter()
@@ -282,7 +282,7 @@ def generated_ten(model, identities: int, probes: int, seed_base: int = 1_000_00
 
 def encode_speed(model, n: int = 20000) -> float:
     from biomatch.datasets.synthetic import template_impressions
-    from biomatch.encode import finger_codes
+    from biomatch.retrieval.codes import finger_codes
 
     ts = [t for f in range(n // 2) for t in template_impressions(5_000_000 + f, 2)]
     finger_codes(ts[:10], model)
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     import faiss
 
     faiss.omp_set_num_threads(1)
-    from biomatch.encode import default_model
+    from biomatch.retrieval.codes import default_model
 
     model = default_model()
     print(f"code generation {model.generation}: {model.params.n_bits} bits = {model.params.n_bytes} bytes per finger")

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..dedup import Enrolment, Gallery, NoUsableFingerError
 from ..errors import FileAccessError, InvalidInputError
+from ..retrieval.faiss_retrieval import code_ranking
 from ._common import EXIT_OK, Progress
 from .demo_data import generated, socofing
 
@@ -62,26 +63,21 @@ class _RetrievalStage:
 
     The gallery offers no public view of its retrieval stage, so this reaches the first shard's
     retrieval object through two private attributes (``Gallery._shards``, ``Shard._retrieval``),
-    here and nowhere else. For the retrieval slice: a public ``Gallery`` method giving, for a
-    probe, the subjects the retrieval stage keeps (and ``k_persons`` / ``n_persons``) would
-    replace this class.
+    here and nowhere else; the ranking itself is the public
+    :func:`~biomatch.retrieval.faiss_retrieval.code_ranking`.
     """
 
     def __init__(self, gallery: Gallery, subjects: int):
         shard = gallery._shards[0]
         self._shard = shard
         self.retrieval = shard._retrieval
-        self.available = hasattr(self.retrieval, "person_scores")
+        self.available = hasattr(self.retrieval, "scan")
         self.n_persons = self.retrieval.n_persons if hasattr(self.retrieval, "n_persons") else subjects
         self.k_used = self.retrieval.params.k_persons(self.n_persons) if hasattr(self.retrieval, "params") \
             else self.n_persons
 
     def kept(self, subject_id: str, fingers: dict) -> bool:
-        r = self.retrieval
-        keys, scores, _ = r.person_scores(fingers)
-        active = r.position_counts()
-        n_fingers = sum(1 for p in r.probe_codes(fingers) if p in active)  # the fingers person_scores used
-        k = r.params.k_persons(r.n_persons, n_fingers)
+        keys, scores, k = code_ranking(self.retrieval, fingers)
         top = set(keys[np.argsort(-scores, kind="stable")[:k]].tolist())
         return self._shard.subject_key(subject_id) in top
 

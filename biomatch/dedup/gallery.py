@@ -41,6 +41,8 @@ from .._io import canonical_checksum, write_private_atomic
 from ..errors import (CorruptStoreError, DuplicateSubjectError, GalleryClosedError, GalleryExistsError, IncompatibleGalleryError,
                       IncompatibleTemplateError, NotAGalleryError, NoUsableFingerError, StorageError, invalid)
 from ..match import prepare
+from ..retrieval.codes import default_model
+from ..retrieval.components import make_retrieval, registered
 from ..params import MatchParams, from_json, params_hash, stored_params_hash, to_json
 from ..template import Template
 from .records import Enrolment, coerce_fingers
@@ -71,8 +73,6 @@ def _code_generation(retrieval: str) -> str | None:
     """The finger-code generation a retrieval component depends on (None: no codes)."""
     if retrieval != "faiss":
         return None
-    from ..encode import default_model
-
     return default_model().generation
 
 
@@ -188,8 +188,6 @@ class Gallery:
         if template_params_hash is not None and not isinstance(template_params_hash, str):
             raise invalid("template_params_hash", "None or a str", template_params_hash)
         _check_open_args(n_threads, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
-        from .retrieval import make_retrieval
-
         make_retrieval(retrieval)  # validates the name
         # Every argument is checked: from here on a failure removes what this call made.
         if path.is_dir() and (path / _CREATING).exists() and not (path / _MANIFEST).exists():
@@ -292,11 +290,9 @@ class Gallery:
                                            f"n_shards {manifest.get('n_shards')}")
         retrieval = manifest.get("retrieval") or {}
         kind = retrieval.get("kind")
-        from .retrieval import _REGISTRY
-
-        if kind not in _REGISTRY:
+        if kind not in registered():
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected a retrieval component in "
-                                           f"{sorted(_REGISTRY)}, got {kind!r}")
+                                           f"{registered()}, got {kind!r}")
         want = _code_generation(kind)
         if retrieval.get("code_generation") != want:
             raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected finger-code generation {want}, got "

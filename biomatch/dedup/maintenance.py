@@ -443,13 +443,13 @@ def _backup_store(src: Path, out: Path) -> dict:
 
 def _copy_index(src: Path, out: Path) -> None:
     """Copy the current index version if its manifest and files check out (else leave it out)."""
-    from .faiss_retrieval import _check_file, _checked_manifest
+    from ..retrieval.code_files import check_file, checked_manifest
 
     try:
         m = json.loads((src / "manifest.json").read_text())
-        version = _checked_manifest(m)
+        version = checked_manifest(m)
         for name, want in m["files"].items():
-            _check_file(src / version / name, want)
+            check_file(src / version / name, want)
     except FileNotFoundError:
         return
     except (OSError, ValueError, KeyError, TypeError) as exc:

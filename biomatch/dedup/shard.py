@@ -23,16 +23,16 @@ import numpy as np
 
 from .. import decide as _decide
 from ..face.embed import EMBEDDING_DIM as FACE_DIM
-from ..face.index import FaceIndex
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
 from ..params import MatchParams, from_json, stored_params_hash
 from ..formats import decode, encode
+from ..retrieval.components import make_retrieval
+from ..retrieval.face_index import FaceIndex
 from ..template import Template
 from ..errors import CorruptStoreError, TemplateError
 from . import watermark as _watermark
 from .errors import IncompatibleGalleryError, UnknownSubjectError
 from .report import Candidate
-from .retrieval import make_retrieval
 from .store import Store
 
 __all__ = ["Shard", "ShardSpec"]
@@ -170,7 +170,7 @@ class Shard:
     finger is ~37 KB at ~40 minutiae).  Re-ranking costs ``(read + prepare + match)`` per
     candidate finger on a cold cache; the cascade of :meth:`search` keeps that to ~3 fingers
     per candidate person instead of 10 (see :class:`~biomatch.decide.DecisionParams`
-    ``rerank_*`` and :class:`~biomatch.dedup.faiss_retrieval.FaissRetrievalParams`).  With exhaustive
+    ``rerank_*`` and :class:`~biomatch.retrieval.faiss_retrieval.FaissRetrievalParams`).  With exhaustive
     retrieval every finger of the probe's positions is a candidate: only sensible for galleries
     whose prepared templates fit the cache.
     """

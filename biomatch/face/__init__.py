@@ -5,7 +5,8 @@ The stages, in order (one module each)::
     detect.to_bgr -> detect.detect_faces -> detect.select_face -> align.align_face
         -> quality.measure_quality [-> quality.check_enrolment] -> embed.embed_aligned
         -> template.FaceTemplate -> match.cosine
-        -> index.FaceIndex (gallery search by cosine, FAISS)
+
+The gallery's face index is :class:`biomatch.retrieval.FaceIndex`.
 
 Both ONNX models are vendored in ``models/`` (licences in ``models/NOTICE``) and verified
 by SHA-256 when loaded. :func:`encode_face` is thread-safe: OpenCV networks are kept
@@ -19,14 +20,13 @@ from .detect import Detection, detect_faces, select_face, to_bgr
 from .embed import embed_aligned
 from .errors import (FaceError, FaceImageError, FaceModelError, FaceQualityError, FaceTemplateError,
                      MultipleFacesError, NoFaceError)
-from .index import FaceHits, FaceIndex
 from .match import cosine
 from .nets import MODEL_ID, MODEL_SHA256, RECOGNIZER_FILE
 from .params import DEFAULT, FaceParams
 from .quality import FaceQuality, QualityFailure, check_enrolment, measure_quality
 from .template import FaceTemplate, decode, encode
 
-__all__ = ["encode_face", "encode_enrolment_face", "check_enrolment", "FaceIndex", "FaceHits", "FaceTemplate",
+__all__ = ["encode_face", "encode_enrolment_face", "check_enrolment", "FaceTemplate",
            "FaceQuality", "QualityFailure", "FaceParams", "Detection", "cosine", "encode", "decode",
            "detect_faces", "FaceError", "FaceImageError", "FaceModelError", "FaceQualityError",
            "FaceTemplateError", "MultipleFacesError", "NoFaceError"]

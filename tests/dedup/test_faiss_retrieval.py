@@ -1,53 +1,12 @@
-"""The FAISS retrieval component: candidates, persistence (mmap + delta), generation checks."""
+"""The FAISS retrieval component in a gallery: persistence (mmap + delta), rebuilds, generation checks."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from dedup_util import make_record
-
-
-def test_candidates_keep_the_mate_at_small_penetration():
-    from biomatch.dedup.faiss_retrieval import FaissRetrieval, FaissRetrievalParams
-
-    r = FaissRetrieval(FaissRetrievalParams(min_persons=3, penetration=0.01))
-    fid = 0
-    for person in range(40):
-        rec = make_record(f"s{person}", person)
-        for p, t in rec.fingers.items():
-            fid += 1
-            r.add(p, [fid], [t], [person])
-    assert r.n_persons == 40 and r.indexed_upto == 400
-    probe = make_record("x", 17, 1).fingers
-    keys, scores, _ = r.person_scores(probe)
-    assert keys[np.argmax(scores)] == 17
-    cand = r.candidates(probe, 1)
-    kept = {int(f) for ids in cand.values() for f in ids}
-    assert r.last_k_persons == 3 and len(cand) >= 5
-    assert len(set(range(17 * 10 + 1, 17 * 10 + 11)) & kept) >= 5  # the mate's best rows are kept
-    ranked, table = r.ranked_persons(probe, 1)
-    assert ranked[0] == 17 and table.shape == (3, 11) and not table[:, 0].any()
-    by_key = dict(zip(keys.tolist(), scores.tolist()))
-    assert np.allclose(table.sum(axis=1), [by_key[k] for k in ranked])  # per-position parts of the sum
-    assert np.all(np.diff(table.sum(axis=1)) <= 0)  # best code score first
-    r.remove(np.arange(17 * 10 + 1, 17 * 10 + 11))
-    keys, scores, _ = r.person_scores(probe)
-    assert 17 not in set(keys.tolist())
-
-
-def test_params_validate():
-    from biomatch.dedup.faiss_retrieval import FaissRetrievalParams
-    from biomatch.errors import InvalidInputError
-
-    assert FaissRetrievalParams().k_persons(100) == 50 and FaissRetrievalParams().k_persons(10**6) == 100
-    assert FaissRetrievalParams().k_persons(10**6, 2) == 500  # fewer fingers: more persons
-    with pytest.raises(InvalidInputError):
-        FaissRetrievalParams(penetration=0)
-    with pytest.raises(InvalidInputError):
-        FaissRetrievalParams(min_persons=10, max_persons=5)
 
 
 def test_saved_index_is_mapped_and_caught_up(tmp_path):

@@ -40,7 +40,7 @@ def probes() -> list:
 
 def narrow(g, **kw) -> None:
     """A code stage that keeps few persons and rows, so that the cuts matter at this size."""
-    from biomatch.dedup.faiss_retrieval import FaissRetrievalParams
+    from biomatch.retrieval.faiss_retrieval import FaissRetrievalParams
 
     params = FaissRetrievalParams(**kw)
     for s in g._shards:

@@ -1,21 +1,25 @@
-"""Candidate retrieval: the pluggable first stage of a shard's search.
+"""Retrieval components: the pluggable first stage of a shard's search, and their registry.
 
 A retrieval component narrows the enrolled fingers of a shard to candidates before native
-re-ranking.  Its interface (duck-typed, see :class:`Retrieval`) is what a FAISS code index
-(``biomatch.encode`` + ``biomatch.index.FingerIndex``) plugs into:
+re-ranking.  Every component implements :class:`Retrieval` (index life cycle):
 
 - ``add(position, finger_ids, templates, subject_keys)``: index new fingers (ids from the store,
   increasing; ``subject_keys`` group a person's fingers);
 - ``remove(finger_ids)``: tombstone fingers;
-- ``candidates(probe, k)``: ``{position: finger ids}`` to re-rank, or ``None`` for "all";
 - ``indexed_upto``, ``removals_upto``: the last store finger id / removal seq folded in, so that a
   shard catches a lagging index up from the store on open;
 - ``save(folder)`` / ``load(folder)``: derived files (may lag; never trusted beyond those marks).
 
-:class:`ExhaustiveRetrieval` (every finger of the probe's positions is a candidate) is the
-reference: exact, no files, ~50,000 native comparisons per second per thread.
-:class:`~biomatch.dedup.faiss_retrieval.FaissRetrieval` (``"faiss"``, the default of new
-galleries) keeps the top persons by summed per-position Hamming similarity of 512-bit codes.
+and searches in one of two ways:
+
+- :class:`CodeRanking` (two-phase, gallery-wide cuts: ``probe_codes``, ``position_counts``, ``scan``,
+  ``person_table``, ``params``): :class:`~biomatch.retrieval.faiss_retrieval.FaissRetrieval`
+  (``"faiss"``, the default of new galleries), per-position Hamming scans of 512-bit codes;
+- :class:`CandidateFilter` (``candidates(probe, k)``: ``{position: finger ids}`` to re-rank, or
+  ``None`` for "all"): :class:`ExhaustiveRetrieval` (``"exhaustive"``), the exact reference with no
+  files, ~50,000 native comparisons per second per thread.
+
+A shard tells them apart by the presence of ``scan``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Retrieval", "ExhaustiveRetrieval", "make_retrieval"]
+from ..errors import invalid
+from .faiss_retrieval import FaissRetrieval
+
+__all__ = ["Retrieval", "CandidateFilter", "CodeRanking", "ExhaustiveRetrieval", "make_retrieval", "register",
+           "registered"]
 
 
 class Retrieval(Protocol):
@@ -37,11 +45,25 @@ class Retrieval(Protocol):
 
     def remove(self, finger_ids: np.ndarray) -> None: ...
 
-    def candidates(self, probe: dict, k: int) -> dict | None: ...
-
     def save(self, folder: Path) -> None: ...
 
     def load(self, folder: Path) -> None: ...
+
+
+class CandidateFilter(Retrieval, Protocol):
+    def candidates(self, probe: dict, k: int) -> dict | None: ...
+
+
+class CodeRanking(Retrieval, Protocol):
+    params: object
+
+    def probe_codes(self, probe: dict) -> dict: ...
+
+    def position_counts(self) -> dict: ...
+
+    def scan(self, codes: dict, n_rows: int) -> dict: ...
+
+    def person_table(self, scanned: dict, cut: dict) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class ExhaustiveRetrieval:
@@ -73,19 +95,11 @@ class ExhaustiveRetrieval:
         pass
 
 
-def _faiss_retrieval():
-    from .faiss_retrieval import FaissRetrieval
-
-    return FaissRetrieval()
-
-
-_REGISTRY = {"exhaustive": ExhaustiveRetrieval, "faiss": _faiss_retrieval}
+_REGISTRY = {"exhaustive": ExhaustiveRetrieval, "faiss": FaissRetrieval}
 
 
 def make_retrieval(name: str):
     """Build a retrieval component by name (``"exhaustive"``, ``"faiss"``, or one registered)."""
-    from ..errors import invalid
-
     if name not in _REGISTRY:
         raise invalid("retrieval", f"one of {sorted(_REGISTRY)}", name)
     return _REGISTRY[name]()
@@ -94,3 +108,8 @@ def make_retrieval(name: str):
 def register(name: str, factory) -> None:
     """Register a retrieval factory (a zero-argument callable) under ``name``."""
     _REGISTRY[name] = factory
+
+
+def registered() -> list:
+    """Names of the registered components, sorted."""
+    return sorted(_REGISTRY)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from biomatch.errors import IndexFileError, InvalidInputError
-from biomatch.face.index import FaceHits, FaceIndex
+from biomatch.retrieval.face_index import FaceHits, FaceIndex
 
 
 def _unit(n, dim=128, seed=0):
@@ -285,7 +285,7 @@ def test_kill_before_any_rename_leaves_the_old_pair(tmp_path, monkeypatch):
 _WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from biomatch.face.index import FaceIndex
+    from biomatch.retrieval.face_index import FaceIndex
     path = sys.argv[1]
     index = FaceIndex()
     for gen in range(10_000):

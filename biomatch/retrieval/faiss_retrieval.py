@@ -1,37 +1,24 @@
 """FAISS candidate retrieval: per finger position, an exhaustive Hamming scan of 512-bit codes.
 
-Stage of a shard's search (registered as ``"faiss"``, the default for new galleries)::
+The code stage of the gallery's two-phase search (registered as ``"faiss"``, the default for new
+galleries; the router's side is :mod:`biomatch.dedup.scatter`)::
 
-    probe fingers ──► finger_codes ──► per position: FingerIndex.search (top rows)
-        ──► per person: sum over positions of max(0, n_bits/2 - Hamming) of its best row
-        ──► the top ``k_persons`` persons ──► the shard's native re-ranking (match_many) + fusion
+    probe fingers ──► probe_codes ──► per position: scan (the nearest rows, FingerIndex.search)
+        ──► router: a gallery-wide distance cut per position
+        ──► person_table: per person and position, max(0, n_bits/2 - Hamming) of its best kept row
+        ──► router: the top ``k_persons`` persons ──► the shard's native re-ranking + fusion
 
 ``k_persons`` is the *penetration* of the stage: ``ceil(10 / f * min(max_persons, max(min_persons,
-penetration * n)))`` for a shard of ``n`` persons and a probe of ``f`` usable fingers (default for
-ten fingers: 1% of the shard, at least 50, at most 100 — the re-ranking prepares candidates'
-templates from the store, so its cost must stay bounded; see FaissRetrievalParams).  Fewer fingers make a weaker filter, so the stage widens:
-two generated fingers keep the mate within the top 50 of 600 persons only 97.5% of the time,
-within the top 100 always (``benchmarks/retrieval.py`` measures the ten-finger hit rate).  A finger whose
-template yields no valid code (too few minutiae) is stored but tombstoned at once, so it
-contributes 0; so does a position the probe lacks.  Persons absent from a position's top
-``rows_per_person * k_persons`` rows also get 0 for that position (a lower bound).
+penetration * n)))`` for a gallery of ``n`` persons and a probe of ``f`` usable fingers (see
+:class:`FaissRetrievalParams`): fewer fingers make a weaker filter, so the stage widens.  A finger
+whose template yields no valid code (too few minutiae) is stored but tombstoned at once, so it
+contributes 0; so does a position the probe lacks, and a position where the person has no kept row.
 
 Rows are implicit (row ``i`` of position ``p`` is the ``i``-th finger added there); the maps
-row -> finger id and row -> subject key are kept beside the codes and persisted with them.
-
-Files (folder ``index/`` of a shard, derived data that may lag the store)::
-
-    manifest.json        code generation, n_bits, factory, marks (indexed_upto, removals_upto),
-                         the current version folder and its row counts
-    v<hex>/pos01.faiss   FingerIndex of position 1 (+ .removed tombstones) ... pos10
-    v<hex>/rows01.npz    finger ids and subject keys of position 1's rows
-    .lock                flock: one saver at a time across processes
-
-A save writes a fresh version folder, then swaps the manifest atomically, then deletes older
-folders, so a kill at any moment leaves a consistent index (or none: then everything is
-rebuilt from the store).  Indexes are reopened memory-mapped read-only; rows enrolled since
-go to FingerIndex's in-memory delta (never ``add()`` to a mapped index).  A saved index of
-another code generation (``default_model().generation``) is discarded and rebuilt.
+row -> finger id and row -> subject key are kept beside the codes and persisted with them
+(:mod:`biomatch.retrieval.code_files`).  Saved indexes are reopened memory-mapped read-only; rows
+enrolled since go to FingerIndex's in-memory delta.  A saved index of another code generation
+(``default_model().generation``) is discarded and rebuilt.
 
 Thread-safety: the shard serialises every call under its lock.  Memory per ten-finger
 enrolment: 10 x (64 B code + 8 B finger id + 8 B subject key) = 800 B (codes mapped from disk
@@ -40,35 +27,23 @@ once saved).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import io
-import json
 import logging
 import math
-import os
-import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._io import write_private_atomic
-from ..errors import BiomatchError, invalid
 from .._io import canonical_checksum
+from ..errors import invalid
+from . import code_files as files
+from .code_files import Column
+from .codes import default_model, finger_codes
+from .finger_index import FingerIndex
 
-__all__ = ["FaissRetrieval", "FaissRetrievalParams"]
+__all__ = ["FaissRetrieval", "FaissRetrievalParams", "code_ranking"]
 
 log = logging.getLogger(__name__)
-
-_FORMAT = "biomatch-finger-index"
-_FORMAT_VERSION = 1
-_MANIFEST = "manifest.json"
-_LOCK = ".lock"
-
 
 @dataclass(frozen=True)
 class FaissRetrievalParams:
@@ -125,79 +100,6 @@ class FaissRetrievalParams:
         return int(math.ceil(widen * base))
 
 
-_VERSION_NAME = re.compile(r"v[0-9a-f]{12}")
-
-
-def _checked_manifest(m: dict) -> str:
-    """The version folder of a saved index manifest, its fields checked (raises ValueError)."""
-    if m.get("checksum") != canonical_checksum(m):
-        raise ValueError("manifest checksum mismatch (damaged, edited, or written before checksums)")
-    current = m.get("current")
-    if not isinstance(current, str) or not _VERSION_NAME.fullmatch(current):
-        raise ValueError(f"current: expected a version folder name v + 12 hex digits, got {current!r}")
-    for key in ("indexed_upto", "removals_upto"):
-        v = m.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{key}: expected an int >= 0, got {v!r}")
-    files, rows = m.get("files"), m.get("rows")
-    if not isinstance(files, dict) or not isinstance(rows, dict):
-        raise ValueError("expected the files and rows tables")
-    for ps in rows:
-        if not (isinstance(ps, str) and ps.isdigit() and 1 <= int(ps) <= 10):
-            raise ValueError(f"rows: expected positions 1-10, got {ps!r}")
-        for name in (f"pos{int(ps):02d}.faiss", f"rows{int(ps):02d}.npz"):
-            if name not in files:
-                raise ValueError(f"files: {name} has no checksum")
-    for name in files:
-        if not _FILE_NAME.fullmatch(name):
-            raise ValueError(f"files: unexpected file name {name!r}")
-    return current
-
-
-_FILE_NAME = re.compile(r"(pos\d\d\.faiss(\.removed)?|rows\d\d\.npz)")
-
-
-def _check_file(path: Path, want: dict) -> None:
-    """Raise ValueError unless ``path`` has the size and SHA-256 its manifest recorded.
-
-    Read with plain reads, not through a mapping: hashing costs ~0.3 s per GB at open and leaves
-    the process's RSS untouched (the FAISS mapping is made afterwards)."""
-    size = path.stat().st_size
-    if size != want.get("bytes"):
-        raise ValueError(f"{path.name}: {size} bytes, the manifest recorded {want.get('bytes')}")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != want.get("sha256"):
-        raise ValueError(f"{path.name}: checksum mismatch")
-
-
-class _Column:
-    """A growable int64 array (amortised appends, views without copies)."""
-
-    __slots__ = ("_data", "_n")
-
-    def __init__(self, data: np.ndarray | None = None):
-        self._data = np.zeros(16, np.int64) if data is None else np.asarray(data, np.int64).copy()
-        self._n = 0 if data is None else len(self._data)
-
-    def extend(self, values: np.ndarray) -> None:
-        need = self._n + len(values)
-        if need > len(self._data):
-            grown = np.zeros(max(need, 2 * len(self._data)), np.int64)
-            grown[:self._n] = self._data[:self._n]
-            self._data = grown
-        self._data[self._n:need] = values
-        self._n = need
-
-    def view(self) -> np.ndarray:
-        return self._data[:self._n]
-
-    def __len__(self) -> int:
-        return self._n
-
-
 class FaissRetrieval:
     """Per-position FAISS binary indexes of finger codes (see the module docstring).
 
@@ -205,14 +107,12 @@ class FaissRetrieval:
     ----------
     params : FaissRetrievalParams, optional
     model : EncodeModel, optional
-        Defaults to :func:`biomatch.encode.default_model`; its generation is checked on load.
+        Defaults to :func:`biomatch.retrieval.codes.default_model`; its generation is checked on load.
     """
 
     name = "faiss"
 
     def __init__(self, params: FaissRetrievalParams | None = None, model=None):
-        from ..encode import default_model
-
         self.params = params or FaissRetrievalParams()
         self.model = model or default_model()
         self.generation = self.model.generation
@@ -220,28 +120,22 @@ class FaissRetrieval:
         self.indexed_upto = 0
         self.removals_upto = 0
         self._index: dict = {}  # position -> FingerIndex
-        self._fids: dict[int, _Column] = {}
-        self._keys: dict[int, _Column] = {}
+        self._fids: dict[int, Column] = {}
+        self._keys: dict[int, Column] = {}
         self._dirty = False
         self.rejected = None  # why the saved files were not used at load (None: used, or none saved)
         self._loaded_version = None  # the saved version folder this state was loaded from
-        self.last_k_persons = 0
-        self._last_fingers = 0
 
     # ---- writes -----------------------------------------------------------------------------
     def _position(self, position: int):
-        from ..index import FingerIndex
-
         if position not in self._index:
             self._index[position] = FingerIndex(self.n_bits, self.params.factory)
-            self._fids[position] = _Column()
-            self._keys[position] = _Column()
+            self._fids[position] = Column()
+            self._keys[position] = Column()
         return self._index[position]
 
     def add(self, position, finger_ids, templates, subject_keys=None) -> None:
         """Index fingers of one position; ``subject_keys`` groups rows by person (default: the ids)."""
-        from ..encode import finger_codes
-
         fids = np.asarray(finger_ids, np.int64)
         if len(fids) == 0:
             return
@@ -266,61 +160,18 @@ class FaissRetrieval:
                 index.remove(rows)
         self._dirty = True
 
-    # ---- search -----------------------------------------------------------------------------
+    # ---- the two-phase search across shards (the router's side: biomatch.dedup.scatter) ---------
     @property
     def n_persons(self) -> int:
         """Persons in the shard, estimated as the most populated position's active rows."""
         return max((ix.n_active for ix in self._index.values()), default=0)
 
-    def person_scores(self, probe: dict) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Code scores of the persons reached by the probe.
-
-        Returns
-        -------
-        keys : int64 (m,), scores : float64 (m,) (sum over positions of max(0, n_bits/2 - d)),
-        best : dict position -> (keys, finger ids, code scores) of the rows kept per position
-        """
-        from ..encode import finger_codes
-
-        positions = [p for p in sorted(probe) if p in self._index and self._index[p].n_active]
-        if not positions:
-            return np.zeros(0, np.int64), np.zeros(0), {}
-        codes, valid = finger_codes([probe[p] for p in positions], self.model, return_valid=True)
-        k_persons = self.params.k_persons(self.n_persons, int(valid.sum()))
-        self._last_fingers = int(valid.sum())
-        all_keys, all_scores, best = [], [], {}
-        half = self.n_bits / 2
-        for p, code, ok in zip(positions, codes, valid):
-            if not ok:
-                continue
-            index = self._index[p]
-            kr = min(index.ntotal, self.params.rows_per_person * k_persons)
-            d, rows = index.search(code, kr)
-            d, rows = d[0], rows[0]
-            hit = rows >= 0
-            d, rows = d[hit], rows[hit]
-            keys = self._keys[p].view()[rows]
-            score = np.maximum(0.0, half - d.astype(np.float64))
-            # best row per person at this position: rows arrive sorted by distance
-            uk, first = np.unique(keys, return_index=True)
-            best[p] = (uk, self._fids[p].view()[rows[first]], score[first])
-            all_keys.append(uk)
-            all_scores.append(score[first])
-        if not all_keys:
-            return np.zeros(0, np.int64), np.zeros(0), {}
-        keys = np.concatenate(all_keys)
-        uk, inv = np.unique(keys, return_inverse=True)
-        return uk, np.bincount(inv, weights=np.concatenate(all_scores), minlength=len(uk)), best
-
-    # ---- two-phase search across shards (see biomatch.dedup.scatter) ----------------------------
     def position_counts(self) -> dict:
         """``{position: active rows}`` of this index (summed over shards, the gallery's person count)."""
         return {p: int(ix.n_active) for p, ix in self._index.items() if ix.n_active}
 
     def probe_codes(self, probe: dict) -> dict:
         """``{position: code}`` of the probe fingers that yield a valid code (all positions)."""
-        from ..encode import finger_codes
-
         positions = sorted(probe)
         if not positions:
             return {}
@@ -374,145 +225,47 @@ class FaissRetrieval:
             table[np.searchsorted(keys, uk), p] = sc
         return keys, table
 
-    def _top_persons(self, probe: dict, k: int):
-        self._last_fingers = 0
-        keys, scores, best = self.person_scores(probe)
-        n = min(len(keys), max(int(k), self.params.k_persons(self.n_persons, self._last_fingers)))
-        self.last_k_persons = n
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0), best
-        top = np.argpartition(-scores, n - 1)[:n] if n < len(keys) else np.arange(len(keys))
-        top = top[np.lexsort((keys[top], -scores[top]))]  # best code score first, ties by key
-        return keys[top], scores[top], best
-
-    def candidates(self, probe: dict, k: int) -> dict:
-        """``{position: finger ids}`` of the best rows of the top ``max(k, k_persons)`` persons."""
-        chosen, _, best = self._top_persons(probe, k)
-        out = {}
-        for p, (pk, pf, _) in best.items():
-            sel = np.isin(pk, chosen)
-            if sel.any():
-                out[p] = pf[sel]
-        return out
-
-    def ranked_persons(self, probe: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``max(k, k_persons)`` persons, best code score first, with per-position code scores.
-
-        Returns
-        -------
-        keys : int64 (m,)
-            Subject keys, ranked by the summed code score (ties by key).
-        position_scores : float64 (m, 11)
-            Column ``p`` (ISO position 1-10) holds the person's code score at ``p``
-            (``max(0, n_bits/2 - Hamming)``; 0 where the person is not among that position's
-            rows); column 0 is unused.
-        """
-        chosen, _, best = self._top_persons(probe, k)
-        table = np.zeros((len(chosen), 11))
-        for p, (pk, _, ps) in best.items():
-            # pk is sorted (np.unique): look each chosen person up in it
-            at = np.searchsorted(pk, chosen)
-            ok = at < len(pk)
-            ok[ok] = pk[at[ok]] == chosen[ok]
-            table[ok, p] = ps[at[ok]]
-        return chosen, table
-
     @property
     def nbytes(self) -> int:
         """Memory of codes (mapped or not), finger ids and subject keys."""
         return sum(ix.ntotal * (ix.n_bytes + 16) for ix in self._index.values())
 
     # ---- persistence ------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self, folder: Path, exclusive: bool):
-        try:
-            fd = os.open(folder / _LOCK, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o600)
-        except OSError:
-            if exclusive:
-                raise
-            yield  # a read-only gallery without a lock file: nobody saves concurrently
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
-
-    def _manifest(self, folder: Path) -> dict | None:
-        try:
-            m = json.loads((folder / _MANIFEST).read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("index %s: unreadable manifest (%s); rebuilding from the store", folder, exc)
-            return None
-        return m if isinstance(m, dict) and m.get("format") == _FORMAT else None
-
     def save(self, folder) -> None:
         """Write the indexes as a new version, swap the manifest, delete older versions."""
         folder = Path(folder)
         if not self._dirty:
             return
         folder.mkdir(mode=0o700, exist_ok=True)
-        with self._locked(folder, exclusive=True):
-            old = self._manifest(folder)
+        with files.locked(folder, exclusive=True):
+            old = files.read_manifest(folder)
             if old is not None and self._loaded_version is not None and old.get("current") == self._loaded_version \
                     and old.get("checksum") == canonical_checksum(old) \
                     and (old.get("indexed_upto"), old.get("removals_upto")) == (self.indexed_upto, self.removals_upto):
                 self._dirty = False
                 return  # the files this state was loaded from, unchanged since (any other saved
                 # state is replaced: its marks may not be trusted, and a lag is caught up at open)
-            version = f"v{uuid.uuid4().hex[:12]}"
-            vdir = folder / version
-            vdir.mkdir(mode=0o700)
-            rows, files = {}, {}
-            for p, index in sorted(self._index.items()):
-                files.update(index.save(vdir / f"pos{p:02d}.faiss"))
-                buf = io.BytesIO()
-                np.savez(buf, fids=self._fids[p].view(), keys=self._keys[p].view())
-                data = buf.getvalue()
-                write_private_atomic(vdir / f"rows{p:02d}.npz", data)
-                files[f"rows{p:02d}.npz"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                rows[str(p)] = index.ntotal
-            manifest = {"format": _FORMAT, "version": _FORMAT_VERSION, "generation": self.generation,
-                        "n_bits": self.n_bits, "factory": self.params.factory, "indexed_upto": self.indexed_upto,
-                        "removals_upto": self.removals_upto, "current": version, "rows": rows, "files": files}
-            manifest["checksum"] = canonical_checksum(manifest)
-            write_private_atomic(folder / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-            for other in folder.glob("v*"):
-                if other.is_dir() and other.name != version:
-                    shutil.rmtree(other, ignore_errors=True)
+            header = {"generation": self.generation, "n_bits": self.n_bits, "factory": self.params.factory,
+                      "indexed_upto": self.indexed_upto, "removals_upto": self.removals_upto}
+            version = files.write_version(folder, header, self._index, self._fids, self._keys)
         self._loaded_version = version
         self._dirty = False
 
     def load(self, folder) -> None:
         """Map a saved index read-only (rows added later go to the delta); nothing saved: empty."""
-        from ..index import FingerIndex
-
         folder = Path(folder)
         if not folder.is_dir():
             return
-        with self._locked(folder, exclusive=False):
-            m = self._manifest(folder)
+        with files.locked(folder, exclusive=False):
+            m = files.read_manifest(folder)
             if m is None:
                 return
             if m.get("generation") != self.generation or m.get("n_bits") != self.n_bits:
                 log.warning("index %s: code generation %s, expected %s; rebuilding from the store",
                             folder, m.get("generation"), self.generation)
                 return
-            index, fids, keys = {}, {}, {}
             try:
-                vdir = folder / _checked_manifest(m)
-                for name, want in m["files"].items():
-                    _check_file(vdir / name, want)
-                for ps, n in m["rows"].items():
-                    p = int(ps)
-                    ix = FingerIndex.open(vdir / f"pos{p:02d}.faiss", mmap=True)
-                    with np.load(vdir / f"rows{p:02d}.npz", allow_pickle=False) as z:
-                        f, k = np.asarray(z["fids"], np.int64), np.asarray(z["keys"], np.int64)
-                    if not (ix.ntotal == len(f) == len(k) == int(n)):
-                        raise BiomatchError(f"position {p}: {ix.ntotal} codes, {len(f)} ids, manifest {n}")
-                    index[p], fids[p], keys[p] = ix, _Column(f), _Column(k)
+                index, fids, keys = files.read_version(folder, m)
             except MemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - derived data: whatever is wrong, rebuild it
@@ -582,3 +335,27 @@ class FaissRetrieval:
             if p not in self._index and ((fid_key[1:upto + 1] >= 0) & (fid_pos[1:upto + 1] == p)).any():
                 problems.append(f"position {p}: missing, the store holds fingers there up to id {self.indexed_upto}")
         return problems
+
+
+def code_ranking(retrieval: FaissRetrieval, probe: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """The code stage of a one-shard gallery, for diagnostics: every person the probe's scan
+    reaches, with the summed code score, and the ``k_persons`` the stage keeps.
+
+    Built on the two-phase primitives (:meth:`FaissRetrieval.scan` of ``rows_per_person x
+    k_persons`` rows per position, no distance cut, :meth:`FaissRetrieval.person_table`), so it
+    scores as the search does.  Used by the demo and benchmarks to tell whether a mate survived
+    the code stage.
+
+    Returns
+    -------
+    keys : int64 (m,) sorted
+    scores : float64 (m,)
+        Sum over positions of ``max(0, n_bits/2 - Hamming)`` of the person's best row.
+    k_persons : int
+    """
+    counts = retrieval.position_counts()
+    codes = retrieval.probe_codes({p: t for p, t in probe.items() if p in counts})
+    k = retrieval.params.k_persons(max(counts.values(), default=0), len(codes))
+    scanned = retrieval.scan(codes, retrieval.params.rows_per_person * k)
+    keys, table = retrieval.person_table(scanned, {p: retrieval.n_bits for p in scanned})
+    return keys, table.sum(axis=1), k

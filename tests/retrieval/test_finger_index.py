@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from biomatch.errors import InvalidInputError
-from biomatch.index import FingerIndex, IndexFileError
+from biomatch.retrieval.finger_index import FingerIndex, IndexFileError
 
 
 def _codes(n, n_bytes=64, seed=0):

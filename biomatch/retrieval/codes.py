@@ -17,17 +17,16 @@ One code per finger, computed from its minutiae only::
 3. *PCA whitening* to ``n_bits`` dimensions and an *ITQ* rotation (Gong & Lazebnik,
    CVPR 2011); the sign of each dimension is one bit.
 
-Why not VLAD of per-minutia descriptors (NOTES.md design 1): measured on generated mates
-(``benchmarks/retrieval.py``), a 4x4x6 local grid, PCA 32, 32-word VLAD, ITQ 512 bits gave
-d' 0.8 (genuine cosine 0.03 in float: word assignments of noisy local descriptors are
-unstable), against d' 1.8 for this code (the histogram is symmetric under swapping the
-pair, so only about half of its 1,200 cells are free: 512 bits is the useful maximum).
+Why a pair histogram and not a VLAD of per-minutia descriptors: word assignments of noisy
+local descriptors are unstable, so mates separate less (``benchmarks/retrieval.py`` measures
+the separation).  The histogram is symmetric under swapping the pair, so only about half of
+its 1,200 cells are free: 512 bits is the useful maximum.
 
-Mean, whitening and rotation form an :class:`EncodeModel`, trained once offline on
-*generated* templates (:func:`biomatch.datasets.synthetic.template_impressions`, finger
-seeds from :data:`TRAINING_SEED_BASE`, which no benchmark uses) and shipped as
-``biomatch/data/encode_model.npz`` (rebuild: ``python -m biomatch.encode train``).  The
-model stores its :class:`EncodeParams`; ``params hash + model hash``
+Mean, whitening and rotation form an :class:`EncodeModel`, trained once offline
+(:mod:`biomatch.retrieval.training`, on generated templates from
+:mod:`biomatch.datasets.code_training`) and shipped as ``biomatch/data/encode_model.npz``.
+This module is the runtime encoder only: it loads and applies a model, it never trains one.
+The model stores its :class:`EncodeParams`; ``params hash + model hash``
 (:attr:`EncodeModel.generation`) identifies a code generation: codes of different
 generations must never be compared.
 
@@ -39,32 +38,27 @@ Thread-safety: every function is thread-safe; a loaded model is immutable and sh
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import io
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import BiomatchError, EncodeModelError, invalid
-from .params import params_hash
-from .template import Template
+from .._io import write_private_atomic
+from ..errors import EncodeModelError, invalid
+from ..params import from_json, params_hash, to_json
+from ..template import Template
+from . import _codes_nb as nb
 
-__all__ = ["EncodeParams", "EncodeModel", "EncodeModelError", "DEFAULT_MODEL_PATH", "TRAINING_SEED_BASE",
-           "finger_code", "finger_codes", "default_model", "train_model", "hamming"]
+__all__ = ["EncodeParams", "EncodeModel", "EncodeModelError", "DEFAULT_MODEL_PATH",
+           "finger_code", "finger_codes", "default_model", "hamming", "check_templates", "pair_histograms"]
 
-log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PATH = Path(__file__).with_name("data") / "encode_model.npz"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "encode_model.npz"
 """The shipped model (package data)."""
-
-TRAINING_SEED_BASE = 900_000_000
-"""Generated fingers with seeds from here on train the model; benchmarks use seeds below it."""
 
 _MODEL_FORMAT = 1
 
@@ -78,7 +72,7 @@ class EncodeParams:
     angle_bins: int = 10  # per relative angle (36 degrees)
     min_minutiae: int = 4  # fewer minutiae: the all-zero code, valid=False
     n_bits: int = 512  # code length (multiple of 64), at most distance_bins * angle_bins**2
-    # Training (offline, generated templates).
+    # Training (offline, generated templates: biomatch.retrieval.training); part of the generation.
     training_fingers: int = 8000
     training_impressions: int = 2
     itq_iterations: int = 30
@@ -162,9 +156,6 @@ class EncodeModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model as an ``.npz`` (atomic)."""
-        from ._io import write_private_atomic
-        from .params import to_json
-
         buf = io.BytesIO()
         np.savez(buf, format=np.array(_MODEL_FORMAT), params=np.array(to_json(self.params)),
                  model_hash=np.array(self.model_hash), **{n: getattr(self, n) for n in _ARRAYS})
@@ -174,8 +165,6 @@ class EncodeModel:
     @classmethod
     def load(cls, path: str | Path) -> "EncodeModel":
         """Read and verify a model written by :meth:`save`."""
-        from .params import from_json
-
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 fmt = int(z["format"])
@@ -219,10 +208,8 @@ def _batch_points(templates: Sequence[Template]) -> tuple[np.ndarray, np.ndarray
     return pts, offsets
 
 
-def _histograms(templates: Sequence[Template], p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised pair histograms ``float32 (t, D)`` and validity ``bool (t,)``."""
-    from . import _encode_nb as nb
-
+def pair_histograms(templates: Sequence[Template], p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised pair histograms ``float32 (t, D)`` and validity ``bool (t,)`` (stages 1-2)."""
     pts, offsets = _batch_points(templates)
     h = nb.pair_histograms(pts, offsets, float(p.max_distance_px), p.distance_bins, p.angle_bins)
     np.sqrt(h, out=h)
@@ -232,7 +219,8 @@ def _histograms(templates: Sequence[Template], p: EncodeParams) -> tuple[np.ndar
     return h, valid
 
 
-def _check_templates(templates, name: str) -> list:
+def check_templates(templates, name: str) -> list:
+    """``templates`` as a list, each checked to be a :class:`~biomatch.template.Template`."""
     if isinstance(templates, Template):
         raise invalid(name, "a sequence of Template (use finger_code for one)", "a Template")
     try:
@@ -301,7 +289,7 @@ def finger_codes(templates: Iterable[Template], model: EncodeModel | None = None
     >>> codes.shape, codes.dtype
     ((2, 64), dtype('uint8'))
     """
-    ts = _check_templates(templates, "templates")
+    ts = check_templates(templates, "templates")
     mdl = default_model() if model is None else model
     if not isinstance(mdl, EncodeModel):
         raise invalid("model", "an EncodeModel", type(mdl).__name__)
@@ -309,7 +297,7 @@ def finger_codes(templates: Iterable[Template], model: EncodeModel | None = None
     if not ts:
         codes = np.zeros((0, n_bytes), np.uint8)
         return (codes, np.zeros(0, bool)) if return_valid else codes
-    h, valid = _histograms(ts, mdl.params)
+    h, valid = pair_histograms(ts, mdl.params)
     with _one_blas_thread():
         z = (h - mdl.mean) @ mdl.projection
     codes = np.packbits(z > 0, axis=1)
@@ -329,8 +317,6 @@ def finger_code(template: Template, model: EncodeModel | None = None) -> np.ndar
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """All pairwise Hamming distances, ``int32 (len(a), len(b))``, between uint8 code arrays."""
-    from . import _encode_nb as nb
-
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] % 8:
             raise invalid(name, "uint8 (n, n_bytes) with n_bytes a multiple of 8",
@@ -338,86 +324,3 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape[1] != b.shape[1]:
         raise invalid("b", f"{a.shape[1]} bytes per code (as a)", b.shape[1])
     return nb.hamming_matrix(np.ascontiguousarray(a).view(np.uint64), np.ascontiguousarray(b).view(np.uint64))
-
-
-# ----------------------------------------------------------------------------- training
-def _pca(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(0)
-    cov = np.cov((x - mean).T.astype(np.float64))
-    w, vecs = np.linalg.eigh(cov)
-    order = np.argsort(w)[::-1][:dims]
-    return mean.astype(np.float32), vecs[:, order].astype(np.float32)
-
-
-def _itq(v: np.ndarray, iterations: int, rng: np.random.Generator) -> np.ndarray:
-    """ITQ rotation (Gong & Lazebnik 2011): minimise the quantisation loss of sign(v R)."""
-    d = v.shape[1]
-    r, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    for _ in range(iterations):
-        b = np.sign(v @ r)
-        u, _, wt = np.linalg.svd(b.T @ v)
-        r = (u @ wt).T
-    return r
-
-
-def train_model(params: EncodeParams | None = None, templates: Sequence[Template] | None = None) -> EncodeModel:
-    """Train an :class:`EncodeModel` (offline, seconds).
-
-    Parameters
-    ----------
-    params : EncodeParams, optional
-    templates : sequence of Template, optional
-        Training templates; by default ``params.training_fingers`` generated fingers
-        (seeds from :data:`TRAINING_SEED_BASE`) x ``params.training_impressions``.
-        Never train on evaluation data.
-    """
-    p = EncodeParams() if params is None else params
-    if not isinstance(p, EncodeParams):
-        raise invalid("params", "an EncodeParams", type(p).__name__)
-    rng = np.random.default_rng(p.seed)
-    if templates is None:
-        from .datasets.synthetic import template_impressions
-
-        templates = [t for f in range(p.training_fingers)
-                     for t in template_impressions(TRAINING_SEED_BASE + f, p.training_impressions)]
-    ts = _check_templates(templates, "templates")
-    h, valid = _histograms(ts, p)
-    h = h[valid]
-    if len(h) < 2 * p.n_bits:
-        raise invalid("templates", f"at least {2 * p.n_bits} usable templates", len(h))
-    mean, basis = _pca(h, p.n_bits)
-    z = (h - mean) @ basis
-    scale = z.std(0)
-    basis = basis / np.maximum(scale, 1e-12)  # whitening: every bit gets equal weight
-    z = (h - mean) @ basis
-    rotation = _itq(z, p.itq_iterations, rng)
-    model = EncodeModel(p, mean, (basis @ rotation).astype(np.float32))
-    log.info("trained encode model %s on %d templates", model.generation, len(ts))
-    return model
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    """``python -m biomatch.encode train [--out PATH]``: rebuild the shipped model."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m biomatch.encode")
-    ap.add_argument("command", choices=["train"])
-    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
-    ap.add_argument("--params", help="EncodeParams as JSON (biomatch.params.to_json)")
-    args = ap.parse_args(argv)
-    from .params import from_json
-
-    params = from_json(args.params, EncodeParams) if args.params else EncodeParams()
-    model = train_model(params)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(args.out)
-    sys_out = json.dumps({"path": str(args.out), "generation": model.generation})
-    logging.getLogger(__name__).info(sys_out)
-    import sys
-
-    sys.stdout.write(sys_out + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -1,22 +1,21 @@
-"""Stage 7: a FAISS float index of face embeddings, searched by cosine similarity.
+"""A FAISS float index of face embeddings, searched by cosine similarity.
 
 A :class:`FaceIndex` holds L2-normalised 128-d float32 embeddings (SFace) of a gallery
 shard and returns, per probe, the rows with the highest inner product (= cosine, since
-every row and probe has unit norm).  It mirrors :class:`biomatch.index.FingerIndex`:
+every row and probe has unit norm).  It shares the row life cycle of
+:class:`~biomatch.retrieval.rows.RowIndex` with the finger index (implicit rows, a
+memory-mapped base, an in-memory exact delta, tombstones):
 
-- Rows are implicit: the ``n``-th embedding added is row ``n``; the caller keeps the map
-  row -> enrolment (no 8 bytes of FAISS id per row).
 - The index behind it is chosen by a FAISS factory string: ``"Flat"`` (default, exact),
   ``"IVF<nlist>,Flat"`` / ``"IVF<nlist>,SQ8"`` ... or ``"HNSW<M>"``, always with
   ``METRIC_INNER_PRODUCT``.  Recall of IVF and HNSW against exact search at 1M is
   measured by ``benchmarks/face_index.py``.
 - Removed rows are tombstones, excluded inside FAISS by an ID selector (no over-fetch),
   so a removed row is never returned; their vectors stay until the caller rebuilds.
-- :meth:`FaceIndex.open` maps a saved index read-only (``faiss.IO_FLAG_MMAP_IFC``: zero load
-  time and no resident memory until searched).  FAISS 1.15 cannot grow a mapped index:
-  ``add()`` and ``reset()`` abort the process and ``remove_ids()`` crashes it (measured), so
-  rows added after a mapped open go to an in-memory exact *delta* index; ``save`` folds
-  base and delta into one file.  (``IO_FLAG_MMAP`` copies a flat index into memory.)
+- :meth:`FaceIndex.open` maps a saved index read-only (``faiss.IO_FLAG_MMAP_IFC``).  FAISS
+  cannot grow a mapped index (``add()`` and ``reset()`` abort the process, ``remove_ids()``
+  crashes it), hence the delta; ``save`` folds base and delta into one file.
+  (``IO_FLAG_MMAP`` would copy a flat index into memory.)
 
 Persistence: two files, ``<path>`` (the FAISS index) and ``<path>.removed`` (the sidecar:
 dimension, factory, row count, lineage id and the tombstone bitmap, CRC-checked).  Each is
@@ -27,10 +26,7 @@ removals the caller really made and its extra rows are ignored — never a remov
 coming back.  Overwriting the files of *another* index first deletes the old sidecar; a
 missing sidecar makes :meth:`open` refuse, so a torn overwrite is reported, not guessed.
 
-Thread-safety: searches may run concurrently; ``add``, ``remove``, ``train``, ``tune`` and
-``save`` must be serialised by the caller against each other and against searches.
-FAISS is pinned to one OpenMP thread per process by default (``faiss.omp_set_num_threads``
-is process-wide); parallelism comes from processes or shards.
+Thread-safety: as :mod:`biomatch.retrieval.rows`; ``train`` and ``tune`` are mutations too.
 
 Memory: ``"Flat"`` 4 x dim = 512 bytes per row plus 1 bit of tombstone; IVF adds 8 bytes of
 id per row; HNSW<M> adds about 8 x M bytes of graph links per row.
@@ -39,7 +35,6 @@ id per row; HNSW<M> adds about 8 x M bytes of graph links per row.
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import uuid
 import zlib
@@ -48,10 +43,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._io import fsync_dir, write_file_atomic
-from ..index import RowIndex
+from .._io import fsync_dir, write_file_atomic, write_private_atomic
 from ..errors import IndexFileError, InvalidInputError, invalid
-from .embed import EMBEDDING_DIM
+from ..face.embed import EMBEDDING_DIM
+from .rows import RowIndex, best_of_parts, faiss_module, pack_tombstones, unpack_tombstones
 
 __all__ = ["FaceIndex", "FaceHits", "DEFAULT_FACTORY", "NORM_TOLERANCE"]
 
@@ -80,14 +75,6 @@ class FaceHits(NamedTuple):
 
     scores: np.ndarray
     rows: np.ndarray
-
-
-def _faiss(threads: int | None):
-    import faiss
-
-    if threads is not None:
-        faiss.omp_set_num_threads(int(threads))
-    return faiss
 
 
 def _kind(faiss, index) -> str:
@@ -137,7 +124,7 @@ class FaceIndex(RowIndex):
             raise invalid("dim", "an int in [1, 65535]", dim)
         if not isinstance(factory, str) or not factory:
             raise invalid("factory", "a FAISS factory string such as 'Flat', 'IVF1024,Flat' or 'HNSW32'", factory)
-        faiss = _faiss(threads)
+        faiss = faiss_module(threads)
         try:
             base = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
@@ -149,13 +136,8 @@ class FaceIndex(RowIndex):
         self._init(base, factory, mapped=False, lineage=uuid.uuid4().bytes)
 
     def _init(self, base, factory: str, mapped: bool, lineage: bytes) -> None:
-        self._base = base
-        self._delta = None  # exact in-memory rows added after a memory-mapped open
-        self._factory = factory
-        self._mapped = mapped
+        super()._init(base, factory, mapped)
         self._lineage = lineage  # random id of this index's history, kept across save/open
-        self._removed = np.zeros(0, bool)
-        self._n_removed = 0
         self._keep_cache: dict = {}  # (offset, n) -> packed "not removed" bitmap for FAISS
 
     # ------------------------------------------------------------------ properties
@@ -171,8 +153,8 @@ class FaceIndex(RowIndex):
         return (f"FaceIndex(factory={self._factory!r}, dim={self.dim}, rows={self.ntotal}, "
                 f"removed={self._n_removed}, delta={self.n_delta}, mapped={self._mapped})")
 
-    # ------------------------------------------------------------------ validation
-    def _embeddings(self, x, name: str = "embeddings") -> np.ndarray:
+    # ------------------------------------------------------------------ RowIndex hooks
+    def _checked(self, x, name: str = "embeddings") -> np.ndarray:
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
             raise invalid(name, "a float ndarray of unit-norm embeddings",
                           getattr(x, "dtype", type(x).__name__))
@@ -198,6 +180,15 @@ class FaceIndex(RowIndex):
                 "normalised: pass FaceTemplate.embedding or normalise deliberately")
         return x
 
+    def _new_delta(self):
+        return faiss_module(None).IndexFlatIP(self.dim)
+
+    def _train_first(self, x: np.ndarray) -> None:
+        self.train(x)
+
+    def _changed(self) -> None:
+        self._keep_cache.clear()
+
     # ------------------------------------------------------------------ mutation
     def train(self, embeddings: np.ndarray) -> None:
         """Train an IVF (or quantised) index on representative embeddings (>= 39 x nlist advised).
@@ -209,7 +200,7 @@ class FaceIndex(RowIndex):
         InvalidInputError
             Bad embeddings, too few of them for the factory, or the index is mapped.
         """
-        x = self._embeddings(embeddings)
+        x = self._checked(embeddings)
         if self._base.is_trained:
             return
         try:
@@ -231,21 +222,7 @@ class FaceIndex(RowIndex):
         InvalidInputError
             Wrong dtype or shape, NaN/inf, norm not 1, or an untrainable first batch.
         """
-        x = self._embeddings(embeddings)
-        first = self.ntotal
-        if len(x) == 0:
-            return first
-        if self._mapped:
-            if self._delta is None:
-                self._delta = _faiss(None).IndexFlatIP(self.dim)
-            self._delta.add(x)
-        else:
-            if not self._base.is_trained:
-                self.train(x)
-            self._base.add(x)
-        self._removed = np.concatenate([self._removed, np.zeros(len(x), bool)])
-        self._keep_cache.clear()
-        return first
+        return super().add(embeddings)
 
     def vectors(self, rows) -> np.ndarray:
         """The stored embeddings of ``rows``, float32 (n, dim) (flat indexes: exact copies).
@@ -270,32 +247,6 @@ class FaceIndex(RowIndex):
                           self._factory) from exc
         return out
 
-    def remove(self, rows) -> int:
-        """Mark rows as removed (tombstones); returns how many were newly removed.
-
-        Raises
-        ------
-        InvalidInputError
-            Non-integer row ids, or a row id outside ``[0, ntotal)``.
-        """
-        r = np.atleast_1d(np.asarray(rows))
-        if r.size and not np.issubdtype(r.dtype, np.integer):
-            raise invalid("rows", "integer row ids", r.dtype)
-        r = r.astype(np.int64, copy=False).ravel()
-        if r.size and (r.min() < 0 or r.max() >= self.ntotal):
-            raise invalid("rows", f"row ids in [0, {self.ntotal})", int(r.min() if r.min() < 0 else r.max()))
-        r = np.unique(r)
-        new = int((~self._removed[r]).sum())
-        self._removed[r] = True
-        self._n_removed += new
-        if new:
-            self._keep_cache.clear()
-        return new
-
-    def is_removed(self, rows) -> np.ndarray:
-        """Tombstone flags of ``rows`` (bool array)."""
-        return self._removed[np.asarray(rows, np.int64)]
-
     def tune(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Set the default search effort stored in the index (and in its saved file).
 
@@ -309,7 +260,7 @@ class FaceIndex(RowIndex):
             self._base.hnsw.efSearch = ef_search
 
     def _effort(self, nprobe, ef_search):
-        faiss = _faiss(None)
+        faiss = faiss_module(None)
         kind = _kind(faiss, self._base)
         for name, value, wanted in (("nprobe", nprobe, "ivf"), ("ef_search", ef_search, "hnsw")):
             if value is None:
@@ -348,32 +299,23 @@ class FaceIndex(RowIndex):
             ``scores`` float32 (q, k), ``rows`` int64 (q, k); missing results are
             ``-inf`` / ``-1``.  Removed rows are never returned.  Ties are broken by FAISS.
         """
-        x = self._embeddings(embeddings)
+        x = self._checked(embeddings)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise invalid("k", "an int >= 1", k)
         k = int(k)
         nprobe, ef_search = self._effort(nprobe, ef_search)
-        faiss = _faiss(None)
+        faiss = faiss_module(None)
         q = len(x)
-        parts = []
-        offset = 0
-        for index in (self._base, self._delta):
-            if index is None:
-                continue
-            n = int(index.ntotal)
-            if n and q:
-                parts.append(self._search_part(faiss, index, x, min(k, n), offset, n, nprobe, ef_search))
-            offset += n
+        parts = [self._search_part(faiss, index, x, min(k, n), offset, n, nprobe, ef_search)
+                 for index, offset, n in self._parts() if n and q]
         scores = np.full((q, k), -np.inf, np.float32)
         rows = np.full((q, k), -1, np.int64)
         if not parts:
             return FaceHits(scores, rows)
         s = np.concatenate([p[0] for p in parts], axis=1)
         r = np.concatenate([p[1] for p in parts], axis=1)
-        s = np.where(r < 0, -np.inf, s)
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        s = np.take_along_axis(s, order, 1)
-        r = np.take_along_axis(r, order, 1)
+        s, r = best_of_parts(-np.where(r < 0, -np.inf, s), r, k)
+        s = -s
         missing = ~np.isfinite(s)
         m = s.shape[1]
         scores[:, :m] = np.where(missing, -np.inf, np.clip(s, -1.0, 1.0))
@@ -409,9 +351,7 @@ class FaceIndex(RowIndex):
         IndexFileError
             The file cannot be written.
         """
-        from .._io import write_private_atomic
-
-        faiss = _faiss(None)
+        faiss = faiss_module(None)
         path = Path(path)
         sidecar = path.with_name(path.name + _SIDECAR_SUFFIX)
         index = self._base
@@ -435,7 +375,7 @@ class FaceIndex(RowIndex):
     def _sidecar_bytes(self) -> bytes:
         fac = self._factory.encode()
         body = (_SIDECAR_HEAD.pack(_SIDECAR_MAGIC, _SIDECAR_VERSION, self.dim, self.ntotal, self._lineage, len(fac))
-                + fac + np.packbits(self._removed).tobytes())
+                + fac + pack_tombstones(self._removed))
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
@@ -456,7 +396,7 @@ class FaceIndex(RowIndex):
             Missing, unreadable or corrupt index or sidecar; another dimension, metric or
             index kind; a sidecar older than the index.
         """
-        faiss = _faiss(threads)
+        faiss = faiss_module(threads)
         path = Path(path)
         sidecar = path.with_name(path.name + _SIDECAR_SUFFIX)
         if not path.is_file():
@@ -481,8 +421,7 @@ class FaceIndex(RowIndex):
                         "renames); rows %d..%d are lost, tombstones kept", path, n_side, n, n, n_side - 1)
         self = cls.__new__(cls)
         self._init(base, factory, mapped=bool(mmap), lineage=lineage)
-        self._removed = removed[:n].copy()
-        self._n_removed = int(self._removed.sum())
+        self._set_tombstones(removed[:n].copy())
         return self
 
 
@@ -515,7 +454,7 @@ def _parse_sidecar(sidecar: Path):
     if len(data) - 4 - start != nbytes:
         raise IndexFileError(f"index {sidecar}: expected {nbytes} bytes of tombstones, got {len(data) - 4 - start}")
     factory = data[_SIDECAR_HEAD.size:start].decode("ascii", "replace")
-    removed = np.unpackbits(np.frombuffer(data, np.uint8, nbytes, start))[:n].astype(bool)
+    removed = unpack_tombstones(np.frombuffer(data, np.uint8, nbytes, start), n)
     return dim, n, lineage, factory, removed
 
 

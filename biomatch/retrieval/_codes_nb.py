@@ -1,7 +1,7 @@
-"""numba kernels of :mod:`biomatch.encode` (minutia-pair histograms, Hamming distances).
+"""numba kernels of :mod:`biomatch.retrieval.codes` (minutia-pair histograms, Hamming distances).
 
 Plain ``@njit(cache=True)`` functions over contiguous arrays; the Python layer in
-``encode.py`` validates, coerces dtypes and allocates.  One signature per kernel
+``codes.py`` validates, coerces dtypes and allocates.  One signature per kernel
 (float32 / int64 / uint64 inputs) to keep cold JIT time small.
 """
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biomatch import encode as E
+from biomatch.datasets.code_training import training_templates
+from biomatch.retrieval import codes as E
+from biomatch.retrieval.training import train_model
 from biomatch.datasets.synthetic import template_impressions
 from biomatch.errors import InvalidInputError
 from biomatch.template import Template
@@ -101,7 +103,7 @@ def test_bad_input_raises_typed_errors():
 
 def test_model_save_load_round_trip_and_corruption(tmp_path):
     p = E.EncodeParams(distance_bins=4, angle_bins=4, n_bits=64, training_fingers=120, itq_iterations=3)
-    model = E.train_model(p)
+    model = train_model(training_templates(p), p)
     path = tmp_path / "m.npz"
     model.save(path)
     back = E.EncodeModel.load(path)

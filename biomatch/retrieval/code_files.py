@@ -1,0 +1,199 @@
+"""The files of a shard's finger-code index: versioned folders under one checked manifest.
+
+Layout (folder ``index/`` of a shard; derived data that may lag the store)::
+
+    manifest.json        code generation, n_bits, factory, marks (indexed_upto, removals_upto),
+                         the current version folder, its row counts and every file's size and SHA-256
+    v<hex>/pos01.faiss   FingerIndex of position 1 (+ .removed tombstones) ... pos10
+    v<hex>/rows01.npz    finger ids and subject keys of position 1's rows
+    .lock                flock: one saver at a time across processes
+
+A save writes a fresh version folder, then swaps the manifest atomically, then deletes older
+folders, so a kill at any moment leaves a consistent index (or none: then the caller rebuilds
+it from the store).  Reading checks the manifest's own checksum and every file's size and
+SHA-256 before mapping anything.
+
+Thread-safety: the caller serialises calls on one folder within a process; :func:`locked`
+serialises savers across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .._io import canonical_checksum, write_private_atomic
+from ..errors import BiomatchError
+from .finger_index import FingerIndex
+
+__all__ = ["FORMAT", "MANIFEST", "Column", "checked_manifest", "check_file", "locked", "read_manifest",
+           "write_version", "read_version"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "biomatch-finger-index"
+_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_LOCK = ".lock"
+_VERSION_NAME = re.compile(r"v[0-9a-f]{12}")
+_FILE_NAME = re.compile(r"(pos\d\d\.faiss(\.removed)?|rows\d\d\.npz)")
+
+
+class Column:
+    """A growable int64 array (amortised appends, views without copies)."""
+
+    __slots__ = ("_data", "_n")
+
+    def __init__(self, data: np.ndarray | None = None):
+        self._data = np.zeros(16, np.int64) if data is None else np.asarray(data, np.int64).copy()
+        self._n = 0 if data is None else len(self._data)
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self._n + len(values)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), np.int64)
+            grown[:self._n] = self._data[:self._n]
+            self._data = grown
+        self._data[self._n:need] = values
+        self._n = need
+
+    def view(self) -> np.ndarray:
+        return self._data[:self._n]
+
+    def __len__(self) -> int:
+        return self._n
+
+
+def checked_manifest(m: dict) -> str:
+    """The version folder of a saved index manifest, its fields checked (raises ValueError)."""
+    if m.get("checksum") != canonical_checksum(m):
+        raise ValueError("manifest checksum mismatch (damaged, edited, or written before checksums)")
+    current = m.get("current")
+    if not isinstance(current, str) or not _VERSION_NAME.fullmatch(current):
+        raise ValueError(f"current: expected a version folder name v + 12 hex digits, got {current!r}")
+    for key in ("indexed_upto", "removals_upto"):
+        v = m.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{key}: expected an int >= 0, got {v!r}")
+    files, rows = m.get("files"), m.get("rows")
+    if not isinstance(files, dict) or not isinstance(rows, dict):
+        raise ValueError("expected the files and rows tables")
+    for ps in rows:
+        if not (isinstance(ps, str) and ps.isdigit() and 1 <= int(ps) <= 10):
+            raise ValueError(f"rows: expected positions 1-10, got {ps!r}")
+        for name in (f"pos{int(ps):02d}.faiss", f"rows{int(ps):02d}.npz"):
+            if name not in files:
+                raise ValueError(f"files: {name} has no checksum")
+    for name in files:
+        if not _FILE_NAME.fullmatch(name):
+            raise ValueError(f"files: unexpected file name {name!r}")
+    return current
+
+
+def check_file(path: Path, want: dict) -> None:
+    """Raise ValueError unless ``path`` has the size and SHA-256 its manifest recorded.
+
+    Read with plain reads, not through a mapping: hashing costs ~0.3 s per GB at open and leaves
+    the process's RSS untouched (the FAISS mapping is made afterwards)."""
+    size = path.stat().st_size
+    if size != want.get("bytes"):
+        raise ValueError(f"{path.name}: {size} bytes, the manifest recorded {want.get('bytes')}")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != want.get("sha256"):
+        raise ValueError(f"{path.name}: checksum mismatch")
+
+
+@contextlib.contextmanager
+def locked(folder: Path, exclusive: bool):
+    """flock of ``folder/.lock``: exclusive for a saver, shared for a reader."""
+    try:
+        fd = os.open(folder / _LOCK, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o600)
+    except OSError:
+        if exclusive:
+            raise
+        yield  # a read-only gallery without a lock file: nobody saves concurrently
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The parsed manifest of ``folder`` if it is a finger-code index manifest, else None (logged)."""
+    try:
+        m = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("index %s: unreadable manifest (%s); rebuilding from the store", folder, exc)
+        return None
+    return m if isinstance(m, dict) and m.get("format") == FORMAT else None
+
+
+def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: dict) -> str:
+    """Write a new version folder, swap the manifest, delete older versions; returns the version.
+
+    ``header``: generation, n_bits, factory, indexed_upto, removals_upto (manifest fields).
+    Call under ``locked(folder, exclusive=True)``.
+    """
+    version = f"v{uuid.uuid4().hex[:12]}"
+    vdir = folder / version
+    vdir.mkdir(mode=0o700)
+    rows, files = {}, {}
+    for p, index in sorted(indexes.items()):
+        files.update(index.save(vdir / f"pos{p:02d}.faiss"))
+        buf = io.BytesIO()
+        np.savez(buf, fids=fids[p].view(), keys=keys[p].view())
+        data = buf.getvalue()
+        write_private_atomic(vdir / f"rows{p:02d}.npz", data)
+        files[f"rows{p:02d}.npz"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        rows[str(p)] = index.ntotal
+    manifest = {"format": FORMAT, "version": _FORMAT_VERSION, "generation": header["generation"],
+                "n_bits": header["n_bits"], "factory": header["factory"], "indexed_upto": header["indexed_upto"],
+                "removals_upto": header["removals_upto"], "current": version, "rows": rows, "files": files}
+    manifest["checksum"] = canonical_checksum(manifest)
+    write_private_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    for other in folder.glob("v*"):
+        if other.is_dir() and other.name != version:
+            shutil.rmtree(other, ignore_errors=True)
+    return version
+
+
+def read_version(folder: Path, m: dict) -> tuple[dict, dict, dict]:
+    """``(indexes, fids, keys)`` per position of the version ``m`` names, every file checked first
+    and each index memory-mapped read-only.
+
+    Raises
+    ------
+    ValueError, BiomatchError, OSError ...
+        Anything wrong: the caller discards the files and rebuilds from the store.
+    """
+    index, fids, keys = {}, {}, {}
+    vdir = folder / checked_manifest(m)
+    for name, want in m["files"].items():
+        check_file(vdir / name, want)
+    for ps, n in m["rows"].items():
+        p = int(ps)
+        ix = FingerIndex.open(vdir / f"pos{p:02d}.faiss", mmap=True)
+        with np.load(vdir / f"rows{p:02d}.npz", allow_pickle=False) as z:
+            f, k = np.asarray(z["fids"], np.int64), np.asarray(z["keys"], np.int64)
+        if not (ix.ntotal == len(f) == len(k) == int(n)):
+            raise BiomatchError(f"position {p}: {ix.ntotal} codes, {len(f)} ids, manifest {n}")
+        index[p], fids[p], keys[p] = ix, Column(f), Column(k)
+    return index, fids, keys
