@@ -258,14 +258,13 @@ def op_save(job: int, cmd: dict) -> None:
     from biomatch.dedup import Gallery
 
     g = Gallery.open(cmd["path"])
-    for s in g._shards:
-        # Save the same rows again and again, as if they were new: a save skips a state already
-        # saved (same marks in the manifest), so hide the manifest from that check only.
-        s._retrieval._manifest = lambda folder: None
     emit(job, "ready")
     for i in range(int(cmd.get("rounds", 10_000))):
         for s in g._shards:
+            # Save the same rows again and again, as if they were new: a save skips the state it
+            # was loaded from or last saved (same marks in the manifest), so forget that version.
             s._retrieval._dirty = True
+            s._retrieval._loaded_version = None
             if not s._save_index():
                 raise RuntimeError("save failed")
         emit(job, "saved", i=i)
