@@ -45,7 +45,9 @@ else
 	fi
 endif
 
+# The import contract (pyproject.toml [tool.importlinter]: layers follow the data flow), then the suite.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

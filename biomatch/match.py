@@ -103,7 +103,7 @@ SCORE_AT_FMR: dict[float, float | None] = {
 
 def _native():
     # Imported lazily so that ``import biomatch`` works without the compiled core.
-    from . import _native as native
+    import biomatch._native as native
 
     return native
 

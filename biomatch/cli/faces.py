@@ -1,6 +1,6 @@
 """``biomatch evaluate faces``: face verification on a folder with one subfolder per identity.
 
-The protocol is :func:`biomatch.face.evaluate.run_faces` (YuNet + SFace, cosine score); this
+The protocol is :func:`biomatch.evaluate.faces.run_faces` (YuNet + SFace, cosine score); this
 module prints its summary and the pairs on the wrong side of the SFace threshold.
 """
 
@@ -27,7 +27,7 @@ def add_parsers(esub) -> None:
 
 
 def cmd_evaluate_faces(args) -> int:
-    from ..face.evaluate import run_faces
+    from ..evaluate.faces import run_faces
 
     s = run_faces(args.folder).summary()
     if args.json:

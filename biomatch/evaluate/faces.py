@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from ..evaluate.metrics import eer, fnmr_at_fmr
-from .align import align_face
-from .detect import detect_faces, select_face, to_bgr
-from .embed import embed_aligned
-from .errors import FaceError
-from .params import DEFAULT, FaceParams
+from .metrics import eer, fnmr_at_fmr
+from ..face.align import align_face
+from ..face.detect import detect_faces, select_face, to_bgr
+from ..face.embed import embed_aligned
+from ..face.errors import FaceError
+from ..face.params import DEFAULT, FaceParams
 
 __all__ = ["COSINE_THRESHOLD", "IMAGE_SUFFIXES", "FaceEvaluation", "run_faces"]
 
