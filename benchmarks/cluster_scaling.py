@@ -22,7 +22,8 @@ The extrapolation's inputs, each printed with the table: RAM and disk per enrolm
 dedup latency measured by ``benchmarks/dedup_scale.py`` (constants below), the scan rate (5),
 the overhead and commit measured in 2-3, the shard actors' RSS.  Assumptions, stated: 2 shard
 actors per node (one per core); the scan is memory-bound, so a node scans its codes at one
-core's rate whatever its shard count (NOTES.md); the search is two-phase
+core's rate whatever its shard count (one core saturates the ~28-30 GB/s read bandwidth of this
+machine kind, measured); the search is two-phase
 (``biomatch/dedup/scatter.py``), so the k persons re-ranked per probe are split over the
 shards (the busiest re-ranks k/S + 3 sigma of them) instead of each shard re-ranking its own k.
 
@@ -38,7 +39,7 @@ Measured 2026-11-29 (2-core EPYC shared with two other engineers, load average 2
 
 scatter-gather overhead per query (wall - slowest shard's own time, median over configs): 15.9 ms; commit 6.0 ms; scan 3.67 ns CPU per 512-bit code (3.7 ms per 1M codes, one position, one thread)
 
-Inputs: RAM 1,065 B and disk 6.0 KB per enrolment (dedup_scale.py, 1M); 1M dedup median 0.238 s = scan 37 ms (10 positions x 1M at the rate above) + re-ranking 201 ms of k = 100 persons; overhead 15.9 ms and commit 6.0 ms (above); shard actor 455 MiB + Ray 710 MiB per node (above; NOTES.md).
+Inputs: RAM 1,065 B and disk 6.0 KB per enrolment (dedup_scale.py, 1M); 1M dedup median 0.238 s = scan 37 ms (10 positions x 1M at the rate above) + re-ranking 201 ms of k = 100 persons; overhead 15.9 ms and commit 6.0 ms (above); shard actor 455 MiB + Ray 710 MiB per node (above; Ray's baseline measured by ray.init on this machine kind).
 
 | nodes | enrolments per node | memory per node | disk per node | scan per probe | busiest shard re-ranks | latency per probe | enrolments/day (one writer) | read-only dedups/day (all nodes busy) | latency if k = 48,461 |
 |---|---|---|---|---|---|---|---|---|---|
@@ -79,7 +80,7 @@ DISK_PER_ENROLMENT_B = 6000  # same run: store + index files per enrolment
 LATENCY_1M_S = 0.238  # same gallery (session 2, after the face catch-up fix): median ten-finger dedup, k=100 persons
 K_PERSONS = 100  # FaissRetrievalParams.max_persons: persons re-ranked per probe, gallery-wide (two-phase search)
 K_PERSONS_BOUND_50M = 48_461  # dedup_scale.py at 1M: k keeping the p99.9 mate rank bound at 50M (conservative)
-RAY_NODE_BASELINE_MIB = 710  # NOTES.md: ray.init baseline RSS
+RAY_NODE_BASELINE_MIB = 710  # ray.init baseline RSS, measured on this machine kind (Ray 2.60)
 NODE_RAM_GIB = 24
 SHARDS_PER_NODE = 2  # one shard actor per core
 
@@ -255,7 +256,7 @@ def main() -> int:
           f"(dedup_scale.py, 1M); 1M dedup median {LATENCY_1M_S} s = scan {scan_1m * 1e3:.0f} ms (10 positions "
           f"x 1M at the rate above) + re-ranking {rerank_1m * 1e3:.0f} ms of k = {K_PERSONS} persons; "
           f"overhead {overhead_s * 1e3:.1f} ms and commit {commit_s * 1e3:.1f} ms (above); shard actor "
-          f"{actor_mib:.0f} MiB + Ray {RAY_NODE_BASELINE_MIB} MiB per node (above; NOTES.md).\n")
+          f"{actor_mib:.0f} MiB + Ray {RAY_NODE_BASELINE_MIB} MiB per node (above; Ray baseline measured).\n")
     print("| nodes | enrolments per node | memory per node | disk per node | scan per probe | "
           "busiest shard re-ranks | latency per probe | enrolments/day (one writer) | "
           f"read-only dedups/day (all nodes busy) | latency if k = {K_PERSONS_BOUND_50M:,} |")
