@@ -45,7 +45,7 @@ from typing import MutableMapping, NamedTuple
 import numpy as np
 
 from ..errors import invalid
-from ..imaging import check_dpi, load_fingerprint, to_working_resolution
+from ..imaging import MAX_DPI, MIN_DPI, check_dpi, load_fingerprint, to_working_resolution
 from ..params import WORKING_DPI, ExtractionParams, params_hash
 from ..template import MINUTIA_DTYPE, Template
 from .block_orientation import block_orientations
@@ -169,7 +169,7 @@ def load_working_image(image, dpi: float | str, p: ExtractionParams, *, resoluti
     auto = isinstance(dpi, str) and dpi == "auto"
     if not auto:
         if isinstance(dpi, str):
-            raise invalid("dpi", "a number in [100, 2000] or 'auto'", dpi)
+            raise invalid("dpi", f"a number in [{MIN_DPI:g}, {MAX_DPI:g}] or 'auto'", dpi)
         dpi = check_dpi(dpi)  # before reading: a bad argument is reported before a bad file
     native = load_fingerprint(image, WORKING_DPI)  # read and made 8-bit grey, not resampled
     if auto:

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import ResolutionError, invalid
 from ..params import WORKING_DPI, ExtractionParams
+from ..imaging.limits import MAX_DPI, MIN_DPI
 
 __all__ = ["ResolutionParams", "ResolutionEstimate", "estimate_resolution", "check_resolution",
            "auto_dpi", "native_ridge_period"]
@@ -128,8 +129,8 @@ class ResolutionParams:
                 raise invalid(name, "a number in [0, 1]", v)
         if not self.max_disagreement >= 1:
             raise invalid("max_disagreement", "a number >= 1", self.max_disagreement)
-        if not 100 <= self.fallback_dpi <= 2000:
-            raise invalid("fallback_dpi", "a number in [100, 2000]", self.fallback_dpi)
+        if not MIN_DPI <= self.fallback_dpi <= MAX_DPI:
+            raise invalid("fallback_dpi", f"a number in [{MIN_DPI:g}, {MAX_DPI:g}]", self.fallback_dpi)
 
 
 @dataclass(frozen=True)

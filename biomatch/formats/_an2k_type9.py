@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FormatError
+from ..imaging.limits import MAX_DPI, MIN_DPI
 from ..template import BIFURCATION, ENDING, MINUTIA_DTYPE, OTHER, FingerView, Template
 from ._an2k_records import RS, US, Record, field_int, snap_ppi
 
@@ -95,8 +96,8 @@ def m1_view(rec: Record, ref_ppi: float | None) -> FingerView | None:
         ppi_x = snap_ppi(_m1_int(rec, 131, "THPS (horizontal pixel scale)", 1, 99999) * unit)
         ppi_y = snap_ppi(_m1_int(rec, 132, "TVPS (vertical pixel scale)", 1, 99999) * unit)
         for number, ppi in ((131, ppi_x), (132, ppi_y)):
-            if not 100 <= ppi <= 2000:
-                raise _m1_fail(rec, number, f"resolution {ppi:g} ppi outside [100, 2000]")
+            if not MIN_DPI <= ppi <= MAX_DPI:
+                raise _m1_fail(rec, number, f"resolution {ppi:g} ppi outside [{MIN_DPI:g}, {MAX_DPI:g}]")
     view_number = _m1_int(rec, 133, "FVW (finger view)", 0, 15, default=0)
     position = _m1_int(rec, 134, "FGP (finger position)", 0, 255)
     impression = field_int(rec, 3, "IMP", 0)

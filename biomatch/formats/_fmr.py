@@ -28,6 +28,7 @@ import numpy as np
 
 from .._reader import Reader
 from ..errors import FormatError, invalid
+from ..imaging.limits import MAX_DPI, MIN_DPI
 from ..template import MINUTIA_DTYPE, FingerView, Template
 
 # Common scanner resolutions (dpi); a ppcm field equal to round(dpi / 2.54) means exactly that dpi.
@@ -53,8 +54,8 @@ def dpi_to_ppcm(dpi: float) -> int:
 
 def check_write_dpi(dpi: object) -> float:
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(dpi)) or not 100 <= float(dpi) <= 2000:
-        raise invalid("dpi", "a resolution in [100, 2000] dots per inch", dpi)
+            or not math.isfinite(float(dpi)) or not MIN_DPI <= float(dpi) <= MAX_DPI:
+        raise invalid("dpi", f"a resolution in [{MIN_DPI:g}, {MAX_DPI:g}] dots per inch", dpi)
     return ppcm_to_dpi(dpi_to_ppcm(float(dpi)))  # the resolution the record will state
 
 
@@ -63,8 +64,8 @@ def check_override_dpi(dpi: object) -> float | None:
     if dpi is None:
         return None
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(dpi)) or not 100 <= float(dpi) <= 2000:
-        raise invalid("dpi", "None or the record's true resolution in [100, 2000] dots per inch", dpi)
+            or not math.isfinite(float(dpi)) or not MIN_DPI <= float(dpi) <= MAX_DPI:
+        raise invalid("dpi", f"None or the record's true resolution in [{MIN_DPI:g}, {MAX_DPI:g}] dots per inch", dpi)
     return float(dpi)
 
 

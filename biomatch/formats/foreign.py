@@ -40,6 +40,7 @@ import struct
 
 from .._reader import Reader
 from ..errors import invalid
+from ..imaging.limits import MAX_DPI, MIN_DPI
 from . import _fmr
 from .iso19794_2 import MAGIC, VERSION_2005
 
@@ -50,8 +51,8 @@ AFIS_VERSION_2005 = b"020\0"
 
 def _dpi(dpi) -> float:
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not math.isfinite(float(dpi)) \
-            or not 100 <= float(dpi) <= 2000:
-        raise invalid("dpi", "the record's resolution in [100, 2000] dots per inch", dpi)
+            or not MIN_DPI <= float(dpi) <= MAX_DPI:
+        raise invalid("dpi", f"the record's resolution in [{MIN_DPI:g}, {MAX_DPI:g}] dots per inch", dpi)
     return float(dpi)
 
 
@@ -79,8 +80,8 @@ def from_afis_iso2005(data: bytes) -> bytes:
     res_at = r.pos
     ppi_x, ppi_y = r.u16("x resolution (ppi)"), r.u16("y resolution (ppi)")
     for ppi in (ppi_x, ppi_y):
-        if not 100 <= ppi <= 2000:
-            raise r.fail(f"resolution {ppi} ppi outside [100, 2000]", res_at)
+        if not MIN_DPI <= ppi <= MAX_DPI:
+            raise r.fail(f"resolution {ppi} ppi outside [{MIN_DPI:g}, {MAX_DPI:g}]", res_at)
     at = r.pos
     if r.u8("view count") != 1:
         raise r.fail("afis writes exactly one finger view", at)
