@@ -35,6 +35,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -58,6 +59,11 @@ default), at the cost of one index write (~0.7 KB per subject of the shard) per 
 WRITE_ATTEMPTS = 5
 """Attempts of one shard write across shard-actor restarts (each attempt first checks whether
 the previous one committed, so a write is applied exactly once)."""
+
+
+_WRITER_RESTART_WAIT_S = 120.0
+"""How long a router waits for a restarted writer actor after losing a write to its death (its
+restart re-opens the gallery: seconds; beyond this the next write fails as unavailable too)."""
 
 
 class ClusterUnavailableError(StorageError):
@@ -489,9 +495,27 @@ class DistributedGallery(Gallery):
             raise StorageError(f"gallery {str(self.path)!r}: opened read-only")
 
     def _writer_call(self, ref, what: str):
-        return _get(ref, lambda exc: ClusterUnavailableError(
-            f"writer actor died during {what}: the outcome is unknown; retrying is safe (a committed subject "
-            f"then raises DuplicateSubjectError)"))
+        try:
+            return _get(ref, lambda exc: ClusterUnavailableError(
+                f"writer actor died during {what}: the outcome is unknown; retrying is safe (a committed subject "
+                f"then raises DuplicateSubjectError)"))
+        except ClusterUnavailableError:
+            # Only the call in flight is lost: the next write must reach the restarted actor, not
+            # race Ray's restart and fail too (a busy machine restarts it in seconds).
+            self._await_writer()
+            raise
+
+    def _await_writer(self) -> None:
+        """Wait (up to ``_WRITER_RESTART_WAIT_S``) until the writer actor answers again."""
+        ray = _ray()
+        deadline = time.monotonic() + _WRITER_RESTART_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self._writer_actor.pid.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                return
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                time.sleep(0.2)
+        log.warning("writer actor of %s did not come back within %.0f s", self.path, _WRITER_RESTART_WAIT_S)
 
     def enroll(self, record: Enrolment, dedup: bool = True, accept_review: bool = False,
                check_face_quality: bool = True) -> DedupReport:
