@@ -176,7 +176,7 @@ def run_config(path: Path, records: list, backlog: list, probes: list, shards: i
         out["search_per_hour"] = 2 * len(probes) / (time.perf_counter() - t) * 3600
         st = d.stats()
         out["bytes_per_enrolment"] = (st["retrieval_bytes"] + sum(
-            s["maps_bytes"] for s in (sh.stats() for sh in d._shards))) / st["subjects"]
+            s.maps_bytes for s in (sh.stats() for sh in d._shards))) / st["subjects"]
         out["actor_rss_mib"] = statistics.median(rss_mib(p) for p in st["cluster"]["shard_pids"])
     finally:
         e.close()

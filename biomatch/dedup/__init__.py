@@ -2,8 +2,9 @@
 
 Pipeline of one enrolment::
 
-    Enrolment (records) -> retrieval (retrieval) -> native re-ranking per finger (shard)
-    -> fusion and decision (biomatch.decide) -> atomic insert (store)
+    Enrolment (records, intake) -> two-phase search over the shards (search, scatter; each
+    shard through the typed protocol: scan, persons, rerank) -> evidence, fusion and verdict
+    (biomatch.decide) -> atomic insert on the subject's shard (store, watermark)
 
 Example
 -------
@@ -23,9 +24,10 @@ from .gallery import Gallery
 from .maintenance import CheckReport, backup_gallery, check_gallery, restore_gallery
 from .records import FINGER_POSITIONS, Enrolment
 from .report import Candidate, DedupReport, Verification
+from .protocol import ShardProtocol
 from .shard import Shard, ShardSpec
 
-__all__ = ["Gallery", "Enrolment", "DedupReport", "Candidate", "Verification", "Shard", "ShardSpec",
+__all__ = ["Gallery", "Enrolment", "DedupReport", "Candidate", "Verification", "Shard", "ShardSpec", "ShardProtocol",
            "FINGER_POSITIONS", "GalleryError", "NotAGalleryError", "GalleryExistsError", "IncompatibleGalleryError",
            "DuplicateSubjectError", "UnknownSubjectError", "NoUsableFingerError", "GalleryClosedError",
            "StorageError", "CorruptStoreError", "StoreRegressedError", "CheckReport", "check_gallery",

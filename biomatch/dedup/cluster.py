@@ -32,6 +32,7 @@ Ray is imported here only; ``biomatch`` and the embedded gallery never import th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -40,8 +41,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import BiomatchError, StorageError, invalid
-from ..params import from_json, to_json
-from .gallery import Gallery, _check_face, _decision_from_json
+from ..match import prepare
+from ..params import MatchParams, from_json, to_json
+from .gallery import Gallery
+from .intake import check_face
+from .manifest import decision_from_json, read_manifest
+from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, Persons, PersonsReply,
+                       PositionCounts, Present, Remove, Rerank, RerankReply, Scan, ScanReply, ShardCall, ShardStats,
+                       Stats, SubjectPrepared, SubjectTemplates, dispatch)
 from .records import Enrolment
 from .report import DedupReport
 from .shard import Shard, ShardSpec
@@ -142,9 +149,7 @@ class ShardActor:
         import faiss
         import numba
 
-        from ..params import MatchParams
-
-        faiss.omp_set_num_threads(1)  # parallelism comes from shards (NOTES.md: OpenMP under contention)
+        faiss.omp_set_num_threads(1)  # parallelism comes from shards: OpenMP threads would contend
         numba.set_num_threads(1)
         self.params = from_json(spec.match_params_json, MatchParams)
         self.fold_every = fold_every
@@ -161,62 +166,28 @@ class ShardActor:
         """The Ray node this actor runs on (placement checks)."""
         return _ray().get_runtime_context().get_node_id()
 
-    def scan(self, qid, templates: dict, counts_hint: dict, face, face_k: int) -> dict:
-        self.shard.catch_up()
-        return self.shard.scan(qid, templates, counts_hint, face, face_k)
+    def handle(self, call: ShardCall):
+        """Answer one message of :mod:`biomatch.dedup.protocol` with the local shard.
 
-    def persons(self, qid, cuts: dict, n_keep: int):
-        return self.shard.persons(qid, cuts, n_keep)
-
-    def rerank(self, qid, templates: dict, decision, top: int, code_cut: tuple, full_cut: tuple,
-               face_cut: float, face) -> tuple:
-        # the probe arrives as Templates and is prepared here, only when this shard has candidates
-        return self.shard.rerank(qid, templates, decision, top, code_cut, full_cut, face_cut, face)
-
-    def position_counts(self) -> dict:
-        self.shard.catch_up()
-        return self.shard.position_counts()
-
-    def present(self, subject_ids) -> list:
-        return self.shard.present(subject_ids)
-
-    def insert(self, subject_id, templates, metadata_json, face) -> None:
-        self.shard.insert(subject_id, templates, {}, metadata_json, face)
-        self._written(1)
-
-    def bulk_insert(self, rows) -> int:
-        n = self.shard.bulk_insert(rows)
-        self._written(n)
-        return n
+        Calls marked ``catch_up`` fold in the store first (routers never need a separate
+        catch-up round trip); a probe sent as a Ray reference is fetched here; inserts count
+        towards the next fold of the index files."""
+        ray = _ray()
+        refs = {f.name: getattr(call, f.name) for f in dataclasses.fields(call)
+                if isinstance(getattr(call, f.name), ray.ObjectRef)}
+        if refs:
+            call = dataclasses.replace(call, **{name: ray.get(ref) for name, ref in refs.items()})
+        if call.catch_up:
+            self.shard.catch_up()
+        reply = dispatch(self.shard, call)
+        if isinstance(call, (Insert, BulkInsert)):
+            self._written(1 if reply is None else reply)
+        return reply
 
     def _written(self, n: int) -> None:
         self.unsaved += n
         if self.unsaved >= self.fold_every:
             self.save()
-
-    def remove(self, subject_id) -> None:
-        self.shard.remove(subject_id)
-
-    def has_subject(self, subject_id) -> bool:
-        return self.shard.has_subject(subject_id)
-
-    def n_subjects(self) -> int:
-        self.shard.catch_up()
-        return self.shard.n_subjects
-
-    def subject_templates(self, subject_id) -> dict:
-        return self.shard.subject_templates(subject_id)
-
-    def subject_prepared_templates(self, subject_id) -> dict:
-        self.shard.catch_up()
-        return {p: pt.template for p, pt in self.shard.subject_prepared(subject_id).items()}
-
-    def stats(self) -> dict:
-        self.shard.catch_up()
-        return self.shard.stats()
-
-    def integrity_problems(self) -> list:
-        return self.shard.integrity_problems()
 
     def save(self) -> None:
         """Write the derived index files (a clean close) and re-open: the in-memory delta is
@@ -240,7 +211,7 @@ class WriterActor:
         return _ray().get_runtime_context().get_node_id()
 
     def enroll(self, wired, dedup, accept_review, decision_json) -> DedupReport:
-        self.g.decision_params = _decision_from_json(decision_json)
+        self.g.decision_params = decision_from_json(decision_json)
         return Gallery.enroll(self.g, _unwire(wired), dedup=dedup, accept_review=accept_review,
                               check_face_quality=False)  # checked by the router (the quality is not sent)
 
@@ -257,7 +228,9 @@ class WriterActor:
 
 # ---- the shard as seen by Gallery's methods ----------------------------------------------------
 class _RemoteShard:
-    """The subset of the Shard API that Gallery's methods call, over one shard actor.
+    """:class:`~biomatch.dedup.protocol.ShardProtocol` over one shard actor (the Ray proxy of a Shard).
+
+    Every message goes to the actor's one entry point, ``ShardActor.handle``.
 
     Reads are retried by Ray across actor restarts.  Writes are not retried blindly: they run
     under the writer's lock, so after an actor failure the proxy asks the restarted actor
@@ -273,13 +246,16 @@ class _RemoteShard:
         return _get(ref, lambda exc: ClusterUnavailableError(
             f"shard {self.number}: actor unavailable during {what} ({exc})"))
 
-    def _call(self, method: str, *args):
-        return self.get(getattr(self.actor, method).remote(*args), method)
+    def _call(self, call: ShardCall):
+        return self.get(self.actor.handle.remote(call), call.method)
 
-    def _write(self, method: str, args: tuple, committed: Callable[[], bool], what: str):
+    def pid(self) -> int:
+        return self.get(self.actor.pid.remote(), "pid")
+
+    def _write(self, call: ShardCall, committed: Callable[[], bool], what: str):
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return self.get(getattr(self.actor, method).options(max_task_retries=0).remote(*args), what)
+                return self.get(self.actor.handle.options(max_task_retries=0).remote(call), what)
             except ClusterUnavailableError:
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -291,44 +267,51 @@ class _RemoteShard:
     def catch_up(self) -> int:
         return 0  # every actor call that reads memory catches up itself
 
-    def position_counts(self) -> dict:
-        return self._call("position_counts")
+    def scan(self, call: Scan) -> ScanReply:
+        return self._call(call)
 
-    def present(self, subject_ids) -> list:
-        return self._call("present", subject_ids)
+    def persons(self, call: Persons) -> PersonsReply:
+        return self._call(call)
 
-    def insert(self, subject_id, templates, prepared, metadata_json, face) -> None:
-        self._write("insert", (subject_id, templates, metadata_json, face),
-                    lambda: self.has_subject(subject_id), f"insert of {subject_id!r}")
+    def rerank(self, call: Rerank) -> RerankReply:
+        return self._call(call)
 
-    def bulk_insert(self, rows) -> int:
-        done = self._write("bulk_insert", (rows,), lambda: self.has_subject(rows[0][0]), "bulk insert")
-        return len(rows) if done is None else done  # one transaction: all of the batch or none
+    def insert(self, call: Insert) -> None:
+        call = dataclasses.replace(call, prepared={})  # prepared templates hold native objects
+        self._write(call, lambda: self.has_subject(HasSubject(call.subject_id)), f"insert of {call.subject_id!r}")
 
-    def remove(self, subject_id) -> None:
-        self._write("remove", (subject_id,), lambda: not self.has_subject(subject_id), f"removal of {subject_id!r}")
+    def bulk_insert(self, call: BulkInsert) -> int:
+        done = self._write(call, lambda: self.has_subject(HasSubject(call.rows[0][0])), "bulk insert")
+        return len(call.rows) if done is None else done  # one transaction: all of the batch or none
 
-    def has_subject(self, subject_id) -> bool:
-        return self._call("has_subject", subject_id)
+    def remove(self, call: Remove) -> None:
+        self._write(call, lambda: not self.has_subject(HasSubject(call.subject_id)),
+                    f"removal of {call.subject_id!r}")
 
-    @property
-    def n_subjects(self) -> int:
-        return self._call("n_subjects")
+    def position_counts(self, call: PositionCounts = PositionCounts()) -> dict:
+        return self._call(call)
 
-    def subject_prepared(self, subject_id) -> dict:
-        from ..match import prepare
+    def present(self, call: Present) -> list:
+        return self._call(call)
 
-        templates = self._call("subject_prepared_templates", subject_id)
+    def has_subject(self, call: HasSubject) -> bool:
+        return self._call(call)
+
+    def count_subjects(self, call: CountSubjects = CountSubjects()) -> int:
+        return self._call(call)
+
+    def subject_prepared(self, call: SubjectPrepared) -> dict:
+        templates = self._call(SubjectTemplates(call.subject_id, cached=True))
         return {p: prepare(t, self._params) for p, t in templates.items()}
 
-    def subject_templates(self, subject_id) -> dict:
-        return self._call("subject_templates", subject_id)
+    def subject_templates(self, call: SubjectTemplates) -> dict:
+        return self._call(call)
 
-    def stats(self) -> dict:
-        return self._call("stats")
+    def stats(self, call: Stats = Stats()) -> ShardStats:
+        return self._call(call)
 
-    def integrity_problems(self) -> list:
-        return self._call("integrity_problems")
+    def integrity_problems(self, call: IntegrityProblems = IntegrityProblems()) -> list:
+        return self._call(call)
 
     def close(self) -> None:
         pass  # the actor is shared by every router; see release_actors
@@ -471,17 +454,13 @@ class DistributedGallery(Gallery):
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _n_subjects(self) -> int:
-        refs = [s.actor.n_subjects.remote() for s in self._shards]
-        return sum(s.get(r, "n_subjects") for s, r in zip(self._shards, refs))
-
     def _count_hint(self) -> dict:
         return self._counts_seen  # the counts of the last search (a stale hint costs a second scan)
 
-    def _fan(self, method: str, *args) -> list:
-        """Call ``method(*args)`` on every shard actor in parallel; the results in shard order."""
-        refs = [getattr(s.actor, method).remote(*args) for s in self._shards]
-        return [s.get(r, method) for s, r in zip(self._shards, refs)]
+    def _fan(self, call: ShardCall) -> list:
+        """Send ``call`` to every shard actor in parallel; the replies in shard order."""
+        refs = [s.actor.handle.remote(call) for s in self._shards]
+        return [s.get(r, call.method) for s, r in zip(self._shards, refs)]
 
     def _search(self, subject_id: str, usable: dict, top: int, face=None) -> tuple[DedupReport, dict]:
         """The two-phase scatter-gather of Gallery, over the shard actors (they prepare the probe)."""
@@ -531,7 +510,7 @@ class DistributedGallery(Gallery):
             raise invalid("record", "a biomatch Enrolment", type(record).__name__)
         self._check_quality(self._usable(record.fingers, "record.fingers"), "record.fingers")  # before the trip
         if check_face_quality:
-            _check_face(record)
+            check_face(record)
         ref = self._writer_actor.enroll.remote(_wire(record), dedup, accept_review, to_json(self.decision_params))
         return self._writer_call(ref, f"the enrolment of {record.subject_id!r}")
 
@@ -584,7 +563,7 @@ class DistributedGallery(Gallery):
     def stats(self) -> dict:
         """As :meth:`Gallery.stats`, plus ``cluster``: the process id of each actor."""
         st = super().stats()
-        st["cluster"] = {"shard_pids": [s._call("pid") for s in self._shards]}
+        st["cluster"] = {"shard_pids": [s.pid() for s in self._shards]}
         return st
 
     def save_indexes(self) -> None:
@@ -601,7 +580,7 @@ def release_actors(path, address: str | None = None) -> int:
     at their next :meth:`DistributedGallery.open`, not in flight: release only when idle.
     """
     ray = _ray()
-    manifest = Gallery._read_manifest(Path(path))
+    manifest = read_manifest(Path(path))
     connect(address)
     gid = manifest["gallery_id"]
     n = 0

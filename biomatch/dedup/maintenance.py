@@ -35,7 +35,10 @@ from typing import Callable
 
 from .._io import canonical_checksum, fsync_dir, write_private_atomic
 from ..errors import BiomatchError, CorruptStoreError, GalleryExistsError, NotAGalleryError, StorageError, invalid
+from . import manifest as _mf
 from . import watermark as _watermark
+from .shard import Shard, ShardSpec
+from .store import Store
 
 __all__ = ["CheckReport", "check_gallery", "backup_gallery", "restore_gallery", "BACKUP_FORMAT"]
 
@@ -80,9 +83,7 @@ class CheckReport:
 
 
 def _path(value, name: str) -> Path:
-    from .gallery import _gallery_path
-
-    return _gallery_path(value, name)
+    return _mf.gallery_path(value, name)
 
 
 def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
@@ -110,8 +111,6 @@ def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
     NotAGalleryError, InvalidInputError
         Not a gallery at all (nothing to check).
     """
-    from .gallery import _CREATING, _LOCK, _MANIFEST, Gallery
-
     path = _path(path, "path")
     for name, v in (("repair", repair), ("accept_store_loss", accept_store_loss)):
         if not isinstance(v, bool):
@@ -120,21 +119,19 @@ def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
         raise invalid("accept_store_loss", "True only together with repair=True", accept_store_loss)
     report = CheckReport()
     try:
-        manifest = Gallery._read_manifest(path)
+        manifest = _mf.read_manifest(path)
     except CorruptStoreError as exc:
         report.problems.append(str(exc))
         report.unrepaired.append(str(exc))
         return report
-    lock = _hold_lock(path / _LOCK) if repair else contextlib.nullcontext()
+    lock = _hold_lock(path / _mf.LOCK) if repair else contextlib.nullcontext()
     with lock:
         if repair and "checksum" not in manifest:
-            from .gallery import _write_manifest
-
-            _write_manifest(path, manifest)
-            report.repaired.append(f"manifest {str(path / _MANIFEST)!r}: checksum added")
-        if repair and (path / _CREATING).exists():
-            (path / _CREATING).unlink()
-            report.repaired.append(f"{str(path / _CREATING)!r}: stale creation marker removed")
+            _mf.write_manifest(path, manifest)
+            report.repaired.append(f"manifest {str(path / _mf.MANIFEST)!r}: checksum added")
+        if repair and (path / _mf.CREATING).exists():
+            (path / _mf.CREATING).unlink()
+            report.repaired.append(f"{str(path / _mf.CREATING)!r}: stale creation marker removed")
         n = int(manifest["n_shards"])
         for i in range(n):
             _check_shard(path, manifest, i, repair, accept_store_loss, report)
@@ -160,9 +157,6 @@ def _hold_lock(lock_path: Path):
 
 
 def _check_shard(path: Path, manifest: dict, i: int, repair: bool, accept_loss: bool, report: CheckReport) -> None:
-    from .shard import Shard, ShardSpec
-    from .store import Store
-
     folder = path / "shards" / f"{i:03d}"
     store_path = folder / Shard.STORE_NAME
     problems_before = len(report.problems)
@@ -283,8 +277,6 @@ def _damaged_templates(store) -> list:
 def _remove_leftovers(path: Path, n_shards: int, report: CheckReport) -> None:
     """Temporary files of killed atomic writes, orphan shard folders (an add_shard killed before
     its manifest), superseded index versions."""
-    from .gallery import _discard_orphan_shard
-
     for f in path.rglob(".*.tmp*"):
         if f.is_file() and _TMP.fullmatch(f.name):
             f.unlink()
@@ -292,7 +284,7 @@ def _remove_leftovers(path: Path, n_shards: int, report: CheckReport) -> None:
     for folder in sorted((path / "shards").iterdir()) if (path / "shards").is_dir() else ():
         if folder.is_dir() and folder.name.isdigit() and int(folder.name) >= n_shards:
             try:
-                _discard_orphan_shard(folder)
+                _mf.discard_orphan_shard(folder)
                 report.repaired.append(f"{str(folder)!r}: orphan shard folder of an interrupted add_shard removed")
             except StorageError as exc:
                 report.problems.append(str(exc))
@@ -360,19 +352,16 @@ def backup_gallery(path, dest, progress: Callable | None = None) -> dict:
     ------
     NotAGalleryError, CorruptStoreError, GalleryExistsError, StorageError
     """
-    from .gallery import _LOCK, _MANIFEST, Gallery
-    from .shard import Shard
-
     path, dest = _path(path, "path"), _path(dest, "dest")
     if dest.resolve().is_relative_to(path.resolve()):
         raise invalid("dest", "a folder outside the gallery", str(dest))
-    manifest = Gallery._read_manifest(path)
+    manifest = _mf.read_manifest(path)
     tmp = _new_folder(dest, "dest")
     try:
-        with _hold_lock(path / _LOCK):
-            manifest = Gallery._read_manifest(path)  # as of the lock: add_shard may have run
+        with _hold_lock(path / _mf.LOCK):
+            manifest = _mf.read_manifest(path)  # as of the lock: add_shard may have run
             (tmp / "shards").mkdir(mode=0o700)
-            write_private_atomic(tmp / _MANIFEST, (path / _MANIFEST).read_bytes())
+            write_private_atomic(tmp / _mf.MANIFEST, (path / _mf.MANIFEST).read_bytes())
             shards = []
             for i in range(int(manifest["n_shards"])):
                 src, out = path / "shards" / f"{i:03d}", tmp / "shards" / f"{i:03d}"
@@ -406,8 +395,6 @@ def _shard_of(meta: dict) -> int | None:
 
 
 def _store_meta(db: Path) -> dict:
-    from .store import Store
-
     s = Store(db, read_only=True)
     try:
         return s.meta()
@@ -417,8 +404,6 @@ def _store_meta(db: Path) -> dict:
 
 def _backup_store(src: Path, out: Path) -> dict:
     """Copy a live store with SQLite's backup API; returns the copy's sequences."""
-    from .store import Store
-
     store = Store(src, read_only=True)
     store.close()  # validates the schema; the copy uses its own connections
     try:
@@ -483,8 +468,6 @@ def restore_gallery(backup, dest, replace: bool = False) -> Path:
     GalleryExistsError
         ``dest`` holds files and ``replace`` is False.
     """
-    from .gallery import _MANIFEST, Gallery
-
     backup, dest = _path(backup, "backup"), _path(dest, "dest")
     if not isinstance(replace, bool):
         raise invalid("replace", "a bool", replace)
@@ -512,7 +495,7 @@ def restore_gallery(backup, dest, replace: bool = False) -> Path:
             shutil.copyfile(backup / rel, out)
             os.chmod(out, 0o600)
         _fsync_tree(tmp)
-        Gallery._read_manifest(tmp)  # the restored manifest must be a gallery's
+        _mf.read_manifest(tmp)  # the restored manifest must be a gallery's
         _publish(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     if mode == "add-shard":
         import signal
 
-        from biomatch.dedup import gallery, shard
+        from biomatch.dedup import manifest, shard
 
         def die(*a, **k):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         if argv[2] == "store":
             shard.Store = die
         else:
-            gallery.write_private_atomic = die
+            manifest.write_private_atomic = die
         g.add_shard()
         return 1  # not reached
     with Gallery.open(path) as g:

@@ -59,7 +59,7 @@ def test_prepared_cache_is_bounded_and_results_unchanged(tmp_path, retrieval):
             assert small.verify(f"s{person}", probe.fingers).match
         st = small.stats()
         assert st["memory_bytes"] < 1_000_000  # codes + maps + a cache of at most 200 kB
-        assert small._shards[0].stats()["cache_bytes"] <= 200_000
+        assert small._shards[0].stats().cache_bytes <= 200_000
         assert big.stats()["subjects"] == small.stats()["subjects"] == 12
     with Gallery.open(tmp_path / "small", cache_bytes=0) as g:  # no cache at all still works
         assert g.deduplicate(make_record("q", 5, 1)).candidates[0].subject_id == "s5"
