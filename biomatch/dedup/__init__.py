@@ -21,7 +21,8 @@ from .errors import (DuplicateSubjectError, GalleryClosedError, GalleryError, Ga
                      IncompatibleGalleryError, NoUsableFingerError, NotAGalleryError, StorageError,
                      UnknownSubjectError)
 from .gallery import Gallery
-from .maintenance import CheckReport, backup_gallery, check_gallery, restore_gallery
+from .backup import backup_gallery, restore_gallery
+from .maintenance import CheckReport, check_gallery
 from .records import FINGER_POSITIONS, Enrolment
 from .report import Candidate, DedupReport, Verification
 from .protocol import ShardProtocol
