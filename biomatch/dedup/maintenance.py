@@ -24,6 +24,7 @@ from typing import Callable
 
 from .._io import canonical_checksum
 from ..errors import BiomatchError, CorruptStoreError, StorageError, invalid
+from ..formats import decode
 from . import manifest as _mf
 from . import watermark as _watermark
 from .shard import Shard, ShardSpec
@@ -244,8 +245,6 @@ def _index_shows_loss(folder: Path, seqs: dict) -> bool:
 
 def _damaged_templates(store) -> list:
     """``(finger id, subject id)`` of every finger whose template fails to decode (BMT1 CRC)."""
-    from ..formats import decode
-
     bad = []
     after = 0
     while True:
