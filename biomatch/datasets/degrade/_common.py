@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import invalid
+from ...imaging.limits import MAX_DPI, MIN_DPI
 
 MM_PER_INCH = 25.4
 SKIN_DPI = 500.0               # skin-level processes are simulated at no coarser a grid than this
@@ -63,8 +64,8 @@ def check_image(image) -> np.ndarray:
 
 def check_dpi(dpi) -> float:
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(dpi)) or not 100 <= float(dpi) <= 2000:
-        raise invalid("dpi", "a number in [100, 2000]", dpi)
+            or not math.isfinite(float(dpi)) or not MIN_DPI <= float(dpi) <= MAX_DPI:
+        raise invalid("dpi", f"a number in [{MIN_DPI:g}, {MAX_DPI:g}]", dpi)
     return float(dpi)
 
 

@@ -12,12 +12,13 @@ import math
 import numpy as np
 
 from ...errors import invalid
+from ...imaging.limits import MAX_DPI, MIN_DPI
 from ._common import (SENSOR_NOISE_GREY, Param, envelopes, mask_centre, mask_of_print, no_contact_level, px,
                       set_up, to_uint8)
 
 DISTORTION = Param("max_displacement_mm", 1.5, 0.0, 5.0, "mm", "mm largest displacement")
 CONTACT = Param("area_mm2", 64.0, 4.0, 2000.0, "mm^2", "mm^2 contact area")
-RESOLUTION = Param("target_dpi", 250.0, 100.0, 2000.0, "dpi", "dpi")
+RESOLUTION = Param("target_dpi", 250.0, MIN_DPI, MAX_DPI, "dpi", "dpi")
 
 CLOSE_CONTACT_SEMI_AXES_MM = (2.5, 3.5)   # (across, along the finger)
 DISTORTION_TRANSITION_MM = 5.0            # width of the brake zone
