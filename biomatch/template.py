@@ -24,7 +24,14 @@ import numpy as np
 from .errors import invalid
 
 __all__ = ["MINUTIA_DTYPE", "ENDING", "BIFURCATION", "OTHER", "ORIENTATION_BLOCK_PX", "NO_PRINT", "MAX_MINUTIAE",
-           "MAX_SIDE_PX", "Template", "FingerView", "grid_shape"]
+           "MAX_SIDE_PX", "Template", "FingerView", "grid_shape", "FINGER_POSITIONS", "POSITION_NAMES"]
+
+FINGER_POSITIONS = tuple(range(1, 11))
+"""ISO/IEC 19794-2 finger positions: 1 right thumb ... 5 right little, 6 left thumb ... 10 left little."""
+
+POSITION_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring", 5: "right little",
+                  6: "left thumb", 7: "left index", 8: "left middle", 9: "left ring", 10: "left little"}
+"""The name of each of :data:`FINGER_POSITIONS`."""
 
 MINUTIA_DTYPE = np.dtype(
     [("x", "<f4"), ("y", "<f4"), ("angle", "<f4"), ("kind", "u1"), ("quality", "u1")]

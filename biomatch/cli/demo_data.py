@@ -28,6 +28,7 @@ from .._io import write_file_atomic
 from ..datasets.synthetic import template_impressions
 from ..errors import FormatError, ResolutionError
 from ..formats import decode, encode
+from ..template import FINGER_POSITIONS
 from ._common import Progress
 
 __all__ = ["SOCO_DPI", "socofing_position", "socofing", "generated"]
@@ -171,7 +172,7 @@ def socofing(root: Path, cache: Path, quiet: bool):
     ts = _extract_all(sorted(needed) + sorted(alt.values()), SOCO_DPI, cache, quiet)
 
     def fingers(table, subject):
-        return {p: ts[table[(subject, p)]] for p in range(1, 11) if (subject, p) in table and table[(subject, p)] in ts}
+        return {p: ts[table[(subject, p)]] for p in FINGER_POSITIONS if (subject, p) in table and table[(subject, p)] in ts}
 
     enrol = [(f"S{s:03d}", fingers(real, s)) for s in range(1, 201)]
     stream = [(f"S{s:03d}", fingers(alt, s)) for s in range(1, 201)] + \
@@ -184,7 +185,7 @@ def socofing(root: Path, cache: Path, quiet: bool):
 def generated(n_enrol=2000, n_return=200, n_new=200):
     """``(description, enrol, stream)`` of generated identities, as :func:`socofing`."""
     def person(i, imp):
-        return {p: template_impressions(10_000 + i * 16 + p, imp + 1)[imp] for p in range(1, 11)}
+        return {p: template_impressions(10_000 + i * 16 + p, imp + 1)[imp] for p in FINGER_POSITIONS}
 
     enrol = [(f"G{i:05d}", person(i, 0)) for i in range(n_enrol)]
     rng = random.Random(7)

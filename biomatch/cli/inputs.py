@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..dedup.records import _check_subject_id, escape_unprintable  # see _checked_subject
 from ..errors import InvalidInputError, invalid
+from ..template import FINGER_POSITIONS
 
 __all__ = ["read_input", "FACE"]
 
@@ -54,7 +55,7 @@ def _parse_position(text: str, where: str):
     value = text.strip()
     if value.lower() == FACE:
         return FACE
-    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 10):
+    if not (value.isascii() and value.isdigit() and int(value) in FINGER_POSITIONS):
         raise _row_error(where, "position", "an ISO finger position 1-10 or 'face'", value)
     return int(value)
 

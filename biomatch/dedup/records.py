@@ -10,16 +10,10 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import BiomatchError, IncompatibleTemplateError, InvalidInputError, invalid
-from ..template import Template
+from ..template import FINGER_POSITIONS, POSITION_NAMES, Template
 
 __all__ = ["Enrolment", "FINGER_POSITIONS", "POSITION_NAMES", "MAX_SUBJECT_ID_CHARS", "coerce_fingers",
            "printable_id", "escape_unprintable"]
-
-FINGER_POSITIONS = tuple(range(1, 11))
-"""ISO/IEC 19794-2 finger positions: 1 right thumb ... 5 right little, 6 left thumb ... 10 left little."""
-
-POSITION_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring", 5: "right little",
-                  6: "left thumb", 7: "left index", 8: "left middle", 9: "left ring", 10: "left little"}
 
 MAX_SUBJECT_ID_CHARS = 256
 _MAX_METADATA_BYTES = 64 * 1024

@@ -25,6 +25,7 @@ from ..params import MatchParams, from_json, stored_params_hash
 from ..retrieval.components import make_retrieval
 from ..retrieval.face_index import FaceIndex
 from ..formats import encode
+from ..template import FINGER_POSITIONS
 from . import watermark as _watermark
 from .cache import GrowArray, PreparedCache
 from .errors import IncompatibleGalleryError, UnknownSubjectError
@@ -243,7 +244,7 @@ class Shard(ShardSync, ShardSearch):
             if key is None or key >= len(self._key_fids.data) or not self._key_fids.data[key].any():
                 raise UnknownSubjectError(f"subject_id: {call.subject_id!r} is not enrolled")
             row = self._key_fids.data[key]
-            positions = [p for p in range(1, 11) if row[p] > 0]
+            positions = [p for p in FINGER_POSITIONS if row[p] > 0]
             fids = row[positions]
         preps = self._prepared(fids)
         return {p: pt for p, pt in zip(positions, preps) if pt is not None}

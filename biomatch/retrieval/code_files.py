@@ -35,6 +35,7 @@ import numpy as np
 
 from .._io import canonical_checksum, write_private_atomic
 from ..errors import BiomatchError
+from ..template import FINGER_POSITIONS
 from .finger_index import FingerIndex
 
 __all__ = ["FORMAT", "MANIFEST", "Column", "checked_manifest", "check_file", "locked", "read_manifest",
@@ -90,7 +91,7 @@ def checked_manifest(m: dict) -> str:
     if not isinstance(files, dict) or not isinstance(rows, dict):
         raise ValueError("expected the files and rows tables")
     for ps in rows:
-        if not (isinstance(ps, str) and ps.isdigit() and 1 <= int(ps) <= 10):
+        if not (isinstance(ps, str) and ps.isdigit() and int(ps) in FINGER_POSITIONS):
             raise ValueError(f"rows: expected positions 1-10, got {ps!r}")
         for name in (f"pos{int(ps):02d}.faiss", f"rows{int(ps):02d}.npz"):
             if name not in files:

@@ -36,6 +36,7 @@ import numpy as np
 
 from .._io import canonical_checksum
 from ..errors import invalid
+from ..template import FINGER_POSITIONS
 from . import code_files as files
 from .code_files import Column
 from .codes import default_model, finger_codes
@@ -331,7 +332,7 @@ class FaissRetrieval:
             if int(held.sum()) != want:
                 problems.append(f"position {p}: {int(held.sum())} rows of the store's fingers, the store holds {want} "
                                 f"up to id {self.indexed_upto}")
-        for p in range(1, 11):
+        for p in FINGER_POSITIONS:
             if p not in self._index and ((fid_key[1:upto + 1] >= 0) & (fid_pos[1:upto + 1] == p)).any():
                 problems.append(f"position {p}: missing, the store holds fingers there up to id {self.indexed_upto}")
         return problems
