@@ -1,9 +1,17 @@
-"""Every tunable of biomatch, in one frozen parameter object per stage.
+"""The parameters of the fingerprint stages, and the JSON round trip and hash every parameter object uses.
+
+Every tunable of biomatch lives in one frozen parameter object per stage.  The fingerprint stages'
+are here: :class:`ExtractionParams` (extraction), :class:`QualityParams` (the 0-100 print quality
+score) and :class:`MatchParams` (the matcher; the C++ core's table ``native/mcc_params.def`` is
+checked against it).  The later stages keep theirs beside their code, in their own layer:
+``extract.resolution.ResolutionParams`` (the stated-dpi check), ``retrieval.codes.EncodeParams``
+and ``retrieval.faiss_retrieval.FaissRetrievalParams`` (finger codes, candidate retrieval),
+``decide.params.DecisionParams`` (fusion and the verdict) and ``face.params.FaceParams``.
 
 Names carry their units (``_px`` at the 500 dpi working resolution, ``_deg``,
-``_dpi``).  Each object round-trips through JSON and has a short stable hash;
-templates store the hash of the extraction parameters and the matcher refuses to
-compare templates of incompatible generations.
+``_dpi``).  Each object round-trips through JSON (:func:`to_json`, :func:`from_json`) and has a
+short stable hash (:func:`params_hash`); templates store the hash of the extraction parameters and
+the matcher refuses to compare templates of incompatible generations.
 """
 
 from __future__ import annotations
