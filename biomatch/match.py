@@ -49,12 +49,9 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
 
 The kernels live in ``native/`` (one translation unit per stage, listed in
 ``native/stages.hpp``; the parameter table ``native/mcc_params.def`` mirrors
-:class:`~biomatch.params.MatchParams`); this module validates and converts.  The orientation
-term costs ~5% of the comparisons/s on FVC2002 DB1_B templates (bench_match_speed,
-105,000 -> 100,000; ~0.7 us per comparison, computed for the ~37% of pairs that pass the gate).  Speed (one thread, ``benchmarks/bench_match_speed.py``, elastic stage on):
-~97,000-109,000 comparisons/s on FVC2002 DB1_B templates (34 minutiae on average; 1.30x
-the previous kernels in a C++ harness, same scores bit for bit), ~166,000 at 30 random
-minutiae, on an AVX-512 Zen 4 core (shared machine: +-10% run to run).  :meth:`FingerprintMatcher.match_many`
+:class:`~biomatch.params.MatchParams`); this module validates and converts.  Speed (one thread,
+``benchmarks/bench_match_speed.py``, which names the kernel it ran) is in the README's results,
+not here.  :meth:`FingerprintMatcher.match_many`
 checks a list of PreparedTemplates at C speed (type and parameter hash, map() over the slots)
 and hands their native objects over; lists holding Templates or anything else take the
 validating Python path.
