@@ -215,7 +215,7 @@ class MatchParams:
 
 @dataclass(frozen=True)
 class QualityParams:
-    """Parameters of the whole-image quality score (:mod:`biomatch.extract.image_quality`).
+    """Parameters of the whole-image quality score (:mod:`biomatch.extract.quality_score`).
 
     The model: ``z = bias + weight_log_area * ln(area_mm2 / 100) + weight_coherence * coherence
     + weight_clarity * clarity + weight_ridge_fraction * ridge_fraction + weight_minutiae *

@@ -56,7 +56,7 @@ from .minutiae import detect_minutiae, valley_fork_locations
 from .orientation import orientation_field
 from .quality import minutia_quality, print_quality, ridge_fraction
 from .resolution import ResolutionParams, auto_dpi, check_resolution
-from .image_quality import quality_features, quality_score
+from .quality_score import quality_features, quality_score
 from .segmentation import normalise, refine_mask, segment
 from .skeleton import skeletonise
 
@@ -91,7 +91,7 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     -------
     Template
         Minutiae at 500 dpi; ``quality`` is the 0-100 print quality score of
-        :mod:`biomatch.extract.image_quality` (what ``biomatch quality`` prints, at least 1);
+        :mod:`biomatch.extract.quality_score` (what ``biomatch quality`` prints, at least 1);
         ``orientation_grid`` the 16 px block orientation field.
         An image without a usable print gives an empty template with quality 0 (not an
         exception).

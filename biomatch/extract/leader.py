@@ -46,7 +46,7 @@ from ..template import BIFURCATION, ENDING, MINUTIA_DTYPE, Template
 from . import load_working_image, print_region
 from .block_orientation import block_orientations
 from .enhancement import enhance
-from .image_quality import quality_features, quality_score
+from .quality_score import quality_features, quality_score
 from .quality import print_quality
 
 __all__ = ["extract_leader", "find_leader_model", "LeaderModelError", "LEADER_SHA256"]

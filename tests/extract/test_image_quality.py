@@ -10,8 +10,9 @@ from _util import need_dataset, synthetic_ridges
 
 from biomatch.errors import InvalidInputError
 from biomatch.extract import extract
-from biomatch.extract.image_quality import (ImageQuality, QualityFeatures, _block_sums, image_quality,
+from biomatch.extract.image_quality import (ImageQuality, QualityFeatures, image_quality,
                                             image_quality_from_capture, quality_features, quality_score)
+from biomatch.extract.quality_score import _block_sums
 from biomatch.params import QualityParams, from_json, to_json
 
 
