@@ -18,7 +18,7 @@ OUT ?= out
 install: $(STAMP)
 
 # Re-install when the build inputs change; the editable install rebuilds native/ as needed.
-$(STAMP): pyproject.toml native/CMakeLists.txt $(wildcard native/*.cpp native/*.hpp)
+$(STAMP): pyproject.toml native/CMakeLists.txt $(wildcard native/*.cpp native/*.hpp native/*.inc native/*.def)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q scikit-build-core nanobind

@@ -127,22 +127,21 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
 }
 
 void bind_config(nb::module_& m) {
-  // The kernel Config() picks by default on this machine (AVX-512 when the CPU has it).
-  m.attr("popcount_kernel") = biomatch::avx512_available() ? "avx512" : "portable";
+  // This module's instruction set; biomatch._native picks the module (cpu_kernels() of the
+  // portable one says which the CPU runs).
+  m.attr("kernel") = biomatch::kernel_name(biomatch::compiled_kernel());
+  m.def("cpu_kernels", [] {
+    std::vector<std::string> out;
+    for (auto k : {biomatch::Kernel::Portable, biomatch::Kernel::Avx2, biomatch::Kernel::Avx512})
+      if (biomatch::cpu_runs(k)) out.push_back(biomatch::kernel_name(k));
+    return out;
+  }, "The kernels this CPU runs, from the most portable to the fastest.");
   m.def("mcc_params_fields", &params_fields,
         "(name, C++ type, default) of every field of the native parameter table (mcc_params.def), in order.");
 
   nb::class_<Config>(m, "Config")
-      .def("__init__", [](Config* self, const nb::dict& d, const std::string& kernel) {
-        MccParams p = params_from_dict(d);
-        if (kernel == "auto") new (self) Config(p);
-        else if (kernel == "portable") new (self) Config(p, biomatch::Kernel::Portable);
-        else if (kernel == "avx512") new (self) Config(p, biomatch::Kernel::Avx512);
-        else throw std::invalid_argument("kernel: expected 'auto', 'portable' or 'avx512', got '" + kernel + "'");
-      }, "params"_a, "kernel"_a = "auto")
-      .def_prop_ro("kernel", [](const Config& c) {
-        return c.kernel() == biomatch::Kernel::Avx512 ? "avx512" : "portable";
-      })
+      .def("__init__", [](Config* self, const nb::dict& d) { new (self) Config(params_from_dict(d)); }, "params"_a)
+      .def_prop_ro("kernel", [](const Config& c) { return biomatch::kernel_name(c.kernel()); })
       .def_prop_ro("words", &Config::words)
       .def_prop_ro("disc_cells", &Config::disc_cells)
       .def_prop_ro("params", [](const Config& c) { return params_to_dict(c.params()); },
@@ -239,7 +238,10 @@ void bind_inspection(nb::module_& m) {
 
 }  // namespace
 
-NB_MODULE(_native, m) {
+// The module's name (_portable, _avx2, _avx512) comes from the build, one module per kernel;
+// the indirection expands the macro before NB_MODULE pastes it.
+#define BIOMATCH_NB_MODULE(name, m) NB_MODULE(name, m)
+BIOMATCH_NB_MODULE(BIOMATCH_MODULE, m) {
   m.doc() = "biomatch native core: Minutia Cylinder-Code matching (see biomatch.match).";
   bind_config(m);
   bind_prepared(m);

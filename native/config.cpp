@@ -42,19 +42,52 @@ void check_params(const MccParams& p) {
 
 }  // namespace
 
-bool avx512_available() {
-#ifdef BIOMATCH_HAVE_AVX512
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512vpopcntdq");
+Kernel compiled_kernel() {
+#if defined(BIOMATCH_HAVE_AVX512)
+  return Kernel::Avx512;
+#elif defined(BIOMATCH_HAVE_AVX2)
+  return Kernel::Avx2;
 #else
-  return false;
+  return Kernel::Portable;
 #endif
 }
 
-Config::Config(const MccParams& p, Kernel kernel) : p_(p), kernel_(kernel) {
+const char* kernel_name(Kernel k) {
+  switch (k) {
+    case Kernel::Avx2: return "avx2";
+    case Kernel::Avx512: return "avx512";
+    default: return "portable";
+  }
+}
+
+bool cpu_runs(Kernel k) {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  // The features -march=x86-64-v2 / v3 / v4 (+ VPOPCNTDQ) let the compiler use, as in
+  // CMakeLists.txt; checked one by one (older compilers lack the level names).
+  __builtin_cpu_init();
+  const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                  __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+                  __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("avx") &&
+                  __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("f16c") &&
+                  __builtin_cpu_supports("movbe") && __builtin_cpu_supports("lzcnt");
+  const bool v2 = __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("sse4.2") &&
+                  __builtin_cpu_supports("ssse3");
+  switch (k) {
+    case Kernel::Portable: return v2;
+    case Kernel::Avx2: return v3;
+    case Kernel::Avx512:
+      return v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vpopcntdq");
+  }
+  return false;
+#else
+  return k == Kernel::Portable;
+#endif
+}
+
+Config::Config(const MccParams& p) : p_(p) {
   check_params(p);
-  if (kernel == Kernel::Avx512 && !avx512_available())
-    throw std::invalid_argument("kernel: avx512 requested, but this build or CPU lacks AVX-512 VPOPCNTDQ");
   Geometry g(p);
   const int ns = p.spatial_cells;
   disc_index_.assign(ns * ns, -1);

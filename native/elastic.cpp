@@ -14,13 +14,17 @@
 namespace biomatch::detail {
 namespace {
 
-// W lanes of B minutiae at a time: 4 (one SSE register on the baseline x86-64 target) or,
-// compiled under an AVX-512 target attribute, 16.  Element-wise IEEE operations: the same
-// bits for any W.
+// W lanes of B minutiae at a time: one vector register of the module's instruction set, 4 (SSE,
+// the baseline x86-64 target), 8 (the avx2 module) or 16 (the avx512 module).  Element-wise
+// IEEE operations: the same bits for any W.
 template <int W> struct Lanes;
 template <> struct Lanes<4> {
   typedef float f __attribute__((vector_size(16)));
   typedef int32_t i __attribute__((vector_size(16)));
+};
+template <> struct Lanes<8> {
+  typedef float f __attribute__((vector_size(32)));
+  typedef int32_t i __attribute__((vector_size(32)));
 };
 template <> struct Lanes<16> {
   typedef float f __attribute__((vector_size(64)));
@@ -60,9 +64,8 @@ struct ElasticRows {
 // of A against every B minutia (the same operations as the vector-extension loop there), and
 // the keys of the agreeing j (rel <= 1 and directions within cos_max), in order, written from
 // out on (whole vectors of 8: up to 8 entries past the last key are overwritten).  Returns the end.
-__attribute__((target("avx512f,avx512vl"))) inline uint64_t* elastic_row_avx512(
-    const float* xb, const float* yb, const float* cb, const float* sb, int nb, float X, float Y, float inv_tol2,
-    float cT, float sT, float cos_max, int i, uint64_t* out) {
+inline uint64_t* elastic_row_avx512(const float* xb, const float* yb, const float* cb, const float* sb, int nb, float X,
+                                    float Y, float inv_tol2, float cT, float sT, float cos_max, int i, uint64_t* out) {
   const __m512 vX = _mm512_set1_ps(X), vY = _mm512_set1_ps(Y), vinv = _mm512_set1_ps(inv_tol2);
   const __m512 vcT = _mm512_set1_ps(cT), vsT = _mm512_set1_ps(sT), vcm = _mm512_set1_ps(cos_max);
   const __m512 one = _mm512_set1_ps(1.f);
@@ -105,9 +108,8 @@ __attribute__((target("avx512f,avx512vl"))) inline uint64_t* elastic_row_avx512(
 // alignment and 1 / tol^2, and whether it lies within reach of B's bounding box; then only
 // those rows, in order (the others have no candidate, so the bound rows + rows left counts
 // only these).
-__attribute__((target("avx512f,avx512vl"))) ElasticRows elastic_rows_avx512(const Alignment& al, const Prepared& a,
-                                                                            const Prepared& b, Scratch& s, int beat,
-                                                                            uint64_t* ek) {
+ElasticRows elastic_rows_avx512(const Alignment& al, const Prepared& a, const Prepared& b, Scratch& s, int beat,
+                                uint64_t* ek) {
   ElasticRows out;
   const float ax = al.ax, ay = al.ay, bx = al.bx, by = al.by, c = al.c, sn = al.sn, d0 = al.d0, f = al.f;
   const float* da = al.da;
@@ -298,24 +300,19 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
   return elastic_pairs(a, b.n, s, beat, ek, r);
 }
 
-#ifdef BIOMATCH_HAVE_AVX512
-__attribute__((target("avx512f,avx512vl"))) int elastic_count_avx512(const MccParams& p, const Prepared& a,
-                                                                      const Prepared& b, int ia, int ib,
-                                                                      Scratch& s, int beat, float c, float sn,
-                                                                      float cos_max) {
-  return elastic_count_w<16>(p, a, b, ia, ib, s, beat, c, sn, cos_max);
-}
+#if defined(BIOMATCH_HAVE_AVX512)
+constexpr int kElasticLanes = 16;
+#elif defined(BIOMATCH_HAVE_AVX2)
+constexpr int kElasticLanes = 8;
+#else
+constexpr int kElasticLanes = 4;
 #endif
 
 // c, sn: cos and sin of the alignment's rotation (B direction - A direction of the anchor, or a
 // refined one), computed by the caller (once per anchor).
 int elastic_count(const Config& cfg, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s, int beat,
                   float c, float sn) {
-#ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512)
-    return elastic_count_avx512(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
-#endif
-  return elastic_count_w<4>(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
+  return elastic_count_w<kElasticLanes>(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
 }
 
 // Records the best anchor so far: its pairs, 1 + partner in B per minutia of A, in s.epart.

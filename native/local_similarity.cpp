@@ -20,22 +20,11 @@ namespace scan_portable {
 }  // namespace scan_portable
 
 #ifdef BIOMATCH_HAVE_AVX512
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512vpopcntdq,popcnt")
-#endif
 namespace scan_avx512 {
 #define BIOMATCH_SCAN_AVX512 1
 #include "mcc_scan.inc"
 #undef BIOMATCH_SCAN_AVX512
 }  // namespace scan_avx512
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
 #endif
 
 }  // namespace
@@ -44,7 +33,7 @@ namespace detail {
 
 int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s) {
 #ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512 && cfg.mask_words() <= 8) {
+  if (cfg.mask_words() <= 8) {
     const int chunks = (cfg.words() + 7) / 8;
     const bool half = cfg.words() - 8 * (chunks - 1) <= 4 && cfg.mask_words() <= 4;
     switch (chunks * 2 + half) {  // 8-word chunks held in registers; larger cylinders go portable

@@ -28,11 +28,16 @@ struct MccParams {
 #undef BIOMATCH_MCC_PARAM
 };
 
-// Popcount kernel of the cylinder comparisons.  Both give bit-identical scores.
-enum class Kernel { Portable, Avx512 };
+// The instruction set a module of the native core is compiled for (one extension module per
+// kernel, chosen when biomatch._native loads).  All kernels give bit-identical scores.
+enum class Kernel { Portable, Avx2, Avx512 };
 
-// True when this build contains the AVX-512 VPOPCNTDQ kernel and this CPU runs it.
-bool avx512_available();
+// The kernel of this module, and its name ("portable", "avx2", "avx512").
+Kernel compiled_kernel();
+const char* kernel_name(Kernel k);
+
+// True when this CPU runs the kernel's instructions (what the module's compiler flags assume).
+bool cpu_runs(Kernel k);
 
 // A minutiae set with its cylinders, in a y-up working frame.
 //
@@ -81,10 +86,9 @@ constexpr uint8_t kNoPrint = 255;
 // Immutable per-parameter tables.
 class Config {
  public:
-  explicit Config(const MccParams& p, Kernel kernel);
-  explicit Config(const MccParams& p) : Config(p, avx512_available() ? Kernel::Avx512 : Kernel::Portable) {}
+  explicit Config(const MccParams& p);
   const MccParams& params() const { return p_; }
-  Kernel kernel() const { return kernel_; }
+  Kernel kernel() const { return compiled_kernel(); }
   int cells() const { return p_.spatial_cells * p_.spatial_cells * p_.angular_cells; }
   int words() const { return words_; }            // packed cylinder words
   int mask_words() const { return mask_words_; }  // packed spatial mask words
@@ -123,7 +127,6 @@ class Config {
 
  private:
   MccParams p_;
-  Kernel kernel_;
   int words_, mask_words_, disc_cells_, min_common_;
   std::vector<int> disc_index_;
   std::vector<float> lut_dist_, lut_angle_;

@@ -7,13 +7,22 @@
 
 #include "mcc.hpp"
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(BIOMATCH_NO_AVX512)
+// The vector code paths follow the instruction set this module is compiled for (one module
+// per kernel, see CMakeLists.txt): never a run-time switch inside a module.
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512VPOPCNTDQ__)
 #include <immintrin.h>
-#define BIOMATCH_HAVE_AVX512 1  // compiled with target attributes, chosen at run time
+#define BIOMATCH_HAVE_AVX512 1
+#elif defined(__AVX2__) && defined(__POPCNT__)
+#include <immintrin.h>
+#define BIOMATCH_HAVE_AVX2 1
 #endif
 
 namespace biomatch::detail {
+
+// Bits set in x: one POPCNT instruction on x86-64 (every module targets x86-64-v2 at least,
+// see CMakeLists.txt; without it GCC calls a library function, even for a hand-written bit
+// count, which it recognises), and the native instruction on other targets.
+inline uint64_t popcount64(uint64_t x) { return static_cast<uint64_t>(__builtin_popcountll(x)); }
 
 constexpr float kPi = 3.14159265358979323846f;
 constexpr float kTwoPi = 2.f * kPi;

@@ -12,43 +12,53 @@ namespace biomatch::detail {
 namespace {
 
 // Relaxation iterations (Section 4.3) on the transposed compatibility matrix rho (rows of
-// `stride` floats): blocks of 16 t held in one vector, summing over k in order.  GCC/Clang
-// vector extensions: element-wise IEEE operations, the same bits on any target (SSE pairs on
-// the baseline, one AVX-512 register under the target attribute).  The result is left in l1.
+// `stride` floats, a multiple of 16): blocks of kRelaxLanes t held in one vector register of
+// the module's instruction set (4 on the x86-64 baseline, 8 with AVX2, 16 with AVX-512: wider
+// generic vectors are split through the stack), summing over k in order.  GCC/Clang vector
+// extensions: element-wise IEEE operations, and per element the same sum in the same order,
+// so the same bits for any width.  The result is left in l1.
+#if defined(BIOMATCH_HAVE_AVX512)
+constexpr int kRelaxLanes = 16;
+#elif defined(BIOMATCH_HAVE_AVX2)
+constexpr int kRelaxLanes = 8;
+#else
+constexpr int kRelaxLanes = 4;
+#endif
 __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int stride, float wr, float norm,
                                                    int iterations, std::vector<float>& v1, std::vector<float>& v2) {
-  typedef float v16 __attribute__((vector_size(64)));
+  constexpr int W = kRelaxLanes;
+  typedef float vec __attribute__((vector_size(4 * W)));
   for (int it = 0; it < iterations; ++it) {
     float* __restrict l2 = v2.data();
     const float* __restrict l1 = v1.data();
     // Two blocks per pass over k when they exist: two independent accumulation chains (each
-    // sum is latency-bound).  Per element the same sum in the same order.
+    // sum is latency-bound).
     int t0 = 0;
-    for (; t0 + 32 <= stride; t0 += 32) {
-      v16 acc0 = {}, acc1 = {};
+    for (; t0 + 2 * W <= stride; t0 += 2 * W) {
+      vec acc0 = {}, acc1 = {};
       for (int k = 0; k < nr; ++k) {
-        v16 row0, row1;
+        vec row0, row1;
         std::memcpy(&row0, rho + size_t(k) * stride + t0, sizeof row0);
-        std::memcpy(&row1, rho + size_t(k) * stride + t0 + 16, sizeof row1);
+        std::memcpy(&row1, rho + size_t(k) * stride + t0 + W, sizeof row1);
         acc0 += row0 * l1[k];
         acc1 += row1 * l1[k];
       }
-      v16 prev0, prev1, out0, out1;
+      vec prev0, prev1, out0, out1;
       std::memcpy(&prev0, l1 + t0, sizeof prev0);
-      std::memcpy(&prev1, l1 + t0 + 16, sizeof prev1);
+      std::memcpy(&prev1, l1 + t0 + W, sizeof prev1);
       out0 = wr * prev0 + norm * acc0;
       out1 = wr * prev1 + norm * acc1;
       std::memcpy(l2 + t0, &out0, sizeof out0);
-      std::memcpy(l2 + t0 + 16, &out1, sizeof out1);
+      std::memcpy(l2 + t0 + W, &out1, sizeof out1);
     }
-    for (; t0 < stride; t0 += 16) {
-      v16 acc = {};
+    for (; t0 < stride; t0 += W) {
+      vec acc = {};
       for (int k = 0; k < nr; ++k) {
-        v16 row;
+        vec row;
         std::memcpy(&row, rho + size_t(k) * stride + t0, sizeof row);
         acc += row * l1[k];
       }
-      v16 prev, out;
+      vec prev, out;
       std::memcpy(&prev, l1 + t0, sizeof prev);
       out = wr * prev + norm * acc;
       std::memcpy(l2 + t0, &out, sizeof out);
@@ -71,14 +81,14 @@ inline int near_pairs(const Config& cfg, const float* da, const float* db, const
 
 #ifdef BIOMATCH_HAVE_AVX512
 // table[idx] for idx in [0, 64), table in 4 vectors of 16 (permutes instead of a gather).
-__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512i lookup64(__m512i idx, const __m512i* t) {
+__attribute__((always_inline)) inline __m512i lookup64(__m512i idx, const __m512i* t) {
   const __m512i lo = _mm512_permutex2var_epi32(t[0], idx, t[1]);  // index bits 0..4
   const __m512i hi = _mm512_permutex2var_epi32(t[2], idx, t[3]);
   return _mm512_mask_blend_epi32(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
 }
 
 // The first min(n, 64) entries of row in 4 vectors (zeros past n), for lookup64.
-__attribute__((target("avx512f,avx512vl"), always_inline)) inline void load64(const void* row, int n, __m512i* t) {
+__attribute__((always_inline)) inline void load64(const void* row, int n, __m512i* t) {
   for (int u = 0; u < 4; ++u) {
     const int left = n - 16 * u;
     const __mmask16 m = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
@@ -89,10 +99,8 @@ __attribute__((target("avx512f,avx512vl"), always_inline)) inline void load64(co
 // near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
 // the same products, so the same set), written as pair codes t << 16 | k.  near needs room
 // for 16 entries past the last.
-__attribute__((target("avx512f,avx512vl"))) inline int near_pairs_avx512(const Config& cfg, const float* da,
-                                                                         const float* db, int na, int nb,
-                                                                         const int* ra, const int* rb, int t, int nr,
-                                                                         int* __restrict near) {
+inline int near_pairs_avx512(const Config& cfg, const float* da, const float* db, int na, int nb, const int* ra,
+                             const int* rb, int t, int nr, int* __restrict near) {
   const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   __m512i vk = _mm512_add_epi32(_mm512_set1_epi32((t << 16) + t + 1),  // pair codes t << 16 | k
@@ -155,20 +163,19 @@ __attribute__((always_inline)) inline void build_rho_w(const Config& cfg, const 
 }
 
 #ifdef BIOMATCH_HAVE_AVX512
-// Helpers of build_rho_avx512 (free functions: a lambda would not inherit its target).
-__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 gather16(__mmask16 live, __m512i idx,
-                                                                                 const float* base) {
+// Helpers of build_rho_avx512.
+__attribute__((always_inline)) inline __m512 gather16(__mmask16 live, __m512i idx, const float* base) {
   return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base, 4);
 }
 
 // table[min(int(v * scale), last)], as Config::z_dist / z_angle.
-__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 lut16(__mmask16 live, const float* table,
-                                                                              __m512 v, __m512 scale, __m512i last) {
+__attribute__((always_inline)) inline __m512 lut16(__mmask16 live, const float* table, __m512 v, __m512 scale,
+                                                   __m512i last) {
   return gather16(live, _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(v, scale)), last), table);
 }
 
 // abs_angle_diff: min(d, 2pi - d) with d = |x - y|, as std::min(d, 2pi - d).
-__attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 angle_diff16(__m512 x, __m512 y) {
+__attribute__((always_inline)) inline __m512 angle_diff16(__m512 x, __m512 y) {
   const __m512 d = _mm512_castsi512_ps(
       _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(x, y)), _mm512_set1_epi32(0x7fffffff)));
   return _mm512_min_ps(_mm512_sub_ps(_mm512_set1_ps(kTwoPi), d), d);
@@ -178,9 +185,8 @@ __attribute__((target("avx512f,avx512vl"), always_inline)) inline __m512 angle_d
 // compatibilities 16 at a time (gathers of the table entries, the same operations in the same
 // order per element as build_rho_w, scattered into rho).  near needs room for
 // nr (nr - 1) / 2 + 16 entries.
-__attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& cfg, const Prepared& a,
-                                                                   const Prepared& b, const int* ra, const int* rb,
-                                                                   int nr, int stride, int* near, float* rho) {
+void build_rho_avx512(const Config& cfg, const Prepared& a, const Prepared& b, const int* ra, const int* rb, int nr,
+                      int stride, int* near, float* rho) {
   int total = 0;
   for (int t = 0; t < nr; ++t)
     total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], a.n, b.n, ra, rb,
@@ -237,14 +243,6 @@ __attribute__((target("avx512f,avx512vl"))) void build_rho_avx512(const Config& 
 }
 #endif
 
-#ifdef BIOMATCH_HAVE_AVX512
-__attribute__((target("avx512f,avx512vl"))) void relax_avx512(const float* rho, int nr, int stride, float wr,
-                                                               float norm, int iterations, std::vector<float>& v1,
-                                                               std::vector<float>& v2) {
-  relax_w(rho, nr, stride, wr, norm, iterations, v1, v2);
-}
-#endif
-
 }  // namespace
 
 void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int nr) {
@@ -261,7 +259,7 @@ void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratc
   float* rho = s.rho.data();
 #ifdef BIOMATCH_HAVE_AVX512
   // (32-bit table indices and pair codes t << 16 | k in the vector code)
-  if (cfg.kernel() == Kernel::Avx512 && a.n < 32768 && b.n < 32768)
+  if (a.n < 32768 && b.n < 32768)
     build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
   else
 #endif
@@ -273,12 +271,7 @@ void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratc
   s.l2.resize(stride);
   const float wr = p.relax_weight;
   const float norm = nr > 1 ? (1.f - wr) / float(nr - 1) : 0.f;
-#ifdef BIOMATCH_HAVE_AVX512
-  if (cfg.kernel() == Kernel::Avx512)
-    relax_avx512(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
-  else
-#endif
-    relax_w(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
+  relax_w(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
 }
 
 float lssr_top_pairs(Scratch& s, int nr, int np) {

@@ -48,13 +48,31 @@ from ._common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_INTERRUPTED"]
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the native core's kernel (loading the core only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            import biomatch._native as native
+
+            kernel = (f"kernel {native.kernel} (this CPU runs {', '.join(native.available_kernels())}; "
+                      f"{native.KERNEL_ENV} overrides)")
+        except BiomatchError as exc:
+            parser.exit(EXIT_INPUT, f"biomatch {__version__}\nbiomatch: error: {exc}\n")
+        print(f"biomatch {__version__}, native {kernel}")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``biomatch`` parser; each command's ``func(args)`` returns its exit code."""
     ap = argparse.ArgumentParser(prog="biomatch", description="Biometric matching engine: fingerprint "
                                  "extraction, verification and evaluation.",
                                  epilog="Exit codes: 0 success, 1 internal error, 2 bad usage or input, "
                                         "130 interrupted.")
-    ap.add_argument("--version", action="version", version=f"biomatch {__version__}")
+    ap.add_argument("--version", action=_Version, help="print the version and the native kernel in use, then exit")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv: debug)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     templates.add_parsers(sub)           # extract, quality, convert, verify

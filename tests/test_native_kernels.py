@@ -1,0 +1,121 @@
+"""The native core's kernels: one module per instruction set, chosen when it loads.
+
+Every kernel this machine runs is compared with the portable one (always built and always run),
+cylinder bits and scores, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import biomatch._native as native  # part of the package: a broken build fails, never skips
+from biomatch.errors import InvalidInputError
+from biomatch.params import MatchParams
+from biomatch.template import Template
+
+P = MatchParams()
+
+
+def random_template(rng, n=45, size=400):
+    pts = rng.uniform(20, size - 20, (n, 2))
+    return Template.from_arrays(pts[:, 0], pts[:, 1], rng.uniform(0, 2 * np.pi, n), width=size, height=size)
+
+
+def moved(t, rng, angle_deg=12.0, shift=(4.0, -3.0), jitter_px=2.0):
+    a = np.deg2rad(angle_deg)
+    xy = t.as_float_array()[:, :2].astype(np.float64) - 200
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    xy = np.clip(xy @ rot.T + 200 + shift + rng.normal(0, jitter_px, xy.shape), 1, 398)
+    th = t.as_float_array()[:, 2] - a + rng.normal(0, np.deg2rad(3), len(xy))
+    return Template.from_arrays(xy[:, 0], xy[:, 1], np.mod(th, 2 * np.pi), width=400, height=400)
+
+
+def scores_per_kernel(params: MatchParams, probe, cands):
+    """{kernel: match_many scores}, each kernel preparing the templates itself."""
+    d = dataclasses.asdict(params)
+    out = {}
+    for name in native.available_kernels():
+        mod = native.load_kernel(name)
+        cfg = mod.Config(d)
+        assert cfg.kernel == mod.kernel == name
+        pc = [mod.prepare(cfg, c.as_float_array()) for c in cands]
+        out[name] = mod.match_many(cfg, mod.prepare(cfg, probe.as_float_array()), pc, 1)
+    return out
+
+
+def test_portable_is_always_built_and_the_default_is_the_fastest_the_cpu_runs():
+    assert native.KERNELS == ("portable", "avx2", "avx512")
+    available = native.available_kernels()
+    assert available[0] == "portable"
+    assert set(available) <= set(native.built_kernels())
+    if "BIOMATCH_KERNEL" not in os.environ:
+        assert native.kernel == available[-1]
+    assert native.Config(dataclasses.asdict(P)).kernel == native.kernel
+
+
+def test_every_kernel_gives_the_portable_scores_bit_for_bit():
+    rng = np.random.default_rng(12)
+    probe = random_template(rng)
+    cands = [moved(probe, rng)] + [random_template(rng, n=int(n)) for n in rng.integers(5, 70, 30)]
+    scores = scores_per_kernel(P, probe, cands)
+    for name, got in scores.items():
+        np.testing.assert_array_equal(got, scores["portable"], err_msg=name)
+    assert scores["portable"][0] > 2 * max(scores["portable"][1:])  # the mate is found at all
+    # Other cylinder sizes take other unrolled paths (1..4 chunks of 8 words) or the portable loop.
+    for ns, nd in ((8, 4), (12, 6), (16, 8), (20, 8)):
+        s2 = scores_per_kernel(dataclasses.replace(P, spatial_cells=ns, angular_cells=nd), probe, cands[:10])
+        for name, got in s2.items():
+            np.testing.assert_array_equal(got, s2["portable"], err_msg=f"{name} {ns}x{nd}")
+
+
+def test_every_kernel_builds_the_same_cylinders():
+    rng = np.random.default_rng(3)
+    t = random_template(rng, n=60)
+    d = dataclasses.asdict(P)
+    got = {}
+    for name in native.available_kernels():
+        mod = native.load_kernel(name)
+        cfg = mod.Config(d)
+        got[name] = mod.prepare(cfg, t.as_float_array()).cylinders(cfg)
+        got[name + " values"] = mod.cylinder_values(cfg, t.as_float_array())
+    for name in native.available_kernels():
+        for a, b in zip(got[name], got["portable"]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        for a, b in zip(got[name + " values"], got["portable values"]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_an_unknown_or_unsupported_kernel_is_a_typed_error():
+    with pytest.raises(InvalidInputError, match="kernel: expected one of portable, avx2, avx512, got 'gpu'"):
+        native.load_kernel("gpu")
+    for name in set(native.KERNELS) - set(native.available_kernels()):
+        with pytest.raises(InvalidInputError, match=f"'{name}' is not"):
+            native.load_kernel(name)
+
+
+def _run(code: str, kernel: str | None):
+    env = {k: v for k, v in os.environ.items() if k != "BIOMATCH_KERNEL"}
+    if kernel is not None:
+        env["BIOMATCH_KERNEL"] = kernel
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("kernel", native.available_kernels())
+def test_the_environment_variable_forces_a_kernel(kernel):
+    r = _run("import biomatch._native as n; print(n.kernel)", kernel)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == kernel
+    r = _run("from biomatch.cli import main; main(['--version'])", kernel)
+    assert f"kernel {kernel}" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_bad_environment_variable_fails_loudly_naming_it():
+    r = _run("import biomatch._native", "avx1024")
+    assert r.returncode != 0
+    assert "BIOMATCH_KERNEL='avx1024'" in r.stderr and "InvalidInputError" in r.stderr
