@@ -3,7 +3,7 @@
 Commands::
 
     biomatch gallery create PATH [--retrieval faiss|exhaustive] [--shards N] [--min-quality Q]
-    biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review]
+    biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review] [--window W] [--threads T]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
     biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
@@ -61,6 +61,10 @@ def add_parsers(sub) -> None:
         f.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
         if enrol:
             f.add_argument("--accept-review", action="store_true", help="enrol records whose decision is REVIEW")
+            f.add_argument("--window", type=positive_int, default=8,
+                           help="records searched together, then committed in order, each also compared with "
+                                "those committed ahead of it (default 8; 1: one at a time)")
+            f.add_argument("--threads", type=positive_int, default=2, help="searches run at once (default 2)")
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
     f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
     f.add_argument("path", type=Path, metavar="PATH")
@@ -113,35 +117,56 @@ def run_records(args, enrol: bool, opener=None) -> int:
 
     ``opener(path, read_only)`` opens the gallery (default :meth:`Gallery.open`; the cluster
     commands pass one that opens a :class:`~biomatch.dedup.cluster.DistributedGallery`).
+    Enrolment goes by windows of ``args.window`` records (:mod:`biomatch.dedup.pipeline`):
+    searched ``args.threads`` at a time, committed in order.
     """
     records = read_input(args.source, args.dpi)
     counts: dict[str, int] = {}
     failed = skipped = 0
+    window = getattr(args, "window", 1) if enrol else 1
     with (opener or Gallery.open)(args.path, read_only=not enrol) as g:
         bar = Progress(len(records), "enrol" if enrol else "dedup", args.quiet)
         print("subject\tdecision\tenrolled\tbest_candidate\tscore")
-        for i, (subject, fingers, dpis) in enumerate(records):
-            try:
+        for start in range(0, len(records), window):
+            chunk, results = [], []
+            for subject, fingers, dpis in records[start:start + window]:
                 if enrol and subject in g:
-                    skipped += 1
+                    results.append((subject, None))
                     continue
-                rec = _enrolment(subject, fingers, dpis)
-                report = g.enroll(rec, accept_review=args.accept_review) if enrol else g.deduplicate(rec)
-                counts[report.decision] = counts.get(report.decision, 0) + 1
-                print(_line(report), flush=True)
-            except BiomatchError as exc:
-                if enrol and isinstance(exc, DuplicateSubjectError):
-                    skipped += 1  # another run of the manifest enrolled it after our check: as resumed
+                try:
+                    rec = _enrolment(subject, fingers, dpis)
+                except BiomatchError as exc:
+                    results.append((subject, exc))
                     continue
-                failed += 1
-                print(f"{printable_id(subject)}\tERROR\t-\t{escape_unprintable(str(exc))}", flush=True)
-            finally:
-                bar.update(i + 1)
+                chunk.append(rec)
+                results.append((subject, rec))
+            done = iter(_run_chunk(g, chunk, enrol, args))
+            for subject, what in results:
+                res = next(done) if isinstance(what, Enrolment) else what
+                if res is None or (enrol and isinstance(res, DuplicateSubjectError)):
+                    skipped += 1  # enrolled before, or by another run of the manifest meanwhile: as resumed
+                elif isinstance(res, BiomatchError):
+                    failed += 1
+                    print(f"{printable_id(subject)}\tERROR\t-\t{escape_unprintable(str(res))}", flush=True)
+                else:
+                    counts[res.decision] = counts.get(res.decision, 0) + 1
+                    print(_line(res), flush=True)
+            bar.update(min(start + window, len(records)))
         n = g.stats()["subjects"]
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     print(f"# {len(records)} records: {summary or 'none searched'}; skipped (already enrolled) {skipped}; "
           f"errors {failed}; gallery holds {n} subjects")
     return EXIT_INPUT if failed else EXIT_OK
+
+
+def _run_chunk(g, chunk: list, enrol: bool, args) -> list:
+    """Enrol (one pipelined window) or deduplicate the records of ``chunk``; a result per record."""
+    if not chunk:
+        return []
+    if enrol:
+        return g.enroll_many(chunk, accept_review=args.accept_review, stop_on_error=False,
+                             window=max(1, len(chunk)), n_threads=getattr(args, "threads", 1))
+    return g.deduplicate_many(chunk, stop_on_error=False)
 
 
 def cmd_create(args) -> int:

@@ -40,12 +40,14 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import StorageError, invalid
+from ..errors import BiomatchError, StorageError, invalid
 from ..params import to_json
 from .cluster_shard import FOLD_EVERY, ClusterUnavailableError, ShardActor, _get, _RemoteShard, _ray
+from . import pipeline
 from .gallery import Gallery
-from .intake import check_face
+from .intake import check_face, windowed
 from .manifest import decision_from_json, read_manifest
+from .pipeline import check_window_args
 from .protocol import ShardCall
 from .records import Enrolment
 from .report import DedupReport
@@ -102,6 +104,11 @@ class WriterActor:
         self.g.decision_params = decision_from_json(decision_json)
         return Gallery.enroll(self.g, _unwire(wired), dedup=dedup, accept_review=accept_review,
                               check_face_quality=False)  # checked by the router (the quality is not sent)
+
+    def enroll_window(self, wired_batch, accept_review, decision_json, n_threads, stop_on_error) -> list:
+        self.g.decision_params = decision_from_json(decision_json)
+        return pipeline.enroll_window(self.g, [_unwire(w) for w in wired_batch], accept_review, False, n_threads,
+                                      stop_on_error)  # faces checked by the router (the quality is not sent)
 
     def bulk_enroll(self, wired_batch) -> int:
         records = [_unwire(w) for w in wired_batch]
@@ -310,6 +317,40 @@ class DistributedGallery(Gallery):
             check_face(record)
         ref = self._writer_actor.enroll.remote(_wire(record), dedup, accept_review, to_json(self.decision_params))
         return self._writer_call(ref, f"the enrolment of {record.subject_id!r}")
+
+    def enroll_many(self, records: Iterable[Enrolment], dedup: bool = True, accept_review: bool = False,
+                    progress: Callable | None = None, stop_on_error: bool = True, window: int = 1,
+                    n_threads: int = 1) -> list:
+        """As :meth:`Gallery.enroll_many`; each window is one call to the writer actor, which searches
+        its records in parallel over the shard actors and commits them in order."""
+        check_window_args(window, n_threads)
+        if window == 1 or not dedup:
+            return Gallery.enroll_many(self, records, dedup=dedup, accept_review=accept_review, progress=progress,
+                                       stop_on_error=stop_on_error)
+        self._check_writable()
+
+        def send(recs: list) -> list:
+            # The router's checks before the trip (as enroll); a record failing them is not sent.
+            errors: dict[int, BiomatchError] = {}
+            for i, rec in enumerate(recs):
+                try:
+                    if not isinstance(rec, Enrolment):
+                        raise invalid("record", "a biomatch Enrolment", type(rec).__name__)
+                    self._check_quality(self._usable(rec.fingers, "record.fingers"), "record.fingers")
+                    check_face(rec)
+                except BiomatchError as exc:
+                    errors[i] = exc
+                    if stop_on_error:
+                        break
+            last = min(errors) if stop_on_error and errors else len(recs)
+            ok = [rec for i, rec in enumerate(recs[:last]) if i not in errors]
+            done = iter(self._writer_call(self._writer_actor.enroll_window.remote(
+                [_wire(r) for r in ok], accept_review, to_json(self.decision_params), n_threads, stop_on_error),
+                f"a window of {len(ok)} enrolments") if ok else [])
+            out = [errors[i] if i in errors else next(done, None) for i in range(min(last + 1, len(recs)))]
+            return [r for r in out if r is not None]
+
+        return windowed(records, window, send, progress, stop_on_error)
 
     def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 2000,
                     progress: Callable | None = None) -> int:

@@ -20,8 +20,8 @@ from ..errors import BiomatchError, StorageError
 from ..match import prepare
 from ..params import MatchParams, from_json
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, Persons, PersonsReply,
-                       PositionCounts, Present, Remove, Rerank, RerankReply, Scan, ScanReply, ShardCall, ShardStats,
-                       Stats, SubjectPrepared, SubjectTemplates, dispatch)
+                       PositionCounts, Present, Remove, Rerank, RerankReply, Scan, ScanReply, Sequences, ShardCall,
+                       ShardStats, Stats, SubjectPrepared, SubjectTemplates, dispatch)
 from .shard import Shard, ShardSpec
 
 __all__ = ["ShardActor", "ClusterUnavailableError", "FOLD_EVERY", "WRITE_ATTEMPTS"]
@@ -223,6 +223,9 @@ class _RemoteShard:
         return self._call(call)
 
     def integrity_problems(self, call: IntegrityProblems = IntegrityProblems()) -> list:
+        return self._call(call)
+
+    def sequences(self, call: Sequences = Sequences()) -> dict:
         return self._call(call)
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from .. import decide
 from ..errors import DuplicateSubjectError, invalid
 from ..match import FingerprintMatcher, prepare
 from ..template import Template
-from . import intake
+from . import intake, pipeline
 from . import manifest as _mf
 from .core import GalleryCore
 from .protocol import BulkInsert, Insert, IntegrityProblems, Remove, Stats, SubjectPrepared, SubjectTemplates
@@ -150,8 +150,9 @@ class Gallery(GalleryCore):
             return dataclasses.replace(report, enrolled=True, timings_ms=timings)
 
     def enroll_many(self, records: Iterable[Enrolment], dedup: bool = True, accept_review: bool = False,
-                    progress: Callable | None = None, stop_on_error: bool = True) -> list:
-        """Enrol a backlog, one durable enrolment at a time (each sees the previous ones).
+                    progress: Callable | None = None, stop_on_error: bool = True, window: int = 1,
+                    n_threads: int = 1) -> list:
+        """Enrol a backlog; each record sees every record committed before it.
 
         Parameters
         ----------
@@ -160,13 +161,24 @@ class Gallery(GalleryCore):
             ``total`` is None for iterables without a length.  A record reported here is durable.
         stop_on_error : bool
             Raise the first error (default); otherwise record it and go on.
+        window : int
+            Records searched in parallel before being committed in order
+            (:mod:`~biomatch.dedup.pipeline`); 1 enrols one record at a time.  Each record is
+            still compared with the records committed ahead of it in its window, so two
+            records of one person give one enrolment and one DUPLICATE whatever the window.
+        n_threads : int
+            Searches run at once within a window.
 
         Returns
         -------
         list of DedupReport or BiomatchError, in input order
         """
-        return intake.each(records, lambda rec: self.enroll(rec, dedup=dedup, accept_review=accept_review),
-                     progress, stop_on_error)
+        pipeline.check_window_args(window, n_threads)
+        if window == 1 or not dedup:
+            return intake.each(records, lambda rec: self.enroll(rec, dedup=dedup, accept_review=accept_review),
+                               progress, stop_on_error)
+        return intake.windowed(records, window, lambda recs: pipeline.enroll_window(
+            self, recs, accept_review, True, n_threads, stop_on_error), progress, stop_on_error)
 
     def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 2000,
                     progress: Callable | None = None) -> int:

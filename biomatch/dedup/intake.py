@@ -103,3 +103,30 @@ def each(records, action, progress, stop_on_error: bool) -> list:
         if progress is not None:
             progress(i + 1, total, res)
     return out
+
+
+def windowed(records, window: int, action, progress, stop_on_error: bool) -> list:
+    """As :func:`each`, ``action`` taking ``window`` records at a time and returning their
+    results (a BiomatchError per failed record; with ``stop_on_error`` the first one is raised
+    after the records before it are reported)."""
+    total = len(records) if hasattr(records, "__len__") else None
+    out: list = []
+    chunk: list = []
+
+    def flush():
+        results = action(chunk)
+        chunk.clear()
+        for res in results:
+            out.append(res)
+            if progress is not None:
+                progress(len(out), total, res)
+            if stop_on_error and isinstance(res, BiomatchError):
+                raise res
+
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= window:
+            flush()
+    if chunk:
+        flush()
+    return out

@@ -30,7 +30,7 @@ from ..decide import DecisionParams
 __all__ = ["ShardProtocol", "ShardCall", "dispatch", "Scan", "ScanReply", "Persons", "PersonsReply", "Rerank",
            "RerankReply", "RerankTimings", "RerankWork", "Insert", "BulkInsert", "Remove", "PositionCounts",
            "Present", "HasSubject", "CountSubjects", "SubjectPrepared", "SubjectTemplates", "Stats", "ShardStats",
-           "IntegrityProblems"]
+           "IntegrityProblems", "Sequences"]
 
 
 class ShardCall:
@@ -323,6 +323,14 @@ class IntegrityProblems(ShardCall):
     method: ClassVar[str] = "integrity_problems"
 
 
+@dataclass(frozen=True)
+class Sequences(ShardCall):
+    """The store's high-water marks ``{"fingers", "subjects", "removals"}``: the last ids ever
+    assigned, which grow with every write by anyone (a dict; read from the store, not memory)."""
+
+    method: ClassVar[str] = "sequences"
+
+
 class ShardProtocol(Protocol):
     """What a gallery may ask of a shard: one method per message, named by its ``method``."""
 
@@ -353,6 +361,8 @@ class ShardProtocol(Protocol):
     def stats(self, call: Stats) -> ShardStats: ...
 
     def integrity_problems(self, call: IntegrityProblems) -> list: ...
+
+    def sequences(self, call: Sequences) -> dict: ...
 
     def catch_up(self) -> int:
         """Fold in what the store committed since the last call (local; a remote shard's actor

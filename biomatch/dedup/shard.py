@@ -30,7 +30,7 @@ from . import watermark as _watermark
 from .cache import GrowArray, PreparedCache
 from .errors import IncompatibleGalleryError, UnknownSubjectError
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, PositionCounts, Present,
-                       Remove, ShardStats, Stats, SubjectPrepared, SubjectTemplates)
+                       Remove, Sequences, ShardStats, Stats, SubjectPrepared, SubjectTemplates)
 from .shard_search import ShardSearch
 from .shard_sync import ShardSync
 from .store import Store
@@ -270,6 +270,9 @@ class Shard(ShardSync, ShardSearch):
                               cache_entries=len(self._cache), cache_hits=self._cache.hits,
                               cache_misses=self._cache.misses, disk_bytes=files, retrieval=self._retrieval.name,
                               indexed_upto=self._retrieval.indexed_upto, last_finger_id=self._last_finger)
+
+    def sequences(self, call: Sequences = Sequences()) -> dict:
+        return self._store.sequences()
 
     def integrity_problems(self, call: IntegrityProblems = IntegrityProblems()) -> list[str]:
         """SQLite's integrity check, the watermark, and the index against the store (empty: sound)."""

@@ -359,3 +359,29 @@ def test_add_shard_on_the_cluster_gives_the_one_shard_answers(tmp_path, open_dis
             same_report(d.deduplicate(p), e.deduplicate(p))
     assert cli.main(["cluster", "add-shard", str(path), "--address", "auto"]) == 0
     assert d.stats()["shards"] == N_SHARDS + 2
+
+
+def test_windowed_enrolment_gives_the_embedded_answers(tmp_path, open_distributed):
+    """enroll_many(window=...) runs the pipeline in the writer actor: the same decisions and
+    candidates as the embedded pipeline, two records of one person in a window included."""
+    from biomatch.dedup import DedupReport, Gallery
+    from biomatch.errors import DuplicateSubjectError
+
+    stream = (registry(8) + [make_record("back3", 3, 1), make_record("twin-a", 600), make_record("twin-b", 600, 1)]
+              + [face_record("back5", 5, 2), make_record("s2", 700), make_record("new", 300)])
+    Gallery.create(tmp_path / "d", n_shards=N_SHARDS).close()
+    d = open_distributed(tmp_path / "d")
+    got = d.enroll_many(stream, window=5, n_threads=2, stop_on_error=False)
+    with Gallery.create(tmp_path / "e", n_shards=N_SHARDS) as e:
+        want = e.enroll_many(stream, window=5, n_threads=2, stop_on_error=False)
+    assert len(got) == len(want) == len(stream)
+    for a, b in zip(got, want):
+        if isinstance(b, DedupReport):
+            assert (a.decision, a.enrolled, a.candidates, a.gallery_size) == \
+                   (b.decision, b.enrolled, b.candidates, b.gallery_size)
+        else:
+            assert type(a) is type(b)
+    by_id = {r.subject_id: r for r in got if isinstance(r, DedupReport)}
+    assert (by_id["twin-a"].enrolled, by_id["twin-b"].decision) == (True, "DUPLICATE")
+    assert by_id["back3"].decision == by_id["back5"].decision == "DUPLICATE"
+    assert isinstance(got[-2], DuplicateSubjectError)  # "s2" again: an id already enrolled
