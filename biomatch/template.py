@@ -24,7 +24,12 @@ import numpy as np
 from .errors import invalid
 
 __all__ = ["MINUTIA_DTYPE", "ENDING", "BIFURCATION", "OTHER", "ORIENTATION_BLOCK_PX", "NO_PRINT", "MAX_MINUTIAE",
-           "MAX_SIDE_PX", "Template", "FingerView", "grid_shape", "FINGER_POSITIONS", "POSITION_NAMES"]
+           "MAX_SIDE_PX", "Template", "FingerView", "grid_shape", "FINGER_POSITIONS", "POSITION_NAMES",
+           "GENERATED_PARAMS_HASH"]
+
+GENERATED_PARAMS_HASH = "synthetic"
+"""The ``params_hash`` of templates made by the print generator's template model
+(:func:`biomatch.datasets.synthetic.template_impressions`) rather than extracted from an image."""
 
 FINGER_POSITIONS = tuple(range(1, 11))
 """ISO/IEC 19794-2 finger positions: 1 right thumb ... 5 right little, 6 left thumb ... 10 left little."""

@@ -22,8 +22,8 @@ import numpy as np
 from ..dedup import Enrolment, Gallery, NoUsableFingerError
 from ..errors import FileAccessError, InvalidInputError
 from ..retrieval.faiss_retrieval import code_ranking
-from ._common import EXIT_OK, Progress
-from .demo_data import generated, socofing
+from ._common import EXIT_OK, Progress, non_negative_int
+from .demo_data import background_person, generated, socofing
 
 __all__ = ["add_parsers", "run_demo", "fnir_at_fpir"]
 
@@ -42,7 +42,10 @@ def add_parsers(sub) -> None:
     f.add_argument("--out", type=Path, default=Path("out/demo_dedup"), metavar="DIR",
                    help="gallery and template cache (default out/demo_dedup)")
     f.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
-    f.set_defaults(func=lambda args: run_demo(args.datasets, args.out, quiet=args.quiet))
+    f.add_argument("--background", type=non_negative_int, default=0, metavar="N",
+                   help="first bulk-load N generated ten-finger people (no dedup) and run the registry among "
+                        "them: real searches against a large gallery (default 0)")
+    f.set_defaults(func=lambda args: run_demo(args.datasets, args.out, quiet=args.quiet, background=args.background))
 
 
 def _ms(values) -> str:
@@ -121,11 +124,22 @@ def _enrol(g: Gallery, enrol: list, enrolled_ids: set, quiet: bool) -> dict:
     return st
 
 
+def _load_background(g: Gallery, n: int, quiet: bool) -> None:
+    """Bulk-load ``n`` generated people (ids ``bg<i>``, never searched for: all non-mated)."""
+    t0 = time.perf_counter()
+    bar = Progress(n, "background", quiet)
+    g.bulk_enroll((Enrolment(f"bg{i}", background_person(i)) for i in range(n)), batch_size=2000,
+                  progress=lambda done, total: bar.update(done))
+    print(f"background: {n} generated people bulk-loaded in {time.perf_counter() - t0:.0f} s (no dedup)")
+
+
 def run_demo(datasets: Path | None, out: Path, quiet: bool = False,
-             generated_sizes: tuple[int, int, int] = (2000, 200, 200)) -> int:
+             generated_sizes: tuple[int, int, int] = (2000, 200, 200), background: int = 0) -> int:
     """Enrol a registry, deduplicate a stream, print what was caught and missed.
 
-    ``generated_sizes`` (enrolled, returning, new) applies when SOCOFing is absent.
+    ``generated_sizes`` (enrolled, returning, new) applies when SOCOFing is absent;
+    ``background`` generated people are bulk-loaded first (a gallery declared
+    ``generated_background``), so that the registry's searches run among them.
     """
     t_all = time.perf_counter()
     if datasets is None:
@@ -143,7 +157,9 @@ def run_demo(datasets: Path | None, out: Path, quiet: bool = False,
     gpath = out / "gallery"
     if (gpath / "manifest.json").exists():
         shutil.rmtree(gpath)  # the demo's own gallery from a previous run
-    with Gallery.create(gpath) as g:
+    with Gallery.create(gpath, generated_background=background > 0) as g:
+        if background:
+            _load_background(g, background, quiet)
         st = _enrol(g, enrol, enrolled_ids, quiet)
         order = list(range(len(stream)))
         random.Random(11).shuffle(order)

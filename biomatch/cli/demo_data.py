@@ -182,6 +182,11 @@ def socofing(root: Path, cache: Path, quiet: bool):
         enrol, stream
 
 
+def background_person(i: int) -> dict:
+    """Generated person ``i`` of a demo's background population (seeds apart from :func:`generated`'s)."""
+    return {p: template_impressions(90_000_000 + i * 16 + p, 1)[0] for p in FINGER_POSITIONS}
+
+
 def generated(n_enrol=2000, n_return=200, n_new=200):
     """``(description, enrol, stream)`` of generated identities, as :func:`socofing`."""
     def person(i, imp):

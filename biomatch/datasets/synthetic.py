@@ -462,7 +462,7 @@ def template_impressions(finger_seed: int, impressions: int, model: TemplateMode
     list of Template
         At 500 dpi, quality 60 per minutia; about 10,000+ per second on one core.
     """
-    from ..template import MINUTIA_DTYPE, Template
+    from ..template import GENERATED_PARAMS_HASH, MINUTIA_DTYPE, Template
     from . import _templates_nb as nb
 
     if isinstance(finger_seed, bool) or not isinstance(finger_seed, (int, np.integer)) or finger_seed < 0:
@@ -481,5 +481,5 @@ def template_impressions(finger_seed: int, impressions: int, model: TemplateMode
         m["angle"] = np.mod(pts[:, 2], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
         m["kind"] = pts[:, 3]
         m["quality"] = 60
-        out.append(Template(m, md.width_px, md.height_px, 60 if len(m) else 0, "synthetic"))
+        out.append(Template(m, md.width_px, md.height_px, 60 if len(m) else 0, GENERATED_PARAMS_HASH))
     return out

@@ -28,7 +28,7 @@ from ..errors import DuplicateSubjectError, GalleryClosedError, GalleryExistsErr
     StorageError, invalid
 from ..params import MatchParams, from_json, params_hash
 from ..retrieval.components import make_retrieval
-from ..template import Template
+from ..template import GENERATED_PARAMS_HASH, Template
 from . import intake
 from . import manifest as _mf
 from .protocol import CountSubjects, HasSubject, PositionCounts, Present, ShardCall, dispatch
@@ -93,7 +93,8 @@ class GalleryCore:
     @classmethod
     def create(cls, path, *, n_shards: int = 1, match_params: MatchParams = MatchParams(),
                decision: decide.DecisionParams = decide.DecisionParams(), template_params_hash: str | None = None,
-               retrieval: str = "faiss", n_threads: int = 1, cache_bytes: int | None = None) -> "GalleryCore":
+               retrieval: str = "faiss", n_threads: int = 1, cache_bytes: int | None = None,
+               generated_background: bool = False) -> "GalleryCore":
         """Create a gallery in a new (or empty) folder.
 
         Parameters
@@ -113,8 +114,15 @@ class GalleryCore:
             ``"exhaustive"`` (every enrolled finger re-ranked natively; exact, slow at scale).
         n_threads : int
             Native matcher threads per search.
+        generated_background : bool
+            Also accept templates of the print generator's template model
+            (:data:`biomatch.template.GENERATED_PARAMS_HASH`) beside the gallery's extraction
+            generation: a benchmark's generated population with real prints enrolled and
+            searched among it.  Never for a registry: generated people are not people.
         """
         path = _mf.gallery_path(path)
+        if not isinstance(generated_background, bool):
+            raise invalid("generated_background", "a bool", generated_background)
         if isinstance(n_shards, bool) or not isinstance(n_shards, int) or not 1 <= n_shards <= 1000:
             raise invalid("n_shards", "an int in [1, 1000]", n_shards)
         if not isinstance(match_params, MatchParams):
@@ -141,7 +149,8 @@ class GalleryCore:
         except OSError as exc:
             _mf.undo_create(path, made_folder)
             raise StorageError(f"path: cannot create gallery folder {str(path)!r}: {exc.strerror}") from exc
-        manifest = _mf.new_manifest(n_shards, match_params, decision, template_params_hash, retrieval)
+        manifest = _mf.new_manifest(n_shards, match_params, decision, template_params_hash, retrieval,
+                                    generated_background)
         try:
             for i in range(n_shards):
                 Shard.create(shard_spec(path, manifest, i, False, 1), i).close()
@@ -310,7 +319,8 @@ class GalleryCore:
                 raise DuplicateSubjectError(f"subject_id: {found[0]!r} is already enrolled")
 
     def _usable(self, fingers: Mapping[int, Template], name: str) -> dict[int, Template]:
-        return intake.usable(fingers, name, self.match_params, self._manifest.get("template_params_hash"))
+        return intake.usable(fingers, name, self.match_params, self._manifest.get("template_params_hash"),
+                             self._manifest.get("generated_background", False))
 
     def _check_quality(self, usable: dict, name: str) -> None:
         intake.check_quality(usable, name, self.decision_params.enrol_min_quality)
@@ -319,6 +329,8 @@ class GalleryCore:
         """Fix the gallery's template generation at its first enrolment (inside the write lock)."""
         if self._manifest.get("template_params_hash") is not None:
             return
+        if record_hash == GENERATED_PARAMS_HASH and self._manifest.get("generated_background", False):
+            return  # the background's templates: the first real enrolment fixes the generation
         fresh = _mf.read_manifest(self.path)  # another process may have fixed it
         if fresh.get("template_params_hash") is None:
             fresh["template_params_hash"] = record_hash

@@ -12,7 +12,7 @@ from ..errors import (BiomatchError, FaceQualityError, FingerQualityError, Incom
                       NoUsableFingerError, invalid)
 from ..face import check_enrolment
 from ..params import MatchParams
-from ..template import Template
+from ..template import GENERATED_PARAMS_HASH, Template
 from .manifest import extraction_family
 from .records import POSITION_NAMES, Enrolment, coerce_fingers
 
@@ -20,8 +20,9 @@ __all__ = ["usable", "check_quality", "check_face", "probe_fingers", "sid", "che
 
 
 def usable(fingers: Mapping[int, Template], name: str, match_params: MatchParams,
-           template_params_hash: str | None) -> dict[int, Template]:
-    """The fingers with enough minutiae, all of one extraction generation the gallery accepts.
+           template_params_hash: str | None, generated_background: bool = False) -> dict[int, Template]:
+    """The fingers with enough minutiae, all of one extraction generation the gallery accepts
+    (with ``generated_background``, generated templates too: see ``Gallery.create``).
 
     Raises
     ------
@@ -38,6 +39,8 @@ def usable(fingers: Mapping[int, Template], name: str, match_params: MatchParams
         raise IncompatibleTemplateError(f"{name}: expected templates of one extraction generation, "
                                         f"got parameter hashes {sorted(hashes)}")
     want = template_params_hash
+    if generated_background and hashes == {GENERATED_PARAMS_HASH}:
+        return out
     if want is not None and hashes != {want} and not hashes | {want} <= extraction_family():
         raise IncompatibleTemplateError(f"{name}: expected templates with extraction parameter hash {want!r} "
                                         f"(or of its lineage, biomatch.params.EXTRACTION_LINEAGE), "

@@ -109,6 +109,9 @@ def _checked_manifest(manifest: dict, f: Path) -> dict:
     if manifest.get("version") != FORMAT_VERSION:
         raise IncompatibleGalleryError(
             f"manifest {str(f)!r}: expected format version {FORMAT_VERSION}, got {manifest.get('version')}")
+    if not isinstance(manifest.get("generated_background", False), bool):
+        raise CorruptStoreError(f"manifest {str(f)!r}: expected generated_background a bool, "
+                                f"got {manifest.get('generated_background')!r}")
     if manifest.get("template_format") != TEMPLATE_FORMAT:
         raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected template format {TEMPLATE_FORMAT}, "
                                        f"got {manifest.get('template_format')}")
@@ -144,9 +147,11 @@ def _checked_manifest(manifest: dict, f: Path) -> dict:
 
 
 def new_manifest(n_shards: int, match_params: MatchParams, decision: DecisionParams,
-                 template_params_hash: str | None, retrieval: str) -> dict:
-    """The manifest of a new gallery (a fresh gallery id; one routing epoch)."""
-    return {
+                 template_params_hash: str | None, retrieval: str, generated_background: bool = False) -> dict:
+    """The manifest of a new gallery (a fresh gallery id; one routing epoch).  ``generated_background``
+    is written only when True (older galleries stay byte-identical in meaning)."""
+    extra = {"generated_background": True} if generated_background else {}
+    return {**extra,
         "format": FORMAT, "version": FORMAT_VERSION, "gallery_id": uuid.uuid4().hex,
         "created_utc": time.time(), "n_shards": n_shards,
         "routing": {"epochs": [{"n_shards": n_shards, "since_utc": time.time()}]},

@@ -94,6 +94,45 @@ def test_mismatched_template_generation(gallery):
     assert gallery.stats()["subjects"] == 1
 
 
+def _as_extracted(rec, params_hash="763063c72d9e6916"):
+    """The record's templates relabelled as the real extractor's (a real print's stand-in)."""
+    from biomatch.dedup import Enrolment
+    from biomatch.template import Template
+
+    return Enrolment(rec.subject_id, {p: Template(t.minutiae, t.width, t.height, t.quality, params_hash)
+                                      for p, t in rec.fingers.items()})
+
+
+def test_a_generated_background_holds_real_prints_only_when_declared(tmp_path):
+    from biomatch.dedup import Gallery
+    from biomatch.errors import IncompatibleTemplateError, InvalidInputError
+
+    with Gallery.create(tmp_path / "bg", generated_background=True) as g:
+        g.bulk_enroll([make_record(f"gen{i}", i) for i in range(20)])  # generated people first
+        assert g._manifest.get("template_params_hash") is None  # the background fixes no generation
+        real = _as_extracted(make_record("real0", 500))
+        assert g.enroll(real).decision == "UNIQUE"
+        assert g._manifest["template_params_hash"] == "763063c72d9e6916"  # the first real one does
+        # Real searches find real mates and generated ones, generated searches both too.
+        assert g.deduplicate(_as_extracted(make_record("again", 500, 1))).candidates[0].subject_id == "real0"
+        assert g.deduplicate(make_record("gen-again", 3, 1)).candidates[0].subject_id == "gen3"
+        g.enroll(make_record("gen-late", 900))
+        with pytest.raises(IncompatibleTemplateError):  # another real generation is still refused
+            g.enroll(_as_extracted(make_record("other", 501), "0123456789abcdef"))
+        with pytest.raises(IncompatibleTemplateError):  # and so is one record mixing the two
+            mixed = _as_extracted(make_record("mixed", 502))
+            mixed.fingers[1] = make_record("x", 502).fingers[1]
+            g.enroll(mixed)
+    with Gallery.open(tmp_path / "bg", read_only=True) as g:  # the declaration is in the manifest
+        assert g.stats()["subjects"] == 22 and g.check() == []
+    with Gallery.create(tmp_path / "plain") as g:  # undeclared: generated and real never mix
+        g.bulk_enroll([make_record(f"gen{i}", i) for i in range(3)])
+        with pytest.raises(IncompatibleTemplateError):
+            g.enroll(_as_extracted(make_record("real0", 500)))
+    with pytest.raises(InvalidInputError):
+        Gallery.create(tmp_path / "bad", generated_background="yes")
+
+
 def test_bad_records():
     from biomatch.dedup import Enrolment
     from biomatch.errors import FaceImageError, InvalidInputError
