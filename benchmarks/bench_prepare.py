@@ -1,0 +1,100 @@
+"""CPU time of ``prepare`` (cylinder construction) per template, on real FVC templates.
+
+Extracts the templates of a folder of FVC images once (``--cache`` keeps them in a pickle),
+then times the native ``prepare`` per template (median over ``--repeats`` rounds of 10 calls,
+time.process_time, one thread) and the Python entry :func:`biomatch.match.prepare` (which adds
+the argument conversion).  Prints the median over all templates and over those of 34-38
+minutiae (issue 16's target: at most 100 us at 36 minutiae).  The machine is shared and
+noisy: compare builds by alternating runs (``--native`` loads another build of the module).
+
+    .venv/bin/python benchmarks/bench_prepare.py [--fvc ../shared/datasets/fvc2002/db1_b --dpi 500]
+        [--repeats 10] [--cache /tmp/db1_b.pkl] [--native /tmp/old/_native.so]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("BIOMATCH_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+
+
+def load_native(path: str | None):
+    """The ``biomatch._native`` module, from ``path`` when given (before biomatch.match imports it)."""
+    if path:
+        spec = importlib.util.spec_from_file_location("biomatch._native", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["biomatch._native"] = mod
+        import biomatch
+
+        biomatch._native = mod
+    import biomatch._native as native
+
+    return native
+
+
+def templates(folder: str, dpi: float, cache: str | None) -> list:
+    if cache and os.path.exists(cache):
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    import cv2
+
+    from biomatch.extract import extract
+
+    out = [extract(cv2.imread(p, 0), dpi=dpi) for p in sorted(glob.glob(os.path.join(folder, "*.tif")))]
+    if cache:
+        with open(cache, "wb") as f:
+            pickle.dump(out, f)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fvc", default=str(DATA / "fvc2002" / "db1_b"))
+    ap.add_argument("--dpi", type=float, default=500)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--cache", help="pickle of the extracted templates (written when missing)")
+    ap.add_argument("--native", help="path of another build of biomatch._native to time")
+    args = ap.parse_args()
+    native = load_native(args.native)
+    from biomatch.match import _context_of, prepare
+    from biomatch.params import MatchParams
+
+    tm = templates(args.fvc, args.dpi, args.cache)
+    cfg = _context_of(MatchParams()).config
+    inputs = [(np.ascontiguousarray(t.as_float_array(), dtype=np.float32), t.orientation_grid) for t in tm]
+    sizes = np.array([len(t) for t in tm])
+    per = np.zeros((args.repeats, len(tm)))
+    for r in range(args.repeats):
+        for i, (xyaq, grid) in enumerate(inputs):
+            t0 = time.process_time()
+            for _ in range(10):
+                native.prepare(cfg, xyaq, grid)
+            per[r, i] = (time.process_time() - t0) / 10
+    native_us = np.median(per, axis=0) * 1e6
+    py = np.zeros((args.repeats, len(tm)))
+    for r in range(args.repeats):
+        for i, t in enumerate(tm):
+            t0 = time.process_time()
+            prepare(t)
+            py[r, i] = time.process_time() - t0
+    py_us = np.median(py, axis=0) * 1e6
+    near36 = np.abs(sizes - 36) <= 2
+    print(f"templates: {len(tm)} ({args.fvc}), minutiae median {np.median(sizes):.0f}, mean {sizes.mean():.1f}")
+    print(f"native prepare: median {np.median(native_us):.1f} us, mean {native_us.mean():.1f} us; "
+          f"34-38 minutiae ({near36.sum()}): median {np.median(native_us[near36]):.1f} us")
+    print(f"biomatch.match.prepare: median {np.median(py_us):.1f} us; "
+          f"34-38 minutiae: median {np.median(py_us[near36]):.1f} us")
+
+
+if __name__ == "__main__":
+    main()
