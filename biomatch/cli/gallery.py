@@ -10,6 +10,7 @@ Commands::
     biomatch gallery check PATH [--repair [--accept-store-loss]] [--json]   exit 1 when not sound
     biomatch gallery backup PATH DEST                  online, consistent copy (writers wait)
     biomatch gallery restore BACKUP DEST [--replace]   every file's SHA-256 checked first
+    biomatch gallery import PATH SOURCE [--batch N] [--resume]   templates, NO dedup (see .gallery_import)
 
 The input of ``enroll`` and ``dedup`` is described in :mod:`.inputs`; every record is checked
 before anything is searched or enrolled. ``enroll`` is resumable: subjects already enrolled are
@@ -32,6 +33,7 @@ from ..decide import DecisionParams
 from ..dedup import DuplicateSubjectError, Enrolment, Gallery, backup_gallery, check_gallery, restore_gallery
 from ..dedup.records import escape_unprintable, printable_id
 from ..errors import BiomatchError
+from . import gallery_import
 from ._common import EXIT_INPUT, EXIT_OK, Progress, dpi, positive_int
 from .inputs import FACE, read_input
 
@@ -94,6 +96,7 @@ def add_parsers(sub) -> None:
     f.add_argument("dest", type=Path, metavar="DEST")
     f.add_argument("--replace", action="store_true", help="move an existing gallery at DEST aside first")
     f.set_defaults(func=cmd_restore)
+    gallery_import.add_parser(gsub)
 
 
 def _enrolment(subject: str, fingers: dict, dpis: dict) -> Enrolment:

@@ -22,10 +22,10 @@ from .. import decide
 from ..errors import DuplicateSubjectError, invalid
 from ..match import FingerprintMatcher, prepare
 from ..template import Template
-from . import intake, pipeline
+from . import bulk, intake, pipeline
 from . import manifest as _mf
 from .core import GalleryCore
-from .protocol import BulkInsert, Insert, IntegrityProblems, Remove, Stats, SubjectPrepared, SubjectTemplates
+from .protocol import Insert, IntegrityProblems, Remove, Stats, SubjectPrepared, SubjectTemplates
 from .records import Enrolment
 from .report import Candidate, DedupReport, Verification
 from .search import scatter_search
@@ -180,15 +180,18 @@ class Gallery(GalleryCore):
         return intake.windowed(records, window, lambda recs: pipeline.enroll_window(
             self, recs, accept_review, True, n_threads, stop_on_error), progress, stop_on_error)
 
-    def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 2000,
-                    progress: Callable | None = None) -> int:
+    def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 5000,
+                    progress: Callable | None = None, skip_enrolled: bool = False,
+                    n_threads: int | None = None) -> int:
         """Bulk-load a trusted backlog WITHOUT deduplication (the fast path for building a gallery).
 
         Records are grouped in batches of ``batch_size``; each batch is committed per shard in one
-        SQLite transaction (durable when committed; a kill loses at most the current batch, never
-        half a subject), and indexed with finger codes computed in batches.  Nothing is searched:
-        duplicates among the records or against the gallery are NOT detected (use :meth:`enroll`
-        for that).  A subject id already enrolled fails its whole batch.
+        SQLite transaction (durable when committed; a kill loses at most the batches not yet
+        reported to ``progress``, never half a subject), and indexed with finger codes computed
+        for the whole batch in ``n_threads`` threads while the previous batch is written
+        (:mod:`biomatch.dedup.bulk`).  Nothing is searched: duplicates among the records or
+        against the gallery are NOT detected (use :meth:`enroll` for that).  A subject id already
+        enrolled fails its whole batch, unless ``skip_enrolled``.
 
         Parameters
         ----------
@@ -197,7 +200,12 @@ class Gallery(GalleryCore):
             Must be False (kept explicit so that callers state that dedup is skipped).
         batch_size : int
         progress : callable(done, total), optional
-            Called after each committed batch.
+            Called after each committed batch; ``done`` counts the records handled so far
+            (inserted or skipped).
+        skip_enrolled : bool
+            Skip subjects already enrolled (resuming an interrupted load).
+        n_threads : int, optional
+            Threads of the code kernel (default: the CPUs, at most 8).
 
         Returns
         -------
@@ -206,44 +214,14 @@ class Gallery(GalleryCore):
         Raises
         ------
         InvalidInputError, DuplicateSubjectError, NoUsableFingerError, IncompatibleTemplateError
+            The batch holding the record is not written; the batches before it are.
         """
         if dedup:
             raise invalid("dedup", "False (bulk_enroll never deduplicates; use enroll or enroll_many)", dedup)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise invalid("batch_size", "an int >= 1", batch_size)
-        total = len(records) if hasattr(records, "__len__") else None
-        done = 0
-        batch: list = []
-
-        def flush():
-            nonlocal done
-            if not batch:
-                return
-            with self._writer():
-                self._fix_template_generation(next(iter(batch[0][1].values())).params_hash)
-                self._check_not_enrolled_earlier([rec.subject_id for rec, _ in batch])
-                per_shard: dict[int, list] = {}
-                for rec, usable in batch:
-                    self._usable(usable, "record.fingers")
-                    shard = self._route(rec.subject_id)
-                    per_shard.setdefault(id(shard), [shard, []])[1].append(
-                        (rec.subject_id, usable, rec.metadata_json, rec.face))
-                for shard, rows in per_shard.values():
-                    done += shard.bulk_insert(BulkInsert(rows))
-            batch.clear()
-            if progress is not None:
-                progress(done, total)
-
-        for rec in records:
-            if not isinstance(rec, Enrolment):
-                raise invalid("record", "a biomatch Enrolment", type(rec).__name__)
-            usable = self._usable(rec.fingers, "record.fingers")
-            self._check_quality(usable, f"record {rec.subject_id!r} fingers")
-            batch.append((rec, usable))
-            if len(batch) >= batch_size:
-                flush()
-        flush()
-        return done
+        if not isinstance(skip_enrolled, bool):
+            raise invalid("skip_enrolled", "a bool", skip_enrolled)
+        self._check_open()
+        return bulk.load(self, records, batch_size, progress, skip_enrolled, n_threads)
 
     def deduplicate_many(self, records: Iterable[Enrolment], progress: Callable | None = None,
                          stop_on_error: bool = True) -> list:

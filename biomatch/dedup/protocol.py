@@ -28,7 +28,7 @@ import numpy as np
 from ..decide import DecisionParams
 
 __all__ = ["ShardProtocol", "ShardCall", "dispatch", "Scan", "ScanReply", "Persons", "PersonsReply", "Rerank",
-           "RerankReply", "RerankTimings", "RerankWork", "Insert", "BulkInsert", "Remove", "PositionCounts",
+           "RerankReply", "RerankTimings", "RerankWork", "Insert", "BulkInsert", "EncodedRows", "Remove", "PositionCounts",
            "Present", "HasSubject", "CountSubjects", "SubjectPrepared", "SubjectTemplates", "Stats", "ShardStats",
            "IntegrityProblems", "Sequences"]
 
@@ -210,14 +210,40 @@ class Insert(ShardCall):
 
 
 @dataclass(frozen=True)
+class EncodedRows:
+    """Bulk rows already serialised and coded by the caller (:mod:`biomatch.dedup.bulk`), so that
+    a shard's write is one transaction of ``executemany`` and one index append per position.
+
+    Attributes
+    ----------
+    subjects : list of (subject_id, metadata_json or None, face bytes or None)
+    fingers : list of (subject index, position, BMT1 blob, n_minutiae)
+        Subject-major, positions ascending within a subject; every subject has at least one.
+    codes : uint8 (n_fingers, n_bytes) or None
+        Finger codes of :attr:`code_generation` (None: the shard computes them).
+    valid : bool (n_fingers,) or None
+    code_generation : str or None
+    """
+
+    subjects: list
+    fingers: list
+    codes: Any = None
+    valid: Any = None
+    code_generation: str | None = None
+
+
+@dataclass(frozen=True)
 class BulkInsert(ShardCall):
     """Insert many subjects in one transaction WITHOUT dedup; answered with the number inserted.
 
-    ``rows``: ``(subject_id, {position: Template}, metadata_json, face or None)`` tuples.
+    ``rows``: ``(subject_id, {position: Template}, metadata_json, face or None)`` tuples;
+    ``encoded``: the same rows as :class:`EncodedRows` when the caller prepared them (then
+    ``rows`` may be empty).
     """
 
     method: ClassVar[str] = "bulk_insert"
     rows: list
+    encoded: EncodedRows | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from ..retrieval.face_index import FaceIndex
 from ..formats import encode
 from ..template import FINGER_POSITIONS
 from . import watermark as _watermark
+from .bulk import encode_rows
 from .cache import GrowArray, PreparedCache
 from .errors import IncompatibleGalleryError, UnknownSubjectError
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, PositionCounts, Present,
@@ -183,30 +184,47 @@ class Shard(ShardSync, ShardSearch):
                 self._fold_faces()
 
     def bulk_insert(self, call: BulkInsert) -> int:
-        """Durably insert many subjects in one transaction and index them in batches, WITHOUT dedup.
+        """Durably insert many subjects in one transaction and index them in one append per
+        position, WITHOUT dedup.
 
         Returns the number of subjects inserted.  Nothing is prepared (templates are prepared
-        on demand when they become candidates).
+        on demand when they become candidates).  With ``call.encoded`` (see
+        :mod:`biomatch.dedup.bulk`) the blobs and codes are the caller's; otherwise they are
+        made here.
         """
-        records = call.rows
-        rows = [(sid, {p: (encode(t), len(t)) for p, t in ts.items()}, meta,
-                 None if face is None else np.asarray(face, np.float32).tobytes()) for sid, ts, meta, face in records]
+        enc = call.encoded if call.encoded is not None else encode_rows(call.rows)
+        if not enc.subjects:
+            return 0
         with self._lock:
-            done = self._store.insert_many(rows)  # [(key, [(fid, pos), ...]), ...]
+            key0, fid0 = self._store.insert_batch(enc.subjects, enc.fingers)
             self._acknowledge()
-            first = min(f for _, fl in done for f, _ in fl) if done else 0
-            if not done:
-                return 0
-            if self._last_finger < first - 1 or self._store_has_unseen_removals():
-                self.catch_up()
-                return len(done)
-            flat = [(f, key, p, templates[p]) for (key, fl), (_, templates, _, _) in zip(done, records)
-                    for f, p in fl]
-            arr = np.asarray([(f, k, p) for f, k, p, _ in flat], np.int64)
-            self._add_fingers(arr[:, 0], arr[:, 1], arr[:, 2])
-            self._index_rows(flat)
+            n = len(enc.fingers)
+            if self._last_finger < fid0 - 1 or self._store_has_unseen_removals():
+                self.catch_up()  # another writer got in between: fold everything in id order
+                return len(enc.subjects)
+            fids = np.arange(fid0, fid0 + n, dtype=np.int64)
+            keys = key0 + np.fromiter((f[0] for f in enc.fingers), np.int64, n)
+            pos = np.fromiter((f[1] for f in enc.fingers), np.int64, n)
+            self._add_fingers(fids, keys, pos)
+            add_codes = getattr(self._retrieval, "add_codes", None)
+            if enc.codes is not None and add_codes is not None \
+                    and enc.code_generation == getattr(self._retrieval, "generation", None):
+                for p in np.unique(pos):
+                    rows = np.flatnonzero(pos == p)
+                    add_codes(int(p), fids[rows], enc.codes[rows], enc.valid[rows], keys[rows])
+            else:
+                # The rows' templates are in the fingers' order (subject-major, positions ascending)
+                templates = [t for _, ts, _, _ in call.rows for _, t in sorted(ts.items())] if call.rows \
+                    else [self._decode_stored(f, b) for f, (_, _, b, _) in zip(fids.tolist(), enc.fingers)]
+                self._index_rows(list(zip(fids.tolist(), keys.tolist(), pos.tolist(), templates)))
             self._fold_faces()
-            return len(done)
+            return len(enc.subjects)
+
+    def checkpoint(self) -> bool:
+        """Save the derived index now (bulk loading does it every few minutes, so that a kill
+        costs a catch-up of minutes, not a rebuild of the whole load); False when it failed."""
+        with self._lock:
+            return self._save_index()
 
     def _store_has_unseen_removals(self) -> bool:
         return bool(self._store.removals_since(self._last_removal))
@@ -231,7 +249,7 @@ class Shard(ShardSync, ShardSearch):
             return f() if f is not None else {}
 
     def present(self, call: Present) -> list:
-        return [sid for sid in call.subject_ids if self._store.has_subject(sid)]
+        return self._store.present(call.subject_ids)
 
     def subject_key(self, subject_id: str) -> int | None:
         """The store's integer key of a subject (the retrieval stage's person id), None if unknown."""

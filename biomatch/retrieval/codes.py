@@ -198,13 +198,11 @@ def _batch_points(templates: Sequence[Template]) -> tuple[np.ndarray, np.ndarray
     offsets = np.zeros(len(templates) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     pts = np.empty((int(offsets[-1]), 3), np.float32)
-    for t, a in zip(templates, offsets[:-1]):
-        m = t.minutiae
-        n = len(m)
-        if n:
-            pts[a:a + n, 0] = m["x"]
-            pts[a:a + n, 1] = m["y"]
-            pts[a:a + n, 2] = m["angle"]
+    if len(pts):
+        # One concatenation in C instead of three slice assignments per template (bulk loading
+        # encodes ~10^5 templates per call).
+        m = np.concatenate([t.minutiae for t in templates])
+        pts[:, 0], pts[:, 1], pts[:, 2] = m["x"], m["y"], m["angle"]
     return pts, offsets
 
 
@@ -217,6 +215,14 @@ def pair_histograms(templates: Sequence[Template], p: EncodeParams) -> tuple[np.
     valid = (np.diff(offsets) >= p.min_minutiae) & (norms > 0)
     h /= np.maximum(norms, 1e-12)[:, None]
     return h, valid
+
+
+@functools.lru_cache(maxsize=8)
+def _pool(n_threads: int):
+    """A process-wide pool of ``n_threads`` threads (kept: bulk loading codes every batch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(n_threads, thread_name_prefix="biomatch-codes")
 
 
 def check_templates(templates, name: str) -> list:
@@ -248,7 +254,7 @@ def _one_blas_thread():
 
 
 def finger_codes(templates: Iterable[Template], model: EncodeModel | None = None, *,
-                 return_valid: bool = False):
+                 return_valid: bool = False, n_threads: int = 1):
     """Binary codes of many fingers.
 
     Parameters
@@ -259,6 +265,9 @@ def finger_codes(templates: Iterable[Template], model: EncodeModel | None = None
         Defaults to the shipped model (:func:`default_model`).
     return_valid : bool
         Also return the validity flags.
+    n_threads : int
+        Threads for large batches (histograms and projection in chunks; the codes do not
+        depend on it).  1 (default): the caller's thread only.
 
     Returns
     -------
@@ -278,8 +287,9 @@ def finger_codes(templates: Iterable[Template], model: EncodeModel | None = None
 
     Notes
     -----
-    About 20,000+ codes per second on one core for the defaults (batched: pass many
-    templates at once).  Thread-safe; the numba kernels release the GIL.
+    About 15,000-20,000 codes per second per core for templates of ~30 minutiae (the pair
+    kernel ~45 us, half of it ``atan2f``; the projection ~15-20 us); pass many templates at
+    once, and ``n_threads`` for large batches.  Thread-safe; the numba kernels release the GIL.
 
     Examples
     --------
@@ -297,12 +307,30 @@ def finger_codes(templates: Iterable[Template], model: EncodeModel | None = None
     if not ts:
         codes = np.zeros((0, n_bytes), np.uint8)
         return (codes, np.zeros(0, bool)) if return_valid else codes
-    h, valid = pair_histograms(ts, mdl.params)
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
+        raise invalid("n_threads", "an int in [1, 256]", n_threads)
+    codes = np.empty((len(ts), n_bytes), np.uint8)
+    valid = np.empty(len(ts), bool)
+
+    def run(a: int, b: int) -> None:
+        # One chunk from minutiae to bits: its histograms (4.8 KB per template) stay in cache and
+        # a large batch never holds them all at once (50,000 fingers would be 240 MB).
+        h, valid[a:b] = pair_histograms(ts[a:b], mdl.params)
+        codes[a:b] = np.packbits(((h - mdl.mean) @ mdl.projection) > 0, axis=1)
+
+    chunks = [(a, min(a + _CHUNK, len(ts))) for a in range(0, len(ts), _CHUNK)]
     with _one_blas_thread():
-        z = (h - mdl.mean) @ mdl.projection
-    codes = np.packbits(z > 0, axis=1)
+        if n_threads > 1 and len(chunks) > 1:
+            # Chunks are independent rows: the codes do not depend on the split or the threads.
+            list(_pool(min(n_threads, len(chunks))).map(lambda ab: run(*ab), chunks))
+        else:
+            for a, b in chunks:
+                run(a, b)
     codes[~valid] = 0
     return (codes, valid) if return_valid else codes
+
+
+_CHUNK = 1024  # templates per chunk (histograms 4.9 MB)
 
 
 def finger_code(template: Template, model: EncodeModel | None = None) -> np.ndarray:

@@ -144,6 +144,24 @@ class FaissRetrieval:
         if len(templates) != len(fids) or len(keys) != len(fids):
             raise invalid("templates", f"{len(fids)} templates and subject keys", (len(templates), len(keys)))
         codes, valid = finger_codes(list(templates), self.model, return_valid=True)
+        self.add_codes(position, fids, codes, valid, keys)
+
+    def add_codes(self, position, finger_ids, codes, valid, subject_keys) -> None:
+        """As :meth:`add`, with the codes already computed (bulk loading computes them for many
+        positions at once, in threads, before its transaction).
+
+        Parameters
+        ----------
+        codes : uint8 (n, n_bits / 8)
+            :func:`~biomatch.retrieval.codes.finger_codes` of this retrieval's model.
+        valid : bool (n,)
+        """
+        fids = np.asarray(finger_ids, np.int64)
+        keys = np.asarray(subject_keys, np.int64)
+        if len(fids) == 0:
+            return
+        if len(codes) != len(fids) or len(valid) != len(fids) or len(keys) != len(fids):
+            raise invalid("codes", f"{len(fids)} codes, flags and subject keys", (len(codes), len(valid), len(keys)))
         index = self._position(int(position))
         first = index.add(codes)
         if not valid.all():  # no code: never a candidate through this position
