@@ -62,9 +62,13 @@ def master_minutiae(seed, n_target, width, height, min_dist):
 
 @njit(cache=True, nogil=True)
 def perturb(master, seed, width, height, max_rot, max_shift, distortion, jitter, angle_noise,
-            p_missing, spurious_rate, contact_min, contact_max):
+            p_missing, spurious_rate, contact_min, contact_max, centre_offset):
     """One impression of a master's minutiae: partial contact, rigid placement, smooth
     distortion, position/angle noise, missing and spurious minutiae.
+
+    ``centre_offset``: the contact centre lies within +- this fraction of the width and height
+    of the finger's centre (0.1 for the default model; a finger placed off-centre leaves two
+    captures a smaller common area).
 
     Returns float64 (m, 4) in the impression's coordinates, clipped to width x height.
     """
@@ -73,8 +77,8 @@ def perturb(master, seed, width, height, max_rot, max_shift, distortion, jitter,
     rot = (2 * np.random.random() - 1) * max_rot
     sx = (2 * np.random.random() - 1) * max_shift
     sy = (2 * np.random.random() - 1) * max_shift
-    ccx = width * (0.5 + 0.1 * (2 * np.random.random() - 1))
-    ccy = height * (0.5 + 0.1 * (2 * np.random.random() - 1))
+    ccx = width * (0.5 + centre_offset * (2 * np.random.random() - 1))
+    ccy = height * (0.5 + centre_offset * (2 * np.random.random() - 1))
     rx = width * (contact_min + (contact_max - contact_min) * np.random.random())
     ry = height * (contact_min + (contact_max - contact_min) * np.random.random())
     # Smooth distortion: a random quadratic field growing with distance from the contact centre.

@@ -31,8 +31,9 @@ import numpy as np
 
 from ..errors import invalid
 
-__all__ = ["CLASSES", "MasterPrint", "Impression", "TemplateModel", "master", "impression",
-           "apply_conditions", "template_impressions", "write_fvc"]
+__all__ = ["CLASSES", "MasterPrint", "Impression", "TemplateModel", "PopulationModel", "REGISTRY_POPULATION",
+           "master", "impression", "apply_conditions", "template_impressions", "person_impressions",
+           "capture_severity", "write_fvc"]
 
 CLASSES = ("arch", "tented_arch", "left_loop", "right_loop", "whorl")
 
@@ -446,36 +447,192 @@ class TemplateModel:
     contact_max: float = 0.50
 
 
-def template_impressions(finger_seed: int, impressions: int, model: TemplateModel | None = None) -> list:
+@dataclass(frozen=True)
+class PopulationModel:
+    """A registry-like population for :func:`template_impressions` and :func:`person_impressions`.
+
+    Real registries hold people whose prints are hard on every finger (worn, dry or thin skin:
+    elderly people, manual workers), fingers that are hard on their own (a scar, a cut, a crease)
+    and captures that are hard whatever the finger (pressed too lightly or too hard, placed off
+    centre).  Each capture gets a *severity* ``s`` in [0, 1], the largest of its person's, its
+    finger's and its own; each of the three is 0, or with the share below a uniform draw in
+    [0, 1].  Severity 0 is the good print of ``impression`` (exactly the template
+    :func:`template_impressions` draws with that model, but for ``minutiae_count_log_sd``);
+    severity 1 the poor print described by the ``poor_*`` fields; parameters in between are
+    interpolated linearly.  The person of a
+    finger is ``finger_seed // 16`` (the convention of the project's generated galleries:
+    ``finger_seed = person * 16 + position``), so the ten fingers of one person share its
+    severity, in the enrolment and in every later capture.
+
+    Lengths in pixels at 500 dpi, angles in degrees, shares in [0, 1].  The defaults
+    (:data:`REGISTRY_POPULATION`) were fitted so that biomatch's per-finger genuine score
+    quantiles on generated mates follow a real mixture (FVC2002 B, its degraded captures and
+    SOCOFing altered-hard; ``benchmarks/population_calibration.py``), low tail included.
+
+    Attributes
+    ----------
+    impression : TemplateModel
+        The good print (severity 0): the default model with a larger contact (half-axes 25-60 %
+        of the finger instead of 18-50 %), as FVC2002's undegraded captures are.
+    poor_person_share : float
+        Share of people whose ten fingers are all poor.
+    poor_finger_share : float
+        Share of fingers poor on their own, in any person.
+    poor_capture_share : float
+        Share of captures poor on their own, on any finger.
+    poor_missing_share : float
+        Share of the true minutiae lost on a severity-1 print (broken, faint ridges).
+    poor_spurious_per_true : float
+        Spurious minutiae per true minutia on a severity-1 print (creases, ridge breaks).
+    poor_jitter_px, poor_angle_noise_deg : float
+        Position and direction noise of the minutiae found on a severity-1 print.
+    poor_distortion_px : float
+        Skin distortion at the border of the contact on a severity-1 print.
+    poor_contact_max : float
+        Largest contact half-axis, as a fraction of the finger's width and height, on a
+        severity-1 print (the smallest stays ``impression.contact_min``).
+    poor_centre_offset : float
+        The contact centre lies within +- this fraction of the finger's width and height of its
+        centre on a severity-1 print (0.1 on a good one).
+    minutiae_count_log_sd : float
+        Spread of the number of minutiae between fingers: a finger's master holds
+        ``impression.minutiae_per_finger * exp(minutiae_count_log_sd * z)`` of them, ``z``
+        standard normal per finger (real fingers range from sparse arches to dense whorls).
+
+    Notes
+    -----
+    Immutable, so thread-safe; a few dozen bytes.
+    """
+
+    impression: TemplateModel = TemplateModel(contact_min=0.25, contact_max=0.60)
+    poor_person_share: float = 0.05
+    poor_finger_share: float = 0.08
+    poor_capture_share: float = 0.15
+    poor_missing_share: float = 0.35
+    poor_spurious_per_true: float = 0.30
+    poor_jitter_px: float = 2.5
+    poor_angle_noise_deg: float = 10.0
+    poor_distortion_px: float = 9.0
+    poor_contact_max: float = 0.45
+    poor_centre_offset: float = 0.12
+    minutiae_count_log_sd: float = 0.3
+
+    def __post_init__(self):
+        if not isinstance(self.impression, TemplateModel):
+            raise invalid("impression", "a TemplateModel", self.impression)
+        for name in ("poor_person_share", "poor_finger_share", "poor_capture_share", "poor_missing_share"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise invalid(name, "a float in [0, 1]", v)
+        for name in ("poor_spurious_per_true", "poor_jitter_px", "poor_angle_noise_deg", "poor_distortion_px",
+                     "minutiae_count_log_sd"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v < 1e3:
+                raise invalid(name, "a float in [0, 1000)", v)
+        if not isinstance(self.poor_contact_max, (int, float)) or not 0.05 <= self.poor_contact_max <= 1.0:
+            raise invalid("poor_contact_max", "a float in [0.05, 1]", self.poor_contact_max)
+        if not isinstance(self.poor_centre_offset, (int, float)) or not 0.0 <= self.poor_centre_offset <= 0.5:
+            raise invalid("poor_centre_offset", "a float in [0, 0.5]", self.poor_centre_offset)
+
+
+REGISTRY_POPULATION = PopulationModel()
+"""The registry-like population (see :class:`PopulationModel`)."""
+
+
+def _uniform(*key: int) -> float:
+    """A uniform draw in [0, 1) determined by ``key`` (a hash, so draws at every level are independent
+    and cost a microsecond, with no generator to build)."""
+    import hashlib
+
+    raw = b"".join(int(k).to_bytes(9, "little", signed=True) for k in key)
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8, person=b"bm-population").digest(), "little") / 2.0**64
+
+
+def _level(share: float, *key: int) -> float:
+    """Severity of one level: 0, or with probability ``share`` uniform in [0, 1]."""
+    return _uniform(*key, 1) if _uniform(*key, 0) < share else 0.0
+
+
+def capture_severity(finger_seed: int, impression: int, model: PopulationModel = REGISTRY_POPULATION) -> float:
+    """Severity in [0, 1] of impression ``impression`` of finger ``finger_seed`` (see :class:`PopulationModel`).
+
+    Returns
+    -------
+    float
+        ``max(person, finger, capture)`` severities; the person is ``finger_seed // 16``.
+    """
+    f = int(finger_seed)
+    return max(_level(model.poor_person_share, 0x9E0, f // 16), _level(model.poor_finger_share, 0x9E1, f),
+               _level(model.poor_capture_share, 0x9E2, f, int(impression)))
+
+
+def _capture_args(md: TemplateModel, pop: PopulationModel | None, finger_seed: int, i: int) -> tuple:
+    """The perturbation kernel's arguments after the seed: the model's, or interpolated at the capture's severity."""
+    args = [float(md.width_px), float(md.height_px), np.deg2rad(md.max_rotation_deg), md.max_translation_px,
+            md.distortion_px, md.jitter_px, np.deg2rad(md.angle_noise_deg), md.p_missing, md.spurious_rate,
+            md.contact_min, md.contact_max, 0.1]
+    s = 0.0 if pop is None else capture_severity(finger_seed, i, pop)
+    if s == 0.0:
+        return tuple(args)
+
+    def lerp(good, poor):
+        return good + s * (poor - good)
+
+    contact_max = lerp(md.contact_max, pop.poor_contact_max)
+    args[4:] = [lerp(md.distortion_px, pop.poor_distortion_px), lerp(md.jitter_px, pop.poor_jitter_px),
+                np.deg2rad(lerp(md.angle_noise_deg, pop.poor_angle_noise_deg)),
+                lerp(md.p_missing, pop.poor_missing_share), lerp(md.spurious_rate, pop.poor_spurious_per_true),
+                min(md.contact_min, contact_max), contact_max, lerp(0.1, pop.poor_centre_offset)]
+    return tuple(args)
+
+
+def template_impressions(finger_seed: int, impressions: int,
+                         model: TemplateModel | PopulationModel | None = None) -> list:
     """Mated templates of one synthetic finger, generated without images.
 
     Parameters
     ----------
     finger_seed : int
-        Identifies the finger: the same seed gives the same master minutiae.
+        Identifies the finger: the same seed gives the same master minutiae.  With a
+        :class:`PopulationModel`, ``finger_seed // 16`` is its person.
     impressions : int
         Number of impressions to draw.
-    model : TemplateModel, optional
+    model : TemplateModel or PopulationModel, optional
+        The perturbation model of every impression (default ``TemplateModel()``), or a
+        population (e.g. :data:`REGISTRY_POPULATION`) whose severity per person, finger and
+        capture makes some impressions poor.
 
     Returns
     -------
     list of Template
         At 500 dpi, quality 60 per minutia; about 10,000+ per second on one core.
+
+    Examples
+    --------
+    >>> from biomatch.datasets.synthetic import REGISTRY_POPULATION, template_impressions
+    >>> enrolled, probe = template_impressions(7 * 16 + 2, 2, REGISTRY_POPULATION)
     """
     from ..template import GENERATED_PARAMS_HASH, MINUTIA_DTYPE, Template
     from . import _templates_nb as nb
 
     if isinstance(finger_seed, bool) or not isinstance(finger_seed, (int, np.integer)) or finger_seed < 0:
         raise invalid("finger_seed", "a non-negative int", finger_seed)
-    md = TemplateModel() if model is None else model
-    base = nb.master_minutiae(int(finger_seed) % (2**31), md.minutiae_per_finger, float(md.width_px),
+    if model is not None and not isinstance(model, (TemplateModel, PopulationModel)):
+        raise invalid("model", "None, a TemplateModel or a PopulationModel", model)
+    pop = model if isinstance(model, PopulationModel) else None
+    md = pop.impression if pop is not None else TemplateModel() if model is None else model
+    n_target = md.minutiae_per_finger
+    if pop is not None and pop.minutiae_count_log_sd > 0:
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(min(max(_uniform(0x9E3, int(finger_seed)), 1e-9), 1 - 1e-9))
+        n_target = max(4, int(round(n_target * np.exp(pop.minutiae_count_log_sd * z))))
+    base = nb.master_minutiae(int(finger_seed) % (2**31), n_target, float(md.width_px),
                               float(md.height_px), md.min_distance_px)
     out = []
     for i in range(int(impressions)):
-        pts = nb.perturb(base, (int(finger_seed) * 7919 + i * 104729 + 1) % (2**31), float(md.width_px),
-                         float(md.height_px), np.deg2rad(md.max_rotation_deg), md.max_translation_px,
-                         md.distortion_px, md.jitter_px, np.deg2rad(md.angle_noise_deg), md.p_missing,
-                         md.spurious_rate, md.contact_min, md.contact_max)
+        pts = nb.perturb(base, (int(finger_seed) * 7919 + i * 104729 + 1) % (2**31),
+                         *_capture_args(md, pop, int(finger_seed), i))
         m = np.zeros(len(pts), MINUTIA_DTYPE)
         m["x"], m["y"] = pts[:, 0], pts[:, 1]
         m["angle"] = np.mod(pts[:, 2], 2 * np.pi).astype(np.float32) % np.float32(2 * np.pi)
@@ -483,3 +640,33 @@ def template_impressions(finger_seed: int, impressions: int, model: TemplateMode
         m["quality"] = 60
         out.append(Template(m, md.width_px, md.height_px, 60 if len(m) else 0, GENERATED_PARAMS_HASH))
     return out
+
+
+def person_impressions(person_seed: int, impressions: int, model: PopulationModel = REGISTRY_POPULATION,
+                       positions: Sequence[int] = tuple(range(1, 11))) -> dict:
+    """Mated ten-print records of one generated person.
+
+    Parameters
+    ----------
+    person_seed : int
+        Identifies the person; finger ``p`` is ``template_impressions(person_seed * 16 + p, ...)``.
+    impressions : int
+        Captures of every finger (impression 0 to enrol, 1 to search, ...).
+    model : PopulationModel, optional
+        Default :data:`REGISTRY_POPULATION`.
+    positions : sequence of int
+        ISO finger positions 1-10 (default all ten).
+
+    Returns
+    -------
+    dict
+        ``{position: [Template] * impressions}``.
+    """
+    if isinstance(person_seed, bool) or not isinstance(person_seed, (int, np.integer)) or person_seed < 0:
+        raise invalid("person_seed", "a non-negative int", person_seed)
+    if not isinstance(model, PopulationModel):
+        raise invalid("model", "a PopulationModel", model)
+    bad = [p for p in positions if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 1 <= p <= 15]
+    if bad:
+        raise invalid("positions", "ints in [1, 15]", bad)
+    return {int(p): template_impressions(int(person_seed) * 16 + int(p), impressions, model) for p in positions}
