@@ -42,6 +42,11 @@ sys.path.insert(0, str(REPO / "tests" / "dedup"))
 
 GEN_OFFSET = 10_000_000  # non-mated persons: never enrolled
 
+_MODEL = None
+"""The generator's model: None (the default TemplateModel, easy mates) or
+``biomatch.datasets.synthetic.REGISTRY_POPULATION`` (``--population registry``: poor people, fingers
+and captures in a real registry's proportions, fitted by benchmarks/population_calibration.py)."""
+
 
 def rss_bytes() -> int:
     with open("/proc/self/status") as f:
@@ -56,7 +61,8 @@ def person_fingers(person: int, impression: int) -> dict:
 
     from biomatch.datasets.synthetic import template_impressions
 
-    return {p: template_impressions(finger_seed(person, p), impression + 1)[impression] for p in range(1, 11)}
+    return {p: template_impressions(finger_seed(person, p), impression + 1, model=_MODEL)[impression]
+            for p in range(1, 11)}
 
 
 def calibrated_decision(threads: int):
@@ -64,8 +70,8 @@ def calibrated_decision(threads: int):
     from biomatch.decide import DecisionParams, calibrate
     from biomatch.match import FingerprintMatcher, prepare
 
-    gal = [prepare(template_impressions(50_000_000 + i, 1)[0]) for i in range(1000)]
-    imp = np.concatenate([FingerprintMatcher(template_impressions(60_000_000 + j, 1)[0]).match_many(
+    gal = [prepare(template_impressions(50_000_000 + i, 1, model=_MODEL)[0]) for i in range(1000)]
+    imp = np.concatenate([FingerprintMatcher(template_impressions(60_000_000 + j, 1, model=_MODEL)[0]).match_many(
         gal, n_threads=threads) for j in range(60)])
     return DecisionParams(score_at_fmr=calibrate(imp))
 
@@ -117,8 +123,15 @@ def main() -> int:
     ap.add_argument("--scan-rows", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="build the gallery here (and keep it); reused when it exists")
+    ap.add_argument("--population", choices=["default", "registry"], default="default",
+                    help="generated people: default (easy mates) or registry (calibrated to real sets)")
     args = ap.parse_args()
     n = args.identities
+    global _MODEL
+    if args.population == "registry":
+        from biomatch.datasets.synthetic import REGISTRY_POPULATION
+
+        _MODEL = REGISTRY_POPULATION
 
     import faiss
 
