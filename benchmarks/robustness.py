@@ -106,10 +106,11 @@ class System:
     score_key: str | None = None      # None: never cache scores
 
 
-def _code_hash(paths) -> str:
+def _code_hash(paths, extra: str = "") -> str:
     h = hashlib.sha256()
     for p in sorted(paths):
         h.update(f"{p.relative_to(REPO)}:{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    h.update(extra.encode())
     return h.hexdigest()[:16]
 
 
@@ -124,7 +125,12 @@ def biomatch_system() -> System:
 
     cv2.setNumThreads(1)
     pkg = REPO / "biomatch"
-    code = _code_hash([*(pkg / "extract").glob("*.py"), pkg / "image.py", pkg / "template.py", pkg / "params.py"])
+    # The extractor's code and its parameters' defaults (not params.py as a file: it also holds
+    # MatchParams, and a matcher-only change must re-use the templates).
+    from biomatch.params import ExtractionParams, QualityParams, to_json
+
+    code = _code_hash([*(pkg / "extract").glob("*.py"), *(pkg / "imaging").glob("*.py"), pkg / "template.py"],
+                      to_json(ExtractionParams()) + to_json(QualityParams()))
 
     def ext(path: Path, dpi: float):
         try:

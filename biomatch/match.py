@@ -13,22 +13,28 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
    that gives bit-identical scores);
 3. LSS-R: the min(n_A, n_B) most similar pairs are relaxed against each other's
    geometric compatibility rho(t, k) and the mean of the n_P (4..12) most efficient
-   pairs is the score;
+   pairs is the score.  Minutia reliability (biomatch's addition, on by default,
+   ``MatchParams.lssr_reliability_weight``): each pair's relaxed similarity counts by
+   sqrt(q_A q_B) (minutia quality / 100) relative to the mean over the relaxed pairs, and
+   the n_P pairs are those of highest reliability x efficiency (the later stages keep the
+   paper's top pairs);
 4. elastic consistency (on by default, ``MatchParams.elastic_*``): each of the top
    pairs anchors an alignment (anchors aligned like one already tried are skipped),
    the other minutiae pair within 8 px + 5% of their distance from the anchor and
    20 degrees, greedily one-to-one; the best anchor's rotation (its two minutiae's
    direction difference, off by their direction errors) is refitted once on the minutiae
    it paired (least squares about the anchor) and the larger count kept;
-   elastic = n_e^2 / (overlap_A * overlap_B) and
-   score = sqrt(lssr * elastic).  Gate: pairs with lssr < ``elastic_gate`` (0.0145,
+   elastic = n_e^2 / (overlap_A * overlap_B), where a minutia of the overlap left unpaired
+   counts its quality / 100 (``MatchParams.elastic_reliability_weight``: a missing partner of
+   a minutia on blurred or border ridges is weak evidence against the pair), and
+   score = sqrt(lssr * elastic).  Gate: pairs with lssr < ``elastic_gate`` (0.0158,
    about the impostor median of LSS-R) skip the stage and score lssr itself.  That
    fallback is deterministic, monotone and below the gate, so every pair scoring >= the
    gate went through the stage and scores exactly what it would without the gate:
    1:N rankings above the gate are unchanged, and at any threshold >= the gate (all
    of :data:`SCORE_AT_FMR` are 5-7x it) the gate can only reject, i.e. never raises
    the FMR and raises the FNMR by at most the share of genuine pairs with
-   lssr < gate (1 of 1,120 on FVC2002 B; 53% of the impostors skip the stage);
+   lssr < gate (none of 1,120 on FVC2002 B; 53% of the impostors skip the stage);
 5. orientation-field agreement (on by default, ``MatchParams.orientation_weight`` = w): for
    pairs that went through the elastic stage, when both templates carry a block orientation
    field (:attr:`~biomatch.template.Template.orientation_grid`), a rigid transform fitted by
@@ -39,11 +45,14 @@ and matching technique for fingerprint recognition", IEEE TPAMI 32(12), 2010):
    minutiae happen to fit do not (median ~0.3); it lowers FMR1000 on degraded prints.  The
    weighted score is then mapped onto the minutiae-only scale by a monotone piecewise-linear
    curve (``MatchParams.orientation_scale_from`` / ``orientation_scale_to``) that sends its
-   thresholds at FMR 1%, 0.1%, 0.01% (0.0556, 0.0793, 0.0868) onto those of
+   thresholds at FMR 1%, 0.1%, 0.01% (0.0685, 0.0928, 0.1037) onto those of
    :data:`SCORE_AT_FMR` (0.0692, 0.0915, 0.1105), so that one table serves every pair, with
    or without the fields.  Gated pairs are untouched (they still score < the gate, so the gate
-   argument above holds); templates without the field (ISO/ANSI imports, older files,
-   generated templates) score as before;
+   argument above holds); pairs without the fields whose templates both report varying minutia
+   qualities go through their own curve (``MatchParams.reliability_scale_from`` / ``_to``:
+   0.0841, 0.1062, 0.1224 onto the same table); templates without the fields or qualities
+   (ISO/ANSI imports without qualities, generated templates) score as the paper's matcher
+   with the elastic stage;
 6. optionally (``MatchParams.global_weight``) a rigid transform fitted on those pairs
    counts the one-to-one consistent minutiae (reported by :meth:`explain` always).
 
@@ -80,13 +89,18 @@ SCORE_AT_FMR: dict[float, float | None] = {
     # digits, the fractions are 0.981%, 0.095% and 0.0087%; FNMR there (1,120 genuine pairs
     # pooled) 1.52%, 2.95% and 4.38%.
     # Re-measured after the ridge-band segmentation (2026-12-06; 0.001 moved from 0.0914).
+    # Kept as the one scale when minutia reliability came (2026-12-07): the two curves below
+    # send the new scores' thresholds onto it; at it the FNMR fell to 0.62%, 1.96%, 2.86%
+    # (fields and reliability), 0.89%, 2.23%, 3.57% (reliability, no fields).
     # ONE SCALE: pairs scored with the orientation-field agreement (both templates carry a
-    # field, through the elastic stage) have their own thresholds, 0.0556, 0.0793 and 0.0868
-    # (measured the same way, FVC2002 DB1-4_B undegraded, 11,520 impostors pooled; fractions
-    # 0.998%, 0.095%, 0.0087%; FNMR 0.98%, 2.95%, 3.30%).  The native matcher maps those
-    # scores through the monotone piecewise-linear curve (0, 0), (0.0556, 0.0692),
-    # (0.0793, 0.0915), (0.0868, 0.1105), the last slope beyond (MatchParams.orientation_scale_
-    # from / _to), so that every score, with or without the fields, is read against this one
+    # field, through the elastic stage) have their own thresholds, 0.0685, 0.0928 and 0.1037
+    # with minutia reliability (0.0556, 0.0793, 0.0868 without; measured the same way, FVC2002
+    # DB1-4_B undegraded, 11,520 impostors pooled; fractions 0.998%, 0.095%, 0.0087%).  The
+    # native matcher maps those scores through the monotone piecewise-linear curve (0, 0),
+    # (0.0685, 0.0692), (0.0928, 0.0915), (0.1037, 0.1105), (1, 1) (MatchParams.orientation_
+    # scale_from / _to), and reliability-weighted scores without the fields through
+    # (0.0841, 0.0692), (0.1062, 0.0915), (0.1224, 0.1105) (reliability_scale_from / _to), so
+    # that every score, with or without the fields or qualities, is read against this one
     # table.  benchmarks/robustness.py's calibration table gives the FMR at these thresholds
     # under each degradation (see the README).
     # 0.01% rests on the single highest impostor of the pool (the tail of the pooled
@@ -204,7 +218,9 @@ class FingerprintMatcher:
     below ``MatchParams.elastic_gate``), optionally blended with the global consistency term;
     when both templates carry a block orientation field it is multiplied by their agreement
     max(A2, 0) and mapped back onto the same scale (``MatchParams.orientation_scale_from`` /
-    ``_to``), so that the thresholds below hold for every pair.  0 means no evidence (also for templates with fewer than
+    ``_to``; without the fields, scores weighted by minutia reliability go through
+    ``MatchParams.reliability_scale_from`` / ``_to``), so that the thresholds below hold for
+    every pair.  0 means no evidence (also for templates with fewer than
     ``MatchParams.min_minutiae`` minutiae or without valid cylinders); a print against
     itself scores ~1.0, two impressions of one finger typically 0.1-0.5 without the fields
     (median 0.33 on FVC2002 B, 5th percentile 0.12; the mapping stretches scores above the

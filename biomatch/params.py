@@ -125,6 +125,14 @@ class MatchParams:
     relax_angle_mu_deg: float = 15.0  # mu_2^rho = mu_3^rho = pi/12
     relax_angle_tau_per_rad: float = -30.0  # tau_2^rho = tau_3^rho
     min_minutiae: int = 4  # a template with fewer minutiae scores 0
+    # Minutia reliability in LSS-R (biomatch's addition; 0: the paper's score).  Each of the n_R
+    # relaxation pairs has r_t = 1 - w + w sqrt(q_a q_b), q = minutia quality / 100, normalised to
+    # mean 1 over the n_R pairs (relative to the comparison's own mean: marking uniformly poor
+    # prints down only adds print-to-print variance, and measured so, 0.74% -> 1.86% mean EER
+    # undegraded at w = 1); the score is sum r_t lambda_t / n_P over the n_P pairs of highest
+    # r_t x efficiency.  The top pairs the later stages use (elastic anchors, fits) stay the
+    # paper's.  FVC2002 DB1-4_B: see elastic_reliability_weight.
+    lssr_reliability_weight: float = 1.0
     # Global rigid consistency (biomatch's addition).  score = lssr^(1-w) * global^w.
     # Default w = 0: on FVC2002 DB1-4_B with mindtct minutiae it lowered FMR1000 on DB1/DB2
     # but raised the EER on DB3 (distorted prints); the term is still reported by explain().
@@ -141,7 +149,9 @@ class MatchParams:
     # within ``elastic_cluster_px`` and ``elastic_cluster_deg`` of its partner is skipped (same
     # alignment; 0 px: never).  Pairs with lssr < ``elastic_gate`` skip the stage and score lssr
     # (see biomatch.match: decisions at any threshold >= the gate can only lose genuine pairs
-    # with lssr < gate, 0.09% of FVC2002's; about half the impostors skip it).
+    # with lssr < gate, none of FVC2002's; about half the impostors skip it).  0.0158 is the
+    # impostor median of the reliability-weighted LSS-R (0.0145 before it, which would let 78%
+    # of the pairs through the stage instead of 52%: 16% slower).
     # FVC2002 DB1-4_B, biomatch's extractor, all-impostor: mean EER 1.87% (stage off) -> 1.34%,
     # FMR1000 4.1% -> 2.6%.
     elastic_anchors: int = 12
@@ -149,9 +159,23 @@ class MatchParams:
     elastic_distance_fraction: float = 0.05
     elastic_angle_deg: float = 20.0
     elastic_weight: float = 0.5
-    elastic_gate: float = 0.0145
+    elastic_gate: float = 0.0158
     elastic_cluster_px: float = 10.0
     elastic_cluster_deg: float = 15.0
+    # Minutia reliability in the elastic term (biomatch's addition; 0: every minutia counts 1): a
+    # minutia of the overlap that the best anchor left unpaired counts 1 - w + w q (q = quality
+    # / 100; paired ones count 1) in overlap_A, overlap_B -- a missing partner of a minutia on
+    # blurred or border ridges is weaker evidence against the pair -- and the pairs_max floor is
+    # taken at the overlap's mean count.  With lssr_reliability_weight = 1 (and the elastic gate
+    # at the new LSS-R's impostor median), FVC2002 DB1-4_B, biomatch's extractor, all-impostor
+    # (benchmarks/robustness.py, EER / FMR1000 %): undegraded 0.74 / 1.34 -> 0.53 / 1.07 (no set
+    # worse), mean of the 13 degraded conditions 4.68 / 9.99 -> 4.42 / 9.13; dry 12.05 -> 10.91,
+    # wet 10.10 -> 9.73, worn 8.49 -> 8.16, but small contact 17.17 -> 17.58 (EER).  Either weight
+    # alone (gate 0.0145): undegraded 0.68 (lssr; DB1_B one genuine pair worse) or 0.62
+    # (elastic), degraded 4.48 or 4.57.  Measured worse: the LSS-R pairs weighted by the absolute
+    # sqrt(q_a q_b) (undegraded 1.86, degraded 7.18), paired minutiae weighted too in the elastic
+    # term (undegraded 0.73, DB1_B worse), a quality floor of 30-60 for the elastic anchors.
+    elastic_reliability_weight: float = 1.0
     # Orientation-field agreement (biomatch's addition, evidence beside the minutiae): for pairs
     # that went through the elastic stage, when both templates carry a block orientation field
     # (Template.orientation_grid), a rigid transform fitted by least squares on the best anchor's
@@ -166,13 +190,24 @@ class MatchParams:
     # (orientation_scale_from[k], orientation_scale_to[k]) -- beyond the last point the last
     # segment's slope, result clamped to [0, 1] -- so that every comparison, with or without the
     # fields, is read on one (minutiae-only) scale against biomatch.match.SCORE_AT_FMR.  The
-    # points send the fused scores' thresholds at FMR 1%, 0.1%, 0.01% (0.0556, 0.0793, 0.0868:
-    # FVC2002 DB1-4_B undegraded, 11,520 impostors pooled) onto the minutiae-only ones, and 1
-    # onto 1 (without that point the last threshold segment's slope, 2.5, would send every fused
-    # score above 0.44 to 1 and erase the ordering of strong candidates).
+    # points send the fused scores' thresholds at FMR 1%, 0.1%, 0.01% (0.0685, 0.0928, 0.1037:
+    # FVC2002 DB1-4_B undegraded, 11,520 impostors pooled, minutia reliability on; without it
+    # they were 0.0556, 0.0793, 0.0868) onto the minutiae-only ones, and 1 onto 1 (without that
+    # point the last threshold segment's slope would send every fused score above ~0.4 to 1 and
+    # erase the ordering of strong candidates).
     # Same length >= 2, both strictly increasing.
-    orientation_scale_from: tuple[float, ...] = (0.0, 0.0556, 0.0793, 0.0868, 1.0)
+    orientation_scale_from: tuple[float, ...] = (0.0, 0.0685, 0.0928, 0.1037, 1.0)
     orientation_scale_to: tuple[float, ...] = (0.0, 0.0692, 0.0915, 0.1105, 1.0)
+    # Where minutia reliability applies (lssr_/elastic_reliability_weight > 0 and both templates
+    # report minutia qualities, i.e. not all the same) and the orientation factor does not (a template
+    # without a field, e.g. one read from ISO 19794-2), the score is mapped onto the same scale
+    # through the curve through (reliability_scale_from[k], reliability_scale_to[k]), same rules:
+    # the points send those scores' thresholds at FMR 1%, 0.1%, 0.01% (0.0841, 0.1062, 0.1224,
+    # measured as the orientation curve's, the fields set aside) onto the table's.  Templates
+    # without minutia qualities (all 0, "not reported" in the interchange formats, or one value
+    # for all, e.g. Template.from_arrays' 100) score as before, unmapped.
+    reliability_scale_from: tuple[float, ...] = (0.0, 0.0841, 0.1062, 0.1224, 1.0)
+    reliability_scale_to: tuple[float, ...] = (0.0, 0.0692, 0.0915, 0.1105, 1.0)
 
     def __post_init__(self):
         positive = ("radius_px", "sigma_spatial_px", "sigma_angular_deg", "cell_threshold",
@@ -190,7 +225,8 @@ class MatchParams:
         if self.pairs_max < self.pairs_min:
             raise invalid("pairs_max", f">= pairs_min ({self.pairs_min})", self.pairs_max)
         for name in ("min_valid_cells_fraction", "min_matchable_cells_fraction", "relax_weight", "global_weight",
-                     "elastic_weight", "elastic_distance_fraction", "elastic_gate", "orientation_weight"):
+                     "elastic_weight", "elastic_distance_fraction", "elastic_gate", "orientation_weight",
+                     "lssr_reliability_weight", "elastic_reliability_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise invalid(name, "a number in [0, 1]", v)
@@ -200,7 +236,8 @@ class MatchParams:
             raise invalid("elastic_cluster_deg", "a number in (0, 180]", self.elastic_cluster_deg)
         if not 0 < self.max_angle_diff_deg <= 180:
             raise invalid("max_angle_diff_deg", "a number in (0, 180]", self.max_angle_diff_deg)
-        for name in ("orientation_scale_from", "orientation_scale_to"):
+        for name in ("orientation_scale_from", "orientation_scale_to", "reliability_scale_from",
+                     "reliability_scale_to"):
             v = getattr(self, name)
             ok = (isinstance(v, (tuple, list)) and len(v) >= 2
                   and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
@@ -208,9 +245,10 @@ class MatchParams:
             if not ok:
                 raise invalid(name, "a tuple of >= 2 strictly increasing finite numbers", v)
             object.__setattr__(self, name, tuple(float(x) for x in v))
-        if len(self.orientation_scale_from) != len(self.orientation_scale_to):
-            raise invalid("orientation_scale_to", f"{len(self.orientation_scale_from)} points "
-                          "(as many as orientation_scale_from)", self.orientation_scale_to)
+        for prefix in ("orientation_scale", "reliability_scale"):
+            src, dst = getattr(self, prefix + "_from"), getattr(self, prefix + "_to")
+            if len(src) != len(dst):
+                raise invalid(prefix + "_to", f"{len(src)} points (as many as {prefix}_from)", dst)
 
 
 @dataclass(frozen=True)
@@ -277,7 +315,8 @@ def to_json(params: Any) -> str:
 _ADDED_FIELDS: dict[str, dict[str, Any]] = {
     # 2026-12-06, the orientation-field agreement: weight 0 is the minutiae-only score (the scale
     # curve applies only where the agreement does, so its default is inert then).
-    "MatchParams": {"orientation_weight": 0.0},
+    # 2026-12-07, minutia reliability: weight 0 counts every minutia alike, the earlier score.
+    "MatchParams": {"orientation_weight": 0.0, "lssr_reliability_weight": 0.0, "elastic_reliability_weight": 0.0},
 }
 
 

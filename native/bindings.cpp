@@ -147,7 +147,9 @@ void bind_config(nb::module_& m) {
       .def_prop_ro("params", [](const Config& c) { return params_to_dict(c.params()); },
                    "The parameters as given, converted to the native types (a dict of mcc_params.def's fields).")
       .def("orientation_scale", &Config::orientation_scale, "score"_a,
-           "The mapping of a fused (orientation-weighted) score onto the minutiae-only scale, float32.");
+           "The mapping of a fused (orientation-weighted) score onto the minutiae-only scale, float32.")
+      .def("reliability_scale", &Config::reliability_scale, "score"_a,
+           "The mapping of a reliability-weighted score without the orientation factor onto the same scale, float32.");
 }
 
 void bind_prepared(nb::module_& m) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "mcc_internal.hpp"
 
@@ -18,8 +20,20 @@ int pairs_eval(const MccParams& p, int nmin) {
          static_cast<int>(std::lround(sigmoid(float(nmin), p.pairs_mu, p.pairs_tau) * (p.pairs_max - p.pairs_min)));
 }
 
+void check_curve(const std::vector<float>& f, const std::vector<float>& t, const std::string& names) {
+  auto bad = [&](const char* what) { throw std::invalid_argument(names + ": expected " + what); };
+  if (f.size() < 2 || f.size() != t.size()) bad("the same length, >= 2");
+  for (size_t k = 0; k < f.size(); ++k) {
+    if (!std::isfinite(f[k]) || !std::isfinite(t[k])) bad("finite numbers");
+    if (k > 0 && !(f[k] > f[k - 1] && t[k] > t[k - 1])) bad("strictly increasing");
+  }
+}
+
 void check_params(const MccParams& p) {
   auto bad = [](const char* what) { throw std::invalid_argument(what); };
+  if (!(p.lssr_reliability_weight >= 0.f && p.lssr_reliability_weight <= 1.f) ||
+      !(p.elastic_reliability_weight >= 0.f && p.elastic_reliability_weight <= 1.f))
+    bad("lssr_reliability_weight/elastic_reliability_weight: expected 0..1");
   if (!(p.radius_px > 0)) bad("radius_px: expected > 0");
   if (p.spatial_cells < 2 || p.spatial_cells > 64) bad("spatial_cells: expected 2..64");
   if (p.angular_cells < 1 || p.angular_cells > 32) bad("angular_cells: expected 1..32");
@@ -28,16 +42,26 @@ void check_params(const MccParams& p) {
   if (p.relax_iterations < 0 || p.relax_iterations > 100) bad("relax_iterations: expected 0..100");
   if (p.spatial_cells * p.spatial_cells * p.angular_cells >= 65536)
     bad("spatial_cells^2 * angular_cells: expected < 65536");
-  const auto& f = p.orientation_scale_from;
-  const auto& t = p.orientation_scale_to;
-  if (f.size() < 2 || f.size() != t.size())
-    bad("orientation_scale_from/orientation_scale_to: expected the same length, >= 2");
-  for (size_t k = 0; k < f.size(); ++k) {
-    if (!std::isfinite(f[k]) || !std::isfinite(t[k]))
-      bad("orientation_scale_from/orientation_scale_to: expected finite numbers");
-    if (k > 0 && !(f[k] > f[k - 1] && t[k] > t[k - 1]))
-      bad("orientation_scale_from/orientation_scale_to: expected strictly increasing");
+  check_curve(p.orientation_scale_from, p.orientation_scale_to, "orientation_scale_from/orientation_scale_to");
+  check_curve(p.reliability_scale_from, p.reliability_scale_to, "reliability_scale_from/reliability_scale_to");
+}
+
+// The monotone piecewise-linear curve through (f[k], t[k]) at s.  Segment k holds
+// [f[k], f[k + 1]); the last point's segment continues the last slope (and the first one's
+// below f[0]).  At a point the result is exactly its image; inside a segment it is clamped to
+// the segment's images, so float rounding cannot break monotonicity.
+float curve(const std::vector<float>& f, const std::vector<float>& t, float s) {
+  const int last = static_cast<int>(f.size()) - 1;
+  int k = 0;
+  while (k < last && f[k + 1] <= s) ++k;
+  float v;
+  if (k == last) {
+    v = t[last] + (s - f[last]) * ((t[last] - t[last - 1]) / (f[last] - f[last - 1]));
+  } else {
+    v = t[k] + (s - f[k]) * ((t[k + 1] - t[k]) / (f[k + 1] - f[k]));
+    if (s >= f[0]) v = std::clamp(v, t[k], t[k + 1]);
   }
+  return std::clamp(v, 0.f, 1.f);
 }
 
 }  // namespace
@@ -124,23 +148,8 @@ int Config::pairs_for(int nmin) const {
   return nmin >= 0 && nmin < static_cast<int>(pairs_table_.size()) ? pairs_table_[nmin] : pairs_eval(p_, nmin);
 }
 
-float Config::orientation_scale(float s) const {
-  // Segment k holds [from[k], from[k + 1]); the last point's segment continues the last slope
-  // (and the first one's below from[0]).  At a point the result is exactly its image; inside a
-  // segment it is clamped to the segment's images, so float rounding cannot break monotonicity.
-  const std::vector<float>& f = p_.orientation_scale_from;
-  const std::vector<float>& t = p_.orientation_scale_to;
-  const int last = static_cast<int>(f.size()) - 1;
-  int k = 0;
-  while (k < last && f[k + 1] <= s) ++k;
-  float v;
-  if (k == last) {
-    v = t[last] + (s - f[last]) * ((t[last] - t[last - 1]) / (f[last] - f[last - 1]));
-  } else {
-    v = t[k] + (s - f[k]) * ((t[k + 1] - t[k]) / (f[k + 1] - f[k]));
-    if (s >= f[0]) v = std::clamp(v, t[k], t[k + 1]);
-  }
-  return std::clamp(v, 0.f, 1.f);
-}
+float Config::orientation_scale(float s) const { return curve(p_.orientation_scale_from, p_.orientation_scale_to, s); }
+
+float Config::reliability_scale(float s) const { return curve(p_.reliability_scale_from, p_.reliability_scale_to, s); }
 
 }  // namespace biomatch

@@ -389,31 +389,61 @@ void refit_anchor(const Config& cfg, const Prepared& a, const Prepared& b, Scrat
   }
 }
 
+// Minutia reliability (biomatch's addition): a minutia of the overlap that the best anchor left
+// unpaired counts 1 - w + w q (q = quality / 100; paired ones count 1): a missing partner of a
+// minutia on blurred or border ridges is weaker evidence against the pair than that of a clear
+// one.  `counted` is that sum over the `overlap` minutiae; the floor of `fl` minutiae is taken at
+// the overlap's mean count (an absolute floor measured worse: it keeps the penalty exactly
+// where the overlap is small).
+inline float reliable_overlap(float counted, int overlap, float fl) {
+  return overlap > 0 ? std::max(counted * std::max(1.f, fl / float(overlap)), 1e-6f) : fl;
+}
+
 // The overlaps (minutiae of each template inside the other's hull under the best alignment,
 // margin elastic_distance_px) and elastic = n_e^2 / (overlap_a * overlap_b), floor pairs_max.
-void elastic_score(const MccParams& p, const Prepared& a, const Prepared& b, const Scratch& s, ElasticTerm& e) {
+// With elastic_reliability_weight w > 0 each side's overlap is counted by reliability (see
+// reliable_overlap).
+void elastic_score(const MccParams& p, const Prepared& a, const Prepared& b, Scratch& s, bool reliable,
+                   ElasticTerm& e) {
   const int ia = s.ta[e.anchor], ib = s.tb[e.anchor];
   const float c = e.cos, sn = e.sin;
   const float m = p.elastic_distance_px;
+  const float w = reliable ? p.elastic_reliability_weight : 0.f;
+  float wa = 0.f, wb = 0.f;  // reliability-counted overlaps (w > 0)
+  if (w > 0.f) {             // B's paired minutiae, from A's partners
+    s.used_b.assign(b.n, 0);
+    for (int i = 0; i < a.n; ++i)
+      if (s.epart[i]) s.used_b[s.epart[i] - 1] = 1;
+  }
   for (int i = 0; i < a.n; ++i) {
     const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
-    e.overlap_a += in_hull_fast(b, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
+    const bool in = in_hull_fast(b, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
+    e.overlap_a += in;
+    if (w > 0.f && in) wa += s.epart[i] ? 1.f : 1.f - w + w * reliability_of(a.quality[i]);
   }
   for (int j = 0; j < b.n; ++j) {
     const float dx = b.x[j] - b.x[ib], dy = b.y[j] - b.y[ib];
-    e.overlap_b += in_hull_fast(a, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
+    const bool in = in_hull_fast(a, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
+    e.overlap_b += in;
+    if (w > 0.f && in) wb += s.used_b[j] ? 1.f : 1.f - w + w * reliability_of(b.quality[j]);
   }
   const float fl = float(p.pairs_max), ne = float(e.n);
+  if (w > 0.f) {
+    e.score = std::clamp(ne * ne / (reliable_overlap(wa, e.overlap_a, fl) * reliable_overlap(wb, e.overlap_b, fl)),
+                         0.f, 1.f);
+    return;
+  }
   e.score = std::clamp(ne * ne / (std::max(float(e.overlap_a), fl) * std::max(float(e.overlap_b), fl)), 0.f, 1.f);
 }
 
 }  // namespace
 
-ElasticTerm elastic_term(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int ntop) {
+ElasticTerm elastic_term(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int ntop,
+                         bool reliable) {
   ElasticTerm e;
   try_anchors(cfg, a, b, s, ntop, e);
   if (e.anchor >= 0 && e.n >= 3) refit_anchor(cfg, a, b, s, e);
-  if (e.anchor >= 0) elastic_score(cfg.params(), a, b, s, e);
+  if (e.anchor >= 0) elastic_score(cfg.params(), a, b, s, reliable, e);
   return e;
 }
 

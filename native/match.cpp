@@ -75,7 +75,10 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   if (nr == 0) return 0.f;
   relax_pairs(cfg, a, b, s, nr);
   const int ntop = std::min(np, nr);
-  const float lssr = lssr_top_pairs(s, nr, np);
+  // Minutia reliability applies where both templates report minutia qualities.
+  const bool reliable = (p.lssr_reliability_weight > 0.f || p.elastic_reliability_weight > 0.f) &&
+                        has_qualities(a) && has_qualities(b);
+  const float lssr = lssr_top_pairs(cfg, a, b, s, nr, np, reliable);
 
   // 5. Elastic consistency.  Pairs with lssr < elastic_gate skip the stage and score lssr (< the
   //    gate: every score >= the gate is exactly the ungated one; see biomatch/match.py).
@@ -83,7 +86,7 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   ElasticTerm e;
   float fused = lssr;
   if (staged) {
-    e = elastic_term(cfg, a, b, s, ntop);
+    e = elastic_term(cfg, a, b, s, ntop, reliable);
     fused = fuse_elastic(p, lssr, e.score);
     if (ex) explain_elastic(cfg, a, b, s, e, *ex);
   }
@@ -99,7 +102,10 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
     o = orientation_term(cfg, a, b, s, ntop, e, g, have_global);
     if (ex) explain_orientation(o, *ex);
   }
-  if (p.global_weight <= 0.f && ex == nullptr) return ori_applied ? cfg.orientation_scale(fused * o.factor) : fused;
+  // 8'. Where minutia reliability applies instead, its own curve maps the score onto that scale.
+  const bool rel_applied = staged && reliable && !ori_applied;
+  if (p.global_weight <= 0.f && ex == nullptr)
+    return ori_applied ? cfg.orientation_scale(fused * o.factor) : rel_applied ? cfg.reliability_scale(fused) : fused;
 
   // 7. Global consistency (always for explain()): score = fused^(1-w) * global^w.
   if (!have_global) global_fit(p, a, b, s, ntop, g);
@@ -112,6 +118,8 @@ float match(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s,
   if (ori_applied) {
     ori_fused = score * o.factor;
     score = cfg.orientation_scale(ori_fused);
+  } else if (rel_applied) {
+    score = cfg.reliability_scale(score);
   }
   if (ex) {
     explain_lssr(s, nr, np, lssr, *ex);

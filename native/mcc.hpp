@@ -124,6 +124,8 @@ class Config {
   // The orientation-score mapping (MccParams::orientation_scale_from/to) of a fused score s:
   // monotone non-decreasing, exact at the curve's points, clamped to [0, 1].
   float orientation_scale(float s) const;
+  // The reliability-score mapping (MccParams::reliability_scale_from/to), alike.
+  float reliability_scale(float s) const;
 
  private:
   MccParams p_;
@@ -156,6 +158,7 @@ struct Scratch {
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
   std::vector<int> ra, rb, order, ta, tb, near;
   std::vector<float> l0, l1, l2, rho, tw, tr;
+  std::vector<float> rw;             // LSS-R: reliability of each relaxation pair
   std::vector<float> cand;
   std::vector<uint8_t> used_a, used_b;
   std::vector<int> ea, eb;           // elastic pairs of the current anchor

@@ -274,7 +274,44 @@ void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratc
   relax_w(rho, nr, stride, wr, norm, p.relax_iterations, s.l1, s.l2);
 }
 
-float lssr_top_pairs(Scratch& s, int nr, int np) {
+namespace {
+
+// Minutia reliability (biomatch's addition): the score from the min(np, nr) pairs of highest
+// r_t x efficiency, sum r_t lambda^n_rel_t / np, with r_t = 1 - w + w sqrt(q_a q_b) normalised to
+// mean 1 over the n_R pairs (q: minutia quality / 100).  Relative to the comparison's own mean,
+// so that uniformly poor prints are not marked down (that only adds print-to-print variance):
+// within a comparison, pairs of clear minutiae outweigh pairs of minutiae on blurred or
+// border ridges.  Reuses s.keys2.
+float weighted_lssr(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int nr, int np) {
+  const float w = cfg.params().lssr_reliability_weight;
+  s.rw.resize(nr);
+  float total = 0.f;
+  for (int t = 0; t < nr; ++t) {
+    s.rw[t] = 1.f - w + w * std::sqrt(reliability_of(a.quality[s.ra[t]]) * reliability_of(b.quality[s.rb[t]]));
+    total += s.rw[t];
+  }
+  const float k = float(nr) / total;  // total > 0: nr >= 1 and reliability_of() > 0
+  uint64_t* ek = s.keys2.data();
+  for (int t = 0; t < nr; ++t) {
+    const float e = s.rw[t] * s.l1[t] / s.l0[t];
+    uint32_t ebits;
+    std::memcpy(&ebits, &e, sizeof ebits);
+    ek[t] = (uint64_t(ebits) << 32) | uint32_t(~uint32_t(t));
+  }
+  const int ntop = std::min(np, nr);
+  if (ntop < nr) std::nth_element(ek, ek + ntop, ek + nr, std::greater<uint64_t>());
+  float sum = 0.f;
+  for (int q = 0; q < ntop; ++q) {
+    const int t = static_cast<int>(~static_cast<uint32_t>(ek[q]));
+    sum += s.rw[t] * s.l1[t];
+  }
+  return std::clamp(k * sum / float(np), 0.f, 1.f);
+}
+
+}  // namespace
+
+float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int nr, int np,
+                     bool reliable) {
   // Efficiencies lambda^n_rel / lambda^0 are >= 0, so their float bits sort like them; ties go
   // to the lower t.
   s.keys2.resize(nr);
@@ -305,6 +342,7 @@ float lssr_top_pairs(Scratch& s, int nr, int np) {
     s.tw[q] = std::max(s.l1[t], 0.f);
     s.tr[q] = s.l1[t];
   }
+  if (reliable && cfg.params().lssr_reliability_weight > 0.f) return weighted_lssr(cfg, a, b, s, nr, np);
   return std::clamp(sum / float(np), 0.f, 1.f);
 }
 

@@ -18,6 +18,19 @@
 
 namespace biomatch::detail {
 
+// Minutia reliability from a stored quality (0..1): 0 is "not reported" in the interchange
+// formats, so it counts as fully reliable (the unweighted score).
+inline float reliability_of(float q) { return q > 0.f ? q : 1.f; }
+
+// Whether a template reports minutia qualities: not all the same (all 0 is "not reported" in
+// the interchange formats; one value for every minutia, e.g. 100 from Template.from_arrays,
+// tells one minutia from another no more than none).
+inline bool has_qualities(const Prepared& t) {
+  for (int i = 1; i < t.n; ++i)
+    if (t.quality[i] != t.quality[0]) return true;
+  return false;
+}
+
 // 1. Returns the number of pairs; s.sim, s.bins and s.code describe them.
 int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s);
 
@@ -31,8 +44,12 @@ void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratc
 
 // 4. The min(np, nr) pairs of highest efficiency lambda^n_rel / lambda^0, in that order: s.ta,
 //    s.tb (minutiae), s.tw (max(lambda^n_rel, 0), fit weights), s.tr (lambda^n_rel).  Returns
-//    the LSS-R score, their lambda^n_rel sum / np clamped to [0, 1].
-float lssr_top_pairs(Scratch& s, int nr, int np);
+//    the LSS-R score, their lambda^n_rel sum / np clamped to [0, 1]; when `reliable` (both
+//    templates report minutia qualities: has_qualities) and lssr_reliability_weight > 0, the
+//    reliability-weighted sum of the min(np, nr) pairs of highest reliability x efficiency
+//    instead (the top pairs above are unchanged).
+float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int nr, int np,
+                     bool reliable);
 
 // 5. The elastic stage's outcome; anchor < 0 when no anchor paired any minutia.
 struct ElasticTerm {
@@ -41,11 +58,14 @@ struct ElasticTerm {
   int overlap_a = 0, overlap_b = 0;
   float cos = 1.f, sin = 0.f;   // of the best alignment's rotation
   float score = 0.f;            // n^2 / (overlap_a * overlap_b), floor pairs_max, in [0, 1]
+                                // (overlaps counted by reliability: elastic_reliability_weight)
 };
 
 // 5. Each of the first elastic_anchors top pairs (ntop of them) anchors an alignment; the best
-//    one's pairs, 1 + partner in B per minutia of A, are left in s.epart.
-ElasticTerm elastic_term(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int ntop);
+//    one's pairs, 1 + partner in B per minutia of A, are left in s.epart.  `reliable`: the
+//    overlaps are counted by minutia reliability (elastic_reliability_weight).
+ElasticTerm elastic_term(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int ntop,
+                         bool reliable);
 
 // 5. The best anchor's pairs in greedy order (for explain()), in ex.
 void explain_elastic(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, const ElasticTerm& e,
