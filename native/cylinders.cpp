@@ -132,13 +132,7 @@ void cell_values(const Config& cfg, const float* xyaq, int n, std::vector<float>
 // modules scalar there (2.5x slower prepare).  Element-wise IEEE operations, no contraction
 // (-ffp-contract=off): the same bits in every lane and every module.  kLanes floats: one
 // register of the module's instruction set (SSE for the portable x86-64-v2 module).
-#if defined(BIOMATCH_HAVE_AVX512)
-constexpr int kLanes = 16;
-#elif defined(BIOMATCH_HAVE_AVX2)
-constexpr int kLanes = 8;
-#else
-constexpr int kLanes = 4;
-#endif
+constexpr int kLanes = kFloatLanes;
 typedef float vf __attribute__((vector_size(4 * kLanes)));
 typedef int32_t vi __attribute__((vector_size(4 * kLanes)));
 typedef float v8f __attribute__((vector_size(32)));  // a row window of 8 cells (CylinderBuilder::kW)

@@ -300,19 +300,11 @@ __attribute__((always_inline)) inline int elastic_count_w(const MccParams& p, co
   return elastic_pairs(a, b.n, s, beat, ek, r);
 }
 
-#if defined(BIOMATCH_HAVE_AVX512)
-constexpr int kElasticLanes = 16;
-#elif defined(BIOMATCH_HAVE_AVX2)
-constexpr int kElasticLanes = 8;
-#else
-constexpr int kElasticLanes = 4;
-#endif
-
 // c, sn: cos and sin of the alignment's rotation (B direction - A direction of the anchor, or a
 // refined one), computed by the caller (once per anchor).
 int elastic_count(const Config& cfg, const Prepared& a, const Prepared& b, int ia, int ib, Scratch& s, int beat,
                   float c, float sn) {
-  return elastic_count_w<kElasticLanes>(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
+  return elastic_count_w<kFloatLanes>(cfg.params(), a, b, ia, ib, s, beat, c, sn, cfg.elastic_cos_max());
 }
 
 // Records the best anchor so far: its pairs, 1 + partner in B per minutia of A, in s.epart.

@@ -19,6 +19,17 @@
 
 namespace biomatch::detail {
 
+// Floats in one vector register of the module's instruction set: the width of the loops written
+// with GCC/Clang vector extensions (SSE on the portable x86-64-v2 module; wider generic vectors
+// would be split through the stack).  Element-wise IEEE operations: the same bits for any width.
+#if defined(BIOMATCH_HAVE_AVX512)
+constexpr int kFloatLanes = 16;
+#elif defined(BIOMATCH_HAVE_AVX2)
+constexpr int kFloatLanes = 8;
+#else
+constexpr int kFloatLanes = 4;
+#endif
+
 // Bits set in x: one POPCNT instruction on x86-64 (every module targets x86-64-v2 at least,
 // see CMakeLists.txt; without it GCC calls a library function, even for a hand-written bit
 // count, which it recognises), and the native instruction on other targets.

@@ -12,21 +12,14 @@ namespace biomatch::detail {
 namespace {
 
 // Relaxation iterations (Section 4.3) on the transposed compatibility matrix rho (rows of
-// `stride` floats, a multiple of 16): blocks of kRelaxLanes t held in one vector register of
+// `stride` floats, a multiple of 16): blocks of kFloatLanes t held in one vector register of
 // the module's instruction set (4 on the x86-64 baseline, 8 with AVX2, 16 with AVX-512: wider
 // generic vectors are split through the stack), summing over k in order.  GCC/Clang vector
 // extensions: element-wise IEEE operations, and per element the same sum in the same order,
 // so the same bits for any width.  The result is left in l1.
-#if defined(BIOMATCH_HAVE_AVX512)
-constexpr int kRelaxLanes = 16;
-#elif defined(BIOMATCH_HAVE_AVX2)
-constexpr int kRelaxLanes = 8;
-#else
-constexpr int kRelaxLanes = 4;
-#endif
 __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int stride, float wr, float norm,
                                                    int iterations, std::vector<float>& v1, std::vector<float>& v2) {
-  constexpr int W = kRelaxLanes;
+  constexpr int W = kFloatLanes;
   typedef float vec __attribute__((vector_size(4 * W)));
   for (int it = 0; it < iterations; ++it) {
     float* __restrict l2 = v2.data();
