@@ -58,6 +58,30 @@ MAX_SIDE_PX = 20000
 """Largest image side a template describes, in pixels at 500 dpi."""
 
 
+def _check_minutiae(m: np.ndarray) -> None:
+    """Raise InvalidInputError unless every minutia has finite x, y, an angle in [0, 2 pi),
+    quality <= 100 and kind <= 2.  ``m``: a packed, C-contiguous MINUTIA_DTYPE array.
+
+    The packed 14-byte records are read as an (n, 14) byte matrix, so that the three float
+    columns and the two byte columns are checked by four reductions instead of nine (this runs
+    for every template decoded from a gallery's store: ~300 per search).
+    """
+    if not len(m):
+        return
+    raw = m.view(np.uint8).reshape(len(m), MINUTIA_DTYPE.itemsize)
+    xya = np.ascontiguousarray(raw[:, :12]).view("<f4")  # (n, 3): x, y, angle, as MINUTIA_DTYPE stores them
+    if not np.isfinite(xya).all():
+        raise invalid("minutiae", "finite x, y and angle", "non-finite values")
+    angle = xya[:, 2]
+    if angle.min() < 0 or angle.max() >= 2 * np.pi + 1e-6:
+        bad = angle[(angle < 0) | (angle >= 2 * np.pi + 1e-6)]
+        raise invalid("minutiae['angle']", "radians in [0, 2*pi)", float(bad[0]))
+    if raw[:, 13].max() > 100:
+        raise invalid("minutiae['quality']", "0-100", int(raw[:, 13].max()))
+    if raw[:, 12].max() > 2:
+        raise invalid("minutiae['kind']", "0, 1 or 2", int(raw[:, 12].max()))
+
+
 @dataclass(frozen=True, eq=False)
 class Template:
     """An immutable fingerprint template.
@@ -106,15 +130,8 @@ class Template:
                 raise invalid(name, f"an int in [0, {MAX_SIDE_PX}]", value)
         if not isinstance(self.quality, (int, np.integer)) or not 0 <= int(self.quality) <= 100:
             raise invalid("quality", "an int in [0, 100]", self.quality)
-        if not np.all(np.isfinite(m["x"])) or not np.all(np.isfinite(m["y"])) or not np.all(np.isfinite(m["angle"])):
-            raise invalid("minutiae", "finite x, y and angle", "non-finite values")
-        if np.any((m["angle"] < 0) | (m["angle"] >= 2 * np.pi + 1e-6)):
-            raise invalid("minutiae['angle']", "radians in [0, 2*pi)", float(m["angle"].min()))
-        if np.any(m["quality"] > 100):
-            raise invalid("minutiae['quality']", "0-100", int(m["quality"].max()))
-        if np.any(m["kind"] > 2):
-            raise invalid("minutiae['kind']", "0, 1 or 2", int(m["kind"].max()))
-        m = m.copy()
+        m = m.copy()  # owned, packed: its fields are then read as plain columns in one pass each
+        _check_minutiae(m)
         m.flags.writeable = False
         object.__setattr__(self, "minutiae", m)
         object.__setattr__(self, "width", int(self.width))
