@@ -2,7 +2,7 @@
 
 Pipeline of one window::
 
-    intake (every record) -> the shards' high-water marks -> searches in parallel (read only)
+    intake (every record) -> the shards' high-water marks -> catch-up -> searches in parallel (read only)
     -> write lock: marks unchanged? (else each record searched again under the lock)
     -> in order: the record against those committed ahead of it in this window, merged with its
        gallery candidates -> verdict -> durable insert
@@ -79,7 +79,11 @@ def enroll_window(gallery, records: list, accept_review: bool, check_face_qualit
         error it raised (nothing of it written).
     """
     items = [_intake(gallery, rec, check_face_quality) for rec in records]
+    # The marks first, then every shard folds in what its store committed: anything committed
+    # before the marks is then searched, anything after them moves them (searched again below).
     marks = _marks(gallery)
+    for shard in gallery._shards:
+        shard.catch_up()
     _search_all(gallery, [it for it in items if it.error is None], n_threads)
     out = []
     with gallery._writer():

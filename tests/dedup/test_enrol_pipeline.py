@@ -128,3 +128,17 @@ def test_errors_are_per_record_or_stop_the_backlog(tmp_path):
         with pytest.raises(InvalidInputError):
             g.enroll_many([make_record("z", 80)], **kw)
     g.close()
+
+
+def test_a_write_by_someone_else_before_the_window_is_seen(tmp_path):
+    """Another gallery object (another process's view) enrols a person before this one starts a
+    window: the window's searches see it, though this object never searched since."""
+    g = _seeded(tmp_path / "g")
+    g.deduplicate(make_record("warm", 1))  # this object's indexes are loaded and current
+    other = Gallery.open(tmp_path / "g")
+    other.enroll(make_record("first", 9))
+    other.close()
+    out = g.enroll_many([make_record("second", 9, 1), make_record("new", 10)], window=2, n_threads=2)
+    assert _summary(out) == [("second", "DUPLICATE", False), ("new", "UNIQUE", True)]
+    assert out[0].candidates[0].subject_id == "first"
+    g.close()
