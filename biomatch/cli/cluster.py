@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BiomatchError
-from ._common import EXIT_OK, dpi, positive_int
+from ._common import EXIT_OK, dpi, int_in, positive_int
 from .gallery import print_added, print_stats, run_records
 
 __all__ = ["add_parsers"]
@@ -67,9 +67,9 @@ def add_parsers(sub) -> None:
         f.add_argument("--quiet", action="store_true")
         if enrol:
             f.add_argument("--accept-review", action="store_true")
-            f.add_argument("--window", type=positive_int, default=8,
+            f.add_argument("--window", type=int_in(1, 4096), default=8,
                            help="records searched together by the writer actor, then committed in order (default 8)")
-            f.add_argument("--threads", type=positive_int, default=2, help="searches run at once (default 2)")
+            f.add_argument("--threads", type=int_in(1, 256), default=2, help="searches run at once (default 2)")
         address(f)
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e, _opener(a)), accept_review=False)
     f = csub.add_parser("stats", help="counts, memory, thresholds, actor pids")

@@ -34,7 +34,7 @@ from ..dedup import DuplicateSubjectError, Enrolment, Gallery, backup_gallery, c
 from ..dedup.records import escape_unprintable, printable_id
 from ..errors import BiomatchError
 from . import gallery_import
-from ._common import EXIT_INPUT, EXIT_OK, Progress, dpi, positive_int
+from ._common import EXIT_INPUT, EXIT_OK, Progress, dpi, int_in, positive_int
 from .inputs import FACE, read_input
 
 __all__ = ["add_parsers", "run_records", "print_stats", "print_added"]
@@ -63,10 +63,10 @@ def add_parsers(sub) -> None:
         f.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
         if enrol:
             f.add_argument("--accept-review", action="store_true", help="enrol records whose decision is REVIEW")
-            f.add_argument("--window", type=positive_int, default=8,
+            f.add_argument("--window", type=int_in(1, 4096), default=8,
                            help="records searched together, then committed in order, each also compared with "
                                 "those committed ahead of it (default 8; 1: one at a time)")
-            f.add_argument("--threads", type=positive_int, default=2, help="searches run at once (default 2)")
+            f.add_argument("--threads", type=int_in(1, 256), default=2, help="searches run at once (default 2)")
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
     f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
     f.add_argument("path", type=Path, metavar="PATH")

@@ -183,7 +183,9 @@ def _fingers(files: dict) -> dict:
                     raise FormatError(f"finger position code: expected each position once, got {v.position} twice")
                 out[v.position] = v.template
         except FormatError as exc:
-            raise FormatError(f"{where}: {exc}", exc.offset) from None
+            err = FormatError(f"{where}: {exc}")  # str(exc) already names the byte offset
+            err.offset = exc.offset
+            raise err from None
     return out
 
 

@@ -115,6 +115,7 @@ def test_bad_input_names_the_file_and_field_and_writes_no_half_batch(tmp_path):
     target.write_bytes(bytes(data))
     code, _, err = _cli("gallery", "import", tmp_path / "g", src, "--batch", "4", "--quiet")
     assert code == 2 and re.search(r"p5/07\.bmt.*CRC32", err) and "4 subjects were committed" in err
+    assert err.count("byte offset") == 1, err  # the file's name added, the offset not repeated
     with Gallery.open(tmp_path / "g") as g:
         assert g.stats()["subjects"] == 4 and g.check() == []
     _write_folder(tmp_path / "fix", [5])
@@ -174,3 +175,13 @@ def test_sigkill_during_import_keeps_acknowledged_batches_and_resume_enrols_each
         assert all(f"p{i}" in g for i in range(n))
         for i in (0, n // 2, n - 1):
             assert g.identify({p: _template(i, p, 1) for p in POSITIONS}, k=1)[0].subject_id == f"p{i}"
+
+
+def test_enroll_window_and_threads_are_bounded_before_anything_is_read(tmp_path):
+    from biomatch.dedup import Gallery
+
+    Gallery.create(tmp_path / "g").close()
+    for flag, value, msg in (("--window", "5000", "an integer in [1, 4096]"), ("--window", "0", "an integer in [1, 4096]"),
+                             ("--threads", "300", "an integer in [1, 256]")):
+        code, _, err = _cli("gallery", "enroll", tmp_path / "g", tmp_path / "nothing", flag, value)
+        assert code == 2 and f"argument {flag}: expected {msg}" in err, err
