@@ -118,12 +118,12 @@ def summarise(name: str, pen: np.ndarray, gen: np.ndarray | None = None, imp: np
 
 def print_table(rows: list[dict]) -> None:
     cols = [f"{p:g}" for p in PENETRATIONS]
-    head = f"{'protocol':44s} {'probes':>6s} " + " ".join(f"{c:>6s}" for c in cols) + \
+    head = f"{'protocol':52s} {'probes':>6s} " + " ".join(f"{c:>6s}" for c in cols) + \
         f" {'pen@99%':>8s} {'pen@99.9%':>9s} {'d_prime':>7s} {'dof':>5s}"
     print("hit rate at penetration")
     print(head)
     for r in rows:
-        line = f"{r['name']:44s} {r['probes']:6d} " + " ".join(f"{r[c]:6.3f}" for c in cols)
+        line = f"{r['name']:52s} {r['probes']:6d} " + " ".join(f"{r[c]:6.3f}" for c in cols)
         line += f" {r['pen@0.99']:8.4f} {r['pen@0.999']:9.4f}"
         line += f" {r['d' + chr(39)]:7.2f}" if "d'" in r else f" {'':7s}"
         line += f" {r['dof']:5.0f}" if "dof" in r else ""
@@ -131,8 +131,29 @@ def print_table(rows: list[dict]) -> None:
 
 
 # ----------------------------------------------------------------------------- protocols
+SCORING = "weighted"  # set by --scoring: "hamming" (symmetric) or "weighted" (the code stage's probe weights)
+
+
+def similarity(model, probe_templates: list, gallery_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sim float32 (q, n), probe valid (q,))``: the code stage's per-finger score, in units of
+    ``n_bits/2 - Hamming`` (the stage scores with probe weights; ``--scoring hamming`` the plain form)."""
+    from biomatch.retrieval.codes import finger_codes, hamming, probe_weights
+
+    half = model.params.n_bits / 2
+    if SCORING == "hamming":
+        codes, valid = finger_codes(probe_templates, model, return_valid=True)
+        return (half - hamming(codes, gallery_codes)).astype(np.float32), valid
+    from biomatch.retrieval.faiss_retrieval import FaissRetrievalParams
+
+    w = probe_weights(probe_templates, model, clip=FaissRetrievalParams().probe_weight_clip_sd)
+    sim = np.zeros((len(probe_templates), len(gallery_codes)), np.float32)
+    for i in range(len(probe_templates)):
+        sim[i] = w.scores(i, gallery_codes)
+    return sim, w.valid
+
+
 def fvc_single(model) -> list[dict]:
-    from biomatch.retrieval.codes import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes
 
     rows = []
     for db, dpi in FVC_DPI.items():
@@ -140,9 +161,8 @@ def fvc_single(model) -> list[dict]:
         fingers = sorted({n.split("_")[0] for n in ts})
         enrol = finger_codes([ts[f"{f}_1.tif"] for f in fingers], model)
         probe_names = [(i, f"{f}_{k}.tif") for i, f in enumerate(fingers) for k in range(2, 9)]
-        probes = finger_codes([ts[n] for _, n in probe_names], model)
         mate = np.array([i for i, _ in probe_names])
-        d = hamming(probes, enrol)
+        d = model.params.n_bits / 2 - similarity(model, [ts[n] for _, n in probe_names], enrol)[0]
         pen = penetration_of_mates(-d.astype(float), mate)
         gen = d[np.arange(len(d)), mate]
         imp = d[mate[:, None] != np.arange(d.shape[1])[None, :]]
@@ -164,15 +184,14 @@ def _soco_key(name: str):
 
 
 def socofing_single(model, real, alt) -> dict:
-    from biomatch.retrieval.codes import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes
 
     real_names = sorted(real)
     index = {(_soco_key(n)[0], _soco_key(n)[1]): i for i, n in enumerate(real_names)}
     enrol = finger_codes([real[n] for n in real_names], model)
     probe_names = [n for n in sorted(alt) if _soco_key(n) and (_soco_key(n)[0], _soco_key(n)[1]) in index]
-    probes = finger_codes([alt[n] for n in probe_names], model)
     mate = np.array([index[(_soco_key(n)[0], _soco_key(n)[1])] for n in probe_names])
-    d = hamming(probes, enrol)
+    d = model.params.n_bits / 2 - similarity(model, [alt[n] for n in probe_names], enrol)[0]
     pen = penetration_of_mates(-d.astype(float), mate)
     gen = d[np.arange(len(d)), mate]
     imp = d[mate[:, None] != np.arange(d.shape[1])[None, :]]
@@ -190,11 +209,10 @@ def fused_penetration(sims: dict, fingers: list, mate: np.ndarray) -> np.ndarray
 
 def socofing_ten(model, real, alt, subjects=range(1, 201)) -> list[dict]:
     """Per-finger similarity = n_bits/2 - Hamming (0 for an unusable or absent finger)."""
-    from biomatch.retrieval.codes import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes
 
     subjects = list(subjects)
     sidx = {s: i for i, s in enumerate(subjects)}
-    half = model.params.n_bits / 2
     by_key = {}
     for n in real:
         k = _soco_key(n)
@@ -219,8 +237,8 @@ def socofing_ten(model, real, alt, subjects=range(1, 201)) -> list[dict]:
                           if w in choice), None)
                 p_t.append(t if t is not None else _empty())
                 p_ok.append(t is not None)
-        p_codes, p_valid = finger_codes(p_t, model, return_valid=True)
-        sim = half - hamming(p_codes, g_codes).astype(float)
+        sim, p_valid = similarity(model, p_t, g_codes)
+        sim = sim.astype(float)
         sim[~(p_valid & np.array(p_ok))] = 0.0
         sim[:, ~g_valid] = 0.0
         sims[f] = sim
@@ -240,10 +258,11 @@ def _empty():
     return Template.empty()
 
 
-def generated_ten(model, identities: int, probes: int, seed_base: int = 1_000_000) -> list[dict]:
-    """Generated identities x 10 fingers; ``probes`` of them searched with a second impression."""
+def generated_ten(model, identities: int, probes: int, seed_base: int = 1_000_000, population=None) -> list[dict]:
+    """Generated identities x 10 fingers; ``probes`` of them searched with a second impression
+    (``population``: a PopulationModel, persons ``seed_base // 16 + i``, fingers ``person * 16 + position``)."""
     from biomatch.datasets.synthetic import template_impressions
-    from biomatch.retrieval.codes import finger_codes, hamming
+    from biomatch.retrieval.codes import finger_codes
 
     half = model.params.n_bits / 2
     t0 = time.perf_counter()
@@ -252,18 +271,19 @@ def generated_ten(model, identities: int, probes: int, seed_base: int = 1_000_00
     for f in range(10):
         gal, prb = [], []
         for i in range(identities):
-            seed = seed_base + i * 10 + f
+            seed = seed_base + i * 10 + f if population is None else (seed_base // 16 + i) * 16 + f + 1
             if i < probes:
-                a, b = template_impressions(seed, 2)
+                a, b = template_impressions(seed, 2, population)
                 prb.append(b)
             else:
-                (a,) = template_impressions(seed, 1)
+                (a,) = template_impressions(seed, 1, population)
             gal.append(a)
-        t1 = time.process_time()
-        g_codes = finger_codes(gal, model)
-        p_codes = finger_codes(prb, model)
+        g_codes, g_valid = finger_codes(gal, model, return_valid=True)
+        sim, p_valid = similarity(model, prb, g_codes)
+        sim[~p_valid] = 0
+        sim[:, ~g_valid] = 0
         n_codes += len(gal) + len(prb)
-        sims[f] = (half - hamming(p_codes, g_codes)).astype(np.float32)
+        sims[f] = sim
     mate = np.arange(probes)
     rows = []
     for n_f in (1, 2, 4, 10):
@@ -274,7 +294,8 @@ def generated_ten(model, identities: int, probes: int, seed_base: int = 1_000_00
         imp = -total[mate[:, None] != np.arange(total.shape[1])[None, :]]
         if n_f == 1:  # back to Hamming distances for the degrees of freedom
             gen, imp = gen + half, imp + half
-        rows.append(summarise(f"(c) generated {n_f:2d} finger(s), gallery {identities}", pen, gen, imp,
+        label = "generated" if population is None else "registry-like"
+        rows.append(summarise(f"(c) {label} {n_f:2d} finger(s), gallery {identities}", pen, gen, imp,
                               model.params.n_bits if n_f == 1 else None))
     print(f"  generated protocol: {n_codes} templates encoded, {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
@@ -297,6 +318,10 @@ def main(argv=None) -> int:
     ap.add_argument("--probes", type=int, default=1000, help="generated mated probes (persons)")
     ap.add_argument("--plot", type=Path, help="write a hit-rate vs penetration plot here")
     ap.add_argument("--cache-only", action="store_true", help="only extract and cache the templates")
+    ap.add_argument("--scoring", choices=["weighted", "hamming", "both"], default="both",
+                    help="per-finger code score: the probe-weighted one the code stage uses, plain Hamming, or both")
+    ap.add_argument("--population", choices=["default", "registry", "both"], default="both",
+                    help="generated identities: the default template model, the registry-like population, or both")
     args = ap.parse_args(argv)
     if args.cache_only:
         for db, dpi in FVC_DPI.items():
@@ -312,15 +337,29 @@ def main(argv=None) -> int:
     model = default_model()
     print(f"code generation {model.generation}: {model.params.n_bits} bits = {model.params.n_bytes} bytes per finger")
     print(f"encoding speed: {encode_speed(model):,.0f} codes/s (one core, CPU time, batched)", flush=True)
+    from biomatch.datasets.synthetic import REGISTRY_POPULATION
+
+    global SCORING
     rows = []
-    if DATASETS.exists():
-        rows += fvc_single(model)
-        real, alt = socofing_split()
-        rows.append(socofing_single(model, real, alt))
-        rows += socofing_ten(model, real, alt)
-    else:
-        print(f"  {DATASETS} not found: real-data protocols skipped")
-    rows += generated_ten(model, args.identities, args.probes)
+    real = alt = None
+    for scoring in (["weighted", "hamming"] if args.scoring == "both" else [args.scoring]):
+        SCORING = scoring
+        part = []
+        if DATASETS.exists():
+            part += fvc_single(model)
+            if real is None:
+                real, alt = socofing_split()
+            part.append(socofing_single(model, real, alt))
+            part += socofing_ten(model, real, alt)
+        else:
+            print(f"  {DATASETS} not found: real-data protocols skipped")
+        if args.population in ("default", "both"):
+            part += generated_ten(model, args.identities, args.probes)
+        if args.population in ("registry", "both"):
+            part += generated_ten(model, args.identities, args.probes, population=REGISTRY_POPULATION)
+        for r in part:
+            r["name"] = f"{scoring[:3]} {r['name']}"
+        rows += part
     print_table(rows)
     if args.plot:
         import matplotlib

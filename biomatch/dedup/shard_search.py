@@ -72,7 +72,7 @@ class ShardSearch:
 
     _MAX_QUERIES = 64
     """Queries kept between the phases (oldest dropped; a router that vanishes leaves one behind).
-    Between 1a and 1b a query holds its scanned rows (24 B x rows per position x positions: ~1.5 MB
+    Between 1a and 1b a query holds its scanned rows (28 B x rows per position x positions: ~1.5 MB
     for ten fingers at k = 100), afterwards its ~k candidate persons (~100 B each)."""
 
 
@@ -107,7 +107,7 @@ class ShardSearch:
             merged[p] = max(merged.get(p, 0), n)
         _, n_rows = n_rows_for(r.params, call.counts_hint, sum(1 for p in codes if merged.get(p)))
         state["scanned"] = r.scan(codes, n_rows + 1)
-        return dict(hist={p: np.bincount(d) for p, (d, _, _) in state["scanned"].items()}, fetched=n_rows + 1,
+        return dict(hist={p: np.bincount(sc.distances) for p, sc in state["scanned"].items()}, fetched=n_rows + 1,
                     counts=r.position_counts(), valid=sorted(codes), params=r.params)
 
     def _query(self, qid: str, pop: bool = False) -> dict:

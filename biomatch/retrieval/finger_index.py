@@ -143,6 +143,32 @@ class FingerIndex(RowIndex):
         rows[:, :n] = np.where(missing, -1, r)
         return dist, rows
 
+    def codes(self, rows: np.ndarray) -> np.ndarray:
+        """The stored codes of ``rows`` (int64 (m,), each in ``[0, ntotal)``): ``uint8 (m, n_bytes)``.
+
+        Read in place from the flat index's storage (mapped or in memory), without copying the
+        index; removed rows are returned too (their codes are still stored).
+        """
+        r = np.asarray(rows, np.int64)
+        if r.ndim != 1 or (len(r) and (r.min() < 0 or r.max() >= self.ntotal)):
+            raise invalid("rows", f"int64 (m,) row ids in [0, {self.ntotal})", r[:4])
+        out = np.empty((len(r), self.n_bytes), np.uint8)
+        for index, offset, n in self._parts():
+            at = np.flatnonzero((r >= offset) & (r < offset + n))
+            if len(at):
+                out[at] = self._storage(index, n)[r[at] - offset]
+        return out
+
+    def _storage(self, index, n: int) -> np.ndarray:
+        """A read-only view ``uint8 (n, n_bytes)`` of a flat index's codes (valid until it grows)."""
+        if not hasattr(index, "xb"):
+            return np.vstack([index.reconstruct(i) for i in range(n)])
+        faiss = faiss_module(None)
+        view = faiss.rev_swig_ptr(index.xb.data(), n * self.n_bytes) if n else np.zeros(0, np.uint8)
+        view = np.asarray(view).reshape(n, self.n_bytes)
+        view.flags.writeable = False
+        return view
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> dict:
         """Write base + delta as one index, atomically (temp file, fsync, rename, mode 0600).

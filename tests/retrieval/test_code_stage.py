@@ -32,13 +32,14 @@ def test_code_stage_ranks_the_mate_first(forty):
     assert r.position_counts() == {p: 40 for p in range(1, 11)}
     probe = _fingers(17, 1)
     codes = r.probe_codes(probe)
-    assert sorted(codes) == list(range(1, 11)) and all(c.shape == (r.n_bits // 8,) for c in codes.values())
+    assert sorted(codes) == list(range(1, 11)) and all(c.code.shape == (r.n_bits // 8,) for c in codes.values())
     keys, scores, k = code_ranking(r, probe)
     assert k == 3 and keys[np.argmax(scores)] == 17 and np.all(np.diff(keys) > 0)
     # per position: rows ascending by distance, each with its finger id and subject key
     scanned = r.scan(codes, 5)
-    for p, (d, skeys, fids) in scanned.items():
+    for p, (d, skeys, fids, scores) in scanned.items():
         assert len(d) == 5 and np.all(np.diff(d) >= 0) and np.array_equal(fids, skeys * 10 + p)
+        assert scores.dtype == np.float32 and scores.shape == (5,) and np.all(scores <= r.n_bits / 2 + 1e-3)
     # the table's columns are the per-position parts of the sum; a cut at -1 keeps nothing there
     keys5, table = r.person_table(scanned, {p: r.n_bits for p in scanned})
     assert table.shape == (len(keys5), 11) and not table[:, 0].any()
