@@ -122,6 +122,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--scan-rows", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--probe-weight-clip", type=float, default=1.0,
+                    help="code stage's probe weight clip in sd (1e-6: plain Hamming scores, the former stage)")
     ap.add_argument("--keep", type=Path, help="build the gallery here (and keep it); reused when it exists")
     ap.add_argument("--population", choices=["default", "registry"], default="default",
                     help="generated people: default (easy mates) or registry (calibrated to real sets)")
@@ -163,7 +165,8 @@ def main() -> int:
     for s in g._shards:
         r = s._retrieval
         r.params = FaissRetrievalParams(min_persons=args.k_persons, max_persons=args.k_persons,
-                                        penetration=min(1.0, args.k_persons / max(n, 1)))
+                                        penetration=min(1.0, args.k_persons / max(n, 1)),
+                                        probe_weight_clip_sd=args.probe_weight_clip)
         for ix in r._index.values():  # touch the mapped codes once (page cache), as a service would
             ix.search(np.zeros(ix.n_bytes, np.uint8), 1)
     rss2 = rss_bytes()

@@ -312,6 +312,30 @@ def encode_speed(model, n: int = 20000) -> float:
     return len(ts) / (time.process_time() - t0)
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Hit rate vs penetration: one colour per protocol, solid = weighted scoring, dashed = Hamming."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    xs = list(PENETRATIONS)
+    protocols = list(dict.fromkeys(r["name"][4:] for r in rows))
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(protocols), 2)))
+    for r in rows:
+        i = protocols.index(r["name"][4:])
+        weighted = r["name"].startswith("wei")
+        ax.plot(xs, [r[f"{p:g}"] for p in xs], marker="o" if weighted else None, ms=3, color=colours[i],
+                ls="-" if weighted else "--", lw=1.4 if weighted else 1.0,
+                label=r["name"][4:] if weighted or not any(x["name"].startswith("wei") for x in rows) else None)
+    ax.set_xscale("log"), ax.set_xlabel("penetration rate"), ax.set_ylabel("hit rate (mate within the penetration)")
+    ax.set_title("FAISS code stage: solid = probe-weighted scores, dashed = plain Hamming", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)), ax.grid(True, which="both", alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--identities", type=int, default=20000, help="generated gallery size (persons)")
@@ -362,19 +386,7 @@ def main(argv=None) -> int:
         rows += part
     print_table(rows)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 5))
-        xs = list(PENETRATIONS)
-        for r in rows:
-            ax.plot(xs, [r[f"{p:g}"] for p in xs], marker="o", label=r["name"])
-        ax.set_xscale("log"), ax.set_xlabel("penetration rate"), ax.set_ylabel("hit rate")
-        ax.legend(fontsize=6), ax.grid(True, which="both", alpha=0.3)
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        plot(rows, args.plot)
     return 0
 
 
