@@ -48,6 +48,17 @@ def test_search_equals_brute_force():
     assert np.all(index.search(g[:5], 1)[0][:, 0] == 0)
 
 
+def test_large_k_with_many_ties_equals_brute_force():
+    # k-selection by counting (use_heap off): short codes give distances 0-64, so most of a
+    # large k sits on tied distances; removed rows must still be skipped.
+    g, q = _codes(3000, n_bytes=8, seed=3), _codes(5, n_bytes=8, seed=4)
+    index = FingerIndex(64)
+    index.add(g)
+    _check_against_brute(index, g, q, 1200)
+    index.remove(np.arange(0, 3000, 7))
+    _check_against_brute(index, g, q, 1200, removed=range(0, 3000, 7))
+
+
 def test_fewer_rows_than_k_gives_minus_one():
     g = _codes(3)
     index = FingerIndex(512)
