@@ -215,7 +215,7 @@ def main() -> int:
     print(f"generated {len(records) + len(backlog) + len(probes)} records in {time.perf_counter() - t:.0f} s",
           flush=True)
 
-    ray.init(num_cpus=max(args.shards) + 1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(args.shards) + 1, include_dashboard=False, log_to_driver=False)
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:

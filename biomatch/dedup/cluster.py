@@ -65,12 +65,15 @@ restart re-opens the gallery: seconds; beyond this the next write fails as unava
 def connect(address: str | None = None, **init_kwargs) -> None:
     """Connect this process to a Ray cluster unless it already is.
 
-    ``address`` None starts a private local cluster (``ray.init()``); ``"auto"`` joins the one
-    started on this machine by ``biomatch cluster start`` (or ``ray start --head``).
+    ``address`` None starts a private local cluster; ``"auto"`` joins the one started on this
+    machine by ``biomatch cluster start`` (or ``ray start --head``).  None is passed to Ray as
+    ``"local"``: Ray's own default (no address) silently joins the latest cluster started on the
+    machine (``RAY_ADDRESS`` or ``/tmp/ray/ray_current_cluster``), which may be anybody's.
     """
     ray = _ray()
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **init_kwargs)
+        ray.init(address="local" if address is None else address, include_dashboard=False, log_to_driver=False,
+                 **init_kwargs)
 
 
 # ---- moving records over the wire ----------------------------------------------------------------

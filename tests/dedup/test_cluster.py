@@ -33,7 +33,8 @@ def cluster():
     # Workers are spawned by this process: they inherit PYTHONPATH and can import the helpers.
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), old]))
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    # "local": a private cluster even when another one runs on this machine (Ray's default would join it)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
     if old is None:
