@@ -251,9 +251,12 @@ def to_enrolment(parsed: Parsed):
     """The :class:`~biomatch.dedup.Enrolment` of a record request (extraction happens here)."""
     from ..dedup import Enrolment
 
+    from ..dedup.records import _check_subject_id  # the Enrolment's id rule (private there, as for the CLI)
+
     m = parsed.model
     if not isinstance(m, RecordIn):
         raise TypeError("to_enrolment needs a RecordIn")
+    _check_subject_id(m.subject_id)  # before any image is decoded: a bad id costs nothing
     fingers = _fingers(parsed)
     return Enrolment(m.subject_id, fingers, face=_face(parsed), dpi=m.dpi, metadata=m.metadata)
 
