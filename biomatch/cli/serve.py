@@ -3,7 +3,8 @@
 Command::
 
     biomatch serve GALLERY [--host 127.0.0.1] [--port 8443] [--certfile F --keyfile F] [--workers N]
-                           [--max-request-mb N] [--max-concurrent N] [--cluster ADDRESS] [--threads N]
+                           [--max-request-mb N] [--max-concurrent N] [--cache-mb N] [--cluster ADDRESS]
+                           [--threads N]
 
 Without a certificate the service speaks plain HTTP and is meant for loopback or a TLS proxy in
 front of it: binding another address without TLS is refused unless ``--insecure-http``.  With
@@ -41,6 +42,9 @@ def add_parsers(sub) -> None:
                    help="largest request body in MiB (default 32): larger ones get 413")
     f.add_argument("--max-concurrent", type=int_in(1, 256), default=None,
                    help="gallery operations at once per worker (default: the CPUs); the rest queue")
+    f.add_argument("--cache-mb", type=int_in(0, 1 << 20), default=None,
+                   help="bound of each shard's cache of prepared templates in MiB (default 512): the service's "
+                        "memory is about its idle size plus this per shard")
     f.add_argument("--threads", type=int_in(1, 256), default=1, help="native matcher threads per search (default 1)")
     f.add_argument("--cluster", metavar="ADDRESS", help="serve the gallery on this Ray cluster (DistributedGallery)")
     f.add_argument("--insecure-http", action="store_true",
@@ -86,7 +90,9 @@ def cmd_serve(args) -> int:
                   proxy_headers=False, server_header=False, timeout_graceful_shutdown=30, **tls)
     # Worker processes build the app from the environment (uvicorn imports it by name).
     os.environ["BIOMATCH_SERVICE_CONFIG"] = json.dumps({"gallery": str(args.path.resolve()), "params": params,
-                                                        "cluster_address": args.cluster, "n_threads": args.threads})
+                                                        "cluster_address": args.cluster, "n_threads": args.threads,
+                                                        "cache_bytes": None if args.cache_mb is None
+                                                        else args.cache_mb * 2**20})
     metrics_dir = None
     if args.workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=folder)

@@ -58,16 +58,19 @@ class Service:
 
     @classmethod
     def open(cls, gallery_path, params: ServiceParams = ServiceParams(), cluster_address: str | None = None,
-             n_threads: int = 1) -> "Service":
-        """Open the gallery at ``gallery_path`` (on a Ray cluster when ``cluster_address``) and its service."""
+             n_threads: int = 1, cache_bytes: int | None = None) -> "Service":
+        """Open the gallery at ``gallery_path`` (on a Ray cluster when ``cluster_address``) and its service.
+
+        ``cache_bytes`` bounds each shard's cache of prepared templates (the gallery's default: 512 MiB).
+        """
         if cluster_address:
             from ..dedup.cluster import DistributedGallery
 
-            gallery = DistributedGallery.open(gallery_path, address=cluster_address)
+            gallery = DistributedGallery.open(gallery_path, address=cluster_address, cache_bytes=cache_bytes)
         else:
             from ..dedup import Gallery
 
-            gallery = Gallery.open(gallery_path, n_threads=n_threads)
+            gallery = Gallery.open(gallery_path, n_threads=n_threads, cache_bytes=cache_bytes)
         try:
             return cls(gallery, params, owns_gallery=True)
         except BaseException:
