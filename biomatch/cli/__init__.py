@@ -16,10 +16,13 @@ Commands::
     biomatch gallery create|enroll|dedup|stats|add-shard|check|backup|restore ...   (see .gallery)
     biomatch cluster start|create|enroll|dedup|stats|add-shard|release|stop ...    (see .cluster)
     biomatch demo dedup [--datasets DIR] [--out DIR]
+    biomatch serve GALLERY [--host H] [--port N] [--certfile F --keyfile F] [--workers N] ...  (see .serve)
+    biomatch keys create|list|revoke GALLERY ...                (API keys of the service, see .keys)
+    biomatch audit verify GALLERY [--anchor SEQ:HASH]            (the service's audit log, see .audit)
 
 Modules: :mod:`.templates` (extract, quality, convert, verify), :mod:`.evaluate` (FVC protocol),
 :mod:`.scores` (score files, thresholds), :mod:`.faces`, :mod:`.synth`, :mod:`.gallery` (with
-its input reader :mod:`.inputs`), :mod:`.cluster`, :mod:`.demo` (with :mod:`.demo_data`);
+its input reader :mod:`.inputs`), :mod:`.cluster`, :mod:`.demo` (with :mod:`.demo_data`), :mod:`.serve`, :mod:`.keys`, :mod:`.audit`;
 :mod:`._common` holds the exit codes, the argument types and the one progress bar.
 
 Exit codes
@@ -42,7 +45,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import BiomatchError
-from . import cluster, demo, evaluate, faces, gallery, scores, synth, templates
+from . import audit, cluster, demo, evaluate, faces, gallery, keys, scores, serve, synth, templates
 from ._common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_INTERRUPTED"]
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_parsers(sub)
     demo.add_parsers(sub)
     cluster.add_parsers(sub)
+    serve.add_parsers(sub)               # serve (the [service] extra)
+    keys.add_parsers(sub)                # keys create, list, revoke
+    audit.add_parsers(sub)               # audit verify
     return ap
 
 

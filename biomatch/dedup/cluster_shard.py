@@ -21,7 +21,8 @@ from ..match import prepare
 from ..params import MatchParams, from_json
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, Persons, PersonsReply,
                        PositionCounts, Present, Remove, Rerank, RerankReply, Scan, ScanReply, Sequences, ShardCall,
-                       ShardStats, Stats, SubjectPrepared, SubjectTemplates, dispatch)
+                       ShardStats, Stats, SubjectInfo, SubjectInfoReply, SubjectPrepared, SubjectTemplates,
+                       dispatch)
 from .shard import Shard, ShardSpec
 
 __all__ = ["ShardActor", "ClusterUnavailableError", "FOLD_EVERY", "WRITE_ATTEMPTS"]
@@ -217,6 +218,9 @@ class _RemoteShard:
         return {p: prepare(t, self._params) for p, t in templates.items()}
 
     def subject_templates(self, call: SubjectTemplates) -> dict:
+        return self._call(call)
+
+    def subject_info(self, call: SubjectInfo) -> SubjectInfoReply:
         return self._call(call)
 
     def stats(self, call: Stats = Stats()) -> ShardStats:

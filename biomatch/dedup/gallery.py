@@ -14,6 +14,7 @@ which shard holds whom.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from typing import Callable, Iterable
@@ -25,7 +26,7 @@ from ..template import Template
 from . import bulk, intake, pipeline
 from . import manifest as _mf
 from .core import GalleryCore
-from .protocol import Insert, IntegrityProblems, Remove, Stats, SubjectPrepared, SubjectTemplates
+from .protocol import Insert, IntegrityProblems, Remove, Stats, SubjectInfo, SubjectPrepared, SubjectTemplates
 from .records import Enrolment
 from .report import Candidate, DedupReport, Verification
 from .search import scatter_search
@@ -283,6 +284,26 @@ class Gallery(GalleryCore):
         """The enrolled templates of a subject, read from the store."""
         self._check_open()
         return self._located(intake.sid(subject_id)).subject_templates(SubjectTemplates(subject_id))
+
+    def subject_info(self, subject_id: str) -> dict:
+        """What is enrolled for a subject, never a template or an embedding.
+
+        Returns
+        -------
+        dict
+            ``subject_id``, ``positions`` (list of ISO positions), ``has_face`` (bool),
+            ``metadata`` (the enrolment's metadata mapping, or None).
+
+        Raises
+        ------
+        UnknownSubjectError
+        """
+        self._check_open()
+        shard = self._located(intake.sid(subject_id))
+        shard.catch_up()  # another process may have enrolled or removed it
+        reply = shard.subject_info(SubjectInfo(subject_id))
+        return {"subject_id": reply.subject_id, "positions": list(reply.positions), "has_face": reply.has_face,
+                "metadata": None if reply.metadata_json is None else json.loads(reply.metadata_json)}
 
     def add_shard(self) -> int:
         """Add an empty shard; new subjects are routed over all shards, nothing written moves.

@@ -29,8 +29,8 @@ from ..decide import DecisionParams
 
 __all__ = ["ShardProtocol", "ShardCall", "dispatch", "Scan", "ScanReply", "Persons", "PersonsReply", "Rerank",
            "RerankReply", "RerankTimings", "RerankWork", "Insert", "BulkInsert", "EncodedRows", "Remove", "PositionCounts",
-           "Present", "HasSubject", "CountSubjects", "SubjectPrepared", "SubjectTemplates", "Stats", "ShardStats",
-           "IntegrityProblems", "Sequences"]
+           "Present", "HasSubject", "CountSubjects", "SubjectPrepared", "SubjectTemplates", "SubjectInfo", "SubjectInfoReply",
+           "Stats", "ShardStats", "IntegrityProblems", "Sequences"]
 
 
 class ShardCall:
@@ -311,6 +311,25 @@ class SubjectTemplates(ShardCall):
 
 
 @dataclass(frozen=True)
+class SubjectInfo(ShardCall):
+    """What is enrolled for a subject, without a template or an embedding (a :class:`SubjectInfoReply`)."""
+
+    method: ClassVar[str] = "subject_info"
+    catch_up: ClassVar[bool] = True
+    subject_id: str
+
+
+@dataclass(frozen=True)
+class SubjectInfoReply:
+    """An enrolled subject as a registry may show it: positions, whether a face is held, metadata."""
+
+    subject_id: str
+    positions: tuple
+    has_face: bool
+    metadata_json: str | None
+
+
+@dataclass(frozen=True)
 class Stats(ShardCall):
     """Counts, memory and disk use of the shard (a :class:`ShardStats`)."""
 
@@ -383,6 +402,8 @@ class ShardProtocol(Protocol):
     def subject_prepared(self, call: SubjectPrepared) -> dict: ...
 
     def subject_templates(self, call: SubjectTemplates) -> dict: ...
+
+    def subject_info(self, call: SubjectInfo) -> SubjectInfoReply: ...
 
     def stats(self, call: Stats) -> ShardStats: ...
 

@@ -31,7 +31,8 @@ from .bulk import encode_rows
 from .cache import GrowArray, PreparedCache
 from .errors import IncompatibleGalleryError, UnknownSubjectError
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, PositionCounts, Present,
-                       Remove, Sequences, ShardStats, Stats, SubjectPrepared, SubjectTemplates)
+                       Remove, Sequences, ShardStats, Stats, SubjectInfo, SubjectInfoReply, SubjectPrepared,
+                       SubjectTemplates)
 from .shard_search import ShardSearch
 from .shard_sync import ShardSync
 from .store import Store
@@ -274,6 +275,19 @@ class Shard(ShardSync, ShardSearch):
         if not blobs:
             raise UnknownSubjectError(f"subject_id: {call.subject_id!r} is not enrolled")
         return {p: self._decode_stored(0, b) for p, b in blobs.items()}
+
+    def subject_info(self, call: SubjectInfo) -> SubjectInfoReply:
+        """Positions, face and metadata of an enrolled subject, from memory and the store's
+        subject row (no template is read)."""
+        with self._lock:
+            row = self._store.subject_record(call.subject_id)
+            key = None if row is None else int(row[0])
+            if key is None or key >= len(self._key_fids.data) or not self._key_fids.data[key].any():
+                raise UnknownSubjectError(f"subject_id: {call.subject_id!r} is not enrolled")
+            fids = self._key_fids.data[key]
+            has_face = key < len(self._key_face.data) and int(self._key_face.data[key]) >= 0
+            return SubjectInfoReply(call.subject_id, tuple(p for p in FINGER_POSITIONS if fids[p] > 0),
+                                    bool(has_face), row[1])
 
     def stats(self, call: Stats = Stats()) -> ShardStats:
         with self._lock:

@@ -1,0 +1,44 @@
+"""The service's tunables in one frozen parameter object (units in the names)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from ..errors import invalid
+
+__all__ = ["ServiceParams"]
+
+
+@dataclass(frozen=True)
+class ServiceParams:
+    """Limits and defaults of the HTTP service.
+
+    Attributes
+    ----------
+    max_request_bytes : int
+        Largest request body accepted; a larger one is answered 413 before it is parsed (a
+        ten-finger record of 500 dpi WSQ images is ~0.3-1 MB, of PNGs 1-3 MB).
+    max_concurrent_searches : int
+        Gallery operations (extraction included) running at once; the rest wait in a queue
+        whose depth ``/metrics`` reports.  More than the CPUs only makes searches contend.
+    max_identify_k : int
+        Largest ``k`` of an identification.
+    max_audit_results : int
+        Most entries one audit query returns.
+    """
+
+    max_request_bytes: int = 32 * 2**20
+    max_concurrent_searches: int = max(1, os.cpu_count() or 1)
+    max_identify_k: int = 100
+    max_audit_results: int = 1000
+
+    def __post_init__(self):
+        for name, low in (("max_request_bytes", 1024), ("max_concurrent_searches", 1), ("max_identify_k", 1),
+                          ("max_audit_results", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise invalid(name, f"an int >= {low}", v)
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,112 @@
+"""Helpers of the service tests: a small generated gallery, keys, and the real server on a loopback port."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "dedup"))
+from dedup_util import make_record  # noqa: E402
+
+ROLES = ("enrol", "search", "adjudicate", "audit", "admin", "metrics")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_gallery(path: Path, persons: int = 12):
+    """A gallery of ``persons`` generated ten-finger people ``P-0`` ... (impression 0 enrolled)."""
+    from biomatch.dedup import Gallery
+
+    with Gallery.create(path, generated_background=True) as g:
+        g.bulk_enroll([make_record(f"P-{i}", i) for i in range(persons)])
+    return path
+
+
+def make_keys(path: Path) -> dict:
+    """One key per role, a key with every role (``all``) and a revoked one (``revoked``)."""
+    from biomatch.service.auth import KeyStore, service_dir
+
+    store = KeyStore(service_dir(path))
+    keys = {r: store.create([r], f"test {r}")[1] for r in ROLES}
+    keys["all"] = store.create(list(ROLES), "test all")[1]
+    rec, keys["revoked"] = store.create(list(ROLES), "test revoked")
+    store.revoke(rec.key_id)
+    return keys
+
+
+def record_json(subject_id: str | None, person: int, impression: int = 1, positions=range(1, 11), fmt="native") -> dict:
+    """A request body of generated templates (base64) of ``person``."""
+    from biomatch.formats import dump
+
+    rec = make_record("x", person, impression=impression, positions=positions)
+    body = {"fingers": [{"position": p, "data": base64.b64encode(dump(t, fmt)).decode()}
+                        for p, t in rec.fingers.items()]}
+    if subject_id is not None:
+        body["subject_id"] = subject_id
+    return body
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class Server:
+    """``biomatch serve`` as a subprocess on 127.0.0.1, ready when /healthz answers."""
+
+    def __init__(self, gallery: Path, *args: str, log: Path | None = None):
+        self.gallery, self.args = gallery, args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log or gallery.parent / f"server-{self.port}.log"
+        self.proc = None
+
+    def start(self, timeout_s: float = 90.0) -> "Server":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen([sys.executable, "-m", "biomatch", "serve", str(self.gallery), "--host",
+                                          "127.0.0.1", "--port", str(self.port), *self.args],
+                                         stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # polling the readiness check, not waiting for it blindly
+        self.stop()
+        raise RuntimeError(f"server not ready in {timeout_s} s: {self.log.read_text()[-3000:]}")
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def client(self, timeout_s: float = 120.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout_s)
