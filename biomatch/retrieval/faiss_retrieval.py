@@ -90,7 +90,9 @@ class FaissRetrievalParams:
         a probe bit weighs ``min(|z|, c)``, ``z`` its whitened projection in standard deviations.
         1.0: measured on 1,000 registry-like generated ten-finger probes among 20,000 persons,
         mates beyond rank 10 went from 7 to 4 and the worst rank from 713 to 291 (clip 0.5: 3 and
-        536; no clip: 6 and 301).  1e-6 gives plain Hamming scores.
+        536; no clip: 6 and 301); among 100,000, mates within the top 100 persons 98.4% -> 98.8%
+        of 1,000; on SOCOFing's altered prints the single-finger hit rate at penetration 1e-3 rose
+        from 0.629 to 0.694 (``benchmarks/retrieval.py``).  1e-6 gives plain Hamming scores.
     """
 
     penetration: float = 0.01
