@@ -327,8 +327,9 @@ def cmd_check(args) -> int:
             print(f"NEEDS AN OPERATOR {escape_unprintable(u)}")
         state = "sound" if report.ok and not report.problems else "repaired" if report.ok else "NOT SOUND"
         enc = report.encryption
-        how = f"encrypted, key {enc['kek_id']}, every record authenticated" if enc["encrypted"] else "not encrypted"
-        print(f"{args.path}: {state} ({report.subjects} subjects, {report.fingers} fingers; {how})")
+        print(f"encryption: {enc['algorithm']}, key {enc['kek_id']}, every sealed record authenticated"
+              if enc["encrypted"] else "encryption: none")
+        print(f"{args.path}: {state} ({report.subjects} subjects, {report.fingers} fingers)")
     return EXIT_OK if report.ok else 1  # documented: 1 = the gallery is not sound
 
 

@@ -253,8 +253,9 @@ def test_cli_create_encrypt_info_check(tmp_path, capsys, monkeypatch):
     assert main(["gallery", "stats", str(g)]) == 2
     assert "is encrypted under key local:" in capsys.readouterr().err
     assert main(["gallery", "check", str(g), "--key-file", str(k)]) == 0
-    assert "sound (0 subjects, 0 fingers; encrypted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "encryption: AES-256-GCM, key local:" in out and "sound (0 subjects, 0 fingers)" in out
     assert main(["gallery", "create", str(tmp_path / "plain")]) == 0
     assert "NOT encrypted" in capsys.readouterr().out
     assert main(["gallery", "check", str(tmp_path / "plain")]) == 0
-    assert "not encrypted" in capsys.readouterr().out
+    assert "encryption: none" in capsys.readouterr().out
