@@ -31,6 +31,7 @@ __all__ = [
     "CorruptStoreError",
     "FingerQualityError",
     "StoreRegressedError",
+    "GalleryKeyError",
     "FileAccessError",
     "FaceError",
     "FaceModelError",
@@ -194,6 +195,29 @@ class StoreRegressedError(CorruptStoreError):
     could answer UNIQUE for a person the registry holds, so the gallery refuses to open until an
     operator restores the right store or accepts the loss (``biomatch gallery check --repair
     --accept-store-loss``)."""
+
+
+class GalleryKeyError(GalleryError):
+    """An encrypted gallery cannot be opened with the key given: no key, a key of another id (a
+    wrong key file or variable), a key file readable by others, or a record sealed under a data
+    key the gallery's key set does not hold.  Never raised for damage (that is
+    :class:`CorruptStoreError`): a wrong key is told apart by its id before anything is read.
+
+    Attributes
+    ----------
+    expected_key_id : str or None
+        The id of the key the gallery needs (its key-encryption key, or ``dek-N`` for a data key).
+    actual_key_id : str or None
+        The id of the key that was given, when one was.
+    """
+
+    def __init__(self, message: str, expected_key_id: str | None = None, actual_key_id: str | None = None):
+        super().__init__(message)
+        self.expected_key_id = expected_key_id
+        self.actual_key_id = actual_key_id
+
+    def __reduce__(self):  # keep the attributes across processes (Ray actors)
+        return type(self), (str(self), self.expected_key_id, self.actual_key_id)
 
 
 class FileAccessError(BiomatchError, OSError):

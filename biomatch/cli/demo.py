@@ -190,7 +190,8 @@ def run_demo(datasets: Path | None, out: Path, quiet: bool = False,
             outcome.append((sid, is_mated, r.decision, caught, r.candidates[0] if r.candidates else None))
             bar.update(j + 1)
     _report(stream, outcome, lat, np.asarray(mated), np.asarray(nonmated), hit_stage, stage)
-    print(f"total {time.perf_counter() - t_all:.0f} s; gallery in {gpath}")
+    print(f"total {time.perf_counter() - t_all:.0f} s; gallery in {gpath} (NOT encrypted: the demo runs with no "
+          f"key configured; a registry's gallery: biomatch gallery create --encrypt --key-file FILE)")
     return EXIT_OK
 
 

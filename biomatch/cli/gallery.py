@@ -3,6 +3,10 @@
 Commands::
 
     biomatch gallery create PATH [--retrieval faiss|exhaustive] [--shards N] [--min-quality Q]
+                                 [--encrypt [--key-file FILE]]
+    biomatch gallery new-key FILE                      a new key-encryption key (32 random bytes, 0600)
+    biomatch gallery info PATH [--json]                the manifest's facts, encryption included (no key)
+    biomatch gallery rotate-key PATH --key-file OLD [--new-key-file NEW] [--reencrypt] [--batch N]
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review] [--window W] [--threads T]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
@@ -11,6 +15,10 @@ Commands::
     biomatch gallery backup PATH DEST                  online, consistent copy (writers wait)
     biomatch gallery restore BACKUP DEST [--replace]   every file's SHA-256 checked first
     biomatch gallery import PATH SOURCE [--batch N] [--resume]   templates, NO dedup (see .gallery_import)
+
+An encrypted gallery (:mod:`biomatch.dedup.encryption`) is opened with ``--key-file FILE`` (on
+every command that opens one) or, without it, with the base64 key in ``BIOMATCH_GALLERY_KEY``;
+without either, or with another key, the command fails (exit 2) naming the key id it needs.
 
 The input of ``enroll`` and ``dedup`` is described in :mod:`.inputs`; every record is checked
 before anything is searched or enrolled. ``enroll`` is resumable: subjects already enrolled are
@@ -26,13 +34,19 @@ not pay for compiling it.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import sys
 from pathlib import Path
 
 from ..decide import DecisionParams
 from ..dedup import DuplicateSubjectError, Enrolment, Gallery, backup_gallery, check_gallery, restore_gallery
+from ..dedup import manifest as _manifest
+from ..dedup.encryption import KEY_ENV, KeyEnv, KeyFile, describe_section, generate_key_file
+from ..dedup.rekey import rotate_key
 from ..dedup.records import escape_unprintable, printable_id
-from ..errors import BiomatchError
+from ..errors import BiomatchError, InvalidInputError
 from . import gallery_import
 from ._common import EXIT_INPUT, EXIT_OK, Progress, dpi, int_in, positive_int
 from .inputs import FACE, read_input
@@ -52,7 +66,29 @@ def add_parsers(sub) -> None:
     f.add_argument("--shards", type=positive_int, default=1, help="partitions (default 1)")
     f.add_argument("--min-quality", type=positive_int, default=0, metavar="Q",
                    help="refuse enrolments with a finger of print quality below Q (0-100; default 0: none)")
+    f.add_argument("--encrypt", action="store_true",
+                   help=f"encrypt templates, faces and metadata at rest (AES-256-GCM) under the key of --key-file "
+                        f"(or {KEY_ENV}); every later command needs that key")
+    _key_arg(f)
     f.set_defaults(func=cmd_create)
+    f = gsub.add_parser("new-key", help="write a new key-encryption key file (32 random bytes, mode 0600)")
+    f.add_argument("file", type=Path, metavar="FILE")
+    f.set_defaults(func=cmd_new_key)
+    f = gsub.add_parser("info", help="what the manifest says: id, shards, retrieval, encryption (needs no key)")
+    f.add_argument("path", type=Path, metavar="PATH")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_info)
+    f = gsub.add_parser("rotate-key", help="re-wrap the data keys under a new key, or re-encrypt every record",
+                        description="Re-wrap the gallery's data keys under --new-key-file (instant), and/or with "
+                                    "--reencrypt re-encrypt every record under a new data key in batches "
+                                    "(resumable: run it again after an interruption). Searches go on meanwhile.")
+    f.add_argument("path", type=Path, metavar="PATH")
+    _key_arg(f, "the gallery's current key file")
+    f.add_argument("--new-key-file", type=Path, metavar="FILE", help="re-wrap the data keys under this key")
+    f.add_argument("--reencrypt", action="store_true", help="re-encrypt every record under a new data key")
+    f.add_argument("--batch", type=int_in(1, 100_000), default=2000, help="rows per transaction (default 2000)")
+    f.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    f.set_defaults(func=cmd_rotate_key)
     for name, enrol, text in (("enroll", True, "deduplicate and enrol each subject (skips enrolled ones)"),
                               ("dedup", False, "deduplicate each subject against the gallery (read only)")):
         f = gsub.add_parser(name, help=text, description=text + ". Input: a folder of <subject>_<position>.<ext> "
@@ -67,14 +103,17 @@ def add_parsers(sub) -> None:
                            help="records searched together, then committed in order, each also compared with "
                                 "those committed ahead of it (default 8; 1: one at a time)")
             f.add_argument("--threads", type=int_in(1, 256), default=2, help="searches run at once (default 2)")
+        _key_arg(f)
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
     f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
     f.add_argument("path", type=Path, metavar="PATH")
     f.add_argument("--json", action="store_true")
+    _key_arg(f)
     f.set_defaults(func=cmd_stats)
     f = gsub.add_parser("add-shard", help="add a shard: new subjects are spread over all shards, "
                         "enrolled ones never move")
     f.add_argument("path", type=Path, metavar="PATH")
+    _key_arg(f)
     f.set_defaults(func=cmd_add_shard)
     f = gsub.add_parser("check", help="verify that store, watermark, index and manifest agree (exit 1 if not)",
                         description="Verify a gallery: SQLite's integrity check and every row's checksum, the "
@@ -86,6 +125,7 @@ def add_parsers(sub) -> None:
     f.add_argument("--accept-store-loss", action="store_true",
                    help="with --repair: trust a store that lost acknowledged enrolments (they must be re-enrolled)")
     f.add_argument("--json", action="store_true")
+    _key_arg(f)
     f.set_defaults(func=cmd_check)
     f = gsub.add_parser("backup", help="an online, consistent copy of a gallery into a new folder")
     f.add_argument("path", type=Path, metavar="PATH")
@@ -97,6 +137,18 @@ def add_parsers(sub) -> None:
     f.add_argument("--replace", action="store_true", help="move an existing gallery at DEST aside first")
     f.set_defaults(func=cmd_restore)
     gallery_import.add_parser(gsub)
+
+
+def _key_arg(parser, text: str = "") -> None:
+    parser.add_argument("--key-file", type=Path, metavar="FILE",
+                        help=text or f"an encrypted gallery's key file (default: the key in {KEY_ENV})")
+
+
+def key_of(args):
+    """The KeyProvider the arguments name: ``--key-file``, else None (the library then reads
+    ``BIOMATCH_GALLERY_KEY`` for an encrypted gallery)."""
+    key_file = getattr(args, "key_file", None)
+    return None if key_file is None else KeyFile(key_file)
 
 
 def _enrolment(subject: str, fingers: dict, dpis: dict) -> Enrolment:
@@ -127,7 +179,7 @@ def run_records(args, enrol: bool, opener=None) -> int:
     counts: dict[str, int] = {}
     failed = skipped = 0
     window = getattr(args, "window", 1) if enrol else 1
-    with (opener or Gallery.open)(args.path, read_only=not enrol) as g:
+    with (opener or functools.partial(Gallery.open, key=key_of(args)))(args.path, read_only=not enrol) as g:
         bar = Progress(len(records), "enrol" if enrol else "dedup", args.quiet)
         print("subject\tdecision\tenrolled\tbest_candidate\tscore")
         for start in range(0, len(records), window):
@@ -173,10 +225,65 @@ def _run_chunk(g, chunk: list, enrol: bool, args) -> list:
 
 
 def cmd_create(args) -> int:
+    key = key_of(args)
+    if key is not None and not args.encrypt:
+        raise InvalidInputError("--key-file: given without --encrypt (a gallery is encrypted only when asked)")
+    if args.encrypt and key is None:
+        if not os.environ.get(KEY_ENV):
+            raise InvalidInputError(f"--encrypt: expected --key-file FILE or the variable {KEY_ENV} "
+                                    f"(make a key file with: biomatch gallery new-key FILE)")
+        key = KeyEnv()
     with Gallery.create(args.path, n_shards=args.shards, retrieval=args.retrieval,
-                        decision=DecisionParams(enrol_min_quality=args.min_quality)) as g:
+                        decision=DecisionParams(enrol_min_quality=args.min_quality), key=key) as g:
         st = g.stats()
-    print(f"created {args.path} (retrieval {st['retrieval']}, {st['shards']} shard(s))")
+    enc = st["encryption"]
+    how = f"encrypted ({enc['algorithm']}, key {enc['kek_id']})" if enc["encrypted"] else "NOT encrypted"
+    print(f"created {args.path} (retrieval {st['retrieval']}, {st['shards']} shard(s), {how})")
+    return EXIT_OK
+
+
+def cmd_new_key(args) -> int:
+    key_id = generate_key_file(args.file)
+    print(f"wrote {args.file} (key {key_id}, mode 0600); keep a copy apart from the gallery and its backups: "
+          f"without it an encrypted gallery cannot be read")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    m = _manifest.read_manifest(args.path)
+    info = {"gallery_id": m["gallery_id"], "format_version": m["version"], "shards": m["n_shards"],
+            "retrieval": m["retrieval"]["kind"], "counts_at_last_close": m.get("counts"),
+            "encryption": describe_section(m.get("encryption"))}
+    if args.json:
+        print(json.dumps(info, indent=1, sort_keys=True))
+        return EXIT_OK
+    enc = info.pop("encryption")
+    for k, v in info.items():
+        print(f"{k}: {v}")
+    if enc["encrypted"]:
+        print(f"encryption: {enc['algorithm']}, key-encryption key {enc['kek_id']}, data keys "
+              f"{', '.join(enc['data_keys'])} (active {enc['active_data_key']})"
+              + (f"; re-encryption {enc['reencryption']}" if enc["reencryption"] else ""))
+    else:
+        print("encryption: none (templates are stored in clear; biomatch gallery create --encrypt for a registry)")
+    return EXIT_OK
+
+
+def cmd_rotate_key(args) -> int:
+    key = key_of(args)
+    if key is None:
+        raise InvalidInputError("--key-file: expected the gallery's current key file")
+    if args.new_key_file is None and not args.reencrypt:
+        raise InvalidInputError("rotate-key: expected --new-key-file FILE, --reencrypt, or both")
+    bar = None if args.quiet else (lambda shard, rows: print(f"\rshard {shard}: {rows} rows re-encrypted",
+                                                            end="", file=sys.stderr, flush=True))
+    out = rotate_key(args.path, key, None if args.new_key_file is None else KeyFile(args.new_key_file),
+                     reencrypt=args.reencrypt, batch_size=args.batch, progress=bar)
+    if bar is not None and args.reencrypt:
+        print(file=sys.stderr)
+    print(f"{args.path}: key-encryption key {out['kek_id']}" + (" (data keys re-wrapped)" if out["rewrapped"] else "")
+          + f"; data keys {', '.join(out['data_keys'])}, active {out['active_data_key']}"
+          + (f"; {out['reencrypted_rows']} rows re-encrypted" if args.reencrypt else ""))
     return EXIT_OK
 
 
@@ -189,7 +296,7 @@ def print_stats(st: dict, as_json: bool) -> None:
 
 
 def cmd_stats(args) -> int:
-    with Gallery.open(args.path, read_only=True) as g:
+    with Gallery.open(args.path, read_only=True, key=key_of(args)) as g:
         st = g.stats()
     print_stats(st, args.json)
     return EXIT_OK
@@ -201,14 +308,14 @@ def print_added(path, n: int, st: dict) -> None:
 
 
 def cmd_add_shard(args) -> int:
-    with Gallery.open(args.path) as g:
+    with Gallery.open(args.path, key=key_of(args)) as g:
         n = g.add_shard()
         print_added(args.path, n, g.stats())
     return EXIT_OK
 
 
 def cmd_check(args) -> int:
-    report = check_gallery(args.path, repair=args.repair, accept_store_loss=args.accept_store_loss)
+    report = check_gallery(args.path, repair=args.repair, accept_store_loss=args.accept_store_loss, key=key_of(args))
     if args.json:
         print(json.dumps(report.as_dict(), indent=1, sort_keys=True))
     else:
@@ -219,6 +326,9 @@ def cmd_check(args) -> int:
         for u in report.unrepaired:
             print(f"NEEDS AN OPERATOR {escape_unprintable(u)}")
         state = "sound" if report.ok and not report.problems else "repaired" if report.ok else "NOT SOUND"
+        enc = report.encryption
+        print(f"encryption: {enc['algorithm']}, key {enc['kek_id']}, every sealed record authenticated"
+              if enc["encrypted"] else "encryption: none")
         print(f"{args.path}: {state} ({report.subjects} subjects, {report.fingers} fingers)")
     return EXIT_OK if report.ok else 1  # documented: 1 = the gallery is not sound
 

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from ..dedup import Enrolment, Gallery, bulk
+from ..dedup.encryption import KeyFile
 from ..dedup.records import escape_unprintable
 from ..errors import BiomatchError, FormatError, InvalidInputError
 from ..formats import load_views
@@ -54,6 +55,8 @@ def add_parser(gsub) -> None:
     f.add_argument("--resume", action="store_true", help="skip subjects already enrolled (continue a load)")
     f.add_argument("--threads", type=positive_int, default=None, help="threads of the code kernel (default: CPUs)")
     f.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    f.add_argument("--key-file", type=Path, metavar="FILE",
+                   help="an encrypted gallery's key file (default: the key in BIOMATCH_GALLERY_KEY)")
     f.set_defaults(func=cmd_import)
 
 
@@ -212,7 +215,7 @@ def cmd_import(args) -> int:
     import sys
 
     listed = read_source(args.source)
-    with Gallery.open(args.path) as g:
+    with Gallery.open(args.path, key=None if args.key_file is None else KeyFile(args.key_file)) as g:
         subjects = pending(g, listed) if args.resume else _Counted(listed)
         bar = Progress(len(subjects), "import", args.quiet)
         before = g.stats()["subjects"]

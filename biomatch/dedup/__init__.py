@@ -17,7 +17,8 @@ Example
 from __future__ import annotations
 
 from ..errors import CorruptStoreError, StoreRegressedError
-from .errors import (DuplicateSubjectError, GalleryClosedError, GalleryError, GalleryExistsError,
+from .encryption import KeyEnv, KeyFile, KeyProvider, LocalKey
+from .errors import (DuplicateSubjectError, GalleryClosedError, GalleryError, GalleryExistsError, GalleryKeyError,
                      IncompatibleGalleryError, NoUsableFingerError, NotAGalleryError, StorageError,
                      UnknownSubjectError)
 from .gallery import Gallery
@@ -26,10 +27,12 @@ from .maintenance import CheckReport, check_gallery
 from .records import FINGER_POSITIONS, Enrolment
 from .report import Candidate, DedupReport, Verification
 from .protocol import ShardProtocol
+from .rekey import rotate_key
 from .shard import Shard, ShardSpec
 
 __all__ = ["Gallery", "Enrolment", "DedupReport", "Candidate", "Verification", "Shard", "ShardSpec", "ShardProtocol",
            "FINGER_POSITIONS", "GalleryError", "NotAGalleryError", "GalleryExistsError", "IncompatibleGalleryError",
            "DuplicateSubjectError", "UnknownSubjectError", "NoUsableFingerError", "GalleryClosedError",
            "StorageError", "CorruptStoreError", "StoreRegressedError", "CheckReport", "check_gallery",
-           "backup_gallery", "restore_gallery"]
+           "backup_gallery", "restore_gallery", "GalleryKeyError", "KeyProvider", "KeyFile", "KeyEnv", "LocalKey",
+           "rotate_key"]

@@ -44,6 +44,7 @@ from ..errors import BiomatchError, StorageError, invalid
 from ..params import to_json
 from .cluster_shard import FOLD_EVERY, ClusterUnavailableError, ShardActor, _get, _RemoteShard, _ray
 from . import pipeline
+from .core import open_keyring
 from .gallery import Gallery
 from .intake import check_face, windowed
 from .manifest import decision_from_json, read_manifest
@@ -94,8 +95,8 @@ def _unwire(values: tuple) -> Enrolment:
 class WriterActor:
     """The gallery's single writer: dedup-then-insert of one record at a time, cluster-wide."""
 
-    def __init__(self, path: str, cache_bytes: int, fold_every: int):
-        self.g = DistributedGallery.open(path, cache_bytes=cache_bytes, fold_every=fold_every, _writer=True)
+    def __init__(self, path: str, cache_bytes: int, fold_every: int, key=None):
+        self.g = DistributedGallery.open(path, cache_bytes=cache_bytes, fold_every=fold_every, key=key, _writer=True)
 
     def pid(self) -> int:
         return os.getpid()
@@ -164,8 +165,9 @@ class DistributedGallery(Gallery):
     """
 
     def __init__(self, path: Path, manifest: dict, read_only: bool, decision, cache_bytes: int,
-                 writer_role: bool = False, fold_every: int = FOLD_EVERY):
+                 writer_role: bool = False, fold_every: int = FOLD_EVERY, keyring=None):
         ray = _ray()
+        self._keyring = keyring  # its KeyProvider goes to the actors in their ShardSpecs (never key material)
         self._init_state(path, manifest, read_only, decision, cache_bytes, lock=writer_role)
         self._writer_role = writer_role
         gid = manifest["gallery_id"]
@@ -176,7 +178,8 @@ class DistributedGallery(Gallery):
             self._writer_actor = ray.remote(WriterActor).options(
                 name=_actor_name(gid, "writer"), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1,
-                **_placement("biomatch_gallery")).remote(str(path), self._cache_bytes, fold_every)
+                **_placement("biomatch_gallery")).remote(str(path), self._cache_bytes, fold_every,
+                                                         None if keyring is None else keyring.provider)
 
     def _open_shard(self, i: int) -> "_RemoteShard":
         """The proxy of shard ``i``'s actor, started unless running (shared by every router)."""
@@ -198,11 +201,11 @@ class DistributedGallery(Gallery):
                **kwargs) -> "DistributedGallery":
         """Create the gallery folder (as :meth:`Gallery.create`) and open it on the cluster."""
         Gallery.create(path, n_shards=n_shards, **kwargs).close()
-        return cls.open(path, address=address, cache_bytes=cache_bytes)
+        return cls.open(path, address=address, cache_bytes=cache_bytes, key=kwargs.get("key"))
 
     @classmethod
     def open(cls, path, *, address: str | None = None, match_params=None, decision=None, read_only: bool = False,
-             cache_bytes: int | None = None, fold_every: int = FOLD_EVERY,
+             cache_bytes: int | None = None, fold_every: int = FOLD_EVERY, key=None,
              _writer: bool = False) -> "DistributedGallery":
         """Open a gallery folder on the cluster, starting its actors unless they are running.
 
@@ -217,14 +220,21 @@ class DistributedGallery(Gallery):
         fold_every : int
             Subjects a shard actor inserts between folds of its delta into its saved index
             files (see :data:`FOLD_EVERY`; used when the actors start).
+        key : KeyProvider, optional
+            An encrypted gallery's key (as :meth:`Gallery.open`).  It is sent to the actors
+            when they start: a :class:`~biomatch.dedup.encryption.KeyFile` must be readable at
+            the same path on their nodes (a ``KeyEnv`` variable set there); a ``LocalKey``
+            cannot be sent.
         """
         path = Path(path).resolve()
         manifest, cache_bytes = cls._checked_open(path, match_params, decision, cache_bytes)
         if isinstance(fold_every, bool) or not isinstance(fold_every, int) or fold_every < 1:
             raise invalid("fold_every", "an int >= 1", fold_every)
+        keyring = open_keyring(path, manifest, key)
         if not _writer:
             connect(address)
-        return cls(path, manifest, read_only, decision, cache_bytes, writer_role=_writer, fold_every=fold_every)
+        return cls(path, manifest, read_only, decision, cache_bytes, writer_role=_writer, fold_every=fold_every,
+                   keyring=keyring)
 
     def close(self) -> None:
         """Forget the actors (they keep serving other routers; see :func:`release_actors`)."""

@@ -31,6 +31,8 @@ from ..retrieval.components import make_retrieval
 from ..template import GENERATED_PARAMS_HASH, Template
 from . import intake
 from . import manifest as _mf
+from .encryption import KEY_ENV, KeyEnv, Keyring, check_provider, describe_section
+from .errors import GalleryKeyError
 from .protocol import CountSubjects, HasSubject, PositionCounts, Present, ShardCall, dispatch
 from .shard import Shard, ShardSpec
 
@@ -40,18 +42,44 @@ DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
 def shard_spec(path: Path, manifest: dict, i: int, read_only: bool, n_threads: int,
-               cache_bytes: int = DEFAULT_CACHE_BYTES) -> ShardSpec:
+               cache_bytes: int = DEFAULT_CACHE_BYTES, key=None) -> ShardSpec:
     """The spec of shard ``i`` of the gallery at ``path``."""
     return ShardSpec(cache_bytes=cache_bytes, folder=str(path / "shards" / f"{i:03d}"),
                      gallery_id=manifest["gallery_id"], match_params_json=manifest["match_params"],
-                     retrieval=manifest["retrieval"]["kind"], read_only=read_only, n_threads=n_threads)
+                     retrieval=manifest["retrieval"]["kind"], read_only=read_only, n_threads=n_threads, key=key)
+
+
+def open_keyring(path: Path, manifest: dict, key) -> Keyring | None:
+    """The unwrapped key set of an encrypted gallery (None for a plain one), checked before any
+    store is opened.  ``key`` None: the ``BIOMATCH_GALLERY_KEY`` variable when set.
+
+    Raises
+    ------
+    GalleryKeyError
+        Encrypted and no key, or the key's id is not the gallery's, or it does not unwrap.
+    """
+    section = manifest.get("encryption")
+    if section is None:
+        if key is not None:
+            raise GalleryKeyError(f"key: the gallery {str(path)!r} is not encrypted, but a key was given "
+                                  f"(open it without one)", None, getattr(key, "key_id", None))
+        return None
+    if key is None:
+        if not os.environ.get(KEY_ENV):
+            raise GalleryKeyError(f"key: the gallery {str(path)!r} is encrypted under key {section['kek_id']}; "
+                                  f"give its key file (key=KeyFile(PATH), --key-file PATH) or set {KEY_ENV}",
+                                  section["kek_id"])
+        key = KeyEnv()
+    return Keyring(check_provider(key), path / _mf.MANIFEST, manifest["gallery_id"], section)
 
 
 class GalleryCore:
     """The shared state and life cycle of a gallery (see :class:`~biomatch.dedup.gallery.Gallery`)."""
 
     def __init__(self, path: Path, manifest: dict, read_only: bool, n_threads: int,
-                 decision: decide.DecisionParams | None, cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 decision: decide.DecisionParams | None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 keyring: Keyring | None = None):
+        self._keyring = keyring
         self._init_state(path, manifest, read_only, decision, cache_bytes, lock=not read_only)
         self._n_threads = n_threads
         self._shards: list[Shard] = []
@@ -83,18 +111,26 @@ class GalleryCore:
         self._counts_seen: dict = {}  # code rows per position at the last search (the hint of routers)
 
     def _open_shard(self, i: int):
-        return Shard(self._spec(i, self.read_only, self._n_threads))
+        return Shard(self._spec(i, self.read_only, self._n_threads), keyring=getattr(self, "_keyring", None))
 
 
     def _spec(self, i: int, read_only: bool, n_threads: int) -> ShardSpec:
-        return shard_spec(self.path, self._manifest, i, read_only, n_threads, self._cache_bytes)
+        keyring = getattr(self, "_keyring", None)
+        return shard_spec(self.path, self._manifest, i, read_only, n_threads, self._cache_bytes,
+                          None if keyring is None else keyring.provider)
+
+    @property
+    def encryption(self) -> dict:
+        """Whether the gallery is encrypted, and its key ids (nothing secret; see
+        :mod:`biomatch.dedup.encryption`)."""
+        return describe_section(self._manifest.get("encryption"))
 
     # ---- lifecycle ----------------------------------------------------------------------------
     @classmethod
     def create(cls, path, *, n_shards: int = 1, match_params: MatchParams = MatchParams(),
                decision: decide.DecisionParams = decide.DecisionParams(), template_params_hash: str | None = None,
                retrieval: str = "faiss", n_threads: int = 1, cache_bytes: int | None = None,
-               generated_background: bool = False) -> "GalleryCore":
+               generated_background: bool = False, key=None) -> "GalleryCore":
         """Create a gallery in a new (or empty) folder.
 
         Parameters
@@ -119,6 +155,12 @@ class GalleryCore:
             (:data:`biomatch.template.GENERATED_PARAMS_HASH`) beside the gallery's extraction
             generation: a benchmark's generated population with real prints enrolled and
             searched among it.  Never for a registry: generated people are not people.
+        key : KeyProvider, optional
+            Encrypt the gallery at rest (:mod:`biomatch.dedup.encryption`): templates, faces
+            and metadata sealed with AES-256-GCM under a new data key wrapped by this
+            key-encryption key (``KeyFile(path)``: 32 random bytes, mode 0600;
+            ``KeyEnv()``: base64 in ``BIOMATCH_GALLERY_KEY``; or a KMS implementation of
+            :class:`~biomatch.dedup.encryption.KeyProvider`).  Every later open needs it.
         """
         path = _mf.gallery_path(path)
         if not isinstance(generated_background, bool):
@@ -133,6 +175,9 @@ class GalleryCore:
             raise invalid("template_params_hash", "None or a str", template_params_hash)
         intake.check_open_args(n_threads, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         make_retrieval(retrieval)  # validates the name
+        if key is not None:
+            check_provider(key)
+            key.key_id  # the key is readable (a key file's mode and size are checked) before anything is made
         # Every argument is checked: from here on a failure removes what this call made.
         if path.is_dir() and (path / _mf.CREATING).exists() and not (path / _mf.MANIFEST).exists():
             _mf.discard_interrupted_creation(path)
@@ -149,11 +194,13 @@ class GalleryCore:
         except OSError as exc:
             _mf.undo_create(path, made_folder)
             raise StorageError(f"path: cannot create gallery folder {str(path)!r}: {exc.strerror}") from exc
-        manifest = _mf.new_manifest(n_shards, match_params, decision, template_params_hash, retrieval,
-                                    generated_background)
         try:
+            manifest = _mf.new_manifest(n_shards, match_params, decision, template_params_hash, retrieval,
+                                        generated_background, key)
+            keyring = None if key is None else Keyring(key, path / _mf.MANIFEST, manifest["gallery_id"],
+                                                       manifest["encryption"])
             for i in range(n_shards):
-                Shard.create(shard_spec(path, manifest, i, False, 1), i).close()
+                Shard.create(shard_spec(path, manifest, i, False, 1, key=key), i, keyring).close()
             # The manifest is written last: a folder without it is not a gallery (the marker says
             # that a kill interrupted its creation, so that create() may start again).
             _mf.write_manifest(path, manifest)
@@ -162,26 +209,32 @@ class GalleryCore:
             if not (path / _mf.MANIFEST).exists():
                 _mf.undo_create(path, made_folder)
             raise
-        return cls.open(path, n_threads=n_threads, cache_bytes=cache_bytes)
+        return cls.open(path, n_threads=n_threads, cache_bytes=cache_bytes, key=key)
 
     @classmethod
     def open(cls, path, *, match_params: MatchParams | None = None, decision: decide.DecisionParams | None = None,
-             read_only: bool = False, n_threads: int = 1, cache_bytes: int | None = None) -> "GalleryCore":
+             read_only: bool = False, n_threads: int = 1, cache_bytes: int | None = None,
+             key=None) -> "GalleryCore":
         """Open an existing gallery; in-memory state is rebuilt and caught up from the stores.
 
         ``cache_bytes`` bounds each shard's LRU cache of prepared templates (default 512 MiB);
         templates are otherwise read from the store and prepared when they become candidates.
+        ``key``: the KeyProvider of an encrypted gallery (default: ``BIOMATCH_GALLERY_KEY`` when
+        set); it is checked against the manifest before any store is opened.
 
         Raises
         ------
         NotAGalleryError, IncompatibleGalleryError, StorageError
+        GalleryKeyError
+            Encrypted, and no key or a key of another id.
         """
         path = _mf.gallery_path(path)
         if not isinstance(read_only, bool):
             raise invalid("read_only", "a bool", read_only)
         intake.check_open_args(n_threads, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         manifest, cache_bytes = cls._checked_open(path, match_params, decision, cache_bytes)
-        return cls(path, manifest, read_only, n_threads, decision, cache_bytes)
+        keyring = open_keyring(path, manifest, key)
+        return cls(path, manifest, read_only, n_threads, decision, cache_bytes, keyring)
 
     @classmethod
     def _checked_open(cls, path: Path, match_params, decision, cache_bytes) -> tuple[dict, int]:
@@ -353,4 +406,4 @@ class GalleryCore:
         return [dispatch(s, call) for s in self._shards]
 
     def _create_shard(self, n: int) -> None:
-        Shard.create(self._spec(n, False, 1), n).close()
+        Shard.create(self._spec(n, False, 1), n, getattr(self, "_keyring", None)).close()

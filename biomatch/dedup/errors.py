@@ -7,6 +7,7 @@ from ..errors import (  # noqa: F401
     GalleryClosedError,
     GalleryError,
     GalleryExistsError,
+    GalleryKeyError,
     IncompatibleGalleryError,
     IncompatibleTemplateError,
     InvalidInputError,
@@ -16,6 +17,6 @@ from ..errors import (  # noqa: F401
     UnknownSubjectError,
 )
 
-__all__ = ["GalleryError", "NotAGalleryError", "GalleryExistsError", "IncompatibleGalleryError",
+__all__ = ["GalleryError", "NotAGalleryError", "GalleryExistsError", "GalleryKeyError", "IncompatibleGalleryError",
            "DuplicateSubjectError", "UnknownSubjectError", "NoUsableFingerError", "GalleryClosedError",
            "StorageError", "IncompatibleTemplateError", "InvalidInputError"]

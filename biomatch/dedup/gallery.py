@@ -360,6 +360,7 @@ class Gallery(GalleryCore):
                 "disk_bytes": sum(st.disk_bytes for st in per),
                 "retrieval": self._manifest["retrieval"]["kind"],
                 "code_generation": self._manifest["retrieval"].get("code_generation"),
+                "encryption": self.encryption,
                 "match_params_hash": self._manifest["match_params_hash"],
                 "template_params_hash": self._manifest.get("template_params_hash"),
                 "thresholds": decide.thresholds(n_subj, self.decision_params).as_dict()}

@@ -27,6 +27,8 @@ from ..errors import BiomatchError, CorruptStoreError, StorageError, invalid
 from ..formats import decode
 from . import manifest as _mf
 from . import watermark as _watermark
+from .core import open_keyring
+from .encryption import describe_section
 from .shard import Shard, ShardSpec
 from .store import Store
 
@@ -52,6 +54,8 @@ class CheckReport:
         acknowledged enrolments without ``accept_store_loss``).
     subjects : int
     fingers : int
+    encryption : dict
+        Whether the gallery is encrypted and its key ids (``{"encrypted": False}`` if not).
     """
 
     problems: list = dataclasses.field(default_factory=list)
@@ -59,6 +63,7 @@ class CheckReport:
     unrepaired: list = dataclasses.field(default_factory=list)
     subjects: int = 0
     fingers: int = 0
+    encryption: dict = dataclasses.field(default_factory=lambda: {"encrypted": False})
 
     @property
     def ok(self) -> bool:
@@ -74,7 +79,7 @@ def checked_path(value, name: str) -> Path:
 
 
 def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
-                  progress: Callable | None = None) -> CheckReport:
+                  progress: Callable | None = None, key=None) -> CheckReport:
     """Verify (and optionally repair) a gallery folder; see the module docstring.
 
     Parameters
@@ -88,6 +93,9 @@ def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
         recovered.
     progress : callable(done, total), optional
         Called after each shard.
+    key : KeyProvider, optional
+        An encrypted gallery's key (default ``BIOMATCH_GALLERY_KEY``): every sealed record is
+        then authenticated too.
 
     Returns
     -------
@@ -97,6 +105,8 @@ def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
     ------
     NotAGalleryError, InvalidInputError
         Not a gallery at all (nothing to check).
+    GalleryKeyError
+        An encrypted gallery, and no key or another one.
     """
     path = checked_path(path, "path")
     for name, v in (("repair", repair), ("accept_store_loss", accept_store_loss)):
@@ -111,6 +121,8 @@ def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
         report.problems.append(str(exc))
         report.unrepaired.append(str(exc))
         return report
+    keyring = open_keyring(path, manifest, key)
+    report.encryption = describe_section(manifest.get("encryption"))
     lock = hold_lock(path / _mf.LOCK) if repair else contextlib.nullcontext()
     with lock:
         if repair and "checksum" not in manifest:
@@ -121,7 +133,7 @@ def check_gallery(path, repair: bool = False, accept_store_loss: bool = False,
             report.repaired.append(f"{str(path / _mf.CREATING)!r}: stale creation marker removed")
         n = int(manifest["n_shards"])
         for i in range(n):
-            _check_shard(path, manifest, i, repair, accept_store_loss, report)
+            _check_shard(path, manifest, i, repair, accept_store_loss, report, keyring)
             if progress is not None:
                 progress(i + 1, n)
         if repair:
@@ -143,13 +155,14 @@ def hold_lock(lock_path: Path):
         os.close(fd)
 
 
-def _check_shard(path: Path, manifest: dict, i: int, repair: bool, accept_loss: bool, report: CheckReport) -> None:
+def _check_shard(path: Path, manifest: dict, i: int, repair: bool, accept_loss: bool, report: CheckReport,
+                 keyring=None) -> None:
     folder = path / "shards" / f"{i:03d}"
     store_path = folder / Shard.STORE_NAME
     problems_before = len(report.problems)
     # 1. The store alone: structure and every template's CRC (read only).
     try:
-        store = Store(store_path, read_only=True)
+        store = Store(store_path, read_only=True, cipher=keyring)
     except BiomatchError as exc:
         report.problems.append(str(exc))
         report.unrepaired.append(str(exc))
@@ -159,6 +172,8 @@ def _check_shard(path: Path, manifest: dict, i: int, repair: bool, accept_loss: 
             report.problems.append(f"store {str(store_path)!r}: {p}")
             report.unrepaired.append(f"store {str(store_path)!r}: {p}")
         damaged = _damaged_templates(store)
+        if store.encrypted:
+            store.faces_since(0, 2**62)  # authenticates every sealed face (damage raises, reported below)
         for fid, sid in damaged:
             msg = (f"store {str(store_path)!r}: finger {fid} of subject {sid!r} has a damaged template "
                    f"(re-enrol the subject from its source images)")
@@ -200,9 +215,10 @@ def _check_shard(path: Path, manifest: dict, i: int, repair: bool, accept_loss: 
     # writes nothing).
     spec = ShardSpec(folder=str(folder), gallery_id=manifest["gallery_id"],
                      match_params_json=manifest["match_params"], retrieval=manifest["retrieval"]["kind"],
-                     read_only=not repair, save_rebuilt_index=repair, cache_bytes=0)
+                     read_only=not repair, save_rebuilt_index=repair, cache_bytes=0,
+                     key=None if keyring is None else keyring.provider)
     try:
-        shard = Shard(spec)
+        shard = Shard(spec, keyring=keyring)
     except BiomatchError as exc:
         report.problems.append(str(exc))
         report.unrepaired.append(str(exc))

@@ -3,7 +3,9 @@
 Layout of a gallery folder (0700; files 0600)::
 
     manifest.json          format, version, gallery id, parameters and their hashes, counts,
-                           routing epochs (the shard count each epoch routes new subjects over)
+                           routing epochs (the shard count each epoch routes new subjects over),
+                           and for an encrypted gallery (format version 2) its key set: the
+                           key-encryption key's id and the wrapped data keys (encryption.py)
     gallery.lock           flock'd by writers (enrol, remove) in every process
     shards/000/store.sqlite (+ -wal, -shm)   the source of truth (see store.py)
     shards/000/index/      derived retrieval files, caught up from the store on open
@@ -34,10 +36,11 @@ from ..errors import CorruptStoreError, IncompatibleGalleryError, NotAGalleryErr
 from ..params import MatchParams, from_json, params_hash, stored_params_hash, to_json
 from ..retrieval.codes import default_model
 from ..retrieval.components import registered
+from .encryption import check_section, new_section
 from .shard import Shard
 from .store import Store
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "TEMPLATE_FORMAT", "MANIFEST", "LOCK", "CREATING", "read_manifest",
+__all__ = ["FORMAT", "FORMAT_VERSION", "ENCRYPTED_FORMAT_VERSION", "TEMPLATE_FORMAT", "MANIFEST", "LOCK", "CREATING", "read_manifest",
            "write_manifest", "new_manifest", "gallery_path", "epochs", "homes", "extraction_family",
            "decision_from_json", "undo_create", "discard_interrupted_creation", "discard_orphan_shard"]
 
@@ -45,6 +48,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = "biomatch-gallery"
 FORMAT_VERSION = 1
+ENCRYPTED_FORMAT_VERSION = 2
+"""An encrypted gallery's manifest: versions of biomatch without encryption refuse it (they
+would read sealed records as damaged templates)."""
 TEMPLATE_FORMAT = "BMT1/1"
 MANIFEST = "manifest.json"
 LOCK = "gallery.lock"
@@ -106,9 +112,12 @@ def _checked_manifest(manifest: dict, f: Path) -> dict:
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             raise CorruptStoreError(f"manifest {str(f)!r}: expected {key} a {kind.__name__}, "
                                     f"got {manifest.get(key)!r}")
-    if manifest.get("version") != FORMAT_VERSION:
+    want_version = FORMAT_VERSION if manifest.get("encryption") is None else ENCRYPTED_FORMAT_VERSION
+    if manifest.get("version") != want_version:
         raise IncompatibleGalleryError(
-            f"manifest {str(f)!r}: expected format version {FORMAT_VERSION}, got {manifest.get('version')}")
+            f"manifest {str(f)!r}: expected format version {want_version}, got {manifest.get('version')}")
+    if manifest.get("encryption") is not None:
+        check_section(manifest["encryption"])
     if not isinstance(manifest.get("generated_background", False), bool):
         raise CorruptStoreError(f"manifest {str(f)!r}: expected generated_background a bool, "
                                 f"got {manifest.get('generated_background')!r}")
@@ -147,12 +156,18 @@ def _checked_manifest(manifest: dict, f: Path) -> dict:
 
 
 def new_manifest(n_shards: int, match_params: MatchParams, decision: DecisionParams,
-                 template_params_hash: str | None, retrieval: str, generated_background: bool = False) -> dict:
+                 template_params_hash: str | None, retrieval: str, generated_background: bool = False,
+                 key=None) -> dict:
     """The manifest of a new gallery (a fresh gallery id; one routing epoch).  ``generated_background``
-    is written only when True (older galleries stay byte-identical in meaning)."""
+    is written only when True (older galleries stay byte-identical in meaning).  With ``key`` (a
+    KeyProvider) the gallery is encrypted: a fresh data key wrapped by it, format version 2."""
     extra = {"generated_background": True} if generated_background else {}
+    gallery_id = uuid.uuid4().hex
+    if key is not None:
+        extra["encryption"] = new_section(key, gallery_id)
     return {**extra,
-        "format": FORMAT, "version": FORMAT_VERSION, "gallery_id": uuid.uuid4().hex,
+        "format": FORMAT, "version": FORMAT_VERSION if key is None else ENCRYPTED_FORMAT_VERSION,
+        "gallery_id": gallery_id,
         "created_utc": time.time(), "n_shards": n_shards,
         "routing": {"epochs": [{"n_shards": n_shards, "since_utc": time.time()}]},
         "match_params": to_json(match_params), "match_params_hash": params_hash(match_params),

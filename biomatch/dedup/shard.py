@@ -29,7 +29,8 @@ from ..template import FINGER_POSITIONS
 from . import watermark as _watermark
 from .bulk import encode_rows
 from .cache import GrowArray, PreparedCache
-from .errors import IncompatibleGalleryError, UnknownSubjectError
+from .encryption import Keyring
+from .errors import GalleryKeyError, IncompatibleGalleryError, UnknownSubjectError
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, PositionCounts, Present,
                        Remove, Sequences, ShardStats, Stats, SubjectInfo, SubjectInfoReply, SubjectPrepared,
                        SubjectTemplates)
@@ -63,6 +64,10 @@ class ShardSpec:
         Save the index at open when it had to be (re)built from the store, read-only opens
         included (derived files; a read-only open never writes the store).  False for checks
         that must write nothing.
+    key : KeyProvider, optional
+        The key-encryption key of an encrypted gallery (a description of where it is -- a key
+        file, a variable, a KMS key -- never key material: a shard in another process reads it
+        there and unwraps the data keys from the gallery manifest, ``folder/../../manifest.json``).
     """
 
     folder: str
@@ -73,6 +78,7 @@ class ShardSpec:
     n_threads: int = 1
     cache_bytes: int = 512 * 2**20
     save_rebuilt_index: bool = True
+    key: object = None
 
 
 
@@ -97,7 +103,7 @@ class Shard(ShardSync, ShardSearch):
 
     STORE_NAME = "store.sqlite"
 
-    def __init__(self, spec: ShardSpec, _create_meta: dict | None = None):
+    def __init__(self, spec: ShardSpec, _create_meta: dict | None = None, keyring: Keyring | None = None):
         self.spec = spec
         self.folder = Path(spec.folder)
         self._lock = threading.RLock()
@@ -107,8 +113,13 @@ class Shard(ShardSync, ShardSearch):
         if create:
             os.makedirs(self.folder, mode=0o700, exist_ok=False)
         meta = dict(_create_meta or {}, gallery_id=spec.gallery_id, match_params_hash=self._params_hash)
+        if keyring is None and spec.key is not None:  # opened on its own (a Ray actor, a check)
+            keyring = Keyring(spec.key, self.folder.parent.parent / "manifest.json", spec.gallery_id)
         self._store = Store(self.folder / self.STORE_NAME, create=create, read_only=spec.read_only,
-                            meta=meta if create else None)
+                            meta=meta if create else None, cipher=keyring)
+        if self._store.encrypted and keyring is None:
+            self._store.close()
+            raise GalleryKeyError(f"store {str(self._store.path)!r}: encrypted, and opened without the gallery's key")
         if create:  # nothing acknowledged yet: the watermark starts at the empty store's sequences
             _watermark.write(self.folder, spec.gallery_id, int(_create_meta["shard"]), self._store.sequences())
         got = self._store.meta()
@@ -156,8 +167,8 @@ class Shard(ShardSync, ShardSearch):
         return (Shard, (self.spec,))
 
     @classmethod
-    def create(cls, spec: ShardSpec, number: int) -> "Shard":
-        return cls(spec, _create_meta={"shard": number, "watermark": "1"})
+    def create(cls, spec: ShardSpec, number: int, keyring: Keyring | None = None) -> "Shard":
+        return cls(spec, _create_meta={"shard": number, "watermark": "1"}, keyring=keyring)
 
 
     # ---- writes (the caller holds the gallery's write lock) ---------------------------------

@@ -9,10 +9,22 @@ Tables::
                position INTEGER 1-10, template BLOB (BMT1), n_minutiae INTEGER, crc INTEGER,
                UNIQUE(subject, position))
 
+    removals  (seq INTEGER PRIMARY KEY AUTOINCREMENT, finger_id INTEGER)
+
 ``crc`` (schema 2) is a 63-bit BLAKE2b of the row's fields (subject id, metadata, face; subject key,
 position, template), verified whenever a row is read for a search, an index build or a check: a
 damaged row raises :class:`~biomatch.errors.CorruptStoreError` naming the store, never a wrong id.
-    removals  (seq INTEGER PRIMARY KEY AUTOINCREMENT, finger_id INTEGER)
+
+Encrypted stores (``meta.encryption`` = ``AES-256-GCM``, opened with the gallery's
+:class:`~biomatch.dedup.encryption.Keyring`): ``template``, ``face`` and ``metadata`` hold sealed
+records (metadata is sealed even when empty: it binds the subject key to the subject id), each
+bound to its row by its associated data -- shard number, subject key, position or subject id,
+field -- so a value copied onto another row fails authentication.  ``subject_id``,
+``n_minutiae``, ``enrolled_utc``, the keys and positions stay in clear (lookups and joins need
+them).  The ``crc`` covers the bytes as stored (the ciphertext): damage is found without the key
+and before decryption (CorruptStoreError); a sealed value that passes its crc but fails
+authentication was altered or moved (CorruptStoreError too); a record under a data key the
+gallery does not hold is a GalleryKeyError.
 
 The store is the source of truth; everything in memory and every index file is derived from it.
 ``fingers.id`` only grows (AUTOINCREMENT, writers serialised), so an in-memory view catches up
@@ -34,8 +46,9 @@ import time
 from pathlib import Path
 
 from ..errors import CorruptStoreError
-from .errors import DuplicateSubjectError, IncompatibleGalleryError, NotAGalleryError, StorageError, \
-    UnknownSubjectError
+from .encryption import ALGORITHM, KEY_ID_OFFSET, SealBrokenError
+from .errors import DuplicateSubjectError, GalleryKeyError, IncompatibleGalleryError, NotAGalleryError, \
+    StorageError, UnknownSubjectError
 
 __all__ = ["Store", "SCHEMA_VERSION"]
 
@@ -74,6 +87,8 @@ def _crc(*fields) -> int:
     return int.from_bytes(h.digest(), "little") >> 1
 
 
+_FINGER_AAD = struct.Struct(">cIqB")  # field, shard, subject key, position
+_SUBJECT_AAD = struct.Struct(">cIq")  # field, shard, subject key (+ the subject id's UTF-8)
 _FINGER_HEAD = struct.Struct("<IqIqI")  # the length-prefixed subject key and position, and the blob's length
 
 
@@ -107,6 +122,10 @@ class Store:
         Create the file and schema (the file must not exist).
     read_only : bool
         Open with ``mode=ro``: every write raises :class:`StorageError`.
+    cipher : Keyring, optional
+        The gallery's keys: required to create an encrypted store and to read the sealed columns
+        of one (without it, an encrypted store still answers counts, sequences and checksum
+        checks; reading a template raises :class:`GalleryKeyError`).
 
     Notes
     -----
@@ -114,7 +133,8 @@ class Store:
     the gallery's file lock serialise writers; readers never block writers (WAL).
     """
 
-    def __init__(self, path: Path, create: bool = False, read_only: bool = False, meta: dict | None = None):
+    def __init__(self, path: Path, create: bool = False, read_only: bool = False, meta: dict | None = None,
+                 cipher=None):
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.RLock()
@@ -142,6 +162,8 @@ class Store:
                     for statement in filter(str.strip, _SCHEMA.split(";")):
                         self._conn.execute(statement)
                     rows = {"schema_version": str(SCHEMA_VERSION), **{k: str(v) for k, v in (meta or {}).items()}}
+                    if cipher is not None:
+                        rows["encryption"] = ALGORITHM
                     self._conn.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
             got = self._meta_raw().get("schema_version")
         except sqlite3.DatabaseError as exc:
@@ -159,6 +181,57 @@ class Store:
         self.checksummed = got == str(SCHEMA_VERSION)  # a version-1 store read only: rows unverified
         self._crc = "crc" if self.checksummed else "NULL"  # the column to select
         self._fcrc = "f.crc" if self.checksummed else "NULL"
+        meta_now = self._meta_raw()
+        self.encrypted = meta_now.get("encryption") is not None
+        if cipher is not None and not self.encrypted or self.encrypted and meta_now["encryption"] != ALGORITHM:
+            self._close_quietly()
+            raise IncompatibleGalleryError(f"store {str(self.path)!r}: expected encryption "
+                                           f"{ALGORITHM if cipher is not None else 'none'}, got "
+                                           f"{meta_now.get('encryption') or 'none'}")
+        self._cipher = cipher
+        self._shard_no = int(meta_now["shard"]) if str(meta_now.get("shard", "")).isdigit() else 0
+
+    # ---- sealing (encrypted stores) -----------------------------------------------------------
+    def _finger_aad(self, key: int, position: int) -> bytes:
+        return _FINGER_AAD.pack(b"F", self._shard_no, int(key), int(position))
+
+    def _subject_aad(self, field: bytes, key: int, subject_id: str) -> bytes:
+        return _SUBJECT_AAD.pack(field, self._shard_no, int(key)) + subject_id.encode()
+
+    def _keys(self):
+        if self._cipher is None:
+            raise GalleryKeyError(f"store {str(self.path)!r}: encrypted, and opened without the gallery's key")
+        return self._cipher
+
+    def _open(self, blob, aad: bytes, what: str) -> bytes:
+        try:
+            return self._keys().open(blob, aad)
+        except SealBrokenError as exc:
+            raise CorruptStoreError(f"store {str(self.path)!r}: {what} fails authentication ({exc}: altered, or "
+                                    f"copied from another row)") from None
+
+    def _open_finger(self, fid, key, position, blob):
+        return self._open(blob, self._finger_aad(key, position), f"finger {fid}") if self.encrypted else blob
+
+    def _open_subject(self, key, sid, metadata, face) -> tuple:
+        """``(metadata_json or None, face bytes or None)`` of a subject row as stored."""
+        if not self.encrypted:
+            return metadata, face
+        m = self._open(metadata, self._subject_aad(b"M", key, sid), f"subject key {key} (metadata)")
+        f = None if face is None else self._open(face, self._subject_aad(b"A", key, sid), f"subject key {key} (face)")
+        return (m.decode() if m else None), f
+
+    def _seal_subject(self, key: int, sid: str, metadata_json, face) -> tuple:
+        """``(metadata, face)`` as stored.  Encrypted: the metadata is sealed even when None (an
+        empty plaintext) so that every subject row authenticates its key and id together."""
+        if not self.encrypted:
+            return metadata_json, face
+        c = self._keys()
+        m = c.seal(b"" if metadata_json is None else metadata_json.encode(), self._subject_aad(b"M", key, sid))
+        return m, None if face is None else c.seal(bytes(face), self._subject_aad(b"A", key, sid))
+
+    def _seal_finger(self, key: int, position: int, blob: bytes) -> bytes:
+        return self._keys().seal(blob, self._finger_aad(key, position)) if self.encrypted else blob
 
     def _migrate_from_1(self) -> None:
         """Add and fill the row checksums of a version-1 store (one transaction; re-checked
@@ -269,14 +342,25 @@ class Store:
         -------
         (subject key, list of (finger id, position))
         """
+        if self.encrypted:
+            self._keys().writing()
         try:
             with self.transaction() as c:
-                cur = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc, crc) "
-                                "VALUES (?, ?, ?, ?, ?)", (subject_id, metadata_json, face, time.time(),
-                                                           subject_crc(subject_id, metadata_json, face)))
-                key = cur.lastrowid
+                if self.encrypted:  # the sealed fields are bound to the key: assign it first (as insert_batch)
+                    seq = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'subjects'").fetchone()
+                    key = (int(seq[0]) if seq else 0) + 1
+                    meta_s, face_s = self._seal_subject(key, subject_id, metadata_json, face)
+                    c.execute("INSERT INTO subjects (id, subject_id, metadata, face, enrolled_utc, crc) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", (key, subject_id, meta_s, face_s, time.time(),
+                                                            subject_crc(subject_id, meta_s, face_s)))
+                else:
+                    cur = c.execute("INSERT INTO subjects (subject_id, metadata, face, enrolled_utc, crc) "
+                                    "VALUES (?, ?, ?, ?, ?)", (subject_id, metadata_json, face, time.time(),
+                                                               subject_crc(subject_id, metadata_json, face)))
+                    key = cur.lastrowid
                 fids = []
                 for pos, (blob, n) in sorted(templates.items()):
+                    blob = self._seal_finger(key, pos, blob)
                     cur = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae, crc) "
                                     "VALUES (?, ?, ?, ?, ?)", (key, pos, blob, n, finger_crc(key, pos, blob)))
                     fids.append((cur.lastrowid, pos))
@@ -306,6 +390,8 @@ class Store:
             self._check_finger(fid, key, pos, blob, crc)
             if sid is None:  # a finger whose subject row is missing: the subject key was damaged
                 raise self._damaged(f"finger {fid} (no subject {key})")
+        if self.encrypted:
+            return [(fid, key, sid, pos, self._open_finger(fid, key, pos, blob)) for fid, key, sid, pos, blob, _ in rows]
         return [r[:5] for r in rows]
 
     def finger_keys_since(self, after_id: int, limit: int = -1) -> list:
@@ -319,6 +405,8 @@ class Store:
                           "AND face IS NOT NULL ORDER BY id LIMIT ?", (after_key, upto_key, limit))
         for key, face, sid, meta, crc in rows:
             self._check_subject(key, sid, meta, face, crc)
+        if self.encrypted:
+            return [(key, self._open_subject(key, sid, meta, face)[1]) for key, face, sid, meta, _ in rows]
         return [(key, face) for key, face, *_ in rows]
 
     def templates_by_ids(self, finger_ids) -> dict:
@@ -331,7 +419,7 @@ class Store:
                     f"SELECT id, subject, position, template, {self._crc} FROM fingers WHERE id IN ({','.join('?' * len(chunk))})",
                     chunk):
                 self._check_finger(fid, key, pos, blob, crc)
-                out[fid] = blob
+                out[fid] = self._open_finger(fid, key, pos, blob)
         return out
 
     def subject_ids(self, keys) -> dict:
@@ -344,6 +432,8 @@ class Store:
                     f"SELECT id, subject_id, metadata, face, {self._crc} FROM subjects WHERE id IN ({','.join('?' * len(chunk))})",
                     chunk):
                 self._check_subject(key, sid, meta, face, crc)
+                if self.encrypted:  # the sealed metadata authenticates the key <-> id binding (no face read)
+                    self._open(meta, self._subject_aad(b"M", key, sid), f"subject key {key} (metadata)")
                 out[key] = sid
         return out
 
@@ -376,6 +466,8 @@ class Store:
             A subject id is already enrolled (or repeated): nothing of the batch is written.
         """
         now = time.time()
+        if self.encrypted:
+            self._keys().writing()
         if not self._bulk_cache:
             # B-tree pages of the subject-id index are touched at random by a large batch: a
             # bigger page cache for this (writing) connection; durability is unchanged.
@@ -388,6 +480,10 @@ class Store:
                 # AUTOINCREMENT's next id is max(sequence, largest id) + 1; the sequence is never
                 # below the largest id, so it alone is the base.
                 key0, fid0 = int(seq.get("subjects", 0)) + 1, int(seq.get("fingers", 0)) + 1
+                if self.encrypted:
+                    subjects = [(sid, *self._seal_subject(key0 + i, sid, meta, face))
+                                for i, (sid, meta, face) in enumerate(subjects)]
+                    fingers = [(i, pos, self._seal_finger(key0 + i, pos, blob), n) for i, pos, blob, n in fingers]
                 c.executemany("INSERT INTO subjects (id, subject_id, metadata, face, enrolled_utc, crc) "
                               "VALUES (?, ?, ?, ?, ?, ?)",
                               [(key0 + i, sid, meta, face, now, subject_crc(sid, meta, face))
@@ -417,11 +513,20 @@ class Store:
                           "JOIN subjects s ON s.id = f.subject WHERE s.subject_id = ?", (subject_id,))
         for fid, key, pos, blob, crc in rows:
             self._check_finger(fid, key, pos, blob, crc)
-        return {pos: blob for _, _, pos, blob, _ in rows}
+        return {pos: self._open_finger(fid, key, pos, blob) for fid, key, pos, blob, _ in rows}
 
     def subject_record(self, subject_id: str):
-        rows = self._read("SELECT id, metadata FROM subjects WHERE subject_id = ?", (subject_id,))
-        return rows[0] if rows else None
+        """``(subject key, metadata_json or None)`` of an enrolled subject, else None (decrypted
+        and checked)."""
+        rows = self._read(f"SELECT id, subject_id, metadata, face, {self._crc} FROM subjects WHERE subject_id = ?",
+                          (subject_id,))
+        if not rows:
+            return None
+        key, sid, meta, face, crc = rows[0]
+        self._check_subject(key, sid, meta, face, crc)
+        if self.encrypted:
+            meta = self._open(meta, self._subject_aad(b"M", key, sid), f"subject key {key} (metadata)").decode() or None
+        return key, meta
 
     def counts(self) -> dict:
         n_subjects = self._read("SELECT COUNT(*) FROM subjects")[0][0]
@@ -440,3 +545,46 @@ class Store:
         if res and res[0][0] != "ok":
             out.extend(r[0] for r in res)
         return out
+
+    # ---- re-encryption (biomatch.dedup.rekey) ---------------------------------------------------
+    def reseal_fingers(self, after_id: int, limit: int) -> tuple[int, int | None]:
+        """Re-seal under the active DEK the fingers with ``id > after_id`` (``limit`` rows read,
+        those under another DEK rewritten) in one transaction.  Returns ``(rewritten, last id
+        read)``; the last id is None when no row was left.  Idempotent: a re-run skips what is done."""
+        keys = self._keys()
+        keys.writing()
+        with self.transaction() as c:
+            rows = c.execute("SELECT id, subject, position, template FROM fingers WHERE id > ? ORDER BY id LIMIT ?",
+                             (after_id, limit)).fetchall()
+            todo = []
+            for fid, key, pos, blob in rows:
+                if int.from_bytes(bytes(blob[KEY_ID_OFFSET:KEY_ID_OFFSET + 4]), "big") != keys.active:
+                    new = self._seal_finger(key, pos, self._open_finger(fid, key, pos, blob))
+                    todo.append((new, finger_crc(key, pos, new), fid))
+            c.executemany("UPDATE fingers SET template = ?, crc = ? WHERE id = ?", todo)
+        return len(todo), (rows[-1][0] if rows else None)
+
+    def reseal_subjects(self, after_key: int, limit: int) -> tuple[int, int | None]:
+        """:meth:`reseal_fingers` for the subjects' metadata and faces."""
+        keys = self._keys()
+        keys.writing()
+        with self.transaction() as c:
+            rows = c.execute("SELECT id, subject_id, metadata, face FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                             (after_key, limit)).fetchall()
+            todo = []
+            for key, sid, meta, face in rows:
+                under = {int.from_bytes(bytes(b[KEY_ID_OFFSET:KEY_ID_OFFSET + 4]), "big") for b in (meta, face) if b}
+                if under != {keys.active}:
+                    m, f = self._seal_subject(key, sid, *self._open_subject(key, sid, meta, face))
+                    todo.append((m, f, subject_crc(sid, m, f), key))
+            c.executemany("UPDATE subjects SET metadata = ?, face = ?, crc = ? WHERE id = ?", todo)
+        return len(todo), (rows[-1][0] if rows else None)
+
+    def count_sealed_outside(self, dek_id: int) -> int:
+        """Sealed values of this store under a DEK other than ``dek_id`` (0: re-encryption done)."""
+        k = int(dek_id).to_bytes(4, "big")
+        at = KEY_ID_OFFSET + 1  # SQL substr is 1-based
+        return sum(self._read(sql, (k,))[0][0] for sql in (
+            f"SELECT COUNT(*) FROM fingers WHERE substr(template, {at}, 4) <> ?",
+            f"SELECT COUNT(*) FROM subjects WHERE substr(metadata, {at}, 4) <> ?",
+            f"SELECT COUNT(*) FROM subjects WHERE face IS NOT NULL AND substr(face, {at}, 4) <> ?"))
