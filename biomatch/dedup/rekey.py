@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import GalleryKeyError, invalid
+from ..errors import BiomatchError, GalleryKeyError, invalid
+from ..retrieval.code_files import reseal_version
 from . import manifest as _mf
 from .encryption import Keyring, check_provider, dek_name, describe_section
 from .maintenance import hold_lock
@@ -172,6 +173,11 @@ def _reencrypt(path: Path, keyring: Keyring, batch_size: int, progress) -> int:
                 if left:
                     raise GalleryKeyError(f"store {str(_store_path(path, i))!r}: {left} values still under an old "
                                           f"data key after re-encryption; run the rotation again")
+            for i in range(n_done):  # the shards' sealed code index files too (else rebuilt at the next open)
+                try:
+                    reseal_version(_store_path(path, i).parent / "index", keyring)
+                except (OSError, ValueError, BiomatchError) as exc:  # derived data: a rebuild at open
+                    log.warning("shard %d: code index not re-sealed (%s); it is rebuilt at the next open", i, exc)
             manifest["encryption"] = dict(section, keys={str(active): section["keys"][str(active)]}, reencrypt=None)
             _mf.write_manifest(path, manifest)
             log.info("gallery %s: re-encrypted under %s (%d rows rewritten); old data keys dropped",

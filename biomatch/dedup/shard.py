@@ -117,6 +117,7 @@ class Shard(ShardSync, ShardSearch):
             keyring = Keyring(spec.key, self.folder.parent.parent / "manifest.json", spec.gallery_id)
         self._store = Store(self.folder / self.STORE_NAME, create=create, read_only=spec.read_only,
                             meta=meta if create else None, cipher=keyring)
+        self._keyring = keyring  # also seals the code index files (Shard._save_index)
         if self._store.encrypted and keyring is None:
             self._store.close()
             raise GalleryKeyError(f"store {str(self._store.path)!r}: encrypted, and opened without the gallery's key")
@@ -136,7 +137,7 @@ class Shard(ShardSync, ShardSearch):
         self._last_finger = 0
         self._last_removal = 0
         self._retrieval = make_retrieval(spec.retrieval)
-        self._retrieval.load(self.folder / "index")
+        self._retrieval.load(self.folder / "index", cipher=self._keyring)
         self.index_rebuilt = False  # True when the saved index disagreed with the store
         self.index_problems: list = []  # how it disagreed
         self._indexed_at_open = 0  # rows indexed from the store since open (a rebuild: all of them)

@@ -149,7 +149,7 @@ class ShardSync:
     def _save_index(self) -> bool:
         """Save the derived index (best effort: a failure only costs a rebuild at the next open)."""
         try:
-            self._retrieval.save(self.folder / "index")
+            self._retrieval.save(self.folder / "index", cipher=self._keyring)
             return True
         except OSError as exc:
             log.warning("shard %s: could not save the index (%s); it is rebuilt from the store when needed",

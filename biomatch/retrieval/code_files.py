@@ -39,7 +39,7 @@ from ..template import FINGER_POSITIONS
 from .finger_index import FingerIndex
 
 __all__ = ["FORMAT", "MANIFEST", "Column", "checked_manifest", "check_file", "locked", "read_manifest",
-           "write_version", "read_version"]
+           "write_version", "read_version", "reseal_version"]
 
 log = logging.getLogger(__name__)
 
@@ -147,27 +147,42 @@ def read_manifest(folder: Path) -> dict | None:
     return m if isinstance(m, dict) and m.get("format") == FORMAT else None
 
 
-def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: dict) -> str:
+def _aad(folder: Path, version: str, name: str) -> bytes:
+    """Associated data of a sealed index file: its shard, version and name (a file copied onto
+    another shard, version or position fails authentication)."""
+    return f"biomatch-index|{folder.parent.name}|{version}|{name}".encode()
+
+
+def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: dict, cipher=None) -> str:
     """Write a new version folder, swap the manifest, delete older versions; returns the version.
 
     ``header``: generation, n_bits, factory, indexed_upto, removals_upto (manifest fields).
-    Call under ``locked(folder, exclusive=True)``.
+    ``cipher``: an encrypted gallery's key ring (``seal(plaintext, aad)``): every file of the
+    version is then sealed (the finger codes are personal data: see the README), and the
+    manifest says so.  Call under ``locked(folder, exclusive=True)``.
     """
     version = f"v{uuid.uuid4().hex[:12]}"
     vdir = folder / version
     vdir.mkdir(mode=0o700)
+    seal = None
+    if cipher is not None:
+        cipher.writing()
+        seal = lambda data, name: cipher.seal(data, _aad(folder, version, name))  # noqa: E731
     rows, files = {}, {}
     for p, index in sorted(indexes.items()):
-        files.update(index.save(vdir / f"pos{p:02d}.faiss"))
+        files.update(index.save(vdir / f"pos{p:02d}.faiss", seal=seal))
         buf = io.BytesIO()
         np.savez(buf, fids=fids[p].view(), keys=keys[p].view())
         data = buf.getvalue()
+        if seal is not None:
+            data = seal(data, f"rows{p:02d}.npz")
         write_private_atomic(vdir / f"rows{p:02d}.npz", data)
         files[f"rows{p:02d}.npz"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         rows[str(p)] = index.ntotal
     manifest = {"format": FORMAT, "version": _FORMAT_VERSION, "generation": header["generation"],
                 "n_bits": header["n_bits"], "factory": header["factory"], "indexed_upto": header["indexed_upto"],
-                "removals_upto": header["removals_upto"], "current": version, "rows": rows, "files": files}
+                "removals_upto": header["removals_upto"], "current": version, "rows": rows, "files": files,
+                "sealed": cipher is not None}
     manifest["checksum"] = canonical_checksum(manifest)
     write_private_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     for other in folder.glob("v*"):
@@ -176,9 +191,10 @@ def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: d
     return version
 
 
-def read_version(folder: Path, m: dict) -> tuple[dict, dict, dict]:
+def read_version(folder: Path, m: dict, cipher=None) -> tuple[dict, dict, dict]:
     """``(indexes, fids, keys)`` per position of the version ``m`` names, every file checked first
-    and each index memory-mapped read-only.
+    and each index memory-mapped read-only (read into memory and decrypted with ``cipher`` when
+    the version is sealed; a sealed version without a cipher, or a plain one with, is refused).
 
     Raises
     ------
@@ -186,15 +202,55 @@ def read_version(folder: Path, m: dict) -> tuple[dict, dict, dict]:
         Anything wrong: the caller discards the files and rebuilds from the store.
     """
     index, fids, keys = {}, {}, {}
-    vdir = folder / checked_manifest(m)
+    version = checked_manifest(m)
+    vdir = folder / version
+    if bool(m.get("sealed", False)) != (cipher is not None):
+        raise ValueError("sealed index files without the gallery's key, or plain ones in an encrypted gallery")
+    unseal = None
+    if cipher is not None:
+        unseal = lambda data, name: cipher.open(data, _aad(folder, version, name))  # noqa: E731
     for name, want in m["files"].items():
         check_file(vdir / name, want)
     for ps, n in m["rows"].items():
         p = int(ps)
-        ix = FingerIndex.open(vdir / f"pos{p:02d}.faiss", mmap=True)
-        with np.load(vdir / f"rows{p:02d}.npz", allow_pickle=False) as z:
+        ix = FingerIndex.open(vdir / f"pos{p:02d}.faiss", mmap=True, unseal=unseal)
+        rows_file = vdir / f"rows{p:02d}.npz"
+        source = rows_file if unseal is None else io.BytesIO(unseal(rows_file.read_bytes(), rows_file.name))
+        with np.load(source, allow_pickle=False) as z:
             f, k = np.asarray(z["fids"], np.int64), np.asarray(z["keys"], np.int64)
         if not (ix.ntotal == len(f) == len(k) == int(n)):
             raise BiomatchError(f"position {p}: {ix.ntotal} codes, {len(f)} ids, manifest {n}")
         index[p], fids[p], keys[p] = ix, Column(f), Column(k)
     return index, fids, keys
+
+
+def reseal_version(folder: Path, cipher) -> bool:
+    """Re-seal the current version's files under ``cipher``'s active data key (a key rotation
+    that re-encrypts, before the old data keys are dropped).  Returns False when there is no
+    sealed version to re-seal.
+
+    Each file is replaced atomically, then the manifest with the new sizes and digests; a kill
+    in between leaves files the manifest does not describe, which the next open refuses and
+    rebuilds from the store (derived data: nothing is lost).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    with locked(folder, exclusive=True):
+        m = read_manifest(folder)
+        if m is None or not m.get("sealed"):
+            return False
+        version = checked_manifest(m)
+        vdir = folder / version
+        cipher.writing()
+        files = {}
+        for name, want in m["files"].items():
+            check_file(vdir / name, want)
+            aad = _aad(folder, version, name)
+            data = cipher.seal(cipher.open((vdir / name).read_bytes(), aad), aad)
+            write_private_atomic(vdir / name, data)
+            files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        m = dict(m, files=files)
+        m["checksum"] = canonical_checksum(m)
+        write_private_atomic(folder / MANIFEST, json.dumps(m, indent=1, sort_keys=True).encode())
+    return True

@@ -45,9 +45,9 @@ class Retrieval(Protocol):
 
     def remove(self, finger_ids: np.ndarray) -> None: ...
 
-    def save(self, folder: Path) -> None: ...
+    def save(self, folder: Path, cipher=None) -> None: ...
 
-    def load(self, folder: Path) -> None: ...
+    def load(self, folder: Path, cipher=None) -> None: ...
 
 
 class CandidateFilter(Retrieval, Protocol):
@@ -88,10 +88,10 @@ class ExhaustiveRetrieval:
     def candidates(self, probe, k):
         return None
 
-    def save(self, folder) -> None:
+    def save(self, folder, cipher=None) -> None:
         pass
 
-    def load(self, folder) -> None:
+    def load(self, folder, cipher=None) -> None:
         pass
 
 

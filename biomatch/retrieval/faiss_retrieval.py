@@ -295,8 +295,11 @@ class FaissRetrieval:
         return sum(ix.ntotal * (ix.n_bytes + 16) for ix in self._index.values())
 
     # ---- persistence ------------------------------------------------------------------------
-    def save(self, folder) -> None:
-        """Write the indexes as a new version, swap the manifest, delete older versions."""
+    def save(self, folder, cipher=None) -> None:
+        """Write the indexes as a new version, swap the manifest, delete older versions.
+
+        ``cipher``: an encrypted gallery's key ring; the files are then sealed (see
+        :func:`~biomatch.retrieval.code_files.write_version`)."""
         folder = Path(folder)
         if not self._dirty:
             return
@@ -305,18 +308,21 @@ class FaissRetrieval:
             old = files.read_manifest(folder)
             if old is not None and self._loaded_version is not None and old.get("current") == self._loaded_version \
                     and old.get("checksum") == canonical_checksum(old) \
-                    and (old.get("indexed_upto"), old.get("removals_upto")) == (self.indexed_upto, self.removals_upto):
+                    and (old.get("indexed_upto"), old.get("removals_upto")) == (self.indexed_upto, self.removals_upto) \
+                    and bool(old.get("sealed", False)) == (cipher is not None):
                 self._dirty = False
                 return  # the files this state was loaded from, unchanged since (any other saved
                 # state is replaced: its marks may not be trusted, and a lag is caught up at open)
             header = {"generation": self.generation, "n_bits": self.n_bits, "factory": self.params.factory,
                       "indexed_upto": self.indexed_upto, "removals_upto": self.removals_upto}
-            version = files.write_version(folder, header, self._index, self._fids, self._keys)
+            version = files.write_version(folder, header, self._index, self._fids, self._keys, cipher)
         self._loaded_version = version
         self._dirty = False
 
-    def load(self, folder) -> None:
-        """Map a saved index read-only (rows added later go to the delta); nothing saved: empty."""
+    def load(self, folder, cipher=None) -> None:
+        """Map a saved index read-only (rows added later go to the delta); nothing saved: empty.
+
+        ``cipher``: an encrypted gallery's key ring; its sealed files are decrypted into memory."""
         folder = Path(folder)
         if not folder.is_dir():
             return
@@ -329,7 +335,7 @@ class FaissRetrieval:
                             folder, m.get("generation"), self.generation)
                 return
             try:
-                index, fids, keys = files.read_version(folder, m)
+                index, fids, keys = files.read_version(folder, m, cipher)
             except MemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - derived data: whatever is wrong, rebuild it

@@ -183,11 +183,18 @@ class FingerIndex(RowIndex):
         return view
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> dict:
+    def save(self, path: str | Path, seal=None) -> dict:
         """Write base + delta as one index, atomically (temp file, fsync, rename, mode 0600).
 
         Tombstones go to ``<path>.removed`` (a packed bitmap, written the same way) when
         any row is removed; a stale one is deleted otherwise.
+
+        Parameters
+        ----------
+        path : path
+        seal : callable (bytes, file name) -> bytes, optional
+            Encrypts each file's bytes before they are written (an encrypted gallery's index;
+            such a file is read back with ``open(..., unseal=...)``, into memory).
 
         Returns
         -------
@@ -205,11 +212,15 @@ class FingerIndex(RowIndex):
                 if n:
                     index.add(self._reconstruct_all(part))
         data = np.asarray(faiss.serialize_index_binary(index)).tobytes()
+        if seal is not None:
+            data = seal(data, path.name)
         write_private_atomic(path, data)
         written = {path.name: file_digest(data)}
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)
         if self._n_removed:
             bits = pack_tombstones(self._removed)
+            if seal is not None:
+                bits = seal(bits, tomb.name)
             write_private_atomic(tomb, bits)
             written[tomb.name] = file_digest(bits)
         elif tomb.exists():
@@ -223,7 +234,8 @@ class FingerIndex(RowIndex):
         return np.vstack([index.reconstruct(i) for i in range(int(index.ntotal))])
 
     @classmethod
-    def open(cls, path: str | Path, mmap: bool = True, *, threads: int | None = 1) -> "FingerIndex":
+    def open(cls, path: str | Path, mmap: bool = True, *, threads: int | None = 1,
+             unseal=None) -> "FingerIndex":
         """Open an index written by :meth:`save`.
 
         Parameters
@@ -232,6 +244,9 @@ class FingerIndex(RowIndex):
         mmap : bool
             Map the file read-only (``faiss.IO_FLAG_MMAP_IFC``); new rows then go to an
             in-memory delta.  The file must not be modified while it is mapped.
+        unseal : callable (bytes, file name) -> bytes, optional
+            Decrypts files written with ``save(..., seal=...)``: the index is then read into
+            memory (a mapping would expose nothing but ciphertext), ``mmap`` is ignored.
 
         Raises
         ------
@@ -243,7 +258,11 @@ class FingerIndex(RowIndex):
         if not path.is_file():
             raise IndexFileError(f"index: expected a file at {path}, found none")
         try:
-            if mmap:
+            if unseal is not None:
+                mmap = False
+                raw = np.frombuffer(unseal(path.read_bytes(), path.name), np.uint8)
+                base = faiss.deserialize_index_binary(raw)
+            elif mmap:
                 base = faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP_IFC)
             else:
                 base = faiss.read_index_binary(str(path))
@@ -256,7 +275,8 @@ class FingerIndex(RowIndex):
         self._removed = np.zeros(n, bool)
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)
         if tomb.exists():
-            bits = np.frombuffer(tomb.read_bytes(), np.uint8)
+            raw = tomb.read_bytes() if unseal is None else unseal(tomb.read_bytes(), tomb.name)
+            bits = np.frombuffer(raw, np.uint8)
             if len(bits) != (n + 7) // 8:
                 raise IndexFileError(f"index {tomb}: expected {(n + 7) // 8} bytes of tombstones, got {len(bits)}")
             self._set_tombstones(unpack_tombstones(bits, n))

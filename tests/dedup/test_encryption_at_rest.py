@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sqlite3
 
@@ -137,11 +138,15 @@ def _files(root):
 
 def _secrets(records):
     """Byte strings that must not appear on disk: each template's serialised bytes (and a 24-byte
-    run from its minutiae), each face embedding (and a 16-byte run), each metadata text."""
+    run from its minutiae), each finger's 64-byte code (the FAISS index's rows), each face
+    embedding (and a 16-byte run), each metadata text."""
     from biomatch.formats import encode
+    from biomatch.retrieval.codes import finger_codes
 
     out = []
     for rec in records:
+        codes, valid = finger_codes(list(rec.fingers.values()), return_valid=True)
+        out += [c.tobytes() for c in codes[valid]]
         for t in rec.fingers.values():
             blob = encode(t)
             out += [blob, blob[len(blob) // 2:len(blob) // 2 + 24]]
@@ -176,6 +181,7 @@ def test_nothing_readable_on_disk(tmp_path, key_file, encrypted):
         found = [(f.name, i) for f in files for i, s in enumerate(secrets) if s in f.read_bytes()]
         if not encrypted:
             assert found  # the control: in clear they are found
+            assert any(name.endswith(".faiss") for name, _ in found)  # the codes too
             return
         assert found == []
         backup_gallery(path, tmp_path / "backup")
@@ -259,3 +265,39 @@ def test_cli_create_encrypt_info_check(tmp_path, capsys, monkeypatch):
     assert "NOT encrypted" in capsys.readouterr().out
     assert main(["gallery", "check", str(tmp_path / "plain")]) == 0
     assert "encryption: none" in capsys.readouterr().out
+
+
+def test_sealed_code_index_is_reopened_without_a_rebuild_and_a_moved_file_is_not_trusted(tmp_path, key_file):
+    """The FAISS code files of an encrypted gallery are sealed: reopened with the key they are
+    decrypted into memory (no rebuild, the same search answers); a sealed file copied onto
+    another position fails authentication and the index is rebuilt from the store."""
+    import shutil
+
+    from biomatch.dedup import Gallery
+
+    path = tmp_path / "g"
+    records = [_record(f"p{i}", i) for i in range(6)]
+    with Gallery.create(path, key=key_file) as g:
+        g.bulk_enroll(records)
+        g._shards[0].checkpoint()
+        before = g.deduplicate(make_record("q", 3, impression=1))
+    manifest = json.loads((path / "shards" / "000" / "index" / "manifest.json").read_text())
+    assert manifest["sealed"] is True
+    with Gallery.open(path, key=key_file) as g:
+        shard = g._shards[0]
+        assert not shard.index_rebuilt and shard._retrieval._loaded_version == manifest["current"]
+        assert not any(ix.mapped for ix in shard._retrieval._index.values())  # decrypted into memory
+        after = g.deduplicate(make_record("q", 3, impression=1))
+    assert [(c.subject_id, c.score) for c in after.candidates] == [(c.subject_id, c.score) for c in before.candidates]
+    vdir = path / "shards" / "000" / "index" / manifest["current"]
+    shutil.copyfile(vdir / "pos02.faiss", vdir / "pos01.faiss")  # sealed, but for another position
+    m = json.loads((path / "shards" / "000" / "index" / "manifest.json").read_text())
+    m["files"]["pos01.faiss"] = m["files"]["pos02.faiss"]  # even with the manifest made to agree
+    from biomatch._io import canonical_checksum
+
+    m["checksum"] = canonical_checksum({k: v for k, v in m.items() if k != "checksum"})
+    (path / "shards" / "000" / "index" / "manifest.json").write_text(json.dumps(m))
+    with Gallery.open(path, key=key_file) as g:
+        assert "authentication" in (g._shards[0]._retrieval.rejected or "")  # refused, then rebuilt from the store
+        again = g.deduplicate(make_record("q", 3, impression=1))
+    assert [c.subject_id for c in again.candidates] == [c.subject_id for c in before.candidates]

@@ -10,6 +10,8 @@ import random
 import signal
 import subprocess
 import sys
+import json
+import struct
 import textwrap
 import time
 from pathlib import Path
@@ -120,7 +122,41 @@ def test_reencryption_interrupted_stays_readable_and_resumes(tmp_path, keys):
         writer.close()
     with Gallery.open(path, key=k2) as g:
         assert g.check() == [] and g.stats()["subjects"] == 43
+        # the sealed code index files were re-sealed too: read without a rebuild
+        assert not g._shards[0].index_rebuilt and g._shards[0]._retrieval.rejected is None
     assert set(_under(path)) == {2}
+    index = path / "shards" / "000" / "index"
+    version = json.loads((index / "manifest.json").read_text())["current"]
+    sealed = [f for f in (index / version).iterdir()]
+    assert sealed and {struct.unpack_from(">I", f.read_bytes(), 3)[0] for f in sealed} == {2}
+
+
+def test_reencryption_reseals_the_code_index_files(tmp_path, keys):
+    """With no gallery open, a re-encryption re-seals each shard's saved code index under the new
+    data key before the old one is dropped: the next open reads it, no rebuild."""
+    from biomatch.dedup import Gallery, rotate_key
+
+    k1, _ = keys
+    path = tmp_path / "g"
+    _gallery(path, k1, persons=range(30))
+    with Gallery.open(path, key=k1) as g:
+        for s in g._shards:
+            s.checkpoint()  # the index files saved, sealed under dek-1
+
+    def dek_ids() -> set:
+        out = set()
+        for index in path.glob("shards/*/index"):
+            version = json.loads((index / "manifest.json").read_text())["current"]
+            out |= {struct.unpack_from(">I", f.read_bytes(), 3)[0] for f in (index / version).iterdir()}
+        return out
+
+    assert dek_ids() == {1}
+    assert rotate_key(path, k1, reencrypt=True)["data_keys"] == ["dek-2"]
+    assert dek_ids() == {2}
+    with Gallery.open(path, key=k1) as g:
+        assert all(not s.index_rebuilt and s._retrieval.rejected is None for s in g._shards)
+        assert all(s._retrieval._loaded_version is not None for s in g._shards)
+        assert [_top(g, p) for p in (0, 29)] == ["p0", "p29"]
 
 
 _ROTATE = textwrap.dedent("""
