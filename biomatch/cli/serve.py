@@ -4,7 +4,7 @@ Command::
 
     biomatch serve GALLERY [--host 127.0.0.1] [--port 8443] [--certfile F --keyfile F] [--workers N]
                            [--max-request-mb N] [--max-concurrent N] [--cache-mb N] [--cluster ADDRESS]
-                           [--threads N]
+                           [--threads N] [--key-file FILE]
 
 Without a certificate the service speaks plain HTTP and is meant for loopback or a TLS proxy in
 front of it: binding another address without TLS is refused unless ``--insecure-http``.  With
@@ -46,6 +46,9 @@ def add_parsers(sub) -> None:
                    help="bound of each shard's cache of prepared templates in MiB (default 512): the service's "
                         "memory is about its idle size plus this per shard")
     f.add_argument("--threads", type=int_in(1, 256), default=1, help="native matcher threads per search (default 1)")
+    f.add_argument("--key-file", type=Path, metavar="FILE",
+                   help="an encrypted gallery's key file (default: the key in BIOMATCH_GALLERY_KEY); "
+                        "not the TLS key (--keyfile)")
     f.add_argument("--cluster", metavar="ADDRESS", help="serve the gallery on this Ray cluster (DistributedGallery)")
     f.add_argument("--insecure-http", action="store_true",
                    help="allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
@@ -74,7 +77,15 @@ def cmd_serve(args) -> int:
         raise invalid("serve", "the service extra: pip install 'biomatch[service]'", str(exc)) from None
     import uvicorn
 
+    from ..dedup import manifest as gallery_manifest
+    from ..dedup.core import open_keyring
+    from ..dedup.encryption import KeyFile
     from ..service.auth import KeyStore, service_dir
+
+    # The gallery and its key checked here (manifest only: no store is opened), so that a missing
+    # or wrong key is one clear error, not a worker that dies at start-up.
+    open_keyring(args.path, gallery_manifest.read_manifest(args.path),
+                 None if args.key_file is None else KeyFile(args.key_file))
     from ..service.params import ServiceParams
 
     folder = service_dir(args.path)
@@ -92,7 +103,9 @@ def cmd_serve(args) -> int:
     os.environ["BIOMATCH_SERVICE_CONFIG"] = json.dumps({"gallery": str(args.path.resolve()), "params": params,
                                                         "cluster_address": args.cluster, "n_threads": args.threads,
                                                         "cache_bytes": None if args.cache_mb is None
-                                                        else args.cache_mb * 2**20})
+                                                        else args.cache_mb * 2**20,
+                                                        "key_file": None if args.key_file is None
+                                                        else str(args.key_file.resolve())})
     metrics_dir = None
     if args.workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=folder)

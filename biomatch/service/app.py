@@ -366,8 +366,9 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """The application of a uvicorn worker process: its settings come from ``$BIOMATCH_SERVICE_CONFIG``
-    (JSON: ``gallery``, ``params``, ``cluster_address``, ``n_threads``, ``cache_bytes``), set by ``biomatch serve``."""
+    (JSON: ``gallery``, ``params``, ``cluster_address``, ``n_threads``, ``cache_bytes``, ``key_file``), set by
+    ``biomatch serve``."""
     cfg = json.loads(os.environ[ENV_CONFIG])
     service = Service.open(cfg["gallery"], ServiceParams(**cfg.get("params", {})), cfg.get("cluster_address"),
-                           cfg.get("n_threads", 1), cfg.get("cache_bytes"))
+                           cfg.get("n_threads", 1), cfg.get("cache_bytes"), cfg.get("key_file"))
     return create_app(service, owns_service=True)

@@ -58,19 +58,24 @@ class Service:
 
     @classmethod
     def open(cls, gallery_path, params: ServiceParams = ServiceParams(), cluster_address: str | None = None,
-             n_threads: int = 1, cache_bytes: int | None = None) -> "Service":
+             n_threads: int = 1, cache_bytes: int | None = None, key_file: str | None = None) -> "Service":
         """Open the gallery at ``gallery_path`` (on a Ray cluster when ``cluster_address``) and its service.
 
         ``cache_bytes`` bounds each shard's cache of prepared templates (the gallery's default: 512 MiB).
+        ``key_file``: an encrypted gallery's key file (else the library reads ``BIOMATCH_GALLERY_KEY``);
+        only its path travels (to worker processes, to Ray actors), never the key.
         """
+        from ..dedup.encryption import KeyFile
+
+        key = None if key_file is None else KeyFile(key_file)
         if cluster_address:
             from ..dedup.cluster import DistributedGallery
 
-            gallery = DistributedGallery.open(gallery_path, address=cluster_address, cache_bytes=cache_bytes)
+            gallery = DistributedGallery.open(gallery_path, address=cluster_address, cache_bytes=cache_bytes, key=key)
         else:
             from ..dedup import Gallery
 
-            gallery = Gallery.open(gallery_path, n_threads=n_threads, cache_bytes=cache_bytes)
+            gallery = Gallery.open(gallery_path, n_threads=n_threads, cache_bytes=cache_bytes, key=key)
         try:
             return cls(gallery, params, owns_gallery=True)
         except BaseException:
