@@ -26,11 +26,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_gallery(path: Path, persons: int = 12):
+def make_gallery(path: Path, persons: int = 12, decision=None):
     """A gallery of ``persons`` generated ten-finger people ``P-0`` ... (impression 0 enrolled)."""
+    from biomatch.decide import DecisionParams
     from biomatch.dedup import Gallery
 
-    with Gallery.create(path, generated_background=True) as g:
+    with Gallery.create(path, generated_background=True, decision=decision or DecisionParams()) as g:
         g.bulk_enroll([make_record(f"P-{i}", i) for i in range(persons)])
     return path
 
@@ -57,6 +58,19 @@ def record_json(subject_id: str | None, person: int, impression: int = 1, positi
     if subject_id is not None:
         body["subject_id"] = subject_id
     return body
+
+
+# One finger's evidence capped at 2.2 decades: four mated fingers of another impression then fuse
+# to ~5.7 decades, between the REVIEW (5) and DUPLICATE (6) thresholds of a small gallery.
+REVIEW_CAP_DECADES = 2.2
+REVIEW_POSITIONS = (1, 2, 3, 7)
+
+
+def review_gallery(path: Path, persons: int = 12):
+    """A gallery where another impression of ``REVIEW_POSITIONS`` of an enrolled person is a REVIEW."""
+    from biomatch.decide import DecisionParams
+
+    return make_gallery(path, persons, DecisionParams(finger_evidence_max_decades=REVIEW_CAP_DECADES))
 
 
 def auth(key: str) -> dict:
