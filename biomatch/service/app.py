@@ -101,7 +101,8 @@ def _multipart_schema(with_subject: bool, extra: tuple = ()) -> dict:
         props.update(subject_id={"type": "string"}, metadata={"type": "string", "description": "JSON object"})
     for name in extra:
         props[name] = {"type": "string"}
-    return {"type": "object", "properties": props, **({"required": ["subject_id"]} if with_subject else {})}
+    return {"type": "object", "properties": props, "additionalProperties": False,
+            **({"required": ["subject_id"]} if with_subject else {})}
 
 
 def _body_doc(model, with_subject: bool, extra: tuple = ()) -> dict:
