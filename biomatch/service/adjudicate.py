@@ -20,6 +20,7 @@ the same key, never in the URL); the page already draws an image under the minut
 from __future__ import annotations
 
 import logging
+import threading
 
 from ..errors import DuplicateSubjectError, UnknownSubjectError
 from ..match import FingerprintMatcher
@@ -30,6 +31,10 @@ __all__ = ["case_view", "resolve_case", "MAX_VIEW_CANDIDATES"]
 log = logging.getLogger(__name__)
 
 MAX_VIEW_CANDIDATES = 5  # candidates drawn per case (a case lists at most DecisionParams.max_candidates)
+# One resolution at a time in a process: two examiners sending different_person at once would
+# otherwise both take the "finish an interrupted resolution" path.  Across worker processes the
+# queue's conditional writes keep the first answer (ReviewQueue.finish).
+_RESOLVING = threading.Lock()
 
 
 def _side(t: Template) -> dict:
@@ -106,6 +111,11 @@ def resolve_case(gallery, queue, case_id: str, outcome: str, key_id: str | None,
     ------
     UnknownCaseError, InvalidInputError
     """
+    with _RESOLVING:
+        return _resolve(gallery, queue, case_id, outcome, key_id, decision_body)
+
+
+def _resolve(gallery, queue, case_id, outcome, key_id, decision_body) -> dict:
     case = queue.resolve(case_id, outcome, key_id)
     if outcome != "different_person" or not case["probe_kept"]:
         return case

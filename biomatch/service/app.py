@@ -166,6 +166,9 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI's own body decoding (a route with a pydantic body): bytes not JSON
+            return _refusal(request, ServiceError(422, f"body: expected a JSON object, got a body that does not "
+                                                       f"parse ({exc.detail})", "body", "validation_error"))
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _refusal(request, ServiceError(exc.status_code, str(exc.detail), None, kind, exc.headers))
 

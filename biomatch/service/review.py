@@ -225,8 +225,12 @@ class ReviewQueue:
         return self.get(case_id)
 
     def finish(self, case_id: str, enrolled: bool, enrolment: dict) -> dict:
-        """Record what enrolling a ``different_person`` case's probe did, and delete the probe."""
-        self._transaction([("UPDATE cases SET enrolled = ?, enrolment = ? WHERE case_id = ?",
+        """Record what enrolling a ``different_person`` case's probe did, and delete the probe.
+
+        The first record stands: a second finish of the same case (another worker process
+        finishing it at the same time) changes nothing.
+        """
+        self._transaction([("UPDATE cases SET enrolled = ?, enrolment = ? WHERE case_id = ? AND enrolled IS NULL",
                             (int(bool(enrolled)), json.dumps(enrolment, sort_keys=True), case_id)),
                            ("DELETE FROM probes WHERE case_id = ?", (case_id,))])
         return self.get(case_id)

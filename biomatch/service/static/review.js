@@ -83,6 +83,10 @@
     current.views.forEach((v, i) => sel.append(el("option", { value: String(i) },
       v.subject_id + " (score " + (v.score === null ? "-" : Number(v.score).toFixed(2)) + ")")));
     setDecisionEnabled(current.outcome === null);
+    if (current.outcome === "different_person" && current.enrolled === null && current.probe_kept) {
+      $("different").disabled = false; // resolved, its enrolment interrupted: recording it again finishes it
+      $("outcome").textContent = "Resolved different person; the probe's enrolment was interrupted: record it again.";
+    }
     $("queue").hidden = true;
     $("case").hidden = false;
     if (!current.views.length) {
