@@ -269,9 +269,9 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
                 raise ServiceError(409, f"review_case: expected a case of subject {m.subject_id!r} resolved "
                                         f"different_person, got {m.review_case!r}", "review_case", "review_not_cleared")
             accept_review = True
-            case = svc.reviews.get(m.review_case)
-            if case["enrolled"] and m.subject_id in svc.gallery:
-                return case["enrolment"]  # the examiner's outcome enrolled the case's probe already
+            cleared = svc.reviews.get(m.review_case)
+            if cleared["enrolled"] and m.subject_id in svc.gallery:
+                return cleared["enrolment"]  # the examiner's outcome enrolled the case's probe already
         record = to_enrolment(parsed)
         report = svc.gallery.enroll(record, accept_review=accept_review)
         case = None
