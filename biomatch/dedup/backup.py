@@ -7,11 +7,22 @@ of every file.  ``restore_gallery(backup, dest)`` verifies every checksum, write
 into a new folder (atomically: a kill leaves no half-restored gallery) and starts each shard's
 watermark at its restored store, so the restored gallery opens on any machine and is never
 silently inconsistent with its indexes (they are verified against the store at every open).
+
+The registry service's state in ``GALLERY/service/`` (API keys, the audit log, the idempotency
+store, the REVIEW queue and its probes) is part of the backup when present: SQLite files through
+the backup API (a consistent snapshot, WAL included), other files (the audit log, the key file)
+byte for byte under a shared ``flock`` (the audit log is appended under an exclusive one, so the
+copy ends at a whole entry); lock files, WAL companions and folders (the metrics of worker
+processes) are left out.  This module knows the folder only as files, not the service's formats
+(the service sits above ``dedup``).  Enrolments wait during the backup, so no enrolment commits
+between the stores' snapshot and the service state's: an idempotency claim copied pending is
+resolved by its retry after a restore, as after a crash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -38,6 +49,8 @@ log = logging.getLogger(__name__)
 BACKUP_FORMAT = "biomatch-gallery-backup"
 _BACKUP_VERSION = 1
 _BACKUP_MANIFEST = "backup.json"
+SERVICE_DIR = "service"  # the registry service's state (biomatch.service), backed up with the gallery
+_SERVICE_SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")
 
 
 def _sha256_file(path: Path) -> str:
@@ -123,10 +136,11 @@ def backup_gallery(path, dest, progress: Callable | None = None) -> dict:
                 shards.append({"shard": i, **seqs})
                 if progress is not None:
                     progress(i + 1, int(manifest["n_shards"]))
+            service = _backup_service(path / SERVICE_DIR, tmp / SERVICE_DIR)
         files = {str(f.relative_to(tmp)): {"bytes": f.stat().st_size, "sha256": _sha256_file(f)}
                  for f in sorted(tmp.rglob("*")) if f.is_file()}
         doc = {"format": BACKUP_FORMAT, "version": _BACKUP_VERSION, "created_utc": time.time(),
-               "gallery_id": manifest["gallery_id"], "shards": shards, "files": files}
+               "gallery_id": manifest["gallery_id"], "shards": shards, "service": service, "files": files}
         doc["checksum"] = canonical_checksum(doc)
         write_private_atomic(tmp / _BACKUP_MANIFEST, json.dumps(doc, indent=1, sort_keys=True).encode())
         _fsync_tree(tmp)
@@ -172,6 +186,39 @@ def _backup_store(src: Path, out: Path) -> dict:
     if problems:
         raise CorruptStoreError(f"store {str(src)!r}: not backed up, it fails its integrity check: {problems[:3]}")
     return seqs
+
+
+def _backup_service(src: Path, out: Path) -> list[str]:
+    """Copy the service's state files (see the module docstring); returns their names."""
+    if not src.is_dir():
+        return []
+    out.mkdir(mode=0o700)
+    names = []
+    for f in sorted(src.iterdir()):
+        if not f.is_file() or f.is_symlink() or f.name.endswith(_SERVICE_SKIPPED_SUFFIXES):
+            continue
+        try:
+            fd = os.open(out / f.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            if f.suffix == ".sqlite":
+                with contextlib.closing(sqlite3.connect(f"file:{f}?mode=ro", uri=True)) as s, \
+                        contextlib.closing(sqlite3.connect(out / f.name)) as d:
+                    s.backup(d, pages=4096)
+                    d.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+                    problems = d.execute("PRAGMA integrity_check").fetchall()
+                if problems != [("ok",)]:
+                    raise CorruptStoreError(f"service file {str(f)!r}: not backed up, it fails SQLite's integrity "
+                                            f"check: {problems[:3]}")
+            else:
+                with open(f, "rb") as fin, open(out / f.name, "wb") as fout:
+                    fcntl.flock(fin.fileno(), fcntl.LOCK_SH)  # the audit log's writers hold LOCK_EX per entry
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+        except sqlite3.Error as exc:
+            raise StorageError(f"service file {str(f)!r}: backup failed ({exc})") from exc
+        except OSError as exc:
+            raise StorageError(f"service file {str(f)!r}: backup failed ({exc.strerror})") from exc
+        names.append(f.name)
+    return names
 
 
 def _copy_index(src: Path, out: Path) -> None:

@@ -14,7 +14,9 @@ module             job
 ``auth``           API keys (hashed, with roles): create, list, revoke, authenticate
 ``audit``          the hash-chained audit log: append, query, verify
 ``idempotency``    Idempotency-Key -> first answer, durable across restarts
-``review``         the REVIEW queue for examiners
+``review``         the REVIEW queue for examiners, and the probe kept with each open case
+``adjudicate``     a case as the examiner's page draws it (the matcher's pairing); outcomes that enrol
+``static/``        the examiner's page (HTML, CSS, JavaScript), served at ``/review/``
 ``inputs``         request payloads (JSON base64 or multipart) -> templates, through biomatch's readers
 ``schemas``        the JSON shapes (pydantic): the OpenAPI document
 ``errors``         errors as HTTP answers (400 / 404 / 409 / 503, JSON naming the field)

@@ -11,11 +11,13 @@ route                                       role                        does
 ``DELETE /v1/subjects/{id}``                admin                       remove a subject
 ``GET /v1/stats``                           search, admin               counts, memory, thresholds
 ``GET /v1/reviews``                         adjudicate                  the REVIEW queue
+``GET /v1/reviews/{case}``                  adjudicate                  a case, probe beside candidates
 ``POST /v1/reviews/{case}/outcome``         adjudicate                  same_person / different_person
 ``GET /v1/audit/subjects/{id}``             audit                       who looked this subject up
 ``GET /v1/audit/verify``                    audit                       check the audit log's chain
 ``GET /metrics``                            admin, metrics              Prometheus text
 ``GET /healthz``, ``GET /openapi.json``     none                        liveness, the API document
+``GET /review/``                            none (the page asks a key)  the examiner's page (static)
 ==========================================  ==========================  ===============================
 
 A missing or unknown key is 401 (with ``WWW-Authenticate: Bearer``), a key without the role 403.
@@ -27,6 +29,7 @@ import json
 import logging
 import os
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..decide import REVIEW
 from ..errors import BiomatchError
+from .adjudicate import case_view, resolve_case
 from .audit import verify_log
 from .auth import ApiKey
 from .errors import ServiceError, error_body
@@ -46,10 +50,11 @@ from .idempotency import IdempotencyConflict, IdempotencyInProgress, Recover, Re
 from .inputs import Parsed, fingerprint, parse_form, parse_json, to_enrolment, to_probe
 from .metrics import CONTENT_TYPE
 from .params import ServiceParams
+from .review import ReviewProbe
 from .runtime import Service
 from .schemas import (AuditEntriesOut, AuditVerifyOut, DecisionOut, EnrolIn, ErrorOut, HealthOut, IdentifyIn,
-                      IdentifyOut, ProbeIn, RecordIn, RemovedOut, ReviewCaseOut, ReviewCasesOut, ReviewOutcomeIn,
-                      SubjectOut, VerifyOut)
+                      IdentifyOut, ProbeIn, RecordIn, RemovedOut, ReviewCaseOut, ReviewCasesOut, ReviewCaseViewOut,
+                      ReviewOutcomeIn, SubjectOut, VerifyOut)
 
 __all__ = ["create_app", "app_from_environment", "ENV_CONFIG"]
 
@@ -58,6 +63,16 @@ log = logging.getLogger(__name__)
 ENV_CONFIG = "BIOMATCH_SERVICE_CONFIG"  # the JSON settings of app_from_environment (worker processes)
 _SUBJECT = Path(min_length=1, max_length=256, description="the registry's subject id")
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+_CASE_ID = Path(min_length=1, max_length=64, description="a review case id (rv_...)")
+# The examiner's page: its own files only, no inline script or style, never framed; the answers
+# holding templates are not cached.
+_PAGE_FILES = {"": ("review.html", "text/html; charset=utf-8"), "review.js": ("review.js", "text/javascript"),
+               "review.css": ("review.css", "text/css")}
+_PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                 "img-src 'self' blob:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; "
+                 "base-uri 'none'", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                 "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _ctx(request: Request) -> RequestContext:
@@ -86,7 +101,8 @@ def _multipart_schema(with_subject: bool, extra: tuple = ()) -> dict:
         props.update(subject_id={"type": "string"}, metadata={"type": "string", "description": "JSON object"})
     for name in extra:
         props[name] = {"type": "string"}
-    return {"type": "object", "properties": props, **({"required": ["subject_id"]} if with_subject else {})}
+    return {"type": "object", "properties": props, "additionalProperties": False,
+            **({"required": ["subject_id"]} if with_subject else {})}
 
 
 def _body_doc(model, with_subject: bool, extra: tuple = ()) -> dict:
@@ -150,6 +166,9 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI's own body decoding (a route with a pydantic body): bytes not JSON
+            return _refusal(request, ServiceError(422, f"body: expected a JSON object, got a body that does not "
+                                                       f"parse ({exc.detail})", "body", "validation_error"))
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _refusal(request, ServiceError(exc.status_code, str(exc.detail), None, kind, exc.headers))
 
@@ -250,11 +269,17 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
                 raise ServiceError(409, f"review_case: expected a case of subject {m.subject_id!r} resolved "
                                         f"different_person, got {m.review_case!r}", "review_case", "review_not_cleared")
             accept_review = True
-        report = svc.gallery.enroll(to_enrolment(parsed), accept_review=accept_review)
+            cleared = svc.reviews.get(m.review_case)
+            if cleared["enrolled"] and m.subject_id in svc.gallery:
+                return cleared["enrolment"]  # the examiner's outcome enrolled the case's probe already
+        record = to_enrolment(parsed)
+        report = svc.gallery.enroll(record, accept_review=accept_review)
         case = None
         if report.decision == REVIEW and not report.enrolled:
-            case = svc.reviews.open_case(report.subject_id, [{"subject_id": c.subject_id, "score": float(c.score)}
-                                                             for c in report.candidates], key.key_id)
+            # The probe is kept with the case (never logged): the examiner's page draws it, and
+            # "different person" enrols it.
+            case = svc.reviews.open_case(report.subject_id, [_candidate(c) for c in report.candidates], key.key_id,
+                                         ReviewProbe(dict(record.fingers), record.face, record.metadata))
         return _decision(report, case or m.review_case)
 
     @app.post("/v1/deduplicate", response_model=DecisionOut, responses=_ERRORS, tags=["gallery"],
@@ -324,15 +349,29 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
             [c["subject_id"] for c in cases] + [x["subject_id"] for c in cases for x in c["candidates"]]))
         return {"cases": cases}
 
-    @app.post("/v1/reviews/{case_id}/outcome", response_model=ReviewCaseOut, responses=_ERRORS, tags=["review"])
-    async def review_outcome(request: Request, outcome: ReviewOutcomeIn,
-                             case_id: str = Path(min_length=1, max_length=64),
-                             key: ApiKey = Depends(role("review_outcome", "adjudicate"))):
-        """Record an examiner's outcome of a REVIEW case (once)."""
+    @app.get("/v1/reviews/{case_id}", response_model=ReviewCaseViewOut, responses=_ERRORS, tags=["review"])
+    async def review_case(request: Request, case_id: str = _CASE_ID,
+                          key: ApiKey = Depends(role("review_case", "adjudicate"))):
+        """A case for the examiner: per candidate and common finger, the probe's and the candidate's
+        minutiae, the matcher's pairing and score (templates: personal data, never cached)."""
         ctx = _ctx(request)
-        case = await svc.io(svc.reviews.resolve, case_id, outcome.outcome, key.key_id)
+        view = await svc.run(case_view, svc.gallery, svc.reviews, case_id)
+        ctx.subject_ids = [view["subject_id"], *(c["subject_id"] for c in view["candidates"])]
+        return JSONResponse(ReviewCaseViewOut(**view).model_dump(mode="json"), headers=_NO_STORE)
+
+    @app.post("/v1/reviews/{case_id}/outcome", response_model=ReviewCaseOut, responses=_ERRORS, tags=["review"])
+    async def review_outcome(request: Request, outcome: ReviewOutcomeIn, case_id: str = _CASE_ID,
+                             key: ApiKey = Depends(role("review_outcome", "adjudicate"))):
+        """Record an examiner's outcome of a REVIEW case (once); ``different_person`` enrols the case's
+        probe when it was kept (``enrolled``), else the registry re-sends the record with ``review_case``."""
+        ctx = _ctx(request)
+        case = await svc.run(resolve_case, svc.gallery, svc.reviews, case_id, outcome.outcome, key.key_id,
+                             lambda report: _decision(report, case_id))
         ctx.subject_ids = [case["subject_id"], *(c["subject_id"] for c in case["candidates"])]
         ctx.decision = outcome.outcome
+        ctx.enrolled = case["enrolled"]
+        if case["enrolled"]:
+            svc.metrics.decisions.labels("review_outcome", "enrolled").inc()
         return case
 
     @app.get("/v1/audit/subjects/{subject_id}", response_model=AuditEntriesOut, responses=_ERRORS, tags=["audit"])
@@ -347,6 +386,20 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
     async def audit_verify(key: ApiKey = Depends(role("audit_verify", "audit"))):
         """Check the audit log's chain up to now (as ``biomatch audit verify``)."""
         return (await svc.io(verify_log, svc.audit.path)).as_dict()
+
+    # ---- the examiner's page --------------------------------------------------------------------
+    @app.get("/review", include_in_schema=False)
+    async def review_page_redirect():
+        return Response(status_code=308, headers={"Location": "/review/"})
+
+    @app.get("/review/{name:path}", include_in_schema=False)
+    async def review_page(name: str):
+        """The page's static files (no key: they hold no data; the page asks for a key)."""
+        if name not in _PAGE_FILES:
+            raise ServiceError(404, f"path: no page file {name[:64]!r}", "path", "not_found")
+        file, media = _PAGE_FILES[name]
+        data = resources.files(__package__).joinpath("static", file).read_bytes()
+        return Response(data, media_type=media, headers=_PAGE_HEADERS)
 
     def openapi():
         if app.openapi_schema is None:

@@ -9,7 +9,9 @@ escapes a route becomes a 500 here, audited too.  ``GET /healthz`` alone is not 
 key, no personal data, polled every few seconds).
 
 Routes describe their request for the audit log through the :class:`RequestContext` in
-``scope["biomatch.context"]``: operation, key id, subject ids, decision.
+``scope["biomatch.context"]``: operation, key id, subject ids, decision.  The examiner's page
+(``GET /review/...``: static HTML, CSS and JavaScript, no key, no personal data) is not audited
+either; the API calls it makes are.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CONTEXT_KEY = "biomatch.context"
 _UNAUDITED = {("GET", "/healthz")}
+_PAGE = "/review"  # the examiner page's static files: GET /review and /review/...
 _KEY_ID = re.compile(rb"^bearer\s+bmk_([0-9a-f]{16})_", re.I)
 
 
@@ -51,6 +54,7 @@ class RequestContext:
     error: str | None = None
     field: str | None = None
     replayed: bool = False
+    enrolled: bool | None = None  # a review outcome that enrolled (or failed to enrol) the case's probe
 
     def entry(self) -> dict:
         e = {"request_id": self.request_id, "operation": self.operation, "method": self.method,
@@ -64,6 +68,8 @@ class RequestContext:
             e["error"], e["field"] = self.error, self.field
         if self.replayed:
             e["replayed"] = True
+        if self.enrolled is not None:
+            e["enrolled"] = self.enrolled
         return e
 
 
@@ -90,7 +96,8 @@ class RequestGuard:
         m = _KEY_ID.match(headers.get(b"authorization", b""))
         ctx.claimed_key_id = m.group(1).decode() if m else None
         scope[CONTEXT_KEY] = ctx
-        audited = (ctx.method, ctx.path) not in _UNAUDITED
+        audited = (ctx.method, ctx.path) not in _UNAUDITED and not (
+            ctx.method == "GET" and (ctx.path == _PAGE or ctx.path.startswith(_PAGE + "/")))
         started = replaced = False
         t0 = time.perf_counter()
         svc.metrics.in_flight.inc()

@@ -129,8 +129,12 @@ async def parse_form(form, model: type[BaseModel]) -> Parsed:
             else:
                 transaction_bytes, doc["transaction"] = data, "-"
         else:
-            raise ServiceError(422, f"{name}: not a field of this request (expected {', '.join(_FORM_TEXT)}, "
-                                    "finger_1..finger_10 [dpi_N, kind_N], face, transaction)", name, "validation_error")
+            # A part without a name is the body's fault; a long or odd name is cut (it reaches the audit log).
+            where = name[:64] if name and name.isprintable() else "body"
+            what = f"the part {name[:64]!r}" if where == "body" else "it"
+            raise ServiceError(422, f"{where}: {what} is not a field of this request (expected "
+                                    f"{', '.join(_FORM_TEXT)}, finger_1..finger_10 [dpi_N, kind_N], face, transaction)",
+                               where, "validation_error")
     missing = sorted(set(fingers) - set(finger_bytes))
     if missing:
         raise ServiceError(422, f"finger_{missing[0]}: dpi_/kind_ given without the file", f"finger_{missing[0]}",

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["FingerIn", "FaceIn", "ProbeIn", "RecordIn", "EnrolIn", "IdentifyIn", "CandidateOut", "DecisionOut",
            "IdentifyOut", "VerifyOut", "SubjectOut", "RemovedOut", "ReviewOutcomeIn", "ReviewCaseOut",
-           "ReviewCasesOut", "AuditEntriesOut", "AuditVerifyOut", "ErrorOut", "HealthOut"]
+           "ReviewCasesOut", "ReviewCaseViewOut", "CandidateViewOut", "FingerViewOut", "SideOut",
+           "AuditEntriesOut", "AuditVerifyOut", "ErrorOut", "HealthOut"]
 
 _B64 = "base64 (RFC 4648, standard alphabet, padded)"
 
@@ -114,12 +115,50 @@ class ReviewOutcomeIn(_In):
 class ReviewCaseOut(BaseModel):
     case_id: str
     subject_id: str
-    candidates: list[dict]
+    candidates: list[dict] = Field(description="subject_id, score, finger_scores, face_score of each candidate")
     opened_utc: float
     opened_by: str | None
     outcome: str | None
     resolved_utc: float | None
     resolved_by: str | None
+    probe_kept: bool = Field(False, description="the probe's templates are kept with the case (until it is resolved)")
+    enrolled: bool | None = Field(None, description="different_person: whether the probe is now enrolled (null: "
+                                  "no probe was kept; the registry re-sends the record with review_case)")
+    enrolment: DecisionOut | None = Field(None, description="the answer of the probe's enrolment")
+
+
+class SideOut(BaseModel):
+    """One template as the page draws it."""
+
+    width: int = Field(description="pixels at 500 dpi")
+    height: int
+    quality: int
+    minutiae: list[list[float]] = Field(description="[x, y, angle (rad, counter-clockwise, y down), kind, quality]")
+    image: str | None = Field(None, description="where the stored image is fetched (null: the gallery keeps "
+                              "templates only)")
+
+
+class FingerViewOut(BaseModel):
+    position: int
+    name: str
+    score: float = Field(description="the matcher's score of this finger pair")
+    pairing: Literal["elastic", "global"] = Field(description="the matcher stage whose pairing is given")
+    pairs: list[list[int]] = Field(description="[probe minutia index, candidate minutia index] paired by the matcher")
+    probe: SideOut
+    candidate: SideOut
+
+
+class CandidateViewOut(BaseModel):
+    subject_id: str
+    score: float | None
+    face_score: float | None = None
+    has_probe_face: bool = False
+    enrolled: bool = Field(description="False when the candidate was removed since the case was opened")
+    fingers: list[FingerViewOut]
+
+
+class ReviewCaseViewOut(ReviewCaseOut):
+    views: list[CandidateViewOut] = Field(description="per candidate, the fingers both hold (empty once resolved)")
 
 
 class ReviewCasesOut(BaseModel):

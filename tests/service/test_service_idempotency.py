@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 
-import httpx
 import pytest
 
-from service_util import Server, auth, make_gallery, make_keys, make_record, record_json
+from service_util import Server, auth, enrolled_counts, kill_trial, make_gallery, make_keys, make_record, record_json
 
 
 @pytest.fixture
@@ -110,60 +108,14 @@ def test_retry_after_restart_and_after_a_lost_answer(fresh):
 def test_sigkill_during_concurrent_enrolments(fresh):
     """Kill -9 the server while 4 clients enrol; after a restart every acknowledged enrolment is there,
     and retrying every request with its key enrols each subject exactly once (2 trials here;
-    benchmarks/service_load.py --kill-trials runs more)."""
-    gallery, keys, start = fresh
-    n = 0
+    benchmarks/service_kill.py runs 20 and prints a table)."""
+    gallery, keys, _ = fresh
     all_sent: set = set()
     for trial in range(2):
-        server = start()
-        acked, sent = {}, {}
-        stop = threading.Event()
-        lock = threading.Lock()
-
-        def client(worker):
-            nonlocal n
-            with httpx.Client(base_url=server.url, timeout=60) as c:
-                while not stop.is_set():
-                    with lock:
-                        n += 1
-                        i = n
-                    sid = f"K-{i}"
-                    body = record_json(sid, 5000 + i, impression=0)
-                    sent[sid] = body
-                    try:
-                        r = _enrol(c, body, keys["enrol"], f"idem-{sid}")
-                    except httpx.TransportError:
-                        return
-                    if r.status_code == 200:
-                        acked[sid] = r.json()
-
-        threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 60
-        while len(acked) < 3 + trial * 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        server.kill()
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-        assert acked, "no enrolment acknowledged before the kill"
-        all_sent |= set(sent)
-        server = start()
-        with server.client() as c:
-            for sid in acked:
-                assert c.get(f"/v1/subjects/{sid}", headers=auth(keys["search"])).status_code == 200, sid
-            for sid, body in sent.items():
-                r = _enrol(c, body, keys["enrol"], f"idem-{sid}")
-                assert r.status_code == 200, r.text
-                assert r.json()["enrolled"], r.json()
-                if sid in acked:
-                    assert r.json() == acked[sid]
-            v = c.get("/v1/audit/verify", headers=auth(keys["audit"])).json()
-            assert v["ok"], v
-        server.stop()
-    from biomatch.dedup import Gallery
-
-    with Gallery.open(gallery, read_only=True) as g:
-        assert g.stats()["subjects"] == 6 + len(all_sent)   # each sent subject exactly once
-        assert all(sid in g for sid in all_sent)
+        r = kill_trial(gallery, keys, trial, first_person=trial * 10_000, acked_before_kill=3 + trial * 2)
+        assert r["acked"], "no enrolment acknowledged before the kill"
+        assert r["missing"] == 0 and r["retry_failed"] == 0 and r["answer_changed"] == 0, r
+        assert r["audit_ok"], r
+        all_sent |= r["subjects"]
+    subjects, present = enrolled_counts(gallery, all_sent)
+    assert present == len(all_sent) and subjects == 6 + len(all_sent)   # each sent subject exactly once

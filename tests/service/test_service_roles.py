@@ -16,6 +16,7 @@ ROUTES = [
     ("DELETE", "/v1/subjects/NOBODY", {"admin"}),
     ("GET", "/v1/stats", {"search", "admin"}),
     ("GET", "/v1/reviews", {"adjudicate"}),
+    ("GET", "/v1/reviews/rv_x", {"adjudicate"}),
     ("POST", "/v1/reviews/rv_x/outcome", {"adjudicate"}),
     ("GET", "/v1/audit/subjects/P-1", {"audit"}),
     ("GET", "/v1/audit/verify", {"audit"}),
