@@ -104,8 +104,11 @@ class ReviewQueue:
     Thread-safe (one connection under a lock); shared by worker processes (SQLite's locking).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, cipher=None):
         self.path = Path(path)
+        # An encrypted gallery's key ring: the kept probes (templates, face, metadata) are then
+        # sealed with its data key, bound to their case, like every record of the gallery.
+        self._cipher = cipher
         try:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -162,7 +165,7 @@ class ReviewQueue:
                        "VALUES (?, ?, ?, ?, ?)",
                        (case_id, subject_id, json.dumps(candidates, sort_keys=True), time.time(), opened_by))]
         if probe is not None:
-            statements.append(("INSERT INTO probes (case_id, record) VALUES (?, ?)", (case_id, probe.to_bytes())))
+            statements.append(("INSERT INTO probes (case_id, record) VALUES (?, ?)", (case_id, self._seal(case_id, probe))))
         self._transaction(statements)
         return case_id
 
@@ -196,7 +199,31 @@ class ReviewQueue:
     def probe(self, case_id: str) -> ReviewProbe | None:
         """The stored probe of a case (None once resolved, or when the case was opened without one)."""
         rows = self._run("SELECT record FROM probes WHERE case_id = ?", (case_id,))
-        return ReviewProbe.from_bytes(rows[0][0], f"review queue {self.path.name!r}, case {case_id}") if rows else None
+        if not rows:
+            return None
+        where = f"review queue {self.path.name!r}, case {case_id}"
+        return ReviewProbe.from_bytes(self._unseal(case_id, rows[0][0], where), where)
+
+    @staticmethod
+    def _aad(case_id: str) -> bytes:
+        return f"biomatch-review-probe|{case_id}".encode()
+
+    def _seal(self, case_id: str, probe: "ReviewProbe") -> bytes:
+        data = probe.to_bytes()
+        if self._cipher is None:
+            return data
+        self._cipher.writing()
+        return self._cipher.seal(data, self._aad(case_id))
+
+    def _unseal(self, case_id: str, blob: bytes, where: str) -> bytes:
+        if self._cipher is None:
+            return blob
+        from ..dedup.encryption import SealBrokenError
+
+        try:
+            return self._cipher.open(blob, self._aad(case_id))
+        except SealBrokenError as exc:  # altered, moved to another case, or written in clear
+            raise CorruptStoreError(f"{where}: the kept probe fails authentication ({exc})") from None
 
     def resolve(self, case_id: str, outcome: str, resolved_by: str | None) -> dict:
         """Record the examiner's outcome (once: a resolved case is not changed).

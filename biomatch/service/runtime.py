@@ -41,7 +41,7 @@ class Service:
     threads, at most ``params.max_concurrent_searches`` at once (:meth:`run`).
     """
 
-    def __init__(self, gallery, params: ServiceParams = ServiceParams(), owns_gallery: bool = False):
+    def __init__(self, gallery, params: ServiceParams = ServiceParams(), owns_gallery: bool = False, cipher=None):
         self.gallery = gallery
         self.params = params
         self.owns_gallery = owns_gallery
@@ -52,7 +52,9 @@ class Service:
             log.warning("audit log: a torn last line (%d bytes) was moved to %s and the recovery recorded",
                         self.audit.recovered["bytes"], self.audit.recovered["moved_to"])
         self.idempotency = IdempotencyStore(self.folder / "idempotency.sqlite")
-        self.reviews = ReviewQueue(self.folder / "reviews.sqlite")
+        # The kept probes of REVIEW cases are sealed like the gallery's records when it is encrypted.
+        self.reviews = ReviewQueue(self.folder / "reviews.sqlite", cipher if cipher is not None
+                                   else getattr(gallery, "_keyring", None))
         self.metrics = ServiceMetrics()
         self._slots = None
 
@@ -65,9 +67,14 @@ class Service:
         ``key_file``: an encrypted gallery's key file (else the library reads ``BIOMATCH_GALLERY_KEY``);
         only its path travels (to worker processes, to Ray actors), never the key.
         """
+        from ..dedup import manifest as gallery_manifest
+        from ..dedup.core import open_keyring
         from ..dedup.encryption import KeyFile
 
         key = None if key_file is None else KeyFile(key_file)
+        # the service's own key ring (the review queue's kept probes), also for a cluster gallery,
+        # whose key ring lives in its actors
+        cipher = open_keyring(Path(gallery_path), gallery_manifest.read_manifest(Path(gallery_path)), key)
         if cluster_address:
             from ..dedup.cluster import DistributedGallery
 
@@ -77,7 +84,7 @@ class Service:
 
             gallery = Gallery.open(gallery_path, n_threads=n_threads, cache_bytes=cache_bytes, key=key)
         try:
-            return cls(gallery, params, owns_gallery=True)
+            return cls(gallery, params, owns_gallery=True, cipher=cipher)
         except BaseException:
             gallery.close()
             raise
