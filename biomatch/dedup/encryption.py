@@ -135,7 +135,24 @@ class LocalKey:
         return f"LocalKey({self.key_id}, from {self.source})"
 
 
-class KeyFile:
+class _ReadOnUse:
+    """A KEK read from its source at each use (``load``), never kept: the three provider members."""
+
+    @property
+    def key_id(self) -> str:
+        return self.load().key_id
+
+    def wrap(self, dek: bytes, context: bytes) -> bytes:
+        return self.load().wrap(dek, context)
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+        return self.load().unwrap(wrapped, context)
+
+    def load(self) -> LocalKey:
+        raise NotImplementedError
+
+
+class KeyFile(_ReadOnUse):
     """A KEK in a file of exactly 32 random bytes that only its owner may read (mode 0600 or 0400).
 
     The file is read each time a key set is unwrapped, never kept; a file whose mode lets the
@@ -169,21 +186,11 @@ class KeyFile:
                                   f"biomatch gallery new-key FILE)")
         return LocalKey(data, f"key file {str(self.path)!r}")
 
-    @property
-    def key_id(self) -> str:
-        return self.load().key_id
-
-    def wrap(self, dek: bytes, context: bytes) -> bytes:
-        return self.load().wrap(dek, context)
-
-    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
-        return self.load().unwrap(wrapped, context)
-
     def __repr__(self) -> str:
         return f"KeyFile({str(self.path)!r})"
 
 
-class KeyEnv:
+class KeyEnv(_ReadOnUse):
     """A KEK in an environment variable, base64 of 32 bytes (default ``BIOMATCH_GALLERY_KEY``)."""
 
     def __init__(self, name: str = KEY_ENV):
@@ -204,16 +211,6 @@ class KeyEnv:
             raise GalleryKeyError(f"key: expected {self.name} to hold base64 of {KEY_BYTES} bytes, "
                                   f"it holds {len(data)} bytes")
         return LocalKey(data, f"environment variable {self.name}")
-
-    @property
-    def key_id(self) -> str:
-        return self.load().key_id
-
-    def wrap(self, dek: bytes, context: bytes) -> bytes:
-        return self.load().wrap(dek, context)
-
-    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
-        return self.load().unwrap(wrapped, context)
 
     def __repr__(self) -> str:
         return f"KeyEnv({self.name!r})"
