@@ -75,12 +75,14 @@ class ShardSync:
     def _fold_keys(self) -> int:
         """Fold in the ``(finger id, subject key, position)`` rows committed since the last call.
 
-        Read in chunks of 20,000 rows: the rows arrive as Python tuples (~150 B each), and a
-        smaller chunk keeps that transient from settling in the process's heap at open."""
+        Read in chunks of 4,096 rows: they arrive as Python tuples (~140 B each), and what a
+        chunk allocates stays in the process's heap after it is freed (fragmentation): measured
+        at 1M fingers, 200,000-row chunks left 19 MiB of RSS behind, 20,000 6 MiB, 5,000
+        2.7 MiB (2 of them SQLite's page cache), in the same 1.3 s."""
         added = 0
         while True:
             last = self._map.last_finger
-            rows = self._store.finger_keys_since(last, limit=20_000)
+            rows = self._store.finger_keys_since(last, limit=4096)
             if not rows:
                 return added
             try:

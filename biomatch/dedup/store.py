@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import numbers
 import os
 import sqlite3
 import struct
@@ -79,7 +80,8 @@ def _check_batch_order(n_subjects: int, fingers: list) -> None:
     in ascending position order, subjects in order, each with at least one finger."""
     prev_i, prev_p = -1, 0
     for j, (i, p, *_) in enumerate(fingers):
-        if not (isinstance(p, int) and 1 <= p <= 10) or not (i == prev_i and p > prev_p or i == prev_i + 1):
+        in_order = i == prev_i and p > prev_p or i == prev_i + 1
+        if not (isinstance(p, numbers.Integral) and 1 <= p <= 10) or not in_order:
             raise invalid("fingers", "each subject's fingers together in ascending position order, subjects in "
                           "order (the order finger ids must follow)",
                           f"subject index {i} position {p} after subject index {prev_i} position {prev_p} "
