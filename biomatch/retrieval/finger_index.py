@@ -242,8 +242,10 @@ class FingerIndex(RowIndex):
         ----------
         path : path
         mmap : bool
-            Map the file read-only (``faiss.IO_FLAG_MMAP_IFC``); new rows then go to an
-            in-memory delta.  The file must not be modified while it is mapped.
+            Map the file read-only (``faiss.IO_FLAG_MMAP_IFC``).  The file must not be modified
+            while it is mapped.  Either way, rows added later go to an in-memory delta: the
+            opened base is never grown (mapped, it cannot be; read into memory, it is exactly
+            sized, and growing it would let its vector double).
         unseal : callable (bytes, file name) -> bytes, optional
             Decrypts files written with ``save(..., seal=...)``: the index is then read into
             memory (a mapping would expose nothing but ciphertext), ``mmap`` is ignored.
@@ -270,7 +272,7 @@ class FingerIndex(RowIndex):
             raise IndexFileError(f"index {path}: cannot read a FAISS binary index ({exc})") from exc
         self = cls.__new__(cls)
         is_flat = isinstance(base, faiss.IndexBinaryFlat)
-        self._init(_counting(base), "BFlat" if is_flat else type(base).__name__, mapped=bool(mmap))
+        self._init(_counting(base), "BFlat" if is_flat else type(base).__name__, mapped=bool(mmap), frozen=True)
         n = int(base.ntotal)
         self._tomb = Tombstones(n)
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)

@@ -153,11 +153,15 @@ class RowIndex:
     and ``_new_delta()`` (an empty exact in-memory index of the same kind).
     """
 
-    def _init(self, base, factory: str, mapped: bool) -> None:
+    def _init(self, base, factory: str, mapped: bool, frozen: bool | None = None) -> None:
         self._base = base
         self._delta = None  # in-memory rows added after a memory-mapped open
         self._factory = factory
         self._mapped = mapped
+        # A frozen base takes no rows (they go to the delta): a mapped one cannot, and one read
+        # whole from a file is exactly sized -- growing it in place would let FAISS's vector
+        # double its capacity, up to 64 B of slack per row.
+        self._frozen = mapped if frozen is None else frozen
         self._tomb = Tombstones()
 
     def _set_tombstones(self, removed: np.ndarray) -> None:
@@ -231,7 +235,7 @@ class RowIndex:
         first = self.ntotal
         if len(x) == 0:
             return first
-        if self._mapped:
+        if self._frozen:
             if self._delta is None:
                 self._delta = self._new_delta()
             self._delta.add(x)

@@ -287,3 +287,24 @@ def test_index_of_format_version_1_is_converted(tmp_path):
     with Gallery.open(path) as g:
         assert not g._shards[0].index_rebuilt and g.check() == []
         assert g._shards[0].position_counts() == {2: 5, 7: 5}
+
+
+def test_encrypted_index_in_memory_is_not_grown(tmp_path):
+    """An encrypted gallery's codes are decrypted into memory at their exact size; enrolments
+    after the open go to the delta, so FAISS's vector never doubles the base."""
+    from biomatch.dedup import Gallery
+    from biomatch.dedup.encryption import KeyFile, generate_key_file
+
+    generate_key_file(tmp_path / "kek")
+    key = KeyFile(tmp_path / "kek")
+    with Gallery.create(tmp_path / "g", key=key) as g:
+        g.enroll_many([make_record(f"s{i}", i, positions=(1, 2)) for i in range(4)])
+    with Gallery.open(tmp_path / "g", key=key) as g:
+        ix = g._shards[0]._retrieval._index[1]
+        assert not ix.mapped and ix.ntotal == 4 and ix.n_delta == 0
+        g.enroll(make_record("s4", 4, positions=(1, 2)))
+        assert ix.n_delta == 1 and int(ix._base.ntotal) == 4
+    with Gallery.open(tmp_path / "g", key=key) as g:  # folded into one sealed file at the close
+        ix = g._shards[0]._retrieval._index[1]
+        assert ix.ntotal == 5 and ix.n_delta == 0 and g.check() == []
+        assert g.deduplicate(make_record("x", 4, 1, positions=(1, 2))).candidates[0].subject_id == "s4"
