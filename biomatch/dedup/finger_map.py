@@ -174,8 +174,12 @@ class FingerMap:
 
     def present(self, keys) -> np.ndarray:
         """bool: which ``keys`` are enrolled subjects."""
-        k = np.asarray(keys, np.int64)
+        k = np.asarray(keys)
+        if k.dtype.kind not in "iu":
+            k = k.astype(np.int64)
         inside = (k >= 1) & (k <= self.max_key)
+        if inside.all():  # the common case (a key column at open): no copies of the keys
+            return (self._mask.data[k] & PRESENT) != 0
         out = np.zeros(k.shape, bool)
         out[inside] = (self._mask.data[k[inside]] & PRESENT) != 0
         return out
@@ -221,9 +225,9 @@ class FingerMap:
         m = self._mask.data[1:self.max_key + 1]
         want = PRESENT | (1 << (position - 1))
         sel = np.flatnonzero((m & want) == want)
+        if upto >= self.last_finger:  # every finger folded in is below the mark
+            return np.add(sel, 1, out=sel)
         keys = sel + 1
-        if upto < self.last_finger:
-            below = m[sel].astype(np.int64) & ((1 << (position - 1)) - 1)
-            fid = self._first.data[1:self.max_key + 1][sel].astype(np.int64) + _POPCOUNT[below]
-            keys = keys[fid <= upto]
-        return keys
+        below = m[sel].astype(np.int64) & ((1 << (position - 1)) - 1)  # positions before it
+        fid = self._first.data[1:self.max_key + 1][sel].astype(np.int64) + _POPCOUNT[below]
+        return keys[fid <= upto]
