@@ -97,37 +97,6 @@ def build(path: str, n: int, batch: int, decision, out) -> None:
              "build_peak_rss": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024})
 
 
-def open_rss(path: str, decision, threads: int, out) -> None:
-    """RSS that opening the gallery at ``path`` adds, codes paged in (run in a forked child)."""
-    from biomatch.dedup import Gallery
-
-    r0 = rss_bytes()
-    g = Gallery.open(path, decision=decision, n_threads=threads)
-    for s in g._shards:
-        for ix in s._retrieval._index.values():
-            ix.search(np.zeros(ix.n_bytes, np.uint8), 1)
-    out.put((rss_bytes() - r0, g.stats()["memory_bytes"]))
-    g.close()
-
-
-def fixed_open_cost(tmp: str, decision, threads: int, n: int = 100) -> int:
-    """RSS of an open gallery that does not grow with its size (SQLite's page cache, FAISS and
-    numpy objects, the heap a fold and a verify leave behind): a gallery of ``n`` enrolments
-    opened the way the big one is, in a forked child (the parent's memory stays as it was)."""
-    ctx = mp.get_context("fork")
-    small = str(Path(tmp) / "fixed")
-    q = ctx.Queue()
-    p = ctx.Process(target=build, args=(small, n, n, decision, q))
-    p.start()
-    q.get()
-    p.join()
-    p = ctx.Process(target=open_rss, args=(small, decision, threads, q))
-    p.start()
-    grown, own = q.get()
-    p.join()
-    return int(grown - own)  # minus what its enrolments cost by the gallery's own count
-
-
 def scan_rate(rows: int, k: int, n_bits: int = 512) -> float:
     """Seconds of CPU per single-query exhaustive scan of ``rows`` codes (one position)."""
     from biomatch.retrieval.finger_index import FingerIndex
@@ -185,7 +154,6 @@ def main() -> int:
         print(f"build: {res['built']} enrolments in {res['build_s']:.0f} s ({res['built'] / res['build_s']:.0f}/s, "
               f"CPU {res['build_cpu_s']:.0f} s), peak RSS of the builder {res['build_peak_rss'] / 2**20:.0f} MiB")
 
-    fixed = fixed_open_cost(tmp.name, decision, args.threads)
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     g = Gallery.open(path, decision=decision, n_threads=args.threads)
@@ -205,8 +173,6 @@ def main() -> int:
     print(f"open: {open_s:.1f} s; RSS +{(rss1 - rss0) / n:.0f} B per enrolment after open, "
           f"+{(rss2 - rss0) / n:.0f} B with codes paged in; gallery's own count {st['memory_bytes'] / n:.0f} B "
           f"(codes+ids {st['retrieval_bytes'] / n:.0f}); disk {disk / n:.0f} B per enrolment")
-    print(f"  of the RSS, {fixed / 2**20:.1f} MiB is the fixed cost of an open gallery (a 100-enrolment one opened "
-          f"the same way): {(rss2 - rss0 - fixed) / n:.0f} B per enrolment beyond it, codes paged in")
 
     # FAISS-stage mate rank (scan only)
     shard = g._shards[0]
@@ -307,7 +273,7 @@ def main() -> int:
     print("| N | codes+keys+maps RAM | scan 10 positions | p99.9 mate rank (bound) | k_persons | re-rank | total |")
     print("|---|---|---|---|---|---|---|")
     for big in sorted({n, 1_000_000, 10_000_000, 50_000_000}):
-        mem = big * per_enrol + fixed
+        mem = big * per_enrol
         scan = 10 * big / rate
         bound = np.maximum(exceed, 1.0 / trials)  # unobserved: at most one in `trials`
         r999 = 1 + big * np.percentile(bound, 99.9)
