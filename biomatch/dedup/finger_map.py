@@ -219,15 +219,19 @@ class FingerMap:
             table[has, p] = first[has] + _POPCOUNT[m[has] & (bit - 1)]
         return table
 
-    def keys_at(self, position: int, upto: int) -> np.ndarray:
-        """Enrolled subjects' keys (ascending, int64) with a finger at ``position`` whose id is
-        at most ``upto``: the rows a code index of that position must hold for them."""
-        m = self._mask.data[1:self.max_key + 1]
+    def keys_at(self, position: int, upto: int, lo: int = 1, hi: int | None = None) -> np.ndarray:
+        """Enrolled subjects' keys in ``[lo, hi)`` (ascending, int64) with a finger at
+        ``position`` whose id is at most ``upto``: the rows a code index of that position must
+        hold for them."""
+        lo = max(int(lo), 1)
+        hi = self.max_key + 1 if hi is None else min(int(hi), self.max_key + 1)
+        if hi <= lo:
+            return np.zeros(0, np.int64)
+        m = self._mask.data[lo:hi]
         want = PRESENT | (1 << (position - 1))
         sel = np.flatnonzero((m & want) == want)
         if upto >= self.last_finger:  # every finger folded in is below the mark
-            return np.add(sel, 1, out=sel)
-        keys = sel + 1
+            return np.add(sel, lo, out=sel)
         below = m[sel].astype(np.int64) & ((1 << (position - 1)) - 1)  # positions before it
-        fid = self._first.data[1:self.max_key + 1][sel].astype(np.int64) + _POPCOUNT[below]
-        return keys[fid <= upto]
+        fid = self._first.data[lo:hi][sel].astype(np.int64) + _POPCOUNT[below]
+        return sel[fid <= upto] + lo

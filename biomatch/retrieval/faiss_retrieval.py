@@ -55,6 +55,7 @@ from .codes import ProbeWeights, default_model, finger_codes, probe_weights
 from .finger_index import FingerIndex
 
 _MAX_KEY = files.MAX_KEY
+_BLOCK = 32_768  # keys or rows per step of verify and drop_absent (bounded temporaries)
 
 __all__ = ["FaissRetrieval", "FaissRetrievalParams", "ProbeCode", "Scanned", "code_ranking"]
 
@@ -248,9 +249,11 @@ class FaissRetrieval:
         this process saw their fingers.  Returns the rows newly removed."""
         new = 0
         for p, index in self._index.items():
-            gone = np.flatnonzero(~present(self._keys[p].view()))
-            if len(gone):
-                new += index.remove(gone)
+            k = self._keys[p].view()
+            for i in range(0, len(k), _BLOCK):
+                gone = np.flatnonzero(~present(k[i:i + _BLOCK]))
+                if len(gone):
+                    new += index.remove(gone + i)
         self._dirty |= new > 0
         return new
 
@@ -394,9 +397,9 @@ class FaissRetrieval:
 
         Parameters
         ----------
-        expected : callable (position, upto) -> int array
-            The store's enrolled subjects with a finger at ``position`` whose id is at most
-            ``upto``, ascending (:meth:`~biomatch.dedup.finger_map.FingerMap.keys_at`).
+        expected : callable (position, upto, lo, hi) -> int array
+            The store's enrolled subjects with keys in ``[lo, hi)`` and a finger at ``position``
+            whose id is at most ``upto``, ascending (:meth:`~biomatch.dedup.finger_map.FingerMap.keys_at`).
         present : callable (keys) -> bool array
             Which subject keys are enrolled in the store.
         store_seqs : dict
@@ -406,7 +409,9 @@ class FaissRetrieval:
 
         Notes
         -----
-        O(rows) numpy, paid at open only.  A row is its subject key at its position; keys are
+        O(rows) numpy, paid at open only, in blocks of 32,768 keys: temporaries of a few hundred
+        KB, where whole columns (8 MB per position at 1M) left ~6 MiB of heap behind after the
+        open.  A row is its subject key at its position; keys are
         never reused, and a subject holds one finger per position, so the rows of enrolled
         subjects must equal ``expected`` key for key.  The rows of subjects the store no longer
         holds are tombstoned by :meth:`drop_absent`; those still active can be at most the
@@ -421,25 +426,36 @@ class FaissRetrieval:
                             f"{store_seqs['removals']}")
         if problems:
             return problems
-        for p, index in sorted(self._index.items()):
-            k = self._keys[p].view()
-            if len(k) and (k[0] < 1 or k[-1] > store_seqs["subjects"] or (np.diff(k) <= 0).any()):
-                problems.append(f"position {p}: subject keys not increasing within 1..{store_seqs['subjects']}")
+        n_keys = store_seqs["subjects"]
+        for p in FINGER_POSITIONS:
+            index = self._index.get(p)
+            k = self._keys[p].view() if index is not None else np.zeros(0, np.int32)
+            if len(k) and (k[0] < 1 or k[-1] > n_keys
+                           or any((np.diff(k[i:i + _BLOCK + 1]) <= 0).any() for i in range(0, len(k), _BLOCK))):
+                problems.append(f"position {p}: subject keys not increasing within 1..{n_keys}")
                 continue
-            live = present(k)
-            want = expected(p, self.indexed_upto)
-            if not np.array_equal(k[live], want):
-                problems.append(f"position {p}: {int(live.sum())} rows of the store's subjects, the store holds "
-                                f"{len(want)} up to finger id {self.indexed_upto}"
-                                + ("" if int(live.sum()) != len(want) else " (other subjects)"))
-            gone = np.flatnonzero(~live)
-            active = int(len(gone) - index.is_removed(gone).sum()) if len(gone) else 0
+            live_rows = want_rows = active = 0
+            differ = False
+            for lo in range(1, n_keys + 1, _BLOCK):  # keys [lo, hi) against their rows (keys ascend)
+                hi = min(lo + _BLOCK, n_keys + 1)
+                a, b = np.searchsorted(k, np.int32(lo)), np.searchsorted(k, np.int32(hi))
+                rows = k[a:b]
+                live = present(rows)
+                want = expected(p, self.indexed_upto, lo, hi)
+                live_rows, want_rows = live_rows + int(live.sum()), want_rows + len(want)
+                differ = differ or not np.array_equal(rows[live], want)
+                gone = np.flatnonzero(~live) + a
+                if len(gone):
+                    active += int(len(gone) - index.is_removed(gone).sum())
+            if differ and index is None:
+                problems.append(f"position {p}: missing, the store holds fingers there up to id {self.indexed_upto}")
+            elif differ:
+                problems.append(f"position {p}: {live_rows} rows of the store's subjects, the store holds "
+                                f"{want_rows} up to finger id {self.indexed_upto}"
+                                + ("" if live_rows != want_rows else " (other subjects)"))
             if active > pending_removals:
                 problems.append(f"position {p}: {active} rows of removed subjects are not tombstoned, "
                                 f"{pending_removals} removals pending")
-        for p in FINGER_POSITIONS:
-            if p not in self._index and len(expected(p, self.indexed_upto)):
-                problems.append(f"position {p}: missing, the store holds fingers there up to id {self.indexed_upto}")
         return problems
 
 

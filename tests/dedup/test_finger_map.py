@@ -65,6 +65,9 @@ def test_map_answers_as_the_full_maps_did(seed):
         upto = int(rows[len(rows) // 2, 0])
         assert m.keys_at(p, upto).tolist() == [k for k in live if p in subjects[k] and subjects[k][p] <= upto]
         assert m.keys_at(p, m.last_finger).tolist() == [k for k in live if p in subjects[k]]
+        for lo, hi in ((50, 120), (0, 3), (290, 10**6), (7, 7)):
+            for top in (upto, m.last_finger):
+                assert m.keys_at(p, top, lo, hi).tolist() == [k for k in m.keys_at(p, top).tolist() if lo <= k < hi]
     # removal: by any finger id of the subject; its ids still resolve, it is no longer enrolled
     gone = live[3::5]
     removed = m.remove([subjects[k][max(subjects[k])] for k in gone] + [0, 10**9])
