@@ -22,6 +22,9 @@ mate rank 1 for 99.6% of 1,000 mated probes, <= 100 for 100% (worst 69); dedup w
 median 0.65 s, p99 0.93 s (0.62 s of it preparing ~1,000 candidate fingers from the store);
 k_persons=200: median 1.28 s, p99 1.61 s; FNIR 0/150 at the FPIR-0.1% threshold (8.0 decades),
 non-mated max 4.0 vs mated min 64.7; scan of 1M random 512-bit codes 2.9-3.4 ms per position.
+RAM since the compact subject maps (2026-12-07, ``--population registry``, N = 100,000): the gallery's
+own count 687 B per enrolment (1,085 before), RSS 65 B after open and 701 B with the codes paged in
+(675 and 1,312 before); the same decisions (README, "Memory per enrolment").
 """
 
 from __future__ import annotations
@@ -264,13 +267,13 @@ def main() -> int:
 
     def fingers_for(k: int) -> float:
         return 10 * min(k, head) + max(k - head, 0) * (screen + esc_rate * (10 - screen))
-    per_enrol = 10 * (64 + 16) + 10 * 9 + 88
+    per_enrol = 10 * (64 + 4) + 6 + 10 / 8  # codes, row keys, subject map, tombstone bits
     print("extrapolation (one process, one thread; codes+ids in RAM; scan time at the measured random-code rate; "
           "mate rank at N = 1 + N x (measured rate of impostor persons scoring above that mate's code score, "
           f"pooled over {trials:.1e} comparisons; 0 observed means < 1/{trials:.0e}); re-ranking measured "
           f"{rerank_s:.2f} s median at k={args.k_persons} for {work.get('fingers_matched', 0):.0f} fingers, "
           f"i.e. {per_finger_s * 1e3:.2f} ms per finger, scaled by the cascade's fingers per person):")
-    print("| N | codes+ids+maps RAM | scan 10 positions | p99.9 mate rank (bound) | k_persons | re-rank | total |")
+    print("| N | codes+keys+maps RAM | scan 10 positions | p99.9 mate rank (bound) | k_persons | re-rank | total |")
     print("|---|---|---|---|---|---|---|")
     for big in sorted({n, 1_000_000, 10_000_000, 50_000_000}):
         mem = big * per_enrol

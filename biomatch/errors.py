@@ -31,6 +31,7 @@ __all__ = [
     "CorruptStoreError",
     "FingerQualityError",
     "StoreRegressedError",
+    "ShardFullError",
     "GalleryKeyError",
     "FileAccessError",
     "FaceError",
@@ -195,6 +196,12 @@ class StoreRegressedError(CorruptStoreError):
     could answer UNIQUE for a person the registry holds, so the gallery refuses to open until an
     operator restores the right store or accepts the loss (``biomatch gallery check --repair
     --accept-store-loss``)."""
+
+
+class ShardFullError(StorageError):
+    """A shard cannot take another subject: its store would assign a subject key or finger id
+    beyond what a shard's memory addresses (subject keys up to 2^31 - 1, finger ids up to
+    2^32 - 1).  Nothing was written; enrol into another shard (``Gallery.add_shard``)."""
 
 
 class GalleryKeyError(GalleryError):

@@ -13,10 +13,11 @@ from ..errors import (  # noqa: F401
     InvalidInputError,
     NoUsableFingerError,
     NotAGalleryError,
+    ShardFullError,
     StorageError,
     UnknownSubjectError,
 )
 
 __all__ = ["GalleryError", "NotAGalleryError", "GalleryExistsError", "GalleryKeyError", "IncompatibleGalleryError",
            "DuplicateSubjectError", "UnknownSubjectError", "NoUsableFingerError", "GalleryClosedError",
-           "StorageError", "IncompatibleTemplateError", "InvalidInputError"]
+           "StorageError", "ShardFullError", "IncompatibleTemplateError", "InvalidInputError"]

@@ -45,8 +45,9 @@ class Gallery(GalleryCore):
     -----
     Thread-safe, and safe across processes that open the same folder: writers are serialised
     by a lock file; readers see every committed enrolment (each call catches up from the store).
-    Memory is bounded: per ten-finger enrolment ~900 B (FAISS codes 640 B + row ids 160 B +
-    id maps ~180 B); templates live in the store (~0.6-1 KB per finger on disk) and are prepared
+    Memory is bounded: per ten-finger enrolment 687 B (FAISS codes 640 B, memory-mapped; row
+    subject keys 40 B; subject map 6 B; tombstones 1.25 B; see :mod:`~biomatch.dedup.finger_map`);
+    templates live in the store (~0.6-1 KB per finger on disk) and are prepared
     on demand for the candidates, with an LRU cache of ``cache_bytes`` per shard (a prepared
     finger is ~37 KB).  Search cost: the exhaustive code scan plus ``(prepare ~0.5 ms + match)``
     per candidate finger re-ranked on a cold cache: every finger of the 10 best candidate

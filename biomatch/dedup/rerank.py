@@ -39,17 +39,11 @@ def select_by_code(state: dict, code_cut: tuple, full_cut: tuple) -> tuple[np.nd
     return keys, code, full
 
 
-def select_all(candidate_ids: dict | None, fid_key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(keys, code, full)`` without code ranking: the persons of ``candidate_ids`` ({position: finger
-    ids}; None: every enrolled person), each matched on every finger."""
-    if candidate_ids is not None:
-        ids = np.concatenate([np.asarray(v, np.int64) for v in candidate_ids.values()]) if candidate_ids \
-            else np.zeros(0, np.int64)
-        ids = ids[(ids > 0) & (ids < len(fid_key))]
-        keys = np.unique(fid_key[ids])
-    else:
-        keys = np.unique(fid_key[fid_key >= 0])
-    keys = keys[keys >= 0]
+def select_all(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(keys, code, full)`` without code ranking: the persons ``keys`` (subject keys, 0 for a
+    finger that resolved to none), each matched on every finger."""
+    keys = np.unique(np.asarray(keys, np.int64))
+    keys = keys[keys > 0]
     return keys, np.zeros((len(keys), 11)), np.ones(len(keys), bool)
 
 

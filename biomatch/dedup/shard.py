@@ -25,18 +25,18 @@ from ..params import MatchParams, from_json, stored_params_hash
 from ..retrieval.components import make_retrieval
 from ..retrieval.face_index import FaceIndex
 from ..formats import encode
-from ..template import FINGER_POSITIONS
 from . import watermark as _watermark
 from .bulk import encode_rows
 from .cache import GrowArray, PreparedCache
 from .encryption import Keyring
 from .errors import GalleryKeyError, IncompatibleGalleryError, UnknownSubjectError
+from .finger_map import FingerMap
 from .protocol import (BulkInsert, CountSubjects, HasSubject, Insert, IntegrityProblems, PositionCounts, Present,
                        Remove, Sequences, ShardStats, Stats, SubjectInfo, SubjectInfoReply, SubjectPrepared,
                        SubjectTemplates)
 from .shard_search import ShardSearch
 from .shard_sync import ShardSync
-from .store import Store
+from .store import MAX_SUBJECT_KEY, Store
 
 __all__ = ["Shard", "ShardSpec"]
 
@@ -88,9 +88,10 @@ class Shard(ShardSync, ShardSearch):
     Thread-safe: an internal lock guards the store connection and the in-memory maps;
     preparation and native scoring run outside it.
 
-    Memory is bounded: per enrolled finger the shard keeps 9 bytes of maps (finger id ->
-    subject key, position) and per subject 88 bytes (subject key -> finger id of each
-    position), plus the retrieval index (FAISS: 64 B code + 16 B ids per finger).  Templates
+    Memory is bounded: per subject key the shard keeps 6 bytes of map (its first finger id and
+    its positions, :mod:`~biomatch.dedup.finger_map`), plus the retrieval index (FAISS: 64 B
+    code + 4 B subject key + 1 bit of tombstone per finger): 687 B per ten-finger enrolment,
+    sized exactly at open.  Templates
     stay in the store; the candidates' templates are read and prepared on demand (~0.5-0.7 ms
     per finger) and kept in an LRU cache of at most ``ShardSpec.cache_bytes`` bytes (a prepared
     finger is ~37 KB at ~40 minutiae).  Re-ranking costs ``(read + prepare + match)`` per
@@ -129,12 +130,8 @@ class Shard(ShardSync, ShardSearch):
                 self._store.close()
                 raise IncompatibleGalleryError(f"store {str(self._store.path)!r}: expected {key} {want}, got "
                                                f"{got.get(key)} (another gallery's store, or a damaged one)")
-        self._fid_key = GrowArray(np.int64, -1)  # finger id -> subject key (-1: absent)
-        self._fid_pos = GrowArray(np.int8, 0)  # finger id -> position
-        self._key_fids = GrowArray(np.int64, 0, 11)  # subject key -> finger id per position (0: none)
-        self._n_subjects = 0
+        self._map = FingerMap()  # subject key <-> finger ids; sized from the store below
         self._cache = PreparedCache(spec.cache_bytes)
-        self._last_finger = 0
         self._last_removal = 0
         self._retrieval = make_retrieval(spec.retrieval)
         self._retrieval.load(self.folder / "index", cipher=self._keyring)
@@ -144,19 +141,25 @@ class Shard(ShardSync, ShardSearch):
         # Faces: an exact FAISS inner-product index in memory, rebuilt from the store on open
         # (512 B per face; ~1 s per 100k faces to read back).  Row r <-> subject key.
         self._faces = FaceIndex()
-        self._face_key = GrowArray(np.int64, -1)  # face row -> subject key
-        self._key_face = GrowArray(np.int64, -1)  # subject key -> face row (-1: none)
+        self._face_key = GrowArray(np.int32, -1)  # face row -> subject key
+        self._key_face = GrowArray(np.int32, -1)  # subject key -> face row (-1: none)
         self._last_face_key = 0
-        self._max_key = 0
         self._bad_faces = 0
         self._executor = None
         self._queries: OrderedDict = OrderedDict()  # query id -> scan state between the phases
         try:
+            # exactly the keys the store holds: no growth slack after open
+            self._map = FingerMap(min(self._store.last_subject_key(), MAX_SUBJECT_KEY))
             self._check_watermark(got)
             # Derived files are trusted only as far as they agree with the store: fold the
             # store's finger keys in first, then compare, then index what the files lack.
+            # The removals logged before the fold concern subjects the fold no longer sees:
+            # the index drops their rows when it is verified, so only later ones are caught up.
+            removed_before = self._store.sequences()["removals"]
             self._fold_keys()
             self._verify_retrieval()
+            self._last_removal = removed_before
+            self._retrieval.removals_upto = max(self._retrieval.removals_upto, removed_before)
             self.catch_up()
             if self._indexed_at_open and spec.save_rebuilt_index:
                 self._save_index()  # a rebuild is paid once, read-only opens included
@@ -183,12 +186,12 @@ class Shard(ShardSync, ShardSearch):
             self._acknowledge()
             # The store is ahead of memory only by this commit when the caller caught up first;
             # otherwise catch_up() folds everything in order.
-            if self._last_finger < fids[0][0] - 1 or self._store_has_unseen_removals():
+            if self._map.last_finger < fids[0][0] - 1 or self._store_has_unseen_removals():
                 self.catch_up()
                 return
             ids = np.asarray([f for f, _ in fids], np.int64)
             pos = np.asarray([p for _, p in fids], np.int64)
-            self._add_fingers(ids, np.full(len(ids), key, np.int64), pos)
+            self._map.add(ids, np.full(len(ids), key, np.int64), pos)
             self._index_rows([(f, key, p, templates[p]) for f, p in fids])
             for fid, p in fids:
                 if p in call.prepared:
@@ -212,13 +215,13 @@ class Shard(ShardSync, ShardSearch):
             key0, fid0 = self._store.insert_batch(enc.subjects, enc.fingers)
             self._acknowledge()
             n = len(enc.fingers)
-            if self._last_finger < fid0 - 1 or self._store_has_unseen_removals():
+            if self._map.last_finger < fid0 - 1 or self._store_has_unseen_removals():
                 self.catch_up()  # another writer got in between: fold everything in id order
                 return len(enc.subjects)
             fids = np.arange(fid0, fid0 + n, dtype=np.int64)
             keys = key0 + np.fromiter((f[0] for f in enc.fingers), np.int64, n)
             pos = np.fromiter((f[1] for f in enc.fingers), np.int64, n)
-            self._add_fingers(fids, keys, pos)
+            self._map.add(fids, keys, pos)
             add_codes = getattr(self._retrieval, "add_codes", None)
             if enc.codes is not None and add_codes is not None \
                     and enc.code_generation == getattr(self._retrieval, "generation", None):
@@ -254,7 +257,7 @@ class Shard(ShardSync, ShardSearch):
 
     def count_subjects(self, call: CountSubjects = CountSubjects()) -> int:
         with self._lock:
-            return self._n_subjects
+            return self._map.n_present
 
     def position_counts(self, call: PositionCounts = PositionCounts()) -> dict:
         with self._lock:
@@ -272,11 +275,10 @@ class Shard(ShardSync, ShardSearch):
     def subject_prepared(self, call: SubjectPrepared) -> dict:
         with self._lock:
             key = self._store.subject_key(call.subject_id)
-            if key is None or key >= len(self._key_fids.data) or not self._key_fids.data[key].any():
+            positions = [] if key is None else list(self._map.positions(key))
+            if not positions:
                 raise UnknownSubjectError(f"subject_id: {call.subject_id!r} is not enrolled")
-            row = self._key_fids.data[key]
-            positions = [p for p in FINGER_POSITIONS if row[p] > 0]
-            fids = row[positions]
+            fids = self._map.finger_table([key])[0][positions]
         preps = self._prepared(fids)
         return {p: pt for p, pt in zip(positions, preps) if pt is not None}
 
@@ -293,27 +295,26 @@ class Shard(ShardSync, ShardSearch):
         subject row (no template is read)."""
         with self._lock:
             row = self._store.subject_record(call.subject_id)
-            key = None if row is None else int(row[0])
-            if key is None or key >= len(self._key_fids.data) or not self._key_fids.data[key].any():
+            positions = () if row is None else self._map.positions(int(row[0]))
+            if not positions:
                 raise UnknownSubjectError(f"subject_id: {call.subject_id!r} is not enrolled")
-            fids = self._key_fids.data[key]
+            key = int(row[0])
             has_face = key < len(self._key_face.data) and int(self._key_face.data[key]) >= 0
-            return SubjectInfoReply(call.subject_id, tuple(p for p in FINGER_POSITIONS if fids[p] > 0),
-                                    bool(has_face), row[1])
+            return SubjectInfoReply(call.subject_id, positions, bool(has_face), row[1])
 
     def stats(self, call: Stats = Stats()) -> ShardStats:
         with self._lock:
             counts = self._store.counts()
-            maps = self._fid_key.nbytes + self._fid_pos.nbytes + self._key_fids.nbytes
+            maps = self._map.nbytes
             files = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
             mem_r = int(getattr(self._retrieval, "nbytes", 0))
-            mem_f = self._faces.ntotal * (4 * FACE_DIM + 8) + self._key_face.nbytes
+            mem_f = self._faces.ntotal * 4 * FACE_DIM + self._face_key.nbytes + self._key_face.nbytes
             return ShardStats(**counts, memory_bytes=maps + mem_r + mem_f + self._cache.nbytes, retrieval_bytes=mem_r,
                               faces=self._faces.n_active, face_bytes=mem_f, faces_unusable=self._bad_faces,
                               maps_bytes=maps, cache_bytes=self._cache.nbytes, cache_limit_bytes=self._cache.max_bytes,
                               cache_entries=len(self._cache), cache_hits=self._cache.hits,
                               cache_misses=self._cache.misses, disk_bytes=files, retrieval=self._retrieval.name,
-                              indexed_upto=self._retrieval.indexed_upto, last_finger_id=self._last_finger)
+                              indexed_upto=self._retrieval.indexed_upto, last_finger_id=self._map.last_finger)
 
     def sequences(self, call: Sequences = Sequences()) -> dict:
         return self._store.sequences()
@@ -328,12 +329,7 @@ class Shard(ShardSync, ShardSearch):
                 out.append(str(exc))
             if self.index_rebuilt:
                 out.append(f"index {str(self.folder / 'index')!r}: disagreed with the store at open (rebuilt)")
-            verify = getattr(self._retrieval, "verify", None)
-            if verify is not None:
-                out.extend(f"index {str(self.folder / 'index')!r}: {p}" for p in
-                           verify(self._fid_key.data[:self._last_finger + 1],
-                                  self._fid_pos.data[:self._last_finger + 1], self._store.sequences(),
-                                  {f for _, f in self._store.removals_since(self._retrieval.removals_upto)}))
+            out.extend(f"index {str(self.folder / 'index')!r}: {p}" for p in self._retrieval_problems())
         return out
 
     def close(self) -> None:

@@ -90,7 +90,7 @@ class ShardSearch:
                 hits = self._faces.search(call.face, min(call.face_k, self._faces.n_active))
                 ok = hits.rows[0] >= 0
                 state["face_rows"], state["face_scores"] = hits.rows[0][ok], hits.scores[0][ok].astype(np.float64)
-            n_subjects = self._n_subjects
+            n_subjects = self._map.n_present
             self._queries[call.qid] = state
             while len(self._queries) > self._MAX_QUERIES:
                 self._queries.popitem(last=False)
@@ -148,7 +148,7 @@ class ShardSearch:
         t0 = time.perf_counter()
         with self._lock:
             keys, code, full, n_face_only = self._select(state, call)
-            table = self._key_fids.data[keys]
+            table = self._map.finger_table(keys)
             cos = self._face_cosines(keys, call.face)
         probe, t_prep = self._prepared_probe(call.probe, len(keys))
         positions = np.asarray(sorted(probe), np.int64)
@@ -173,10 +173,15 @@ class ShardSearch:
         else:
             cand = self._retrieval.candidates({p: getattr(t, "template", t) for p, t in call.probe.items()},
                                               call.top)
-            keys, code, full = stages.select_all(cand, self._fid_key.data)
-        keys, code, full = stages.within(keys, code, full, len(self._key_fids.data))
+            if cand is None:  # every enrolled person
+                keys = self._map.present_keys()
+            else:  # the persons of the candidate finger ids
+                ids = [np.asarray(v, np.int64) for v in cand.values()]
+                keys = self._map.locate(np.concatenate(ids) if ids else np.zeros(0, np.int64))[0]
+            keys, code, full = stages.select_all(keys)
+        keys, code, full = stages.within(keys, code, full, self._map.max_key + 1)
         face_hit = state["face_rows"][state["face_scores"] >= call.face_cut]
-        return stages.add_face_only(keys, code, full, self._face_key.data[face_hit])
+        return stages.add_face_only(keys, code, full, self._face_key.data[face_hit].astype(np.int64))
 
     def _face_cosines(self, keys: np.ndarray, face) -> np.ndarray:
         """Cosine of the probe's face with each candidate's (NaN: no face on either side)."""

@@ -29,7 +29,12 @@ gallery does not hold is a GalleryKeyError.
 The store is the source of truth; everything in memory and every index file is derived from it.
 ``fingers.id`` only grows (AUTOINCREMENT, writers serialised), so an in-memory view catches up
 with ``id > last_seen`` and ``removals.seq > last_seen``.  A subject and its fingers are written
-in one transaction: after a crash a subject is either complete or absent.  Templates are
+in one transaction: after a crash a subject is either complete or absent.  The fingers of a
+subject get consecutive ids in ascending position order, and subject keys increase with finger
+ids (:meth:`Store.insert` and :meth:`Store.insert_batch` refuse to write anything else): a
+shard's memory describes a subject by its first finger id and its positions alone
+(:mod:`~biomatch.dedup.finger_map`).  Keys stay within :data:`MAX_SUBJECT_KEY` and finger ids
+within :data:`MAX_FINGER_ID` (:class:`~biomatch.errors.ShardFullError` beyond).  Templates are
 personal data: never logged; files are created 0600.
 """
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import numbers
 import os
 import sqlite3
 import struct
@@ -45,17 +51,44 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import CorruptStoreError
+from ..errors import CorruptStoreError, ShardFullError, invalid
 from .encryption import ALGORITHM, KEY_ID_OFFSET, SealBrokenError
 from .errors import DuplicateSubjectError, GalleryKeyError, IncompatibleGalleryError, NotAGalleryError, \
     StorageError, UnknownSubjectError
 
-__all__ = ["Store", "SCHEMA_VERSION"]
+__all__ = ["Store", "SCHEMA_VERSION", "MAX_SUBJECT_KEY", "MAX_FINGER_ID"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 """2: a ``crc`` per row (version 1 stores are migrated at their first writable open)."""
+
+MAX_SUBJECT_KEY = 2**31 - 1
+"""The largest subject key a store assigns: a shard keeps one int32 key per code index row."""
+MAX_FINGER_ID = 2**32 - 1
+"""The largest finger id a store assigns: a shard keeps each subject's first finger id as uint32."""
+
+
+def _full(path: Path, key: int, fid: int) -> ShardFullError:
+    return ShardFullError(f"store {str(path)!r}: the next subject key {key} or finger id {fid} is beyond what a "
+                          f"shard addresses (keys up to {MAX_SUBJECT_KEY}, finger ids up to {MAX_FINGER_ID}); "
+                          f"enrol into a new shard (add_shard)")
+
+
+def _check_batch_order(n_subjects: int, fingers: list) -> None:
+    """Refuse fingers that would break the store's id order: each subject's fingers together and
+    in ascending position order, subjects in order, each with at least one finger."""
+    prev_i, prev_p = -1, 0
+    for j, (i, p, *_) in enumerate(fingers):
+        in_order = i == prev_i and p > prev_p or i == prev_i + 1
+        if not (isinstance(p, numbers.Integral) and 1 <= p <= 10) or not in_order:
+            raise invalid("fingers", "each subject's fingers together in ascending position order, subjects in "
+                          "order (the order finger ids must follow)",
+                          f"subject index {i} position {p} after subject index {prev_i} position {prev_p} "
+                          f"(finger {j})")
+        prev_i, prev_p = i, p
+    if prev_i != n_subjects - 1:
+        raise invalid("fingers", f"fingers of all {n_subjects} subjects", f"fingers up to subject index {prev_i}")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -328,6 +361,13 @@ class Store:
             out[key] = v
         return out
 
+    def last_subject_key(self) -> int:
+        """The largest subject key the store holds (0: none): what a shard's map is sized for."""
+        return int(self._read("SELECT max(id) FROM subjects")[0][0] or 0)
+
+    def count_removals_since(self, after_seq: int) -> int:
+        return int(self._read("SELECT COUNT(*) FROM removals WHERE seq > ?", (after_seq,))[0][0])
+
     def has_subject(self, subject_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)))
 
@@ -342,6 +382,8 @@ class Store:
         -------
         (subject key, list of (finger id, position))
         """
+        if not templates:
+            raise invalid("templates", "at least one finger", 0)
         if self.encrypted:
             self._keys().writing()
         try:
@@ -364,6 +406,11 @@ class Store:
                     cur = c.execute("INSERT INTO fingers (subject, position, template, n_minutiae, crc) "
                                     "VALUES (?, ?, ?, ?, ?)", (key, pos, blob, n, finger_crc(key, pos, blob)))
                     fids.append((cur.lastrowid, pos))
+                if key > MAX_SUBJECT_KEY or fids[-1][0] > MAX_FINGER_ID:
+                    raise _full(self.path, key, fids[-1][0])  # rolled back
+                if fids[-1][0] - fids[0][0] != len(fids) - 1:  # AUTOINCREMENT in one transaction
+                    raise StorageError(f"store {str(self.path)!r}: finger ids {[f for f, _ in fids]} of one subject "
+                                       f"are not consecutive (rolled back)")
         except sqlite3.IntegrityError as exc:
             raise DuplicateSubjectError(f"subject_id: {subject_id!r} is already enrolled") from exc
         return key, fids
@@ -453,8 +500,9 @@ class Store:
         subjects : list of (subject_id, metadata_json or None, face bytes or None)
             Subject ``i`` gets key ``first_key + i``.
         fingers : list of (subject index, position, BMT1 blob, n_minutiae)
-            In the order their ids are wanted (finger ``j`` gets id ``first_finger + j``); every
-            subject must have at least one.
+            Finger ``j`` gets id ``first_finger + j``: each subject's fingers together in
+            ascending position order, subjects in order, every subject with at least one (the
+            order of the store's ids, see the module docstring).
 
         Returns
         -------
@@ -464,7 +512,12 @@ class Store:
         ------
         DuplicateSubjectError
             A subject id is already enrolled (or repeated): nothing of the batch is written.
+        InvalidInputError
+            ``fingers`` out of that order (a caller's bug): nothing is written.
+        ShardFullError
+            The batch's ids would exceed :data:`MAX_SUBJECT_KEY` or :data:`MAX_FINGER_ID`.
         """
+        _check_batch_order(len(subjects), fingers)
         now = time.time()
         if self.encrypted:
             self._keys().writing()
@@ -480,6 +533,8 @@ class Store:
                 # AUTOINCREMENT's next id is max(sequence, largest id) + 1; the sequence is never
                 # below the largest id, so it alone is the base.
                 key0, fid0 = int(seq.get("subjects", 0)) + 1, int(seq.get("fingers", 0)) + 1
+                if key0 + len(subjects) - 1 > MAX_SUBJECT_KEY or fid0 + len(fingers) - 1 > MAX_FINGER_ID:
+                    raise _full(self.path, key0 + len(subjects) - 1, fid0 + len(fingers) - 1)
                 if self.encrypted:
                     subjects = [(sid, *self._seal_subject(key0 + i, sid, meta, face))
                                 for i, (sid, meta, face) in enumerate(subjects)]

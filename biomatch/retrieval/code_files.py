@@ -5,7 +5,8 @@ Layout (folder ``index/`` of a shard; derived data that may lag the store)::
     manifest.json        code generation, n_bits, factory, marks (indexed_upto, removals_upto),
                          the current version folder, its row counts and every file's size and SHA-256
     v<hex>/pos01.faiss   FingerIndex of position 1 (+ .removed tombstones) ... pos10
-    v<hex>/rows01.npz    finger ids and subject keys of position 1's rows
+    v<hex>/rows01.npz    the subject key (int32) of each of position 1's rows (format version 2;
+                         version 1 also held each row's finger id, int64: read, converted)
     .lock                flock: one saver at a time across processes
 
 A save writes a fresh version folder, then swaps the manifest atomically, then deletes older
@@ -38,13 +39,17 @@ from ..errors import BiomatchError
 from ..template import FINGER_POSITIONS
 from .finger_index import FingerIndex
 
-__all__ = ["FORMAT", "MANIFEST", "Column", "checked_manifest", "check_file", "locked", "read_manifest",
-           "write_version", "read_version", "reseal_version"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MAX_KEY", "MANIFEST", "Column", "checked_manifest", "check_file", "locked",
+           "read_manifest", "write_version", "read_version", "reseal_version"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "biomatch-finger-index"
-_FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: rows files hold int32 subject keys only; 1 (read, converted): int64 finger ids and keys."""
+_READABLE = (1, 2)
+MAX_KEY = 2**31 - 1
+"""The largest subject key a row holds (int32)."""
 MANIFEST = "manifest.json"
 _LOCK = ".lock"
 _VERSION_NAME = re.compile(r"v[0-9a-f]{12}")
@@ -52,18 +57,19 @@ _FILE_NAME = re.compile(r"(pos\d\d\.faiss(\.removed)?|rows\d\d\.npz)")
 
 
 class Column:
-    """A growable int64 array (amortised appends, views without copies)."""
+    """A growable int32 array (amortised appends, views without copies): exactly sized when
+    loaded, grown by a quarter when appended to (slack at most 25%, not doubling's 100%)."""
 
     __slots__ = ("_data", "_n")
 
-    def __init__(self, data: np.ndarray | None = None):
-        self._data = np.zeros(16, np.int64) if data is None else np.asarray(data, np.int64).copy()
+    def __init__(self, data: np.ndarray | None = None, dtype=np.int32):
+        self._data = np.zeros(16, dtype) if data is None else np.asarray(data, dtype)  # no copy
         self._n = 0 if data is None else len(self._data)
 
     def extend(self, values: np.ndarray) -> None:
         need = self._n + len(values)
         if need > len(self._data):
-            grown = np.zeros(max(need, 2 * len(self._data)), np.int64)
+            grown = np.zeros(max(need, int(len(self._data) * 1.25) + 1), self._data.dtype)
             grown[:self._n] = self._data[:self._n]
             self._data = grown
         self._data[self._n:need] = values
@@ -71,6 +77,10 @@ class Column:
 
     def view(self) -> np.ndarray:
         return self._data[:self._n]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
 
     def __len__(self) -> int:
         return self._n
@@ -80,6 +90,8 @@ def checked_manifest(m: dict) -> str:
     """The version folder of a saved index manifest, its fields checked (raises ValueError)."""
     if m.get("checksum") != canonical_checksum(m):
         raise ValueError("manifest checksum mismatch (damaged, edited, or written before checksums)")
+    if m.get("version") not in _READABLE:
+        raise ValueError(f"version: expected one of {list(_READABLE)}, got {m.get('version')!r}")
     current = m.get("current")
     if not isinstance(current, str) or not _VERSION_NAME.fullmatch(current):
         raise ValueError(f"current: expected a version folder name v + 12 hex digits, got {current!r}")
@@ -153,10 +165,11 @@ def _aad(folder: Path, version: str, name: str) -> bytes:
     return f"biomatch-index|{folder.parent.name}|{version}|{name}".encode()
 
 
-def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: dict, cipher=None) -> str:
+def write_version(folder: Path, header: dict, indexes: dict, keys: dict, cipher=None) -> str:
     """Write a new version folder, swap the manifest, delete older versions; returns the version.
 
-    ``header``: generation, n_bits, factory, indexed_upto, removals_upto (manifest fields).
+    ``header``: generation, n_bits, factory, indexed_upto, removals_upto (manifest fields);
+    ``keys``: per position, the :class:`Column` of its rows' subject keys.
     ``cipher``: an encrypted gallery's key ring (``seal(plaintext, aad)``): every file of the
     version is then sealed (the finger codes are personal data: see the README), and the
     manifest says so.  Call under ``locked(folder, exclusive=True)``.
@@ -172,14 +185,14 @@ def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: d
     for p, index in sorted(indexes.items()):
         files.update(index.save(vdir / f"pos{p:02d}.faiss", seal=seal))
         buf = io.BytesIO()
-        np.savez(buf, fids=fids[p].view(), keys=keys[p].view())
+        np.savez(buf, keys=np.asarray(keys[p].view(), np.int32))
         data = buf.getvalue()
         if seal is not None:
             data = seal(data, f"rows{p:02d}.npz")
         write_private_atomic(vdir / f"rows{p:02d}.npz", data)
         files[f"rows{p:02d}.npz"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         rows[str(p)] = index.ntotal
-    manifest = {"format": FORMAT, "version": _FORMAT_VERSION, "generation": header["generation"],
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "generation": header["generation"],
                 "n_bits": header["n_bits"], "factory": header["factory"], "indexed_upto": header["indexed_upto"],
                 "removals_upto": header["removals_upto"], "current": version, "rows": rows, "files": files,
                 "sealed": cipher is not None}
@@ -191,8 +204,8 @@ def write_version(folder: Path, header: dict, indexes: dict, fids: dict, keys: d
     return version
 
 
-def read_version(folder: Path, m: dict, cipher=None) -> tuple[dict, dict, dict]:
-    """``(indexes, fids, keys)`` per position of the version ``m`` names, every file checked first
+def read_version(folder: Path, m: dict, cipher=None) -> tuple[dict, dict]:
+    """``(indexes, keys)`` per position of the version ``m`` names, every file checked first
     and each index memory-mapped read-only (read into memory and decrypted with ``cipher`` when
     the version is sealed; a sealed version without a cipher, or a plain one with, is refused).
 
@@ -201,7 +214,7 @@ def read_version(folder: Path, m: dict, cipher=None) -> tuple[dict, dict, dict]:
     ValueError, BiomatchError, OSError ...
         Anything wrong: the caller discards the files and rebuilds from the store.
     """
-    index, fids, keys = {}, {}, {}
+    index, keys = {}, {}
     version = checked_manifest(m)
     vdir = folder / version
     if bool(m.get("sealed", False)) != (cipher is not None):
@@ -217,11 +230,17 @@ def read_version(folder: Path, m: dict, cipher=None) -> tuple[dict, dict, dict]:
         rows_file = vdir / f"rows{p:02d}.npz"
         source = rows_file if unseal is None else io.BytesIO(unseal(rows_file.read_bytes(), rows_file.name))
         with np.load(source, allow_pickle=False) as z:
-            f, k = np.asarray(z["fids"], np.int64), np.asarray(z["keys"], np.int64)
-        if not (ix.ntotal == len(f) == len(k) == int(n)):
-            raise BiomatchError(f"position {p}: {ix.ntotal} codes, {len(f)} ids, manifest {n}")
-        index[p], fids[p], keys[p] = ix, Column(f), Column(k)
-    return index, fids, keys
+            k = z["keys"]
+        if m["version"] == 1:  # int64 keys beside the finger ids, which the rows no longer keep
+            if len(k) and (k.min() < 1 or k.max() > MAX_KEY):
+                raise BiomatchError(f"position {p}: subject keys outside 1..{MAX_KEY}")
+            k = k.astype(np.int32)
+        if k.dtype != np.int32 or k.ndim != 1:
+            raise BiomatchError(f"position {p}: expected int32 subject keys, got {k.dtype} of shape {k.shape}")
+        if not (ix.ntotal == len(k) == int(n)):
+            raise BiomatchError(f"position {p}: {ix.ntotal} codes, {len(k)} keys, manifest {n}")
+        index[p], keys[p] = ix, Column(k)
+    return index, keys
 
 
 def reseal_version(folder: Path, cipher) -> bool:

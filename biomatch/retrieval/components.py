@@ -4,8 +4,8 @@ A retrieval component narrows the enrolled fingers of a shard to candidates befo
 re-ranking.  Every component implements :class:`Retrieval` (index life cycle):
 
 - ``add(position, finger_ids, templates, subject_keys)``: index new fingers (ids from the store,
-  increasing; ``subject_keys`` group a person's fingers);
-- ``remove(finger_ids)``: tombstone fingers;
+  increasing; ``subject_keys`` group a person's fingers and increase with the ids);
+- ``remove(subject_keys, positions=None)``: tombstone the fingers of removed subjects;
 - ``indexed_upto``, ``removals_upto``: the last store finger id / removal seq folded in, so that a
   shard catches a lagging index up from the store on open;
 - ``save(folder)`` / ``load(folder)``: derived files (may lag; never trusted beyond those marks).
@@ -43,7 +43,7 @@ class Retrieval(Protocol):
 
     def add(self, position: int, finger_ids: np.ndarray, templates: list, subject_keys=None) -> None: ...
 
-    def remove(self, finger_ids: np.ndarray) -> None: ...
+    def remove(self, subject_keys: np.ndarray, positions=None) -> int: ...
 
     def save(self, folder: Path, cipher=None) -> None: ...
 
@@ -82,8 +82,8 @@ class ExhaustiveRetrieval:
         if len(finger_ids):
             self.indexed_upto = max(self.indexed_upto, int(np.max(finger_ids)))
 
-    def remove(self, finger_ids) -> None:
-        pass
+    def remove(self, subject_keys, positions=None) -> int:
+        return 0
 
     def candidates(self, probe, k):
         return None

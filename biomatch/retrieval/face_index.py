@@ -46,7 +46,7 @@ import numpy as np
 from .._io import fsync_dir, write_file_atomic, write_private_atomic
 from ..errors import IndexFileError, InvalidInputError, invalid
 from ..face.embed import EMBEDDING_DIM
-from .rows import RowIndex, best_of_parts, faiss_module, pack_tombstones, unpack_tombstones
+from .rows import RowIndex, best_of_parts, faiss_module, unpack_tombstones
 
 __all__ = ["FaceIndex", "FaceHits", "DEFAULT_FACTORY", "NORM_TOLERANCE"]
 
@@ -277,7 +277,7 @@ class FaceIndex(RowIndex):
         bm = self._keep_cache.get(key)
         if bm is None:
             # IDSelectorBitmap reads bit (i & 7) of byte (i >> 3): little bit order.
-            bm = np.packbits(~self._removed[offset:offset + n], bitorder="little")
+            bm = np.packbits(~self._tomb.flags(offset, n), bitorder="little")
             self._keep_cache[key] = bm
         return bm
 
@@ -326,7 +326,7 @@ class FaceIndex(RowIndex):
         kind = _kind(faiss, index)
         sel = None
         bitmap = None
-        if self._removed[offset:offset + n].any():
+        if self._tomb.count_in(offset, n):
             bitmap = self._keep_bitmap(offset, n)  # must outlive the search call
             sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
         if kind == "ivf":
@@ -375,7 +375,7 @@ class FaceIndex(RowIndex):
     def _sidecar_bytes(self) -> bytes:
         fac = self._factory.encode()
         body = (_SIDECAR_HEAD.pack(_SIDECAR_MAGIC, _SIDECAR_VERSION, self.dim, self.ntotal, self._lineage, len(fac))
-                + fac + pack_tombstones(self._removed))
+                + fac + self._tomb.packed())
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod

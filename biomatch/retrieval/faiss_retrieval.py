@@ -21,15 +21,18 @@ less; in the units of ``n_bits/2 - Hamming`` (equal to it when ``probe_weight_cl
 On the registry-like generated population it halves the mates ranked beyond 10 persons
 (``benchmarks/retrieval.py``); the scan and its cut stay on Hamming distances.
 
-Rows are implicit (row ``i`` of position ``p`` is the ``i``-th finger added there); the maps
-row -> finger id and row -> subject key are kept beside the codes and persisted with them
-(:mod:`biomatch.retrieval.code_files`).  Saved indexes are reopened memory-mapped read-only; rows
-enrolled since go to FingerIndex's in-memory delta.  A saved index of another code generation
-(``default_model().generation``) is discarded and rebuilt.
+Rows are implicit (row ``i`` of position ``p`` is the ``i``-th finger added there); the map
+row -> subject key (int32) is kept beside the codes and persisted with them
+(:mod:`biomatch.retrieval.code_files`).  Fingers are added in finger-id order and the store's
+subject keys increase with finger ids, so a position's keys ascend: the row of a subject is found
+by binary search, and a row needs no finger id (the shard derives it from the subject key and
+the position, :mod:`biomatch.dedup.finger_map`).  Saved indexes are reopened memory-mapped
+read-only; rows enrolled since go to FingerIndex's in-memory delta.  A saved index of another
+code generation (``default_model().generation``) is discarded and rebuilt.
 
 Thread-safety: the shard serialises every call under its lock.  Memory per ten-finger
-enrolment: 10 x (64 B code + 8 B finger id + 8 B subject key) = 800 B (codes mapped from disk
-once saved).
+enrolment: 10 x (64 B code + 4 B subject key + 1 bit of tombstone) = 681 B (codes mapped from
+disk once saved; 800 B before the rows dropped their finger ids and int64 keys).
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ from typing import NamedTuple
 
 from .codes import ProbeWeights, default_model, finger_codes, probe_weights
 from .finger_index import FingerIndex
+
+_MAX_KEY = files.MAX_KEY
+_BLOCK = 32_768  # keys or rows per step of verify and drop_absent (bounded temporaries)
 
 __all__ = ["FaissRetrieval", "FaissRetrievalParams", "ProbeCode", "Scanned", "code_ranking"]
 
@@ -133,8 +139,7 @@ class Scanned(NamedTuple):
     """The rows a scan fetched at one position, nearest first."""
 
     distances: np.ndarray  # int64 (m,) Hamming, ascending
-    keys: np.ndarray  # int64 (m,) subject keys
-    finger_ids: np.ndarray  # int64 (m,)
+    keys: np.ndarray  # int64 (m,) subject keys (with the position: the finger)
     scores: np.ndarray  # float32 (m,) asymmetric scores (units of n_bits/2 - Hamming)
 
 
@@ -158,8 +163,7 @@ class FaissRetrieval:
         self.indexed_upto = 0
         self.removals_upto = 0
         self._index: dict = {}  # position -> FingerIndex
-        self._fids: dict[int, Column] = {}
-        self._keys: dict[int, Column] = {}
+        self._keys: dict[int, Column] = {}  # position -> subject key (int32) per row, ascending
         self._dirty = False
         self.rejected = None  # why the saved files were not used at load (None: used, or none saved)
         self._loaded_version = None  # the saved version folder this state was loaded from
@@ -168,12 +172,12 @@ class FaissRetrieval:
     def _position(self, position: int):
         if position not in self._index:
             self._index[position] = FingerIndex(self.n_bits, self.params.factory)
-            self._fids[position] = Column()
             self._keys[position] = Column()
         return self._index[position]
 
     def add(self, position, finger_ids, templates, subject_keys=None) -> None:
-        """Index fingers of one position; ``subject_keys`` groups rows by person (default: the ids)."""
+        """Index fingers of one position, in finger-id order; ``subject_keys`` groups rows by
+        person (default: the ids).  The ids only advance :attr:`indexed_upto`."""
         fids = np.asarray(finger_ids, np.int64)
         if len(fids) == 0:
             return
@@ -192,6 +196,9 @@ class FaissRetrieval:
         codes : uint8 (n, n_bits / 8)
             :func:`~biomatch.retrieval.codes.finger_codes` of this retrieval's model.
         valid : bool (n,)
+        subject_keys : int (n,)
+            Strictly increasing, beyond the last key of the position, in ``0 .. 2^31 - 1``
+            (the binary search of :meth:`remove` relies on it).
         """
         fids = np.asarray(finger_ids, np.int64)
         keys = np.asarray(subject_keys, np.int64)
@@ -199,22 +206,56 @@ class FaissRetrieval:
             return
         if len(codes) != len(fids) or len(valid) != len(fids) or len(keys) != len(fids):
             raise invalid("codes", f"{len(fids)} codes, flags and subject keys", (len(codes), len(valid), len(keys)))
+        col = self._keys.get(int(position))
+        last = int(col.view()[-1]) if col is not None and len(col) else -1
+        if keys[0] <= last or keys[-1] > _MAX_KEY or (np.diff(keys) <= 0).any():
+            raise invalid("subject_keys", f"keys increasing beyond {last} (the position's last), at most {_MAX_KEY}",
+                          keys[:4].tolist())
         index = self._position(int(position))
         first = index.add(codes)
         if not valid.all():  # no code: never a candidate through this position
             index.remove(first + np.flatnonzero(~valid))
-        self._fids[int(position)].extend(fids)
         self._keys[int(position)].extend(keys)
         self.indexed_upto = max(self.indexed_upto, int(fids.max()))
         self._dirty = True
 
-    def remove(self, finger_ids) -> None:
-        ids = np.asarray(finger_ids, np.int64)
+    def _rows_of(self, position: int, keys: np.ndarray) -> np.ndarray:
+        """Rows of ``keys`` at ``position`` (binary search in its ascending key column; keys
+        without a row there are left out)."""
+        col = self._keys[position].view()
+        k = np.asarray(keys, np.int64)
+        k = k[(k >= 0) & (k <= _MAX_KEY)].astype(np.int32)  # the column's dtype: no copy of it
+        rows = np.searchsorted(col, k)
+        hit = rows < len(col)
+        hit[hit] = col[rows[hit]] == k[hit]
+        return rows[hit]
+
+    def remove(self, subject_keys, positions=None) -> int:
+        """Tombstone the rows of ``subject_keys`` (the fingers of removed subjects): at every
+        position, or at ``positions[i]`` for ``subject_keys[i]``.  Returns the rows newly removed."""
+        keys = np.asarray(subject_keys, np.int64).ravel()
+        pos = None if positions is None else np.asarray(positions, np.int64).ravel()
+        new = 0
         for p, index in self._index.items():
-            rows = np.flatnonzero(np.isin(self._fids[p].view(), ids))
+            rows = self._rows_of(p, keys if pos is None else keys[pos == p])
             if len(rows):
-                index.remove(rows)
-        self._dirty = True
+                new += index.remove(rows)
+        self._dirty |= new > 0
+        return new
+
+    def drop_absent(self, present) -> int:
+        """Tombstone every active row whose subject is not enrolled (``present(keys)`` -> bool):
+        at open, the rows of subjects removed before the saved files' removals mark, or before
+        this process saw their fingers.  Returns the rows newly removed."""
+        new = 0
+        for p, index in self._index.items():
+            k = self._keys[p].view()
+            for i in range(0, len(k), _BLOCK):
+                gone = np.flatnonzero(~present(k[i:i + _BLOCK]))
+                if len(gone):
+                    new += index.remove(gone + i)
+        self._dirty |= new > 0
+        return new
 
     # ---- the two-phase search across shards (the router's side: biomatch.dedup.scatter) ---------
     @property
@@ -257,7 +298,7 @@ class FaissRetrieval:
             hit = rows >= 0
             d, rows = d[hit].astype(np.int64), rows[hit]
             scores = ProbeWeights(pc.lut[None], np.ones(1, bool), pc.code[None]).scores(0, index.codes(rows))
-            out[p] = Scanned(d, self._keys[p].view()[rows], self._fids[p].view()[rows], scores)
+            out[p] = Scanned(d, self._keys[p].view()[rows].astype(np.int64), scores)
         return out
 
     def person_table(self, scanned: dict, cut: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -291,8 +332,8 @@ class FaissRetrieval:
 
     @property
     def nbytes(self) -> int:
-        """Memory of codes (mapped or not), finger ids and subject keys."""
-        return sum(ix.ntotal * (ix.n_bytes + 16) for ix in self._index.values())
+        """Memory of codes (mapped or not), subject keys and tombstones."""
+        return sum(ix.ntotal * ix.n_bytes + ix.tombstone_bytes + self._keys[p].nbytes for p, ix in self._index.items())
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, folder, cipher=None) -> None:
@@ -315,7 +356,7 @@ class FaissRetrieval:
                 # state is replaced: its marks may not be trusted, and a lag is caught up at open)
             header = {"generation": self.generation, "n_bits": self.n_bits, "factory": self.params.factory,
                       "indexed_upto": self.indexed_upto, "removals_upto": self.removals_upto}
-            version = files.write_version(folder, header, self._index, self._fids, self._keys, cipher)
+            version = files.write_version(folder, header, self._index, self._keys, cipher)
         self._loaded_version = version
         self._dirty = False
 
@@ -335,40 +376,46 @@ class FaissRetrieval:
                             folder, m.get("generation"), self.generation)
                 return
             try:
-                index, fids, keys = files.read_version(folder, m, cipher)
+                index, keys = files.read_version(folder, m, cipher)
             except MemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - derived data: whatever is wrong, rebuild it
                 log.warning("index %s: damaged or inconsistent files (%s); rebuilding from the store", folder, exc)
                 self.rejected = str(exc)
                 return
-        self._index, self._fids, self._keys = index, fids, keys
-        self._loaded_version = m["current"]
+        self._index, self._keys = index, keys
         self.indexed_upto = int(m["indexed_upto"])
         self.removals_upto = int(m["removals_upto"])
-        self._dirty = False
+        converted = m["version"] != files.FORMAT_VERSION  # an older format: re-saved in this one
+        self._loaded_version = None if converted else m["current"]
+        self._dirty = converted
 
-    def verify(self, fid_key: np.ndarray, fid_pos: np.ndarray, store_seqs: dict, pending_removals: set) -> list:
-        """Disagreements between the loaded index and the store (empty: the index is exactly the
-        store's fingers with ids up to ``indexed_upto``, at their positions and subjects).
+    def verify(self, expected, present, store_seqs: dict, pending_removals: int) -> list:
+        """Disagreements between the loaded index and the store (empty: the index holds exactly
+        the store's fingers with ids up to ``indexed_upto``, at their positions and subjects,
+        besides rows of removed subjects).
 
         Parameters
         ----------
-        fid_key : int64 (n,)
-            The store's subject key per finger id (-1 where the id is absent: never used or removed).
-        fid_pos : int8 (n,)
-            The store's position per finger id.
+        expected : callable (position, upto, lo, hi) -> int array
+            The store's enrolled subjects with keys in ``[lo, hi)`` and a finger at ``position``
+            whose id is at most ``upto``, ascending (:meth:`~biomatch.dedup.finger_map.FingerMap.keys_at`).
+        present : callable (keys) -> bool array
+            Which subject keys are enrolled in the store.
         store_seqs : dict
-            :meth:`Store.sequences` (the last finger id and removal number ever assigned).
-        pending_removals : set of int
-            Finger ids whose removal the store logged after ``removals_upto`` (applied later).
+            :meth:`Store.sequences` (the last finger id, subject key and removal number ever assigned).
+        pending_removals : int
+            Fingers whose removal the store logged after ``removals_upto`` (applied later).
 
         Notes
         -----
-        O(rows) numpy; at 10M fingers about a second, paid at open only.  A row whose finger the
-        store no longer holds must be tombstoned or pending removal; every store finger up to
-        ``indexed_upto`` must be a row of its own position (the per-position counts then make
-        the two sets equal, since a position's ids are strictly increasing).
+        O(rows) numpy, paid at open only, in blocks of 32,768 keys: temporaries of a few hundred
+        KB, where whole columns (8 MB per position at 1M) left ~6 MiB of heap behind after the
+        open.  A row is its subject key at its position; keys are
+        never reused, and a subject holds one finger per position, so the rows of enrolled
+        subjects must equal ``expected`` key for key.  The rows of subjects the store no longer
+        holds are tombstoned by :meth:`drop_absent`; those still active can be at most the
+        fingers whose removal is pending.
         """
         problems = []
         if self.indexed_upto > store_seqs["fingers"]:
@@ -379,31 +426,36 @@ class FaissRetrieval:
                             f"{store_seqs['removals']}")
         if problems:
             return problems
-        n = len(fid_key)
-        upto = min(self.indexed_upto, n - 1)
-        pending = np.fromiter(pending_removals, np.int64, len(pending_removals))
-        for p, index in sorted(self._index.items()):
-            f, k = self._fids[p].view(), self._keys[p].view()
-            if len(f) and (f[0] < 1 or f[-1] > self.indexed_upto or (np.diff(f) <= 0).any()):
-                problems.append(f"position {p}: finger ids not increasing within 1..{self.indexed_upto}")
-                continue
-            held = f < n
-            held[held] = fid_key[f[held]] >= 0
-            if (k[held] != fid_key[f[held]]).any() or (fid_pos[f[held]] != p).any():
-                problems.append(f"position {p}: rows disagree with the store's subjects or positions")
-            gone = np.flatnonzero(~held)
-            if len(gone):
-                active = gone[~index.is_removed(gone)]
-                if len(active) and not np.isin(f[active], pending).all():
-                    problems.append(f"position {p}: {int((~np.isin(f[active], pending)).sum())} rows of removed "
-                                    f"fingers are not tombstoned")
-            want = int(((fid_key[1:upto + 1] >= 0) & (fid_pos[1:upto + 1] == p)).sum())
-            if int(held.sum()) != want:
-                problems.append(f"position {p}: {int(held.sum())} rows of the store's fingers, the store holds {want} "
-                                f"up to id {self.indexed_upto}")
+        n_keys = store_seqs["subjects"]
         for p in FINGER_POSITIONS:
-            if p not in self._index and ((fid_key[1:upto + 1] >= 0) & (fid_pos[1:upto + 1] == p)).any():
+            index = self._index.get(p)
+            k = self._keys[p].view() if index is not None else np.zeros(0, np.int32)
+            if len(k) and (k[0] < 1 or k[-1] > n_keys
+                           or any((np.diff(k[i:i + _BLOCK + 1]) <= 0).any() for i in range(0, len(k), _BLOCK))):
+                problems.append(f"position {p}: subject keys not increasing within 1..{n_keys}")
+                continue
+            live_rows = want_rows = active = 0
+            differ = False
+            for lo in range(1, n_keys + 1, _BLOCK):  # keys [lo, hi) against their rows (keys ascend)
+                hi = min(lo + _BLOCK, n_keys + 1)
+                a, b = np.searchsorted(k, np.int32(lo)), np.searchsorted(k, np.int32(hi))
+                rows = k[a:b]
+                live = present(rows)
+                want = expected(p, self.indexed_upto, lo, hi)
+                live_rows, want_rows = live_rows + int(live.sum()), want_rows + len(want)
+                differ = differ or not np.array_equal(rows[live], want)
+                gone = np.flatnonzero(~live) + a
+                if len(gone):
+                    active += int(len(gone) - index.is_removed(gone).sum())
+            if differ and index is None:
                 problems.append(f"position {p}: missing, the store holds fingers there up to id {self.indexed_upto}")
+            elif differ:
+                problems.append(f"position {p}: {live_rows} rows of the store's subjects, the store holds "
+                                f"{want_rows} up to finger id {self.indexed_upto}"
+                                + ("" if live_rows != want_rows else " (other subjects)"))
+            if active > pending_removals:
+                problems.append(f"position {p}: {active} rows of removed subjects are not tombstoned, "
+                                f"{pending_removals} removals pending")
         return problems
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._io import write_private_atomic
 from ..errors import IndexFileError, invalid
-from .rows import RowIndex, best_of_parts, faiss_module, file_digest, pack_tombstones, unpack_tombstones
+from .rows import RowIndex, Tombstones, best_of_parts, faiss_module, file_digest
 
 __all__ = ["FingerIndex", "IndexFileError", "DEFAULT_FACTORY"]
 
@@ -137,7 +137,7 @@ class FingerIndex(RowIndex):
         parts = []
         for index, offset, n in self._parts():
             if n:
-                removed = int(self._removed[offset:offset + n].sum())
+                removed = self._tomb.count_in(offset, n)
                 d, r = index.search(c, min(n, k + removed))
                 parts.append((d.astype(np.int64), np.where(r >= 0, r + offset, -1)))
         dist = np.full((q, k), self.n_bits + 1, np.uint32)
@@ -148,7 +148,7 @@ class FingerIndex(RowIndex):
         r = np.concatenate([p[1] for p in parts], axis=1)
         bad = r < 0
         if self._n_removed:
-            bad |= self._removed[np.where(r >= 0, r, 0)]
+            bad |= self._tomb.get(np.where(r >= 0, r, 0))
         d, r = best_of_parts(np.where(bad, _MISSING, d), r, k)
         missing = d == _MISSING
         n = d.shape[1]
@@ -218,7 +218,7 @@ class FingerIndex(RowIndex):
         written = {path.name: file_digest(data)}
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)
         if self._n_removed:
-            bits = pack_tombstones(self._removed)
+            bits = self._tomb.packed()
             if seal is not None:
                 bits = seal(bits, tomb.name)
             write_private_atomic(tomb, bits)
@@ -242,8 +242,10 @@ class FingerIndex(RowIndex):
         ----------
         path : path
         mmap : bool
-            Map the file read-only (``faiss.IO_FLAG_MMAP_IFC``); new rows then go to an
-            in-memory delta.  The file must not be modified while it is mapped.
+            Map the file read-only (``faiss.IO_FLAG_MMAP_IFC``).  The file must not be modified
+            while it is mapped.  Either way, rows added later go to an in-memory delta: the
+            opened base is never grown (mapped, it cannot be; read into memory, it is exactly
+            sized, and growing it would let its vector double).
         unseal : callable (bytes, file name) -> bytes, optional
             Decrypts files written with ``save(..., seal=...)``: the index is then read into
             memory (a mapping would expose nothing but ciphertext), ``mmap`` is ignored.
@@ -270,14 +272,14 @@ class FingerIndex(RowIndex):
             raise IndexFileError(f"index {path}: cannot read a FAISS binary index ({exc})") from exc
         self = cls.__new__(cls)
         is_flat = isinstance(base, faiss.IndexBinaryFlat)
-        self._init(_counting(base), "BFlat" if is_flat else type(base).__name__, mapped=bool(mmap))
+        self._init(_counting(base), "BFlat" if is_flat else type(base).__name__, mapped=bool(mmap), frozen=True)
         n = int(base.ntotal)
-        self._removed = np.zeros(n, bool)
+        self._tomb = Tombstones(n)
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)
         if tomb.exists():
             raw = tomb.read_bytes() if unseal is None else unseal(tomb.read_bytes(), tomb.name)
             bits = np.frombuffer(raw, np.uint8)
             if len(bits) != (n + 7) // 8:
                 raise IndexFileError(f"index {tomb}: expected {(n + 7) // 8} bytes of tombstones, got {len(bits)}")
-            self._set_tombstones(unpack_tombstones(bits, n))
+            self._tomb = Tombstones(n, bits)
         return self
