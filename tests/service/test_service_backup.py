@@ -29,16 +29,20 @@ def test_backup_and_restore_carry_the_service_state(tmp_path):
                        headers=auth(keys["enrol"]))
             assert r.json()["decision"] == "REVIEW"
             case_id = r.json()["review_case"]
-        stop = threading.Event()
+        stop, answered = threading.Event(), threading.Event()
 
         def searches():  # the audit log grows while it is copied
             with httpx.Client(base_url=server.url, timeout=60) as c:
                 while not stop.is_set():
                     c.get("/v1/subjects/P-1", headers=auth(keys["search"]))
+                    answered.set()
 
         t = threading.Thread(target=searches)
         t.start()
         try:
+            # one search audited before the copy starts (the copy must hold >= 3 entries); the
+            # others run during it
+            assert answered.wait(timeout=60)
             doc = backup_gallery(gallery, tmp_path / "bk")
         finally:
             stop.set()
