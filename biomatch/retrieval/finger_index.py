@@ -168,14 +168,18 @@ class FingerIndex(RowIndex):
         out = np.empty((len(r), self.n_bytes), np.uint8)
         for index, offset, n in self._parts():
             at = np.flatnonzero((r >= offset) & (r < offset + n))
-            if len(at):
+            if not len(at):
+                continue
+            if hasattr(index, "xb"):
                 out[at] = self._storage(index, n)[r[at] - offset]
+            else:  # not flat (e.g. BIVF): only the rows asked for, never the whole index
+                if hasattr(index, "make_direct_map") and not index.direct_map.type:
+                    index.make_direct_map()  # once: 8 B per row, kept up to date by later adds
+                out[at] = [index.reconstruct(int(i)) for i in r[at] - offset]
         return out
 
     def _storage(self, index, n: int) -> np.ndarray:
         """A read-only view ``uint8 (n, n_bytes)`` of a flat index's codes (valid until it grows)."""
-        if not hasattr(index, "xb"):
-            return np.vstack([index.reconstruct(i) for i in range(n)])
         faiss = faiss_module(None)
         view = faiss.rev_swig_ptr(index.xb.data(), n * self.n_bytes) if n else np.zeros(0, np.uint8)
         view = np.asarray(view).reshape(n, self.n_bytes)

@@ -78,3 +78,16 @@ def test_stored_codes_read_back_from_memory_and_from_a_mapped_file(tmp_path):
         mapped.codes(np.array([55]))
     with pytest.raises(InvalidInputError, match="rows"):
         mapped.codes(np.array([-1]))
+
+
+def test_stored_codes_read_back_from_a_non_flat_index():
+    # BIVF keeps no flat storage: the rows asked for are reconstructed (a direct map made once),
+    # so the code stage's weighted rescoring works on every factory, rows added later included.
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (2000, 64), dtype=np.uint8)
+    ix = FingerIndex(512, "BIVF8")
+    ix.add(x)
+    assert np.array_equal(ix.codes(np.array([9, 1999, 0])), x[[9, 1999, 0]])
+    y = rng.integers(0, 256, (4, 64), dtype=np.uint8)
+    ix.add(y)
+    assert np.array_equal(ix.codes(np.array([2003, 5])), np.vstack([y[3], x[5]]))
