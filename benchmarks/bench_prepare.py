@@ -8,12 +8,13 @@ minutiae (issue 16's target: at most 100 us at 36 minutiae).  The machine is sha
 noisy: compare builds by alternating runs (``--native`` loads another build of the module).
 
     .venv/bin/python benchmarks/bench_prepare.py [--fvc ../shared/datasets/fvc2002/db1_b --dpi 500]
-        [--repeats 10] [--cache /tmp/db1_b.pkl] [--native /tmp/old/_native.so]
+        [--repeats 10] [--cache /tmp/db1_b.pkl] [--native /tmp/old/_avx512.cpython-311-x86_64-linux-gnu.so]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import importlib.util
 import os
@@ -28,18 +29,19 @@ DATA = Path(os.environ.get("BIOMATCH_DATASETS", Path(__file__).resolve().parents
 
 
 def load_native(path: str | None):
-    """The ``biomatch._native`` module, from ``path`` when given (before biomatch.match imports it)."""
-    if path:
-        spec = importlib.util.spec_from_file_location("biomatch._native", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["biomatch._native"] = mod
-        import biomatch
+    """The native module: ``biomatch._native`` (the kernel it selects), or, when ``path`` is given,
+    the kernel module built at that path alone (e.g. ``build/.../_avx512.cpython-311-x86_64-linux-gnu.so``
+    of another checkout).  Never both in one process: two builds of one kernel share a nanobind
+    domain, and the second's types would be taken for the first's (a crash when their layout differs)."""
+    if not path:
+        import biomatch._native as native
 
-        biomatch._native = mod
-    import biomatch._native as native
-
-    return native
+        return native
+    name = Path(path).name.split(".")[0]  # _portable, _avx2 or _avx512: its PyInit_ name
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def templates(folder: str, dpi: float, cache: str | None) -> list:
@@ -63,14 +65,15 @@ def main() -> None:
     ap.add_argument("--dpi", type=float, default=500)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--cache", help="pickle of the extracted templates (written when missing)")
-    ap.add_argument("--native", help="path of another build of biomatch._native to time")
+    ap.add_argument("--native", help="path of another build of a kernel module (_portable/_avx2/_avx512) to time")
     args = ap.parse_args()
-    native = load_native(args.native)
-    from biomatch.match import _context_of, prepare
     from biomatch.params import MatchParams
 
+    native = load_native(args.native)
     tm = templates(args.fvc, args.dpi, args.cache)
-    cfg = _context_of(MatchParams()).config
+    if args.native and "biomatch._native" in sys.modules:
+        sys.exit("--native: the extraction loaded biomatch._native; run once without --native to write --cache")
+    cfg = native.Config(dataclasses.asdict(MatchParams()))
     inputs = [(np.ascontiguousarray(t.as_float_array(), dtype=np.float32), t.orientation_grid) for t in tm]
     sizes = np.array([len(t) for t in tm])
     per = np.zeros((args.repeats, len(tm)))
@@ -81,19 +84,25 @@ def main() -> None:
                 native.prepare(cfg, xyaq, grid)
             per[r, i] = (time.process_time() - t0) / 10
     native_us = np.median(per, axis=0) * 1e6
-    py = np.zeros((args.repeats, len(tm)))
-    for r in range(args.repeats):
-        for i, t in enumerate(tm):
-            t0 = time.process_time()
-            prepare(t)
-            py[r, i] = time.process_time() - t0
-    py_us = np.median(py, axis=0) * 1e6
+    py_us = None
+    if not args.native:  # the Python entry runs on the installed module only
+        from biomatch.match import prepare
+
+        py = np.zeros((args.repeats, len(tm)))
+        for r in range(args.repeats):
+            for i, t in enumerate(tm):
+                t0 = time.process_time()
+                prepare(t)
+                py[r, i] = time.process_time() - t0
+        py_us = np.median(py, axis=0) * 1e6
     near36 = np.abs(sizes - 36) <= 2
+    print(f"kernel: {native.kernel}{' (' + args.native + ')' if args.native else ''}")
     print(f"templates: {len(tm)} ({args.fvc}), minutiae median {np.median(sizes):.0f}, mean {sizes.mean():.1f}")
     print(f"native prepare: median {np.median(native_us):.1f} us, mean {native_us.mean():.1f} us; "
           f"34-38 minutiae ({near36.sum()}): median {np.median(native_us[near36]):.1f} us")
-    print(f"biomatch.match.prepare: median {np.median(py_us):.1f} us; "
-          f"34-38 minutiae: median {np.median(py_us[near36]):.1f} us")
+    if py_us is not None:
+        print(f"biomatch.match.prepare: median {np.median(py_us):.1f} us; "
+              f"34-38 minutiae: median {np.median(py_us[near36]):.1f} us")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,13 @@ void bind_prepared(nb::module_& m) {
                               to_numpy(std::move(mask), {nv, w}));
       }, "config"_a,
          "Valid cylinders in minutia order, unpacked (bit k*Ns*Ns + i*Ns + j): (minutia index int32 (v,), "
-         "bits uint64 (v, words), mask uint64 (v, words)).");
+         "bits uint64 (v, words), mask uint64 (v, words)).")
+      .def("pair_tables", [](const Prepared& p) {
+        const size_t n = static_cast<size_t>(p.n);
+        return nb::make_tuple(to_numpy(std::vector<float>(p.dist), {n, n}), to_numpy(std::vector<float>(p.rel), {n, n}),
+                              to_numpy(std::vector<float>(p.radial), {n, n}));
+      }, "The pairwise tables (for tests): distance px, relative direction and radial angle rad in [0, 2pi), "
+         "float32 (n, n) each, row i relative to minutia i (y-up working frame).");
 
   m.def("prepare", [](const Config& cfg, Minutiae xyaq, std::optional<Grid> grid) {
     int n = rows(xyaq);

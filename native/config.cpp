@@ -1,6 +1,7 @@
 // Config: the parameters checked once, and the tables every match reads (disc cells, the
 // relaxation sigmoids, n_P per template size, the orientation-score mapping).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -111,6 +112,8 @@ bool cpu_runs(Kernel k) {
 }
 
 Config::Config(const MccParams& p) : p_(p) {
+  static std::atomic<uint64_t> next_id{1};
+  id_ = next_id.fetch_add(1, std::memory_order_relaxed);
   check_params(p);
   Geometry g(p);
   const int ns = p.spatial_cells;

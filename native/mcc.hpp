@@ -88,6 +88,9 @@ class Config {
  public:
   explicit Config(const MccParams& p);
   const MccParams& params() const { return p_; }
+  // Unique per constructed Config (copies share it, and their parameters): the key of caches
+  // built from the parameters, such as prepare()'s per-thread cylinder builder.
+  uint64_t id() const { return id_; }
   Kernel kernel() const { return compiled_kernel(); }
   int cells() const { return p_.spatial_cells * p_.spatial_cells * p_.angular_cells; }
   int words() const { return words_; }            // packed cylinder words
@@ -129,6 +132,7 @@ class Config {
 
  private:
   MccParams p_;
+  uint64_t id_;
   int words_, mask_words_, disc_cells_, min_common_;
   std::vector<int> disc_index_;
   std::vector<float> lut_dist_, lut_angle_;

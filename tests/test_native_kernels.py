@@ -91,6 +91,66 @@ def test_every_kernel_builds_the_same_cylinders():
             np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+def test_pair_tables_are_the_same_in_every_kernel_and_within_a_float_of_the_exact_angles():
+    rng = np.random.default_rng(5)
+    t = random_template(rng, n=70)
+    # Every direction, exact zeros and axis-aligned pairs included (atan2's special cases).
+    xy = t.as_float_array().copy()
+    xy[1] = xy[0] + [0, 0, 0, 0]
+    xy[2, :2] = xy[0, :2] + [10, 0]
+    xy[3, :2] = xy[0, :2] + [0, 10]
+    xy[4, :2] = xy[0, :2] + [-10, 0]
+    xy[5, :2] = xy[0, :2] + [0, -10]
+    d = dataclasses.asdict(P)
+    got = {}
+    for name in native.available_kernels():
+        mod = native.load_kernel(name)
+        got[name] = mod.prepare(mod.Config(d), xy).pair_tables()
+    for name, tables in got.items():
+        for a, b in zip(tables, got["portable"]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    dist, rel, radial = got["portable"]
+    x, y = xy[:, 0].astype(np.float64), -xy[:, 1].astype(np.float64)  # the y-up working frame
+    th = np.mod(xy[:, 2].astype(np.float64), 2 * np.pi)
+    exact = np.mod(np.arctan2(y[None, :] - y[:, None], x[None, :] - x[:, None]) - th[:, None], 2 * np.pi)
+    err = np.abs(radial - exact)
+    err = np.minimum(err, 2 * np.pi - err)
+    assert err.max() < 1e-6  # a few float ulps at 2 pi (4.8e-7 each)
+    assert radial.min() >= 0 and radial.max() < 2 * np.pi
+    np.testing.assert_allclose(dist, np.hypot(x[None, :] - x[:, None], y[None, :] - y[:, None]), rtol=1e-6, atol=1e-4)
+    assert abs(radial[0, 1] - np.mod(-th[0], 2 * np.pi)) < 1e-6  # two minutiae at one place: atan2(0, 0) = 0
+
+
+def test_prepare_keeps_no_state_between_parameter_sets_or_threads():
+    """prepare() keeps a per-thread builder per Config: alternating Configs (and threads) must
+    give what a fresh process gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    ts = [random_template(rng, n=int(n)) for n in (20, 45, 70)]
+    params = [P, dataclasses.replace(P, spatial_cells=12, angular_cells=6), dataclasses.replace(P, radius_px=50.0)]
+    cfgs = [native.Config(dataclasses.asdict(p)) for p in params]
+    alone = [[native.prepare(native.Config(dataclasses.asdict(p)), t.as_float_array()).cylinders(c)
+              for t in ts] for p, c in zip(params, cfgs)]
+
+    def run(order):
+        return [(k, i, native.prepare(cfgs[k], ts[i].as_float_array()).cylinders(cfgs[k])) for k, i in order]
+
+    orders = [[(k, i) for i in range(3) for k in perm] for perm in ((0, 1, 2), (2, 0, 1), (1, 2, 0), (0, 2, 1))]
+    with ThreadPoolExecutor(4) as pool:
+        for results in pool.map(run, orders):
+            for k, i, cyl in results:
+                for a, b in zip(cyl, alone[k][i]):
+                    np.testing.assert_array_equal(a, b)
+    # A Config made after another was freed may reuse its address: it must not reuse its builder.
+    for p in params[::-1]:
+        cfg = native.Config(dataclasses.asdict(p))
+        k = params.index(p)
+        for a, b in zip(native.prepare(cfg, ts[1].as_float_array()).cylinders(cfg), alone[k][1]):
+            np.testing.assert_array_equal(a, b)
+        del cfg
+
+
 def test_an_unknown_or_unsupported_kernel_is_a_typed_error():
     with pytest.raises(InvalidInputError, match="kernel: expected one of portable, avx2, avx512, got 'gpu'"):
         native.load_kernel("gpu")
