@@ -3,8 +3,15 @@
 Command::
 
     biomatch serve GALLERY [--host 127.0.0.1] [--port 8443] [--certfile F --keyfile F] [--workers N]
+                           [--tls-client-ca CA [--require-client-cert]]
                            [--max-request-mb N] [--max-concurrent N] [--cache-mb N] [--cluster ADDRESS]
                            [--threads N] [--key-file FILE]
+
+``--tls-cert`` / ``--tls-key`` are other names of ``--certfile`` / ``--keyfile``.  With
+``--tls-client-ca CA`` the TLS handshake asks each client for a certificate and verifies it
+against ``CA`` (one from another CA ends the handshake); a request without ``Authorization``
+is then authenticated by its certificate, registered with ``biomatch keys add-cert``.  Without
+``--require-client-cert`` a client may also connect without a certificate and use an API key.
 
 Without a certificate the service speaks plain HTTP and is meant for loopback or a TLS proxy in
 front of it: binding another address without TLS is refused unless ``--insecure-http``.  With
@@ -35,8 +42,14 @@ def add_parsers(sub) -> None:
     f.add_argument("path", type=Path, metavar="GALLERY")
     f.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     f.add_argument("--port", type=int_in(0, 65535), default=8443, help="port (default 8443; 0: any free port)")
-    f.add_argument("--certfile", type=Path, help="TLS certificate chain (PEM)")
-    f.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
+    f.add_argument("--certfile", "--tls-cert", type=Path, dest="certfile", help="TLS certificate chain (PEM)")
+    f.add_argument("--keyfile", "--tls-key", type=Path, dest="keyfile", help="TLS private key (PEM)")
+    f.add_argument("--tls-client-ca", type=Path, metavar="CA",
+                   help="CA certificates (PEM) that sign the clients' certificates: a client certificate is asked "
+                        "for and verified, and a registered one (biomatch keys add-cert) stands for an API key")
+    f.add_argument("--require-client-cert", action="store_true",
+                   help="with --tls-client-ca: refuse, at the handshake, a client without a certificate "
+                        "(default: such a client may use an API key)")
     f.add_argument("--workers", type=int_in(1, 64), default=1, help="worker processes (default 1)")
     f.add_argument("--max-request-mb", type=int_in(1, 1024), default=32,
                    help="largest request body in MiB (default 32): larger ones get 413")
@@ -67,6 +80,12 @@ def _loopback(host: str) -> bool:
 def cmd_serve(args) -> int:
     if (args.certfile is None) != (args.keyfile is None):
         raise invalid("--certfile/--keyfile", "both or neither", "only one")
+    if args.tls_client_ca is not None and args.certfile is None:
+        raise invalid("--tls-client-ca", "with --tls-cert/--tls-key (client certificates need TLS)", "without")
+    if args.require_client_cert and args.tls_client_ca is None:
+        raise invalid("--require-client-cert", "with --tls-client-ca", "without")
+    if args.tls_client_ca is not None and not args.tls_client_ca.is_file():
+        raise invalid("--tls-client-ca", "a PEM file of CA certificates", str(args.tls_client_ca))
     if args.certfile is None and not _loopback(args.host) and not args.insecure_http:
         raise invalid("--host", "a loopback address without --certfile/--keyfile (biometric data must not travel "
                       "in clear; --insecure-http behind a TLS proxy)", args.host)
@@ -97,6 +116,14 @@ def cmd_serve(args) -> int:
         params["max_concurrent_searches"] = args.max_concurrent
     ServiceParams(**params)  # checked before anything starts
     tls = {} if args.certfile is None else {"ssl_certfile": str(args.certfile), "ssl_keyfile": str(args.keyfile)}
+    if args.tls_client_ca is not None:
+        import ssl
+
+        # OpenSSL verifies a presented certificate during the handshake (CERT_OPTIONAL still
+        # refuses one that fails); uvicorn's protocol is extended to hand it to the app.
+        tls.update(ssl_ca_certs=str(args.tls_client_ca),
+                   ssl_cert_reqs=ssl.CERT_REQUIRED if args.require_client_cert else ssl.CERT_OPTIONAL,
+                   http="biomatch.service.tls:PeerCertProtocol")
     common = dict(host=args.host, port=args.port, workers=args.workers, log_level="info", access_log=False,
                   proxy_headers=False, server_header=False, timeout_graceful_shutdown=30, **tls)
     # Worker processes build the app from the environment (uvicorn imports it by name).

@@ -21,6 +21,8 @@ route                                       role                        does
 ==========================================  ==========================  ===============================
 
 A missing or unknown key is 401 (with ``WWW-Authenticate: Bearer``), a key without the role 403.
+Without an ``Authorization`` header, a registered client certificate verified by the TLS
+handshake (``biomatch serve --tls-client-ca``) stands for a key, with its own roles.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..decide import REVIEW
 from ..errors import BiomatchError
 from .adjudicate import case_view, resolve_case
 from .audit import verify_log
-from .auth import ApiKey
+from .auth import ApiKey, cert_fingerprint, peer_certificate
 from .errors import ServiceError, error_body
 from .guard import CONTEXT_KEY, RequestContext, RequestGuard
 from .idempotency import IdempotencyConflict, IdempotencyInProgress, Recover, Replay
@@ -177,15 +179,29 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
         async def check(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> ApiKey:
             ctx = _ctx(request)
             ctx.operation = operation
-            key = svc.keys.authenticate(creds.credentials if creds else None)
+            # A bearer key when one is sent, else the connection's verified client certificate
+            # (from the TLS connection, never from a header).
+            if creds is not None:
+                key = svc.keys.authenticate(creds.credentials)
+                what = "an unknown or revoked API key"
+            else:
+                der = peer_certificate(request.scope)
+                key = svc.keys.authenticate_cert(der)
+                if der is not None and key is None:
+                    ctx.claimed_cert = cert_fingerprint(der)
+                what = ("no API key and no client certificate" if der is None else
+                        f"a client certificate that is not registered or was revoked (sha256 {ctx.claimed_cert})")
             if key is None:
-                what = "no API key" if creds is None else "an unknown or revoked API key"
-                raise ServiceError(401, f"Authorization: expected 'Bearer <API key>', got {what}", "Authorization",
-                                   "unauthorized", {"WWW-Authenticate": "Bearer"})
+                raise ServiceError(401, f"Authorization: expected 'Bearer <API key>' or a registered client "
+                                        f"certificate, got {what}", "Authorization", "unauthorized",
+                                   {"WWW-Authenticate": "Bearer"})
             ctx.key_id = key.key_id
+            if key.kind == "cert":
+                ctx.cert_subject = key.who
             if not set(key.roles) & set(roles):
-                raise ServiceError(403, f"Authorization: this key's roles {list(key.roles)} do not include "
-                                        f"{' or '.join(roles)}, which {operation} needs", "Authorization", "forbidden")
+                raise ServiceError(403, f"Authorization: the roles {list(key.roles)} of {key.kind} {key.key_id} do "
+                                        f"not include {' or '.join(roles)}, which {operation} needs", "Authorization",
+                                   "forbidden")
             return key
         return check
 
