@@ -51,10 +51,11 @@ class Service:
         if self.audit.recovered:
             log.warning("audit log: a torn last line (%d bytes) was moved to %s and the recovery recorded",
                         self.audit.recovered["bytes"], self.audit.recovered["moved_to"])
-        self.idempotency = IdempotencyStore(self.folder / "idempotency.sqlite")
-        # The kept probes of REVIEW cases are sealed like the gallery's records when it is encrypted.
-        self.reviews = ReviewQueue(self.folder / "reviews.sqlite", cipher if cipher is not None
-                                   else getattr(gallery, "_keyring", None))
+        # The recorded idempotent answers, the kept probes of REVIEW cases (and kept images) are
+        # sealed like the gallery's records when it is encrypted.
+        cipher = cipher if cipher is not None else getattr(gallery, "_keyring", None)
+        self.idempotency = IdempotencyStore(self.folder / "idempotency.sqlite", cipher)
+        self.reviews = ReviewQueue(self.folder / "reviews.sqlite", cipher)
         self.metrics = ServiceMetrics()
         self._slots = None
 
