@@ -5,7 +5,7 @@ Command::
     biomatch serve GALLERY [--host 127.0.0.1] [--port 8443] [--certfile F --keyfile F] [--workers N]
                            [--tls-client-ca CA [--require-client-cert]]
                            [--max-request-mb N] [--max-concurrent N] [--cache-mb N] [--cluster ADDRESS]
-                           [--threads N] [--key-file FILE]
+                           [--threads N] [--key-file FILE] [--keep-images [--keep-images-in-clear]]
 
 ``--tls-cert`` / ``--tls-key`` are other names of ``--certfile`` / ``--keyfile``.  With
 ``--tls-client-ca CA`` the TLS handshake asks each client for a certificate and verifies it
@@ -62,6 +62,12 @@ def add_parsers(sub) -> None:
     f.add_argument("--key-file", type=Path, metavar="FILE",
                    help="an encrypted gallery's key file (default: the key in BIOMATCH_GALLERY_KEY); "
                         "not the TLS key (--keyfile)")
+    f.add_argument("--keep-images", action="store_true",
+                   help="keep the submitted finger and face images of enrolled subjects and REVIEW cases, sealed "
+                        "with the gallery's data key, for the examiner's page (an encrypted gallery only)")
+    f.add_argument("--keep-images-in-clear", action="store_true",
+                   help="with --keep-images: allow it on an unencrypted gallery (the images are then readable "
+                        "on disk)")
     f.add_argument("--cluster", metavar="ADDRESS", help="serve the gallery on this Ray cluster (DistributedGallery)")
     f.add_argument("--insecure-http", action="store_true",
                    help="allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
@@ -103,15 +109,22 @@ def cmd_serve(args) -> int:
 
     # The gallery and its key checked here (manifest only: no store is opened), so that a missing
     # or wrong key is one clear error, not a worker that dies at start-up.
-    open_keyring(args.path, gallery_manifest.read_manifest(args.path),
-                 None if args.key_file is None else KeyFile(args.key_file))
+    keyring = open_keyring(args.path, gallery_manifest.read_manifest(args.path),
+                           None if args.key_file is None else KeyFile(args.key_file))
+    if args.keep_images_in_clear and not args.keep_images:
+        raise invalid("--keep-images-in-clear", "with --keep-images", "without")
+    if args.keep_images and keyring is None and not args.keep_images_in_clear:
+        raise invalid("--keep-images", "an encrypted gallery (finger and face images must not be stored in clear: "
+                      "create it with `biomatch gallery create --encrypt`, or add --keep-images-in-clear to store "
+                      "them readable)", f"{args.path} (not encrypted)")
     from ..service.params import ServiceParams
 
     folder = service_dir(args.path)
     if not KeyStore(folder).list():
         print("biomatch serve: no API key yet: every request will be refused (401) until one is created with "
               f"`biomatch keys create {args.path} --role ...`", file=sys.stderr)
-    params = {"max_request_bytes": args.max_request_mb * 2**20}
+    params = {"max_request_bytes": args.max_request_mb * 2**20, "keep_images": args.keep_images,
+              "keep_images_in_clear": args.keep_images_in_clear}
     if args.max_concurrent is not None:
         params["max_concurrent_searches"] = args.max_concurrent
     ServiceParams(**params)  # checked before anything starts

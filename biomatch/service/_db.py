@@ -56,6 +56,9 @@ class ServiceDB:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # deleted rows (a resolved case's probe, a removed subject's images) are overwritten,
+            # not left in free pages
+            self._db.execute("PRAGMA secure_delete=ON")
             for sql in schema:
                 self._db.execute(sql)
             if sealed:
