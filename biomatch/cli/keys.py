@@ -28,7 +28,7 @@ __all__ = ["add_parsers"]
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("keys", help="API keys of the service: create, list, revoke",
+    p = sub.add_parser("keys", help="API keys and client certificates of the service: create, add-cert, list, revoke",
                        description="API keys of `biomatch serve`, stored hashed under the gallery.")
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     f = ksub.add_parser("create", help="create a key (printed once)")

@@ -8,17 +8,17 @@ with the log.
 
 The log stays the source of truth (``biomatch audit verify`` checks the log's chain, never the
 index).  The index says how far it has read: the offset, seq and length of the last line it
-holds, and the SHA-256 of that line's bytes.  It is written after the log line is fsync'd, under the log's ``flock``, so it can only
-be behind the log, never ahead of it; a kill between the two (or a log appended by a version
-without the index) leaves it behind, and it catches up from its offset when it is next opened
-or queried.  When it does not fit the log (the entry at its offset is not the entry it
-recorded: the log was restored from a backup or replaced; the file is missing or damaged) it is
-rebuilt from the log.  It holds only what the log holds (subject ids and positions), so it is
+holds, and the SHA-256 of that line's bytes.  It is written after the log line is fsync'd,
+under the log's ``flock``, so it can only be behind the log, never ahead of it; a kill between
+the two (or a log appended by a version without the index) leaves it behind, and it catches up
+from its offset when it is next opened or queried.  When it does not fit the log (the line at
+its offset is not the line it recorded: the log was restored from a backup or replaced; the
+file is missing) it is rebuilt from the log.  It holds only what the log holds (subject ids and positions), so it is
 as personal as the log and kept like it.
 
 Thread-safety: used by :class:`~biomatch.service.audit.AuditLog` under its thread lock and the
-log's ``flock`` (one writer at a time across processes).  Memory: constant; disk ~60 B per
-(entry, subject id) pair.
+log's ``flock`` (one writer at a time across processes).  Memory: constant; disk ~120 B per
+(entry, subject id) pair (measured: 121 MiB for 1M entries naming 2 subject ids on average).
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ class AuditIndex:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO hits (subject_id, seq, offset, length) VALUES (?, ?, ?, ?)",
-                                     rows)
+                self._db.executemany("INSERT OR REPLACE INTO hits (subject_id, seq, offset, length) "
+                                     "VALUES (?, ?, ?, ?)", rows)
                 self._db.execute("INSERT OR REPLACE INTO head (one, format, offset, seq, hash, length) "
                                  "VALUES (1, ?, ?, ?, ?, ?)", (_FORMAT, *head))
                 self._db.execute("COMMIT")

@@ -144,7 +144,8 @@ class ReviewQueue:
                        "VALUES (?, ?, ?, ?, ?)",
                        (case_id, subject_id, self._seal_json(_AAD_CASE, case_id, candidates), time.time(), opened_by))]
         if probe is not None:
-            statements.append(("INSERT INTO probes (case_id, record) VALUES (?, ?)", (case_id, self._seal(case_id, probe))))
+            statements.append(("INSERT INTO probes (case_id, record) VALUES (?, ?)",
+                               (case_id, self._seal(case_id, probe))))
         self._transaction(statements)
         return case_id
 

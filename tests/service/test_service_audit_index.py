@@ -160,3 +160,20 @@ def test_index_in_step_after_sigkill(tmp_path, trial):
         assert json.loads(lines[-1])["seq"] == len(lines)
     finally:
         log.close()
+
+
+def test_cli_audit_subject(tmp_path):
+    from biomatch.dedup import Gallery
+    from biomatch.service.auth import service_dir
+
+    Gallery.create(tmp_path / "g").close()
+    log = AuditLog(service_dir(tmp_path / "g") / "audit.log")
+    try:
+        _fill(log, 80)
+        want = scan_entries_for(log.path, "S-4", 5)
+    finally:
+        log.close()
+    r = subprocess.run([sys.executable, "-m", "biomatch", "audit", "subject", str(tmp_path / "g"), "S-4", "--limit",
+                        "5"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line) for line in r.stdout.splitlines()] == want and want
