@@ -47,7 +47,7 @@ from ..errors import CorruptStoreError, GalleryKeyError, InvalidInputError, inva
 
 __all__ = ["ALGORITHM", "KEY_ENV", "KEY_BYTES", "OVERHEAD_BYTES", "KeyProvider", "LocalKey", "KeyFile", "KeyEnv",
            "Keyring", "SealBrokenError", "new_section", "check_section", "describe_section", "generate_key_file",
-           "dek_name", "sealed_key_id"]
+           "dek_name", "sealed_key_id", "SEALED_COLUMNS_TABLE", "side_aad"]
 
 ALGORITHM = "AES-256-GCM"
 KEY_ENV = "BIOMATCH_GALLERY_KEY"
@@ -58,6 +58,16 @@ _HEADER = struct.Struct(">2sBI12s")  # magic, version, DEK id, nonce
 _TAG = 16
 OVERHEAD_BYTES = _HEADER.size + _TAG
 KEY_ID_OFFSET = 3  # byte offset of the DEK id in a sealed record (SQL: substr(blob, 4, 4))
+# Side stores of a gallery (the service's SQLite files in GALLERY/service/) declare their sealed
+# columns in this table -- (tbl, col, key_cols "a,b", aad_prefix) -- so that a re-encryption
+# re-seals them without knowing their formats (:func:`biomatch.dedup.rekey.reseal_side_store`).
+SEALED_COLUMNS_TABLE = "biomatch_sealed_columns"
+
+
+def side_aad(prefix: str, *values) -> bytes:
+    """The associated data of a side store's sealed value: ``prefix|value|value...`` (the row it
+    belongs to; a value moved to another row fails authentication)."""
+    return "|".join([prefix, *(str(v) for v in values)]).encode()
 
 
 def _aesgcm(key: bytes):

@@ -30,6 +30,7 @@ changed, under the write lock, so it seals under the new DEK once step 1 is done
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from pathlib import Path
 from typing import Callable
@@ -37,14 +38,17 @@ from typing import Callable
 from ..errors import BiomatchError, GalleryKeyError, invalid
 from ..retrieval.code_files import reseal_version
 from . import manifest as _mf
-from .encryption import Keyring, check_provider, dek_name, describe_section
+from .encryption import SEALED_COLUMNS_TABLE, Keyring, check_provider, dek_name, describe_section, side_aad
 from .maintenance import hold_lock
 from .shard import Shard
 from .store import Store
 
-__all__ = ["rotate_key"]
+__all__ = ["rotate_key", "reseal_side_store"]
 
 log = logging.getLogger(__name__)
+
+
+SIDE_DIR = "service"  # the registry service's stores beside the gallery (backup.SERVICE_DIR)
 
 
 def _store_path(path: Path, i: int) -> Path:
@@ -139,6 +143,58 @@ def _reseal_shard(store: Store, i: int, batch_size: int, progress) -> int:
     return done
 
 
+def reseal_side_store(db_path: Path, keyring: Keyring, batch_size: int = 500) -> int:
+    """Re-seal, under the active DEK, every value of a side store (an SQLite file that declares its
+    sealed columns in :data:`~biomatch.dedup.encryption.SEALED_COLUMNS_TABLE`) sealed under
+    another one; returns the values rewritten.  A file without the declaration is left alone.
+
+    Raises
+    ------
+    GalleryKeyError
+        A value is sealed under a data key the key set does not hold.
+    CorruptStoreError
+        A value fails authentication.
+    """
+    import sqlite3
+
+    done = 0
+    db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    try:
+        try:
+            declared = db.execute(f"SELECT tbl, col, key_cols, aad_prefix FROM {SEALED_COLUMNS_TABLE}").fetchall()
+        except sqlite3.OperationalError:  # no declaration: nothing sealed here
+            return 0
+        active = keyring.active
+        for tbl, col, key_cols, prefix in declared:
+            keys = [k for k in key_cols.split(",") if k]
+            q = lambda name: '"' + name.replace('"', '""') + '"'  # noqa: E731 (names from the file itself)
+            sel = (f"SELECT rowid, {', '.join(map(q, keys))}, {q(col)} FROM {q(tbl)} WHERE typeof({q(col)}) = 'blob' "
+                   f"AND substr({q(col)}, 1, 2) = X'4258' AND substr({q(col)}, 4, 4) != ? AND rowid > ? "
+                   f"ORDER BY rowid LIMIT ?")
+            after = 0
+            while True:
+                rows = db.execute(sel, (struct.pack(">I", active), after, batch_size)).fetchall()
+                if not rows:
+                    break
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for row in rows:
+                        aad = side_aad(prefix, *row[1:-1])
+                        db.execute(f"UPDATE {q(tbl)} SET {q(col)} = ? WHERE rowid = ? AND {q(col)} = ?",
+                                   (keyring.seal(keyring.open(row[-1], aad), aad), row[0], row[-1]))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                done += len(rows)
+                after = rows[-1][0]
+    finally:
+        db.close()
+    if done:
+        log.info("%s: %d sealed values re-sealed under %s", db_path.name, done, dek_name(keyring.active))
+    return done
+
+
 def _reencrypt(path: Path, keyring: Keyring, batch_size: int, progress) -> int:
     """Steps 2 and 3 (see the module docstring); returns the rows rewritten."""
     rows = 0
@@ -173,6 +229,10 @@ def _reencrypt(path: Path, keyring: Keyring, batch_size: int, progress) -> int:
                 if left:
                     raise GalleryKeyError(f"store {str(_store_path(path, i))!r}: {left} values still under an old "
                                           f"data key after re-encryption; run the rotation again")
+            # the service's stores beside the gallery (kept REVIEW probes, idempotent answers,
+            # images): they declare their sealed columns; re-sealed before the old DEK goes
+            for side in sorted((path / SIDE_DIR).glob("*.sqlite")) if (path / SIDE_DIR).is_dir() else ():
+                rows += reseal_side_store(side, keyring)
             for i in range(n_done):  # the shards' sealed code index files too (else rebuilt at the next open)
                 try:
                     reseal_version(_store_path(path, i).parent / "index", keyring)

@@ -12,19 +12,22 @@ anchor's one-to-one pairing) when that stage ran, else the global stage's rigid 
 resolved case whose retry finishes the enrolment rather than a probe lost.  What the enrolment
 did is kept with the case and returned.
 
-Images: the gallery keeps templates only, so ``image`` is null on both sides for now.  When the
-gallery keeps (encrypted) images, a side's ``image`` will name where the page fetches it (with
-the same key, never in the URL); the page already draws an image under the minutiae when given.
+Images: when the service keeps them (:mod:`.images`), a side's ``image`` names where the page
+fetches it (with the same key, in the header, never in the URL): the case's probe image, the
+candidate's enrolled image; likewise the face images.  The page draws a finger image under the
+minutiae.  Without kept images ``image`` is null and the page draws the minutiae on a blank print.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from urllib.parse import quote
 
 from ..errors import DuplicateSubjectError, UnknownSubjectError
 from ..match import FingerprintMatcher
 from ..template import POSITION_NAMES, Template
+from .images import case_owner, subject_owner
 
 __all__ = ["case_view", "resolve_case", "MAX_VIEW_CANDIDATES"]
 
@@ -37,24 +40,24 @@ MAX_VIEW_CANDIDATES = 5  # candidates drawn per case (a case lists at most Decis
 _RESOLVING = threading.Lock()
 
 
-def _side(t: Template) -> dict:
+def _side(t: Template, image: str | None = None) -> dict:
     m = t.minutiae
-    return {"width": t.width, "height": t.height, "quality": t.quality, "image": None,
+    return {"width": t.width, "height": t.height, "quality": t.quality, "image": image,
             "minutiae": [[round(float(x), 1), round(float(y), 1), round(float(a), 4), int(k), int(q)]
                          for x, y, a, k, q in zip(m["x"], m["y"], m["angle"], m["kind"], m["quality"])]}
 
 
-def _finger(position: int, probe: Template, enrolled: Template, match_params) -> dict:
+def _finger(position: int, probe: Template, enrolled: Template, match_params, images=(None, None)) -> dict:
     e = FingerprintMatcher(probe, match_params).explain(enrolled)
     pairs, pairing = e["elastic_pairs"], "elastic"
     if not len(pairs[0]):
         pairs, pairing = e["consistent_pairs"], "global"
     return {"position": position, "name": POSITION_NAMES.get(position, str(position)), "score": float(e["score"]),
             "pairing": pairing, "pairs": [[int(a), int(b)] for a, b in zip(*pairs)],
-            "probe": _side(probe), "candidate": _side(enrolled)}
+            "probe": _side(probe, images[0]), "candidate": _side(enrolled, images[1])}
 
 
-def case_view(gallery, queue, case_id: str) -> dict:
+def case_view(gallery, queue, case_id: str, images=None) -> dict:
     """A case with, per candidate and common finger, both templates and the matcher's pairing.
 
     Returns
@@ -76,28 +79,40 @@ def case_view(gallery, queue, case_id: str) -> dict:
     probe = queue.probe(case_id)
     views = []
     if probe is not None:
+        probe_kept = images.kept(case_owner(case_id)) if images is not None else set()
         for cand in case["candidates"][:MAX_VIEW_CANDIDATES]:
-            view = {"subject_id": cand["subject_id"], "score": cand.get("score"),
+            sid = cand["subject_id"]
+            kept = images.kept(subject_owner(sid)) if images is not None else set()
+            probe_url = lambda kind, p: (f"/v1/reviews/{case_id}/images/{kind}/{p}"  # noqa: E731
+                                         if (kind, p) in probe_kept else None)
+            cand_url = lambda kind, p: (f"/v1/subjects/{quote(sid, safe='')}/images/{kind}/{p}"  # noqa: E731
+                                        if (kind, p) in kept else None)
+            view = {"subject_id": sid, "score": cand.get("score"),
                     "face_score": cand.get("face_score"), "has_probe_face": probe.face is not None,
+                    "probe_face_image": probe_url("face", 0), "face_image": cand_url("face", 0),
                     "enrolled": True, "fingers": []}
             try:
-                enrolled = gallery.templates(cand["subject_id"])
+                enrolled = gallery.templates(sid)
             except UnknownSubjectError:  # removed since the case was opened
                 view["enrolled"] = False
                 enrolled = {}
             for p in sorted(set(probe.fingers) & set(enrolled)):
-                view["fingers"].append(_finger(p, probe.fingers[p], enrolled[p], gallery.match_params))
+                view["fingers"].append(_finger(p, probe.fingers[p], enrolled[p], gallery.match_params,
+                                               (probe_url("finger", p), cand_url("finger", p))))
             views.append(view)
     return dict(case, views=views)
 
 
-def resolve_case(gallery, queue, case_id: str, outcome: str, key_id: str | None, decision_body) -> dict:
+def resolve_case(gallery, queue, case_id: str, outcome: str, key_id: str | None, decision_body, images=None) -> dict:
     """Record an examiner's outcome; for ``different_person`` enrol the case's stored probe.
 
     Parameters
     ----------
     decision_body : callable
         ``DedupReport -> dict``, the API's shape of an enrolment's answer.
+    images : ImageStore, optional
+        The kept images: the case's are given to the subject when its probe is enrolled,
+        deleted otherwise.
 
     Returns
     -------
@@ -112,7 +127,14 @@ def resolve_case(gallery, queue, case_id: str, outcome: str, key_id: str | None,
     UnknownCaseError, InvalidInputError
     """
     with _RESOLVING:
-        return _resolve(gallery, queue, case_id, outcome, key_id, decision_body)
+        case = _resolve(gallery, queue, case_id, outcome, key_id, decision_body)
+    if images is not None and case["outcome"] is not None:
+        owner = case_owner(case_id)
+        if case["enrolled"]:
+            images.move(owner, subject_owner(case["subject_id"]))
+        else:  # not enrolled from this case (a re-sent record brings its own images)
+            images.delete(owner)
+    return case
 
 
 def _resolve(gallery, queue, case_id, outcome, key_id, decision_body) -> dict:

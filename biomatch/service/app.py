@@ -21,6 +21,8 @@ route                                       role                        does
 ==========================================  ==========================  ===============================
 
 A missing or unknown key is 401 (with ``WWW-Authenticate: Bearer``), a key without the role 403.
+Without an ``Authorization`` header, a registered client certificate verified by the TLS
+handshake (``biomatch serve --tls-client-ca``) stands for a key, with its own roles.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ from ..decide import REVIEW
 from ..errors import BiomatchError
 from .adjudicate import case_view, resolve_case
 from .audit import verify_log
-from .auth import ApiKey
+from .auth import ApiKey, cert_fingerprint, peer_certificate
 from .errors import ServiceError, error_body
 from .guard import CONTEXT_KEY, RequestContext, RequestGuard
 from .idempotency import IdempotencyConflict, IdempotencyInProgress, Recover, Replay
+from .images import case_owner, record_images, subject_owner
+from .images import for_display as image_for_display
 from .inputs import Parsed, fingerprint, parse_form, parse_json, to_enrolment, to_probe
 from .metrics import CONTENT_TYPE
 from .params import ServiceParams
@@ -177,15 +181,29 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
         async def check(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> ApiKey:
             ctx = _ctx(request)
             ctx.operation = operation
-            key = svc.keys.authenticate(creds.credentials if creds else None)
+            # A bearer key when one is sent, else the connection's verified client certificate
+            # (from the TLS connection, never from a header).
+            if creds is not None:
+                key = svc.keys.authenticate(creds.credentials)
+                what = "an unknown or revoked API key"
+            else:
+                der = peer_certificate(request.scope)
+                key = svc.keys.authenticate_cert(der)
+                if der is not None and key is None:
+                    ctx.claimed_cert = cert_fingerprint(der)
+                what = ("no API key and no client certificate" if der is None else
+                        f"a client certificate that is not registered or was revoked (sha256 {ctx.claimed_cert})")
             if key is None:
-                what = "no API key" if creds is None else "an unknown or revoked API key"
-                raise ServiceError(401, f"Authorization: expected 'Bearer <API key>', got {what}", "Authorization",
-                                   "unauthorized", {"WWW-Authenticate": "Bearer"})
+                raise ServiceError(401, f"Authorization: expected 'Bearer <API key>' or a registered client "
+                                        f"certificate, got {what}", "Authorization", "unauthorized",
+                                   {"WWW-Authenticate": "Bearer"})
             ctx.key_id = key.key_id
+            if key.kind == "cert":
+                ctx.cert_subject = key.who
             if not set(key.roles) & set(roles):
-                raise ServiceError(403, f"Authorization: this key's roles {list(key.roles)} do not include "
-                                        f"{' or '.join(roles)}, which {operation} needs", "Authorization", "forbidden")
+                raise ServiceError(403, f"Authorization: the roles {list(key.roles)} of {key.kind} {key.key_id} do "
+                                        f"not include {' or '.join(roles)}, which {operation} needs", "Authorization",
+                                   "forbidden")
             return key
         return check
 
@@ -280,7 +298,18 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
             # "different person" enrols it.
             case = svc.reviews.open_case(report.subject_id, [_candidate(c) for c in report.candidates], key.key_id,
                                          ReviewProbe(dict(record.fingers), record.face, record.metadata))
+        if svc.params.keep_images and (report.enrolled or case):
+            keep_images(parsed, record, subject_owner(report.subject_id) if report.enrolled else case_owner(case))
         return _decision(report, case or m.review_case)
+
+    def keep_images(parsed: Parsed, record, owner: str) -> None:
+        # After the enrolment's commit: a failure here leaves the subject enrolled without its
+        # images (the answer stands; the page then draws minutiae on a blank print).
+        try:
+            svc.images.put(owner, record_images(parsed.finger_images, record.fingers,
+                                                parsed.face_bytes if record.face is not None else None))
+        except Exception:
+            log.exception("the images of %s were not kept", owner.split(":")[0])
 
     @app.post("/v1/deduplicate", response_model=DecisionOut, responses=_ERRORS, tags=["gallery"],
               openapi_extra=_body_doc(RecordIn, True))
@@ -332,7 +361,37 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
         """Remove a subject and its templates (durable when answered)."""
         _ctx(request).subject_ids = [subject_id]
         await svc.run(svc.gallery.remove, subject_id)
+        if svc.images is not None:
+            await svc.io(svc.images.delete, subject_owner(subject_id))
         return {"subject_id": subject_id, "removed": True}
+
+    async def _image(owner: str, kind: str, position: int) -> Response:
+        if svc.images is None:
+            raise ServiceError(404, "path: this service keeps no images (biomatch serve --keep-images)", "path",
+                               "not_found")
+        data = await svc.io(svc.images.get, owner, kind, position)
+        if data is None:
+            raise ServiceError(404, f"path: no {kind} image {position} kept", "path", "not_found")
+        data, media = await svc.io(image_for_display, kind, data)
+        return Response(data, media_type=media, headers=_NO_STORE)
+
+    @app.get("/v1/subjects/{subject_id}/images/{kind}/{position}", responses=_ERRORS, tags=["review"],
+             response_class=Response)
+    async def subject_image(request: Request, subject_id: str = _SUBJECT,
+                            kind: str = Path(pattern="^(finger|face)$"), position: int = Path(ge=0, le=10),
+                            key: ApiKey = Depends(role("subject_image", "adjudicate"))):
+        """A kept image of an enrolled subject (finger position 1-10, or face 0): PNG or JPEG."""
+        _ctx(request).subject_ids = [subject_id]
+        return await _image(subject_owner(subject_id), kind, position)
+
+    @app.get("/v1/reviews/{case_id}/images/{kind}/{position}", responses=_ERRORS, tags=["review"],
+             response_class=Response)
+    async def case_image(request: Request, case_id: str = _CASE_ID, kind: str = Path(pattern="^(finger|face)$"),
+                         position: int = Path(ge=0, le=10), key: ApiKey = Depends(role("case_image", "adjudicate"))):
+        """A kept image of a REVIEW case's probe (finger position 1-10, or face 0): PNG or JPEG."""
+        case = await svc.io(svc.reviews.get, case_id)
+        _ctx(request).subject_ids = [case["subject_id"]]
+        return await _image(case_owner(case_id), kind, position)
 
     @app.get("/v1/stats", responses=_ERRORS, tags=["gallery"])
     async def stats(key: ApiKey = Depends(role("stats", "search", "admin"))) -> dict:
@@ -355,7 +414,7 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
         """A case for the examiner: per candidate and common finger, the probe's and the candidate's
         minutiae, the matcher's pairing and score (templates: personal data, never cached)."""
         ctx = _ctx(request)
-        view = await svc.run(case_view, svc.gallery, svc.reviews, case_id)
+        view = await svc.run(case_view, svc.gallery, svc.reviews, case_id, svc.images)
         ctx.subject_ids = [view["subject_id"], *(c["subject_id"] for c in view["candidates"])]
         return JSONResponse(ReviewCaseViewOut(**view).model_dump(mode="json"), headers=_NO_STORE)
 
@@ -366,7 +425,7 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
         probe when it was kept (``enrolled``), else the registry re-sends the record with ``review_case``."""
         ctx = _ctx(request)
         case = await svc.run(resolve_case, svc.gallery, svc.reviews, case_id, outcome.outcome, key.key_id,
-                             lambda report: _decision(report, case_id))
+                             lambda report: _decision(report, case_id), svc.images)
         ctx.subject_ids = [case["subject_id"], *(c["subject_id"] for c in case["candidates"])]
         ctx.decision = outcome.outcome
         ctx.enrolled = case["enrolled"]

@@ -9,7 +9,9 @@
 ``hash``        SHA-256 (hex) of the canonical JSON of the entry without its ``hash``
 ``time_utc``    when the response was decided (ISO 8601, microseconds, ``Z``)
 ``request_id``  the request's id (also sent back in the ``X-Request-ID`` header)
-``key_id``      who: the authenticated key, or null; ``claimed_key_id`` is the id a refused key named
+``key_id``      who: the authenticated key or client certificate (``cert-...``; its subject in
+                ``cert_subject``), or null; ``claimed_key_id`` is the id a refused key named,
+                ``claimed_cert_sha256`` the fingerprint of a refused certificate
 ``operation``   ``enrol``, ``deduplicate``, ``identify``, ``verify``, ``remove``, ``subject``, ...
 ``subject_ids`` the subject ids affected or returned (the record's id, every candidate's id)
 ``decision``    DUPLICATE / REVIEW / UNIQUE, match / no_match, or null
@@ -31,6 +33,11 @@ disk in the middle of a write; its request was never answered) is reported by
 :func:`verify_log`; when the service next opens the log it moves the torn bytes to
 ``audit.log.torn-<UTC time>`` and appends a ``torn_tail_recovered`` entry naming their size and
 SHA-256, so the chain goes on and the repair itself is on record.
+
+Reading: "who looked up this citizen" (:meth:`AuditLog.entries_for`) goes through an index by
+subject id beside the log (:mod:`.audit_index`, written after each line is on disk, caught up
+from the log when it is behind, rebuilt when it does not fit it), then reads only the lines it
+points at, each checked against its own hash.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -47,9 +55,12 @@ from pathlib import Path
 
 from .._io import fsync_dir
 from ..errors import CorruptStoreError, StorageError, invalid
+from .audit_index import INDEX_FILE, AuditIndex
 
 __all__ = ["AuditLog", "AuditVerification", "verify_log", "parse_anchor", "entry_hash", "canonical", "GENESIS",
-           "AUDIT_FILE"]
+           "AUDIT_FILE", "scan_entries_for"]
+
+log = logging.getLogger(__name__)
 
 AUDIT_FILE = "audit.log"
 GENESIS = "0" * 64
@@ -85,6 +96,10 @@ class AuditLog:
     ----------
     path : path
         The log file (created 0600 if missing).
+    index : bool
+        Keep the index by subject id (``audit.index.sqlite`` beside the log) and answer
+        :meth:`entries_for` from it; caught up with the log here (a first open of a long log
+        without one reads it once: ~10 s per million entries).
 
     Notes
     -----
@@ -99,7 +114,7 @@ class AuditLog:
         unchained log.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, index: bool = True):
         self.path = Path(path)
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -109,18 +124,35 @@ class AuditLog:
         self._lock = threading.Lock()
         self._tail: tuple | None = None  # (file size, last seq, last hash)
         self.recovered: dict | None = None  # the torn tail moved aside at open, if any
+        self._index = None
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 self._tail = self._read_tail()
+                if index:
+                    self._index = AuditIndex(self.path.with_name(INDEX_FILE), self.path)
+                    self._index.catch_up(self._fd, self._tail[0])
+            except BaseException:
+                if self._index is not None:
+                    self._index.close()
+                os.close(self._fd)
+                self._fd = None
+                raise
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                if self._fd is not None:
+                    try:
+                        fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    except OSError:
+                        pass
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            if self._index is not None:
+                self._index.close()
+                self._index = None
 
     # ---- the tail --------------------------------------------------------------------------------
     def _read_tail(self) -> tuple:
@@ -211,24 +243,76 @@ class AuditLog:
         _write_all(self._fd, line)
         os.fsync(self._fd)
         self._tail = (size + len(line), seq + 1, entry["hash"])
+        if self._index is not None:
+            # After the fsync: the index is never ahead of the log.  A failure here leaves it
+            # behind (caught up at the next query or open); the entry itself is written.
+            try:
+                self._index.add(entry, size, line)
+            except StorageError:
+                log.exception("audit index: entry %d not indexed now (it will be read from the log)", seq + 1)
         return entry
 
     # ---- reading -----------------------------------------------------------------------------------
     def entries_for(self, subject_id: str, limit: int) -> list[dict]:
         """The most recent entries (newest first, at most ``limit``) naming ``subject_id``:
-        who looked this person up, enrolled or removed them.  A linear scan of the log."""
-        out: list[dict] = []
-        with open(self.path, "rb") as fh:
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break
+        who looked this person up, enrolled or removed them.
+
+        Through the index (caught up with the log first): one lookup, then one read per entry
+        returned, each checked against its hash.  An index line that does not hold the entry it
+        should (the log was replaced under it) makes the index rebuild; without an index, a
+        linear scan of the log (:func:`scan_entries_for`).
+        """
+        if self._index is None:
+            return scan_entries_for(self.path, subject_id, limit)
+        for attempt in range(2):
+            with self._lock:
+                if self._fd is None:
+                    raise StorageError(f"audit log {str(self.path)!r}: closed")
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    if attempt:
+                        self._index._write_reset()
+                    self._index.catch_up(self._fd, os.fstat(self._fd).st_size)
+                    hits = self._index.lookup(subject_id, limit)
+                    lines = [os.pread(self._fd, length, offset) for _, offset, length in hits]
+                except OSError as exc:
+                    raise StorageError(f"audit log {str(self.path)!r}: cannot read: {exc.strerror}") from exc
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            out = []
+            for (seq, _, _), raw in zip(hits, lines):
                 try:
                     entry = json.loads(raw)
                 except ValueError:
-                    continue
-                if isinstance(entry, dict) and subject_id in (entry.get("subject_ids") or ()):
-                    out.append(entry)
-        return out[::-1][:limit]
+                    break
+                if (not isinstance(entry, dict) or entry.get("seq") != seq or entry_hash(entry) != entry.get("hash")
+                        or subject_id not in (entry.get("subject_ids") or ())):
+                    break
+                out.append(entry)
+            else:
+                return out
+            log.warning("audit index: an indexed line does not hold its entry; rebuilding the index from the log")
+        return scan_entries_for(self.path, subject_id, limit)
+
+
+def scan_entries_for(path, subject_id: str, limit: int) -> list[dict]:
+    """:meth:`AuditLog.entries_for` by reading every line of the log (no index): the reference the
+    index is tested against, and the way of a log without one."""
+    out: list[dict] = []
+    needle = json.dumps(subject_id).encode()  # as the canonical JSON writes it (ASCII, quoted)
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            if needle not in raw:  # most lines: no JSON parse
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and subject_id in (entry.get("subject_ids") or ()):
+                out.append(entry)
+    return out[::-1][:limit]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""API keys with roles: created, listed and revoked by the CLI, checked by the service.
+"""API keys and client certificates with roles: created, listed and revoked by the CLI, checked by the service.
 
 A key is ``bmk_<key id>_<secret>``: the key id (16 hex digits) finds its record in O(1); the
 secret is 32 random bytes (``secrets.token_bytes``), base64url.  Only the SHA-256 of the whole
@@ -10,6 +10,15 @@ The keys live in ``GALLERY/service/keys.json`` (mode 0600, replaced atomically u
 file, so that two ``biomatch keys`` commands cannot lose each other's change).  A running
 service re-reads the file when it changes: a revoked key is refused from the next request on,
 without a restart.
+
+Client certificates are the alternative to keys (``biomatch serve --tls-client-ca CA``): a
+certificate is registered by ``biomatch keys add-cert GALLERY --cert client.pem --role ROLE``,
+which stores its SHA-256 fingerprint (of the DER bytes: the whole certificate, so a re-issued
+certificate with the same subject is another identity and must be registered again), its
+subject, issuer, serial and expiry, never a private key.  Its id is ``cert-`` + the first 16 hex
+digits of the fingerprint; it is listed and revoked like a key.  The TLS handshake proves that
+the client holds the certificate's private key and that the CA signed it; this store says which
+roles it has (:meth:`KeyStore.authenticate_cert`).
 
 Roles
 -----
@@ -31,6 +40,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -39,7 +49,7 @@ from pathlib import Path
 from .._io import write_private_atomic
 from ..errors import CorruptStoreError, InvalidInputError, StorageError, invalid
 
-__all__ = ["ROLES", "ApiKey", "KeyStore", "UnknownKeyError", "service_dir"]
+__all__ = ["ROLES", "ApiKey", "KeyStore", "UnknownKeyError", "service_dir", "cert_fingerprint", "peer_certificate"]
 
 ROLES = ("enrol", "search", "adjudicate", "audit", "admin", "metrics")
 KEYS_FILE = "keys.json"
@@ -75,6 +85,46 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
+def cert_fingerprint(der: bytes) -> str:
+    """SHA-256 (hex) of a certificate's DER bytes: what a registered certificate is known by."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def peer_certificate(scope) -> bytes | None:
+    """The DER bytes of the verified client certificate of a request (ASGI TLS extension), else None.
+
+    Filled from the TLS connection by :class:`biomatch.service.tls.PeerCertProtocol` (or by a
+    server that implements the extension), never from a request header.
+    """
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or ()
+    if not chain:
+        return None
+    try:
+        return ssl.PEM_cert_to_DER_cert(chain[0])
+    except (ValueError, TypeError):
+        return None
+
+
+def _read_certificate(pem: bytes, where: str) -> tuple[bytes, dict]:
+    """The DER bytes of the first certificate in ``pem`` and what is shown of it (subject, issuer,
+    serial, expiry).  Nothing else of the file is read: a private key beside it is ignored."""
+    m = re.search(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", pem, re.S)
+    if m is None:
+        raise invalid("cert", "a PEM file holding a certificate (-----BEGIN CERTIFICATE-----)", where)
+    try:
+        der = ssl.PEM_cert_to_DER_cert(m.group(0).decode("ascii"))
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        info = {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+                "serial": format(cert.serial_number, "x"),
+                "not_after_utc": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid("cert", "a readable X.509 certificate", f"{where} ({exc})") from None
+    return der, info
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -89,16 +139,35 @@ class ApiKey:
     created_utc: str
     digest: str
     revoked_utc: str | None = None
+    kind: str = "key"  # "key" (a bearer key; digest: SHA-256 of the key) or "cert" (digest: the fingerprint)
+    cert: dict | None = None  # a certificate's subject, issuer, serial and expiry
 
     @property
     def active(self) -> bool:
         return self.revoked_utc is None
 
+    @property
+    def who(self) -> str:
+        """How the audit log names the holder: the key id, or the certificate's subject."""
+        return self.cert["subject"] if self.kind == "cert" and self.cert else self.key_id
+
     def public(self) -> dict:
-        """The record without its digest (what ``keys list`` shows)."""
+        """The record without a key's digest (what ``keys list`` shows; a certificate's
+        fingerprint is public and shown)."""
         d = asdict(self)
-        d.pop("digest")
+        digest = d.pop("digest")
         d["roles"] = list(self.roles)
+        if self.kind == "cert":
+            d["sha256"] = digest
+        else:
+            d.pop("cert")
+        return d
+
+    def record(self) -> dict:
+        d = dict(asdict(self), roles=list(self.roles))
+        if self.kind == "key":  # the file of a gallery with keys only stays as it was
+            d.pop("kind")
+            d.pop("cert")
         return d
 
 
@@ -115,6 +184,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._sig = None
         self._keys: dict[str, ApiKey] = {}
+        self._certs: dict[str, ApiKey] = {}  # by fingerprint
 
     # ---- reading -------------------------------------------------------------------------------
     def _load(self) -> dict[str, ApiKey]:
@@ -133,12 +203,13 @@ class KeyStore:
                     doc = json.loads(self.path.read_bytes())
                     for rec in doc["keys"]:
                         k = ApiKey(rec["key_id"], rec["name"], tuple(rec["roles"]), rec["created_utc"],
-                                   rec["digest"], rec.get("revoked_utc"))
+                                   rec["digest"], rec.get("revoked_utc"), rec.get("kind", "key"), rec.get("cert"))
                         keys[k.key_id] = k
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     raise CorruptStoreError(f"{str(self.path)!r}: expected the service's key file, cannot read "
                                             f"it ({type(exc).__name__}: {exc})") from None
             self._keys, self._sig = keys, sig
+            self._certs = {k.digest: k for k in keys.values() if k.kind == "cert"}
             return keys
 
     def list(self) -> list[ApiKey]:
@@ -152,9 +223,21 @@ class KeyStore:
         m = _KEY_RE.match(token)
         keys = self._load()
         rec = keys.get(m.group(1)) if m else None
+        if rec is not None and rec.kind != "key":
+            rec = None
         # Compare even when no record matches, so that timing does not tell a known key id.
         ok = hmac.compare_digest(rec.digest if rec else "0" * 64, _digest(token))
         return rec if ok and rec is not None and rec.active else None
+
+    def authenticate_cert(self, der: bytes | None) -> ApiKey | None:
+        """The active registered certificate whose DER bytes are ``der`` (verified by the TLS
+        handshake), else None.  The fingerprint is not secret: a plain lookup."""
+        if not der:
+            return None
+        self._load()
+        with self._lock:
+            rec = self._certs.get(cert_fingerprint(der))
+        return rec if rec is not None and rec.active else None
 
     @staticmethod
     def claimed_id(token: str | None) -> str | None:
@@ -173,7 +256,7 @@ class KeyStore:
             keys = dict(self._load())
             result = change(keys)
             doc = {"format": "biomatch-service-keys", "version": 1,
-                   "keys": [dict(asdict(k), roles=list(k.roles)) for k in
+                   "keys": [k.record() for k in
                             sorted(keys.values(), key=lambda k: (k.created_utc, k.key_id))]}
             write_private_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
             with self._lock:
@@ -181,6 +264,18 @@ class KeyStore:
             return result
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _check(roles, name) -> tuple:
+        roles = tuple(dict.fromkeys(roles or ()))
+        if not roles:
+            raise invalid("roles", f"at least one of {list(ROLES)}", [])
+        bad = [r for r in roles if r not in ROLES]
+        if bad:
+            raise invalid("roles", f"roles among {list(ROLES)}", bad[0])
+        if not isinstance(name, str) or len(name) > _MAX_NAME_CHARS or not name.isprintable():
+            raise invalid("name", f"printable text of at most {_MAX_NAME_CHARS} characters", name)
+        return roles
 
     def create(self, roles, name: str = "") -> tuple[ApiKey, str]:
         """Create a key with ``roles``; returns its record and the key (shown once, never stored).
@@ -190,14 +285,7 @@ class KeyStore:
         InvalidInputError
             No role, an unknown role, or a name that is not printable text of at most 200 characters.
         """
-        roles = tuple(dict.fromkeys(roles or ()))
-        if not roles:
-            raise invalid("roles", f"at least one of {list(ROLES)}", [])
-        bad = [r for r in roles if r not in ROLES]
-        if bad:
-            raise invalid("roles", f"roles among {list(ROLES)}", bad[0])
-        if not isinstance(name, str) or len(name) > _MAX_NAME_CHARS or not name.isprintable():
-            raise invalid("name", f"printable text of at most {_MAX_NAME_CHARS} characters", name)
+        roles = self._check(roles, name)
         key_id = secrets.token_hex(8)
         token = f"{_PREFIX}_{key_id}_{base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip('=')}"
         rec = ApiKey(key_id, name, roles, _now(), _digest(token))
@@ -208,6 +296,30 @@ class KeyStore:
 
         self._update(add)
         return rec, token
+
+    def add_cert(self, pem: bytes, roles, name: str = "", where: str = "cert") -> ApiKey:
+        """Register a client certificate (PEM) with ``roles``; its record (fingerprint, subject ...).
+
+        Raises
+        ------
+        InvalidInputError
+            No certificate in ``pem``, an unknown role, a bad name, or the certificate is
+            registered already (a revoked one included: revocation is final).
+        """
+        roles = self._check(roles, name)
+        der, info = _read_certificate(pem, where)
+        fp = cert_fingerprint(der)
+        rec = ApiKey("cert-" + fp[:16], name, roles, _now(), fp, None, "cert", info)
+
+        def add(keys):
+            old = keys.get(rec.key_id)
+            if old is not None:  # a revoked certificate stays revoked: a compromised one must not come back
+                raise invalid("cert", "a certificate not registered yet", f"{where} (registered as {old.key_id}"
+                              f"{', revoked: issue a new certificate' if not old.active else ''})")
+            keys[rec.key_id] = rec
+            return rec
+
+        return self._update(add)
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (kept in the file, marked revoked, so that the audit log's ids stay explained).

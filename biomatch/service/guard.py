@@ -55,6 +55,8 @@ class RequestContext:
     field: str | None = None
     replayed: bool = False
     enrolled: bool | None = None  # a review outcome that enrolled (or failed to enrol) the case's probe
+    cert_subject: str | None = None  # who, when a client certificate authenticated the request
+    claimed_cert: str | None = None  # the fingerprint of a refused (unregistered or revoked) certificate
 
     def entry(self) -> dict:
         e = {"request_id": self.request_id, "operation": self.operation, "method": self.method,
@@ -64,6 +66,10 @@ class RequestContext:
             e["path"] = self.path[:200]
         if self.key_id is None and self.claimed_key_id:
             e["claimed_key_id"] = self.claimed_key_id
+        if self.cert_subject is not None:
+            e["cert_subject"] = self.cert_subject
+        if self.key_id is None and self.claimed_cert:
+            e["claimed_cert_sha256"] = self.claimed_cert
         if self.error:
             e["error"], e["field"] = self.error, self.field
         if self.replayed:

@@ -18,23 +18,30 @@ The gallery itself refuses a subject id enrolled twice (``DuplicateSubjectError`
 client that retries without a key cannot enrol one person twice under one id.  State:
 ``GALLERY/service/idempotency.sqlite`` (WAL, fsync per commit, 0600).  Only successful answers
 are kept; a refused request (4xx) leaves nothing, so a fixed retry runs.
+
+An answer names the subject and its candidates with their scores: personal data (it says who
+resembles whom).  In an encrypted gallery it is sealed with the gallery's data key
+(AES-256-GCM), bound to its API key id and idempotency key, as the kept REVIEW probes are; the
+subject id of the request (what the gallery holds in clear too), the request's SHA-256 and the
+owner stay in clear.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StorageError
+from ..dedup.encryption import SealBrokenError, side_aad
+from ..errors import CorruptStoreError
+from ._db import ServiceDB
 
 __all__ = ["IdempotencyStore", "Replay", "Recover", "IdempotencyConflict", "IdempotencyInProgress", "MAX_KEY_CHARS"]
 
 MAX_KEY_CHARS = 200
+_AAD = "biomatch-idempotency"  # a sealed answer's associated data: this, its API key id and idempotency key
 
 
 class IdempotencyConflict(Exception):
@@ -92,32 +99,43 @@ class IdempotencyStore:
     -----
     Thread-safe (one connection under a lock) and shared by worker processes (SQLite's own
     locking; ``BEGIN IMMEDIATE`` makes each check-and-claim atomic).  ~1 KB per key on disk
-    (the answer holds the candidates' ids and scores, never a template).
+    (the answer holds the candidates' ids and scores, never a template; sealed: 35 B more).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, cipher=None):
         self.path = Path(path)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS keys (key_id TEXT NOT NULL, idem_key TEXT NOT NULL, "
-                             "fingerprint TEXT NOT NULL, subject_id TEXT NOT NULL, owner TEXT, status INTEGER, "
-                             "response TEXT, created_utc REAL NOT NULL, PRIMARY KEY (key_id, idem_key))")
-        except sqlite3.Error as exc:
-            raise StorageError(f"idempotency store {str(self.path)!r}: {exc}") from exc
-        for suffix in ("-wal", "-shm"):
-            p = self.path.with_name(self.path.name + suffix)
-            if p.exists():
-                os.chmod(p, 0o600)
-        self._lock = threading.Lock()
+        # An encrypted gallery's key ring: the recorded answers (subject ids, decisions, scores:
+        # personal data) are then sealed with its data key, bound to their (API key, idempotency key).
+        self._cipher = cipher
+        self._db = ServiceDB(self.path, "idempotency store", [
+            "CREATE TABLE IF NOT EXISTS keys (key_id TEXT NOT NULL, idem_key TEXT NOT NULL, "
+            "fingerprint TEXT NOT NULL, subject_id TEXT NOT NULL, owner TEXT, status INTEGER, "
+            "response TEXT, created_utc REAL NOT NULL, PRIMARY KEY (key_id, idem_key))"],
+            sealed=[("keys", "response", ("key_id", "idem_key"), _AAD)] if cipher is not None else ())
         self._owner = _owner()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
+
+    def _seal(self, key_id: str, idem_key: str, body: dict):
+        data = json.dumps(body, sort_keys=True)
+        if self._cipher is None:
+            return data
+        self._cipher.writing()
+        return self._cipher.seal(data.encode(), side_aad(_AAD, key_id, idem_key))
+
+    def _unseal(self, key_id: str, idem_key: str, stored) -> dict:
+        if isinstance(stored, bytes):  # sealed
+            if self._cipher is None:
+                raise CorruptStoreError(f"idempotency store {str(self.path)!r}: an answer is sealed, but the "
+                                        f"gallery's key ring is not open")
+            try:
+                stored = self._cipher.open(stored, side_aad(_AAD, key_id, idem_key))
+            except SealBrokenError as exc:  # altered, or moved to another key's row
+                raise CorruptStoreError(f"idempotency store {str(self.path)!r}: a recorded answer fails "
+                                        f"authentication ({exc})") from None
+        # text: an unencrypted gallery's, or one recorded before answers were sealed
+        return json.loads(stored)
 
     def begin(self, key_id: str, idem_key: str, fingerprint: str, subject_id: str) -> Replay | Recover | None:
         """Claim ``idem_key`` for this request, or say what the first request with it did.
@@ -135,53 +153,29 @@ class IdempotencyStore:
         ------
         IdempotencyConflict, IdempotencyInProgress
         """
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute("SELECT fingerprint, owner, status, response FROM keys "
-                                           "WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)).fetchone()
-                    if row is None:
-                        self._db.execute("INSERT INTO keys (key_id, idem_key, fingerprint, subject_id, owner, "
-                                         "created_utc) VALUES (?, ?, ?, ?, ?, ?)",
-                                         (key_id, idem_key, fingerprint, subject_id, self._owner, time.time()))
-                        out = None
-                    elif row[0] != fingerprint:
-                        raise IdempotencyConflict("Idempotency-Key: this key was used with another request")
-                    elif row[2] is not None:
-                        out = Replay(int(row[2]), json.loads(row[3]))
-                    elif row[1] and _alive(row[1]) and row[1] != self._owner:
-                        raise IdempotencyInProgress("Idempotency-Key: the first request with this key is still "
-                                                    "running; retry later")
-                    elif row[1] == self._owner:
-                        raise IdempotencyInProgress("Idempotency-Key: the first request with this key is still "
-                                                    "running; retry later")
-                    else:
-                        self._db.execute("UPDATE keys SET owner = ? WHERE key_id = ? AND idem_key = ?",
-                                         (self._owner, key_id, idem_key))
-                        out = Recover(subject_id)
-                    self._db.execute("COMMIT")
-                    return out
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"idempotency store {str(self.path)!r}: {exc}") from exc
+        with self._db.transaction() as db:
+            row = db.execute("SELECT fingerprint, owner, status, response FROM keys "
+                             "WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO keys (key_id, idem_key, fingerprint, subject_id, owner, created_utc) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           (key_id, idem_key, fingerprint, subject_id, self._owner, time.time()))
+                return None
+            if row[0] != fingerprint:
+                raise IdempotencyConflict("Idempotency-Key: this key was used with another request")
+            if row[2] is not None:
+                return Replay(int(row[2]), self._unseal(key_id, idem_key, row[3]))
+            if row[1] and (row[1] == self._owner or _alive(row[1])):
+                raise IdempotencyInProgress("Idempotency-Key: the first request with this key is still "
+                                            "running; retry later")
+            db.execute("UPDATE keys SET owner = ? WHERE key_id = ? AND idem_key = ?", (self._owner, key_id, idem_key))
+            return Recover(subject_id)
 
     def finish(self, key_id: str, idem_key: str, status: int, body: dict) -> None:
         """Record the answer (durable on return; before the response is sent)."""
-        with self._lock:
-            try:
-                self._db.execute("UPDATE keys SET status = ?, response = ?, owner = NULL WHERE key_id = ? AND "
-                                 "idem_key = ?", (int(status), json.dumps(body, sort_keys=True), key_id, idem_key))
-            except sqlite3.Error as exc:
-                raise StorageError(f"idempotency store {str(self.path)!r}: {exc}") from exc
+        self._db.run("UPDATE keys SET status = ?, response = ?, owner = NULL WHERE key_id = ? AND idem_key = ?",
+                     (int(status), self._seal(key_id, idem_key, body), key_id, idem_key))
 
     def abandon(self, key_id: str, idem_key: str) -> None:
         """Forget a claim whose request was refused (nothing was written): a fixed retry runs."""
-        with self._lock:
-            try:
-                self._db.execute("DELETE FROM keys WHERE key_id = ? AND idem_key = ? AND status IS NULL",
-                                 (key_id, idem_key))
-            except sqlite3.Error as exc:
-                raise StorageError(f"idempotency store {str(self.path)!r}: {exc}") from exc
+        self._db.run("DELETE FROM keys WHERE key_id = ? AND idem_key = ? AND status IS NULL", (key_id, idem_key))

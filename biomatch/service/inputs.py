@@ -48,6 +48,9 @@ class Parsed:
     finger_bytes: list = field(default_factory=list)
     face_bytes: bytes | None = None
     transaction_bytes: bytes | None = None
+    # filled by to_enrolment / to_probe, for a service that keeps images: per finger position
+    # given as an image, the image file's bytes as sent, or (from a transaction) its decoded pixels
+    finger_images: dict = field(default_factory=dict, repr=False)
 
 
 def _loc(loc) -> str:
@@ -183,7 +186,7 @@ def _field_error(exc: BiomatchError, where: str) -> BiomatchError:
     return out
 
 
-def _finger(data: bytes, kind: str | None, position: int, dpi: float, where: str):
+def _finger(data: bytes, kind: str | None, position: int, dpi: float, where: str, images: dict):
     from ..extract import extract
     from ..formats import load_views
     from ..imaging import decode_bytes
@@ -196,7 +199,9 @@ def _finger(data: bytes, kind: str | None, position: int, dpi: float, where: str
                 raise ServiceError(400, f"{where}: the template record holds {len(views)} views and none of "
                                         f"finger position {position}", where, "FormatError")
             return chosen[0].template
-        return extract(decode_bytes(data, where, mode="grey8"), dpi=dpi)
+        template = extract(decode_bytes(data, where, mode="grey8"), dpi=dpi)
+        images[position] = data
+        return template
     except ServiceError:
         raise
     except BiomatchError as exc:
@@ -214,7 +219,8 @@ def _fingers(parsed: Parsed) -> dict:
         if f.position in out:
             raise ServiceError(422, f"fingers[{i}].position: position {f.position} given twice",
                                f"fingers[{i}].position", "validation_error")
-        out[f.position] = _finger(data, f.kind, f.position, f.dpi or m.dpi, f"fingers[{i}].data")
+        out[f.position] = _finger(data, f.kind, f.position, f.dpi or m.dpi, f"fingers[{i}].data",
+                                  parsed.finger_images)
     if not out:
         raise ServiceError(422, "fingers: expected at least one finger (or a transaction)", "fingers",
                            "validation_error")
@@ -227,8 +233,11 @@ def _from_transaction(parsed: Parsed) -> dict:
 
     try:
         t = read_enrolment(parsed.transaction_bytes)
-        out = {p: extract(img.pixels, dpi=img.ppi or parsed.model.dpi) for p, img in t.fingers.items()
-               if 1 <= p <= 10 and img.pixels is not None}
+        out = {}
+        for p, img in t.fingers.items():
+            if 1 <= p <= 10 and img.pixels is not None:
+                out[p] = extract(img.pixels, dpi=img.ppi or parsed.model.dpi)
+                parsed.finger_images[p] = img.pixels
         out.update({p: tpl for p, tpl in t.templates.items() if 1 <= p <= 10 and p not in out})
     except BiomatchError as exc:
         raise _field_error(exc, "transaction") from None

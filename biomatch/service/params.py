@@ -26,12 +26,20 @@ class ServiceParams:
         Largest ``k`` of an identification.
     max_audit_results : int
         Most entries one audit query returns.
+    keep_images : bool
+        Keep the submitted finger and face images of enrolled subjects and REVIEW probes
+        (:mod:`.images`), sealed with the gallery's data key; refused on an unencrypted gallery
+        unless ``keep_images_in_clear``.
+    keep_images_in_clear : bool
+        Allow ``keep_images`` on an unencrypted gallery (the images are then readable on disk).
     """
 
     max_request_bytes: int = 32 * 2**20
     max_concurrent_searches: int = max(1, os.cpu_count() or 1)
     max_identify_k: int = 100
     max_audit_results: int = 1000
+    keep_images: bool = False
+    keep_images_in_clear: bool = False
 
     def __post_init__(self):
         for name, low in (("max_request_bytes", 1024), ("max_concurrent_searches", 1), ("max_identify_k", 1),
@@ -39,6 +47,9 @@ class ServiceParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise invalid(name, f"an int >= {low}", v)
+        for name in ("keep_images", "keep_images_in_clear"):
+            if not isinstance(getattr(self, name), bool):
+                raise invalid(name, "a bool", getattr(self, name))
 
     def as_dict(self) -> dict:
         return asdict(self)

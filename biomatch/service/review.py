@@ -6,9 +6,9 @@ metadata), so that the examiner's page can draw the probe against each candidate
 of ``different_person`` can enrol it.  The probe is written in the same transaction as its case
 (a case never exists half-written), is read only by :mod:`.adjudicate` and is deleted when the
 case is resolved (after ``same_person`` at once; after ``different_person`` once the probe is
-enrolled).  It is never logged.  Until the gallery's encryption at rest covers it, it is stored
-as the gallery's templates are: plain, in a 0600 file inside the 0700 ``service`` folder; it is
-to be encrypted under the gallery's data key when that lands.
+enrolled).  It is never logged.  It is stored as the gallery's templates are: in an encrypted
+gallery sealed with its data key (bound to its case id), else plain, in a 0600 file inside the
+0700 ``service`` folder.
 
 An examiner (role ``adjudicate``) records ``same_person`` (the enrolment stays refused: the person
 is already enrolled under the candidate's id) or ``different_person`` (the probe is enrolled
@@ -24,22 +24,26 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptStoreError, StorageError, UnknownSubjectError, invalid
+from ..dedup.encryption import side_aad
+from ..errors import CorruptStoreError, UnknownSubjectError, invalid
+from ._db import ServiceDB
 
 __all__ = ["ReviewQueue", "ReviewProbe", "OUTCOMES", "UnknownCaseError"]
 
 OUTCOMES = ("same_person", "different_person")
 _PROBE_FORMAT = "biomatch-review-probe"
+_AAD = "biomatch-review-probe"  # a sealed probe's associated data: this and its case id
+# A case's candidates (ids and scores: who resembles whom) and the answer of its enrolment are
+# personal data too: sealed in an encrypted gallery, bound to the case and the column.
+_AAD_CASE = "biomatch-review-candidates"
+_AAD_ENROLMENT = "biomatch-review-enrolment"
 _CASE_COLUMNS = ("case_id", "subject_id", "candidates", "opened_utc", "opened_by", "outcome", "resolved_utc",
                  "resolved_by", "enrolled", "enrolment")
 
@@ -109,53 +113,28 @@ class ReviewQueue:
         # An encrypted gallery's key ring: the kept probes (templates, face, metadata) are then
         # sealed with its data key, bound to their case, like every record of the gallery.
         self._cipher = cipher
-        try:
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS cases (case_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
-                             "candidates TEXT NOT NULL, opened_utc REAL NOT NULL, opened_by TEXT, outcome TEXT, "
-                             "resolved_utc REAL, resolved_by TEXT)")
-            have = {row[1] for row in self._db.execute("PRAGMA table_info(cases)")}
-            for name in ("enrolled INTEGER", "enrolment TEXT"):  # added with the examiner's page
-                if name.split()[0] not in have:
-                    self._db.execute(f"ALTER TABLE cases ADD COLUMN {name}")
-            self._db.execute("CREATE INDEX IF NOT EXISTS cases_subject ON cases (subject_id)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS probes (case_id TEXT PRIMARY KEY, record BLOB NOT NULL)")
-        except sqlite3.Error as exc:
-            raise StorageError(f"review queue {str(self.path)!r}: {exc}") from exc
-        for suffix in ("-wal", "-shm"):  # SQLite gives them the database's mode; made sure of here
-            p = self.path.with_name(self.path.name + suffix)
-            if p.exists():
-                os.chmod(p, 0o600)
-        self._lock = threading.Lock()
+        self._db = ServiceDB(self.path, "review queue", [
+            "CREATE TABLE IF NOT EXISTS cases (case_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
+            "candidates TEXT NOT NULL, opened_utc REAL NOT NULL, opened_by TEXT, outcome TEXT, "
+            "resolved_utc REAL, resolved_by TEXT)",
+            "CREATE TABLE IF NOT EXISTS probes (case_id TEXT PRIMARY KEY, record BLOB NOT NULL)"],
+            sealed=[("probes", "record", ("case_id",), _AAD), ("cases", "candidates", ("case_id",), _AAD_CASE),
+                    ("cases", "enrolment", ("case_id",), _AAD_ENROLMENT)] if cipher is not None else ())
+        have = {row[1] for row in self._db.run("PRAGMA table_info(cases)")}
+        for name in ("enrolled INTEGER", "enrolment TEXT"):  # added with the examiner's page
+            if name.split()[0] not in have:
+                self._db.run(f"ALTER TABLE cases ADD COLUMN {name}")
+        self._db.run("CREATE INDEX IF NOT EXISTS cases_subject ON cases (subject_id)")
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def _run(self, sql: str, args=()) -> list:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise StorageError(f"review queue {str(self.path)!r}: {exc}") from exc
+        return self._db.run(sql, args)
 
     def _transaction(self, statements) -> list[int]:
         """Run ``(sql, args)`` statements as one transaction; their row counts."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    counts = [self._db.execute(sql, args).rowcount for sql, args in statements]
-                    self._db.execute("COMMIT")
-                    return counts
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"review queue {str(self.path)!r}: {exc}") from exc
+        return self._db.transact(statements)
 
     def open_case(self, subject_id: str, candidates: list[dict], opened_by: str | None,
                   probe: ReviewProbe | None = None) -> str:
@@ -163,19 +142,35 @@ class ReviewQueue:
         case_id = "rv_" + secrets.token_hex(8)
         statements = [("INSERT INTO cases (case_id, subject_id, candidates, opened_utc, opened_by) "
                        "VALUES (?, ?, ?, ?, ?)",
-                       (case_id, subject_id, json.dumps(candidates, sort_keys=True), time.time(), opened_by))]
+                       (case_id, subject_id, self._seal_json(_AAD_CASE, case_id, candidates), time.time(), opened_by))]
         if probe is not None:
-            statements.append(("INSERT INTO probes (case_id, record) VALUES (?, ?)", (case_id, self._seal(case_id, probe))))
+            statements.append(("INSERT INTO probes (case_id, record) VALUES (?, ?)",
+                               (case_id, self._seal(case_id, probe))))
         self._transaction(statements)
         return case_id
 
-    @staticmethod
-    def _as_dict(row, probe_kept: bool) -> dict:
+    def _seal_json(self, prefix: str, case_id: str, value):
+        data = json.dumps(value, sort_keys=True)
+        if self._cipher is None:
+            return data
+        self._cipher.writing()
+        return self._cipher.seal(data.encode(), side_aad(prefix, case_id))
+
+    def _open_json(self, prefix: str, case_id: str, stored):
+        if stored is None:
+            return None
+        if isinstance(stored, bytes):  # sealed (text: a plain gallery's, or written before sealing)
+            stored = self._unseal_bytes(stored, side_aad(prefix, case_id),
+                                        f"review queue {self.path.name!r}, case {case_id}")
+        return json.loads(stored)
+
+    def _as_dict(self, row, probe_kept: bool) -> dict:
         case_id, sid, cands, opened, opened_by, outcome, resolved, resolved_by, enrolled, enrolment = row
-        return {"case_id": case_id, "subject_id": sid, "candidates": json.loads(cands), "opened_utc": opened,
-                "opened_by": opened_by, "outcome": outcome, "resolved_utc": resolved, "resolved_by": resolved_by,
-                "probe_kept": probe_kept, "enrolled": None if enrolled is None else bool(enrolled),
-                "enrolment": None if enrolment is None else json.loads(enrolment)}
+        return {"case_id": case_id, "subject_id": sid, "candidates": self._open_json(_AAD_CASE, case_id, cands),
+                "opened_utc": opened, "opened_by": opened_by, "outcome": outcome, "resolved_utc": resolved,
+                "resolved_by": resolved_by, "probe_kept": probe_kept,
+                "enrolled": None if enrolled is None else bool(enrolled),
+                "enrolment": self._open_json(_AAD_ENROLMENT, case_id, enrolment)}
 
     def _select(self, where: str, args=()) -> list[dict]:
         cols = ", ".join(f"c.{c}" for c in _CASE_COLUMNS)
@@ -206,7 +201,7 @@ class ReviewQueue:
 
     @staticmethod
     def _aad(case_id: str) -> bytes:
-        return f"biomatch-review-probe|{case_id}".encode()
+        return side_aad(_AAD, case_id)
 
     def _seal(self, case_id: str, probe: "ReviewProbe") -> bytes:
         data = probe.to_bytes()
@@ -218,12 +213,17 @@ class ReviewQueue:
     def _unseal(self, case_id: str, blob: bytes, where: str) -> bytes:
         if self._cipher is None:
             return blob
+        return self._unseal_bytes(blob, self._aad(case_id), where)
+
+    def _unseal_bytes(self, blob: bytes, aad: bytes, where: str) -> bytes:
+        if self._cipher is None:
+            raise CorruptStoreError(f"{where}: a value is sealed, but the gallery's key ring is not open")
         from ..dedup.encryption import SealBrokenError
 
         try:
-            return self._cipher.open(blob, self._aad(case_id))
-        except SealBrokenError as exc:  # altered, moved to another case, or written in clear
-            raise CorruptStoreError(f"{where}: the kept probe fails authentication ({exc})") from None
+            return self._cipher.open(blob, aad)
+        except SealBrokenError as exc:  # altered, moved to another case or column, or written in clear
+            raise CorruptStoreError(f"{where}: a kept value fails authentication ({exc})") from None
 
     def resolve(self, case_id: str, outcome: str, resolved_by: str | None) -> dict:
         """Record the examiner's outcome (once: a resolved case is not changed).
@@ -258,7 +258,7 @@ class ReviewQueue:
         finishing it at the same time) changes nothing.
         """
         self._transaction([("UPDATE cases SET enrolled = ?, enrolment = ? WHERE case_id = ? AND enrolled IS NULL",
-                            (int(bool(enrolled)), json.dumps(enrolment, sort_keys=True), case_id)),
+                            (int(bool(enrolled)), self._seal_json(_AAD_ENROLMENT, case_id, enrolment), case_id)),
                            ("DELETE FROM probes WHERE case_id = ?", (case_id,))])
         return self.get(case_id)
 

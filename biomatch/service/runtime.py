@@ -16,6 +16,7 @@ import anyio
 from .audit import AUDIT_FILE, AuditLog
 from .auth import KeyStore, service_dir
 from .idempotency import IdempotencyStore
+from .images import IMAGES_FILE, ImageStore
 from .metrics import ServiceMetrics
 from .params import ServiceParams
 from .review import ReviewQueue
@@ -51,10 +52,20 @@ class Service:
         if self.audit.recovered:
             log.warning("audit log: a torn last line (%d bytes) was moved to %s and the recovery recorded",
                         self.audit.recovered["bytes"], self.audit.recovered["moved_to"])
-        self.idempotency = IdempotencyStore(self.folder / "idempotency.sqlite")
-        # The kept probes of REVIEW cases are sealed like the gallery's records when it is encrypted.
-        self.reviews = ReviewQueue(self.folder / "reviews.sqlite", cipher if cipher is not None
-                                   else getattr(gallery, "_keyring", None))
+        # The recorded idempotent answers, the kept probes of REVIEW cases (and kept images) are
+        # sealed like the gallery's records when it is encrypted.
+        cipher = cipher if cipher is not None else getattr(gallery, "_keyring", None)
+        self.idempotency = IdempotencyStore(self.folder / "idempotency.sqlite", cipher)
+        self.reviews = ReviewQueue(self.folder / "reviews.sqlite", cipher)
+        if params.keep_images and cipher is None and not params.keep_images_in_clear:
+            from ..errors import invalid
+
+            raise invalid("keep_images", "an encrypted gallery (biometric images must not be stored in clear; "
+                          "keep_images_in_clear=True / --keep-images-in-clear to store them anyway)",
+                          "an unencrypted gallery")
+        # Opened when images are kept, or were: they are shown and deleted with their subject.
+        self.images = (ImageStore(self.folder / IMAGES_FILE, cipher)
+                       if params.keep_images or (self.folder / IMAGES_FILE).exists() else None)
         self.metrics = ServiceMetrics()
         self._slots = None
 
@@ -110,7 +121,9 @@ class Service:
         return await anyio.to_thread.run_sync(fn, *args)
 
     def close(self) -> None:
-        for part in (self.idempotency, self.reviews, self.audit):
+        for part in (self.idempotency, self.reviews, self.images, self.audit):
+            if part is None:
+                continue
             try:
                 part.close()
             except Exception:  # closing is best effort: each part's writes were durable already

@@ -134,8 +134,8 @@ class SideOut(BaseModel):
     height: int
     quality: int
     minutiae: list[list[float]] = Field(description="[x, y, angle (rad, counter-clockwise, y down), kind, quality]")
-    image: str | None = Field(None, description="where the stored image is fetched (null: the gallery keeps "
-                              "templates only)")
+    image: str | None = Field(None, description="where the kept image is fetched, with the same key (null: no "
+                              "image kept; the service keeps them with --keep-images)")
 
 
 class FingerViewOut(BaseModel):
@@ -153,6 +153,8 @@ class CandidateViewOut(BaseModel):
     score: float | None
     face_score: float | None = None
     has_probe_face: bool = False
+    probe_face_image: str | None = Field(None, description="where the probe's kept face image is fetched")
+    face_image: str | None = Field(None, description="where the candidate's kept face image is fetched")
     enrolled: bool = Field(description="False when the candidate was removed since the case was opened")
     fingers: list[FingerViewOut]
 

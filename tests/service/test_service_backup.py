@@ -49,7 +49,8 @@ def test_backup_and_restore_carry_the_service_state(tmp_path):
             t.join(timeout=60)
     finally:
         server.stop()
-    assert sorted(doc["service"]) == ["audit.log", "idempotency.sqlite", "keys.json", "reviews.sqlite"]
+    assert sorted(doc["service"]) == ["audit.index.sqlite", "audit.log", "idempotency.sqlite", "keys.json",
+                                     "reviews.sqlite"]
     assert {f"service/{n}" for n in doc["service"]} <= set(doc["files"])
     assert not any(n.endswith(("-wal", "-shm", ".lock")) for n in doc["files"])
     head = verify_log(tmp_path / "bk" / "service" / "audit.log")

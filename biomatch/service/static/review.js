@@ -111,9 +111,17 @@
       " decades" + (v.enrolled ? "" : " (candidate removed since)");
     const face = $("face");
     face.replaceChildren();
+    for (const [url, who] of [[v.probe_face_image, "probe"], [v.face_image, "candidate"]]) {
+      if (!url) continue;
+      try {
+        face.append(el("img", { src: await fetchImage(url), alt: who + " face", class: "face " + who }));
+      } catch (e) {
+        status("the kept face image could not be read: " + e.message, true);
+      }
+    }
     if (v.face_score !== null && v.face_score !== undefined) {
       face.append(el("span", { class: "face-score" }, "face score " + Number(v.face_score).toFixed(3) +
-        " (face crops are shown when the gallery keeps images)"));
+        (v.probe_face_image || v.face_image ? "" : " (face images are shown when the service keeps them)")));
     } else if (v.has_probe_face) {
       face.append(el("span", {}, "The probe has a face; this candidate has none to compare."));
     }
@@ -150,7 +158,8 @@
     svg.append(svgEl("rect", { x: 0, y: 0, width: w, height: h, fill: "#f3f1ea" }));
     if (s.image) {
       try {
-        svg.append(svgEl("image", { href: await fetchImage(s.image), x: 0, y: 0, width: w, height: h }));
+        svg.append(svgEl("image", { href: await fetchImage(s.image), x: 0, y: 0, width: w, height: h,
+                                    preserveAspectRatio: "none", class: "print-image" }));
       } catch (e) {
         status("the stored image could not be read: " + e.message, true);
       }
