@@ -382,6 +382,10 @@ def create_app(service: Service, owns_service: bool = False) -> FastAPI:
                             key: ApiKey = Depends(role("subject_image", "adjudicate"))):
         """A kept image of an enrolled subject (finger position 1-10, or face 0): PNG or JPEG."""
         _ctx(request).subject_ids = [subject_id]
+        if svc.images is not None and not await svc.io(svc.enrolled, subject_id):
+            # removed outside the service since it opened: its images go now
+            await svc.io(svc.images.delete, subject_owner(subject_id))
+            raise ServiceError(404, f"subject_id: {subject_id!r} is not enrolled", "subject_id", "not_found")
         return await _image(subject_owner(subject_id), kind, position)
 
     @app.get("/v1/reviews/{case_id}/images/{kind}/{position}", responses=_ERRORS, tags=["review"],

@@ -66,6 +66,10 @@ class Service:
         # Opened when images are kept, or were: they are shown and deleted with their subject.
         self.images = (ImageStore(self.folder / IMAGES_FILE, cipher)
                        if params.keep_images or (self.folder / IMAGES_FILE).exists() else None)
+        if self.images is not None:  # subjects removed while the service was down keep no images
+            n = self.images.purge_absent(self.enrolled)
+            if n:
+                log.info("deleted %d kept images of subjects removed outside the service", n)
         self.metrics = ServiceMetrics()
         self._slots = None
 
@@ -99,6 +103,16 @@ class Service:
         except BaseException:
             gallery.close()
             raise
+
+    def enrolled(self, subject_id: str) -> bool:
+        """Whether ``subject_id`` is enrolled in the gallery (a store read)."""
+        from ..dedup.errors import UnknownSubjectError
+
+        try:
+            self.gallery.subject_info(subject_id)
+        except UnknownSubjectError:
+            return False
+        return True
 
     async def run(self, fn, *args):
         """``fn(*args)`` in a worker thread, once a gallery slot is free (the wait is the queue depth)."""

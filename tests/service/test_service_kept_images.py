@@ -171,6 +171,52 @@ def test_images_follow_the_case_and_go_with_the_subject(kept):
     assert {"subject:P-0", "subject:P-3"} <= owners
 
 
+def test_a_subject_removed_outside_the_service_loses_its_images(kept):
+    """Gallery.remove in another process does not know of the image store: the images go when the
+    subject's image is next asked for (while the service runs) or when the service next opens."""
+    import sqlite3
+
+    from biomatch.dedup import Gallery, KeyFile
+
+    server, keys, gallery, _, _, _ = kept
+    g = Gallery.open(gallery, key=KeyFile(gallery.parent / "kek"))
+    try:
+        g.remove("P-0")
+    finally:
+        g.close()
+    url = f"/v1/subjects/P-0/images/finger/{POSITIONS[0]}"
+    with server.client() as c:
+        r = c.get(url, headers=auth(keys["adjudicate"]))
+        assert r.status_code == 404 and "not enrolled" in r.text, r.text
+    db = sqlite3.connect(gallery / "service" / "images.sqlite")
+    try:
+        assert not db.execute("SELECT COUNT(*) FROM images WHERE owner = 'subject:P-0'").fetchone()[0]
+        assert db.execute("SELECT COUNT(*) FROM images WHERE owner = 'subject:P-1'").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_images_of_absent_subjects_are_purged_when_the_service_opens(tmp_path):
+    from biomatch.dedup import Gallery
+    from biomatch.service import ServiceParams
+    from biomatch.service.images import subject_owner
+    from biomatch.service.runtime import Service
+
+    Gallery.create(tmp_path / "g").close()
+    params = ServiceParams(keep_images=True, keep_images_in_clear=True)
+    svc = Service.open(tmp_path / "g", params)
+    try:
+        svc.images.put(subject_owner("ghost"), {("finger", 1): b"\x89PNG not really"})
+        assert svc.images.kept(subject_owner("ghost"))
+    finally:
+        svc.close()
+    svc = Service.open(tmp_path / "g", params)  # "ghost" is not enrolled: its image goes
+    try:
+        assert not svc.images.kept(subject_owner("ghost"))
+    finally:
+        svc.close()
+
+
 def test_keep_images_refused_on_an_unencrypted_gallery(tmp_path):
     from biomatch.dedup import Gallery
 
