@@ -32,7 +32,7 @@ def test_progress_per_card(tmp_path, monkeypatch):
     from biomatch.datasets import tenprint
 
     made = []
-    monkeypatch.setattr(tenprint, "make_card", lambda n, seed, params: made.append(n) or
+    monkeypatch.setattr(tenprint, "make_card", lambda n, seed, params, capture: made.append(n) or
                         tenprint.Card(n, {}, {"card": n}, []))
     monkeypatch.setattr(tenprint, "write_card", lambda folder, c: None)
     seen = []
