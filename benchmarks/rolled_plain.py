@@ -323,9 +323,13 @@ def main(argv=None) -> int:
         with os.fdopen(fd, "wb") as fh:
             fh.write(pickle.dumps(results))
     templates = {it[:4]: r[0] for it, r in zip(items, results)}
+    timing = {}
     if args.timing:
         for kind in KINDS:
             ms = [1000 * r[1] for it, r in zip(items, results) if it[2] == kind]
+            timing[f"{kind}_ms"] = float(np.median(ms))
+            timing[f"{kind}_minutiae"] = float(np.median([len(r[0].minutiae) for it, r in zip(items, results)
+                                                           if it[2] == kind]))
             print(f"  {kind}: extraction CPU ms median {np.median(ms):.0f}, p90 {np.percentile(ms, 90):.0f}")
     for kind in KINDS:
         n = [len(t.minutiae) for k, t in templates.items() if k[2] == kind]
@@ -355,7 +359,7 @@ def main(argv=None) -> int:
                   f"{c['hit_5pct']:.1f}% | {c['mean_rank_pct']:.2f} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"dpi": args.dpi, "cards": args.cards, "extraction": ext, "match": mat,
-                                         "mode": args.mode, "rows": rows}, indent=1))
+                                         "mode": args.mode, "timing": timing, "rows": rows}, indent=1))
     return 0
 
 

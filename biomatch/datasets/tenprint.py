@@ -37,6 +37,11 @@ true_position}}``; ``swaps`` (claimed position pairs), ``hand_swap``, ``missing`
 ``missing_codes``; ``minutiae.{true position: {rolled, rolled_image, slap, slap_image[, plain]}}``
 with ``[x, y, theta_rad]`` rows (pixels of that image, angle counter-clockwise as displayed).
 
+``make_card(card, seed, params, capture=k)`` / ``write_cards(..., capture=k)``: the same people (fingers,
+missing fingers: from ``seed`` and the card number) captured again, with new impressions, placement
+and operator's errors: mated rolled and plain prints for evaluation (``benchmarks/rolled_plain.py``).
+Speed: about 3 CPU-s per card at 500 ppi, 9 at 1000 ppi; ``workers`` generates cards in parallel.
+
 Positions are ANSI/NIST-ITL finger codes: 1-5 right thumb..little, 6-10 left thumb..little,
 13/14/15 the right-four, left-four and two-thumb slaps.
 """
