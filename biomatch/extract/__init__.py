@@ -62,6 +62,8 @@ from .skeleton import skeletonise
 
 __all__ = ["extract"]
 
+_ISO_VIEW_MAX_MINUTIAE = 255  # the minutia count of a finger view is one byte in ISO/IEC 19794-2 and ANSI 378
+
 
 def extract(image: np.ndarray | str | Path, dpi: float | str, params: ExtractionParams | None = None,
             capture: MutableMapping[str, object] | None = None, *,
@@ -165,7 +167,10 @@ def minutiae_cap(mask: np.ndarray, p: ExtractionParams) -> int:
     if p.max_minutiae_area_mm2 <= 0:
         return p.max_minutiae
     area_mm2 = float(np.count_nonzero(mask)) * (25.4 / WORKING_DPI) ** 2
-    return max(p.max_minutiae, int(np.ceil(p.max_minutiae * area_mm2 / p.max_minutiae_area_mm2)))
+    # At most 255: the most one ISO/IEC 19794-2 or ANSI 378 view holds (a nail-to-nail rolled
+    # print of ~800 mm^2 keeps ~214), so that every template can be exported.
+    return min(_ISO_VIEW_MAX_MINUTIAE, max(p.max_minutiae,
+                                           int(np.ceil(p.max_minutiae * area_mm2 / p.max_minutiae_area_mm2))))
 
 
 def load_working_image(image, dpi: float | str, p: ExtractionParams, *, resolution: ResolutionParams | None = None,

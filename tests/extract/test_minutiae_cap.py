@@ -29,6 +29,7 @@ def test_large_prints_scale_with_area():
     assert minutiae_cap(_mask(600), p) in (160, 161)     # twice the area, twice the cap
     assert minutiae_cap(_mask(450), p) in (120, 121)
     assert minutiae_cap(_mask(600), ExtractionParams(max_minutiae_area_mm2=0.0)) == 80
+    assert minutiae_cap(_mask(2000), p) == 255  # one ISO/ANSI view holds at most 255 minutiae
 
 
 def test_rolled_print_keeps_more_minutiae_than_80():
