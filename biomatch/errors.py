@@ -42,6 +42,7 @@ __all__ = [
     "FaceTemplateError",
     "FaceQualityError",
     "NotASlapError",
+    "TransactionError",
     "SequenceCheckError",
 ]
 
@@ -91,7 +92,14 @@ class NotASlapError(InvalidInputError):
     slap's fingers at its resolution (:func:`biomatch.extract.slap.segment_slap`)."""
 
 
-class SequenceCheckError(BiomatchError):
+class TransactionError(BiomatchError):
+    """A ten-print transaction contradicts itself: a slap record shows fewer fingers than it declares
+    (its segments, 14.021, or its positions less the amputated ones, 14.018), a finger both rolled
+    and declared amputated.  The message names the record (type, IDC, position code).  Nothing is
+    enrolled."""
+
+
+class SequenceCheckError(TransactionError):
     """A ten-print's rolled fingers do not match the slap segments at their positions: fingers or
     hands swapped (:mod:`biomatch.decide.sequence`).  Nothing is enrolled.
 
