@@ -19,11 +19,13 @@ finger columns, fingertips cut at the crease -- with its own rules (no NFSEG cod
                        the band where the first joint lies)
     lower phalanges    a piece with another piece above it in the same finger column is a
                        middle/proximal phalanx, never a fingertip
-    selection          at most the slap's finger count, by size, fill and ridge strength;
-                       fragments at the image edge narrower than a finger are not fingers
-    positions          the found tips against the hand's template (x order, the arc of tips:
-                       the middle finger highest, the little finger lowest and narrowest), so
-                       that a missing finger leaves the right gap; missing positions reported
+    selection and      finger-sized pieces scored by size, fill and ridge strength (fragments
+    positions          at the image edge narrower than a finger count little); the subset of
+                       pieces and the positions they take are chosen together, against the
+                       hand's template (x order and spacing, the arc of tips: the middle finger
+                       highest, the little finger lowest and narrowest), a missing finger
+                       costing a fixed amount: a missing finger leaves the right gap, a stray
+                       blob is not taken for a finger; missing positions reported
 
 Finger order in the image (ANSI/NIST-ITL finger position codes; the images as captured,
 palms on the platen, as NIST's SlapSeg examples show them): right slap (13) from left to
@@ -111,6 +113,10 @@ class SlapParams:
         Margin around the fingertip in the upright crop.
     max_hole_mm2 : float
         Holes in the print map up to this area are filled (a punched hole is about 30 mm²).
+    missing_cost : float
+        Cost (chi-square units) of declaring a finger missing when choosing the fingertips: a
+        doubtful piece (score s costs -2 ln s) or a poor fit to the hand's arc is preferred to a
+        missing finger only while it costs less.
     """
 
     energy_relative_min: float = 0.3
@@ -134,6 +140,7 @@ class SlapParams:
     spacing_sigma_ratio: float = 0.25
     crop_margin_mm: float = 1.0
     max_hole_mm2: float = 80.0
+    missing_cost: float = 6.0
 
     def __post_init__(self):
         for name in ("energy_relative_min", "close_radius_mm", "open_radius_mm", "max_hand_rotation_deg",
@@ -322,8 +329,8 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
     for pc in pieces:
         _score(pc, hraw, henergy, inside, ref, fw, p)
     pieces = _drop_lower_phalanges(pieces, fw, p)
-    kept = _select(pieces, len(order), fw, p)
-    slots = _assign(kept, kind, order, fw, px_mm, p, w_map=size[0])
+    chosen = _choose(_candidates(pieces, len(order), fw, p), kind, order, fw, px_mm, p, w_map=size[0])
+    kept = [pc for pc, _ in chosen]
     if capture is not None:
         capture["map"] = (hmask * 255).astype(np.uint8)
         capture["hand_rotation_deg"] = angle
@@ -333,9 +340,9 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
                             f"none finger-sized)")
     scale_back = dpi / WORKING_DPI * _SCALE  # map pixels -> original pixels
     fingers = []
-    for pc, pos in sorted(zip(kept, slots), key=lambda t: t[0].cx):
+    for pc, pos in sorted(chosen, key=lambda t: t[0].cx):
         fingers.append(_finger(original, pc, pos, inv, angle, scale_back, dpi, p, px_mm, quality))
-    missing = tuple(q for q in order if q not in set(slots))
+    missing = tuple(q for q in order if q not in {pos for _, pos in chosen})
     return SlapSegmentation(kind, fgp, dpi, tuple(fingers), missing, angle)
 
 
@@ -585,28 +592,53 @@ def _score(pc: _Piece, hraw: np.ndarray, henergy: np.ndarray, inside: np.ndarray
     pc.score = size * min(1.0, pc.fill / 0.9) * min(1.0, pc.energy / 0.8) * border
 
 
-def _select(pieces: list, n: int, fw: float, p: SlapParams) -> list:
+def _candidates(pieces: list, n: int, fw: float, p: SlapParams) -> list:
+    """Finger-sized, filled pieces, the best ``n + 3`` by score (enough for any choice below)."""
     ok = [pc for pc in pieces if pc.width >= p.min_width_ratio * fw and pc.height >= p.min_length_ratio * fw
-          and pc.fill >= p.min_fill and pc.score >= 0.2]
+          and pc.fill >= p.min_fill and pc.score >= 0.1]
     ok.sort(key=lambda pc: -pc.score)
-    return sorted(ok[:n], key=lambda pc: pc.cx)
+    return sorted(ok[:n + 3], key=lambda pc: pc.cx)
 
 
-def _assign(kept: list, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int) -> list:
-    """Positions of the found tips (in x order): the slots of the hand's template they fit best.
+def _choose(cands: list, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int) -> list:
+    """Which candidates are the slap's fingertips, and their positions: ``[(piece, position)]``.
 
-    Each choice of slots (in order) is scored by how well the tips' x spacing and heights fit the
-    template (finger spacing, the arc of tips) after the best shift; sizes weigh in (the little
-    finger is the narrowest).  Thumbs: by side of the image, unless both are found.
+    Every subset of the candidates (in x order) against every choice of slots (in order) is
+    costed, the lowest cost wins::
+
+        cost = geometry (chi-square of the x spacing and the arc of tips against the hand's
+               template, after the best shift; thumbs: none)
+             + sum over chosen pieces of -2 ln(score)    (a doubtful piece costs)
+             + missing_cost per slot left empty           (a missing finger costs too)
+             + overlap: two chosen pieces in one column (the same finger twice) are impossible
+
+    so that a missing finger leaves the right gap and a stray blob (handwriting, a cut-off
+    neighbour) is taken only when the hand's geometry wants it.
     """
+    n = len(order)
+    best, best_cost = [], math.inf
+    for k in range(min(n, len(cands)), 0, -1):
+        for subset in itertools.combinations(cands, k):
+            if any(min(a.x1, b.x1) - max(a.x0, b.x0) > 0.4 * min(a.width, b.width)
+                   for a, b in zip(subset, subset[1:])):
+                continue
+            base = sum(-2.0 * math.log(max(pc.score, 1e-3)) for pc in subset) + p.missing_cost * (n - k)
+            if base >= best_cost:
+                continue
+            slots, geo = _slots(subset, kind, order, fw, px_mm, p, w_map)
+            if base + geo < best_cost:
+                best, best_cost = list(zip(subset, slots)), base + geo
+    return best
+
+
+def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int):
+    """The positions of ``kept`` (in x order) that fit the hand's template best, and the fit's cost."""
     m = len(kept)
-    if m == len(order):
-        return list(order)
-    if m == 0:
-        return []
     if kind == "thumbs":
+        if m == len(order):
+            return list(order), 0.0
         # one thumb: its side of the image (left thumb 6 on the left)
-        return [order[0] if kept[0].cx < w_map / 2.0 else order[1]]
+        return [order[0] if kept[0].cx < w_map / 2.0 else order[1]], 0.0
     rise = np.asarray(p.tip_rise_mm, np.float64) * px_mm  # index, middle, ring, little
     if kind == "left4":
         rise = rise[::-1]  # image order little, ring, middle, index
@@ -618,7 +650,7 @@ def _assign(kept: list, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
     best, best_cost = None, math.inf
     for slots in itertools.combinations(range(len(order)), m):
         s = np.asarray(slots, np.float64)
-        # x: xs ~ x0 + spacing * slot (least squares shift), plus spacing errors
+        # x: xs ~ x0 + spacing * slot after the best shift
         x0 = float(np.mean(xs - spacing * s))
         ex = (xs - (x0 + spacing * s)) / (p.spacing_sigma_ratio * spacing)
         # heights: tops ~ t0 + rise[slot]
@@ -626,14 +658,13 @@ def _assign(kept: list, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
         t0 = float(np.mean(tops - r))
         ey = (tops - (t0 + r)) / (p.tip_rise_sigma_mm * px_mm)
         cost = float((ex ** 2).sum() + (ey ** 2).sum())
-        if little in slots:  # the little finger is the narrowest of those found
+        if little in slots and m > 1:  # the little finger is the narrowest of those found
             j = slots.index(little)
-            others = np.delete(widths, j)
-            if len(others) and widths[j] > others.min():
+            if widths[j] > np.delete(widths, j).min():
                 cost += 1.0
         if cost < best_cost:
             best, best_cost = slots, cost
-    return [order[i] for i in best]
+    return [order[i] for i in best], best_cost
 
 
 def _finger(original: np.ndarray, pc: _Piece, position: int, inv: np.ndarray, hand_deg: float,
