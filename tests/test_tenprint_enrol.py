@@ -1,0 +1,159 @@
+"""``biomatch gallery enroll REGISTRY transaction.an2k``: each step, bad transactions refused with nothing
+enrolled, missing fingers as missing (no evidence) in fusion."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from _util import need_dataset
+from biomatch import decide
+from biomatch.cli import main
+from biomatch.dedup import Enrolment, Gallery
+from biomatch.dedup.tenprint import read_tenprint
+from biomatch.errors import FormatError, TransactionError
+from biomatch.formats.an2k import parse
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return need_dataset("samples/nist_libbiomeval/type4-slaps.an2k").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def intake(sample):
+    return read_tenprint(sample, "nist-card")
+
+
+def _with_record(data: bytes, fgp: int, record: bytes) -> bytes:
+    """The transaction with its binary record of position ``fgp`` replaced by ``record`` (same type)."""
+    t = parse(data)
+    out = b""
+    for rec in t.records:
+        raw = data[rec.offset:rec.offset + rec.length]
+        if rec.type == 4 and rec.fields["FGP"][0] == fgp:
+            raw = record
+        out += raw
+    return out
+
+
+def _type4(idc: int, fgp: int, pixels: np.ndarray, imp: int = 2, gca: int = 0, data: bytes | None = None,
+           length: int | None = None) -> bytes:
+    h, w = pixels.shape
+    payload = pixels.tobytes() if data is None else data
+    n = 18 + len(payload) if length is None else length
+    return (struct.pack(">IBB", n, idc, imp) + bytes([fgp, 255, 255, 255, 255, 255]) + bytes([0])
+            + struct.pack(">HHB", w, h, gca) + payload)
+
+
+def _subjects(path) -> int:
+    with Gallery.open(path, read_only=True) as g:
+        return g.stats()["subjects"]
+
+
+def test_intake_steps_on_the_nist_card(intake):
+    names = [s.name for s in intake.steps]
+    assert names == ["read", "segment", "segment", "extract", "sequence", "quality"]
+    assert all(s.ok for s in intake.steps)
+    assert sorted(intake.enrolment.fingers) == list(range(1, 11))
+    assert intake.sources[1] == intake.sources[6] == "plain" and intake.sources[2] == "slap"
+    assert intake.sequence is None and intake.missing == {}
+    assert intake.enrolment.metadata["tenprint"]["sequence"] is None
+
+
+def test_cli_enrol_then_dedup_finds_the_duplicate(tmp_path, sample, capsys):
+    src = tmp_path / "card.an2k"
+    src.write_bytes(sample)
+    g = tmp_path / "g"
+    assert main(["gallery", "create", str(g)]) == 0
+    assert main(["gallery", "enroll", str(g), str(src), "--subject", "A-1"]) == 0
+    out = capsys.readouterr().out
+    for step in ("read: ok", "segment: ok: right4", "segment: ok: left4", "extract: ok", "sequence: ok: skipped",
+                 "quality: ok", "dedup: UNIQUE, enrolled"):
+        assert step in out
+    assert main(["gallery", "dedup", str(g), str(src), "--subject", "A-2"]) == 0
+    out = capsys.readouterr().out
+    assert "dedup: DUPLICATE" in out and "A-1" in out
+    assert main(["gallery", "enroll", str(g), str(src), "--subject", "A-1"]) == 0
+    assert "already enrolled" in capsys.readouterr().out
+    assert _subjects(g) == 1
+
+
+@pytest.fixture()
+def gallery(tmp_path):
+    g = tmp_path / "g"
+    assert main(["gallery", "create", str(g)]) == 0
+    return g
+
+
+def _refused(gallery, tmp_path, data: bytes, capsys, expect: str) -> str:
+    src = tmp_path / "bad.an2k"
+    src.write_bytes(data)
+    assert main(["gallery", "enroll", str(gallery), str(src), "--subject", "B-1"]) == 2
+    err = capsys.readouterr()
+    assert expect in err.err, err.err
+    assert _subjects(gallery) == 0
+    return err.out
+
+
+def test_slap_with_fewer_fingers_than_declared_is_refused(sample, gallery, tmp_path, capsys):
+    """The right slap with its middle finger wiped (Type-4: no AMP field, so all four are declared)."""
+    from biomatch.formats.an2k import read_enrolment
+
+    img = next(i for i in read_enrolment(sample).finger_images if i.position == 13).pixels.copy()
+    img[:, 370:740] = 255
+    data = _with_record(sample, 13, _type4(4, 13, img))
+    with pytest.raises(TransactionError, match=r"FGP 13\): declares fingers \[2, 3, 4, 5\], the image shows "
+                                               r"\[2, 4, 5\]; \[3\] not found"):
+        read_tenprint(data, "x")
+    out = _refused(gallery, tmp_path, data, capsys, "[3] not found")
+    assert "segment: FAILED" in out
+
+
+def test_corrupt_image_inside_a_valid_record_is_refused(sample, gallery, tmp_path, capsys):
+    t = parse(sample)
+    rec = next(r for r in t.records if r.type == 4 and r.fields["FGP"][0] == 13)
+    payload = bytearray(rec.fields["DATA"])
+    payload[:64] = bytes(64)  # the WSQ markers (SOI, tables) gone, the record's lengths intact
+    data = _with_record(sample, 13, sample[rec.offset:rec.offset + 18] + bytes(payload))
+    with pytest.raises(FormatError, match="Type-4"):
+        read_tenprint(data, "x")
+    _refused(gallery, tmp_path, data, capsys, "Type-4")
+
+
+@pytest.mark.parametrize("length", [17, 10**6])
+def test_type4_record_with_a_wrong_length_is_refused(sample, gallery, tmp_path, capsys, length):
+    t = parse(sample)
+    rec = next(r for r in t.records if r.type == 4 and r.fields["FGP"][0] == 13)
+    raw = bytearray(sample[rec.offset:rec.offset + rec.length])
+    raw[:4] = struct.pack(">I", length)
+    data = _with_record(sample, 13, bytes(raw))
+    with pytest.raises(FormatError, match="LEN"):
+        read_tenprint(data, "x")
+    _refused(gallery, tmp_path, data, capsys, "LEN")
+
+
+def test_uncompressed_record_with_too_few_bytes_is_refused(sample, gallery, tmp_path, capsys):
+    img = np.full((600, 1600), 255, np.uint8)
+    data = _with_record(sample, 13, _type4(4, 13, img, data=img.tobytes()[:-100]))
+    _refused(gallery, tmp_path, data, capsys, "needs 960000 bytes")
+
+
+def test_missing_fingers_are_missing_not_mismatches(tmp_path, intake):
+    """A record without its little fingers (amputated) is found as the same person, scored on the
+    eight fingers both hold: the fused score is exactly fuse() of those eight, no term for 5 and 10."""
+    full = intake.enrolment
+    with Gallery.create(tmp_path / "g") as g:
+        g.enroll(full)
+        eight = Enrolment("probe", {p: t for p, t in full.fingers.items() if p not in (5, 10)},
+                          metadata={"tenprint": {"missing": {"5": "XX", "10": "UP"}}})
+        rep = g.deduplicate(eight)
+    top = rep.candidates[0]
+    assert rep.decision == "DUPLICATE" and top.subject_id == full.subject_id
+    assert sorted(top.finger_scores) == [1, 2, 3, 4, 6, 7, 8, 9]
+    assert top.score == pytest.approx(decide.fuse(top.finger_scores), rel=1e-9)
+    # and a missing finger is not evidence against: the same eight scores with two more zero scores
+    # (mismatches) would fuse lower
+    assert decide.fuse({**top.finger_scores, 5: 0.0, 10: 0.0}) < top.score
