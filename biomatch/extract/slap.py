@@ -88,8 +88,14 @@ class SlapParams:
     split_width_ratio : float
         A piece wider than this many finger widths is split at its column profile's valleys.
     split_valley_ratio : float
-        A valley splits only if its column count is below this fraction of the lower of the
-        two peaks beside it.
+        Without a notch, a piece wider than ``split_width_ratio`` fingers is split at its weakest
+        column at least 0.6 finger widths from either end if that column's count is below this
+        fraction of the lower of the two peaks beside it.
+    min_notch_ratio : float
+        Touching fingertips are told apart by the notch between their rounded tops: at least
+        this many finger widths deep (0.12: 2 mm), searched first.
+    deep_valley_ratio : float
+        A piece about one finger wide is split only at a valley this deep (a cut-off neighbour).
     tip_length_ratio : tuple of float
         The crease is searched between these multiples of the finger's width from its tip.
     max_tip_length_ratio : float
@@ -127,7 +133,9 @@ class SlapParams:
     finger_width_mm: float = 16.0
     thumb_width_mm: float = 21.0
     split_width_ratio: float = 1.45
-    split_valley_ratio: float = 0.75
+    split_valley_ratio: float = 0.8
+    min_notch_ratio: float = 0.12
+    deep_valley_ratio: float = 0.4
     tip_length_ratio: tuple = (0.9, 2.0)
     max_tip_length_ratio: float = 2.0
     lower_phalanx_overlap: float = 0.4
@@ -475,14 +483,20 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
     prof = comp.sum(0).astype(np.float64)
     k = max(1, int(round(0.15 * fw)))
     prof = np.convolve(prof, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
+    # the upper contour: between touching fingertips it dips into a notch (the tips are rounded),
+    # whatever is joined below them (a middle phalanx without its crease gap, the palm)
+    rows = np.where(comp.any(0), comp.argmax(0), comp.shape[0]).astype(np.float64)
     while todo:
         a, b_ = todo.pop()
-        # wider than a finger: split at a valley; about one finger wide: only at a deep valley
-        # (a neighbour's cut-off edge, a thumb's side beside the index)
+        # wider than a finger: split at the deepest notch of the upper contour, else at a valley
+        # of the column profile; about one finger wide: only at a deep valley (a cut-off neighbour)
         if b_ - a > p.split_width_ratio * fw:
-            cut = _valley(prof, a, b_, p.split_valley_ratio, int(0.35 * fw))
+            margin = int(0.6 * fw)
+            cut = _notch(rows, a, b_, margin, p.min_notch_ratio * fw)
+            if cut is None:
+                cut = _valley(prof, a, b_, p.split_valley_ratio, margin)
         elif b_ - a > 0.9 * fw:
-            cut = _valley(prof, a, b_, 0.5 * p.split_valley_ratio, int(0.1 * fw))
+            cut = _valley(prof, a, b_, p.deep_valley_ratio, int(0.1 * fw))
         else:
             cut = None
         if cut is None:
@@ -495,6 +509,18 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
         m[:, a:b_] = comp[:, a:b_]
         out.append(m)
     return out
+
+
+def _notch(top: np.ndarray, a: int, b: int, margin: int, min_depth: float) -> int | None:
+    """The column in (a, b), ``margin`` from either end, where the upper contour ``top`` (row of
+    the first print pixel, down is larger) dips deepest below the highest points on both sides;
+    None unless it dips ``min_depth`` at least."""
+    best, best_depth = None, min_depth
+    for x in range(a + max(margin, 1), b - max(margin, 1)):
+        depth = top[x] - max(top[a:x].min(), top[x + 1:b].min(initial=top[x]))
+        if depth >= best_depth:
+            best, best_depth = x, depth
+    return best
 
 
 def _valley(prof: np.ndarray, a: int, b: int, ratio: float, margin: int) -> int | None:
