@@ -23,7 +23,7 @@ finger columns, fingertips cut at the crease -- with its own rules (no NFSEG cod
     positions          at the image edge narrower than a finger count little); the subset of
                        pieces and the positions they take are chosen together, against the
                        hand's template (x order and spacing, the arc of tips: the middle finger
-                       highest, the little finger lowest and narrowest), a missing finger
+                       highest, the little finger lowest; the hand about the platen's middle), a missing finger
                        costing a fixed amount: a missing finger leaves the right gap, a stray
                        blob is not taken for a finger; missing positions reported
 
@@ -115,6 +115,16 @@ class SlapParams:
         Spreads of the arc and of the finger spacing in the position assignment.
     spacing_ratio : float
         Fingertip centre spacing over finger width (fingers slightly spread on the platen).
+    centre_sigma_ratio : float
+        Spread, in finger spacings, of the hand's centre about the image's centre (the hand is
+        placed on the middle of the platen): decides which end a missing finger is at when the
+        arc alone cannot.
+    edge_spread_mm : float
+        How far the print map's edge lies outside the print's: the ridge band-pass (coarse
+        low-pass sigma about 3.75 px at 500 ppi) and the energy window (two box passes of
+        11 px) spread the ridge energy about half their support outward, and the map is
+        thresholded at 0.3 of the prints' level: 0.3-0.4 mm (measured 0.36 mm on generated
+        slaps, the same on every side).  Boxes are pulled in by it.
     crop_margin_mm : float
         Margin around the fingertip in the upright crop.
     max_hole_mm2 : float
@@ -145,6 +155,8 @@ class SlapParams:
     tip_rise_mm: tuple = (-8.0, 0.0, -4.0, -20.0)
     tip_rise_sigma_mm: float = 7.0
     spacing_ratio: float = 1.2
+    centre_sigma_ratio: float = 1.0
+    edge_spread_mm: float = 0.35
     spacing_sigma_ratio: float = 0.25
     crop_margin_mm: float = 1.0
     max_hole_mm2: float = 80.0
@@ -154,7 +166,7 @@ class SlapParams:
         for name in ("energy_relative_min", "close_radius_mm", "open_radius_mm", "max_hand_rotation_deg",
                      "hand_rotation_step_deg", "finger_width_mm", "thumb_width_mm", "split_width_ratio",
                      "split_valley_ratio", "max_tip_length_ratio", "min_width_ratio", "min_length_ratio",
-                     "tip_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio"):
+                     "tip_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise invalid(f"SlapParams.{name}", "a positive number", v)
@@ -504,11 +516,30 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
             continue
         todo.extend([(a, cut), (cut, b_)])
     out = []
-    for a, b_ in sorted(done):
-        m = np.zeros_like(comp)
-        m[:, a:b_] = comp[:, a:b_]
-        out.append(m)
-    return out
+    strips = sorted(done)
+    if len(strips) == 1:
+        return [comp]
+    return _watershed(comp, strips)
+
+
+def _watershed(comp: np.ndarray, strips: list) -> list:
+    """The pixels of touching fingers shared out along the neck between them, not a vertical cut:
+    each strip's core (its pixels far from the region's edge) grows over the region's distance
+    map (watershed), so an oblique or overlapping contact line is followed."""
+    import cv2
+    from skimage.segmentation import watershed
+
+    dist = cv2.distanceTransform(comp.astype(np.uint8), cv2.DIST_L2, 5)
+    markers = np.zeros(comp.shape, np.int32)
+    for i, (a, b_) in enumerate(strips, start=1):
+        d = np.zeros_like(dist)
+        d[:, a:b_] = dist[:, a:b_]
+        top = float(d.max())
+        if top <= 0:
+            continue
+        markers[d >= 0.6 * top] = i
+    labels = watershed(-dist, markers, mask=comp)
+    return [labels == i for i in range(1, len(strips) + 1) if (labels == i).any()]
 
 
 def _notch(top: np.ndarray, a: int, b: int, margin: int, min_depth: float) -> int | None:
@@ -671,8 +702,6 @@ def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
     spacing = p.spacing_ratio * fw
     xs = np.array([pc.cx for pc in kept])
     tops = np.array([-pc.y0 for pc in kept], np.float64)  # up is positive
-    widths = np.array([pc.width for pc in kept], np.float64)
-    little = 3 if kind == "right4" else 0
     best, best_cost = None, math.inf
     for slots in itertools.combinations(range(len(order)), m):
         s = np.asarray(slots, np.float64)
@@ -683,11 +712,10 @@ def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
         r = rise[list(slots)]
         t0 = float(np.mean(tops - r))
         ey = (tops - (t0 + r)) / (p.tip_rise_sigma_mm * px_mm)
-        cost = float((ex ** 2).sum() + (ey ** 2).sum())
-        if little in slots and m > 1:  # the little finger is the narrowest of those found
-            j = slots.index(little)
-            if widths[j] > np.delete(widths, j).min():
-                cost += 1.0
+        # the hand is placed about the middle of the platen: its centre (between the middle and
+        # ring fingers) within about one finger spacing of the image's centre
+        ec = (x0 + spacing * 0.5 * (len(order) - 1) - w_map / 2.0) / (p.centre_sigma_ratio * spacing)
+        cost = float((ex ** 2).sum() + (ey ** 2).sum() + ec ** 2)
         if cost < best_cost:
             best, best_cost = slots, cost
     return [order[i] for i in best], best_cost
@@ -713,10 +741,12 @@ def _finger(original: np.ndarray, pc: _Piece, position: int, inv: np.ndarray, ha
     rotation = hand_deg + own
     h0, w0 = original.shape
     corners = pts * scale_back
-    x0 = int(np.clip(np.floor(corners[:, 0].min() - 0.5 * scale_back), 0, w0))
-    x1 = int(np.clip(np.ceil(corners[:, 0].max() + 0.5 * scale_back), 0, w0))
-    y0 = int(np.clip(np.floor(corners[:, 1].min() - 0.5 * scale_back), 0, h0))
-    y1 = int(np.clip(np.ceil(corners[:, 1].max() + 0.5 * scale_back), 0, h0))
+    # the map's edge lies outside the print's by the band-pass and energy windows' spread
+    grow = 0.5 * scale_back - p.edge_spread_mm * dpi / _MM_PER_INCH
+    x0 = int(np.clip(np.floor(corners[:, 0].min() - grow), 0, w0))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max() + grow), 0, w0))
+    y0 = int(np.clip(np.floor(corners[:, 1].min() - grow), 0, h0))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max() + grow), 0, h0))
     # upright crop: the piece's extent along and across its own axis, turned back by its rotation
     c = corners[:, :2].mean(0)
     t = math.radians(rotation)
