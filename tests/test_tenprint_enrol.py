@@ -157,3 +157,77 @@ def test_missing_fingers_are_missing_not_mismatches(tmp_path, intake):
     # and a missing finger is not evidence against: the same eight scores with two more zero scores
     # (mismatches) would fuse lower
     assert decide.fuse({**top.finger_scores, 5: 0.0, 10: 0.0}) < top.score
+
+
+# --------------------------------------------------------------------------- Type-14 transactions
+
+@pytest.fixture(scope="module")
+def nist_images(sample):
+    from biomatch.formats.an2k import read_enrolment
+
+    return {i.position: i.pixels for i in read_enrolment(sample).finger_images}
+
+
+def _type14_card(nist_images, right4=None, amputated=None, segments=(), rolled=None) -> bytes:
+    from biomatch.formats.an2k_write import FingerRecord, write_transaction
+
+    recs = [FingerRecord(nist_images[13] if right4 is None else right4, 500, 13, impression=0, segments=segments,
+                         amputated=amputated or {}),
+            FingerRecord(nist_images[14], 500, 14, impression=0),
+            FingerRecord(nist_images[11], 500, 1, impression=0),   # plain thumbs (the writer takes 1-10,
+            FingerRecord(nist_images[12], 500, 6, impression=0)]   # not the plain-thumb codes 11/12)
+    for pos, img in (rolled or {}).items():
+        recs.append(FingerRecord(img, 500, pos, impression=1))
+    return write_transaction(recs, tcn="CARD-14", date="20261207")
+
+
+def _wipe_middle(img):
+    img = img.copy()
+    img[:, 370:740] = 255
+    return img
+
+
+def test_type14_amputation_code_is_carried_into_the_enrolment(nist_images):
+    data = _type14_card(nist_images, right4=_wipe_middle(nist_images[13]), amputated={3: "XX"})
+    intake = read_tenprint(data)
+    assert intake.enrolment.subject_id == "CARD-14"  # the TCN
+    assert intake.missing == {3: "XX"} and 3 not in intake.enrolment.fingers
+    assert intake.enrolment.metadata["tenprint"]["missing"] == {"3": "XX"}
+    assert sorted(intake.enrolment.fingers) == [1, 2, 4, 5, 6, 7, 8, 9, 10]
+    assert "3 right middle XX" in intake.steps[0].text
+
+
+def test_type14_slap_showing_fewer_fingers_than_its_segments_is_refused(nist_images, gallery, tmp_path, capsys):
+    from biomatch.formats.an2k_write import Segment
+
+    segs = [Segment(p, *box) for p, box in ((2, (120, 420, 480, 950)), (3, (400, 710, 0, 520)),
+                                            (4, (790, 1070, 0, 444)), (5, (1216, 1500, 390, 756)))]
+    data = _type14_card(nist_images, right4=_wipe_middle(nist_images[13]), segments=segs)
+    with pytest.raises(TransactionError, match=r"declares fingers \[2, 3, 4, 5\].*\[3\] not found"):
+        read_tenprint(data, "x")
+    _refused(gallery, tmp_path, data, capsys, "[3] not found")
+
+
+def test_rolled_prints_in_the_wrong_boxes_are_refused_unless_forced(nist_images, gallery, tmp_path, capsys):
+    """Rolled 2 and 3 hold each other's finger (the slap fingertips themselves, as rolled records)."""
+    from biomatch.extract.slap import segment_slap
+
+    tips = segment_slap(nist_images[13], 500, "right4", quality=False).by_position()
+    good = {p: tips[p].image for p in (2, 3, 4, 5)}
+    ok = read_tenprint(_type14_card(nist_images, rolled=good), "ok")
+    assert ok.sequence is not None and ok.sequence.ok and ok.sources[2] == "rolled"
+    swapped = {**good, 2: good[3], 3: good[2]}
+    data = _type14_card(nist_images, rolled=swapped)
+    from biomatch.errors import SequenceCheckError
+
+    with pytest.raises(SequenceCheckError) as info:
+        read_tenprint(data, "x")
+    assert info.value.suggested == {2: 3, 3: 2} and info.value.swapped == (2, 3)
+    out = _refused(gallery, tmp_path, data, capsys, "rolled 2 is finger 3")
+    assert "sequence: FAILED" in out
+    src = tmp_path / "forced.an2k"
+    src.write_bytes(data)
+    assert main(["gallery", "enroll", str(gallery), str(src), "--subject", "F-1", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence: FAILED" in out and "FORCED" in out and "enrolled" in out
+    assert _subjects(gallery) == 1

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import BiomatchError, InvalidInputError, SequenceCheckError, TransactionError, invalid
+from ..errors import InvalidInputError, SequenceCheckError, TransactionError, invalid
 from ..template import POSITION_NAMES
-from .records import Enrolment
+from .records import Enrolment, _check_subject_id
 
 __all__ = ["Step", "TenprintIntake", "read_tenprint", "ROLLED_IMPRESSIONS", "PLAIN_IMPRESSIONS"]
 
@@ -228,8 +228,8 @@ def _subject_id(subject_id, tx, source) -> str:
     tcn = tx.text.get(1, {}).get(9, "").strip()
     if tcn:
         try:
-            return Enrolment(tcn, {}).subject_id
-        except (InvalidInputError, BiomatchError):
+            return _check_subject_id(tcn)
+        except InvalidInputError:
             pass
     if isinstance(source, (str, Path)):
         return Path(source).stem
