@@ -112,3 +112,11 @@ def test_bad_arguments():
         check_sequence({11: None}, {})
     with pytest.raises(InvalidInputError, match="SequenceParams.move_fmr"):
         SequenceParams(move_fmr=2)
+
+
+def test_second_half_of_a_swap_completed_on_weaker_evidence():
+    """Rolled 5 is finger 4 (10 decades); rolled 4 matches slap 5 at only 3.5 decades (a poor roll):
+    once 5 moved to 4, 4 goes to 5 on the weaker match (complete_fmr 1e-2), not left unexplained."""
+    ev = np.array([[0.0, 3.5], [10.0, 0.0]])
+    assert suggest_order((4, 5), (4, 5), ev) == {5: 4, 4: 5}
+    assert suggest_order((4, 5), (4, 5), ev, SequenceParams(complete_fmr=1e-4)) == {5: 4}

@@ -15,7 +15,9 @@ checked against the order that explains the evidence best::
                 weak evidence); a dummy column per row (benefit 0) for a finger no slap shows
     order       the assignment of rolled prints to slap positions of maximum total benefit
                 (Hungarian method, scipy's linear_sum_assignment; scipy comes with
-                scikit-image, a core dependency)
+                scikit-image, a core dependency); then the displaced fingers (their slap
+                position taken by a mover) go to the positions the movers left, on a weaker
+                match (complete_fmr): the other half of a swap
     verdict     the card fails when that order moves any finger: the moved positions, the
                 suggested order, and whether it is a hand swap (rolled 1-5 are 6-10)
 
@@ -61,17 +63,24 @@ class SequenceParams:
         ... and beats the evidence for its claimed position by this many decades.
     confirm_fmr : float
         A finger whose rolled print and own slap segment reach this FMR is "confirmed".
+    complete_fmr : float
+        Once a rolled print is moved to slap position j, finger j's own rolled print (displaced)
+        goes to a position left free by a move on a match at this FMR only (1e-2: 2 decades): a
+        swap's second half is expected, not a chance event.
     """
 
     move_fmr: float = 1e-4
     margin_decades: float = 1.0
     confirm_fmr: float = 1e-3
+    complete_fmr: float = 1e-2
 
     def __post_init__(self):
         for name in ("move_fmr", "confirm_fmr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
                 raise invalid(f"SequenceParams.{name}", "a rate in (0, 1)", v)
+        if isinstance(self.complete_fmr, bool) or not 0 < self.complete_fmr < 1:
+            raise invalid("SequenceParams.complete_fmr", "a rate in (0, 1)", self.complete_fmr)
         if isinstance(self.margin_decades, bool) or not isinstance(self.margin_decades, (int, float)) \
                 or not math.isfinite(self.margin_decades) or self.margin_decades < 0:
             raise invalid("SequenceParams.margin_decades", "a number >= 0", self.margin_decades)
@@ -230,4 +239,16 @@ def suggest_order(rows, cols, evidence: np.ndarray, params: SequenceParams = Seq
     for i, j in zip(ri, ci):
         if j < m and benefit[i, j] > 0:
             out[rows[i]] = cols[j]
+    # completing the moves: a finger displaced from its own slap position (another rolled print is
+    # that finger) most likely went where the mover came from, so a weaker match suffices there
+    complete = -math.log10(params.complete_fmr)
+    taken = set(out.values())
+    displaced = [i for i, p in enumerate(rows) if p in col and p in taken and out.get(p) != p]
+    vacated = [j for j, c in enumerate(cols) if c not in taken]
+    if displaced and vacated:
+        sub = np.array([[evidence[i, j] if evidence[i, j] >= complete else 0.0 for j in vacated]
+                        for i in displaced])
+        for a, b in zip(*linear_sum_assignment(sub, maximize=True)):
+            if sub[a, b] > 0:
+                out[rows[displaced[a]]] = cols[vacated[b]]
     return out
