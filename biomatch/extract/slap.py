@@ -99,7 +99,15 @@ class SlapParams:
     tip_length_ratio : tuple of float
         The crease is searched between these multiples of the finger's width from its tip.
     max_tip_length_ratio : float
-        A piece longer than this many widths holds more than a fingertip: it is cut.
+        A piece longer than this many widths holds more than a fingertip: it is cut even without
+        a visible crease (a light plain impression of a fingertip is up to 2.3 widths long: its
+        contact is narrower than the finger).
+    crease_dip_ratio : float
+        Otherwise a piece is cut only where its ridge energy dips below this fraction of the
+        tip's rows and rises again (by a quarter) below: the crease's white line, not a fade.
+    crease_step_ratio : float
+        ... or where the tip's ridge energy is this many times the rest's, over at least 0.6
+        widths below: a lower phalanx printed lighter than the tip (it carries less weight).
     lower_phalanx_overlap : float
         A piece is a lower phalanx when its columns overlap a piece above it by this fraction
         of the narrower one.
@@ -146,8 +154,10 @@ class SlapParams:
     split_valley_ratio: float = 0.8
     min_notch_ratio: float = 0.12
     deep_valley_ratio: float = 0.4
-    tip_length_ratio: tuple = (0.9, 2.0)
-    max_tip_length_ratio: float = 2.0
+    tip_length_ratio: tuple = (0.9, 2.6)
+    max_tip_length_ratio: float = 2.8
+    crease_dip_ratio: float = 0.55
+    crease_step_ratio: float = 2.2
     lower_phalanx_overlap: float = 0.4
     min_width_ratio: float = 0.5
     min_length_ratio: float = 0.6
@@ -570,8 +580,13 @@ def _valley(prof: np.ndarray, a: int, b: int, ratio: float, margin: int) -> int 
 
 
 def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
-    """A piece longer than a fingertip, cut at the crease: the weakest ridge row in the band where
-    the first joint lies (then the rest, again, for a long finger)."""
+    """A piece longer than a fingertip, cut at the crease (then the rest, again, for a long finger).
+
+    The crease is the weakest ridge row in the band where the first joint lies, and it must be a
+    dip: weaker than ``crease_dip_ratio`` of the tip's rows above, with ridges rising again below
+    (the next phalanx); a print that only fades towards the joint, under lighter pressure, is not cut.  A piece
+    longer than ``max_tip_length_ratio`` widths is cut at that row whatever its depth.
+    """
     out = []
     m = strip
     for _ in range(4):
@@ -579,20 +594,26 @@ def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: floa
         if b is None:
             break
         x0, x1, y0, y1 = b
-        width = max(x1 - x0, 1)
-        w_eff = min(width, 1.3 * fw)
-        if y1 - y0 <= p.max_tip_length_ratio * w_eff:
-            out.append(_Piece(m, x0, x1, y0, y1))
-            break
+        w_eff = min(max(x1 - x0, 1), 1.3 * fw)
         lo = y0 + int(p.tip_length_ratio[0] * w_eff)
         hi = min(y1 - int(0.3 * w_eff), y0 + int(p.tip_length_ratio[1] * w_eff))
-        if hi <= lo:
+        if y1 - y0 <= 1.5 * w_eff or hi <= lo:
             out.append(_Piece(m, x0, x1, y0, y1))
             break
         rows = (henergy * m).sum(1) / np.maximum(m.sum(1), 1)
         k = max(1, int(round(0.06 * fw)))
         rows = np.convolve(rows, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
         cut = lo + int(np.argmin(rows[lo:hi]))
+        above = float(np.median(rows[y0 + int(0.2 * w_eff):cut])) if cut > y0 + int(0.2 * w_eff) else 0.0
+        below = float(rows[cut:min(y1, cut + int(0.5 * w_eff))].max())
+        dip = rows[cut] < p.crease_dip_ratio * above and below >= 1.25 * rows[cut]
+        # or a step: a lower phalanx pressed lighter than the tip, its ridges a third as strong
+        rest = float(np.median(rows[cut:y1]))
+        step = above >= p.crease_step_ratio * rest and y1 - cut >= 0.6 * w_eff
+        dip = dip or step
+        if not dip and y1 - y0 <= p.max_tip_length_ratio * w_eff:
+            out.append(_Piece(m, x0, x1, y0, y1))
+            break
         top = m.copy()
         top[cut:] = False
         rest = m.copy()
