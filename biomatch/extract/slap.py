@@ -83,6 +83,10 @@ class SlapParams:
         than twice ``open_radius_mm``.
     max_hand_rotation_deg, hand_rotation_step_deg : float
         Range and step of the hand-rotation search.
+    hand_rotation_prior_deg : float
+        Spread of hand rotations (hands are placed about upright): the profile's sharpness at
+        angle a is weighed by exp(-a^2 / 2 prior^2), so that the slant of a row of touching
+        fingertips does not pass for the hand's rotation.
     finger_width_mm, thumb_width_mm : float
         Prior fingertip widths, used until the slap's own tips give theirs.
     split_width_ratio : float
@@ -148,6 +152,7 @@ class SlapParams:
     open_radius_mm: float = 3.2
     max_hand_rotation_deg: float = 45.0
     hand_rotation_step_deg: float = 2.0
+    hand_rotation_prior_deg: float = 20.0
     finger_width_mm: float = 16.0
     thumb_width_mm: float = 21.0
     split_width_ratio: float = 1.45
@@ -174,7 +179,7 @@ class SlapParams:
 
     def __post_init__(self):
         for name in ("energy_relative_min", "close_radius_mm", "open_radius_mm", "max_hand_rotation_deg",
-                     "hand_rotation_step_deg", "finger_width_mm", "thumb_width_mm", "split_width_ratio",
+                     "hand_rotation_step_deg", "hand_rotation_prior_deg", "finger_width_mm", "thumb_width_mm", "split_width_ratio",
                      "split_valley_ratio", "max_tip_length_ratio", "min_width_ratio", "min_length_ratio",
                      "tip_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio"):
             v = getattr(self, name)
@@ -467,8 +472,9 @@ def _hand_angle(mask: np.ndarray, p: SlapParams) -> float:
         rot, _, size = _rotation(m.shape, a)
         prof = cv2.warpAffine(m, rot, size, flags=cv2.INTER_LINEAR).sum(0)
         tv = float(np.abs(np.diff(prof)).sum()) / max(float(prof.sum()), 1.0)
-        # a slight preference for upright hands breaks near-ties (a single round blob)
-        tv *= 1.0 - 0.002 * abs(a)
+        # hands are placed about upright (the platen's guides); a slanted row of touching
+        # fingertips also sharpens the profile at its slant, so large angles need clear support
+        tv *= math.exp(-0.5 * (a / p.hand_rotation_prior_deg) ** 2)
         if tv > best:
             best, best_angle = tv, a
     return best_angle
