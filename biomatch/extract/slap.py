@@ -106,12 +106,10 @@ class SlapParams:
         A piece longer than this many widths holds more than a fingertip: it is cut even without
         a visible crease (a light plain impression of a fingertip is up to 2.3 widths long: its
         contact is narrower than the finger).
-    crease_dip_ratio : float
-        Otherwise a piece is cut only where its ridge energy dips below this fraction of the
-        tip's rows and rises again (by a quarter) below: the crease's white line, not a fade.
-    crease_step_ratio : float
-        ... or where the tip's ridge energy is this many times the rest's, over at least 0.6
-        widths below: a lower phalanx printed lighter than the tip (it carries less weight).
+    crease_drop_ratio : float
+        Otherwise a piece is cut where its ridge energy first falls below this fraction of the
+        tip's level (the crease's white line, or a middle phalanx printed lighter: it carries
+        less weight), if half a finger width of print follows.
     lower_phalanx_overlap : float
         A piece is a lower phalanx when its columns overlap a piece above it by this fraction
         of the narrower one.
@@ -161,8 +159,7 @@ class SlapParams:
     deep_valley_ratio: float = 0.4
     tip_length_ratio: tuple = (0.9, 2.6)
     max_tip_length_ratio: float = 2.8
-    crease_dip_ratio: float = 0.55
-    crease_step_ratio: float = 2.2
+    crease_drop_ratio: float = 0.5
     lower_phalanx_overlap: float = 0.4
     min_width_ratio: float = 0.5
     min_length_ratio: float = 0.6
@@ -588,10 +585,12 @@ def _valley(prof: np.ndarray, a: int, b: int, ratio: float, margin: int) -> int 
 def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
     """A piece longer than a fingertip, cut at the crease (then the rest, again, for a long finger).
 
-    The crease is the weakest ridge row in the band where the first joint lies, and it must be a
-    dip: weaker than ``crease_dip_ratio`` of the tip's rows above, with ridges rising again below
-    (the next phalanx); a print that only fades towards the joint, under lighter pressure, is not cut.  A piece
-    longer than ``max_tip_length_ratio`` widths is cut at that row whatever its depth.
+    Along the finger, the ridge energy of the tip holds a level; at the first joint it falls -- the
+    crease's white line, or a step down to a middle phalanx pressed lighter than the tip.  The cut
+    is at the weakest row just after the first row, in the band where the joint lies, whose energy
+    falls below ``crease_drop_ratio`` of the tip's level, provided at least half a finger width of
+    print follows (a tip that merely fades towards its joint ends there instead).  A piece longer
+    than ``max_tip_length_ratio`` widths is cut at its weakest row in the band whatever.
     """
     out = []
     m = strip
@@ -609,15 +608,17 @@ def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: floa
         rows = (henergy * m).sum(1) / np.maximum(m.sum(1), 1)
         k = max(1, int(round(0.06 * fw)))
         rows = np.convolve(rows, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
-        cut = lo + int(np.argmin(rows[lo:hi]))
-        above = float(np.median(rows[y0 + int(0.2 * w_eff):cut])) if cut > y0 + int(0.2 * w_eff) else 0.0
-        below = float(rows[cut:min(y1, cut + int(0.5 * w_eff))].max())
-        dip = rows[cut] < p.crease_dip_ratio * above and below >= 1.25 * rows[cut]
-        # or a step: a lower phalanx pressed lighter than the tip, its ridges a third as strong
-        rest = float(np.median(rows[cut:y1]))
-        step = above >= p.crease_step_ratio * rest and y1 - cut >= 0.6 * w_eff
-        dip = dip or step
-        if not dip and y1 - y0 <= p.max_tip_length_ratio * w_eff:
+        level = float(np.median(rows[y0 + int(0.2 * w_eff):lo]))
+        low = np.flatnonzero(rows[lo:hi] < p.crease_drop_ratio * level)
+        cut = None
+        if len(low):
+            start = lo + int(low[0])
+            cut = start + int(np.argmin(rows[start:min(hi, start + int(0.3 * w_eff) + 1)]))
+            if y1 - cut < 0.5 * w_eff:
+                cut = None  # a fade to the tip's end, not a joint
+        if cut is None and y1 - y0 > p.max_tip_length_ratio * w_eff:
+            cut = lo + int(np.argmin(rows[lo:hi]))
+        if cut is None:
             out.append(_Piece(m, x0, x1, y0, y1))
             break
         top = m.copy()
