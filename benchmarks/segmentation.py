@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dpi", type=int, default=500, choices=[500, 1000])
     ap.add_argument("--data", type=Path, help="an existing folder of generated cards")
+    ap.add_argument("--offset", type=int, default=0, help="with --data: skip this many cards first")
     ap.add_argument("--missing-rate", type=float, default=None, help="share of missing fingers when generating")
     ap.add_argument("--worst", type=int, default=5)
     ap.add_argument("--json", action="store_true")
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     else:
         root = args.data
     try:
-        cards = sorted(p for p in root.iterdir() if (p / "truth.json").exists())[: args.cards]
+        cards = sorted(p for p in root.iterdir() if (p / "truth.json").exists())[args.offset:args.offset + args.cards]
         counts = dict.fromkeys(("present", "right", "loose", "misplaced", "lost", "missing_total",
                                 "missing_reported", "missing_invented", "errors"), 0)
         worst, timings = [], []

@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hand-swap-rate", type=float, default=0.1, help="share of cards with the hands swapped")
     ap.add_argument("--missing-rate", type=float, default=None)
     ap.add_argument("--data", type=Path, help="an existing folder of generated cards")
+    ap.add_argument("--offset", type=int, default=0, help="with --data: skip this many cards first")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     else:
         root = args.data
     try:
-        cards = [str(p) for p in sorted(root.iterdir()) if (p / "truth.json").exists()][: args.cards]
+        cards = [str(p) for p in sorted(root.iterdir()) if (p / "truth.json").exists()][args.offset:args.offset + args.cards]
         if args.workers > 1:
             with ProcessPoolExecutor(args.workers) as pool:
                 results = list(pool.map(run_card, cards))

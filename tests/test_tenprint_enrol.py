@@ -231,3 +231,22 @@ def test_rolled_prints_in_the_wrong_boxes_are_refused_unless_forced(nist_images,
     out = capsys.readouterr().out
     assert "sequence: FAILED" in out and "FORCED" in out and "enrolled" in out
     assert _subjects(gallery) == 1
+
+
+def test_reorder_enrols_the_rolled_prints_where_the_check_puts_them(nist_images):
+    from biomatch.decide.sequence import check_sequence
+    from biomatch.extract.slap import segment_slap
+
+    tips = segment_slap(nist_images[13], 500, "right4", quality=False).by_position()
+    good = {p: tips[p].image for p in (2, 3, 4, 5)}
+    data = _type14_card(nist_images, rolled={**good, 2: good[3], 3: good[2]})
+    intake = read_tenprint(data, "r", reorder=True)
+    assert intake.enrolment.metadata["tenprint"]["sequence"] == "reordered"
+    assert "REORDERED" in intake.steps[-2].text
+    # enrolled in the suggested order: each rolled print now sits at its own slap position
+    from biomatch.extract import extract
+
+    slap = {p: extract(tips[p].image, 500) for p in (2, 3, 4, 5)}
+    enrolled = {p: intake.enrolment.fingers[p] for p in (2, 3, 4, 5)}
+    assert check_sequence(enrolled, slap).ok
+    assert not read_tenprint(data, "f", force=True).sequence.ok

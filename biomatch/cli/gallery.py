@@ -8,7 +8,7 @@ Commands::
     biomatch gallery info PATH [--json]                the manifest's facts, encryption included (no key)
     biomatch gallery rotate-key PATH --key-file OLD [--new-key-file NEW] [--reencrypt] [--batch N]
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review] [--window W] [--threads T]
-    biomatch gallery enroll PATH TRANSACTION.an2k [--subject ID] [--force] [--accept-review]
+    biomatch gallery enroll PATH TRANSACTION.an2k [--subject ID] [--force | --reorder] [--accept-review]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST|TRANSACTION.an2k [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
     biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
@@ -109,6 +109,8 @@ def add_parsers(sub) -> None:
                        help="transaction: the subject id (default its TCN, 1.009, else the file name)")
         f.add_argument("--force", action="store_true",
                        help="transaction: enrol in the claimed order even if the sequence check fails")
+        f.add_argument("--reorder", action="store_true",
+                       help="transaction: if the sequence check fails, enrol the rolled prints in the order it suggests")
         if enrol:
             f.add_argument("--accept-review", action="store_true", help="enrol records whose decision is REVIEW")
             f.add_argument("--window", type=int_in(1, 4096), default=8,
@@ -252,7 +254,7 @@ def run_transaction(args, enrol: bool, opener=None) -> int:
     steps: list = []
     try:
         intake = read_tenprint(args.source, getattr(args, "subject", None), force=getattr(args, "force", False),
-                               steps_out=steps)
+                               reorder=getattr(args, "reorder", False), steps_out=steps)
     except BiomatchError:
         for st in steps:
             print(escape_unprintable(str(st)), flush=True)

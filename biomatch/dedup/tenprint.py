@@ -78,8 +78,8 @@ class TenprintIntake:
     segments: dict = field(default_factory=dict)
 
 
-def read_tenprint(source, subject_id: str | None = None, *, force: bool = False, sequence_params=None,
-                  steps_out: list | None = None) -> TenprintIntake:
+def read_tenprint(source, subject_id: str | None = None, *, force: bool = False, reorder: bool = False,
+                  sequence_params=None, steps_out: list | None = None) -> TenprintIntake:
     """Read a ten-print transaction into a checked enrolment.
 
     Parameters
@@ -90,6 +90,9 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
         The registry's id; default the transaction control number (1.009), else the file's stem.
     force : bool
         Enrol in the claimed order even when the sequence check fails (reported as a failed step).
+    reorder : bool
+        When the sequence check fails, enrol the rolled prints at the positions it suggests
+        (reported as a failed step, then the order used).
     sequence_params : SequenceParams, optional
     steps_out : list, optional
         Receives each :class:`Step` as it completes (so that a caller can report the steps done
@@ -178,12 +181,18 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
     check = None
     if rolled_t and reference:
         check = check_sequence(rolled_t, reference, sp)
-        if not check.ok and not force:
+        if not check.ok and not (force or reorder):
             steps.append(Step("sequence", False, check.describe()))
-            raise SequenceCheckError(check.describe() + "; nothing enrolled (--force enrols as claimed)",
-                                     check.swapped, check.suggested)
-        steps.append(Step("sequence", check.ok, check.describe() + ("" if check.ok else "; FORCED: enrolled as "
-                                                                                     "claimed")))
+            raise SequenceCheckError(check.describe() + "; nothing enrolled (--reorder enrols in the suggested "
+                                     "order, --force as claimed)", check.swapped, check.suggested)
+        how = ""
+        if not check.ok and reorder:
+            moved = {b: rolled_t[a] for a, b in check.suggested.items()}
+            rolled_t = {**{p: t for p, t in rolled_t.items() if p not in check.suggested}, **moved}
+            how = "; REORDERED: enrolled in the suggested order"
+        elif not check.ok:
+            how = "; FORCED: enrolled as claimed"
+        steps.append(Step("sequence", check.ok, check.describe() + how))
     else:
         steps.append(Step("sequence", True, "skipped: " + ("no rolled prints" if not rolled_t else "no slaps")))
 
@@ -205,7 +214,8 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
     sid = _subject_id(subject_id, tx, source)
     meta = {"tenprint": {"missing": {str(p): c for p, c in sorted(missing.items())},
                          "sources": {str(p): s for p, s in sorted(sources.items())},
-                         "sequence": None if check is None else ("passed" if check.ok else "forced")}}
+                         "sequence": None if check is None else ("passed" if check.ok else
+                                                                 "reordered" if reorder else "forced")}}
     enrolment = Enrolment(sid, fingers, metadata=meta)
     return TenprintIntake(enrolment, tuple(steps), missing, sources, check, segments)
 
