@@ -57,9 +57,10 @@ def evaluate_card(card: Path, counts: dict, worst: list, timings: list) -> None:
         try:
             seg = segment_slap(card / slap["image"], dpi, kind, quality=False)
             found = {f.position: f.box for f in seg.fingers}
+            rotations = {f.position: f.rotation_deg for f in seg.fingers}
             reported_missing = set(seg.missing)
         except BiomatchError as exc:
-            found, reported_missing = {}, set()
+            found, reported_missing, rotations = {}, set(), {}
             counts["errors"] += 1
             print(f"{card.name} {kind}: {exc}", file=sys.stderr)
         timings.append(time.perf_counter() - t0)
@@ -77,6 +78,8 @@ def evaluate_card(card: Path, counts: dict, worst: list, timings: list) -> None:
             if pos in found:
                 v = iou(found[pos], box)
                 counts["right" if v >= 0.8 else "loose"] += 1
+                if f.get("rotation_deg") is not None:
+                    counts.setdefault("rotation_errors", []).append(abs(rotations[pos] - f["rotation_deg"]))
                 worst.append((v, card.name, kind, pos, found[pos], box))
                 continue
             others = [q for q, b in found.items() if iou(b, box) >= 0.5]
@@ -118,11 +121,15 @@ def main(argv=None) -> int:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    import numpy as np
+
+    rot = np.asarray(counts.pop("rotation_errors", [0.0]))
     n = max(counts["present"], 1)
     out = {"cards": len(cards), "slaps": len(timings), **counts,
            "right_share": counts["right"] / n,
            "missing_reported_share": counts["missing_reported"] / max(counts["missing_total"], 1),
-           "seconds_per_slap": sum(timings) / max(len(timings), 1)}
+           "seconds_per_slap": sum(timings) / max(len(timings), 1),
+           "rotation_error_deg_median": float(np.median(rot)), "rotation_error_deg_p95": float(np.percentile(rot, 95))}
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -131,7 +138,8 @@ def main(argv=None) -> int:
               f"({100 * out['right_share']:.2f}%, target >= 99.5%); loose {counts['loose']}, misplaced "
               f"{counts['misplaced']}, lost {counts['lost']}; missing fingers: {counts['missing_reported']} of "
               f"{counts['missing_total']} reported missing, {counts['missing_invented']} invented; "
-              f"errors {counts['errors']}")
+              f"errors {counts['errors']}; rotation error median {out['rotation_error_deg_median']:.1f} deg, "
+              f"p95 {out['rotation_error_deg_p95']:.1f} deg")
         for v, card, kind, pos, got, box in sorted(worst, key=lambda t: t[0])[: args.worst]:
             print(f"  worst: {card} {kind} position {pos}: IoU {v:.2f}, found {got}, truth {box}")
     return 0
