@@ -12,20 +12,26 @@ finger columns, fingertips cut at the crease -- with its own rules (no NFSEG cod
                        fraction of the strongest prints, at 1/4 scale; closed (ridges join)
                        and opened (handwriting, printed text and lines narrower than
                        2 * open_radius_mm go)
-    hand rotation      the angle that makes the map's column profile sharpest: fingers upright
+    hand rotation      the angle that makes the map's column profile sharpest (fingers
+                       upright), weighed by a prior for hands placed about upright
     pieces             connected regions in the hand's frame; a region wider than one finger
-                       is split at its column profile's valleys (touching fingers), a region
-                       longer than a fingertip is cut at the crease (the weakest ridge row in
-                       the band where the first joint lies)
-    lower phalanges    a piece with another piece above it in the same finger column is a
-                       middle/proximal phalanx, never a fingertip
+                       is split at the notch of its upper contour between touching tips
+                       (else at its column profile's valleys), the pixels shared out by a
+                       watershed along the neck; a region longer than a fingertip is cut at
+                       the crease, where the tip's ridge energy first falls below half its
+                       level (the crease's white line, or a lighter middle phalanx)
+    lower phalanges    a piece with a finger-sized piece just above it in the same finger
+                       column is a middle/proximal phalanx, never a fingertip
     selection and      finger-sized pieces scored by size, fill and ridge strength (fragments
     positions          at the image edge narrower than a finger count little); the subset of
                        pieces and the positions they take are chosen together, against the
-                       hand's template (x order and spacing, the arc of tips: the middle finger
-                       highest, the little finger lowest; the hand about the platen's middle), a missing finger
-                       costing a fixed amount: a missing finger leaves the right gap, a stray
-                       blob is not taken for a finger; missing positions reported
+                       hand's template (x order and spacing, the arc of tips: the middle
+                       finger highest, the little finger lowest; the hand about the platen's
+                       middle), a missing finger costing a fixed amount: a missing finger
+                       leaves the right gap, a stray blob is not taken for a finger; missing
+                       positions reported
+    boxes, crops       each piece mapped back to the slap's pixels; its box pulled in by the
+                       map's edge spread; the fingertip turned upright, neighbours blanked
 
 Finger order in the image (ANSI/NIST-ITL finger position codes; the images as captured,
 palms on the platen, as NIST's SlapSeg examples show them): right slap (13) from left to
@@ -33,9 +39,13 @@ right index 2, middle 3, ring 4, little 5; left slap (14) little 10, ring 9, mid
 thumbs (15) left thumb 6 on the left, right thumb 1 on the right.
 
 Geometry (all in :class:`SlapParams`, in mm and degrees): adult fingertips are 14-20 mm wide
-(little finger 12-16 mm), the distal phalanx's print 1.2-1.7 times as long as it is wide; in a
-slap the tips lie on an arc whose top is the middle finger, the index and ring fingers 3-12 mm
-lower, the little finger 12-30 mm lower.
+(little finger 12-16 mm), a plain print of the distal phalanx 1.2-2.3 times as long as it is
+wide (light pressure prints a narrower strip of the pad); in a slap the tips lie on an arc whose
+top is the middle finger, the index and ring fingers 3-12 mm lower, the little finger 12-30 mm
+lower.
+
+Measured (``benchmarks/segmentation.py``): see the README's ten-print section; on NIST's inked
+card slaps every finger is found (``tests/extract/test_slap_segmentation.py``).
 
 Rotation convention: ``rotation_deg`` is the angle from the image's vertical to the finger's
 axis (base to tip), positive when the tip leans to the left (counter-clockwise as displayed);
@@ -501,7 +511,8 @@ def _bounds(m: np.ndarray):
 
 
 def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
-    """Split a region wider than a finger at the deepest valleys of its column profile."""
+    """Split a region wider than a finger: at the notches of its upper contour, else at the valleys
+    of its column profile; the pixels then shared out by :func:`_watershed`."""
     b = _bounds(comp)
     x0, x1, y0, y1 = b
     todo, done = [(x0, x1)], []
@@ -528,7 +539,6 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
             done.append((a, b_))
             continue
         todo.extend([(a, cut), (cut, b_)])
-    out = []
     strips = sorted(done)
     if len(strips) == 1:
         return [comp]
