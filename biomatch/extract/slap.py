@@ -714,7 +714,7 @@ def _choose(cands: list, kind: str, order: tuple, fw: float, px_mm: float, p: Sl
     best, best_cost = [], math.inf
     for k in range(min(n, len(cands)), 0, -1):
         for subset in itertools.combinations(cands, k):
-            if any(min(a.x1, b.x1) - max(a.x0, b.x0) > 0.4 * min(a.width, b.width)
+            if any(min(a.x1, b.x1) - max(a.x0, b.x0) > 0.6 * min(a.width, b.width)
                    for a, b in zip(subset, subset[1:])):
                 continue
             base = sum(-2.0 * math.log(max(pc.score, 1e-3)) for pc in subset) + p.missing_cost * (n - k)
