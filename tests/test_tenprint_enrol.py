@@ -250,3 +250,20 @@ def test_reorder_enrols_the_rolled_prints_where_the_check_puts_them(nist_images)
     enrolled = {p: intake.enrolment.fingers[p] for p in (2, 3, 4, 5)}
     assert check_sequence(enrolled, slap).ok
     assert not read_tenprint(data, "f", force=True).sequence.ok
+
+
+def test_rolled_print_in_the_box_of_a_declared_missing_finger_is_a_swap(nist_images):
+    """Finger 3 unable to print (UP), and the operator rolled finger 4 into box 3 (box 4 empty): the
+    contradiction goes to the sequence check, which moves rolled 3 to 4; --reorder enrols it there."""
+    from biomatch.errors import SequenceCheckError
+    from biomatch.extract.slap import segment_slap
+
+    tips = segment_slap(nist_images[13], 500, "right4", quality=False).by_position()
+    rolled = {2: tips[2].image, 3: tips[4].image, 5: tips[5].image}
+    data = _type14_card(nist_images, right4=_wipe_middle(nist_images[13]), amputated={3: "UP"}, rolled=rolled)
+    with pytest.raises(SequenceCheckError) as info:
+        read_tenprint(data, "x")
+    assert info.value.suggested == {3: 4}
+    intake = read_tenprint(data, "x", reorder=True)
+    assert 3 not in intake.enrolment.fingers and intake.sources[4] == "rolled"
+    assert "rolled and declared UP" in intake.steps[0].text

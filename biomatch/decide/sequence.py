@@ -105,7 +105,8 @@ class SequenceCheck:
     swapped : tuple of int
         The claimed positions that move (sorted).
     hand_swap : bool
-        The moved fingers are a hand swap (every moved i goes to i +- 5, at least three).
+        The moves are a hand swap: at least three, and 60% of the moved fingers, go from i to
+        i +- 5 (the rest: a finger swap on top).
     confirmed : tuple of int
         Positions whose rolled print matches its own slap segment at ``confirm_fmr``.
     unverified : tuple of int
@@ -199,7 +200,8 @@ def check_sequence(rolled: Mapping, slap: Mapping, params: SequenceParams = Sequ
     confirm = -math.log10(params.confirm_fmr)
     confirmed = tuple(p for i, p in enumerate(rows) if p in col and p not in moved and ev[i, col[p]] >= confirm)
     unverified = tuple(p for p in rows if p in col and p not in moved and p not in confirmed)
-    hand = len(moved) >= 3 and all(_HAND_SWAP[a] == b for a, b in moved.items())
+    across = sum(_HAND_SWAP[a] == b for a, b in moved.items())
+    hand = across >= max(3, 0.6 * len(moved))  # a hand swap, possibly with a finger swap on top
     return SequenceCheck(ok=not moved, rolled=rows, slap=cols, scores=scores, evidence=ev, suggested=moved,
                          swapped=tuple(sorted(moved)), hand_swap=hand, confirmed=confirmed, unverified=unverified)
 

@@ -134,13 +134,15 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
     if not (slaps or rolled or plain):
         raise TransactionError("transaction: expected finger images (rolled FGP 1-10, slaps FGP 13/14/15, plain "
                                f"thumbs 11/12), got positions {sorted(i.position for i in tx.finger_images)}")
+    # a rolled print at a position declared missing: a swap (the operator rolled another finger in
+    # that box) or a contradiction; the sequence check below tells which, if there are slaps
     both = sorted(p for p in rolled if p in missing)
-    if both:
-        raise TransactionError(f"transaction: fingers {both} are rolled and declared "
-                               f"{'/'.join(missing[p] for p in both)} (AMP 14.018) at once")
+    both_text = f"fingers {both} are rolled and declared {'/'.join(missing[p] for p in both)} (AMP 14.018) at once"
+    if both and not slaps:
+        raise TransactionError(f"transaction: {both_text}, and no slap to tell which is right")
     steps.append(Step("read", True, f"{len(tx.finger_images)} finger records: {len(rolled)} rolled, "
                                     f"{len(slaps)} slaps, {len(plain)} plain; declared missing "
-                                    f"{_positions(missing) or 'none'}"))
+                                    f"{_positions(missing) or 'none'}" + (f"; {both_text}" if both else "")))
 
     # segment
     segments, slap_crops = {}, {}
@@ -195,6 +197,11 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
         steps.append(Step("sequence", check.ok, check.describe() + how))
     else:
         steps.append(Step("sequence", True, "skipped: " + ("no rolled prints" if not rolled_t else "no slaps")))
+    unexplained = sorted(p for p in rolled_t if p in missing and missing[p] != "not found")
+    if unexplained and not force:
+        raise TransactionError(f"transaction: fingers {unexplained} are rolled and declared "
+                               f"{'/'.join(missing[p] for p in unexplained)} (AMP 14.018) at once, and the "
+                               "sequence check does not move them (--force enrols without them)")
 
     # choose per position, then quality
     fingers, sources = {}, {}
