@@ -131,10 +131,13 @@ class SlapParams:
     tip_rise_mm : tuple of float
         Height of each finger's tip above the middle finger's, index, middle, ring, little
         (the arc of a right hand, in its own frame; mirrored for the left).
-    tip_rise_sigma_mm, spacing_sigma_ratio : float
-        Spreads of the arc and of the finger spacing in the position assignment.
-    spacing_ratio : float
-        Fingertip centre spacing over finger width (fingers slightly spread on the platen).
+    tip_rise_sigma_mm : float
+        Spread of each tip's height about the arc in the position assignment.
+    spacing_ratio, spacing_sigma_ratio : float
+        Prior of the fingertip centre spacing over the finger width (fingers slightly spread on
+        the platen: 1.1-1.6), and its spread; each hypothesis fits its own spacing under it.
+    position_sigma_ratio : float
+        Spread of each tip's centre about the fitted spacing, in spacings.
     centre_sigma_ratio : float
         Spread, in finger spacings, of the hand's centre about the image's centre (the hand is
         placed on the middle of the platen): decides which end a missing finger is at when the
@@ -176,10 +179,11 @@ class SlapParams:
     min_fill: float = 0.55
     tip_rise_mm: tuple = (-8.0, 0.0, -4.0, -20.0)
     tip_rise_sigma_mm: float = 7.0
-    spacing_ratio: float = 1.2
+    spacing_ratio: float = 1.25
+    position_sigma_ratio: float = 0.12
     centre_sigma_ratio: float = 1.0
     edge_spread_mm: float = 0.35
-    spacing_sigma_ratio: float = 0.25
+    spacing_sigma_ratio: float = 0.2
     crop_margin_mm: float = 1.0
     max_hole_mm2: float = 80.0
     missing_cost: float = 6.0
@@ -188,7 +192,8 @@ class SlapParams:
         for name in ("energy_relative_min", "close_radius_mm", "open_radius_mm", "max_hand_rotation_deg",
                      "hand_rotation_step_deg", "hand_rotation_prior_deg", "finger_width_mm", "thumb_width_mm", "split_width_ratio",
                      "split_valley_ratio", "max_tip_length_ratio", "min_width_ratio", "min_length_ratio",
-                     "tip_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio"):
+                     "tip_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio",
+                     "position_sigma_ratio"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise invalid(f"SlapParams.{name}", "a positive number", v)
@@ -743,16 +748,20 @@ def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
     best, best_cost = None, math.inf
     for slots in itertools.combinations(range(len(order)), m):
         s = np.asarray(slots, np.float64)
-        # x: xs ~ x0 + spacing * slot after the best shift
-        x0 = float(np.mean(xs - spacing * s))
-        ex = (xs - (x0 + spacing * s)) / (p.spacing_sigma_ratio * spacing)
+        # x: xs ~ x0 + step * slot, the step (this hand's finger spacing) fitted too, under a
+        # prior about the usual spacing (fingers more or less spread on the platen)
+        sx, ss = p.position_sigma_ratio * spacing, p.spacing_sigma_ratio * spacing
+        a = np.array([[len(s) / sx**2, s.sum() / sx**2], [s.sum() / sx**2, (s * s).sum() / sx**2 + 1 / ss**2]])
+        rhs = np.array([xs.sum() / sx**2, (xs * s).sum() / sx**2 + spacing / ss**2])
+        x0, step = np.linalg.solve(a, rhs)
+        ex = np.append((xs - (x0 + step * s)) / sx, (step - spacing) / ss)
         # heights: tops ~ t0 + rise[slot]
         r = rise[list(slots)]
         t0 = float(np.mean(tops - r))
         ey = (tops - (t0 + r)) / (p.tip_rise_sigma_mm * px_mm)
         # the hand is placed about the middle of the platen: its centre (between the middle and
         # ring fingers) within about one finger spacing of the image's centre
-        ec = (x0 + spacing * 0.5 * (len(order) - 1) - w_map / 2.0) / (p.centre_sigma_ratio * spacing)
+        ec = (x0 + step * 0.5 * (len(order) - 1) - w_map / 2.0) / (p.centre_sigma_ratio * spacing)
         cost = float((ex ** 2).sum() + (ey ** 2).sum() + ec ** 2)
         if cost < best_cost:
             best, best_cost = slots, cost
