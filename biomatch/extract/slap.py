@@ -133,6 +133,9 @@ class SlapParams:
         (the arc of a right hand, in its own frame; mirrored for the left).
     tip_rise_sigma_mm : float
         Spread of each tip's height about the arc in the position assignment.
+    thumb_rise_sigma_mm : float
+        Spread of the height difference of the two thumbs' tips (side by side on the platen):
+        a faint blob far below the one thumb found is a phalanx, not the other thumb.
     spacing_ratio, spacing_sigma_ratio : float
         Prior of the fingertip centre spacing over the finger width (fingers slightly spread on
         the platen: 1.1-1.6), and its spread; each hypothesis fits its own spacing under it.
@@ -179,6 +182,7 @@ class SlapParams:
     min_fill: float = 0.55
     tip_rise_mm: tuple = (-8.0, 0.0, -4.0, -20.0)
     tip_rise_sigma_mm: float = 7.0
+    thumb_rise_sigma_mm: float = 10.0
     spacing_ratio: float = 1.25
     position_sigma_ratio: float = 0.12
     centre_sigma_ratio: float = 1.0
@@ -192,7 +196,7 @@ class SlapParams:
         for name in ("energy_relative_min", "close_radius_mm", "open_radius_mm", "max_hand_rotation_deg",
                      "hand_rotation_step_deg", "hand_rotation_prior_deg", "finger_width_mm", "thumb_width_mm", "split_width_ratio",
                      "split_valley_ratio", "max_tip_length_ratio", "min_width_ratio", "min_length_ratio",
-                     "tip_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio",
+                     "tip_rise_sigma_mm", "thumb_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio",
                      "position_sigma_ratio"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -736,7 +740,9 @@ def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
     m = len(kept)
     if kind == "thumbs":
         if m == len(order):
-            return list(order), 0.0
+            # both thumbs lie on the platen side by side: their tips at about one height
+            dy = (kept[0].y0 - kept[1].y0) / (p.thumb_rise_sigma_mm * px_mm)
+            return list(order), float(dy * dy)
         # one thumb: its side of the image (left thumb 6 on the left)
         return [order[0] if kept[0].cx < w_map / 2.0 else order[1]], 0.0
     rise = np.asarray(p.tip_rise_mm, np.float64) * px_mm  # index, middle, ring, little
