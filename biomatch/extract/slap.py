@@ -627,7 +627,8 @@ def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: floa
         rows = (henergy * m).sum(1) / np.maximum(m.sum(1), 1)
         k = max(1, int(round(0.06 * fw)))
         rows = np.convolve(rows, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
-        level = float(np.median(rows[y0 + int(0.2 * w_eff):lo]))
+        tip_rows = rows[y0 + int(0.2 * w_eff):lo]
+        level = float(np.median(tip_rows)) if len(tip_rows) else float(rows[y0:lo].max(initial=0.0))
         low = np.flatnonzero(rows[lo:hi] < p.crease_drop_ratio * level)
         cut = None
         if len(low):
