@@ -78,6 +78,11 @@ class ExtractionParams:
     cluster_distance_px: float = 8.0
     hole_perimeter_px: float = 10.0  # bridges/holes: two forks joined within half a period
     max_minutiae: int = 80
+    # ... per this much print area: a larger print keeps up to max_minutiae * area / this, so a
+    # rolled print (nail to nail, 400-800 mm^2) keeps a plain print's minutiae density instead of
+    # losing a third to half of its minutiae, most of them where a plain print of the finger has
+    # its own (issue 18; benchmarks/rolled_plain.py).  0: a fixed cap of max_minutiae.
+    max_minutiae_area_mm2: float = 300.0
     # A ridge ending is located at the valley skeleton's fork ahead of its tip (ISO/IEC
     # 19794-2), searched up to about one ridge period away (0 = keep the tip).
     ending_valley_fork_max_px: float = 9.0
@@ -325,9 +330,15 @@ _ADDED_FIELDS: dict[str, dict[str, Any]] = {
 # DB1-4_B; the FMR at every shipped threshold not shown above its target on mixed pairs, the FNMR
 # within the same-generation one's interval), measured figures beside each.  A gallery fixed at
 # one of them or at the current default accepts templates of any of them, so that a registry
-# keeps enrolling after an upgrade without re-extracting what it holds.  Empty: the current
-# default is the first generation of this lineage.
-EXTRACTION_LINEAGE: tuple[str, ...] = ()
+# keeps enrolling after an upgrade without re-extracting what it holds.
+EXTRACTION_LINEAGE: tuple[str, ...] = (
+    # 2026-12-07, before the area-relative minutiae cap (max_minutiae_area_mm2): its templates differ
+    # only on prints larger than 300 mm^2 with more than 80 minutiae; on FVC2002 DB1-4_B not one of
+    # the 320 templates changed (none reaches 80 minutiae), so new x new, mixed and old x old give
+    # the same EER / FMR1000 on every set (0.35/1.07, 0.35/0.36, 0.70/1.79, 0.70/1.07) and the same
+    # pooled FMR / FNMR at each shipped threshold (benchmarks/cross_generation.py: "one scale").
+    "763063c72d9e6916",
+)
 
 
 def from_json(text: str, cls: type[T]) -> T:

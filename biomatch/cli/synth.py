@@ -48,6 +48,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--plain", action="store_true", help="also write plain_NN.png (each slap finger by its box)")
     t.add_argument("--wsq", action="store_true", help="WSQ-compress the images in card.an2k (default raw)")
     t.add_argument("--first", type=positive_int, default=1, help="number of the first card (default 1)")
+    t.add_argument("--capture", type=int, default=0, help="capture number: another card of the same people "
+                   "(default 0)")
+    t.add_argument("--workers", type=positive_int, default=1, help="processes (default 1; same files whatever N)")
     t.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     t.set_defaults(func=cmd_synth_tenprint)
 
@@ -87,7 +90,7 @@ def cmd_synth_tenprint(args) -> int:
     params = TenprintParams(write_plain=args.plain, compression="wsq" if args.wsq else "none")
     folder = write_cards(args.out, args.cards, args.seed, dpi=args.dpi, swap_rate=args.swap_rate,
                          hand_swap_rate=args.hand_swap_rate, missing_rate=args.missing_rate, progress=progress,
-                         params=params, first=args.first)
+                         params=params, first=args.first, workers=args.workers, capture=args.capture)
     print(f"wrote {args.cards} ten-print cards to {folder} ({args.dpi} ppi; card_NNNN/truth.json holds the "
           f"ground truth)")
     return EXIT_OK

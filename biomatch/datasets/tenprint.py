@@ -37,6 +37,11 @@ true_position}}``; ``swaps`` (claimed position pairs), ``hand_swap``, ``missing`
 ``missing_codes``; ``minutiae.{true position: {rolled, rolled_image, slap, slap_image[, plain]}}``
 with ``[x, y, theta_rad]`` rows (pixels of that image, angle counter-clockwise as displayed).
 
+``make_card(card, seed, params, capture=k)`` / ``write_cards(..., capture=k)``: the same people (fingers,
+missing fingers: from ``seed`` and the card number) captured again, with new impressions, placement
+and operator's errors: mated rolled and plain prints for evaluation (``benchmarks/rolled_plain.py``).
+Speed: about 3 CPU-s per card at 500 ppi, 9 at 1000 ppi; ``workers`` generates cards in parallel.
+
 Positions are ANSI/NIST-ITL finger codes: 1-5 right thumb..little, 6-10 left thumb..little,
 13/14/15 the right-four, left-four and two-thumb slaps.
 """
@@ -59,7 +64,7 @@ from ._tenprint_skin import SKIN_PPMM, FingerSkin, grow_skin
 __all__ = ["TenprintParams", "Card", "FINGER_NAMES", "SLAPS", "make_card", "write_card", "write_cards"]
 
 MM_PER_INCH = 25.4
-_INK_GAIN = 5.0
+_INK_GAIN = 4.0
 
 FINGER_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring", 5: "right little",
                 6: "left thumb", 7: "left index", 8: "left middle", 9: "left ring", 10: "left little"}
@@ -253,6 +258,7 @@ class _Layer:
     region: Callable | None = None         # (x, y) local mm -> (signed distance inside, ridge value)
     local_box: tuple = (0.0, 0.0, 0.0, 0.0)  # (x0, y0, x1, y1) local mm bounding the layer
     position: int = 0
+    lightness: Callable | None = None      # (s, z) skin mm -> extra dryness (lighter contact)
 
 
 def _plain_contact(skin: FingerSkin, contact_half_arc: float, z0: float):
@@ -272,10 +278,14 @@ def _plain_contact(skin: FingerSkin, contact_half_arc: float, z0: float):
     return dist
 
 
-def _rolled_contact(skin: FingerSkin, extent_left: float, extent_right: float):
+def _rolled_contact(skin: FingerSkin, extent_left: float, extent_right: float, tip_mm: float):
+    """Signed distance of the rolled print's area: the skin between the roll's two ends, its top a
+    dome (the tip rolls over ``tip_mm`` of the finger's length), down to the first crease."""
+    from ._tenprint_skin import outline_half_arc
+
     def dist(s, z):
         ext = np.where(s < 0, extent_left, extent_right)
-        bound = skin.half_width_at(z) * ext
+        bound = outline_half_arc(z, skin.half_arc_mm, tip_mm) * ext
         return np.minimum.reduce([bound - np.abs(s), skin.length_mm - z, z - 0.3])
 
     return dist
@@ -299,9 +309,16 @@ def _rolled_layer(fg: _Finger, rng: np.random.Generator, params: TenprintParams)
     rigid = Rigid(float(rng.normal(0, 3.0)), (0.0, 0.5 * L), place)
     fmap = FingerMap([cone, slip], elastic, rigid, params.ppmm)
     ext_l, ext_r = rng.uniform(params.roll_extent_min, 1.0, 2)
-    contact = _rolled_contact(skin, ext_l, ext_r)
+    contact = _rolled_contact(skin, ext_l, ext_r, fg.radius_mm * rng.uniform(1.2, 1.7))
     box = (-span - 1, -3.0, span + 1, L + 3.0)
-    return _Layer(fmap, "distal", 1.0, _pressure(rng, params), skin, contact, None, box, fg.position)
+    # The roll presses hardest on the pad and lightest towards the nails.
+    fade = rng.uniform(0.2, 0.6)
+    half = skin.half_arc_mm
+
+    def lightness(s, z):
+        return fade * (np.abs(s) / half) ** 3
+
+    return _Layer(fmap, "distal", 1.0, _pressure(rng, params), skin, contact, None, box, fg.position, lightness)
 
 
 def _plain_layers(fg: _Finger, rng: np.random.Generator, params: TenprintParams, tip_mm: tuple[float, float],
@@ -416,7 +433,7 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
         if layer.kind == "distal":
             s, z = layer.fmap.skin_from_local(lx, ly)
             inside = soft_inside(layer.contact(s, z), 0.15)
-            ridges = _sample_skin(layer.skin, s, z)
+            ridges = _sample_skin(layer.skin, s, z) - _pores(layer, roi, rng, ppmm)
             contacts[layer.position] = (roi, inside)
         else:
             d, ridges = layer.region(lx, ly)
@@ -427,6 +444,8 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
         rh, rw = r1 - r0, c1 - c0
         patches = cv2.resize(rng.normal(0, 1, (5, 4)).astype(np.float32), (rw, rh), interpolation=cv2.INTER_CUBIC)
         local = (0.35 - 0.7 * layer.pressure) + rng.uniform(0.1, 0.35) * patches
+        if layer.lightness is not None:
+            local = local + layer.lightness(s, z)
         noise = grain[r0:r1, c0:c1] * rng.uniform(0.25, 0.5)
         # The glass-skin contact boundary is sharp (a ridge touches or not): a steep ink curve,
         # so edge sharpness is set by the sensor's blur below, in its own pixels.
@@ -440,6 +459,24 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 0.8))
     img += rng.normal(0, rng.uniform(2.5, 5.0), img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), contacts
+
+
+def _pores(layer: _Layer, roi, rng: np.random.Generator, ppmm: float) -> np.ndarray:
+    """The layer's sweat pores as bumps (0..depth) to subtract from the ridge height, ROI-sized."""
+    import cv2
+
+    c0, r0, c1, r1 = roi
+    out = np.zeros((r1 - r0, c1 - c0), np.float32)
+    pores = layer.skin.pores
+    if pores is None or len(pores) == 0:
+        return out
+    px, py = layer.fmap.forward(pores[:, 0], pores[:, 1])
+    xi, yi = np.rint(px).astype(int) - c0, np.rint(py).astype(int) - r0
+    ok = (xi >= 0) & (xi < c1 - c0) & (yi >= 0) & (yi < r1 - r0)
+    np.add.at(out, (yi[ok], xi[ok]), 1.0)
+    sigma = rng.uniform(0.03, 0.045) * ppmm       # pore radius ~0.04-0.09 mm
+    out = cv2.GaussianBlur(out, (0, 0), sigma) * (2 * np.pi * sigma * sigma)
+    return out * rng.uniform(1.0, 1.8)
 
 
 def _truth_minutiae(layer: _Layer, image_shape: tuple[int, int], margin_mm: float = 0.6) -> np.ndarray:
@@ -493,12 +530,17 @@ def _slap_layout(rng: np.random.Generator, params: TenprintParams, name: str) ->
     return out
 
 
-def _operator_errors(rng: np.random.Generator, params: TenprintParams):
-    """Missing fingers (codes), then which finger each claimed rolled slot holds."""
+def _missing_fingers(rng: np.random.Generator, params: TenprintParams) -> dict[int, str]:
+    """The person's missing fingers and their codes (the same in every capture of the person)."""
     missing = {}
     for pos in range(1, 11):
         if rng.random() < params.missing_rate:
             missing[pos] = "UP" if rng.random() < params.unprintable_share else "XX"
+    return missing
+
+
+def _operator_errors(rng: np.random.Generator, params: TenprintParams, missing: dict[int, str]):
+    """Which finger each claimed rolled slot holds (swaps, swapped hands), for one capture."""
     holds = {p: p for p in range(1, 11)}
     hand_swap = bool(rng.random() < params.hand_swap_rate)
     if hand_swap:
@@ -519,7 +561,7 @@ def _operator_errors(rng: np.random.Generator, params: TenprintParams):
             a, b = pairs[int(rng.integers(len(pairs)))]
             holds[a], holds[b] = holds[b], holds[a]
             swaps.append([a, b])
-    return missing, holds, hand_swap, swaps
+    return holds, hand_swap, swaps
 
 
 def _mm_shape(width_mm: float, height_mm: float, ppmm: float) -> tuple[int, int]:
@@ -530,15 +572,18 @@ def _rows(m: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> list:
     return [[round(float(x) - dx, 2), round(float(y) - dy, 2), round(float(a), 4)] for x, y, a, _ in m]
 
 
-def make_card(card: int, seed: int, params: TenprintParams | None = None) -> Card:
+def make_card(card: int, seed: int, params: TenprintParams | None = None, capture: int = 0) -> Card:
     """Generate one card in memory.
 
     Parameters
     ----------
     card : int
-        Card number (1-based); with ``seed`` it determines everything.
+        Card number (1-based); with ``seed`` it determines the person (fingers, missing fingers).
     seed : int
     params : TenprintParams, optional
+    capture : int
+        Which capture of the person (0, 1, ...): another card of the same ten fingers, with its
+        own impressions and operator's errors (mated rolled and plain prints for evaluation).
 
     Returns
     -------
@@ -552,13 +597,20 @@ def make_card(card: int, seed: int, params: TenprintParams | None = None) -> Car
     for name, v in (("card", card), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise invalid(name, "a non-negative int", v)
+    if isinstance(capture, bool) or not isinstance(capture, (int, np.integer)) or capture < 0:
+        raise invalid("capture", "a non-negative int", capture)
+    # The person (fingers, missing fingers) comes from (seed, card); everything about one capture
+    # (impressions, placement, operator's swaps) also from ``capture``.
     rng = np.random.default_rng([int(seed), int(card), 0x7C4])
     fingers = _grow_fingers(rng, seed, card, params)
-    missing, holds, hand_swap, swaps = _operator_errors(rng, params)
+    missing = _missing_fingers(rng, params)
+    key = (int(seed), int(card), int(capture))
+    holds, hand_swap, swaps = _operator_errors(np.random.default_rng([*key, 0xE77]), params, missing)
     ppmm = params.ppmm
     images: dict[str, np.ndarray] = {}
     minutiae: dict[str, dict] = {str(p): {} for p in range(1, 11) if p not in missing}
-    truth = {"card": int(card), "seed": int(seed), "dpi": params.dpi, "slaps": {}, "rolled": {},
+    truth = {"card": int(card), "seed": int(seed), "capture": int(capture), "dpi": params.dpi, "slaps": {},
+             "rolled": {},
              "swaps": swaps, "hand_swap": hand_swap, "missing": sorted(missing),
              "missing_codes": {str(p): c for p, c in sorted(missing.items())}, "minutiae": minutiae}
     records = []
@@ -570,7 +622,7 @@ def make_card(card: int, seed: int, params: TenprintParams | None = None) -> Car
             continue
         # Seeded by the finger, not the slot: a swapped card's rolled files are the unswapped
         # card's, exchanged (what the tests check).
-        irng = np.random.default_rng([int(seed), int(card), 0x801, f])
+        irng = np.random.default_rng([*key, 0x801, f])
         layer = _rolled_layer(fingers[f], irng, params)
         img, _ = _render(rshape, [layer], irng, params)
         fname = f"rolled_{p:02d}.png"
@@ -582,7 +634,7 @@ def make_card(card: int, seed: int, params: TenprintParams | None = None) -> Car
     # Slaps.
     sshape = _mm_shape(params.slap_width_mm, params.slap_height_mm, ppmm)
     for name, (fgp, positions) in SLAPS.items():
-        srng = np.random.default_rng([int(seed), int(card), 0x5A9, fgp])
+        srng = np.random.default_rng([*key, 0x5A9, fgp])
         layout = _slap_layout(srng, params, name)
         layers = []
         for pos in positions:
@@ -649,7 +701,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def write_cards(out, cards: int, seed: int, *, dpi: int = 500, swap_rate: float = 0.1,
                 hand_swap_rate: float = 0.03, missing_rate: float = 0.02, progress=None,
-                params: TenprintParams | None = None, first: int = 1) -> Path:
+                params: TenprintParams | None = None, first: int = 1, workers: int = 1, capture: int = 0) -> Path:
     """Write ``cards`` generated ten-print cards to ``out/card_NNNN/``.
 
     Parameters
@@ -671,6 +723,11 @@ def write_cards(out, cards: int, seed: int, *, dpi: int = 500, swap_rate: float 
         Every other setting; ``dpi`` and the three rates given here override its fields.
     first : int
         Number of the first card (to extend a set: cards are independent of each other).
+    workers : int
+        Processes generating cards at once (the output does not depend on it).
+    capture : int
+        Capture number: the same seed and card numbers with another ``capture`` give new cards of
+        the same people (see :func:`make_card`).
 
     Returns
     -------
@@ -695,6 +752,10 @@ def write_cards(out, cards: int, seed: int, *, dpi: int = 500, swap_rate: float 
         raise invalid("seed", "a non-negative int", seed)
     if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 1:
         raise invalid("first", "a positive int", first)
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= 256:
+        raise invalid("workers", "an int in [1, 256]", workers)
+    if isinstance(capture, bool) or not isinstance(capture, (int, np.integer)) or capture < 0:
+        raise invalid("capture", "a non-negative int", capture)
     params = replace(params or TenprintParams(), dpi=dpi, swap_rate=swap_rate, hand_swap_rate=hand_swap_rate,
                      missing_rate=missing_rate)
     if not isinstance(out, (str, Path)) or "\0" in str(out):
@@ -709,9 +770,24 @@ def write_cards(out, cards: int, seed: int, *, dpi: int = 500, swap_rate: float 
         raise FileAccessError(f"out: cannot create the folder {str(folder)!r}: {exc.strerror or exc}") from exc
     if progress is not None:
         progress(0, cards)
-    for i in range(cards):
-        n = first + i
-        write_card(folder / f"card_{n:04d}", make_card(n, seed, params))
-        if progress is not None:
-            progress(i + 1, cards)
+    numbers = range(first, first + cards)
+    if workers == 1 or cards == 1:
+        for i, n in enumerate(numbers):
+            _make_and_write(folder, n, seed, params, capture)
+            if progress is not None:
+                progress(i + 1, cards)
+        return folder
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # Cards are independent and each is seeded by its number: the files do not depend on workers.
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_make_and_write, folder, n, seed, params, capture) for n in numbers]
+        for i, fut in enumerate(as_completed(futures)):
+            fut.result()
+            if progress is not None:
+                progress(i + 1, cards)
     return folder
+
+
+def _make_and_write(folder: Path, n: int, seed: int, params: TenprintParams, capture: int) -> None:
+    write_card(folder / f"card_{n:04d}", make_card(n, seed, params, capture))

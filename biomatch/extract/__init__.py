@@ -135,7 +135,7 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
           candidates=cands)
 
     idx = np.flatnonzero(keep & (quality >= p.min_minutia_quality))
-    idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: p.max_minutiae]
+    idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: minutiae_cap(mask, p)]
     idx = np.sort(idx)
     valleys = np.zeros_like(skel)
     if p.ending_valley_fork_max_px > 0:
@@ -157,6 +157,15 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     t = Template(m, w, h, max(1, iq.score), tag, grid)
     _keep(cap, minutiae=t.minutiae, block_orientation=grid)
     return t
+
+
+def minutiae_cap(mask: np.ndarray, p: ExtractionParams) -> int:
+    """Most minutiae a template keeps: ``max_minutiae``, raised in proportion to a print area above
+    ``max_minutiae_area_mm2`` (``mask`` at 500 dpi), so that the cap is a density, not a count."""
+    if p.max_minutiae_area_mm2 <= 0:
+        return p.max_minutiae
+    area_mm2 = float(np.count_nonzero(mask)) * (25.4 / WORKING_DPI) ** 2
+    return max(p.max_minutiae, int(np.ceil(p.max_minutiae * area_mm2 / p.max_minutiae_area_mm2)))
 
 
 def load_working_image(image, dpi: float | str, p: ExtractionParams, *, resolution: ResolutionParams | None = None,

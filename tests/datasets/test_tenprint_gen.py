@@ -32,7 +32,7 @@ def test_progress_per_card(tmp_path, monkeypatch):
     from biomatch.datasets import tenprint
 
     made = []
-    monkeypatch.setattr(tenprint, "make_card", lambda n, seed, params: made.append(n) or
+    monkeypatch.setattr(tenprint, "make_card", lambda n, seed, params, capture: made.append(n) or
                         tenprint.Card(n, {}, {"card": n}, []))
     monkeypatch.setattr(tenprint, "write_card", lambda folder, c: None)
     seen = []
@@ -200,3 +200,20 @@ def test_bad_arguments(tmp_path):
         write_cards(tmp_path / "f", 1, 1)
     with pytest.raises(InvalidInputError, match="dpi"):
         replace(TenprintParams(), dpi=300)
+
+
+def test_maps_invert():
+    """Rendering uses the inverse maps, ground truth the forward ones: they must agree."""
+    from biomatch.datasets.tenprint import _Finger, _plain_layers, _rolled_layer
+    from biomatch.datasets._tenprint_skin import grow_skin
+
+    skin = grow_skin(3, "whorl", 8.0, 13.0, 23.0)
+    fg = _Finger(2, skin, 8.0)
+    rng = np.random.default_rng(0)
+    p = TenprintParams()
+    layers = [_rolled_layer(fg, rng, p), _plain_layers(fg, rng, p, (30.0, 10.0), 7.0)[0]]
+    s, z = np.meshgrid(np.linspace(-6, 6, 13), np.linspace(2, 21, 13))
+    for layer in layers:
+        px, py = layer.fmap.forward(s, z)
+        s2, z2 = layer.fmap.skin_from_local(*layer.fmap.local_from_pixels(px, py))
+        assert np.abs(s2 - s).max() < 0.01 and np.abs(z2 - z).max() < 0.01   # mm
