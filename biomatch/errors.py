@@ -41,6 +41,9 @@ __all__ = [
     "MultipleFacesError",
     "FaceTemplateError",
     "FaceQualityError",
+    "NotASlapError",
+    "TransactionError",
+    "SequenceCheckError",
 ]
 
 
@@ -82,6 +85,39 @@ class ResolutionError(InvalidInputError):
 
 class ImageError(BiomatchError):
     """An image cannot be read, decoded or used (corrupt, empty, absurd size)."""
+
+
+class NotASlapError(InvalidInputError):
+    """An image is not a slap of the stated kind: blank, a single finger, too small to hold the
+    slap's fingers at its resolution (:func:`biomatch.extract.slap.segment_slap`)."""
+
+
+class TransactionError(BiomatchError):
+    """A ten-print transaction contradicts itself: a slap record shows fewer fingers than it declares
+    (its segments, 14.021, or its positions less the amputated ones, 14.018), a finger both rolled
+    and declared amputated.  The message names the record (type, IDC, position code).  Nothing is
+    enrolled."""
+
+
+class SequenceCheckError(TransactionError):
+    """A ten-print's rolled fingers do not match the slap segments at their positions: fingers or
+    hands swapped (:mod:`biomatch.decide.sequence`).  Nothing is enrolled.
+
+    Attributes
+    ----------
+    swapped : tuple of int
+        The positions whose rolled print matches another position's slap segment better.
+    suggested : dict
+        Claimed position -> the position its rolled print most likely is.
+    """
+
+    def __init__(self, message: str, swapped: tuple = (), suggested: dict | None = None):
+        super().__init__(message)
+        self.swapped = tuple(swapped)
+        self.suggested = dict(suggested or {})
+
+    def __reduce__(self):
+        return type(self), (str(self), self.swapped, self.suggested)
 
 
 class TemplateError(BiomatchError):

@@ -13,6 +13,7 @@ Commands::
     biomatch evaluate faces FOLDER [--json]                    (one subfolder per identity)
     biomatch threshold (--fmr F | --fpir F) FILE.csv [--json] [--table OUT.json]
     biomatch synth fvc OUT [--fingers F] [--impressions I] [--seed S]
+    biomatch segment IMAGE --dpi N --slap right4|left4|thumbs -o DIR [--overlay]   (see .segment)
     biomatch gallery create|enroll|dedup|stats|add-shard|check|backup|restore ...   (see .gallery)
     biomatch cluster start|create|enroll|dedup|stats|add-shard|release|stop ...    (see .cluster)
     biomatch demo dedup [--datasets DIR] [--out DIR]
@@ -45,7 +46,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import BiomatchError
-from . import audit, cluster, demo, evaluate, faces, gallery, keys, scores, serve, synth, templates
+from . import audit, cluster, demo, evaluate, faces, gallery, keys, scores, segment, serve, synth, templates
 from ._common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_INTERNAL", "EXIT_INPUT", "EXIT_INTERRUPTED"]
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     templates.add_parsers(sub)           # extract, quality, convert, verify
     esub = evaluate.add_parsers(sub)     # evaluate fvc, fvc2002
     synth.add_parsers(sub)               # synth fvc
+    segment.add_parsers(sub)             # segment (slaps)
     scores.add_parsers(sub, esub)        # evaluate scores, identification; threshold
     faces.add_parsers(esub)              # evaluate faces
     gallery.add_parsers(sub)

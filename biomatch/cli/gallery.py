@@ -8,7 +8,8 @@ Commands::
     biomatch gallery info PATH [--json]                the manifest's facts, encryption included (no key)
     biomatch gallery rotate-key PATH --key-file OLD [--new-key-file NEW] [--reencrypt] [--batch N]
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review] [--window W] [--threads T]
-    biomatch gallery dedup PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet]
+    biomatch gallery enroll PATH TRANSACTION.an2k [--subject ID] [--force | --reorder] [--accept-review]
+    biomatch gallery dedup PATH FOLDER_OR_MANIFEST|TRANSACTION.an2k [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
     biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
     biomatch gallery check PATH [--repair [--accept-store-loss]] [--json]   exit 1 when not sound
@@ -27,6 +28,12 @@ go concurrently). One line per record goes to stdout (ids escaped: non-printable
 ``\\x..`` / ``\\u....``), a progress bar to stderr. A record that fails (unreadable image, no
 usable finger) is reported and the run goes on; the exit code is then 2. :mod:`.cluster` runs
 the same ``enroll`` and ``dedup`` on a Ray cluster through :func:`run_records`.
+
+An ANSI/NIST-ITL ten-print transaction (``.an2k``, ``.eft``, ``.nist``, or any file starting with
+``1.001:``) is one subject: its steps -- read, slap segmentation, extraction, sequence check of
+the rolled prints against the slaps, quality, then dedup -- are printed one line each
+(:mod:`biomatch.dedup.tenprint`); a failed step (a slap showing fewer fingers than it declares, a
+corrupt record, swapped fingers without ``--force``) enrols nothing and exits 2.
 
 The extractor is imported when the first record is read, so that ``--help`` and usage errors do
 not pay for compiling it.
@@ -94,9 +101,16 @@ def add_parsers(sub) -> None:
         f = gsub.add_parser(name, help=text, description=text + ". Input: a folder of <subject>_<position>.<ext> "
                             "images or a CSV manifest subject_id,position,path[,dpi].")
         f.add_argument("path", type=Path, metavar="PATH")
-        f.add_argument("source", type=Path, metavar="FOLDER_OR_MANIFEST")
+        f.add_argument("source", type=Path, metavar="FOLDER_OR_MANIFEST",
+                       help="a folder of images, a CSV manifest, or an ANSI/NIST-ITL ten-print transaction")
         f.add_argument("--dpi", type=dpi, help="resolution of the images (unless given per manifest row)")
         f.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+        f.add_argument("--subject", metavar="ID",
+                       help="transaction: the subject id (default its TCN, 1.009, else the file name)")
+        f.add_argument("--force", action="store_true",
+                       help="transaction: enrol in the claimed order even if the sequence check fails")
+        f.add_argument("--reorder", action="store_true",
+                       help="transaction: if the sequence check fails, enrol the rolled prints in the order it suggests")
         if enrol:
             f.add_argument("--accept-review", action="store_true", help="enrol records whose decision is REVIEW")
             f.add_argument("--window", type=int_in(1, 4096), default=8,
@@ -175,6 +189,8 @@ def run_records(args, enrol: bool, opener=None) -> int:
     Enrolment goes by windows of ``args.window`` records (:mod:`biomatch.dedup.pipeline`):
     searched ``args.threads`` at a time, committed in order.
     """
+    if is_transaction(args.source):
+        return run_transaction(args, enrol, opener)
     records = read_input(args.source, args.dpi)
     counts: dict[str, int] = {}
     failed = skipped = 0
@@ -212,6 +228,51 @@ def run_records(args, enrol: bool, opener=None) -> int:
     print(f"# {len(records)} records: {summary or 'none searched'}; skipped (already enrolled) {skipped}; "
           f"errors {failed}; gallery holds {n} subjects")
     return EXIT_INPUT if failed else EXIT_OK
+
+
+_TRANSACTION_SUFFIXES = {".an2k", ".an2", ".eft", ".nist", ".int"}
+
+
+def is_transaction(source: Path) -> bool:
+    """An ANSI/NIST-ITL transaction: by its suffix, or a file that starts with the Type-1 tag."""
+    source = Path(source)
+    if not source.is_file():
+        return False
+    if source.suffix.lower() in _TRANSACTION_SUFFIXES:
+        return True
+    try:
+        with open(source, "rb") as fh:
+            return fh.read(6) == b"1.001:"
+    except OSError:
+        return False
+
+
+def run_transaction(args, enrol: bool, opener=None) -> int:
+    """One ten-print transaction: each intake step printed, then dedup (and enrolment)."""
+    from ..dedup.tenprint import read_tenprint
+
+    steps: list = []
+    try:
+        intake = read_tenprint(args.source, getattr(args, "subject", None), force=getattr(args, "force", False),
+                               reorder=getattr(args, "reorder", False), steps_out=steps)
+    except BiomatchError:
+        for st in steps:
+            print(escape_unprintable(str(st)), flush=True)
+        raise
+    for st in intake.steps:
+        print(escape_unprintable(str(st)), flush=True)
+    rec = intake.enrolment
+    with (opener or functools.partial(Gallery.open, key=key_of(args)))(args.path, read_only=not enrol) as g:
+        if enrol and rec.subject_id in g:
+            print(f"dedup: skipped: {printable_id(rec.subject_id)} is already enrolled")
+            return EXIT_OK
+        report = g.enroll(rec, accept_review=args.accept_review) if enrol else g.deduplicate(rec)
+        print(f"dedup: {report.decision}" + (", enrolled" if report.enrolled else ", not enrolled"))
+        print("subject\tdecision\tenrolled\tbest_candidate\tscore")
+        print(_line(report), flush=True)
+        n = g.stats()["subjects"]
+    print(f"# 1 transaction: {report.decision}; gallery holds {n} subjects")
+    return EXIT_OK
 
 
 def _run_chunk(g, chunk: list, enrol: bool, args) -> list:

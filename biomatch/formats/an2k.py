@@ -12,7 +12,8 @@ Type    content                                    read as
 7, 8    user-defined / signature (binary)          skipped by their length
 9       minutiae (tagged; legacy 9.012 MRC)        :class:`~biomatch.template.Template` at 500 dpi
 10      face / SMT image (tagged)                  :class:`FaceImage`
-13, 14  variable-resolution friction ridge         :class:`FingerImage` (SLC/THPS/TVPS resolution)
+13, 14  variable-resolution friction ridge         :class:`FingerImage` (SLC/THPS/TVPS resolution;
+                                                   Type-14 AMP 14.018 and SEG 14.021 read too)
 other   tagged records                             kept raw, not interpreted
 ======  =========================================  ===================================================
 
@@ -63,7 +64,7 @@ import numpy as np
 
 from ..errors import BiomatchError, FormatError, ImageError
 from ..imaging import MAX_FACE_IMAGE_PIXELS, MAX_IMAGE_PIXELS, decode_bytes, read_header
-from ._an2k_records import BINARY_IMAGE_TYPES, Record, Transaction, field_int, parse, snap_ppi
+from ._an2k_records import BINARY_IMAGE_TYPES, RS, US, Record, Transaction, field_int, parse, snap_ppi
 from ._an2k_type9 import legacy_minutiae, m1_view
 
 __all__ = ["Record", "Transaction", "FingerImage", "FaceImage", "Enrolment", "parse", "read_enrolment"]
@@ -86,6 +87,11 @@ class FingerImage:
     compression: str
     data: bytes = field(repr=False)
     pixels: np.ndarray | None = field(default=None, repr=False)
+    amputated: tuple = ()
+    """Type-14 field 14.018 (AMP): ``((position, "XX" | "UP"), ...)``, amputated or unable to print.
+    Type-3/4 binary records have no such field: a missing finger there is simply absent."""
+    segments: tuple = ()
+    """Type-14 field 14.021 (SEG) of a slap: ``((position, left, right, top, bottom), ...)`` in pixels."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ class Enrolment:
     finger_images : list[FingerImage]
     finger_views : list[FingerView]
         One per Type-9 INCITS 378 block (position, view number, impression type, resolution).
+    missing : dict[int, str]
+        Amputated (``"XX"``) and unable-to-print (``"UP"``) fingers declared by Type-14 AMP fields.
     """
 
     fingers: dict
@@ -127,6 +135,8 @@ class Enrolment:
     text: dict
     finger_images: list
     finger_views: list = field(default_factory=list)
+    missing: dict = field(default_factory=dict)
+    """Position -> ``"XX"`` (amputated) or ``"UP"`` (unable to print), from every record's AMP field."""
 
 
 # --------------------------------------------------------------------------- images and enrolment
@@ -156,7 +166,38 @@ def _finger(rec: Record, t: Transaction) -> FingerImage:
                            bytes(rec.fields["DATA"]))
     return FingerImage(field_int(rec, 13, "FGP", 0), field_int(rec, 3, "IMP", 0), rec.type, rec.idc,
                        field_int(rec, 6, "HLL"), field_int(rec, 7, "VLL"), _tagged_ppi(rec),
-                       rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")))
+                       rec.text(11, "NONE").strip().upper(), bytes(rec.fields.get(999, b"")),
+                       amputated=_amputations(rec) if rec.type == 14 else (),
+                       segments=_segments(rec) if rec.type == 14 else ())
+
+
+def _items(rec: Record, number: int) -> list[list[bytes]]:
+    raw = bytes(rec.fields.get(number, b""))
+    return [sub.split(US) for sub in raw.split(RS)] if raw.strip() else []
+
+
+def _amputations(rec: Record) -> tuple:
+    """14.018 AMP: ``FGP US XX|UP`` per subfield."""
+    out = []
+    for items in _items(rec, 18):
+        pos, code = (items + [b"", b""])[:2]
+        code = code.strip().upper().decode("latin-1")
+        if not pos.strip().isdigit() or not 1 <= int(pos) <= 10 or code not in ("XX", "UP"):
+            raise FormatError(f"AN2K Type-14 IDC {rec.idc}: AMP (field 14.018): expected 'position 1-10 US "
+                              f"XX|UP', got {US.join(items)[:24]!r}", rec.offset)
+        out.append((int(pos), code))
+    return tuple(out)
+
+
+def _segments(rec: Record) -> tuple:
+    """14.021 SEG: ``FGP US left US right US top US bottom`` per subfield."""
+    out = []
+    for items in _items(rec, 21):
+        if len(items) != 5 or not all(x.strip().isdigit() and len(x.strip()) <= 9 for x in items):
+            raise FormatError(f"AN2K Type-14 IDC {rec.idc}: SEG (field 14.021): expected 'position US left US "
+                              f"right US top US bottom', got {US.join(items)[:40]!r}", rec.offset)
+        out.append(tuple(int(x) for x in items))
+    return tuple(out)
 
 
 def _decode_pixels(img, name: str, offset: int, bits: int = 8, channels: int = 1,
@@ -256,6 +297,9 @@ def read_enrolment(source, decode_images: bool = True) -> Enrolment:
             pos = ref.position
         templates.setdefault(pos, tpl)
     fingers = {}
+    missing = {}
     for img in finger_images:
         fingers.setdefault(img.position, img)
-    return Enrolment(fingers, templates, faces, text, finger_images, views)
+        for pos, code in img.amputated:
+            missing.setdefault(pos, code)
+    return Enrolment(fingers, templates, faces, text, finger_images, views, missing)
