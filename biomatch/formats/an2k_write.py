@@ -57,6 +57,7 @@ IMPRESSION_CODES = {"live_plain": 0, "live_rolled": 1, "nonlive_plain": 2, "nonl
 
 _COMPRESSION = {"none": ("NONE", 0), "wsq": ("WSQ20", 1)}
 _SLAPS = (13, 14, 15)
+_PLAIN_THUMBS = (11, 12)  # plain right / left thumb
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ def _check(rec: FingerRecord, i: int) -> None:
         raise invalid(f"{name}.ppi", "500 for a Type-4 record (use Type-14 for other resolutions)", rec.ppi)
     if isinstance(rec.ppi, bool) or not isinstance(rec.ppi, (int, np.integer)) or not 100 <= rec.ppi <= 4000:
         raise invalid(f"{name}.ppi", "an int in [100, 4000]", rec.ppi)
-    valid_fgp = range(0, 11) if rec.record_type == 4 else (*range(0, 11), *_SLAPS)
+    # ANSI/NIST-ITL finger positions: 0-10 fingers, 11/12 plain thumbs, 13-15 slaps; Type-4 carries
+    # them too (NIST's own inked-card samples hold their slaps and plain thumbs in Type-4 records).
+    valid_fgp = (*range(0, 11), *_PLAIN_THUMBS, *_SLAPS)
     if rec.position not in valid_fgp:
         raise invalid(f"{name}.position", f"a finger position in {list(valid_fgp)}", rec.position)
     if rec.impression not in range(0, 30):

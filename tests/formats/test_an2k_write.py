@@ -42,6 +42,16 @@ def test_type4_and_type14_round_trip():
     assert sum(r.length for r in t.records) == len(data)
 
 
+def test_plain_thumbs_and_slaps_in_type4_records():
+    """NIST's inked-card samples carry slaps (13/14) and plain thumbs (11/12) in Type-4 records."""
+    recs = [FingerRecord(_img(300, 400, 5), 500, 13, 0, 4), FingerRecord(_img(150, 120, 6), 500, 11, 0, 4),
+            FingerRecord(_img(150, 120, 7), 500, 12, 0, 14)]
+    e = read_enrolment(write_transaction(recs, date="20260101"))
+    assert [(f.position, f.record_type) for f in e.finger_images] == [(13, 4), (11, 4), (12, 14)]
+    with pytest.raises(InvalidInputError, match="position"):
+        write_transaction([FingerRecord(_img(20, 20), 500, 16, 0, 4)], date="20260101")
+
+
 def test_wsq_round_trip():
     img = _img(256, 240, 4)
     e = read_enrolment(write_transaction([FingerRecord(img, 500, 3, 1, 4, "wsq"),
@@ -69,8 +79,8 @@ def test_written_file_is_private(tmp_path):
     (dict(image=np.zeros((10, 10), np.float32)), "image"),
     (dict(record_type=4, ppi=1000), "ppi"),
     (dict(record_type=9), "record_type"),
-    (dict(position=13, record_type=4), "position"),
-    (dict(position=11), "position"),
+    (dict(position=16, record_type=4), "position"),
+    (dict(position=-1), "position"),
     (dict(compression="jpeg"), "compression"),
     (dict(segments=(Segment(2, 0, 50, 0, 5),)), "segments"),
     (dict(amputated={3: "ZZ"}), "amputated"),
