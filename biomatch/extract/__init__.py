@@ -8,6 +8,8 @@ The pipeline, stage by stage (each stage is one module of this package)::
     segment            foreground: ridge-band energy above      segmentation
                        the sensor's noise, or strong contrast
     normalise          local zero-mean unit-variance, ridges up segmentation
+    neutralise_...     long thin light lines (scratches,        scratches
+                       creases) set to "no evidence"
     orientation_field  ridge orientation + coherence            orientation
     ridge_period       local ridge period                       frequency
     enhance, binarise  oriented Gabor filtering, sign           enhancement
@@ -57,6 +59,7 @@ from .orientation import orientation_field
 from .quality import minutia_quality, print_quality, ridge_fraction
 from .resolution import ResolutionParams, auto_dpi, check_resolution
 from .quality_score import quality_features, quality_score
+from .scratches import neutralise_scratches
 from .segmentation import normalise, refine_mask, segment
 from .skeleton import skeletonise
 
@@ -239,7 +242,7 @@ def print_region(grey: np.ndarray, p: ExtractionParams) -> PrintRegion | None:
     mask = segment(grey, p)
     if mask.sum() == 0:
         return None
-    norm = normalise(grey, p)
+    norm, _ = neutralise_scratches(normalise(grey, p), mask, p)
     theta, coherence = orientation_field(norm, mask, p)
     period, block_period = ridge_period(norm, theta, mask, p)
     # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
