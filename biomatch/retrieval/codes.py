@@ -2,10 +2,16 @@
 
 One code per finger, computed from its minutiae only::
 
-    minutiae ──► pair histogram ──► sqrt, L2 ──► PCA whitening ──► ITQ rotation ──► sign
-               (distance x two          (D)          (n_bits)                      (n_bits)
-                relative angles)
+    minutiae ──► window ──► pair histogram ──► sqrt, L2 ──► PCA whitening ──► ITQ rotation ──► sign
+               (plain-     (distance x two          (D)          (n_bits)                      (n_bits)
+                sized)      relative angles)
 
+0. *Window*: of a print larger than a plain impression (a rolled print, nail to nail), only the
+   minutiae within a plain-sized ellipse around the minutiae's centre of mass take part
+   (``window_width_mm`` x ``window_height_mm``, image axes: ten-print capture holds rolled
+   prints upright).  A plain print lies within it and keeps every minutia; a rolled print keeps
+   the pad's centre, which is what a plain print of the same finger holds, instead of adding
+   the sides a plain print never shows (``benchmarks/rolled_plain.py --codes`` measures it).
 1. *Pair histogram*: every ordered pair of minutiae at most ``max_distance_px`` apart votes
    (linear soft binning) for its distance and the directions of both minutiae relative to
    the segment joining them (``distance_bins x angle_bins x angle_bins`` cells).  Invariant
@@ -49,7 +55,7 @@ import numpy as np
 
 from .._io import write_private_atomic
 from ..errors import EncodeModelError, invalid
-from ..params import from_json, params_hash, to_json
+from ..params import from_json, params_hash, stored_params_hash, to_json
 from ..template import Template
 from . import _codes_nb as nb
 
@@ -63,12 +69,23 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "encode_m
 
 _MODEL_FORMAT = 1
 
+PX_PER_MM = 500 / 25.4
+"""Template pixels per millimetre (templates are at 500 dpi)."""
+
 
 @dataclass(frozen=True)
 class EncodeParams:
-    """Parameters of the finger code (lengths in px at 500 dpi, angles in degrees)."""
+    """Parameters of the finger code (lengths in px at 500 dpi or in mm as named, angles in degrees).
+
+    ``window_width_mm`` and ``window_height_mm`` are the full axes of the plain-sized ellipse,
+    centred on the minutiae's centre of mass, outside which a print's minutiae take no part
+    (stage 0 of the module docstring): across the finger (image x) and along it (image y); 0
+    leaves that axis unbounded, both 0 is no window (the codes of generations before it).
+    """
 
     max_distance_px: float = 150.0  # pairs farther apart do not vote (about 16 ridge periods)
+    window_width_mm: float = 0.0
+    window_height_mm: float = 0.0
     distance_bins: int = 12
     angle_bins: int = 10  # per relative angle (36 degrees)
     min_minutiae: int = 4  # fewer minutiae: the all-zero code, valid=False
@@ -83,6 +100,10 @@ class EncodeParams:
         v = self.max_distance_px
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise invalid("max_distance_px", "a number > 0", v)
+        for name in ("window_width_mm", "window_height_mm"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1000:
+                raise invalid(name, "a number of mm in [0, 1000] (0: unbounded)", v)
         for name, lo, hi in (("distance_bins", 1, 256), ("angle_bins", 1, 64), ("min_minutiae", 2, 1000),
                              ("n_bits", 64, 65536), ("training_fingers", 1, 10**7),
                              ("training_impressions", 1, 100), ("itq_iterations", 0, 10_000),
@@ -143,7 +164,10 @@ class EncodeModel:
     @functools.cached_property
     def model_hash(self) -> str:
         """16 hex digits over the parameters and every array (not the file bytes)."""
-        h = hashlib.sha256(params_hash(self.params).encode())
+        return self._hash(params_hash(self.params))
+
+    def _hash(self, params_digest: str) -> str:
+        h = hashlib.sha256(params_digest.encode())
         for name in _ARRAYS:
             a = getattr(self, name)
             h.update(f"{name}{a.shape}".encode())
@@ -171,7 +195,8 @@ class EncodeModel:
                 fmt = int(z["format"])
                 if fmt != _MODEL_FORMAT:
                     raise EncodeModelError(f"encode model {path}: expected format {_MODEL_FORMAT}, got {fmt}")
-                params = from_json(str(z["params"]), EncodeParams)
+                text = str(z["params"])
+                params = from_json(text, EncodeParams)
                 stored = str(z["model_hash"])
                 arrays = {n: z[n] for n in _ARRAYS}
         except EncodeModelError:
@@ -179,8 +204,12 @@ class EncodeModel:
         except (OSError, KeyError, ValueError) as exc:
             raise EncodeModelError(f"encode model {path}: cannot read ({exc})") from exc
         model = cls(params, **arrays)
-        if model.model_hash != stored:
-            raise EncodeModelError(f"encode model {path}: expected hash {stored}, got {model.model_hash} (corrupt)")
+        # Checked over the parameters as written: a file saved before a field existed lacks it and
+        # reads with the value that reproduces its codes (biomatch.params._ADDED_FIELDS); its
+        # generation is then that of the full parameter set, as every model's.
+        got = model._hash(stored_params_hash(text, EncodeParams))
+        if got != stored:
+            raise EncodeModelError(f"encode model {path}: expected hash {stored}, got {got} (corrupt)")
         return model
 
 
@@ -207,9 +236,41 @@ def _batch_points(templates: Sequence[Template]) -> tuple[np.ndarray, np.ndarray
     return pts, offsets
 
 
+def windowed(pts: np.ndarray, offsets: np.ndarray, p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
+    """The minutiae of each template inside its window (stage 0), with their row offsets.
+
+    Parameters
+    ----------
+    pts : float32 (m, 3)
+        ``x, y`` (px at 500 dpi) and angle of every template's minutiae, concatenated.
+    offsets : int64 (t + 1,)
+
+    Returns
+    -------
+    The same arrays (not copied) when no minutia falls outside its window, else the kept rows.
+    """
+    wx, wy = p.window_width_mm, p.window_height_mm
+    if not (wx or wy) or not len(pts):
+        return pts, offsets
+    counts = np.diff(offsets)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    r2 = np.zeros(len(pts))
+    for axis, full_mm in ((0, wx), (1, wy)):
+        if full_mm:
+            v = pts[:, axis].astype(np.float64)
+            centre = np.bincount(owner, v, len(counts)) / np.maximum(counts, 1)
+            r2 += ((v - centre[owner]) / (0.5 * full_mm * PX_PER_MM)) ** 2
+    keep = r2 <= 1.0
+    if keep.all():
+        return pts, offsets
+    out = np.zeros_like(offsets)
+    np.cumsum(np.bincount(owner[keep], minlength=len(counts)), out=out[1:])
+    return np.ascontiguousarray(pts[keep]), out
+
+
 def pair_histograms(templates: Sequence[Template], p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised pair histograms ``float32 (t, D)`` and validity ``bool (t,)`` (stages 1-2)."""
-    pts, offsets = _batch_points(templates)
+    """Normalised pair histograms ``float32 (t, D)`` and validity ``bool (t,)`` (stages 0-2)."""
+    pts, offsets = windowed(*_batch_points(templates), p)
     h = nb.pair_histograms(pts, offsets, float(p.max_distance_px), p.distance_bins, p.angle_bins)
     np.sqrt(h, out=h)
     norms = np.linalg.norm(h, axis=1)
