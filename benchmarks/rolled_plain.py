@@ -13,9 +13,17 @@ capture 1) and every non-mated pair (two different fingers, capture 0 against ca
 
 EER, FMR100, FMR1000 (FNMR at FMR <= 1%, 0.1%) in %, genuine score median.
 
+``--codes``: the retrieval codes' mate ranks.  Each capture-1 print is searched by code among every
+capture-0 print of the enrolled kind: the mated people's and, with ``--background B``, those of B more
+people captured once (cards ``cards+1 .. cards+B``, nobody's mates), so that penetration is measured
+against a list of ``(cards + B) x 10`` fingers: the mate within the first 0.1%, 1% and 5%, and the
+rank's median, 90th and 99th percentiles and maximum, scored by Hamming distance and as the gallery's
+code stage scores them (the probe's per-bit weights).  ``--code-set FIELD=VALUE`` computes the codes
+with other EncodeParams (the shipped model's arrays kept): an A/B of the code computation.
+
     .venv/bin/python benchmarks/rolled_plain.py [--cards 40] [--seed 2026] [--workers 2]
         [--dpi 500|1000] [--mode pipeline|area|nearest|gauss|native] [--set max_minutiae=120 ...]
-        [--match KEY=VALUE ...] [--codes]
+        [--match KEY=VALUE ...] [--codes [--background 120] [--code-set window_width_mm=0 ...]] [--no-match]
 
 ``--set`` / ``--match`` override ExtractionParams / MatchParams fields (A/B of a fix).
 ``--mode`` (1000 ppi cards): ``pipeline`` hands the extractor the 1000 ppi image (it resamples to
@@ -23,7 +31,9 @@ EER, FMR100, FMR1000 (FNMR at FMR <= 1%, 0.1%) in %, genuine score median.
 filter (bilinear at exactly 1/2 is the 2x2 mean, the same as area); ``native`` is an experiment: the extractor at 1000 ppi with its pixel lengths doubled.  ``--timing`` reports CPU ms per extraction by image kind.
 ``--real``: look for mated pairs in ``../shared/datasets/samples`` (the 1000 ppi NIST cards and
 the assorted 500 ppi prints) and say what it found.
-Cards are generated once into ``out/rolled_plain[_1000]/cap0|cap1`` (reused when present).
+Cards are generated once into ``out/rolled_plain[_1000]/cap0|cap1`` (reused when present; a larger
+``--cards`` or ``--background`` adds the missing ones) and extracted once per extraction setting
+(``templates_by_image_<key>.pkl`` there, 0600: only the new images are extracted).
 """
 
 from __future__ import annotations
@@ -333,6 +343,7 @@ def main(argv=None) -> int:
     ap.add_argument("--background", type=int, default=0, metavar="B",
                     help="with --codes: B more people (capture 0 only) enrolled beside the mated ones, so that "
                          "the code search's penetration is measured against a list of (cards + B) x 10 fingers")
+    ap.add_argument("--model", type=Path, help="with --codes: an encode model file instead of the shipped one")
     ap.add_argument("--no-match", action="store_true", help="skip the matcher's scores (codes only)")
     ap.add_argument("--code-set", action="append", metavar="FIELD=VALUE",
                     help="EncodeParams override of the shipped model's code computation (an A/B of the codes; "
@@ -402,13 +413,14 @@ def main(argv=None) -> int:
         print(f"| {name} | {len(gen)} | {len(imp)} | {e:.2f} | {f100:.2f} | {f1000:.2f} | {med:.3f} | {p1:.3f} | "
               f"{imax:.3f} |  ({us:.0f} us/match)", flush=True)
     if args.codes:
-        model = None
-        if args.code_set:
-            from biomatch.retrieval.codes import EncodeModel, EncodeParams, default_model
+        from biomatch.retrieval.codes import EncodeModel, EncodeParams, default_model
 
-            m0 = default_model()
-            model = EncodeModel(replace(m0.params, **_coerce(EncodeParams, args.code_set)), m0.mean, m0.projection)
-        for name, c in code_table(templates, model, f" ({', '.join(args.code_set or ()) or 'shipped'})").items():
+        model = EncodeModel.load(args.model) if args.model else default_model()
+        if args.code_set:
+            model = EncodeModel(replace(model.params, **_coerce(EncodeParams, args.code_set)), model.mean,
+                                model.projection)
+        label = f" ({args.model.name if args.model else 'shipped model'}{''.join(', ' + c for c in args.code_set or ())})"
+        for name, c in code_table(templates, model, label).items():
             rows.setdefault(name, {})["codes"] = c
     if args.json:
         args.json.write_text(json.dumps({"dpi": args.dpi, "cards": args.cards, "extraction": ext, "match": mat,
