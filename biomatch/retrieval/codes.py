@@ -245,21 +245,27 @@ def _batch_points(templates: Sequence[Template]) -> tuple[np.ndarray, np.ndarray
     return pts, offsets
 
 
-def _widths(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Each template's width across the finger (px): the span of its minutiae's x between the 5th and
-    the 95th percentile (nearest rank), over 0.9 (the full width of a uniform band with that span).
-    Percentiles, not the extremes nor the standard deviation: a few spurious minutiae at the border
-    of a small print (SOCOFing's) made a 15 mm print look 19 mm wide by its standard deviation."""
+def _wide(x: np.ndarray, offsets: np.ndarray, limit_px: float) -> np.ndarray:
+    """``bool (t,)``: the templates wider across the finger than ``limit_px``.
+
+    A template's width is the span of its minutiae's x between the 5th and the 95th percentile
+    (nearest rank), over 0.9 (the full width of a uniform band with that span).  Percentiles, not
+    the extremes nor the standard deviation: a few spurious minutiae at the border of a small print
+    (SOCOFing's) made a 15 mm print look 19 mm wide by its standard deviation.  Only the templates
+    whose extremes are far enough apart are sorted (a plain-only batch: few or none).
+    """
     counts = np.diff(offsets)
-    order = np.lexsort((x, np.repeat(np.arange(len(counts)), counts)))  # by template, then by x
-    xs = x[order]
-    last = np.maximum(counts - 1, 0)
-    lo = offsets[:-1] + np.rint(0.05 * last).astype(np.int64)
-    hi = offsets[:-1] + np.rint(0.95 * last).astype(np.int64)
-    ok = counts > 0
-    out = np.zeros(len(counts))
-    out[ok] = (xs[hi[ok]] - xs[lo[ok]]) / 0.9
-    return out
+    wide = np.zeros(len(counts), bool)
+    has = np.flatnonzero(counts > 0)
+    if not len(has):
+        return wide
+    starts = offsets[:-1][has]
+    span = np.maximum.reduceat(x, starts) - np.minimum.reduceat(x, starts)
+    for t in has[span > 0.9 * limit_px]:
+        xs = np.sort(x[offsets[t]:offsets[t + 1]])
+        last = len(xs) - 1
+        wide[t] = xs[int(np.rint(0.95 * last))] - xs[int(np.rint(0.05 * last))] > 0.9 * limit_px
+    return wide
 
 
 def _windowed(pts: np.ndarray, offsets: np.ndarray, p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
@@ -278,21 +284,22 @@ def _windowed(pts: np.ndarray, offsets: np.ndarray, p: EncodeParams) -> tuple[np
     wx, wy = p.window_width_mm, p.window_height_mm
     if not (wx or wy) or not len(pts):
         return pts, offsets
+    wide = None
+    if p.window_from_width_mm:
+        wide = _wide(pts[:, 0], offsets, p.window_from_width_mm * PX_PER_MM)
+        if not wide.any():
+            return pts, offsets  # every print narrower than a rolled one: nothing to cut
     counts = np.diff(offsets)
     owner = np.repeat(np.arange(len(counts)), counts)
     n = np.maximum(counts, 1)
     r2 = np.zeros(len(pts))
     for axis, full_mm in ((0, wx), (1, wy)):
-        v = pts[:, axis].astype(np.float64)
-        centre = np.bincount(owner, v, len(counts)) / n
-        if axis == 0 and p.window_from_width_mm:
-            wide = _widths(v, offsets) > p.window_from_width_mm * PX_PER_MM
-            if not wide.any():
-                return pts, offsets
         if full_mm:
+            v = pts[:, axis].astype(np.float64)
+            centre = np.bincount(owner, v, len(counts)) / n
             r2 += ((v - centre[owner]) / (0.5 * full_mm * PX_PER_MM)) ** 2
     keep = r2 <= 1.0
-    if p.window_from_width_mm:
+    if wide is not None:
         keep |= ~wide[owner]
     if keep.all():
         return pts, offsets
