@@ -15,8 +15,9 @@ One code per finger, computed from its minutiae only::
    measured from the minutiae's span across the finger (x between the 5th and 95th
    percentiles, over 0.9).  Measured on generated ten-print cards (``benchmarks/rolled_plain.py
    --codes``): plain prints 11.2 mm wide (median), rolled 21.6 mm (1st percentile 15.7); no
-   print of FVC2002 DB1-4_B, SOCOFing or the generated plain populations is wider than 15.3 mm.  The one stage that is not rotation invariant: a rolled print turned
-   far from upright is cut across the wrong axis (still a plain-sized part of it).
+   print of FVC2002 DB1-4_B, SOCOFing or the generated plain populations is wider than 15.3 mm.
+   The one stage that is not rotation invariant: a rolled print turned far from upright is cut
+   across the wrong axis (still a plain-sized part of it).
 1. *Pair histogram*: every ordered pair of minutiae at most ``max_distance_px`` apart votes
    (linear soft binning) for its distance and the directions of both minutiae relative to
    the segment joining them (``distance_bins x angle_bins x angle_bins`` cells).  Invariant
@@ -84,17 +85,16 @@ class EncodeParams:
 
     Window (stage 0 of the module docstring): a print wider than ``window_from_width_mm`` (its
     minutiae's span across the finger, image x, between their 5th and 95th percentiles, over
-    0.9) keeps only
-    the minutiae inside the ellipse of full axes ``window_width_mm`` (across the finger) by
-    ``window_height_mm`` (along it) centred on their centre of mass; 0 leaves an axis unbounded
-    (the defaults: a band 12 mm wide), both axes 0 is no window (the codes of generations before
-    it), ``window_from_width_mm`` 0 windows every print.
+    0.9) keeps only the minutiae inside the ellipse of full axes ``window_width_mm`` (across the
+    finger) by ``window_height_mm`` (along it) centred on their centre of mass; 0 leaves an axis
+    unbounded (the defaults: a band 12 mm wide), both axes 0 is no window (the codes of
+    generations before it), ``window_from_width_mm`` 0 windows every print.
     """
 
     max_distance_px: float = 150.0  # pairs farther apart do not vote (about 16 ridge periods)
-    window_width_mm: float = 12.0  # a plain impression's width (generated slaps: 11.4 mm median)
+    window_width_mm: float = 12.0  # a plain impression's width (generated slaps' prints: 11.2 mm median)
     window_height_mm: float = 0.0  # rolled and plain prints are equally long (tip to crease)
-    window_from_width_mm: float = 16.0  # rolled prints 21 mm (1st percentile 15.4); plain 11-12
+    window_from_width_mm: float = 16.0  # rolled prints 21.6 mm (1st percentile 15.7); plain at most 15.3
     distance_bins: int = 12
     angle_bins: int = 10  # per relative angle (36 degrees)
     min_minutiae: int = 4  # fewer minutiae: the all-zero code, valid=False

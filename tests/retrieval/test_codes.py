@@ -129,7 +129,7 @@ def _with_params(model, **over):
 
 
 def test_window_codes_the_minutiae_inside_the_ellipse_around_their_centre():
-    m0 = _with_params(E.default_model(), window_width_mm=0.0, window_height_mm=0.0)
+    m0 = _with_params(E.default_model(), window_width_mm=0.0, window_height_mm=0.0, window_from_width_mm=0.0)
     t = template_impressions(21, 1)[0]
     m = t.minutiae
     # a wider print: the same finger with minutiae far out on both sides (a rolled print's sides)
@@ -149,9 +149,37 @@ def test_window_codes_the_minutiae_inside_the_ellipse_around_their_centre():
     mw = _with_params(m0, window_width_mm=12.0)
     np.testing.assert_array_equal(E.finger_codes([t, wide, Template.empty(), t], mw)[[0, 1, 3]],
                                   np.r_[E.finger_codes([t], mw), E.finger_codes([wide], mw), E.finger_codes([t], mw)])
+    assert (E.finger_codes([wide], mw) != E.finger_codes([wide], m0)).any()  # its sides are cut
     # a print inside the window keeps every minutia: its code is the code without a window
     assert np.ptp(t.minutiae["x"]) < 20 * E.PX_PER_MM
     np.testing.assert_array_equal(E.finger_codes([t], _with_params(m0, window_width_mm=40.0)), E.finger_codes([t], m0))
+
+
+def test_only_prints_wider_than_a_plain_one_are_windowed():
+    """The shipped codes window a print only when its minutiae span more than ``window_from_width_mm``
+    across the finger (5th to 95th percentile, over 0.9): a plain print's code is the code without a
+    window, a rolled-sized one's the code of its central band."""
+    model = E.default_model()
+    p = model.params
+    assert p.window_width_mm > 0 and p.window_from_width_mm > p.window_width_mm
+    bare = _with_params(model, window_width_mm=0.0, window_height_mm=0.0)
+    every = _with_params(model, window_from_width_mm=0.0)
+
+    def band(width_mm: float, n: int = 120, seed: int = 3) -> Template:
+        rng = np.random.default_rng(seed)
+        return Template.from_arrays(400 + rng.uniform(-0.5, 0.5, n) * width_mm * E.PX_PER_MM,
+                                    300 + rng.uniform(-10, 10, n) * E.PX_PER_MM, rng.uniform(0, 6.28, n),
+                                    width=800, height=600)
+
+    narrow, broad = band(p.window_from_width_mm - 2), band(p.window_from_width_mm + 4)
+    # a few spurious minutiae far out at a narrow print's border do not make it wide
+    m = narrow.minutiae
+    ragged = Template.from_arrays(np.r_[m["x"], [10.0, 790.0, 795.0]], np.r_[m["y"], [300.0, 300, 310]],
+                                  np.r_[m["angle"], [0.0, 1, 2]], width=800, height=600)
+    codes = E.finger_codes([narrow, ragged, broad], model)
+    np.testing.assert_array_equal(codes[:2], E.finger_codes([narrow, ragged], bare))
+    np.testing.assert_array_equal(codes[2], E.finger_codes([broad], every)[0])
+    assert (codes[2] != E.finger_codes([broad], bare)[0]).any()
 
 
 def test_window_parameters_are_checked():
