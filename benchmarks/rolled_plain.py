@@ -419,7 +419,8 @@ def main(argv=None) -> int:
         if args.code_set:
             model = EncodeModel(replace(model.params, **_coerce(EncodeParams, args.code_set)), model.mean,
                                 model.projection)
-        label = f" ({args.model.name if args.model else 'shipped model'}{''.join(', ' + c for c in args.code_set or ())})"
+        label = f" ({args.model.name if args.model else 'shipped model'}" \
+                f"{''.join(', ' + c for c in args.code_set or ())})"
         for name, c in code_table(templates, model, label).items():
             rows.setdefault(name, {})["codes"] = c
     if args.json:

@@ -272,7 +272,8 @@ class GalleryCore:
             fresh["counts"] = {"subjects": sum(c["subjects"] for c in counts),
                                "fingers": sum(c["fingers"] for c in counts)}
             # the codes this version computes and saved (an upgrade rebuilt the indexes of another one)
-            fresh["retrieval"] = {**fresh["retrieval"], "code_generation": _mf.code_generation(fresh["retrieval"]["kind"])}
+            kind = fresh["retrieval"]["kind"]
+            fresh["retrieval"] = {**fresh["retrieval"], "code_generation": _mf.code_generation(kind)}
             _mf.write_manifest(self.path, fresh)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

@@ -6,8 +6,8 @@ The cards of ``benchmarks/rolled_plain.py`` (seed 2026, no swaps, no missing fin
 extracted once into ``out/rolled_plain``, reused when present): the plain prints of capture 0 of cards
 1-30 (the enrolled fingers, 300) and the rolled prints of capture 1 of cards 9, 12, 13 and 16 (the
 probes, 40: cards on which the codes before the window ranked several rolled mates low).  Templates
-are stored as native BMT bytes without their orientation grids, concatenated, with their offsets, kinds, cards and positions
-(``tests/retrieval/test_rolled_codes.py``).
+are stored as native BMT bytes without their orientation grids, concatenated, with their offsets,
+kinds, cards and positions (``tests/retrieval/test_rolled_codes.py``).
 """
 
 import subprocess
