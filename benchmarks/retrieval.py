@@ -346,6 +346,10 @@ def main(argv=None) -> int:
                     help="per-finger code score: the probe-weighted one the code stage uses, plain Hamming, or both")
     ap.add_argument("--population", choices=["default", "registry", "both"], default="both",
                     help="generated identities: the default template model, the registry-like population, or both")
+    ap.add_argument("--code-set", action="append", metavar="FIELD=VALUE",
+                    help="EncodeParams override of the model's code computation, e.g. window_width_mm=12 (an A/B; "
+                         "the model's trained arrays are kept)")
+    ap.add_argument("--model", type=Path, help="an encode model file instead of the shipped one")
     args = ap.parse_args(argv)
     if args.cache_only:
         for db, dpi in FVC_DPI.items():
@@ -356,9 +360,14 @@ def main(argv=None) -> int:
     import faiss
 
     faiss.omp_set_num_threads(1)
-    from biomatch.retrieval.codes import default_model
+    from dataclasses import replace
 
-    model = default_model()
+    from biomatch.retrieval.codes import EncodeModel, EncodeParams, default_model
+
+    model = EncodeModel.load(args.model) if args.model else default_model()
+    if args.code_set:
+        over = {k: type(getattr(EncodeParams(), k))(float(v)) for k, v in (x.split("=", 1) for x in args.code_set)}
+        model = EncodeModel(replace(model.params, **over), model.mean, model.projection)
     print(f"code generation {model.generation}: {model.params.n_bits} bits = {model.params.n_bytes} bytes per finger")
     print(f"encoding speed: {encode_speed(model):,.0f} codes/s (one core, CPU time, batched)", flush=True)
     from biomatch.datasets.synthetic import REGISTRY_POPULATION

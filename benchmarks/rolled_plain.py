@@ -13,9 +13,17 @@ capture 1) and every non-mated pair (two different fingers, capture 0 against ca
 
 EER, FMR100, FMR1000 (FNMR at FMR <= 1%, 0.1%) in %, genuine score median.
 
+``--codes``: the retrieval codes' mate ranks.  Each capture-1 print is searched by code among every
+capture-0 print of the enrolled kind: the mated people's and, with ``--background B``, those of B more
+people captured once (cards ``cards+1 .. cards+B``, nobody's mates), so that penetration is measured
+against a list of ``(cards + B) x 10`` fingers: the mate within the first 0.1%, 1% and 5%, and the
+rank's median, 90th and 99th percentiles and maximum, scored by Hamming distance and as the gallery's
+code stage scores them (the probe's per-bit weights).  ``--code-set FIELD=VALUE`` computes the codes
+with other EncodeParams (the shipped model's arrays kept): an A/B of the code computation.
+
     .venv/bin/python benchmarks/rolled_plain.py [--cards 40] [--seed 2026] [--workers 2]
         [--dpi 500|1000] [--mode pipeline|area|nearest|gauss|native] [--set max_minutiae=120 ...]
-        [--match KEY=VALUE ...] [--codes]
+        [--match KEY=VALUE ...] [--codes [--background 120] [--code-set window_width_mm=0 ...]] [--no-match]
 
 ``--set`` / ``--match`` override ExtractionParams / MatchParams fields (A/B of a fix).
 ``--mode`` (1000 ppi cards): ``pipeline`` hands the extractor the 1000 ppi image (it resamples to
@@ -23,7 +31,9 @@ EER, FMR100, FMR1000 (FNMR at FMR <= 1%, 0.1%) in %, genuine score median.
 filter (bilinear at exactly 1/2 is the 2x2 mean, the same as area); ``native`` is an experiment: the extractor at 1000 ppi with its pixel lengths doubled.  ``--timing`` reports CPU ms per extraction by image kind.
 ``--real``: look for mated pairs in ``../shared/datasets/samples`` (the 1000 ppi NIST cards and
 the assorted 500 ppi prints) and say what it found.
-Cards are generated once into ``out/rolled_plain[_1000]/cap0|cap1`` (reused when present).
+Cards are generated once into ``out/rolled_plain[_1000]/cap0|cap1`` (reused when present; a larger
+``--cards`` or ``--background`` adds the missing ones) and extracted once per extraction setting
+(``templates_by_image_<key>.pkl`` there, 0600: only the new images are extracted).
 """
 
 from __future__ import annotations
@@ -60,26 +70,35 @@ def _coerce(cls, items):
     return out
 
 
-def generate(folder: Path, cards: int, seed: int, dpi: int, workers: int) -> None:
+def generate(folder: Path, cards: int, seed: int, dpi: int, workers: int, background: int = 0) -> None:
+    """Cards 1..cards in captures 0 and 1 (the mated people), and cards cards+1..cards+background in
+    capture 0 only (people nobody searches for: the background of the code search)."""
     from biomatch.datasets.tenprint import TenprintParams, write_cards
 
-    for cap in (0, 1):
+    for cap, first, n in ((0, 1, cards), (1, 1, cards), (0, cards + 1, background)):
         out = folder / f"cap{cap}"
-        if (out / f"card_{cards:04d}" / "truth.json").exists():
+        if not n:
             continue
+        last = first + n - 1
+        done = [k for k in range(first, last + 1) if (out / f"card_{k:04d}" / "truth.json").exists()]
+        if len(done) == n:
+            continue
+        # (cards are independent: a set cut short by a stop is extended, not made again)
+        todo = first + len(done) if done == list(range(first, first + len(done))) else first
         t0 = time.perf_counter()
-        write_cards(out, cards, seed, dpi=dpi, swap_rate=0.0, hand_swap_rate=0.0, missing_rate=0.0,
-                    params=TenprintParams(write_plain=True), workers=workers, capture=cap)
-        print(f"generated {cards} cards (capture {cap}, {dpi} ppi) in {time.perf_counter() - t0:.0f} s "
-              f"({(time.perf_counter() - t0) * workers / cards:.1f} CPU-s per card with {workers} workers)",
-              flush=True)
+        write_cards(out, last - todo + 1, seed, dpi=dpi, swap_rate=0.0, hand_swap_rate=0.0, missing_rate=0.0,
+                    params=TenprintParams(write_plain=True), workers=workers, capture=cap, first=todo)
+        took = time.perf_counter() - t0
+        print(f"generated cards {todo}-{last} (capture {cap}, {dpi} ppi) in {took:.0f} s "
+              f"({took * workers / (last - todo + 1):.1f} CPU-s per card with {workers} workers)", flush=True)
 
 
-def _items(folder: Path, cards: int) -> list[tuple[int, int, str, int, Path]]:
-    """(capture, card, kind, true position, image path) for every rolled and plain print."""
+def _items(folder: Path, cards: int, background: int = 0) -> list[tuple[int, int, str, int, Path]]:
+    """(capture, card, kind, true position, image path) for every rolled and plain print (the
+    background cards: capture 0, numbers above ``cards``)."""
     items = []
-    for cap in (0, 1):
-        for n in range(1, cards + 1):
+    for cap, numbers in ((0, range(1, cards + background + 1)), (1, range(1, cards + 1))):
+        for n in numbers:
             d = folder / f"cap{cap}" / f"card_{n:04d}"
             truth = json.loads((d / "truth.json").read_text())
             for claimed, r in truth["rolled"].items():
@@ -183,30 +202,62 @@ def score(templates: dict, enrol_kind: str, search_kind: str, match_overrides: d
     return np.array(gen), np.array(imp)
 
 
-def code_retrieval(templates: dict, enrol_kind: str, search_kind: str, encode=None):
-    """Finger codes (biomatch.retrieval.codes): each capture-1 ``search_kind`` print searched by Hamming
-    distance among every capture-0 ``enrol_kind`` print; the mate's rank as a share of the gallery.
+def code_retrieval(templates: dict, enrol_kind: str, search_kind: str, model=None) -> dict:
+    """Finger codes (biomatch.retrieval.codes): each capture-1 ``search_kind`` print searched among every
+    capture-0 ``enrol_kind`` print (the mated people's and the background's), as the gallery's code
+    stage scores them: by Hamming distance, and by the probe's per-bit weights (``ProbeWeights``, clip
+    1 sd: the rescoring of the scanned rows).  The mate's rank is the number of enrolled fingers
+    scored better, ties counted half (0: first).
 
-    ``encode(templates) -> codes`` replaces :func:`finger_codes` (a fix under test)."""
-    from biomatch.retrieval.codes import finger_codes, hamming
+    ``model``: an EncodeModel (default: the shipped one), e.g. the shipped arrays with other
+    EncodeParams (a fix under test)."""
+    from biomatch.retrieval.codes import default_model, finger_codes, hamming, probe_weights
 
-    encode = encode or finger_codes
+    model = model or default_model()
     ke = sorted(k for k in templates if k[0] == 0 and k[2] == enrol_kind)
     ks = sorted(k for k in templates if k[0] == 1 and k[2] == search_kind)
-    ce = encode([templates[k] for k in ke])
-    cs = encode([templates[k] for k in ks])
+    t0 = time.process_time()
+    ce = finger_codes([templates[k] for k in ke], model)
+    enc_us = 1e6 * (time.process_time() - t0) / len(ke)
+    pw = probe_weights([templates[k] for k in ks], model)
     index = {(k[1], k[3]): i for i, k in enumerate(ke)}
-    ranks, dm, di = [], [], []
-    for j, k in enumerate(ks):
-        d = hamming(cs[j:j + 1], ce).astype(float).ravel()
-        i = index[(k[1], k[3])]
-        ranks.append(((d < d[i]).sum() + 0.5 * ((d == d[i]).sum() - 1)) / len(d))
-        dm.append(d[i])
-        di.extend(np.delete(d, i)[:50])
-    r = np.array(ranks)
-    return dict(mate_hamming=float(np.median(dm)), impostor_hamming=float(np.median(di)),
-                hit_1pct=float((r < 0.01).mean() * 100), hit_5pct=float((r < 0.05).mean() * 100),
-                mean_rank_pct=float(r.mean() * 100))
+    out = {"enrolled": len(ke), "searched": len(ks), "encode_us": enc_us}
+    d_all = hamming(pw.codes, ce).astype(float)
+    for name, sign in (("hamming", 1.0), ("weighted", -1.0)):
+        ranks, dm = [], []
+        for j, k in enumerate(ks):
+            d = d_all[j] if name == "hamming" else -pw.scores(j, ce).astype(float)
+            i = index[(k[1], k[3])]
+            ranks.append((d < d[i]).sum() + 0.5 * ((d == d[i]).sum() - 1))
+            dm.append(sign * d[i])
+        r = np.array(ranks)
+        n = len(ke)
+        out[name] = dict(mate_median=float(np.median(dm)),
+                         **{f"hit_{p}": float((r < float(p) / 100 * n).mean() * 100) for p in ("0.1", "1", "5")},
+                         rank_median=float(np.median(r)), rank_p90=float(np.percentile(r, 90)),
+                         rank_p99=float(np.percentile(r, 99)), rank_max=float(r.max()),
+                         ranks=[float(x) for x in r])
+    imp = d_all[np.arange(len(ks))[:, None], np.arange(min(50, len(ke)))[None, :]]
+    out["impostor_hamming"] = float(np.median(imp))
+    return out
+
+
+def code_table(templates: dict, model=None, label: str = "") -> dict:
+    """Print the code search's mate ranks per comparison type; returns them by type."""
+    n_e = sum(1 for k in templates if k[0] == 0 and k[2] == "plain")
+    print(f"\n| finger codes{label}: search among {n_e} enrolled | scoring | mate | in first 0.1% | 1% | 5% | "
+          "rank median | p90 | p99 | max |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = {}
+    for name, a, b in PAIRS:
+        c = code_retrieval(templates, a, b, model)
+        rows[name] = c
+        for scoring in ("hamming", "weighted"):
+            x = c[scoring]
+            print(f"| {name} | {scoring} | {x['mate_median']:.0f} | {x['hit_0.1']:.1f}% | {x['hit_1']:.1f}% | "
+                  f"{x['hit_5']:.1f}% | {x['rank_median']:.1f} | {x['rank_p90']:.1f} | {x['rank_p99']:.1f} | "
+                  f"{x['rank_max']:.0f} |", flush=True)
+    return rows
 
 
 def metrics(gen, imp):
@@ -289,6 +340,14 @@ def main(argv=None) -> int:
     ap.add_argument("--match", action="append", metavar="FIELD=VALUE", help="MatchParams override")
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--codes", action="store_true", help="also the retrieval codes' mate ranks")
+    ap.add_argument("--background", type=int, default=0, metavar="B",
+                    help="with --codes: B more people (capture 0 only) enrolled beside the mated ones, so that "
+                         "the code search's penetration is measured against a list of (cards + B) x 10 fingers")
+    ap.add_argument("--model", type=Path, help="with --codes: an encode model file instead of the shipped one")
+    ap.add_argument("--no-match", action="store_true", help="skip the matcher's scores (codes only)")
+    ap.add_argument("--code-set", action="append", metavar="FIELD=VALUE",
+                    help="EncodeParams override of the shipped model's code computation (an A/B of the codes; "
+                         "the model's trained arrays are kept)")
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--real-only", action="store_true", help="with --real: stop after the real samples")
     ap.add_argument("--out", type=Path, default=None)
@@ -302,26 +361,30 @@ def main(argv=None) -> int:
         if args.real_only:
             return 0
     folder = args.out or REPO / "out" / ("rolled_plain" if args.dpi == 500 else f"rolled_plain_{args.dpi}")
-    generate(folder, args.cards, args.seed, args.dpi, args.workers)
-    items = _items(folder, args.cards)
+    generate(folder, args.cards, args.seed, args.dpi, args.workers, args.background)
+    items = _items(folder, args.cards, args.background)
     ext = _coerce(ExtractionParams, args.set)
     mat = _coerce(MatchParams, args.match)
     import hashlib
     import pickle
 
-    key = hashlib.sha256(json.dumps([args.cards, args.mode, sorted(ext.items())]).encode()).hexdigest()[:12]
-    cache = folder / f"templates_{key}.pkl"
-    if cache.exists() and not args.timing:
-        results = pickle.loads(cache.read_bytes())
-        print(f"templates from {cache}", flush=True)
-    else:
+    # One cache per extraction setting, by image: a larger --cards or --background extracts only the new ones.
+    key = hashlib.sha256(json.dumps([args.mode, sorted(ext.items())]).encode()).hexdigest()[:12]
+    cache = folder / f"templates_by_image_{key}.pkl"
+    known = {} if args.timing or not cache.exists() else pickle.loads(cache.read_bytes())
+    todo = [it for it in items if str(it[4].relative_to(folder)) not in known]
+    if todo:
         t0 = time.perf_counter()
-        results = extract_all(items, args.dpi, args.mode, ext, args.workers)
-        print(f"extracted {len(items)} images in {time.perf_counter() - t0:.0f} s "
+        for it, r in zip(todo, extract_all(todo, args.dpi, args.mode, ext, args.workers)):
+            known[str(it[4].relative_to(folder))] = r
+        print(f"extracted {len(todo)} images in {time.perf_counter() - t0:.0f} s "
               f"(extraction overrides {ext or 'none'}; mode {args.mode})", flush=True)
         fd = os.open(cache, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # templates: personal data
         with os.fdopen(fd, "wb") as fh:
-            fh.write(pickle.dumps(results))
+            fh.write(pickle.dumps(known))
+    else:
+        print(f"templates from {cache}", flush=True)
+    results = [known[str(it[4].relative_to(folder))] for it in items]
     templates = {it[:4]: r[0] for it, r in zip(items, results)}
     timing = {}
     if args.timing:
@@ -339,9 +402,10 @@ def main(argv=None) -> int:
     print(f"\n| comparison ({args.dpi} ppi, {args.cards} people x 10 fingers) | genuine | impostor | EER % | "
           "FMR100 % | FMR1000 % | genuine median | genuine 1% | impostor max |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, a, b in PAIRS:
+    mated = {k: t for k, t in templates.items() if k[1] <= args.cards}
+    for name, a, b in () if args.no_match else PAIRS:
         t1 = time.process_time()
-        gen, imp = score(templates, a, b, mat)
+        gen, imp = score(mated, a, b, mat)
         us = 1e6 * (time.process_time() - t1) / (len(gen) + len(imp))
         e, f100, f1000, med, p1, imax = metrics(gen, imp)
         rows[name] = dict(genuine=len(gen), impostor=len(imp), eer=e, fmr100=f100, fmr1000=f1000, median=med,
@@ -349,14 +413,16 @@ def main(argv=None) -> int:
         print(f"| {name} | {len(gen)} | {len(imp)} | {e:.2f} | {f100:.2f} | {f1000:.2f} | {med:.3f} | {p1:.3f} | "
               f"{imax:.3f} |  ({us:.0f} us/match)", flush=True)
     if args.codes:
-        print(f"\n| finger codes: search among {args.cards * 10} enrolled | mate Hamming median | impostor "
-              "Hamming median | mate in first 1% | in first 5% | mean mate rank % |")
-        print("|---|---|---|---|---|---|")
-        for name, a, b in PAIRS:
-            c = code_retrieval(templates, a, b)
-            rows[name]["codes"] = c
-            print(f"| {name} | {c['mate_hamming']:.0f} | {c['impostor_hamming']:.0f} | {c['hit_1pct']:.1f}% | "
-                  f"{c['hit_5pct']:.1f}% | {c['mean_rank_pct']:.2f} |", flush=True)
+        from biomatch.retrieval.codes import EncodeModel, EncodeParams, default_model
+
+        model = EncodeModel.load(args.model) if args.model else default_model()
+        if args.code_set:
+            model = EncodeModel(replace(model.params, **_coerce(EncodeParams, args.code_set)), model.mean,
+                                model.projection)
+        label = f" ({args.model.name if args.model else 'shipped model'}" \
+                f"{''.join(', ' + c for c in args.code_set or ())})"
+        for name, c in code_table(templates, model, label).items():
+            rows.setdefault(name, {})["codes"] = c
     if args.json:
         args.json.write_text(json.dumps({"dpi": args.dpi, "cards": args.cards, "extraction": ext, "match": mat,
                                          "mode": args.mode, "timing": timing, "rows": rows}, indent=1))

@@ -332,6 +332,8 @@ _ADDED_FIELDS: dict[str, dict[str, Any]] = {
     # curve applies only where the agreement does, so its default is inert then).
     # 2026-12-07, minutia reliability: weight 0 counts every minutia alike, the earlier score.
     "MatchParams": {"orientation_weight": 0.0, "lssr_reliability_weight": 0.0, "elastic_reliability_weight": 0.0},
+    # 2026-12-07, the finger code's plain-sized window: 0 is no window, the codes before it.
+    "EncodeParams": {"window_width_mm": 0.0, "window_height_mm": 0.0, "window_from_width_mm": 0.0},
 }
 
 

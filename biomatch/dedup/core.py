@@ -271,6 +271,9 @@ class GalleryCore:
             counts = [s._store.counts() for s in self._shards]
             fresh["counts"] = {"subjects": sum(c["subjects"] for c in counts),
                                "fingers": sum(c["fingers"] for c in counts)}
+            # the codes this version computes and saved (an upgrade rebuilt the indexes of another one)
+            kind = fresh["retrieval"]["kind"]
+            fresh["retrieval"] = {**fresh["retrieval"], "code_generation": _mf.code_generation(kind)}
             _mf.write_manifest(self.path, fresh)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

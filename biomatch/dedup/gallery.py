@@ -360,7 +360,7 @@ class Gallery(GalleryCore):
                 "retrieval_bytes": sum(st.retrieval_bytes for st in per),
                 "disk_bytes": sum(st.disk_bytes for st in per),
                 "retrieval": self._manifest["retrieval"]["kind"],
-                "code_generation": self._manifest["retrieval"].get("code_generation"),
+                "code_generation": _mf.code_generation(self._manifest["retrieval"]["kind"]),  # the one in use
                 "encryption": self.encryption,
                 "match_params_hash": self._manifest["match_params_hash"],
                 "template_params_hash": self._manifest.get("template_params_hash"),

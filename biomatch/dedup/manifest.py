@@ -147,11 +147,17 @@ def _checked_manifest(manifest: dict, f: Path) -> dict:
     if kind not in registered():
         raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected a retrieval component in "
                                        f"{registered()}, got {kind!r}")
-    want = code_generation(kind)
-    if retrieval.get("code_generation") != want:
-        raise IncompatibleGalleryError(f"manifest {str(f)!r}: expected finger-code generation {want}, got "
-                                       f"{retrieval.get('code_generation')} (re-create the gallery, or open it "
-                                       f"with the biomatch version that built it)")
+    # The finger codes are derived data: a gallery built with another code generation opens, and
+    # each shard's index files, stamped with their generation, are rebuilt from its store
+    # (FaissRetrieval.load; minutes at a million subjects, once: a writer saves them).  A writer's
+    # close records the generation in use (core.GalleryCore._write_counts).
+    stamp = retrieval.get("code_generation")
+    if not (stamp is None or isinstance(stamp, str)):
+        raise CorruptStoreError(f"manifest {str(f)!r}: expected retrieval.code_generation a str or null, "
+                                f"got {stamp!r}")
+    if stamp != code_generation(kind):
+        log.info("gallery %s: finger-code generation %s, this version's is %s: indexes are rebuilt from the stores",
+                 f.parent, stamp, code_generation(kind))
     return manifest
 
 

@@ -2,10 +2,22 @@
 
 One code per finger, computed from its minutiae only::
 
-    minutiae ──► pair histogram ──► sqrt, L2 ──► PCA whitening ──► ITQ rotation ──► sign
-               (distance x two          (D)          (n_bits)                      (n_bits)
-                relative angles)
+    minutiae ──► window ──► pair histogram ──► sqrt, L2 ──► PCA whitening ──► ITQ rotation ──► sign
+               (plain-     (distance x two          (D)          (n_bits)                      (n_bits)
+                sized)      relative angles)
 
+0. *Window*: of a print wider than a plain impression (``window_from_width_mm``: a rolled print,
+   nail to nail), only the minutiae within a plain-sized window around their centre of mass
+   take part (``window_width_mm`` across the finger, i.e. along the image's x axis: ten-print
+   capture holds rolled prints upright).  A rolled print then keeps the pad's centre, which is
+   what a plain print of the same finger holds, instead of adding pairs from its sides that no
+   plain print shows; a plain print keeps every minutia, so its code is unchanged.  Width is
+   measured from the minutiae's span across the finger (x between the 5th and 95th
+   percentiles, over 0.9).  Measured on generated ten-print cards (``benchmarks/rolled_plain.py
+   --codes``): plain prints 11.2 mm wide (median), rolled 21.6 mm (1st percentile 15.7); no
+   print of FVC2002 DB1-4_B, SOCOFing or the generated plain populations is wider than 15.3 mm.
+   The one stage that is not rotation invariant: a rolled print turned far from upright is cut
+   across the wrong axis (still a plain-sized part of it).
 1. *Pair histogram*: every ordered pair of minutiae at most ``max_distance_px`` apart votes
    (linear soft binning) for its distance and the directions of both minutiae relative to
    the segment joining them (``distance_bins x angle_bins x angle_bins`` cells).  Invariant
@@ -49,7 +61,7 @@ import numpy as np
 
 from .._io import write_private_atomic
 from ..errors import EncodeModelError, invalid
-from ..params import from_json, params_hash, to_json
+from ..params import from_json, params_hash, stored_params_hash, to_json
 from ..template import Template
 from . import _codes_nb as nb
 
@@ -63,12 +75,26 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "encode_m
 
 _MODEL_FORMAT = 1
 
+PX_PER_MM = 500 / 25.4
+"""Template pixels per millimetre (templates are at 500 dpi)."""
+
 
 @dataclass(frozen=True)
 class EncodeParams:
-    """Parameters of the finger code (lengths in px at 500 dpi, angles in degrees)."""
+    """Parameters of the finger code (lengths in px at 500 dpi or in mm as named, angles in degrees).
+
+    Window (stage 0 of the module docstring): a print wider than ``window_from_width_mm`` (its
+    minutiae's span across the finger, image x, between their 5th and 95th percentiles, over
+    0.9) keeps only the minutiae inside the ellipse of full axes ``window_width_mm`` (across the
+    finger) by ``window_height_mm`` (along it) centred on their centre of mass; 0 leaves an axis
+    unbounded (the defaults: a band 12 mm wide), both axes 0 is no window (the codes of
+    generations before it), ``window_from_width_mm`` 0 windows every print.
+    """
 
     max_distance_px: float = 150.0  # pairs farther apart do not vote (about 16 ridge periods)
+    window_width_mm: float = 12.0  # a plain impression's width (generated slaps' prints: 11.2 mm median)
+    window_height_mm: float = 0.0  # rolled and plain prints are equally long (tip to crease)
+    window_from_width_mm: float = 16.0  # rolled prints 21.6 mm (1st percentile 15.7); plain at most 15.3
     distance_bins: int = 12
     angle_bins: int = 10  # per relative angle (36 degrees)
     min_minutiae: int = 4  # fewer minutiae: the all-zero code, valid=False
@@ -83,6 +109,10 @@ class EncodeParams:
         v = self.max_distance_px
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise invalid("max_distance_px", "a number > 0", v)
+        for name in ("window_width_mm", "window_height_mm", "window_from_width_mm"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1000:
+                raise invalid(name, "a number of mm in [0, 1000] (0: unbounded)", v)
         for name, lo, hi in (("distance_bins", 1, 256), ("angle_bins", 1, 64), ("min_minutiae", 2, 1000),
                              ("n_bits", 64, 65536), ("training_fingers", 1, 10**7),
                              ("training_impressions", 1, 100), ("itq_iterations", 0, 10_000),
@@ -143,7 +173,10 @@ class EncodeModel:
     @functools.cached_property
     def model_hash(self) -> str:
         """16 hex digits over the parameters and every array (not the file bytes)."""
-        h = hashlib.sha256(params_hash(self.params).encode())
+        return self._hash(params_hash(self.params))
+
+    def _hash(self, params_digest: str) -> str:
+        h = hashlib.sha256(params_digest.encode())
         for name in _ARRAYS:
             a = getattr(self, name)
             h.update(f"{name}{a.shape}".encode())
@@ -171,7 +204,8 @@ class EncodeModel:
                 fmt = int(z["format"])
                 if fmt != _MODEL_FORMAT:
                     raise EncodeModelError(f"encode model {path}: expected format {_MODEL_FORMAT}, got {fmt}")
-                params = from_json(str(z["params"]), EncodeParams)
+                text = str(z["params"])
+                params = from_json(text, EncodeParams)
                 stored = str(z["model_hash"])
                 arrays = {n: z[n] for n in _ARRAYS}
         except EncodeModelError:
@@ -179,8 +213,12 @@ class EncodeModel:
         except (OSError, KeyError, ValueError) as exc:
             raise EncodeModelError(f"encode model {path}: cannot read ({exc})") from exc
         model = cls(params, **arrays)
-        if model.model_hash != stored:
-            raise EncodeModelError(f"encode model {path}: expected hash {stored}, got {model.model_hash} (corrupt)")
+        # Checked over the parameters as written: a file saved before a field existed lacks it and
+        # reads with the value that reproduces its codes (biomatch.params._ADDED_FIELDS); its
+        # generation is then that of the full parameter set, as every model's.
+        got = model._hash(stored_params_hash(text, EncodeParams))
+        if got != stored:
+            raise EncodeModelError(f"encode model {path}: expected hash {stored}, got {got} (corrupt)")
         return model
 
 
@@ -207,9 +245,72 @@ def _batch_points(templates: Sequence[Template]) -> tuple[np.ndarray, np.ndarray
     return pts, offsets
 
 
+def _wide(x: np.ndarray, offsets: np.ndarray, limit_px: float) -> np.ndarray:
+    """``bool (t,)``: the templates wider across the finger than ``limit_px``.
+
+    A template's width is the span of its minutiae's x between the 5th and the 95th percentile
+    (nearest rank), over 0.9 (the full width of a uniform band with that span).  Percentiles, not
+    the extremes nor the standard deviation: a few spurious minutiae at the border of a small print
+    (SOCOFing's) made a 15 mm print look 19 mm wide by its standard deviation.  Only the templates
+    whose extremes are far enough apart are sorted (a plain-only batch: few or none).
+    """
+    counts = np.diff(offsets)
+    wide = np.zeros(len(counts), bool)
+    has = np.flatnonzero(counts > 0)
+    if not len(has):
+        return wide
+    starts = offsets[:-1][has]
+    span = np.maximum.reduceat(x, starts) - np.minimum.reduceat(x, starts)
+    for t in has[span > 0.9 * limit_px]:
+        xs = np.sort(x[offsets[t]:offsets[t + 1]])
+        last = len(xs) - 1
+        wide[t] = xs[int(np.rint(0.95 * last))] - xs[int(np.rint(0.05 * last))] > 0.9 * limit_px
+    return wide
+
+
+def _windowed(pts: np.ndarray, offsets: np.ndarray, p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
+    """The minutiae of each template inside its window (stage 0), with their row offsets.
+
+    Parameters
+    ----------
+    pts : float32 (m, 3)
+        ``x, y`` (px at 500 dpi) and angle of every template's minutiae, concatenated.
+    offsets : int64 (t + 1,)
+
+    Returns
+    -------
+    The same arrays (not copied) when no minutia falls outside its window, else the kept rows.
+    """
+    wx, wy = p.window_width_mm, p.window_height_mm
+    if not (wx or wy) or not len(pts):
+        return pts, offsets
+    wide = None
+    if p.window_from_width_mm:
+        wide = _wide(pts[:, 0], offsets, p.window_from_width_mm * PX_PER_MM)
+        if not wide.any():
+            return pts, offsets  # every print narrower than a rolled one: nothing to cut
+    counts = np.diff(offsets)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    n = np.maximum(counts, 1)
+    r2 = np.zeros(len(pts))
+    for axis, full_mm in ((0, wx), (1, wy)):
+        if full_mm:
+            v = pts[:, axis].astype(np.float64)
+            centre = np.bincount(owner, v, len(counts)) / n
+            r2 += ((v - centre[owner]) / (0.5 * full_mm * PX_PER_MM)) ** 2
+    keep = r2 <= 1.0
+    if wide is not None:
+        keep |= ~wide[owner]
+    if keep.all():
+        return pts, offsets
+    out = np.zeros_like(offsets)
+    np.cumsum(np.bincount(owner[keep], minlength=len(counts)), out=out[1:])
+    return np.ascontiguousarray(pts[keep]), out
+
+
 def pair_histograms(templates: Sequence[Template], p: EncodeParams) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised pair histograms ``float32 (t, D)`` and validity ``bool (t,)`` (stages 1-2)."""
-    pts, offsets = _batch_points(templates)
+    """Normalised pair histograms ``float32 (t, D)`` and validity ``bool (t,)`` (stages 0-2)."""
+    pts, offsets = _windowed(*_batch_points(templates), p)
     h = nb.pair_histograms(pts, offsets, float(p.max_distance_px), p.distance_bins, p.angle_bins)
     np.sqrt(h, out=h)
     norms = np.linalg.norm(h, axis=1)
