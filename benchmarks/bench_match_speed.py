@@ -8,6 +8,12 @@ CPU runs, or BIOMATCH_KERNEL) and, with ``--kernels all``, for every kernel the 
 
     .venv/bin/python benchmarks/bench_match_speed.py [--repeats 5] [--gallery 4000]
         [--fvc ../shared/datasets/fvc2002/db1_b --dpi 500] [--kernels all|portable,avx2,...]
+        [--native /tmp/main-build/_avx512.cpython-311-x86_64-linux-gnu.so]
+
+``--native`` times one kernel module of another build (e.g. main's, copied from its ``build/``
+folder) instead of the installed ones: on a shared machine, compare two builds by alternating
+processes, one build per process (two builds of one kernel cannot share a process: they register
+the same nanobind types).
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import importlib.util
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
-from biomatch import _native
 from biomatch.params import MatchParams
 from biomatch.template import Template
 
@@ -35,10 +42,18 @@ def random_template(rng, n, size=400):
     return Template.from_arrays(pts[:, 0], pts[:, 1], rng.uniform(0, 2 * np.pi, n), width=size, height=size)
 
 
-def throughput(label, kernel, templates, args):
+def load_module(path):
+    """The kernel module built at ``path`` alone (its file name gives its PyInit_ name)."""
+    spec = importlib.util.spec_from_file_location(Path(path).name.split(".")[0], path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def throughput(label, mod, templates, args):
     """All-against-all comparisons of the templates through one kernel's module, each probe
     against the gallery; one row of the table."""
-    mod = _native.load_kernel(kernel)
+    kernel = mod.kernel
     cfg = mod.Config(dataclasses.asdict(MatchParams()))
     arrays = [(t.as_float_array(), t.orientation_grid) for t in templates]
     prepared = [mod.prepare(cfg, xyaq, grid) for xyaq, grid in arrays]  # warm-up
@@ -74,10 +89,18 @@ def main() -> None:
     ap.add_argument("--dpi", type=float, default=500)
     ap.add_argument("--kernels", default=None,
                     help="comma-separated kernels to time, or 'all' the CPU runs (default: the one in use)")
+    ap.add_argument("--native", help="path of one kernel module of another build to time instead (see above)")
     args = ap.parse_args()
-    kernels = (list(_native.available_kernels()) if args.kernels == "all"
-               else args.kernels.split(",") if args.kernels else [_native.kernel])
-    print(f"kernel: {_native.kernel} (this CPU runs {', '.join(_native.available_kernels())})")
+    if args.native:
+        modules = [load_module(args.native)]
+        print(f"kernel: {modules[0].kernel} ({args.native})")
+    else:
+        from biomatch import _native
+
+        kernels = (list(_native.available_kernels()) if args.kernels == "all"
+                   else args.kernels.split(",") if args.kernels else [_native.kernel])
+        modules = [_native.load_kernel(k) for k in kernels]
+        print(f"kernel: {_native.kernel} (this CPU runs {', '.join(_native.available_kernels())})")
     sets = []
     rng = np.random.default_rng(0)
     for n in (30, 45, 60):
@@ -90,9 +113,9 @@ def main() -> None:
         mean = np.mean([len(t) for t in templates])
         sets.append((f"{os.path.basename(args.fvc.rstrip('/'))} ({mean:.0f})", templates))
     print(f"{'kernel':>8} {'minutiae':>12} {'prepare us':>10} {'1 thread cmp/s':>15} {'2 threads cmp/s (wall)':>23}")
-    for kernel in kernels:
+    for mod in modules:
         for label, templates in sets:
-            throughput(label, kernel, templates, args)
+            throughput(label, mod, templates, args)
 
 
 if __name__ == "__main__":

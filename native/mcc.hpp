@@ -158,9 +158,11 @@ struct Scratch {
   std::vector<uint64_t> counts;     // packed popcounts per pair
   std::vector<float> sim;           // local similarity per pair
   std::vector<uint8_t> bins;        // its LSS histogram bin (see select_lss_pairs)
+  std::vector<int> bsplit;          // scan: B's cylinders split by full spatial mask (see mcc_scan.inc)
   std::vector<uint64_t> keys;       // selected pairs: similarity bits << 32 | ~code
   std::vector<uint64_t> keys2;      // relaxed pairs: efficiency bits << 32 | ~t
   std::vector<int> ra, rb, order, ta, tb, near;
+  std::vector<float> near_d;         // relaxation (AVX-512): d1 of each near pair
   std::vector<float> l0, l1, l2, rho, tw, tr;
   std::vector<float> rw;             // LSS-R: reliability of each relaxation pair
   std::vector<float> cand;

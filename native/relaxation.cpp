@@ -90,10 +90,11 @@ __attribute__((always_inline)) inline void load64(const void* row, int n, __m512
 }
 
 // near_pairs, 16 k at a time (gathers and an in-register compression; the same comparison of
-// the same products, so the same set), written as pair codes t << 16 | k.  near needs room
-// for 16 entries past the last.
+// the same products, so the same set), written as pair codes t << 16 | k, with their distance
+// difference d1 = |dA - dB| in near_d (the compatibility pass reuses it instead of gathering
+// both distances again).  near and near_d need room for 16 entries past the last.
 inline int near_pairs_avx512(const Config& cfg, const float* da, const float* db, int na, int nb, const int* ra,
-                             const int* rb, int t, int nr, int* __restrict near) {
+                             const int* rb, int t, int nr, int* __restrict near, float* __restrict near_d) {
   const __m512 scale = _mm512_set1_ps(cfg.dist_scale()), cutoff = _mm512_set1_ps(cfg.dist_cutoff());
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   __m512i vk = _mm512_add_epi32(_mm512_set1_epi32((t << 16) + t + 1),  // pair codes t << 16 | k
@@ -121,6 +122,7 @@ inline int near_pairs_avx512(const Config& cfg, const float* da, const float* db
     const __m512 d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(dA, dB)), abs_mask));
     const __mmask16 keep = _mm512_mask_cmp_ps_mask(live, _mm512_mul_ps(d, scale), cutoff, _CMP_NGE_UQ);
     _mm512_storeu_si512(near + nk, _mm512_maskz_compress_epi32(keep, vk));
+    _mm512_storeu_ps(near_d + nk, _mm512_maskz_compress_ps(keep, d));
     nk += __builtin_popcount(keep);
     vk = _mm512_add_epi32(vk, _mm512_set1_epi32(16));
   }
@@ -174,18 +176,19 @@ __attribute__((always_inline)) inline __m512 angle_diff16(__m512 x, __m512 y) {
   return _mm512_min_ps(_mm512_sub_ps(_mm512_set1_ps(kTwoPi), d), d);
 }
 
-// build_rho_w with vectors: first the codes of all non-negligible pairs (t, k), then their
-// compatibilities 16 at a time (gathers of the table entries, the same operations in the same
-// order per element as build_rho_w, scattered into rho).  near needs room for
-// nr (nr - 1) / 2 + 16 entries.
+// build_rho_w with vectors: first the codes of all non-negligible pairs (t, k) and their d1, then
+// their compatibilities 16 at a time (gathers of the table entries, the same operations in the
+// same order per element as build_rho_w), stored into rho one by one (a 16-lane scatter costs
+// more than 32 scalar stores on Zen 4).  near and near_d need room for nr (nr - 1) / 2 + 16
+// entries.
 void build_rho_avx512(const Config& cfg, const Prepared& a, const Prepared& b, const int* ra, const int* rb, int nr,
-                      int stride, int* near, float* rho) {
+                      int stride, int* near, float* near_d, float* rho) {
   int total = 0;
   for (int t = 0; t < nr; ++t)
     total += near_pairs_avx512(cfg, &a.dist[size_t(ra[t]) * a.n], &b.dist[size_t(rb[t]) * b.n], a.n, b.n, ra, rb,
-                               t, nr, near + total);
+                               t, nr, near + total, near_d + total);
   const __m512 ds = _mm512_set1_ps(cfg.dist_scale()), as = _mm512_set1_ps(cfg.angle_scale());
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), last = _mm512_set1_epi32(cfg.lut_size() - 1);
+  const __m512i last = _mm512_set1_epi32(cfg.lut_size() - 1);
   const __m512i low16 = _mm512_set1_epi32(0xffff), vna = _mm512_set1_epi32(a.n), vnb = _mm512_set1_epi32(b.n);
   const __m512i vstride = _mm512_set1_epi32(stride);
   const float* lut_d = cfg.lut_dist();
@@ -219,19 +222,23 @@ void build_rho_avx512(const Config& cfg, const Prepared& a, const Prepared& b, c
     }
     const __m512i ia = _mm512_add_epi32(_mm512_mullo_epi32(at, vna), ak);  // (at, ak) in A's tables
     const __m512i ib = _mm512_add_epi32(_mm512_mullo_epi32(bt, vnb), bk);
-    const __m512 d1 = _mm512_castsi512_ps(_mm512_and_si512(
-        _mm512_castps_si512(_mm512_sub_ps(gather16(live, ia, a.dist.data()), gather16(live, ib, b.dist.data()))),
-        abs_mask));
+    const __m512 d1 = _mm512_maskz_loadu_ps(live, near_d + q);
     const __m512 a1 = angle_diff16(gather16(live, ia, a.rel.data()), gather16(live, ib, b.rel.data()));
     const __m512 z = _mm512_mul_ps(lut16(live, lut_d, d1, ds, last), lut16(live, lut_a, a1, as, last));
     const __m512 a2 = angle_diff16(gather16(live, ia, a.radial.data()), gather16(live, ib, b.radial.data()));
-    const __m512 r1 = _mm512_mul_ps(z, lut16(live, lut_a, a2, as, last));
-    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vk, vstride), vt), r1, 4);
+    alignas(64) float r1[16], r2[16];
+    alignas(64) int i1[16], i2[16];
+    _mm512_store_ps(r1, _mm512_mul_ps(z, lut16(live, lut_a, a2, as, last)));
+    _mm512_store_si512(i1, _mm512_add_epi32(_mm512_mullo_epi32(vk, vstride), vt));
     const __m512i ia2 = _mm512_add_epi32(_mm512_mullo_epi32(ak, vna), at);  // (ak, at)
     const __m512i ib2 = _mm512_add_epi32(_mm512_mullo_epi32(bk, vnb), bt);
     const __m512 a3 = angle_diff16(gather16(live, ia2, a.radial.data()), gather16(live, ib2, b.radial.data()));
-    const __m512 r2 = _mm512_mul_ps(z, lut16(live, lut_a, a3, as, last));
-    _mm512_mask_i32scatter_ps(rho, live, _mm512_add_epi32(_mm512_mullo_epi32(vt, vstride), vk), r2, 4);
+    _mm512_store_ps(r2, _mm512_mul_ps(z, lut16(live, lut_a, a3, as, last)));
+    _mm512_store_si512(i2, _mm512_add_epi32(_mm512_mullo_epi32(vt, vstride), vk));
+    for (int u = 0, m = std::min(left, 16); u < m; ++u) {
+      rho[i1[u]] = r1[u];
+      rho[i2[u]] = r2[u];
+    }
   }
 }
 #endif
@@ -249,11 +256,14 @@ void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratc
   // column-block update below.
   s.rho.assign(size_t(nr) * stride, 0.f);
   if (s.near.size() < size_t(nr) * nr / 2 + 16) s.near.resize(size_t(nr) * nr / 2 + 16);
+#ifdef BIOMATCH_HAVE_AVX512
+  if (s.near_d.size() < s.near.size()) s.near_d.resize(s.near.size());
+#endif
   float* rho = s.rho.data();
 #ifdef BIOMATCH_HAVE_AVX512
   // (32-bit table indices and pair codes t << 16 | k in the vector code)
   if (a.n < 32768 && b.n < 32768)
-    build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
+    build_rho_avx512(cfg, a, b, ra, rb, nr, stride, s.near.data(), s.near_d.data(), rho);
   else
 #endif
     build_rho_w(cfg, a, b, ra, rb, nr, stride, s.near.data(), rho);
