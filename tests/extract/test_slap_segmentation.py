@@ -88,6 +88,45 @@ def test_missing_little_finger_by_the_arc(nist_slaps):
     assert [f.position for f in seg.fingers] == [2, 3, 4]
 
 
+def test_absent_fingers_are_never_given_a_print(nist_slaps):
+    """``absent`` (the record's amputation codes) takes those slots out of the choice: the print
+    of the little finger is not given to another position, and 5 is reported missing."""
+    full = segment_slap(nist_slaps[13].pixels, 500, "right4", quality=False).by_position()
+    seg = segment_slap(nist_slaps[13].pixels, 500, "right4", quality=False, absent=[5])
+    assert seg.missing == (5,) and sorted(seg.by_position()) == [2, 3, 4]
+    for pos, f in seg.by_position().items():
+        assert f.box == full[pos].box
+    # two prints left after the index and middle fingers are blanked, told 2 and 3 are absent
+    img = nist_slaps[14].pixels.copy()
+    img[:, 750:] = 255
+    seg = segment_slap(img, 500, "left4", quality=False, absent=(8, 7))
+    assert seg.missing == (8, 7) and [f.position for f in seg.fingers] == [10, 9]
+
+
+def test_two_missing_neighbours_placed_by_the_records_codes():
+    """Generated card 31 of seed 23 (the left index and middle missing): by the arc alone its ring
+    and little fingers were taken for middle and ring (the intake refused the card); told which
+    are absent, they are placed right."""
+    from biomatch.datasets.tenprint import TenprintParams, make_card
+
+    card = make_card(31, 23, TenprintParams(swap_rate=0.0, hand_swap_rate=0.0, missing_rate=0.03))
+    truth = card.truth["slaps"]["left4"]
+    want = {f["position"]: f["box"] for f in truth["fingers"] if f["box"] is not None}
+    absent = [f["position"] for f in truth["fingers"] if f["missing"]]
+    assert sorted(want) == [9, 10] and sorted(absent) == [7, 8]
+    seg = segment_slap(card.images[truth["image"]], 500, "left4", quality=False, absent=absent)
+    got = seg.by_position()
+    assert sorted(got) == [9, 10] and sorted(seg.missing) == [7, 8]
+    for pos, box in want.items():
+        assert _iou(got[pos].box, box) >= 0.8, (pos, got[pos].box, box)
+
+
+@pytest.mark.parametrize("bad", [(1,), (6,), ("2",), 3, (True,)])
+def test_absent_outside_the_slap_names_the_argument(nist_slaps, bad):
+    with pytest.raises(InvalidInputError, match="absent"):
+        segment_slap(nist_slaps[13].pixels, 500, "right4", quality=False, absent=bad)
+
+
 def test_quality_is_reported(nist_slaps):
     img = nist_slaps[14]
     seg = segment_slap(img.pixels, img.ppi, "left4", quality=True)

@@ -87,7 +87,8 @@ _SCALE = 4  # the print map is made at 1/4 of the 500 ppi working image (0.2 mm 
 
 
 def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, params: SlapParams | None = None,
-                 *, quality: bool = True, capture: MutableMapping[str, object] | None = None) -> SlapSegmentation:
+                 *, quality: bool = True, absent=(), capture: MutableMapping[str, object] | None = None
+                 ) -> SlapSegmentation:
     """Find, number and cut out the fingertips of a slap.
 
     Parameters
@@ -101,6 +102,11 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
     params : SlapParams, optional
     quality : bool
         Compute each fingertip's print quality (runs the extractor on each crop, about 30 ms each).
+    absent : iterable of int
+        Positions of this slap known to be absent (the record's amputated / unable-to-print
+        codes, ANSI/NIST-ITL 14.018): no print is given them, and they are reported missing.
+        Without it the hand's geometry alone places the prints, and two fingers missing side by
+        side can leave the others one place off.
     capture : dict, optional
         Receives ``"map"`` (the print map in the hand's frame, uint8), ``"hand_rotation_deg"``
         and ``"pieces"`` (every candidate, its box in map pixels and whether it was kept).
@@ -135,6 +141,7 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
         raise invalid("params", "a SlapParams", type(p).__name__)
     kind = _slap_kind(slap)
     fgp, order = SLAPS[kind]
+    absent = _absent(absent, kind, order)
     dpi = check_dpi(dpi)
     original = _original(image)
     h0, w0 = original.shape
@@ -168,7 +175,8 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
     for pc in pieces:
         _score(pc, hraw, henergy, inside, ref, fw, p)
     pieces = _drop_lower_phalanges(pieces, fw, p)
-    chosen = _choose(_candidates(pieces, len(order), fw, p), kind, order, fw, px_mm, p, w_map=size[0])
+    chosen = _choose(_candidates(pieces, len(order), fw, p), kind, order, fw, px_mm, p, w_map=size[0],
+                     absent=absent)
     kept = [pc for pc, _ in chosen]
     if capture is not None:
         capture["map"] = (hmask * 255).astype(np.uint8)
@@ -183,6 +191,16 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
         fingers.append(_finger(original, pc, pos, inv, angle, scale_back, dpi, p, px_mm, quality))
     missing = tuple(q for q in order if q not in {pos for _, pos in chosen})
     return SlapSegmentation(kind, fgp, dpi, tuple(fingers), missing, angle)
+
+
+def _absent(absent, kind: str, order: tuple) -> frozenset:
+    try:
+        out = frozenset(absent)
+    except TypeError:
+        raise invalid("absent", f"positions of the {kind} slap {sorted(order)}", absent) from None
+    if any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or int(q) not in order for q in out):
+        raise invalid("absent", f"positions of the {kind} slap {sorted(order)}", sorted(out, key=str))
+    return frozenset(int(q) for q in out)
 
 
 def _slap_kind(slap) -> str:
