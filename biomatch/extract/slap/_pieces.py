@@ -8,6 +8,9 @@ import numpy as np
 from ._map import _disk
 from .params import SlapParams
 
+_SEAM_SIGMA_PX = 1.0  # map pixels (0.2 mm): keeps a 0.2-0.5 mm seam's dip, smooths the ridge-scale noise
+_STEP_COST = 0.05  # per sideways step of the split path, in units of the tips' ridge energy per row
+_SPLIT_BAND_RATIO = 0.25  # finger widths either side of a cut left to the watershed (a 15 deg slant over a tip)
 
 
 
@@ -49,7 +52,7 @@ def _pieces(hmask: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) ->
         if stats[i, cv2.CC_STAT_AREA] < 0.5 * min_area:
             continue
         comp = labels == i
-        for strip in _split_columns(comp, p, fw):
+        for strip in _split_columns(comp, henergy, p, fw):
             out.extend(_cut_creases(strip, henergy, p, fw))
     return [pc for pc in out if pc.mask.sum() >= 0.5 * min_area]
 
@@ -61,7 +64,7 @@ def _bounds(m: np.ndarray):
     return int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
 
 
-def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
+def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
     """Split a region wider than a finger: at the notches of its upper contour, else at the valleys
     of its column profile; the pixels then shared out by :func:`_watershed`."""
     b = _bounds(comp)
@@ -93,27 +96,67 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
     strips = sorted(done)
     if len(strips) == 1:
         return [comp]
-    return _watershed(comp, strips)
+    return _watershed(comp, strips, henergy, p, fw)
 
 
-def _watershed(comp: np.ndarray, strips: list) -> list:
-    """The pixels of touching fingers shared out along the neck between them, not a vertical cut:
-    each strip's core (its pixels far from the region's edge) grows over the region's distance
-    map (watershed), so an oblique or overlapping contact line is followed."""
+def _watershed(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
+    """The pixels of touching fingers shared out along the line between them, not a vertical cut.
+
+    Between two strips the line is the path of least ridge energy from the region's top to its
+    bottom (one column step per row at most), within ``_SPLIT_BAND_RATIO`` finger widths of the
+    cut: the gap the closing bridged, or the seam where two pressed tips meet (their ridges do
+    not run into each other, and the skin folds up there); a path integral, so the noise of the
+    ridges does not lead it astray.  Then each strip's parts weaker than ``crease_drop_ratio``
+    of its tip (a lower phalanx joined to it, printed lighter) come out as pieces of their own,
+    so that a neighbour's phalanx is not taken into a tip.
+    """
     import cv2
-    from skimage.segmentation import watershed
 
-    dist = cv2.distanceTransform(comp.astype(np.uint8), cv2.DIST_L2, 5)
-    markers = np.zeros(comp.shape, np.int32)
-    for i, (a, b_) in enumerate(strips, start=1):
-        d = np.zeros_like(dist)
-        d[:, a:b_] = dist[:, a:b_]
-        top = float(d.max())
-        if top <= 0:
+    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), _SEAM_SIGMA_PX)
+    ys, xs = np.nonzero(comp)
+    y0, y1 = int(ys.min()), int(ys.max()) + 1
+    level = float(np.percentile(e[comp], 90)) or 1.0
+    band = max(1, int(round(_SPLIT_BAND_RATIO * fw)))
+    label = np.zeros(comp.shape, np.int32)
+    cols = np.arange(comp.shape[1])[None, :]
+    for a, _ in strips[1:]:
+        lo, hi = max(a - band, 0), min(a + band + 1, comp.shape[1])
+        path = _least_energy_path(e[y0:y1, lo:hi] / level) + lo
+        label[y0:y1] += (cols >= path[:, None]).astype(np.int32)
+    out = []
+    smooth = cv2.GaussianBlur(e, (0, 0), 2 * _SEAM_SIGMA_PX)
+    for k in range(len(strips)):
+        strip = comp & (label == k)
+        if not strip.any():
             continue
-        markers[d >= 0.6 * top] = i
-    labels = watershed(-dist, markers, mask=comp)
-    return [labels == i for i in range(1, len(strips) + 1) if (labels == i).any()]
+        tip = float(np.percentile(smooth[strip], 75))
+        weak = strip & (smooth < p.crease_drop_ratio * tip)
+        weak = cv2.morphologyEx(weak.astype(np.uint8), cv2.MORPH_OPEN, _disk(2 * _SEAM_SIGMA_PX)) > 0
+        for part in (strip & ~weak, weak):
+            n, lab = cv2.connectedComponents(part.astype(np.uint8), connectivity=8)
+            out += [lab == j for j in range(1, n)]
+    return out
+
+
+def _least_energy_path(cost: np.ndarray) -> np.ndarray:
+    """Column (per row) of the top-to-bottom path of least total ``cost`` moving at most one
+    column per row (each sideways step costs ``_STEP_COST``): dynamic programming."""
+    h, w = cost.shape
+    acc = cost[0].astype(np.float64).copy()
+    back = np.zeros((h, w), np.int8)
+    inf = np.full(1, np.inf)
+    for r in range(1, h):
+        left = np.concatenate([inf, acc[:-1]]) + _STEP_COST
+        right = np.concatenate([acc[1:], inf]) + _STEP_COST
+        stack = np.stack([left, acc, right])
+        choice = np.argmin(stack, axis=0)
+        acc = stack[choice, np.arange(w)] + cost[r]
+        back[r] = choice - 1
+    path = np.zeros(h, np.int64)
+    path[-1] = int(np.argmin(acc))
+    for r in range(h - 1, 0, -1):
+        path[r - 1] = path[r] + back[r, path[r]]
+    return path
 
 
 def _notch(top: np.ndarray, a: int, b: int, margin: int, min_depth: float) -> int | None:
@@ -166,7 +209,9 @@ def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: floa
         if y1 - y0 <= 1.5 * w_eff or hi <= lo:
             out.append(_Piece(m, x0, x1, y0, y1))
             break
-        rows = (henergy * m).sum(1) / np.maximum(m.sum(1), 1)
+        # ridge energy per row over the tip's width: falls at the crease's white line, at a lighter
+        # middle phalanx, and at a neck where a joint is only bridged by the map's closing
+        rows = (henergy * m).sum(1) / w_eff
         k = max(1, int(round(0.06 * fw)))
         rows = np.convolve(rows, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
         tip_rows = rows[y0 + int(0.2 * w_eff):lo]
