@@ -16,10 +16,13 @@ finger columns, fingertips cut at the crease -- with its own rules (no NFSEG cod
                        upright), weighed by a prior for hands placed about upright
     pieces             connected regions in the hand's frame; a region wider than one finger
                        is split at the notch of its upper contour between touching tips
-                       (else at its column profile's valleys), the pixels shared out by a
-                       watershed along the neck; a region longer than a fingertip is cut at
-                       the crease, where the tip's ridge energy first falls below half its
-                       level (the crease's white line, or a lighter middle phalanx)
+                       (else at its column profile's valleys), the split line then the
+                       path of least ridge energy near that column, top to bottom (the gap
+                       the closing bridged, or the seam where pressed tips meet), and parts
+                       weaker than half their tip (a joined lower phalanx) set apart; a
+                       region longer than a fingertip is cut at the crease, where the tip's
+                       ridge energy per row first falls below half its level (the crease's
+                       white line, a lighter middle phalanx, or a neck)
     lower phalanges    a piece with a finger-sized piece just above it in the same finger
                        column is a middle/proximal phalanx, never a fingertip
     selection and      finger-sized pieces scored by size, fill and ridge strength (fragments

@@ -8,9 +8,7 @@ import numpy as np
 from ._map import _disk
 from .params import SlapParams
 
-_SEAM_SIGMA_PX = 1.0  # map pixels (0.2 mm): keeps a 0.2-0.5 mm seam's dip, smooths the ridge-scale noise
-_STEP_COST = 0.05  # per sideways step of the split path, in units of the tips' ridge energy per row
-_SPLIT_BAND_RATIO = 0.25  # finger widths either side of a cut left to the watershed (a 15 deg slant over a tip)
+_MAP_MM = 25.4 / 500 * 4  # the print map's pixel, mm (1/4 of the 500 ppi working image)
 
 
 
@@ -66,7 +64,7 @@ def _bounds(m: np.ndarray):
 
 def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
     """Split a region wider than a finger: at the notches of its upper contour, else at the valleys
-    of its column profile; the pixels then shared out by :func:`_watershed`."""
+    of its column profile; the pixels then shared out by :func:`_share_out`."""
     b = _bounds(comp)
     x0, x1, y0, y1 = b
     todo, done = [(x0, x1)], []
@@ -96,14 +94,14 @@ def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: flo
     strips = sorted(done)
     if len(strips) == 1:
         return [comp]
-    return _watershed(comp, strips, henergy, p, fw)
+    return _share_out(comp, strips, henergy, p, fw)
 
 
-def _watershed(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
+def _share_out(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
     """The pixels of touching fingers shared out along the line between them, not a vertical cut.
 
     Between two strips the line is the path of least ridge energy from the region's top to its
-    bottom (one column step per row at most), within ``_SPLIT_BAND_RATIO`` finger widths of the
+    bottom (one column step per row at most), within ``split_band_ratio`` finger widths of the
     cut: the gap the closing bridged, or the seam where two pressed tips meet (their ridges do
     not run into each other, and the skin folds up there); a path integral, so the noise of the
     ridges does not lead it astray.  Then each strip's parts weaker than ``crease_drop_ratio``
@@ -112,42 +110,43 @@ def _watershed(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParam
     """
     import cv2
 
-    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), _SEAM_SIGMA_PX)
+    sigma = p.seam_sigma_mm / _MAP_MM
+    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), sigma)
     ys, xs = np.nonzero(comp)
     y0, y1 = int(ys.min()), int(ys.max()) + 1
     level = float(np.percentile(e[comp], 90)) or 1.0
-    band = max(1, int(round(_SPLIT_BAND_RATIO * fw)))
+    band = max(1, int(round(p.split_band_ratio * fw)))
     label = np.zeros(comp.shape, np.int32)
     cols = np.arange(comp.shape[1])[None, :]
     for a, _ in strips[1:]:
         lo, hi = max(a - band, 0), min(a + band + 1, comp.shape[1])
-        path = _least_energy_path(e[y0:y1, lo:hi] / level) + lo
+        path = _least_energy_path(e[y0:y1, lo:hi] / level, p.seam_step_cost) + lo
         label[y0:y1] += (cols >= path[:, None]).astype(np.int32)
     out = []
-    smooth = cv2.GaussianBlur(e, (0, 0), 2 * _SEAM_SIGMA_PX)
+    smooth = cv2.GaussianBlur(e, (0, 0), 2 * sigma)
     for k in range(len(strips)):
         strip = comp & (label == k)
         if not strip.any():
             continue
         tip = float(np.percentile(smooth[strip], 75))
         weak = strip & (smooth < p.crease_drop_ratio * tip)
-        weak = cv2.morphologyEx(weak.astype(np.uint8), cv2.MORPH_OPEN, _disk(2 * _SEAM_SIGMA_PX)) > 0
+        weak = cv2.morphologyEx(weak.astype(np.uint8), cv2.MORPH_OPEN, _disk(2 * sigma)) > 0
         for part in (strip & ~weak, weak):
             n, lab = cv2.connectedComponents(part.astype(np.uint8), connectivity=8)
             out += [lab == j for j in range(1, n)]
     return out
 
 
-def _least_energy_path(cost: np.ndarray) -> np.ndarray:
+def _least_energy_path(cost: np.ndarray, step_cost: float) -> np.ndarray:
     """Column (per row) of the top-to-bottom path of least total ``cost`` moving at most one
-    column per row (each sideways step costs ``_STEP_COST``): dynamic programming."""
+    column per row, each sideways step costing ``step_cost``: dynamic programming."""
     h, w = cost.shape
     acc = cost[0].astype(np.float64).copy()
     back = np.zeros((h, w), np.int8)
     inf = np.full(1, np.inf)
     for r in range(1, h):
-        left = np.concatenate([inf, acc[:-1]]) + _STEP_COST
-        right = np.concatenate([acc[1:], inf]) + _STEP_COST
+        left = np.concatenate([inf, acc[:-1]]) + step_cost
+        right = np.concatenate([acc[1:], inf]) + step_cost
         stack = np.stack([left, acc, right])
         choice = np.argmin(stack, axis=0)
         acc = stack[choice, np.arange(w)] + cost[r]
