@@ -64,7 +64,8 @@ def _bounds(m: np.ndarray):
 
 def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
     """Split a region wider than a finger: at the notches of its upper contour, else at the valleys
-    of its column profile; the pixels then shared out by :func:`_share_out`."""
+    of its column profile, else at a seam of low ridge energy; the pixels then shared out by
+    :func:`_share_out`."""
     b = _bounds(comp)
     x0, x1, y0, y1 = b
     todo, done = [(x0, x1)], []
@@ -83,6 +84,13 @@ def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: flo
             cut = _notch(rows, a, b_, margin, p.min_notch_ratio * fw)
             if cut is None:
                 cut = _valley(prof, a, b_, p.split_valley_ratio, margin)
+            if cut is None:
+                cut = _seam(comp, henergy, a, b_, margin, p, p.split_valley_ratio)
+            if cut is None and b_ - a > p.two_finger_ratio * fw:
+                # too wide for one fingertip whatever the cues: the best of the weak ones
+                cut = _notch(rows, a, b_, margin, 1.0)
+                if cut is None:
+                    cut = _seam(comp, henergy, a, b_, margin, p, np.inf)
         elif b_ - a > 0.9 * fw:
             cut = _valley(prof, a, b_, p.deep_valley_ratio, int(0.1 * fw))
         else:
@@ -95,6 +103,33 @@ def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: flo
     if len(strips) == 1:
         return [comp]
     return _share_out(comp, strips, henergy, p, fw)
+
+
+def _seam(comp: np.ndarray, henergy: np.ndarray, a: int, b: int, margin: int, p: SlapParams,
+          max_ratio: float) -> int | None:
+    """The column of a seam through a region too wide for one finger that has neither a notch nor
+    a valley (two tips pressed together side by side, one lower than the other): the path of
+    least ridge energy top to bottom in (a, b), ``margin`` from either end, if it runs through the
+    print for most of its length at under ``max_ratio`` of the print's energy."""
+    import cv2
+
+    lo, hi = a + max(margin, 1), b - max(margin, 1)
+    if hi - lo < 1:
+        return None
+    sub = comp[:, lo:hi]
+    rows = np.flatnonzero(sub.any(1))
+    if len(rows) == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), p.seam_sigma_mm / _MAP_MM)
+    level = float(np.percentile(e[comp], 90)) or 1.0
+    cost = e[y0:y1, lo:hi] / level
+    path = _least_energy_path(cost, p.seam_step_cost)
+    r = np.arange(y1 - y0)
+    on = sub[y0:y1][r, path]
+    if on.mean() < 0.5 or cost[r, path][on].mean() >= max_ratio:
+        return None
+    return lo + int(np.median(path[on]))
 
 
 def _share_out(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
