@@ -121,6 +121,25 @@ def test_two_missing_neighbours_placed_by_the_records_codes():
         assert _iou(got[pos].box, box) >= 0.8, (pos, got[pos].box, box)
 
 
+@pytest.mark.parametrize("seed, card, spacing_mm, pair", [
+    (11, 24, 18.5, (3, 4)),   # middle and ring pressed together (2.2 mm of overlap flattened), slanted seam
+    (41, 35, 16.0, (2, 3)),   # index pressed against the middle, lower: no notch, no valley
+])
+def test_touching_generated_tips_split_along_their_seam(seed, card, spacing_mm, pair):
+    """Generated right slaps whose tips touch: each tip's box is its own (IoU >= 0.8), where a
+    vertical cut at the notch gave one tip 4 mm of the other, and where no cut lost a finger."""
+    from biomatch.datasets.tenprint import TenprintParams, make_card
+
+    params = TenprintParams(swap_rate=0.5, hand_swap_rate=0.1, missing_rate=0.03) if seed == 11 else \
+        TenprintParams(swap_rate=0.0, hand_swap_rate=0.0, missing_rate=0.03, finger_spacing_mm=spacing_mm)
+    c = make_card(card, seed, params)
+    truth = c.truth["slaps"]["right4"]
+    assert any(t[:2] == list(pair) and t[2] < 0 for t in truth["touching"])  # pressed together
+    got = segment_slap(c.images[truth["image"]], 500, "right4", quality=False).by_position()
+    for f in truth["fingers"]:
+        assert f["position"] in got and _iou(got[f["position"]].box, f["box"]) >= 0.8, (f, got.get(f["position"]))
+
+
 @pytest.mark.parametrize("bad", [(1,), (6,), ("2",), 3, (True,)])
 def test_absent_outside_the_slap_names_the_argument(nist_slaps, bad):
     with pytest.raises(InvalidInputError, match="absent"):
