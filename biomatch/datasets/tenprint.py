@@ -456,7 +456,8 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
     for i, layer in enumerate(layers):
         if geo[i] is None:
             continue
-        roi, _, s, z, lx, ly = geo[i]
+        roi, _, s, z = geo[i]
+        geo[i] = geo[i][:2]  # the others need only its contact distance (memory, at 1000 ppi)
         c0, r0, c1, r1 = roi
         d = _flattened(i, layers, geo, seams or {})
         if layer.kind == "distal":
@@ -464,7 +465,8 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
             ridges = _sample_skin(layer.skin, s, z) - _pores(layer, roi, rng, ppmm)
             contacts[layer.position] = (roi, inside)
         else:
-            _, ridges = layer.region(lx, ly)
+            py, px = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+            _, ridges = layer.region(*layer.fmap.local_from_pixels(px, py))
             inside = soft_inside(d, 0.3)
             ridges = ridges.astype(np.float32)
         # Pressure: light prints have thin, broken ridges, heavy ones thick, merged ridges; the
@@ -490,7 +492,7 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
 
 
 def _geometry(layer: _Layer, shape: tuple[int, int]):
-    """Where a layer lies on the image: ``(roi, signed distance inside its contact (mm), s, z, lx, ly)``
+    """Where a layer lies on the image: ``(roi, signed distance inside its contact (mm), s, z)``
     over its ROI (skin coordinates for a distal layer, None for a phalanx), or None off the image."""
     roi = _roi(layer, shape)
     if roi is None:
@@ -500,9 +502,9 @@ def _geometry(layer: _Layer, shape: tuple[int, int]):
     lx, ly = layer.fmap.local_from_pixels(px, py)
     if layer.kind == "distal":
         s, z = layer.fmap.skin_from_local(lx, ly)
-        return roi, layer.contact(s, z), s, z, None, None
+        return roi, layer.contact(s, z), s, z
     d, _ = layer.region(lx, ly)
-    return roi, d, None, None, lx, ly
+    return roi, d, None, None
 
 
 def _overlap(a, b):
