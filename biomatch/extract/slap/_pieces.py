@@ -110,7 +110,8 @@ def _seam(comp: np.ndarray, henergy: np.ndarray, a: int, b: int, margin: int, p:
     """The column of a seam through a region too wide for one finger that has neither a notch nor
     a valley (two tips pressed together side by side, one lower than the other): the path of
     least ridge energy top to bottom in (a, b), ``margin`` from either end, if it runs through the
-    print for most of its length at under ``max_ratio`` of the print's energy."""
+    print for most of its length with a mean :func:`_seam_cost` under ``max_ratio`` (``inf``: the
+    path's column in any case)."""
     import cv2
 
     lo, hi = a + max(margin, 1), b - max(margin, 1)
@@ -121,12 +122,12 @@ def _seam(comp: np.ndarray, henergy: np.ndarray, a: int, b: int, margin: int, p:
     if len(rows) == 0:
         return None
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), p.seam_sigma_mm / _MAP_MM)
-    level = float(np.percentile(e[comp], 90)) or 1.0
-    cost = e[y0:y1, lo:hi] / level
+    cost = _seam_cost(henergy, p)[y0:y1, lo:hi]
     path = _least_energy_path(cost, p.seam_step_cost)
     r = np.arange(y1 - y0)
     on = sub[y0:y1][r, path]
+    if not np.isfinite(max_ratio):  # a split whatever: the path's column where it crosses the print
+        return lo + int(np.median(path[on] if on.any() else path))
     if on.mean() < 0.5 or cost[r, path][on].mean() >= max_ratio:
         return None
     return lo + int(np.median(path[on]))
@@ -149,13 +150,13 @@ def _share_out(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParam
     e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), sigma)
     ys, xs = np.nonzero(comp)
     y0, y1 = int(ys.min()), int(ys.max()) + 1
-    level = float(np.percentile(e[comp], 90)) or 1.0
+    cost = _seam_cost(henergy, p)
     band = max(1, int(round(p.split_band_ratio * fw)))
     label = np.zeros(comp.shape, np.int32)
     cols = np.arange(comp.shape[1])[None, :]
     for a, _ in strips[1:]:
         lo, hi = max(a - band, 0), min(a + band + 1, comp.shape[1])
-        path = _least_energy_path(e[y0:y1, lo:hi] / level, p.seam_step_cost) + lo
+        path = _least_energy_path(cost[y0:y1, lo:hi], p.seam_step_cost) + lo
         label[y0:y1] += (cols >= path[:, None]).astype(np.int32)
     out = []
     smooth = cv2.GaussianBlur(e, (0, 0), 2 * sigma)
@@ -170,6 +171,26 @@ def _share_out(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParam
             n, lab = cv2.connectedComponents(part.astype(np.uint8), connectivity=8)
             out += [lab == j for j in range(1, n)]
     return out
+
+
+def _seam_cost(henergy: np.ndarray, p: SlapParams) -> np.ndarray:
+    """How much a map pixel looks like the line between two prints: its ridge energy over the
+    lower of the strongest energies within ``seam_halfwidth_mm`` on its left and on its right.
+
+    A seam, or a gap bridged by the closing, is a narrow valley (low, with print on both sides
+    close by: near 0); the inside of a print is about 1, also where it is broadly lighter (a
+    dry or over-inked patch, whose neighbours are as light), which a path of least plain energy
+    would follow instead."""
+    import cv2
+
+    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), p.seam_sigma_mm / _MAP_MM)
+    w = max(1, int(round(p.seam_halfwidth_mm / _MAP_MM)))
+    kernel = np.ones((1, w + 1), np.uint8)
+    # the strongest energy in [x - w, x] and in [x, x + w]: dilations with a one-sided kernel
+    left = cv2.dilate(e, kernel, anchor=(w, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    right = cv2.dilate(e, kernel, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    floor = 0.25 * float(np.percentile(e, 99))
+    return e / np.maximum(np.minimum(left, right), max(floor, 1e-6))
 
 
 def _least_energy_path(cost: np.ndarray, step_cost: float) -> np.ndarray:
