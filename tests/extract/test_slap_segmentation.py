@@ -140,6 +140,14 @@ def test_touching_generated_tips_split_along_their_seam(seed, card, spacing_mm, 
         assert f["position"] in got and _iou(got[f["position"]].box, f["box"]) >= 0.8, (f, got.get(f["position"]))
 
 
+def test_a_slap_whose_fingers_are_all_absent_is_empty_not_an_error():
+    """Both thumbs amputated (XX in the record): the thumbs slap shows no fingertip, as declared."""
+    seg = segment_slap(np.full((1500, 1600), 255, np.uint8), 500, "thumbs", quality=False, absent=(1, 6))
+    assert seg.fingers == () and seg.missing == (6, 1)
+    with pytest.raises(NotASlapError):
+        segment_slap(np.full((1500, 1600), 255, np.uint8), 500, "thumbs", quality=False, absent=(1,))
+
+
 @pytest.mark.parametrize("bad", [(1,), (6,), ("2",), 3, (True,)])
 def test_absent_outside_the_slap_names_the_argument(nist_slaps, bad):
     with pytest.raises(InvalidInputError, match="absent"):

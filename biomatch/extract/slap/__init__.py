@@ -155,6 +155,10 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
         raise NotASlapError(f"image: expected a {kind} slap at least {need_w:.0f} x {fw_prior * 1.2:.0f} mm "
                             f"({len(order)} fingers side by side), got {w0} x {h0} px at {dpi:g} ppi "
                             f"({width_mm:.1f} x {height_mm:.1f} mm): a single finger?")
+    if absent >= set(order):
+        # every finger declared absent (both thumbs amputated...): nothing to find, and a slap
+        # showing no fingertip is what the record says, not an error
+        return SlapSegmentation(kind, fgp, dpi, (), tuple(order), 0.0)
     grey = load_fingerprint(original, dpi)
     energy, _ = ridge_band_energy(grey, ExtractionParams())
     small = cv2.resize(energy, (max(1, grey.shape[1] // _SCALE), max(1, grey.shape[0] // _SCALE)),
