@@ -22,16 +22,11 @@ Usage::
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import _tenprint_cards  # noqa: F401  (first: one numeric thread per process)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -71,42 +66,18 @@ def run_card(card: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cards", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--dpi", type=int, default=500, choices=[500, 1000])
-    ap.add_argument("--swap-rate", type=float, default=0.5, help="share of cards with 1-2 swapped fingers")
-    ap.add_argument("--hand-swap-rate", type=float, default=0.1, help="share of cards with the hands swapped")
-    ap.add_argument("--missing-rate", type=float, default=None)
-    ap.add_argument("--data", type=Path, help="an existing folder of generated cards")
-    ap.add_argument("--offset", type=int, default=0, help="with --data: skip this many cards first")
+    _tenprint_cards.add_card_arguments(ap, cards=100, seed=7, swap_rates=True)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    tmp = None
-    if args.data is None:
-        from biomatch.datasets.tenprint import write_cards
-
-        tmp = Path(tempfile.mkdtemp(prefix="biomatch_seq_"))
-        kw = {"swap_rate": args.swap_rate, "hand_swap_rate": args.hand_swap_rate}
-        if args.missing_rate is not None:
-            kw["missing_rate"] = args.missing_rate
-        t0 = time.perf_counter()
-        write_cards(tmp, args.cards, args.seed, dpi=args.dpi, **kw)
-        print(f"generated {args.cards} cards in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        root = tmp
-    else:
-        root = args.data
-    try:
-        cards = [str(p) for p in sorted(root.iterdir()) if (p / "truth.json").exists()][args.offset:args.offset + args.cards]
+    with _tenprint_cards.card_folders(args, "biomatch_seq_") as folders:
+        cards = [str(p) for p in folders]
         if args.workers > 1:
             with ProcessPoolExecutor(args.workers) as pool:
                 results = list(pool.map(run_card, cards))
         else:
             results = [run_card(c) for c in cards]
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     ok = [r for r in results if "error" not in r]
     bad = [r for r in ok if r["swapped"]]
     good = [r for r in ok if not r["swapped"]]
@@ -125,7 +96,7 @@ def main(argv=None) -> int:
         print(f"{len(results)} cards ({summary['seconds_per_card']:.1f} s each): swapped {len(bad)}, caught {caught} "
               f"({100 * summary['caught_share']:.1f}%, target >= 99%), exact suggested order {exact}; hand swaps "
               f"{len(hands)}, reported as such {summary['hand_swaps_reported']}; correct {len(good)}, flagged "
-              f"{false} ({100 * summary['false_flag_share']:.2f}%, target <= 0.5%); errors {summary['errors']}")
+              f"{false} ({100 * summary['false_flag_share']:.2f}%, target <= 0.5%); refused by the intake (errors) {summary['errors']}")
     for r in results:
         if "error" in r:
             print(f"  error {r['card']}: {r['error']}", file=sys.stderr)

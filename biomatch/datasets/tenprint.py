@@ -12,7 +12,9 @@ with its minutiae) and then *printed* twice through physical maps (:mod:`._tenpr
 * plain (in the slap): the pad's central arc pressed flat (compressed towards the contact edge,
   the tip curling away), a small elastic distortion, rotated and placed on the hand's arc
   (index..little decreasing in size, the little finger lower, spacing in mm), with the middle and
-  proximal phalanges showing as weaker partial blobs below a crease gap.
+  proximal phalanges showing as weaker partial blobs below a crease gap.  Two fingers never
+  superimpose: where neighbouring tips would overlap they press against each other and flatten,
+  meeting along a line (up to ``max_flatten_mm`` of overlap; beyond it the fingers are spread).
 
 Operators' errors are drawn by rate: 1-2 swapped rolled fingers (mostly neighbours), swapped
 hands, missing fingers (amputated ``XX`` or unable to print ``UP``: no rolled file, absent from
@@ -32,7 +34,9 @@ Output layout of :func:`write_cards` (the contract with the segmentation and seq
 
 ``truth.json``: ``card, seed, dpi``; ``slaps.{right4,left4,thumbs}.{image, fgp, fingers: [{position,
 box [x0, y0, x1, y1] (pixels, x1/y1 exclusive, the distal phalanx's print) or null when missing,
-rotation_deg (counter-clockwise as displayed), missing}]}``; ``rolled.{claimed: {image,
+rotation_deg (counter-clockwise as displayed), missing}], touching: [[position, position, gap_mm]]}`` (the
+neighbours whose contacts meet, or come within 0.5 mm; gap negative where they pressed against each
+other, by the width of the overlap their flattening absorbed); ``rolled.{claimed: {image,
 true_position}}``; ``swaps`` (claimed position pairs), ``hand_swap``, ``missing`` (true positions),
 ``missing_codes``; ``minutiae.{true position: {rolled, rolled_image, slap, slap_image[, plain]}}``
 with ``[x, y, theta_rad]`` rows (pixels of that image, angle counter-clockwise as displayed).
@@ -100,8 +104,9 @@ class TenprintParams:
         Slap image size (3.2 x 3.0 in, the four-finger platen of FBI 4-4-2 capture).
     rolled_width_mm, rolled_height_mm : float
         Rolled image size (1.6 x 1.5 in, the card's rolled box).
-    finger_spacing_mm : float
-        Mean distance between neighbouring fingertips in a four-finger slap (sd 1 mm per card).
+    finger_spacing_mm, finger_spacing_sd_mm : float
+        Mean distance between neighbouring fingertips in a four-finger slap, and its sd across
+        slaps (fingers held closer or more spread).
     thumb_spacing_mm : float
         Mean distance between the two thumbs in the thumbs slap (sd 3 mm).
     finger_rotation_deg : float
@@ -111,6 +116,16 @@ class TenprintParams:
         Sd of the whole hand's rotation in a slap.
     little_drop_mm : float
         How much lower the little fingertip lies than the middle one (sd 2 mm).
+    max_flatten_mm : float
+        Two fingertips cannot superimpose on a platen: where neighbours' contacts would overlap,
+        the pads press against each other and flatten, and the two prints meet along a line
+        (the line where both are pressed in equally deep).  Flattening absorbs an overlap up to
+        this width (mm, measured across the meeting line); a wider one would need more give than
+        a fingertip has, so the fingers are spread instead (the outer finger moved sideways, the
+        middle and ring fingers or the two thumbs each by half) until only this much is left.
+    touch_seam_mm : float
+        Largest width of the lighter seam along the line where two fingertips meet (the skin
+        folds up from the glass there); each touching pair draws one between 0 and this.
     hand_scale_sd : float
         Log-normal sd of a person's hand size.
     pressure_min, pressure_max : float
@@ -150,10 +165,13 @@ class TenprintParams:
     rolled_width_mm: float = 40.64
     rolled_height_mm: float = 38.1
     finger_spacing_mm: float = 18.5
+    finger_spacing_sd_mm: float = 1.0
     thumb_spacing_mm: float = 38.0
     finger_rotation_deg: float = 2.5
     hand_rotation_deg: float = 3.0
     little_drop_mm: float = 13.0
+    max_flatten_mm: float = 2.5
+    touch_seam_mm: float = 0.3
     hand_scale_sd: float = 0.05
     pressure_min: float = 0.15
     pressure_max: float = 0.9
@@ -189,6 +207,10 @@ class TenprintParams:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 5.0 <= v <= 300.0:
                 raise invalid(name, "a length in [5, 300] mm", v)
+        for name in ("max_flatten_mm", "touch_seam_mm", "finger_spacing_sd_mm"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 20.0:
+                raise invalid(name, "a length in [0, 20] mm", v)
 
     @property
     def ppmm(self) -> float:
@@ -411,32 +433,40 @@ def _sample_skin(skin: FingerSkin, s: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generator,
-            params: TenprintParams) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Print ``layers`` on one image; returns it and each distal layer's contact weight (by position)."""
+            params: TenprintParams, seams: dict | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Print ``layers`` on one image; returns it and each distal layer's contact weight (by position).
+
+    Layers of different fingers never superimpose: where two would both touch the glass, each
+    keeps its side of the line where they are pressed in equally deep (:func:`_flattened`), less
+    half the pair's seam (``seams``: ``{(position, position): mm}``, either order).
+    """
     import cv2
 
     h, w = shape
     ppmm = params.ppmm
     dark = np.zeros((h, w), np.float32)
     contacts = {}
+    # Where every layer lies first (no random draw: a slap whose fingers do not meet renders as
+    # it would alone), then the ink.
+    geo = [_geometry(layer, shape) for layer in layers]
     # The ink's fine structure (ridge-edge noise, pore-like breaks) is made at the output's own
     # pixel scale, in millimetres: 0.06 mm is 1.2 px at 500 ppi and 2.4 px at 1000 ppi.
     grain = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 0.06 * ppmm)
     grain /= grain.std() + 1e-6
-    for layer in layers:
-        roi = _roi(layer, shape)
-        if roi is None:
+    for i, layer in enumerate(layers):
+        if geo[i] is None:
             continue
+        roi, _, s, z = geo[i]
+        geo[i] = geo[i][:2]  # the others need only its contact distance (memory, at 1000 ppi)
         c0, r0, c1, r1 = roi
-        py, px = np.mgrid[r0:r1, c0:c1].astype(np.float64)
-        lx, ly = layer.fmap.local_from_pixels(px, py)
+        d = _flattened(i, layers, geo, seams or {})
         if layer.kind == "distal":
-            s, z = layer.fmap.skin_from_local(lx, ly)
-            inside = soft_inside(layer.contact(s, z), 0.15)
+            inside = soft_inside(d, 0.15)
             ridges = _sample_skin(layer.skin, s, z) - _pores(layer, roi, rng, ppmm)
             contacts[layer.position] = (roi, inside)
         else:
-            d, ridges = layer.region(lx, ly)
+            py, px = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+            _, ridges = layer.region(*layer.fmap.local_from_pixels(px, py))
             inside = soft_inside(d, 0.3)
             ridges = ridges.astype(np.float32)
         # Pressure: light prints have thin, broken ridges, heavy ones thick, merged ridges; the
@@ -461,6 +491,133 @@ def _render(shape: tuple[int, int], layers: list[_Layer], rng: np.random.Generat
     return np.clip(img, 0, 255).astype(np.uint8), contacts
 
 
+def _geometry(layer: _Layer, shape: tuple[int, int]):
+    """Where a layer lies on the image: ``(roi, signed distance inside its contact (mm), s, z)``
+    over its ROI (skin coordinates for a distal layer, None for a phalanx), or None off the image."""
+    roi = _roi(layer, shape)
+    if roi is None:
+        return None
+    c0, r0, c1, r1 = roi
+    py, px = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+    lx, ly = layer.fmap.local_from_pixels(px, py)
+    if layer.kind == "distal":
+        s, z = layer.fmap.skin_from_local(lx, ly)
+        return roi, layer.contact(s, z), s, z
+    d, _ = layer.region(lx, ly)
+    return roi, d, None, None
+
+
+def _overlap(a, b):
+    """The pixels two ROIs share, as slices into each: ``(rows_a, cols_a), (rows_b, cols_b)``, or None."""
+    c0, r0 = max(a[0], b[0]), max(a[1], b[1])
+    c1, r1 = min(a[2], b[2]), min(a[3], b[3])
+    if c0 >= c1 or r0 >= r1:
+        return None
+    return ((slice(r0 - a[1], r1 - a[1]), slice(c0 - a[0], c1 - a[0])),
+            (slice(r0 - b[1], r1 - b[1]), slice(c0 - b[0], c1 - b[0])))
+
+
+def _flattened(i: int, layers: list[_Layer], geo: list, seams: dict) -> np.ndarray:
+    """Layer ``i``'s contact distance (mm) after it meets other fingers' layers.
+
+    Two pads pressed into the same place flatten against each other; the contact line lies where
+    both are pressed in equally deep, ``d_i = d_j``, so each keeps ``(d_i - d_j) / 2 > 0``: the
+    signed distance to that line (exact for two parallel edges), less half the pair's seam.  Away
+    from the other contact (``d_j < -d_i``) nothing changes.
+    """
+    roi, d = geo[i][0], geo[i][1]
+    out = d
+    pos = layers[i].position
+    for j, other in enumerate(layers):
+        if other.position == pos or geo[j] is None:
+            continue
+        shared = _overlap(roi, geo[j][0])
+        if shared is None:
+            continue
+        (si, sj) = shared
+        dj = geo[j][1][sj]
+        if not (dj > -d[si]).any():
+            continue
+        if out is d:
+            out = d.copy()
+        seam = seams.get((pos, other.position), seams.get((other.position, pos), 0.0))
+        np.minimum(out[si], 0.5 * (d[si] - dj) - 0.5 * seam, out=out[si])
+    return out
+
+
+def _distance_at(layer: _Layer, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) inside ``layer``'s contact at image pixels ``(px, py)``."""
+    lx, ly = layer.fmap.local_from_pixels(px, py)
+    if layer.kind == "distal":
+        return layer.contact(*layer.fmap.skin_from_local(lx, ly))
+    return layer.region(lx, ly)[0]
+
+
+def _gap(a: _Layer, b: _Layer, shape: tuple[int, int], step_mm: float = 0.2) -> float:
+    """Width (mm) of the gap between two layers' contacts, negative when they would overlap (then
+    minus the overlap's width across its middle); ``inf`` when they are far apart.
+
+    On a grid over the ROIs' common part: ``max min(d_a, d_b)`` is half the overlap's width (or
+    minus half the gap) for locally straight edges.
+    """
+    ra, rb = _roi(a, shape), _roi(b, shape)
+    if ra is None or rb is None or _overlap(ra, rb) is None:
+        return math.inf
+    c0, r0 = max(ra[0], rb[0]), max(ra[1], rb[1])
+    c1, r1 = min(ra[2], rb[2]), min(ra[3], rb[3])
+    step = step_mm * a.fmap.ppmm
+    py, px = np.meshgrid(np.arange(r0, r1, step), np.arange(c0, c1, step), indexing="ij")
+    both = np.minimum(_distance_at(a, px, py), _distance_at(b, px, py))
+    return -2.0 * float(both.max())
+
+
+# How close two contacts must come to count as touching in the truth (mm): the print map of a
+# segmenter cannot see a narrower gap (its ridge filters blur over about 0.4 mm).
+_TOUCH_MM = 0.5
+
+
+def _settle(layers: list[_Layer], positions: tuple, shape: tuple[int, int], params: TenprintParams) -> list:
+    """Spread neighbouring fingertips whose contacts would overlap more than ``max_flatten_mm``.
+
+    Pairs from the hand's middle outwards: the middle and ring fingers (or the two thumbs) each
+    give way by half, the index and little fingers move away from their inner neighbour.  The
+    move is across the pair's mean axis (fingers spread sideways on the platen), applied to the
+    finger's every layer (its map), and repeated while the maps' curvature leaves too much.
+    Returns the neighbouring pairs whose contacts then touch or overlap: ``[[a, b, gap_mm], ...]``.
+    """
+    distal = {la.position: la for la in layers if la.kind == "distal"}
+    k = len(positions)
+    # (still finger, moved finger, share of the move the moved one takes; the rest the still one)
+    plan = [(1, 2, 0.5), (1, 0, 1.0), (2, 3, 1.0)] if k == 4 else [(0, 1, 0.5)]
+    for i, j, share in plan:
+        a, b = distal.get(positions[i]), distal.get(positions[j])
+        if a is None or b is None:
+            continue
+        for _ in range(4):
+            g = _gap(a, b, shape)
+            if -g <= params.max_flatten_mm:
+                break
+            t = math.radians(0.5 * (a.fmap.rigid.angle_deg + b.fmap.rigid.angle_deg))
+            across = np.array([math.cos(t), -math.sin(t)])  # the local x axis in the image (mm)
+            if float(np.dot(np.subtract(b.fmap.rigid.place, a.fmap.rigid.place), across)) < 0:
+                across = -across
+            move = (-g - params.max_flatten_mm) + 0.1
+            _shift(b.fmap, across * move * share)
+            _shift(a.fmap, -across * move * (1.0 - share))
+    touching = []
+    for p, q in zip(positions, positions[1:]):
+        if p in distal and q in distal:
+            g = _gap(distal[p], distal[q], shape)
+            if g <= _TOUCH_MM:
+                touching.append([p, q, round(g, 2)])
+    return touching
+
+
+def _shift(fmap: FingerMap, by_mm: np.ndarray) -> None:
+    r = fmap.rigid
+    fmap.rigid = Rigid(r.angle_deg, r.anchor, (r.place[0] + float(by_mm[0]), r.place[1] + float(by_mm[1])))
+
+
 def _pores(layer: _Layer, roi, rng: np.random.Generator, ppmm: float) -> np.ndarray:
     """The layer's sweat pores as bumps (0..depth) to subtract from the ridge height, ROI-sized."""
     import cv2
@@ -479,15 +636,21 @@ def _pores(layer: _Layer, roi, rng: np.random.Generator, ppmm: float) -> np.ndar
     return out * rng.uniform(1.0, 1.8)
 
 
-def _truth_minutiae(layer: _Layer, image_shape: tuple[int, int], margin_mm: float = 0.6) -> np.ndarray:
-    """The layer's skin minutiae moved into the image, kept when well inside its contact."""
+def _truth_minutiae(layer: _Layer, image_shape: tuple[int, int], margin_mm: float = 0.6,
+                    rivals: tuple = ()) -> np.ndarray:
+    """The layer's skin minutiae moved into the image, kept when well inside its contact (on its
+    side of the line where it meets another finger: ``rivals``, ``(layer, seam_mm)`` pairs)."""
     m = layer.skin.minutiae
     if len(m) == 0:
         return np.zeros((0, 4))
-    keep = layer.contact(m[:, 0], m[:, 1]) >= margin_mm
+    d = layer.contact(m[:, 0], m[:, 1])
+    keep = d >= margin_mm
     out = layer.fmap.minutiae(m[keep])
+    d = d[keep]
+    for other, seam in rivals:
+        d = np.minimum(d, 0.5 * (d - _distance_at(other, out[:, 0], out[:, 1])) - 0.5 * seam)
     h, w = image_shape
-    ok = (out[:, 0] >= 0) & (out[:, 0] <= w - 1) & (out[:, 1] >= 0) & (out[:, 1] <= h - 1)
+    ok = (out[:, 0] >= 0) & (out[:, 0] <= w - 1) & (out[:, 1] >= 0) & (out[:, 1] <= h - 1) & (d >= margin_mm)
     return out[ok]
 
 
@@ -512,7 +675,7 @@ def _slap_layout(rng: np.random.Generator, params: TenprintParams, name: str) ->
                 1: ((cx + 0.5 * gap, y + rng.normal(0, 1.5)), rng.uniform(2.0, 14.0))}
     positions = SLAPS[name][1]
     side = 1.0 if name == "right4" else -1.0   # right hand: index on the image's left
-    spacing = params.finger_spacing_mm + rng.normal(0, 1.0)
+    spacing = params.finger_spacing_mm + rng.normal(0, params.finger_spacing_sd_mm)
     hand_angle = rng.normal(0, params.hand_rotation_deg)
     cx, top = 0.5 * W + rng.normal(0, 2.5), rng.uniform(6.0, 11.0)
     drops = (rng.uniform(1.5, 4.5), 0.0, rng.uniform(2.0, 5.0), params.little_drop_mm + rng.normal(0, 2.0))
@@ -645,7 +808,13 @@ def make_card(card: int, seed: int, params: TenprintParams | None = None, captur
             if gone and not stump:
                 layers = [la for la in layers if la.position != pos]
         fname = f"slap_{name}.png"
-        img, contacts = _render(sshape, layers, srng, params)
+        # Neighbouring tips spread where they would overlap more than flattening absorbs (no
+        # random draw: a slap whose tips do not meet is as before); each touching pair's seam
+        # from its own stream, for the same reason.
+        touching = _settle(layers, positions, sshape, params)
+        trng = np.random.default_rng([*key, 0x5EA, fgp])
+        seams = {(a, b): float(trng.uniform(0.0, params.touch_seam_mm)) for a, b, _ in touching}
+        img, contacts = _render(sshape, layers, srng, params, seams)
         images[fname] = img
         entries, segs = [], []
         for pos in positions:
@@ -658,7 +827,9 @@ def make_card(card: int, seed: int, params: TenprintParams | None = None, captur
             if box is not None:
                 segs.append(Segment(pos, box[0], box[2] - 1, box[1], box[3] - 1))
                 layer = next(la for la in layers if la.kind == "distal" and la.position == pos)
-                m = _truth_minutiae(layer, sshape)
+                rivals = tuple((la, seams.get((pos, la.position), seams.get((la.position, pos), 0.0)))
+                               for la in layers if la.position != pos)
+                m = _truth_minutiae(layer, sshape, rivals=rivals)
                 minutiae[str(pos)]["slap"] = _rows(m)
                 minutiae[str(pos)]["slap_image"] = fname
                 if params.write_plain:
@@ -667,7 +838,7 @@ def make_card(card: int, seed: int, params: TenprintParams | None = None, captur
                     x1, y1 = min(box[2] + pad, sshape[1]), min(box[3] + pad, sshape[0])
                     images[f"plain_{pos:02d}.png"] = img[y0:y1, x0:x1].copy()
                     minutiae[str(pos)]["plain"] = _rows(m, x0, y0)
-        truth["slaps"][name] = {"image": fname, "fgp": fgp, "fingers": entries}
+        truth["slaps"][name] = {"image": fname, "fgp": fgp, "fingers": entries, "touching": touching}
         amp = {p: missing[p] for p in positions if p in missing}
         records.append(FingerRecord(img, params.dpi, fgp, 0, 14, params.compression, tuple(segs), amp))
     return Card(int(card), images, truth, records)

@@ -148,7 +148,10 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
     segments, slap_crops = {}, {}
     for where, img in slaps:
         kind = SLAP_OF_FGP[img.position]
-        seg = segment_slap(img.pixels, img.ppi, kind, quality=False)
+        # the record's amputation codes are its word on which fingers the slap cannot show: the
+        # prints are placed among the others (else two missing neighbours can shift them)
+        seg = segment_slap(img.pixels, img.ppi, kind, quality=False,
+                           absent=[p for p in SLAPS[kind][1] if p in missing])
         segments[kind] = seg
         if img.segments:
             declared = sorted({s[0] for s in img.segments})

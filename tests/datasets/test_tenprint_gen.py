@@ -217,3 +217,53 @@ def test_maps_invert():
         px, py = layer.fmap.forward(s, z)
         s2, z2 = layer.fmap.skin_from_local(*layer.fmap.local_from_pixels(px, py))
         assert np.abs(s2 - s).max() < 0.01 and np.abs(z2 - z).max() < 0.01   # mm
+
+
+def _slap_layers(monkeypatch, params, name="right4", card=3):
+    """A slap's layers as make_card builds them, with ridge-less skins (the geometry only: fast)."""
+    from biomatch.datasets import tenprint
+    from biomatch.datasets._tenprint_skin import FingerSkin
+
+    monkeypatch.setattr(tenprint, "grow_skin", lambda seed, cls, r, half_arc, length: FingerSkin(
+        np.zeros((4, 4), np.float32), np.zeros((0, 4)), r, half_arc, length, cls, None))
+    rng = np.random.default_rng([5, card, 0x7C4])
+    fingers = tenprint._grow_fingers(rng, 5, card, params)
+    srng = np.random.default_rng([5, card, 0x5A9])
+    layout = tenprint._slap_layout(srng, params, name)
+    positions = SLAPS[name][1]
+    layers = []
+    for pos in positions:
+        tip, angle = layout[pos]
+        layers += tenprint._plain_layers(fingers[pos], srng, params, tip, angle)
+    shape = tenprint._mm_shape(params.slap_width_mm, params.slap_height_mm, params.ppmm)
+    return tenprint, layers, positions, shape, srng
+
+
+def test_pressed_together_tips_flatten_against_each_other_never_superimpose(monkeypatch):
+    """Fingers held closer than their tips are wide: neighbouring contacts would overlap by up to
+    several mm.  After the generator settles them, no overlap exceeds what flattening absorbs,
+    no pixel is printed by two fingers, and the pairs that meet are listed as touching."""
+    params = TenprintParams(finger_spacing_mm=12.0, finger_spacing_sd_mm=0.0, hand_rotation_deg=0.0)
+    tp, layers, positions, shape, rng = _slap_layers(monkeypatch, params)
+    distal = {la.position: la for la in layers if la.kind == "distal"}
+    before = [tp._gap(distal[a], distal[b], shape) for a, b in zip(positions, positions[1:])]
+    assert min(before) < -params.max_flatten_mm - 0.5, before  # the test has something to settle
+    touching = tp._settle(layers, positions, shape, params)
+    after = [tp._gap(distal[a], distal[b], shape) for a, b in zip(positions, positions[1:])]
+    assert min(after) >= -params.max_flatten_mm - 0.3, after
+    assert [t[:2] for t in touching] == [[a, b] for (a, b), g in zip(zip(positions, positions[1:]), after)
+                                         if g <= 0.5]
+    assert any(t[2] < 0 for t in touching)  # some pairs pressed against each other
+    _, contacts = tp._render(shape, layers, rng, params, {(a, b): 0.0 for a, b, _ in touching})
+    full = {}
+    for pos, ((c0, r0, c1, r1), inside) in contacts.items():
+        full[pos] = np.zeros(shape, np.float32)
+        full[pos][r0:r1, c0:c1] = inside
+    for a, b, gap in touching:
+        both = np.minimum(full[a], full[b])
+        assert both.max() <= 0.5, (a, b, gap, both.max())
+        if gap < -1.0:  # pressed together: they meet along a line (neighbouring pixels)
+            import cv2
+
+            near = cv2.dilate((full[a] > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) & (full[b] > 0.5)
+            assert near.sum() > 5 * params.ppmm  # a contact line, not a point

@@ -88,6 +88,72 @@ def test_missing_little_finger_by_the_arc(nist_slaps):
     assert [f.position for f in seg.fingers] == [2, 3, 4]
 
 
+def test_absent_fingers_are_never_given_a_print(nist_slaps):
+    """``absent`` (the record's amputation codes) takes those slots out of the choice: the print
+    of the little finger is not given to another position, and 5 is reported missing."""
+    full = segment_slap(nist_slaps[13].pixels, 500, "right4", quality=False).by_position()
+    seg = segment_slap(nist_slaps[13].pixels, 500, "right4", quality=False, absent=[5])
+    assert seg.missing == (5,) and sorted(seg.by_position()) == [2, 3, 4]
+    for pos, f in seg.by_position().items():
+        assert f.box == full[pos].box
+    # two prints left after the index and middle fingers are blanked, told 2 and 3 are absent
+    img = nist_slaps[14].pixels.copy()
+    img[:, 750:] = 255
+    seg = segment_slap(img, 500, "left4", quality=False, absent=(8, 7))
+    assert seg.missing == (8, 7) and [f.position for f in seg.fingers] == [10, 9]
+
+
+def test_two_missing_neighbours_placed_by_the_records_codes():
+    """Generated card 31 of seed 23 (the left index and middle missing): by the arc alone its ring
+    and little fingers were taken for middle and ring (the intake refused the card); told which
+    are absent, they are placed right."""
+    from biomatch.datasets.tenprint import TenprintParams, make_card
+
+    card = make_card(31, 23, TenprintParams(swap_rate=0.0, hand_swap_rate=0.0, missing_rate=0.03))
+    truth = card.truth["slaps"]["left4"]
+    want = {f["position"]: f["box"] for f in truth["fingers"] if f["box"] is not None}
+    absent = [f["position"] for f in truth["fingers"] if f["missing"]]
+    assert sorted(want) == [9, 10] and sorted(absent) == [7, 8]
+    seg = segment_slap(card.images[truth["image"]], 500, "left4", quality=False, absent=absent)
+    got = seg.by_position()
+    assert sorted(got) == [9, 10] and sorted(seg.missing) == [7, 8]
+    for pos, box in want.items():
+        assert _iou(got[pos].box, box) >= 0.8, (pos, got[pos].box, box)
+
+
+@pytest.mark.parametrize("seed, card, spacing_mm, pair", [
+    (11, 24, 18.5, (3, 4)),   # middle and ring pressed together (2.2 mm of overlap flattened), slanted seam
+    (41, 35, 16.0, (2, 3)),   # index pressed against the middle, lower: no notch, no valley
+])
+def test_touching_generated_tips_split_along_their_seam(seed, card, spacing_mm, pair):
+    """Generated right slaps whose tips touch: each tip's box is its own (IoU >= 0.8), where a
+    vertical cut at the notch gave one tip 4 mm of the other, and where no cut lost a finger."""
+    from biomatch.datasets.tenprint import TenprintParams, make_card
+
+    params = TenprintParams(swap_rate=0.5, hand_swap_rate=0.1, missing_rate=0.03) if seed == 11 else \
+        TenprintParams(swap_rate=0.0, hand_swap_rate=0.0, missing_rate=0.03, finger_spacing_mm=spacing_mm)
+    c = make_card(card, seed, params)
+    truth = c.truth["slaps"]["right4"]
+    assert any(t[:2] == list(pair) and t[2] < 0 for t in truth["touching"])  # pressed together
+    got = segment_slap(c.images[truth["image"]], 500, "right4", quality=False).by_position()
+    for f in truth["fingers"]:
+        assert f["position"] in got and _iou(got[f["position"]].box, f["box"]) >= 0.8, (f, got.get(f["position"]))
+
+
+def test_a_slap_whose_fingers_are_all_absent_is_empty_not_an_error():
+    """Both thumbs amputated (XX in the record): the thumbs slap shows no fingertip, as declared."""
+    seg = segment_slap(np.full((1500, 1600), 255, np.uint8), 500, "thumbs", quality=False, absent=(1, 6))
+    assert seg.fingers == () and seg.missing == (6, 1)
+    with pytest.raises(NotASlapError):
+        segment_slap(np.full((1500, 1600), 255, np.uint8), 500, "thumbs", quality=False, absent=(1,))
+
+
+@pytest.mark.parametrize("bad", [(1,), (6,), ("2",), 3, (True,)])
+def test_absent_outside_the_slap_names_the_argument(nist_slaps, bad):
+    with pytest.raises(InvalidInputError, match="absent"):
+        segment_slap(nist_slaps[13].pixels, 500, "right4", quality=False, absent=bad)
+
+
 def test_quality_is_reported(nist_slaps):
     img = nist_slaps[14]
     seg = segment_slap(img.pixels, img.ppi, "left4", quality=True)

@@ -16,10 +16,13 @@ finger columns, fingertips cut at the crease -- with its own rules (no NFSEG cod
                        upright), weighed by a prior for hands placed about upright
     pieces             connected regions in the hand's frame; a region wider than one finger
                        is split at the notch of its upper contour between touching tips
-                       (else at its column profile's valleys), the pixels shared out by a
-                       watershed along the neck; a region longer than a fingertip is cut at
-                       the crease, where the tip's ridge energy first falls below half its
-                       level (the crease's white line, or a lighter middle phalanx)
+                       (else at its column profile's valleys), the split line then the
+                       path of least ridge energy near that column, top to bottom (the gap
+                       the closing bridged, or the seam where pressed tips meet), and parts
+                       weaker than half their tip (a joined lower phalanx) set apart; a
+                       region longer than a fingertip is cut at the crease, where the tip's
+                       ridge energy per row first falls below half its level (the crease's
+                       white line, a lighter middle phalanx, or a neck)
     lower phalanges    a piece with a finger-sized piece just above it in the same finger
                        column is a middle/proximal phalanx, never a fingertip
     selection and      finger-sized pieces scored by size, fill and ridge strength (fragments
@@ -87,7 +90,8 @@ _SCALE = 4  # the print map is made at 1/4 of the 500 ppi working image (0.2 mm 
 
 
 def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, params: SlapParams | None = None,
-                 *, quality: bool = True, capture: MutableMapping[str, object] | None = None) -> SlapSegmentation:
+                 *, quality: bool = True, absent=(), capture: MutableMapping[str, object] | None = None
+                 ) -> SlapSegmentation:
     """Find, number and cut out the fingertips of a slap.
 
     Parameters
@@ -101,6 +105,11 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
     params : SlapParams, optional
     quality : bool
         Compute each fingertip's print quality (runs the extractor on each crop, about 30 ms each).
+    absent : iterable of int
+        Positions of this slap known to be absent (the record's amputated / unable-to-print
+        codes, ANSI/NIST-ITL 14.018): no print is given them, and they are reported missing.
+        Without it the hand's geometry alone places the prints, and two fingers missing side by
+        side can leave the others one place off.
     capture : dict, optional
         Receives ``"map"`` (the print map in the hand's frame, uint8), ``"hand_rotation_deg"``
         and ``"pieces"`` (every candidate, its box in map pixels and whether it was kept).
@@ -135,6 +144,7 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
         raise invalid("params", "a SlapParams", type(p).__name__)
     kind = _slap_kind(slap)
     fgp, order = SLAPS[kind]
+    absent = _absent(absent, kind, order)
     dpi = check_dpi(dpi)
     original = _original(image)
     h0, w0 = original.shape
@@ -145,6 +155,10 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
         raise NotASlapError(f"image: expected a {kind} slap at least {need_w:.0f} x {fw_prior * 1.2:.0f} mm "
                             f"({len(order)} fingers side by side), got {w0} x {h0} px at {dpi:g} ppi "
                             f"({width_mm:.1f} x {height_mm:.1f} mm): a single finger?")
+    if absent >= set(order):
+        # every finger declared absent (both thumbs amputated...): nothing to find, and a slap
+        # showing no fingertip is what the record says, not an error
+        return SlapSegmentation(kind, fgp, dpi, (), tuple(order), 0.0)
     grey = load_fingerprint(original, dpi)
     energy, _ = ridge_band_energy(grey, ExtractionParams())
     small = cv2.resize(energy, (max(1, grey.shape[1] // _SCALE), max(1, grey.shape[0] // _SCALE)),
@@ -168,7 +182,8 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
     for pc in pieces:
         _score(pc, hraw, henergy, inside, ref, fw, p)
     pieces = _drop_lower_phalanges(pieces, fw, p)
-    chosen = _choose(_candidates(pieces, len(order), fw, p), kind, order, fw, px_mm, p, w_map=size[0])
+    chosen = _choose(_candidates(pieces, len(order), fw, p), kind, order, fw, px_mm, p, w_map=size[0],
+                     absent=absent)
     kept = [pc for pc, _ in chosen]
     if capture is not None:
         capture["map"] = (hmask * 255).astype(np.uint8)
@@ -183,6 +198,16 @@ def segment_slap(image: np.ndarray | str | Path, dpi: float, slap: str | int, pa
         fingers.append(_finger(original, pc, pos, inv, angle, scale_back, dpi, p, px_mm, quality))
     missing = tuple(q for q in order if q not in {pos for _, pos in chosen})
     return SlapSegmentation(kind, fgp, dpi, tuple(fingers), missing, angle)
+
+
+def _absent(absent, kind: str, order: tuple) -> frozenset:
+    try:
+        out = frozenset(absent)
+    except TypeError:
+        raise invalid("absent", f"positions of the {kind} slap {sorted(order)}", absent) from None
+    if any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or int(q) not in order for q in out):
+        raise invalid("absent", f"positions of the {kind} slap {sorted(order)}", sorted(out, key=str))
+    return frozenset(int(q) for q in out)
 
 
 def _slap_kind(slap) -> str:

@@ -19,7 +19,8 @@ def _candidates(pieces: list, n: int, fw: float, p: SlapParams) -> list:
     return sorted(ok[:n + 3], key=lambda pc: pc.cx)
 
 
-def _choose(cands: list, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int) -> list:
+def _choose(cands: list, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int,
+            absent: frozenset = frozenset()) -> list:
     """Which candidates are the slap's fingertips, and their positions: ``[(piece, position)]``.
 
     Every subset of the candidates (in x order) against every choice of slots (in order) is
@@ -32,9 +33,10 @@ def _choose(cands: list, kind: str, order: tuple, fw: float, px_mm: float, p: Sl
              + overlap: two chosen pieces in one column (the same finger twice) are impossible
 
     so that a missing finger leaves the right gap and a stray blob (handwriting, a cut-off
-    neighbour) is taken only when the hand's geometry wants it.
+    neighbour) is taken only when the hand's geometry wants it.  Slots in ``absent`` (declared
+    missing by the record) are never taken, and leaving them empty costs nothing.
     """
-    n = len(order)
+    n = len(order) - len(absent)
     best, best_cost = [], math.inf
     for k in range(min(n, len(cands)), 0, -1):
         for subset in itertools.combinations(cands, k):
@@ -44,20 +46,24 @@ def _choose(cands: list, kind: str, order: tuple, fw: float, px_mm: float, p: Sl
             base = sum(-2.0 * math.log(max(pc.score, 1e-3)) for pc in subset) + p.missing_cost * (n - k)
             if base >= best_cost:
                 continue
-            slots, geo = _slots(subset, kind, order, fw, px_mm, p, w_map)
+            slots, geo = _slots(subset, kind, order, fw, px_mm, p, w_map, absent)
             if base + geo < best_cost:
                 best, best_cost = list(zip(subset, slots)), base + geo
     return best
 
 
-def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int):
+def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: SlapParams, w_map: int,
+           absent: frozenset = frozenset()):
     """The positions of ``kept`` (in x order) that fit the hand's template best, and the fit's cost."""
     m = len(kept)
+    allowed = [i for i, q in enumerate(order) if q not in absent]
     if kind == "thumbs":
         if m == len(order):
             # both thumbs lie on the platen side by side: their tips at about one height
             dy = (kept[0].y0 - kept[1].y0) / (p.thumb_rise_sigma_mm * px_mm)
             return list(order), float(dy * dy)
+        if len(allowed) == 1:
+            return [order[allowed[0]]], 0.0
         # one thumb: its side of the image (left thumb 6 on the left)
         return [order[0] if kept[0].cx < w_map / 2.0 else order[1]], 0.0
     rise = np.asarray(p.tip_rise_mm, np.float64) * px_mm  # index, middle, ring, little
@@ -67,7 +73,7 @@ def _slots(kept: tuple, kind: str, order: tuple, fw: float, px_mm: float, p: Sla
     xs = np.array([pc.cx for pc in kept])
     tops = np.array([-pc.y0 for pc in kept], np.float64)  # up is positive
     best, best_cost = None, math.inf
-    for slots in itertools.combinations(range(len(order)), m):
+    for slots in itertools.combinations(allowed, m):
         s = np.asarray(slots, np.float64)
         # x: xs ~ x0 + step * slot, the step (this hand's finger spacing) fitted too, under a
         # prior about the usual spacing (fingers more or less spread on the platen)

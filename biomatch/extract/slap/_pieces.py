@@ -8,6 +8,7 @@ import numpy as np
 from ._map import _disk
 from .params import SlapParams
 
+_MAP_MM = 25.4 / 500 * 4  # the print map's pixel, mm (1/4 of the 500 ppi working image)
 
 
 
@@ -49,7 +50,7 @@ def _pieces(hmask: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) ->
         if stats[i, cv2.CC_STAT_AREA] < 0.5 * min_area:
             continue
         comp = labels == i
-        for strip in _split_columns(comp, p, fw):
+        for strip in _split_columns(comp, henergy, p, fw):
             out.extend(_cut_creases(strip, henergy, p, fw))
     return [pc for pc in out if pc.mask.sum() >= 0.5 * min_area]
 
@@ -61,9 +62,10 @@ def _bounds(m: np.ndarray):
     return int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
 
 
-def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
+def _split_columns(comp: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
     """Split a region wider than a finger: at the notches of its upper contour, else at the valleys
-    of its column profile; the pixels then shared out by :func:`_watershed`."""
+    of its column profile, else at a seam of low ridge energy; the pixels then shared out by
+    :func:`_share_out`."""
     b = _bounds(comp)
     x0, x1, y0, y1 = b
     todo, done = [(x0, x1)], []
@@ -82,6 +84,13 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
             cut = _notch(rows, a, b_, margin, p.min_notch_ratio * fw)
             if cut is None:
                 cut = _valley(prof, a, b_, p.split_valley_ratio, margin)
+            if cut is None:
+                cut = _seam(comp, henergy, a, b_, margin, p, p.split_valley_ratio)
+            if cut is None and b_ - a > p.two_finger_ratio * fw:
+                # too wide for one fingertip whatever the cues: the best of the weak ones
+                cut = _notch(rows, a, b_, margin, 1.0)
+                if cut is None:
+                    cut = _seam(comp, henergy, a, b_, margin, p, np.inf)
         elif b_ - a > 0.9 * fw:
             cut = _valley(prof, a, b_, p.deep_valley_ratio, int(0.1 * fw))
         else:
@@ -93,27 +102,116 @@ def _split_columns(comp: np.ndarray, p: SlapParams, fw: float) -> list:
     strips = sorted(done)
     if len(strips) == 1:
         return [comp]
-    return _watershed(comp, strips)
+    return _share_out(comp, strips, henergy, p, fw)
 
 
-def _watershed(comp: np.ndarray, strips: list) -> list:
-    """The pixels of touching fingers shared out along the neck between them, not a vertical cut:
-    each strip's core (its pixels far from the region's edge) grows over the region's distance
-    map (watershed), so an oblique or overlapping contact line is followed."""
+def _seam(comp: np.ndarray, henergy: np.ndarray, a: int, b: int, margin: int, p: SlapParams,
+          max_ratio: float) -> int | None:
+    """The column of a seam through a region too wide for one finger that has neither a notch nor
+    a valley (two tips pressed together side by side, one lower than the other): the path of
+    least ridge energy top to bottom in (a, b), ``margin`` from either end, if it runs through the
+    print for most of its length with a mean :func:`_seam_cost` under ``max_ratio`` (``inf``: the
+    path's column in any case)."""
     import cv2
-    from skimage.segmentation import watershed
 
-    dist = cv2.distanceTransform(comp.astype(np.uint8), cv2.DIST_L2, 5)
-    markers = np.zeros(comp.shape, np.int32)
-    for i, (a, b_) in enumerate(strips, start=1):
-        d = np.zeros_like(dist)
-        d[:, a:b_] = dist[:, a:b_]
-        top = float(d.max())
-        if top <= 0:
+    lo, hi = a + max(margin, 1), b - max(margin, 1)
+    if hi - lo < 1:
+        return None
+    sub = comp[:, lo:hi]
+    rows = np.flatnonzero(sub.any(1))
+    if len(rows) == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cost = _seam_cost(henergy, p)[y0:y1, lo:hi]
+    path = _least_energy_path(cost, p.seam_step_cost)
+    r = np.arange(y1 - y0)
+    on = sub[y0:y1][r, path]
+    if not np.isfinite(max_ratio):  # a split whatever: the path's column where it crosses the print
+        return lo + int(np.median(path[on] if on.any() else path))
+    if on.mean() < 0.5 or cost[r, path][on].mean() >= max_ratio:
+        return None
+    return lo + int(np.median(path[on]))
+
+
+def _share_out(comp: np.ndarray, strips: list, henergy: np.ndarray, p: SlapParams, fw: float) -> list:
+    """The pixels of touching fingers shared out along the line between them, not a vertical cut.
+
+    Between two strips the line is the path of least ridge energy from the region's top to its
+    bottom (one column step per row at most), within ``split_band_ratio`` finger widths of the
+    cut: the gap the closing bridged, or the seam where two pressed tips meet (their ridges do
+    not run into each other, and the skin folds up there); a path integral, so the noise of the
+    ridges does not lead it astray.  Then each strip's parts weaker than ``crease_drop_ratio``
+    of its tip (a lower phalanx joined to it, printed lighter) come out as pieces of their own,
+    so that a neighbour's phalanx is not taken into a tip.
+    """
+    import cv2
+
+    sigma = p.seam_sigma_mm / _MAP_MM
+    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), sigma)
+    ys, xs = np.nonzero(comp)
+    y0, y1 = int(ys.min()), int(ys.max()) + 1
+    cost = _seam_cost(henergy, p)
+    band = max(1, int(round(p.split_band_ratio * fw)))
+    label = np.zeros(comp.shape, np.int32)
+    cols = np.arange(comp.shape[1])[None, :]
+    for a, _ in strips[1:]:
+        lo, hi = max(a - band, 0), min(a + band + 1, comp.shape[1])
+        path = _least_energy_path(cost[y0:y1, lo:hi], p.seam_step_cost) + lo
+        label[y0:y1] += (cols >= path[:, None]).astype(np.int32)
+    out = []
+    smooth = cv2.GaussianBlur(e, (0, 0), 2 * sigma)
+    for k in range(len(strips)):
+        strip = comp & (label == k)
+        if not strip.any():
             continue
-        markers[d >= 0.6 * top] = i
-    labels = watershed(-dist, markers, mask=comp)
-    return [labels == i for i in range(1, len(strips) + 1) if (labels == i).any()]
+        tip = float(np.percentile(smooth[strip], 75))
+        weak = strip & (smooth < p.crease_drop_ratio * tip)
+        weak = cv2.morphologyEx(weak.astype(np.uint8), cv2.MORPH_OPEN, _disk(2 * sigma)) > 0
+        for part in (strip & ~weak, weak):
+            n, lab = cv2.connectedComponents(part.astype(np.uint8), connectivity=8)
+            out += [lab == j for j in range(1, n)]
+    return out
+
+
+def _seam_cost(henergy: np.ndarray, p: SlapParams) -> np.ndarray:
+    """How much a map pixel looks like the line between two prints: its ridge energy over the
+    lower of the strongest energies within ``seam_halfwidth_mm`` on its left and on its right.
+
+    A seam, or a gap bridged by the closing, is a narrow valley (low, with print on both sides
+    close by: near 0); the inside of a print is about 1, also where it is broadly lighter (a
+    dry or over-inked patch, whose neighbours are as light), which a path of least plain energy
+    would follow instead."""
+    import cv2
+
+    e = cv2.GaussianBlur(henergy.astype(np.float32), (0, 0), p.seam_sigma_mm / _MAP_MM)
+    w = max(1, int(round(p.seam_halfwidth_mm / _MAP_MM)))
+    kernel = np.ones((1, w + 1), np.uint8)
+    # the strongest energy in [x - w, x] and in [x, x + w]: dilations with a one-sided kernel
+    left = cv2.dilate(e, kernel, anchor=(w, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    right = cv2.dilate(e, kernel, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    floor = 0.25 * float(np.percentile(e, 99))
+    return e / np.maximum(np.minimum(left, right), max(floor, 1e-6))
+
+
+def _least_energy_path(cost: np.ndarray, step_cost: float) -> np.ndarray:
+    """Column (per row) of the top-to-bottom path of least total ``cost`` moving at most one
+    column per row, each sideways step costing ``step_cost``: dynamic programming."""
+    h, w = cost.shape
+    acc = cost[0].astype(np.float64).copy()
+    back = np.zeros((h, w), np.int8)
+    inf = np.full(1, np.inf)
+    for r in range(1, h):
+        left = np.concatenate([inf, acc[:-1]]) + step_cost
+        right = np.concatenate([acc[1:], inf]) + step_cost
+        stack = np.stack([left, acc, right])
+        choice = np.argmin(stack, axis=0)
+        acc = stack[choice, np.arange(w)] + cost[r]
+        back[r] = choice - 1
+    path = np.zeros(h, np.int64)
+    path[-1] = int(np.argmin(acc))
+    for r in range(h - 1, 0, -1):
+        path[r - 1] = path[r] + back[r, path[r]]
+    return path
 
 
 def _notch(top: np.ndarray, a: int, b: int, margin: int, min_depth: float) -> int | None:
@@ -166,7 +264,9 @@ def _cut_creases(strip: np.ndarray, henergy: np.ndarray, p: SlapParams, fw: floa
         if y1 - y0 <= 1.5 * w_eff or hi <= lo:
             out.append(_Piece(m, x0, x1, y0, y1))
             break
-        rows = (henergy * m).sum(1) / np.maximum(m.sum(1), 1)
+        # ridge energy per row over the tip's width: falls at the crease's white line, at a lighter
+        # middle phalanx, and at a neck where a joint is only bridged by the map's closing
+        rows = (henergy * m).sum(1) / w_eff
         k = max(1, int(round(0.06 * fw)))
         rows = np.convolve(rows, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
         tip_rows = rows[y0 + int(0.2 * w_eff):lo]

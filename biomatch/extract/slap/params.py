@@ -42,6 +42,25 @@ class SlapParams:
         this many finger widths deep (0.12: 2 mm), searched first.
     deep_valley_ratio : float
         A piece about one finger wide is split only at a valley this deep (a cut-off neighbour).
+    two_finger_ratio : float
+        A piece this many finger widths wide (1.5: 24 mm; an adult fingertip is 14-20 mm wide and
+        its plain print narrower) holds two fingers whatever its cues: without a notch 2 mm deep,
+        a valley or a clear seam it is split at its deepest notch however shallow, else on its
+        path of least seam cost (two tips pressed together, one lower than the other).
+    split_band_ratio : float
+        The line between two touching tips is sought within this many finger widths either side
+        of the column where they were told apart (0.25: a line slanted 15 deg against the hand
+        over a tip's length).
+    seam_sigma_mm : float
+        Smoothing of the ridge energy the split line follows: keeps the dip of a 0.2-0.5 mm seam
+        or gap, smooths the ridges' own texture.
+    seam_halfwidth_mm : float
+        A seam is a valley of ridge energy narrower than twice this: its energy is weighed
+        against the strongest within this distance on either side (a broadly lighter patch of
+        one print is not a seam).
+    seam_step_cost : float
+        Cost of each sideways step (one map pixel, 0.2 mm) of the split line, in units of the
+        tips' ridge energy per row: a straight line unless the seam bends.
     tip_length_ratio : tuple of float
         The crease is searched between these multiples of the finger's width from its tip.
     max_tip_length_ratio : float
@@ -105,6 +124,11 @@ class SlapParams:
     split_valley_ratio: float = 0.8
     min_notch_ratio: float = 0.12
     deep_valley_ratio: float = 0.4
+    two_finger_ratio: float = 1.5
+    split_band_ratio: float = 0.25
+    seam_sigma_mm: float = 0.2
+    seam_halfwidth_mm: float = 1.0
+    seam_step_cost: float = 0.05
     tip_length_ratio: tuple = (0.9, 2.6)
     max_tip_length_ratio: float = 2.8
     crease_drop_ratio: float = 0.5
@@ -129,7 +153,7 @@ class SlapParams:
                      "hand_rotation_step_deg", "hand_rotation_prior_deg", "finger_width_mm", "thumb_width_mm", "split_width_ratio",
                      "split_valley_ratio", "max_tip_length_ratio", "min_width_ratio", "min_length_ratio",
                      "tip_rise_sigma_mm", "thumb_rise_sigma_mm", "spacing_ratio", "spacing_sigma_ratio", "centre_sigma_ratio",
-                     "position_sigma_ratio"):
+                     "position_sigma_ratio", "split_band_ratio", "seam_sigma_mm", "seam_halfwidth_mm", "seam_step_cost", "two_finger_ratio"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise invalid(f"SlapParams.{name}", "a positive number", v)
