@@ -229,15 +229,19 @@ def _fingers(parsed: Parsed) -> dict:
 
 def _from_transaction(parsed: Parsed) -> dict:
     from ..extract import extract
+    from ..extract.slap import SLAP_OF_FGP
     from ..formats.an2k import read_enrolment
 
     try:
         t = read_enrolment(parsed.transaction_bytes)
-        out = {}
-        for p, img in t.fingers.items():
-            if 1 <= p <= 10 and img.pixels is not None:
-                out[p] = extract(img.pixels, dpi=img.ppi or parsed.model.dpi)
-                parsed.finger_images[p] = img.pixels
+        if any(img.position in SLAP_OF_FGP for img in t.finger_images):
+            out = _from_tenprint(parsed, t)
+        else:
+            out = {}
+            for p, img in t.fingers.items():
+                if 1 <= p <= 10 and img.pixels is not None:
+                    out[p] = extract(img.pixels, dpi=img.ppi or parsed.model.dpi)
+                    parsed.finger_images[p] = img.pixels
         out.update({p: tpl for p, tpl in t.templates.items() if 1 <= p <= 10 and p not in out})
     except BiomatchError as exc:
         raise _field_error(exc, "transaction") from None
@@ -246,6 +250,27 @@ def _from_transaction(parsed: Parsed) -> dict:
                            "FormatError")
     if parsed.face_bytes is None and t.faces:
         parsed.face_bytes = t.faces[0].data
+    return out
+
+
+def _from_tenprint(parsed: Parsed, t) -> dict:
+    """A ten-print capture (slaps, with or without rolled prints): the intake of
+    :func:`biomatch.dedup.tenprint.read_tenprint` -- slaps segmented, rolled prints checked against
+    their segments (a failed sequence check refuses the request: nothing enrolled or searched),
+    declared missing fingers left out -- the same as ``biomatch gallery enroll REGISTRY card.an2k``."""
+    from ..dedup.tenprint import ROLLED_IMPRESSIONS, read_tenprint
+
+    intake = read_tenprint(parsed.transaction_bytes, subject_id="transaction")
+    out = dict(intake.enrolment.fingers)
+    # kept images (serve --keep-images): the image each template came from
+    crops = {f.position: f.image for seg in intake.segments.values() for f in seg.fingers}
+    for img in t.finger_images:
+        kind = "rolled" if img.impression_type in ROLLED_IMPRESSIONS else "plain"
+        if img.pixels is not None and intake.sources.get(img.position) == kind:
+            parsed.finger_images.setdefault(img.position, img.pixels)
+    for p, source in intake.sources.items():
+        if source == "slap" and p in crops:
+            parsed.finger_images[p] = crops[p]
     return out
 
 
