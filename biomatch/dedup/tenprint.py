@@ -84,8 +84,10 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
 
     Parameters
     ----------
-    source : bytes or path
-        The ANSI/NIST-ITL transaction.
+    source : bytes, path or biomatch.formats.an2k.Enrolment
+        The ANSI/NIST-ITL transaction, or one already read by
+        :func:`biomatch.formats.an2k.read_enrolment` (images decoded), so that a caller that
+        looked into it does not parse and decode it twice.
     subject_id : str, optional
         The registry's id; default the transaction control number (1.009), else the file's stem.
     force : bool
@@ -112,11 +114,12 @@ def read_tenprint(source, subject_id: str | None = None, *, force: bool = False,
     from ..decide.sequence import SequenceParams, check_sequence
     from ..extract import extract
     from ..extract.slap import SLAP_OF_FGP, SLAPS, segment_slap
+    from ..formats.an2k import Enrolment as Transaction
     from ..formats.an2k import read_enrolment
 
     steps = steps_out if steps_out is not None else []
     sp = SequenceParams() if sequence_params is None else sequence_params
-    tx = read_enrolment(source)
+    tx = source if isinstance(source, Transaction) else read_enrolment(source)
     missing = dict(tx.missing)
     slaps, rolled, plain = [], {}, {}
     for i, img in enumerate(tx.finger_images):

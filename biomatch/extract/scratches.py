@@ -43,9 +43,12 @@ def scratch_mask(norm: np.ndarray, mask: np.ndarray, p: ExtractionParams) -> np.
 
     if p.scratch_depth_sigma <= 0:
         return np.zeros(norm.shape, bool)
+    light = norm < -p.scratch_depth_sigma
+    if not light.any():  # most prints: nothing that light, nothing more to do
+        return np.zeros(norm.shape, bool)
     r = int(round(p.scratch_border_px))
     inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) if r > 0 else mask
-    light = ((norm < -p.scratch_depth_sigma) & (inner > 0)).astype(np.uint8)
+    light = (light & (inner > 0)).astype(np.uint8)
     if not light.any():
         return np.zeros(norm.shape, bool)
     # Pieces of one line a pixel apart (noise along it) are joined before their shape is judged.

@@ -235,14 +235,14 @@ def _from_transaction(parsed: Parsed) -> dict:
     try:
         t = read_enrolment(parsed.transaction_bytes)
         if any(img.position in SLAP_OF_FGP for img in t.finger_images):
-            out = _from_tenprint(parsed, t)
+            out = _from_tenprint(parsed, t)  # the intake decides every position (missing ones too)
         else:
             out = {}
             for p, img in t.fingers.items():
                 if 1 <= p <= 10 and img.pixels is not None:
                     out[p] = extract(img.pixels, dpi=img.ppi or parsed.model.dpi)
                     parsed.finger_images[p] = img.pixels
-        out.update({p: tpl for p, tpl in t.templates.items() if 1 <= p <= 10 and p not in out})
+            out.update({p: tpl for p, tpl in t.templates.items() if 1 <= p <= 10 and p not in out})
     except BiomatchError as exc:
         raise _field_error(exc, "transaction") from None
     if not out:
@@ -260,7 +260,7 @@ def _from_tenprint(parsed: Parsed, t) -> dict:
     declared missing fingers left out -- the same as ``biomatch gallery enroll REGISTRY card.an2k``."""
     from ..dedup.tenprint import ROLLED_IMPRESSIONS, read_tenprint
 
-    intake = read_tenprint(parsed.transaction_bytes, subject_id="transaction")
+    intake = read_tenprint(t, subject_id="transaction")
     out = dict(intake.enrolment.fingers)
     # kept images (serve --keep-images): the image each template came from
     crops = {f.position: f.image for seg in intake.segments.values() for f in seg.fingers}
