@@ -106,6 +106,46 @@ class ExtractionParams:
     max_image_side_px: int = 2000
     min_image_side_px: int = 32
 
+    def __post_init__(self):
+        # A parameter out of its range does not fail loudly inside a kernel: a NaN threshold or a
+        # negative length silently disables a stage or empties every template.  So every field is
+        # checked here, with the argument, the expected and the actual value named.
+        def number(name: str, expected: str, ok) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                raise invalid(name, expected, v)
+
+        def integer(name: str, lo: int, hi: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise invalid(name, f"an int in [{lo}, {hi}]", v)
+
+        for name in ("gradient_sigma_px", "orientation_sigma_px", "ridge_period_min_px", "gabor_sigma_along_px",
+                     "gabor_sigma_across_px", "scratch_min_length_px"):
+            number(name, "a finite number > 0", lambda v: v > 0)
+        for name in ("segment_snr_min", "segment_min_band_grey", "segment_min_contrast_grey", "scratch_depth_sigma",
+                     "scratch_border_px", "border_margin_px", "spur_length_px", "short_ridge_length_px",
+                     "cluster_distance_px", "hole_perimeter_px", "max_minutiae_area_mm2",
+                     "ending_valley_fork_max_px"):
+            number(name, "a finite number >= 0", lambda v: v >= 0)
+        for name in ("segment_relative_min", "min_ridge_fraction_local", "min_print_coherence"):
+            number(name, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+        number("scratch_max_width_ratio", "a number in (0, 1]", lambda v: 0 < v <= 1)
+        number("ridge_period_max_px", f"a finite number > ridge_period_min_px ({self.ridge_period_min_px})",
+               lambda v: v > self.ridge_period_min_px)
+        number("ridge_period_default_px",
+               f"a number in [ridge_period_min_px, ridge_period_max_px] "
+               f"([{self.ridge_period_min_px}, {self.ridge_period_max_px}])",
+               lambda v: self.ridge_period_min_px <= v <= self.ridge_period_max_px)
+        integer("block_size_px", 4, 64)
+        integer("frequency_smooth_blocks", 0, 16)
+        integer("gabor_radius_px", 1, 32)
+        integer("gabor_angle_steps", 2, 180)
+        integer("max_minutiae", 1, 255)  # the interchange formats count minutiae in one byte
+        integer("min_minutia_quality", 0, 100)
+        integer("min_image_side_px", 8, 100_000)
+        integer("max_image_side_px", self.min_image_side_px, 100_000)
+
 
 @dataclass(frozen=True)
 class MatchParams:

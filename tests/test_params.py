@@ -51,3 +51,30 @@ def test_a_field_added_later_is_read_with_its_neutral_value():
     assert from_json(to_json(MatchParams(orientation_weight=0.5)), MatchParams).orientation_weight == 0.5
     with pytest.raises(InvalidInputError):
         stored_params_hash('{"type":"MatchParams","values":[1]}', MatchParams)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("scratch_depth_sigma", float("nan"), "finite number >= 0"),
+    ("segment_snr_min", -1.0, "finite number >= 0"),
+    ("gradient_sigma_px", 0.0, "> 0"),
+    ("block_size_px", 16.0, "an int in [4, 64]"),
+    ("block_size_px", True, "an int in [4, 64]"),
+    ("ridge_period_max_px", 4.0, "> ridge_period_min_px (5.0)"),
+    ("ridge_period_default_px", 20.0, "[5.0, 15.0]"),
+    ("min_print_coherence", 1.5, "in [0, 1]"),
+    ("scratch_max_width_ratio", 0.0, "in (0, 1]"),
+    ("max_minutiae", 256, "[1, 255]"),
+    ("max_image_side_px", 16, "[32, 100000]"),
+    ("gabor_sigma_along_px", "4", "> 0"),
+])
+def test_extraction_params_name_the_field_the_expected_and_the_actual_value(field, value, expected):
+    with pytest.raises(InvalidInputError) as e:
+        ExtractionParams(**{field: value})
+    message = str(e.value)
+    assert field in message and expected in message and str(value) in message
+
+
+def test_extraction_params_disabling_values_stay_valid():
+    # 0 switches the scratch stage, the ridge-fraction gate and the area-scaled cap off: documented, so valid.
+    ExtractionParams(scratch_depth_sigma=0.0, min_ridge_fraction_local=0.0, max_minutiae_area_mm2=0.0,
+                     ending_valley_fork_max_px=0.0)
