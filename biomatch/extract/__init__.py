@@ -216,10 +216,11 @@ class PrintRegion(NamedTuple):
     period : float32 (h, w)
         Ridge period, px.
     block_period : float32 (h // B, w // B)
-        Raw per-block period on blocks of ``block_size_px`` = B, 0 where unreliable.
+        Raw per-block period on blocks of ``block_size_px`` = B, 0 where not periodic at the
+        strict bar (``ExtractionParams.ridge_peak_min``).
     ridge_fraction : float
-        Share of the foreground's blocks with a periodic ridge pattern (before the mask is
-        refined), 0-1.
+        Share of the foreground's blocks with a periodic ridge pattern, weakly periodic ones
+        included (before the mask is refined), 0-1.
     """
 
     mask: np.ndarray
@@ -244,10 +245,13 @@ def print_region(grey: np.ndarray, p: ExtractionParams) -> PrintRegion | None:
         return None
     norm, _ = neutralise_scratches(normalise(grey, p), mask, p)
     theta, coherence = orientation_field(norm, mask, p)
-    period, block_period = ridge_period(norm, theta, mask, p)
+    period, periodic, weak = ridge_period(norm, theta, mask, p, coherence)
     # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
-    ridges = ridge_fraction(block_period, mask, p.block_size_px)
-    mask = refine_mask(mask, block_period, p)
+    ridges = ridge_fraction(periodic, mask, p.block_size_px)
+    mask = refine_mask(mask, periodic, p)
+    # The quality score's ridge fraction counts the strictly periodic blocks, as when it was
+    # fitted: blur and faintness should lower it, and weak blocks are what they leave.
+    block_period = np.where(weak, np.float32(0), periodic)
     if mask.sum() == 0:
         return None
     return PrintRegion(mask, norm, theta, coherence, period, block_period, ridges)

@@ -9,7 +9,7 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax):
+def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax, min_peak, weak_peak):
     """Ridge period per block from the autocorrelation of the oriented x-signature.
 
     Parameters
@@ -26,15 +26,22 @@ def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax):
         Window length across the ridges (signature length) and width along them.
     pmin, pmax : float
         Admissible ridge periods in pixels.
+    min_peak, weak_peak : float
+        Least normalised autocorrelation at the period for a block to count as periodic;
+        where no peak reaches ``min_peak``, one above ``weak_peak`` (<= ``min_peak``) is
+        reported, with its height, for the caller's further tests.
 
     Returns
     -------
     period : float32 (h // block, w // block)
         Period in pixels, 0 where no reliable estimate exists.
+    weak : bool (h // block, w // block)
+        Blocks whose period rests on a peak below ``min_peak`` (found at the weak bar).
     """
     h, w = norm.shape
     bh, bw = h // block, w // block
     out = np.zeros((bh, bw), np.float32)
+    weak = np.zeros((bh, bw), np.bool_)
     sig = np.zeros(win_len, np.float64)
     cnt = np.zeros(win_len, np.float64)
     lo = int(math.floor(pmin))
@@ -88,16 +95,23 @@ def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax):
                     s += sig[i] * sig[i + lag]
                 ac[lag] = s / var * win_len / (win_len - lag)
             # Multiples of the period peak too: take the shortest lag whose peak is close
-            # to the strongest one, not the strongest itself.
-            top = 0.25  # below this, no periodic ridge pattern
-            for lag in range(lo, hi + 1):
-                if ac[lag] > ac[lag - 1] and ac[lag] >= ac[lag + 1] and ac[lag] > top:
-                    top = ac[lag]
+            # to the strongest one, not the strongest itself.  The weaker bar is tried only
+            # when the strict one finds nothing, so a block periodic at the strict bar keeps
+            # the lag it had without the weaker one.
             best = -1
-            for lag in range(lo, hi + 1):
-                if ac[lag] > ac[lag - 1] and ac[lag] >= ac[lag + 1] and ac[lag] >= 0.8 * top and ac[lag] > 0.25:
-                    best = lag
+            found_weak = False
+            for bar in (min_peak, weak_peak):
+                top = bar  # below this, no periodic ridge pattern
+                for lag in range(lo, hi + 1):
+                    if ac[lag] > ac[lag - 1] and ac[lag] >= ac[lag + 1] and ac[lag] > top:
+                        top = ac[lag]
+                for lag in range(lo, hi + 1):
+                    if ac[lag] > ac[lag - 1] and ac[lag] >= ac[lag + 1] and ac[lag] >= 0.8 * top and ac[lag] > bar:
+                        best = lag
+                        break
+                if best >= 0 or weak_peak >= min_peak:
                     break
+                found_weak = True
             if best < 0:
                 continue
             # Octave error (as in pitch estimation): dotted or unevenly inked ridges can
@@ -121,7 +135,8 @@ def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax):
             p = best + off
             if pmin <= p <= pmax:
                 out[by, bx] = p
-    return out
+                weak[by, bx] = found_weak
+    return out, weak
 
 
 @njit(cache=True, nogil=True)

@@ -250,8 +250,9 @@ def image_quality_from_capture(capture: Mapping[str, object], template, *, param
         from . import _orientation_nb as nb
 
         b = p.block_size_px
-        block_period = nb.block_ridge_period(capture["normalised"], capture["orientation"], capture["mask"],
-                                             b, 2 * b + 8, b, p.ridge_period_min_px, p.ridge_period_max_px)
+        block_period, _ = nb.block_ridge_period(capture["normalised"], capture["orientation"], capture["mask"],
+                                                b, 2 * b + 8, b, p.ridge_period_min_px, p.ridge_period_max_px,
+                                                p.ridge_peak_min, p.ridge_peak_min)
     f = quality_features(capture["mask"], capture["normalised"], capture["coherence"], capture["enhanced"],
                          block_period, template.minutiae["quality"], params=p, quality_params=quality_params)
     return quality_score(f, quality_params)

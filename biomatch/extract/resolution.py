@@ -340,7 +340,7 @@ def _extractor_period(grey: np.ndarray, dpi: float, p: ExtractionParams) -> tupl
         return None
     norm = normalise(work, p)
     theta, _ = orientation_field(norm, mask, p)
-    _, block = ridge_period(norm, theta, mask, p)
+    _, block, _ = ridge_period(norm, theta, mask, p)
     valid = block[block > 0]
     if valid.size < 3:
         return None

@@ -143,7 +143,7 @@ def test_from_capture_matches_the_standalone_function(generated):
     cap: dict = {}
     t = extract(generated, 500, capture=cap)
     a = image_quality_from_capture(cap, t)
-    _, cap["block_period"] = ridge_period(cap["normalised"], cap["orientation"], cap["mask"], ExtractionParams())
+    _, cap["block_period"], _ = ridge_period(cap["normalised"], cap["orientation"], cap["mask"], ExtractionParams())
     b = image_quality_from_capture(cap, t)
     assert a == b == image_quality(generated, 500)
     assert image_quality_from_capture({"mask": cap["mask"]}, t.empty()).score == 0

@@ -151,7 +151,7 @@ def test_ridge_period_and_orientation_on_known_pattern(period, angle):
     err = np.angle(np.exp(2j * (theta[inner] - np.deg2rad(angle)))) / 2
     assert np.median(np.abs(np.rad2deg(err))) < 2.0
     assert np.median(coh[inner]) > 0.8
-    raw = _orientation_nb.block_ridge_period(norm, theta, mask, 16, 40, 16, 5.0, 15.0)
+    raw = _orientation_nb.block_ridge_period(norm, theta, mask, 16, 40, 16, 5.0, 15.0, 0.25, 0.25)[0]
     est = raw[3:-3, 3:-3]
     assert (est > 0).mean() > 0.9
     assert abs(np.median(est[est > 0]) - period) < 0.3
@@ -167,7 +167,7 @@ def test_ridge_period_is_not_doubled_by_alternating_ridge_contrast(weak):
     norm = np.tile(((row - row.mean()) / row.std()).astype(np.float32), (200, 1))
     theta = np.full(norm.shape, np.pi / 2, np.float32)  # ridges vertical
     mask = np.ones(norm.shape, np.uint8)
-    raw = _orientation_nb.block_ridge_period(norm, theta, mask, 16, 40, 16, 5.0, 15.0)
+    raw = _orientation_nb.block_ridge_period(norm, theta, mask, 16, 40, 16, 5.0, 15.0, 0.25, 0.25)[0]
     est = raw[3:-3, 3:-3]
     assert (est > 0).mean() > 0.9
     assert abs(np.median(est[est > 0]) - period) < 0.5
