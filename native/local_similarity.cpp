@@ -9,6 +9,10 @@
 #include "mcc_internal.hpp"
 #include "stages.hpp"
 
+#if defined(__SSE4_1__) && !defined(BIOMATCH_HAVE_AVX2) && !defined(BIOMATCH_HAVE_AVX512)
+#include <smmintrin.h>  // the portable module's similarity pass (mcc_scan.inc)
+#endif
+
 namespace biomatch {
 
 using namespace detail;
@@ -49,6 +53,7 @@ int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch&
     }
   }
 #endif
+  if (cfg.words() == 20) return scan_portable::scan<0, false, 20>(cfg, a, b, s);
   return scan_portable::scan<0>(cfg, a, b, s);
 }
 
