@@ -65,8 +65,33 @@ int select_lss_pairs(Scratch& s, int total, int nmin) {
   // Four interleaved histograms, summed after: consecutive pairs mostly fall in the same few
   // bins, and one histogram would serialise their increments through memory.
   constexpr int kBins = kLssBins;
-  int hist4[4][kBins + 2] = {};
   const uint8_t* bins = s.bins.data();  // computed by the scan
+#ifdef BIOMATCH_HAVE_AVX512
+  // The threshold by counting instead: thr is the highest bin v with at least n_R pairs in bins
+  // [v, kBins] (the histogram loop below stops there), and that count falls with v, so a binary
+  // search finds it, counting 64 bins per comparison instruction: about 9 passes over the bytes
+  // cost less than one increment per pair into the histograms.
+  auto at_least = [&](int v) {  // pairs with v <= bin <= kBins
+    const __m512i vv = _mm512_set1_epi8(static_cast<char>(v)), top = _mm512_set1_epi8(static_cast<char>(kBins));
+    uint64_t c = 0;
+    for (int t = 0; t < total; t += 64) {
+      const __mmask64 live = total - t >= 64 ? ~__mmask64(0) : (__mmask64(1) << (total - t)) - 1;
+      const __m512i x = _mm512_maskz_loadu_epi8(live, bins + t);
+      c += popcount64(_mm512_mask_cmpge_epu8_mask(_mm512_mask_cmple_epu8_mask(live, x, top), x, vv));
+    }
+    return static_cast<int>(c);
+  };
+  const int positive = at_least(0);
+  if (positive == 0) return 0;
+  const int nr = std::min(nmin, positive);
+  int thr = 0;  // at_least(thr) >= nr; the highest such bin in [thr, hi]
+  for (int hi = kBins; thr < hi;) {
+    const int mid = (thr + hi + 1) / 2;
+    if (at_least(mid) >= nr) thr = mid;
+    else hi = mid - 1;
+  }
+#else
+  int hist4[4][kBins + 2] = {};
   auto bin_of = [&](int t) { return bins[t]; };
   int t4 = 0;
   for (; t4 + 4 <= total; t4 += 4) {
@@ -83,6 +108,7 @@ int select_lss_pairs(Scratch& s, int total, int nmin) {
   const int nr = std::min(nmin, positive);
   int thr = kBins;
   for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
+#endif
   if (s.keys.size() < size_t(total) + 8) s.keys.resize(size_t(total) + 8);
   uint64_t* keys = s.keys.data();
   const uint32_t* code = s.code.data();

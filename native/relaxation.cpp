@@ -328,7 +328,7 @@ float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Sc
                      bool reliable) {
   // Efficiencies lambda^n_rel / lambda^0 are >= 0, so their float bits sort like them; ties go
   // to the lower t.
-  s.keys2.resize(nr);
+  s.keys2.assign(nr + kFloatLanes / 2, 0);  // zero padding for the rank count below
   for (int t = 0; t < nr; ++t) {
     const float e = s.l1[t] / s.l0[t];
     uint32_t ebits;
@@ -339,10 +339,27 @@ float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Sc
   const int* ra = s.ra.data();
   const int* rb = s.rb.data();
   uint64_t* ek = s.keys2.data();
-  if (ntop < nr) std::nth_element(ek, ek + ntop, ek + nr, std::greater<uint64_t>());
-  std::sort(ek, ek + ntop, std::greater<uint64_t>());
+  // The keys are distinct (t in the low bits), so the q-th of the sorted top ones is the key
+  // with exactly q larger keys: ranks counted a vector register of keys at a time (GCC/Clang
+  // vector extensions; zero padding is smaller than any key), branch-free (a key outside the
+  // top goes to the spare entry nr).  The order nth_element and sort give, at less cost.
+  constexpr int L = kFloatLanes / 2;
+  typedef uint64_t kvec __attribute__((vector_size(8 * L)));
+  const int padded = (nr + L - 1) / L * L;
+  s.order.resize(nr + 1);
+  for (int t = 0; t < nr; ++t) {
+    const kvec key = kvec{} + ek[t];
+    kvec larger = {};
+    for (int u = 0; u < padded; u += L) {
+      kvec x;
+      std::memcpy(&x, ek + u, sizeof x);
+      larger -= x > key;  // -1 where larger
+    }
+    uint64_t rank = 0;
+    for (int l = 0; l < L; ++l) rank += larger[l];
+    s.order[rank < uint64_t(ntop) ? rank : nr] = t;
+  }
   s.order.resize(ntop);
-  for (int q = 0; q < ntop; ++q) s.order[q] = static_cast<int>(~static_cast<uint32_t>(ek[q]));
   float sum = 0.f;
   s.ta.resize(ntop);
   s.tb.resize(ntop);
