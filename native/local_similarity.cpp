@@ -60,26 +60,29 @@ int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch&
 int select_lss_pairs(Scratch& s, int total, int nmin) {
   const float* sim = s.sim.data();
   // The n_R = min(nA, nB) most similar pairs, ties broken by the lower (minutia_a, minutia_b).
-  // A histogram of the similarities finds the threshold; only the pairs at or above it become
-  // sort keys.  Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
-  // Four interleaved histograms, summed after: consecutive pairs mostly fall in the same few
-  // bins, and one histogram would serialise their increments through memory.
+  // The threshold bin thr is the highest bin v with at least n_R pairs in bins [v, kBins]; that
+  // count falls with v, so a binary search finds thr, counting a vector register of bins per
+  // comparison (GCC/Clang vector extensions): about 9 passes over the bytes cost less than a
+  // histogram's increment per pair.  Only the pairs at or above thr become sort keys.
   constexpr int kBins = kLssBins;
-  const uint8_t* bins = s.bins.data();  // computed by the scan
-#ifdef BIOMATCH_HAVE_AVX512
-  // The threshold by counting instead: thr is the highest bin v with at least n_R pairs in bins
-  // [v, kBins] (the histogram loop below stops there), and that count falls with v, so a binary
-  // search finds it, counting 64 bins per comparison instruction: about 9 passes over the bytes
-  // cost less than one increment per pair into the histograms.
+  constexpr int kBytes = kFloatLanes * 4;  // one vector register
+  typedef uint8_t bvec __attribute__((vector_size(kBytes)));
+  const int padded = (total + kBytes - 1) / kBytes * kBytes;
+  uint8_t* bins = s.bins.data();  // computed by the scan, with room for the padding
+  std::memset(bins + total, kBins + 1, padded - total);  // no similarity: never counted
   auto at_least = [&](int v) {  // pairs with v <= bin <= kBins
-    const __m512i vv = _mm512_set1_epi8(static_cast<char>(v)), top = _mm512_set1_epi8(static_cast<char>(kBins));
-    uint64_t c = 0;
-    for (int t = 0; t < total; t += 64) {
-      const __mmask64 live = total - t >= 64 ? ~__mmask64(0) : (__mmask64(1) << (total - t)) - 1;
-      const __m512i x = _mm512_maskz_loadu_epi8(live, bins + t);
-      c += popcount64(_mm512_mask_cmpge_epu8_mask(_mm512_mask_cmple_epu8_mask(live, x, top), x, vv));
+    const bvec vv = bvec{} + static_cast<uint8_t>(v), top = bvec{} + static_cast<uint8_t>(kBins);
+    int c = 0;
+    for (int t0 = 0; t0 < padded; t0 += 255 * kBytes) {  // byte counters: at most 255 steps
+      bvec acc = {};
+      for (int t = t0, t1 = std::min(padded, t0 + 255 * kBytes); t < t1; t += kBytes) {
+        bvec x;
+        std::memcpy(&x, bins + t, sizeof x);
+        acc -= (bvec)((x >= vv) & (x <= top));  // -1 (255) where counted
+      }
+      for (int l = 0; l < kBytes; ++l) c += acc[l];
     }
-    return static_cast<int>(c);
+    return c;
   };
   const int positive = at_least(0);
   if (positive == 0) return 0;
@@ -90,25 +93,6 @@ int select_lss_pairs(Scratch& s, int total, int nmin) {
     if (at_least(mid) >= nr) thr = mid;
     else hi = mid - 1;
   }
-#else
-  int hist4[4][kBins + 2] = {};
-  auto bin_of = [&](int t) { return bins[t]; };
-  int t4 = 0;
-  for (; t4 + 4 <= total; t4 += 4) {
-    ++hist4[0][bin_of(t4)];
-    ++hist4[1][bin_of(t4 + 1)];
-    ++hist4[2][bin_of(t4 + 2)];
-    ++hist4[3][bin_of(t4 + 3)];
-  }
-  for (; t4 < total; ++t4) ++hist4[0][bin_of(t4)];
-  int hist[kBins + 2];
-  for (int u = 0; u < kBins + 2; ++u) hist[u] = hist4[0][u] + hist4[1][u] + hist4[2][u] + hist4[3][u];
-  const int positive = total - hist[kBins + 1];
-  if (positive == 0) return 0;
-  const int nr = std::min(nmin, positive);
-  int thr = kBins;
-  for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
-#endif
   if (s.keys.size() < size_t(total) + 8) s.keys.resize(size_t(total) + 8);
   uint64_t* keys = s.keys.data();
   const uint32_t* code = s.code.data();
