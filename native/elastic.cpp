@@ -103,7 +103,7 @@ inline uint64_t* elastic_row_avx512(const float* xb, const float* yb, const floa
 #endif
 
 #ifdef BIOMATCH_HAVE_AVX512
-// The rows of elastic_count for W = 16: first, for every minutia of A (vectorisable; per
+// The rows of elastic_count for W = 16: first, for every minutia of A (16 at a time; per
 // element the same operations as elastic_rows_w): its position and direction under the
 // alignment and 1 / tol^2, and whether it lies within reach of B's bounding box; then only
 // those rows, in order (the others have no candidate, so the bound rows + rows left counts
@@ -115,34 +115,47 @@ ElasticRows elastic_rows_avx512(const Alignment& al, const Prepared& a, const Pr
   const float* da = al.da;
   const int na = a.n;
   if (s.erow.size() < size_t(5) * na) s.erow.resize(size_t(5) * na);
-  if (s.eidx.size() < size_t(na)) s.eidx.resize(na);
+  if (s.eidx.size() < size_t(na) + 16) s.eidx.resize(size_t(na) + 16);
   float* __restrict RX = s.erow.data();
   float* __restrict RY = RX + na;
   float* __restrict RI = RY + na;
   float* __restrict RC = RI + na;
   float* __restrict RS = RC + na;
   int* __restrict idx = s.eidx.data();
-  const float* __restrict axp = a.x.data();
-  const float* __restrict ayp = a.y.data();
-  const float* __restrict acp = a.cos_theta.data();
-  const float* __restrict asp = a.sin_theta.data();
-  const float x0 = b.bbox[0], y0 = b.bbox[1], x1 = b.bbox[2], y1 = b.bbox[3];
-  for (int i = 0; i < na; ++i) {
-    const float dx = axp[i] - ax, dy = ayp[i] - ay;
-    const float X = bx + c * dx - sn * dy, Y = by + sn * dx + c * dy;
-    const float tol = d0 + f * da[i];
-    const float reach = 1.001f * tol + 1e-3f;
-    const bool out = X < x0 - reach || X > x1 + reach || Y < y0 - reach || Y > y1 + reach;
-    RX[i] = X;
-    RY[i] = Y;
-    RI[i] = out ? -1.f : 1.f / (tol * tol);  // -1: out of reach
-    RC[i] = acp[i] * c - asp[i] * sn;
-    RS[i] = asp[i] * c + acp[i] * sn;
-  }
+  // (The compiler left the scalar form of this loop scalar.)  The rows within reach are
+  // compressed into idx as they come.
+  const __m512 vax = _mm512_set1_ps(ax), vay = _mm512_set1_ps(ay), vbx = _mm512_set1_ps(bx), vby = _mm512_set1_ps(by);
+  const __m512 vc = _mm512_set1_ps(c), vsn = _mm512_set1_ps(sn), vd0 = _mm512_set1_ps(d0), vf = _mm512_set1_ps(f);
+  const __m512 x0 = _mm512_set1_ps(b.bbox[0]), y0 = _mm512_set1_ps(b.bbox[1]);
+  const __m512 x1 = _mm512_set1_ps(b.bbox[2]), y1 = _mm512_set1_ps(b.bbox[3]);
+  const __m512 one = _mm512_set1_ps(1.f), margin = _mm512_set1_ps(1.001f), eps = _mm512_set1_ps(1e-3f);
+  __m512i vi = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   int nin = 0;
-  for (int i = 0; i < na; ++i) {  // branch-free compaction
-    idx[nin] = i;
-    nin += RI[i] >= 0.f;
+  for (int i = 0; i < na; i += 16) {
+    const __mmask16 live = na - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (na - i)) - 1);
+    const __m512 dx = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, a.x.data() + i), vax);
+    const __m512 dy = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, a.y.data() + i), vay);
+    const __m512 X = _mm512_sub_ps(_mm512_add_ps(vbx, _mm512_mul_ps(vc, dx)), _mm512_mul_ps(vsn, dy));
+    const __m512 Y = _mm512_add_ps(_mm512_add_ps(vby, _mm512_mul_ps(vsn, dx)), _mm512_mul_ps(vc, dy));
+    const __m512 tol = _mm512_add_ps(vd0, _mm512_mul_ps(vf, _mm512_maskz_loadu_ps(live, da + i)));
+    // Farther than the tolerance from B's bounding box (with a rounding margin): no candidate.
+    const __m512 reach = _mm512_add_ps(_mm512_mul_ps(margin, tol), eps);
+    const __mmask16 far = _mm512_cmp_ps_mask(X, _mm512_sub_ps(x0, reach), _CMP_LT_OQ) |
+                          _mm512_cmp_ps_mask(X, _mm512_add_ps(x1, reach), _CMP_GT_OQ) |
+                          _mm512_cmp_ps_mask(Y, _mm512_sub_ps(y0, reach), _CMP_LT_OQ) |
+                          _mm512_cmp_ps_mask(Y, _mm512_add_ps(y1, reach), _CMP_GT_OQ);
+    const __m512 cs = _mm512_maskz_loadu_ps(live, a.cos_theta.data() + i);
+    const __m512 ss = _mm512_maskz_loadu_ps(live, a.sin_theta.data() + i);
+    _mm512_mask_storeu_ps(RX + i, live, X);
+    _mm512_mask_storeu_ps(RY + i, live, Y);
+    _mm512_mask_storeu_ps(RI + i, live,  // -1: out of reach
+                          _mm512_mask_blend_ps(far, _mm512_div_ps(one, _mm512_mul_ps(tol, tol)), _mm512_set1_ps(-1.f)));
+    _mm512_mask_storeu_ps(RC + i, live, _mm512_sub_ps(_mm512_mul_ps(cs, vc), _mm512_mul_ps(ss, vsn)));
+    _mm512_mask_storeu_ps(RS + i, live, _mm512_add_ps(_mm512_mul_ps(ss, vc), _mm512_mul_ps(cs, vsn)));
+    const __mmask16 in = live & ~far;
+    _mm512_storeu_si512(idx + nin, _mm512_maskz_compress_epi32(in, vi));
+    nin += __builtin_popcount(in);
+    vi = _mm512_add_epi32(vi, _mm512_set1_epi32(16));
   }
   for (int u = 0; u < nin; ++u) {
     if (out.rows + (nin - u) <= beat) {
