@@ -229,9 +229,17 @@ __attribute__((always_inline)) inline ElasticRows elastic_rows_w(const Alignment
     for (int k = 0; k < W / 2; ++k) hit |= words[k];
     if (!hit) continue;
     ++out.rows;
-    // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it).
-    {
-      for (int j = 0; j < nb; ++j) {  // branch-free: every key is written, kept ones advance ne
+    // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it),
+    // from the blocks of W that hold one (usually one or two of them).
+    for (int j0 = 0; j0 < nloop; j0 += W) {
+      v4 v;
+      std::memcpy(&v, rel + j0, sizeof v);
+      const i4 agree = v <= 1.f;
+      uint64_t lanes[W / 2], some = 0;
+      std::memcpy(lanes, &agree, sizeof lanes);
+      for (int k = 0; k < W / 2; ++k) some |= lanes[k];
+      if (!some) continue;
+      for (int j = j0, j1 = std::min(j0 + W, nb); j < j1; ++j) {  // branch-free: kept keys advance ne
         uint32_t rbits;
         std::memcpy(&rbits, &rel[j], sizeof rbits);
         ek[out.ne] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
