@@ -412,6 +412,46 @@ inline float reliable_overlap(float counted, int overlap, float fl) {
   return overlap > 0 ? std::max(counted * std::max(1.f, fl / float(overlap)), 1e-6f) : fl;
 }
 
+// in_hull_fast(t, X, Y, margin) of the n points (X, Y) = (ox + p dx + q dy, oy + r dx + u dy),
+// dx = xs[i] - cx, dy = ys[i] - cy (xs, ys padded to a multiple of 16), handed to visit(i, in)
+// in order.  kFloatLanes points at a time against every edge line of t (GCC/Clang vector
+// extensions, the same operations as in_hull_fast): a point farther than margin + kClear from
+// one line, or at least kClear inside all of them, is decided as in_hull_fast decides it (its
+// own band, 0.05 px, is narrower); the few in between are handed to in_hull_fast itself.
+template <class Visit>
+inline void hull_overlap(const Prepared& t, const float* xs, const float* ys, int n, float cx, float cy, float ox,
+                         float oy, float p, float q, float r, float u, float margin, Visit&& visit) {
+  const int m = static_cast<int>(t.hull_lines.size() / 3);
+  if (m < 3) {  // in_hull_fast takes the exact test
+    for (int i = 0; i < n; ++i) {
+      const float dx = xs[i] - cx, dy = ys[i] - cy;
+      visit(i, in_hull_fast(t, ox + p * dx + q * dy, oy + r * dx + u * dy, margin));
+    }
+    return;
+  }
+  constexpr float kClear = 0.5f;
+  typedef float fv __attribute__((vector_size(4 * kFloatLanes)));
+  const float* h = t.hull_lines.data();
+  for (int i0 = 0; i0 < n; i0 += kFloatLanes) {
+    fv x, y;
+    std::memcpy(&x, xs + i0, sizeof x);
+    std::memcpy(&y, ys + i0, sizeof y);
+    const fv dx = x - cx, dy = y - cy;
+    const fv X = ox + p * dx + q * dy, Y = oy + r * dx + u * dy;
+    fv mx = fv{} - 1e30f;  // the largest signed distance to an edge line
+    for (int e = 0; e < m; ++e) {
+      const fv v = h[3 * e] * X + h[3 * e + 1] * Y - h[3 * e + 2];
+      mx = mx < v ? v : mx;
+    }
+    for (int l = 0, nl = std::min(kFloatLanes, n - i0); l < nl; ++l) {
+      const float v = mx[l];
+      bool in = v <= -kClear;
+      if (!in & !(v > margin + kClear)) in = in_hull_fast(t, X[l], Y[l], margin);  // the band: rare
+      visit(i0 + l, in);
+    }
+  }
+}
+
 // The overlaps (minutiae of each template inside the other's hull under the best alignment,
 // margin elastic_distance_px) and elastic = n_e^2 / (overlap_a * overlap_b), floor pairs_max.
 // With elastic_reliability_weight w > 0 each side's overlap is counted by reliability (see
@@ -428,18 +468,17 @@ void elastic_score(const MccParams& p, const Prepared& a, const Prepared& b, Scr
     for (int i = 0; i < a.n; ++i)
       if (s.epart[i]) s.used_b[s.epart[i] - 1] = 1;
   }
-  for (int i = 0; i < a.n; ++i) {
-    const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
-    const bool in = in_hull_fast(b, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
-    e.overlap_a += in;
-    if (w > 0.f && in) wa += s.epart[i] ? 1.f : 1.f - w + w * reliability_of(a.quality[i]);
-  }
-  for (int j = 0; j < b.n; ++j) {
-    const float dx = b.x[j] - b.x[ib], dy = b.y[j] - b.y[ib];
-    const bool in = in_hull_fast(a, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
-    e.overlap_b += in;
-    if (w > 0.f && in) wb += s.used_b[j] ? 1.f : 1.f - w + w * reliability_of(b.quality[j]);
-  }
+  // A's minutiae into B's frame (turned by the rotation about the anchor), B's into A's (back).
+  hull_overlap(b, a.soa.data(), a.soa.data() + a.npad, a.n, a.x[ia], a.y[ia], b.x[ib], b.y[ib], c, -sn, sn, c, m,
+               [&](int i, bool in) {
+                 e.overlap_a += in;
+                 if (w > 0.f && in) wa += s.epart[i] ? 1.f : 1.f - w + w * reliability_of(a.quality[i]);
+               });
+  hull_overlap(a, b.soa.data(), b.soa.data() + b.npad, b.n, b.x[ib], b.y[ib], a.x[ia], a.y[ia], c, sn, -sn, c, m,
+               [&](int j, bool in) {
+                 e.overlap_b += in;
+                 if (w > 0.f && in) wb += s.used_b[j] ? 1.f : 1.f - w + w * reliability_of(b.quality[j]);
+               });
   const float fl = float(p.pairs_max), ne = float(e.n);
   if (w > 0.f) {
     e.score = std::clamp(ne * ne / (reliable_overlap(wa, e.overlap_a, fl) * reliable_overlap(wb, e.overlap_b, fl)),
