@@ -340,24 +340,22 @@ float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Sc
   const int* rb = s.rb.data();
   uint64_t* ek = s.keys2.data();
   // The keys are distinct (t in the low bits), so the q-th of the sorted top ones is the key
-  // with exactly q larger keys: ranks counted a vector register of keys at a time (GCC/Clang
-  // vector extensions; zero padding is smaller than any key), branch-free (a key outside the
-  // top goes to the spare entry nr).  The order nth_element and sort give, at less cost.
+  // with exactly q larger keys: the ranks of a vector register of keys at a time, counted
+  // against each key in turn (GCC/Clang vector extensions; zero padding is smaller than any
+  // key and is not counted), then each key of the top put at its place, branch-free (a key
+  // outside the top goes to the spare entry nr).  The order nth_element and sort give.
   constexpr int L = kFloatLanes / 2;
   typedef uint64_t kvec __attribute__((vector_size(8 * L)));
   const int padded = (nr + L - 1) / L * L;
   s.order.resize(nr + 1);
-  for (int t = 0; t < nr; ++t) {
-    const kvec key = kvec{} + ek[t];
-    kvec larger = {};
-    for (int u = 0; u < padded; u += L) {
-      kvec x;
-      std::memcpy(&x, ek + u, sizeof x);
-      larger -= x > key;  // -1 where larger
+  for (int t0 = 0; t0 < padded; t0 += L) {
+    kvec keys, larger = {};
+    std::memcpy(&keys, ek + t0, sizeof keys);
+    for (int u = 0; u < nr; ++u) larger -= (kvec{} + ek[u]) > keys;  // -1 where ek[u] is larger
+    for (int l = 0, nl = std::min(L, nr - t0); l < nl; ++l) {
+      const uint64_t rank = larger[l];
+      s.order[rank < uint64_t(ntop) ? rank : nr] = t0 + l;
     }
-    uint64_t rank = 0;
-    for (int l = 0; l < L; ++l) rank += larger[l];
-    s.order[rank < uint64_t(ntop) ? rank : nr] = t;
   }
   s.order.resize(ntop);
   float sum = 0.f;
