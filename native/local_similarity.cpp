@@ -105,18 +105,24 @@ int select_lss_pairs(Scratch& s, int total, int nmin) {
   int m = 0;
   int t = 0;
 #if defined(BIOMATCH_HAVE_AVX512) && defined(__AVX512F__) && defined(__AVX512VL__)
-  {  // 8 pairs at a time, compressed in order (the same keys in the same order as the loop below)
-    const __m256i vlim = _mm256_set1_epi32(static_cast<int>(lim));
-    const __m256i ones = _mm256_set1_epi32(-1);
-    for (; t + 8 <= total; t += 8) {
-      const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sim + t));
-      const __mmask8 keep = _mm256_cmpge_epu32_mask(g, vlim);
-      // Branch-free, and compressed in a register then stored whole (keys has 8 spare
-      // entries): few blocks keep a pair, unpredictably, and a compressing store to memory
-      // is microcoded on some cores (Zen 4).
-      const __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + t)), ones);
-      const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(g), 32), _mm512_cvtepu32_epi64(c));
-      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(keep, k));
+  {  // 16 pairs at a time, compressed in order (the same keys in the same order as the loop below)
+    const __m512i vlim = _mm512_set1_epi32(static_cast<int>(lim));
+    const __m512i ones = _mm512_set1_epi32(-1);
+    for (; t + 16 <= total; t += 16) {
+      const __m512i g = _mm512_loadu_si512(sim + t);
+      const __mmask16 keep = _mm512_cmpge_epu32_mask(g, vlim);
+      // Branch-free, and compressed in registers then stored whole (keys has 8 spare entries):
+      // few blocks keep a pair, unpredictably, and a compressing store to memory is microcoded
+      // on some cores (Zen 4).  The second half's place comes from the first half's count, so
+      // that the chain from one block to the next is one addition.
+      const __m512i c = _mm512_xor_si512(_mm512_loadu_si512(code + t), ones);
+      const __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(g)), 32),
+                                         _mm512_cvtepu32_epi64(_mm512_castsi512_si256(c)));
+      const __m512i k1 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(g, 1)), 32),
+                                         _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(c, 1)));
+      const int m0 = __builtin_popcount(keep & 0xff);
+      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(__mmask8(keep), k0));
+      _mm512_storeu_si512(keys + m + m0, _mm512_maskz_compress_epi64(__mmask8(keep >> 8), k1));
       m += __builtin_popcount(keep);
     }
   }
