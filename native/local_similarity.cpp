@@ -53,6 +53,7 @@ int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch&
     }
   }
 #endif
+  // The default cylinders (N_S 16, N_D 6: 1,248 disc cells) with a fixed word count.
   if (cfg.words() == 20) return scan_portable::scan<0, false, 20>(cfg, a, b, s);
   return scan_portable::scan<0>(cfg, a, b, s);
 }
