@@ -7,13 +7,14 @@ median of repeated runs is printed, for the kernel chosen at run time (the faste
 CPU runs, or BIOMATCH_KERNEL) and, with ``--kernels all``, for every kernel the CPU runs.
 
     .venv/bin/python benchmarks/bench_match_speed.py [--repeats 5] [--gallery 4000]
-        [--fvc ../shared/datasets/fvc2002/db1_b --dpi 500] [--kernels all|portable,avx2,...]
-        [--native /tmp/main-build/_avx512.cpython-311-x86_64-linux-gnu.so]
+        [--fvc ../shared/datasets/fvc2002/db1_b --dpi 500] [--cache /tmp/db1_b.pkl] [--sizes 30,60] [--one-thread]
+        [--kernels all|portable,avx2,...] [--native /tmp/main-build/_avx512.cpython-311-x86_64-linux-gnu.so]
 
 ``--native`` times one kernel module of another build (e.g. main's, copied from its ``build/``
 folder) instead of the installed ones: on a shared machine, compare two builds by alternating
 processes, one build per process (two builds of one kernel cannot share a process: they register
-the same nanobind types).
+the same nanobind types).  ``--cache`` keeps the extracted FVC templates in a pickle (mode 0600:
+templates are personal data), so that alternated runs time the same templates without extracting.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import dataclasses
 import glob
 import importlib.util
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -73,6 +75,9 @@ def throughput(label, mod, templates, args):
         for i in probes:
             mod.match_many(cfg, prepared[i], gallery, 1)
         rates["one"].append(len(probes) * len(gallery) / (time.process_time() - t0))
+        if args.one_thread:
+            rates["two"].append(np.nan)
+            continue
         t0 = time.perf_counter()
         for i in probes:
             mod.match_many(cfg, prepared[i], gallery, 2)
@@ -81,12 +86,31 @@ def throughput(label, mod, templates, args):
           f"{np.median(rates['two']):>23,.0f}", flush=True)
 
 
+def fvc_templates(folder, dpi, cache):
+    """Our extractor's templates (>= 4 minutiae) of a folder of FVC images, from ``cache`` when it exists."""
+    if cache and os.path.exists(cache):
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    from biomatch.extract import extract
+
+    paths = sorted(glob.glob(os.path.join(folder, "*.tif")))
+    templates = [t for t in (extract(p, dpi) for p in paths) if len(t) >= 4]
+    if cache:
+        with os.fdopen(os.open(cache, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            pickle.dump(templates, f)
+    return templates
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--gallery", type=int, default=2000)
     ap.add_argument("--fvc", help="folder of FVC images to extract and match as well")
     ap.add_argument("--dpi", type=float, default=500)
+    ap.add_argument("--cache", help="pickle of the --fvc templates (written when missing)")
+    ap.add_argument("--sizes", default="30,45,60",
+                    help="generated sets to time: 30, 45 and/or 60 minutiae, comma-separated ('' for none)")
+    ap.add_argument("--one-thread", action="store_true", help="time one thread only (A/B runs on a shared machine)")
     ap.add_argument("--kernels", default=None,
                     help="comma-separated kernels to time, or 'all' the CPU runs (default: the one in use)")
     ap.add_argument("--native", help="path of one kernel module of another build to time instead (see above)")
@@ -103,13 +127,13 @@ def main() -> None:
         print(f"kernel: {_native.kernel} (this CPU runs {', '.join(_native.available_kernels())})")
     sets = []
     rng = np.random.default_rng(0)
-    for n in (30, 45, 60):
-        sets.append((str(n), [random_template(rng, n) for _ in range(50)]))
+    sizes = [int(v) for v in args.sizes.split(",") if v]
+    for n in (30, 45, 60):  # always drawn in this order: the same templates whichever are timed
+        generated = [random_template(rng, n) for _ in range(50)]
+        if n in sizes:
+            sets.append((str(n), generated))
     if args.fvc:
-        from biomatch.extract import extract
-
-        paths = sorted(glob.glob(os.path.join(args.fvc, "*.tif")))
-        templates = [t for t in (extract(p, args.dpi) for p in paths) if len(t) >= 4]
+        templates = fvc_templates(args.fvc, args.dpi, args.cache)
         mean = np.mean([len(t) for t in templates])
         sets.append((f"{os.path.basename(args.fvc.rstrip('/'))} ({mean:.0f})", templates))
     print(f"{'kernel':>8} {'minutiae':>12} {'prepare us':>10} {'1 thread cmp/s':>15} {'2 threads cmp/s (wall)':>23}")

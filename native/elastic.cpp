@@ -103,7 +103,7 @@ inline uint64_t* elastic_row_avx512(const float* xb, const float* yb, const floa
 #endif
 
 #ifdef BIOMATCH_HAVE_AVX512
-// The rows of elastic_count for W = 16: first, for every minutia of A (vectorisable; per
+// The rows of elastic_count for W = 16: first, for every minutia of A (16 at a time; per
 // element the same operations as elastic_rows_w): its position and direction under the
 // alignment and 1 / tol^2, and whether it lies within reach of B's bounding box; then only
 // those rows, in order (the others have no candidate, so the bound rows + rows left counts
@@ -115,34 +115,47 @@ ElasticRows elastic_rows_avx512(const Alignment& al, const Prepared& a, const Pr
   const float* da = al.da;
   const int na = a.n;
   if (s.erow.size() < size_t(5) * na) s.erow.resize(size_t(5) * na);
-  if (s.eidx.size() < size_t(na)) s.eidx.resize(na);
+  if (s.eidx.size() < size_t(na) + 16) s.eidx.resize(size_t(na) + 16);
   float* __restrict RX = s.erow.data();
   float* __restrict RY = RX + na;
   float* __restrict RI = RY + na;
   float* __restrict RC = RI + na;
   float* __restrict RS = RC + na;
   int* __restrict idx = s.eidx.data();
-  const float* __restrict axp = a.x.data();
-  const float* __restrict ayp = a.y.data();
-  const float* __restrict acp = a.cos_theta.data();
-  const float* __restrict asp = a.sin_theta.data();
-  const float x0 = b.bbox[0], y0 = b.bbox[1], x1 = b.bbox[2], y1 = b.bbox[3];
-  for (int i = 0; i < na; ++i) {
-    const float dx = axp[i] - ax, dy = ayp[i] - ay;
-    const float X = bx + c * dx - sn * dy, Y = by + sn * dx + c * dy;
-    const float tol = d0 + f * da[i];
-    const float reach = 1.001f * tol + 1e-3f;
-    const bool out = X < x0 - reach || X > x1 + reach || Y < y0 - reach || Y > y1 + reach;
-    RX[i] = X;
-    RY[i] = Y;
-    RI[i] = out ? -1.f : 1.f / (tol * tol);  // -1: out of reach
-    RC[i] = acp[i] * c - asp[i] * sn;
-    RS[i] = asp[i] * c + acp[i] * sn;
-  }
+  // (The compiler left the scalar form of this loop scalar.)  The rows within reach are
+  // compressed into idx as they come.
+  const __m512 vax = _mm512_set1_ps(ax), vay = _mm512_set1_ps(ay), vbx = _mm512_set1_ps(bx), vby = _mm512_set1_ps(by);
+  const __m512 vc = _mm512_set1_ps(c), vsn = _mm512_set1_ps(sn), vd0 = _mm512_set1_ps(d0), vf = _mm512_set1_ps(f);
+  const __m512 x0 = _mm512_set1_ps(b.bbox[0]), y0 = _mm512_set1_ps(b.bbox[1]);
+  const __m512 x1 = _mm512_set1_ps(b.bbox[2]), y1 = _mm512_set1_ps(b.bbox[3]);
+  const __m512 one = _mm512_set1_ps(1.f), margin = _mm512_set1_ps(1.001f), eps = _mm512_set1_ps(1e-3f);
+  __m512i vi = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   int nin = 0;
-  for (int i = 0; i < na; ++i) {  // branch-free compaction
-    idx[nin] = i;
-    nin += RI[i] >= 0.f;
+  for (int i = 0; i < na; i += 16) {
+    const __mmask16 live = na - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (na - i)) - 1);
+    const __m512 dx = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, a.x.data() + i), vax);
+    const __m512 dy = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, a.y.data() + i), vay);
+    const __m512 X = _mm512_sub_ps(_mm512_add_ps(vbx, _mm512_mul_ps(vc, dx)), _mm512_mul_ps(vsn, dy));
+    const __m512 Y = _mm512_add_ps(_mm512_add_ps(vby, _mm512_mul_ps(vsn, dx)), _mm512_mul_ps(vc, dy));
+    const __m512 tol = _mm512_add_ps(vd0, _mm512_mul_ps(vf, _mm512_maskz_loadu_ps(live, da + i)));
+    // Farther than the tolerance from B's bounding box (with a rounding margin): no candidate.
+    const __m512 reach = _mm512_add_ps(_mm512_mul_ps(margin, tol), eps);
+    const __mmask16 far = _mm512_cmp_ps_mask(X, _mm512_sub_ps(x0, reach), _CMP_LT_OQ) |
+                          _mm512_cmp_ps_mask(X, _mm512_add_ps(x1, reach), _CMP_GT_OQ) |
+                          _mm512_cmp_ps_mask(Y, _mm512_sub_ps(y0, reach), _CMP_LT_OQ) |
+                          _mm512_cmp_ps_mask(Y, _mm512_add_ps(y1, reach), _CMP_GT_OQ);
+    const __m512 cs = _mm512_maskz_loadu_ps(live, a.cos_theta.data() + i);
+    const __m512 ss = _mm512_maskz_loadu_ps(live, a.sin_theta.data() + i);
+    _mm512_mask_storeu_ps(RX + i, live, X);
+    _mm512_mask_storeu_ps(RY + i, live, Y);
+    _mm512_mask_storeu_ps(RI + i, live,  // -1: out of reach
+                          _mm512_mask_blend_ps(far, _mm512_div_ps(one, _mm512_mul_ps(tol, tol)), _mm512_set1_ps(-1.f)));
+    _mm512_mask_storeu_ps(RC + i, live, _mm512_sub_ps(_mm512_mul_ps(cs, vc), _mm512_mul_ps(ss, vsn)));
+    _mm512_mask_storeu_ps(RS + i, live, _mm512_add_ps(_mm512_mul_ps(ss, vc), _mm512_mul_ps(cs, vsn)));
+    const __mmask16 in = live & ~far;
+    _mm512_storeu_si512(idx + nin, _mm512_maskz_compress_epi32(in, vi));
+    nin += __builtin_popcount(in);
+    vi = _mm512_add_epi32(vi, _mm512_set1_epi32(16));
   }
   for (int u = 0; u < nin; ++u) {
     if (out.rows + (nin - u) <= beat) {
@@ -216,9 +229,17 @@ __attribute__((always_inline)) inline ElasticRows elastic_rows_w(const Alignment
     for (int k = 0; k < W / 2; ++k) hit |= words[k];
     if (!hit) continue;
     ++out.rows;
-    // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it).
-    {
-      for (int j = 0; j < nb; ++j) {  // branch-free: every key is written, kept ones advance ne
+    // The keys of the agreeing j, in order (relative error bits: >= 0, so they sort like it),
+    // from the blocks of W that hold one (usually one or two of them).
+    for (int j0 = 0; j0 < nloop; j0 += W) {
+      v4 v;
+      std::memcpy(&v, rel + j0, sizeof v);
+      const i4 agree = v <= 1.f;
+      uint64_t lanes[W / 2], some = 0;
+      std::memcpy(lanes, &agree, sizeof lanes);
+      for (int k = 0; k < W / 2; ++k) some |= lanes[k];
+      if (!some) continue;
+      for (int j = j0, j1 = std::min(j0 + W, nb); j < j1; ++j) {  // branch-free: kept keys advance ne
         uint32_t rbits;
         std::memcpy(&rbits, &rel[j], sizeof rbits);
         ek[out.ne] = (uint64_t(rbits) << 32) | (uint32_t(i) << 16) | uint32_t(j);
@@ -391,6 +412,46 @@ inline float reliable_overlap(float counted, int overlap, float fl) {
   return overlap > 0 ? std::max(counted * std::max(1.f, fl / float(overlap)), 1e-6f) : fl;
 }
 
+// in_hull_fast(t, X, Y, margin) of the n points (X, Y) = (ox + p dx + q dy, oy + r dx + u dy),
+// dx = xs[i] - cx, dy = ys[i] - cy (xs, ys padded to a multiple of 16), handed to visit(i, in)
+// in order.  kFloatLanes points at a time against every edge line of t (GCC/Clang vector
+// extensions, the same operations as in_hull_fast): a point farther than margin + kClear from
+// one line, or at least kClear inside all of them, is decided as in_hull_fast decides it (its
+// own band, 0.05 px, is narrower); the few in between are handed to in_hull_fast itself.
+template <class Visit>
+inline void hull_overlap(const Prepared& t, const float* xs, const float* ys, int n, float cx, float cy, float ox,
+                         float oy, float p, float q, float r, float u, float margin, Visit&& visit) {
+  const int m = static_cast<int>(t.hull_lines.size() / 3);
+  if (m < 3) {  // in_hull_fast takes the exact test
+    for (int i = 0; i < n; ++i) {
+      const float dx = xs[i] - cx, dy = ys[i] - cy;
+      visit(i, in_hull_fast(t, ox + p * dx + q * dy, oy + r * dx + u * dy, margin));
+    }
+    return;
+  }
+  constexpr float kClear = 0.5f;
+  typedef float fv __attribute__((vector_size(4 * kFloatLanes)));
+  const float* h = t.hull_lines.data();
+  for (int i0 = 0; i0 < n; i0 += kFloatLanes) {
+    fv x, y;
+    std::memcpy(&x, xs + i0, sizeof x);
+    std::memcpy(&y, ys + i0, sizeof y);
+    const fv dx = x - cx, dy = y - cy;
+    const fv X = ox + p * dx + q * dy, Y = oy + r * dx + u * dy;
+    fv mx = fv{} - 1e30f;  // the largest signed distance to an edge line
+    for (int e = 0; e < m; ++e) {
+      const fv v = h[3 * e] * X + h[3 * e + 1] * Y - h[3 * e + 2];
+      mx = mx < v ? v : mx;
+    }
+    for (int l = 0, nl = std::min(kFloatLanes, n - i0); l < nl; ++l) {
+      const float v = mx[l];
+      bool in = v <= -kClear;
+      if (!in & !(v > margin + kClear)) in = in_hull_fast(t, X[l], Y[l], margin);  // the band: rare
+      visit(i0 + l, in);
+    }
+  }
+}
+
 // The overlaps (minutiae of each template inside the other's hull under the best alignment,
 // margin elastic_distance_px) and elastic = n_e^2 / (overlap_a * overlap_b), floor pairs_max.
 // With elastic_reliability_weight w > 0 each side's overlap is counted by reliability (see
@@ -407,18 +468,17 @@ void elastic_score(const MccParams& p, const Prepared& a, const Prepared& b, Scr
     for (int i = 0; i < a.n; ++i)
       if (s.epart[i]) s.used_b[s.epart[i] - 1] = 1;
   }
-  for (int i = 0; i < a.n; ++i) {
-    const float dx = a.x[i] - a.x[ia], dy = a.y[i] - a.y[ia];
-    const bool in = in_hull_fast(b, b.x[ib] + c * dx - sn * dy, b.y[ib] + sn * dx + c * dy, m);
-    e.overlap_a += in;
-    if (w > 0.f && in) wa += s.epart[i] ? 1.f : 1.f - w + w * reliability_of(a.quality[i]);
-  }
-  for (int j = 0; j < b.n; ++j) {
-    const float dx = b.x[j] - b.x[ib], dy = b.y[j] - b.y[ib];
-    const bool in = in_hull_fast(a, a.x[ia] + c * dx + sn * dy, a.y[ia] - sn * dx + c * dy, m);
-    e.overlap_b += in;
-    if (w > 0.f && in) wb += s.used_b[j] ? 1.f : 1.f - w + w * reliability_of(b.quality[j]);
-  }
+  // A's minutiae into B's frame (turned by the rotation about the anchor), B's into A's (back).
+  hull_overlap(b, a.soa.data(), a.soa.data() + a.npad, a.n, a.x[ia], a.y[ia], b.x[ib], b.y[ib], c, -sn, sn, c, m,
+               [&](int i, bool in) {
+                 e.overlap_a += in;
+                 if (w > 0.f && in) wa += s.epart[i] ? 1.f : 1.f - w + w * reliability_of(a.quality[i]);
+               });
+  hull_overlap(a, b.soa.data(), b.soa.data() + b.npad, b.n, b.x[ib], b.y[ib], a.x[ia], a.y[ia], c, sn, -sn, c, m,
+               [&](int j, bool in) {
+                 e.overlap_b += in;
+                 if (w > 0.f && in) wb += s.used_b[j] ? 1.f : 1.f - w + w * reliability_of(b.quality[j]);
+               });
   const float fl = float(p.pairs_max), ne = float(e.n);
   if (w > 0.f) {
     e.score = std::clamp(ne * ne / (reliable_overlap(wa, e.overlap_a, fl) * reliable_overlap(wb, e.overlap_b, fl)),

@@ -9,6 +9,10 @@
 #include "mcc_internal.hpp"
 #include "stages.hpp"
 
+#if defined(__SSE4_1__) && !defined(BIOMATCH_HAVE_AVX2) && !defined(BIOMATCH_HAVE_AVX512)
+#include <smmintrin.h>  // the portable module's similarity pass (mcc_scan.inc)
+#endif
+
 namespace biomatch {
 
 using namespace detail;
@@ -49,35 +53,47 @@ int scan_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratch&
     }
   }
 #endif
+  // The default cylinders (N_S 16, N_D 6: 1,248 disc cells) with a fixed word count.
+  if (cfg.words() == 20) return scan_portable::scan<0, false, 20>(cfg, a, b, s);
   return scan_portable::scan<0>(cfg, a, b, s);
 }
 
 int select_lss_pairs(Scratch& s, int total, int nmin) {
   const float* sim = s.sim.data();
   // The n_R = min(nA, nB) most similar pairs, ties broken by the lower (minutia_a, minutia_b).
-  // A histogram of the similarities finds the threshold; only the pairs at or above it become
-  // sort keys.  Branch-free: pairs without similarity (sim = 0) go to the extra bin kBins + 1.
-  // Four interleaved histograms, summed after: consecutive pairs mostly fall in the same few
-  // bins, and one histogram would serialise their increments through memory.
+  // The threshold bin thr is the highest bin v with at least n_R pairs in bins [v, kBins]; that
+  // count falls with v, so a binary search finds thr, counting a vector register of bins per
+  // comparison (GCC/Clang vector extensions): about 9 passes over the bytes cost less than a
+  // histogram's increment per pair.  Only the pairs at or above thr become sort keys.
   constexpr int kBins = kLssBins;
-  int hist4[4][kBins + 2] = {};
-  const uint8_t* bins = s.bins.data();  // computed by the scan
-  auto bin_of = [&](int t) { return bins[t]; };
-  int t4 = 0;
-  for (; t4 + 4 <= total; t4 += 4) {
-    ++hist4[0][bin_of(t4)];
-    ++hist4[1][bin_of(t4 + 1)];
-    ++hist4[2][bin_of(t4 + 2)];
-    ++hist4[3][bin_of(t4 + 3)];
-  }
-  for (; t4 < total; ++t4) ++hist4[0][bin_of(t4)];
-  int hist[kBins + 2];
-  for (int u = 0; u < kBins + 2; ++u) hist[u] = hist4[0][u] + hist4[1][u] + hist4[2][u] + hist4[3][u];
-  const int positive = total - hist[kBins + 1];
+  constexpr int kBytes = kFloatLanes * 4;  // one vector register
+  typedef uint8_t bvec __attribute__((vector_size(kBytes)));
+  const int padded = (total + kBytes - 1) / kBytes * kBytes;
+  uint8_t* bins = s.bins.data();  // computed by the scan, with room for the padding
+  std::memset(bins + total, kBins + 1, padded - total);  // no similarity: never counted
+  auto at_least = [&](int v) {  // pairs with v <= bin <= kBins
+    const bvec vv = bvec{} + static_cast<uint8_t>(v), top = bvec{} + static_cast<uint8_t>(kBins);
+    int c = 0;
+    for (int t0 = 0; t0 < padded; t0 += 255 * kBytes) {  // byte counters: at most 255 steps
+      bvec acc = {};
+      for (int t = t0, t1 = std::min(padded, t0 + 255 * kBytes); t < t1; t += kBytes) {
+        bvec x;
+        std::memcpy(&x, bins + t, sizeof x);
+        acc -= (bvec)((x >= vv) & (x <= top));  // -1 (255) where counted
+      }
+      for (int l = 0; l < kBytes; ++l) c += acc[l];
+    }
+    return c;
+  };
+  const int positive = at_least(0);
   if (positive == 0) return 0;
   const int nr = std::min(nmin, positive);
-  int thr = kBins;
-  for (int cum = hist[kBins]; cum < nr;) cum += hist[--thr];
+  int thr = 0;  // at_least(thr) >= nr; the highest such bin in [thr, hi]
+  for (int hi = kBins; thr < hi;) {
+    const int mid = (thr + hi + 1) / 2;
+    if (at_least(mid) >= nr) thr = mid;
+    else hi = mid - 1;
+  }
   if (s.keys.size() < size_t(total) + 8) s.keys.resize(size_t(total) + 8);
   uint64_t* keys = s.keys.data();
   const uint32_t* code = s.code.data();
@@ -90,18 +106,24 @@ int select_lss_pairs(Scratch& s, int total, int nmin) {
   int m = 0;
   int t = 0;
 #if defined(BIOMATCH_HAVE_AVX512) && defined(__AVX512F__) && defined(__AVX512VL__)
-  {  // 8 pairs at a time, compressed in order (the same keys in the same order as the loop below)
-    const __m256i vlim = _mm256_set1_epi32(static_cast<int>(lim));
-    const __m256i ones = _mm256_set1_epi32(-1);
-    for (; t + 8 <= total; t += 8) {
-      const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sim + t));
-      const __mmask8 keep = _mm256_cmpge_epu32_mask(g, vlim);
-      // Branch-free, and compressed in a register then stored whole (keys has 8 spare
-      // entries): few blocks keep a pair, unpredictably, and a compressing store to memory
-      // is microcoded on some cores (Zen 4).
-      const __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + t)), ones);
-      const __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(g), 32), _mm512_cvtepu32_epi64(c));
-      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(keep, k));
+  {  // 16 pairs at a time, compressed in order (the same keys in the same order as the loop below)
+    const __m512i vlim = _mm512_set1_epi32(static_cast<int>(lim));
+    const __m512i ones = _mm512_set1_epi32(-1);
+    for (; t + 16 <= total; t += 16) {
+      const __m512i g = _mm512_loadu_si512(sim + t);
+      const __mmask16 keep = _mm512_cmpge_epu32_mask(g, vlim);
+      // Branch-free, and compressed in registers then stored whole (keys has 8 spare entries):
+      // few blocks keep a pair, unpredictably, and a compressing store to memory is microcoded
+      // on some cores (Zen 4).  The second half's place comes from the first half's count, so
+      // that the chain from one block to the next is one addition.
+      const __m512i c = _mm512_xor_si512(_mm512_loadu_si512(code + t), ones);
+      const __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(g)), 32),
+                                         _mm512_cvtepu32_epi64(_mm512_castsi512_si256(c)));
+      const __m512i k1 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(g, 1)), 32),
+                                         _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(c, 1)));
+      const int m0 = __builtin_popcount(keep & 0xff);
+      _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi64(__mmask8(keep), k0));
+      _mm512_storeu_si512(keys + m + m0, _mm512_maskz_compress_epi64(__mmask8(keep >> 8), k1));
       m += __builtin_popcount(keep);
     }
   }

@@ -4,6 +4,7 @@
 // valid blocks, and the score's factor is 1 - w + w * max(A2, 0).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "mcc_internal.hpp"
 #include "stages.hpp"
@@ -41,7 +42,7 @@ void refit_pairs(const Prepared& a, const Prepared& b, const std::vector<int>& p
 // Orientation agreement A2 of B's grid with A's under B ~ R(rot) A + t: each valid block centre c
 // of B goes to R^T (c - t) in A's frame, its orientation (image axes) turns by +rot; A2 = the mean
 // cos 2(o_A - o_B') over the centres landing on a valid block of A (0 when none), n their number.
-// Two passes: the mapping, element-wise (vectorised by the compiler; IEEE operations without
+// Two passes: the mapping, element-wise (in vectors of the module's width; IEEE operations without
 // contraction give the same bits at any width), then the sum in block order, branch-free (where a
 // block lands is unpredictable): blocks off A's print read a cell of (0, 0) and add exact zeros.
 // One implementation for every kernel.
@@ -64,14 +65,28 @@ void orientation_agreement(const Prepared& a, const Prepared& b, float rot, floa
   const float* __restrict by = b.grid_py.data();
   const float* __restrict bc = b.grid_pc.data();
   const float* __restrict bs = b.grid_ps.data();
-  for (size_t k = 0; k < np; ++k) {
-    const float dx = bx[k] - tx, dy = by[k] - ty;
-    const float px = cr * dx + sr * dy, py = sr * dx - cr * dy;  // A's frame, image axes (y down)
-    const bool in = px >= 0.f && px < w && py >= 0.f && py < h;
-    const int idx = static_cast<int>(py * inv) * cols + static_cast<int>(px * inv);
-    oidx[k] = in ? idx : outside;
-    oqc[k] = c2 * bc[k] - s2 * bs[k];
-    oqs[k] = s2 * bc[k] + c2 * bs[k];
+  // kFloatLanes blocks at a time (GCC/Clang vector extensions: the compiler does not vectorise
+  // the scalar form of this loop).  Off-print blocks take their cell from (0, 0) before it is
+  // replaced (a float beyond int range has no defined conversion).
+  typedef float fv __attribute__((vector_size(4 * kFloatLanes)));
+  typedef int32_t iv __attribute__((vector_size(4 * kFloatLanes)));
+  const fv zero = {}, vw = zero + w, vh = zero + h;
+  for (size_t k = 0; k < np; k += kFloatLanes) {  // np: a multiple of 16
+    fv x, y, c, sn;
+    std::memcpy(&x, bx + k, sizeof x);
+    std::memcpy(&y, by + k, sizeof y);
+    std::memcpy(&c, bc + k, sizeof c);
+    std::memcpy(&sn, bs + k, sizeof sn);
+    const fv dx = x - tx, dy = y - ty;
+    const fv px = cr * dx + sr * dy, py = sr * dx - cr * dy;  // A's frame, image axes (y down)
+    const iv in = (px >= zero) & (px < vw) & (py >= zero) & (py < vh);
+    const fv fx = (fv)((iv)(px * inv) & in), fy = (fv)((iv)(py * inv) & in);
+    const iv idx = __builtin_convertvector(fy, iv) * cols + __builtin_convertvector(fx, iv);
+    const iv cell = (idx & in) | (outside & ~in);
+    const fv qc = c2 * c - s2 * sn, qs = s2 * c + c2 * sn;
+    std::memcpy(oidx + k, &cell, sizeof cell);
+    std::memcpy(oqc + k, &qc, sizeof qc);
+    std::memcpy(oqs + k, &qs, sizeof qs);
   }
   const uint8_t* grid = a.grid.data();
   const DoubledAngles& da = doubled_angles();

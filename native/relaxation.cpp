@@ -11,51 +11,47 @@
 namespace biomatch::detail {
 namespace {
 
+// One relaxation iteration for the nb blocks of kFloatLanes t from t0: l2 = wr l1 + norm
+// sum_k rho[k][t] l1[k], summing over k in order.  The nb blocks share one pass over k: nb
+// independent accumulation chains (each sum is latency-bound).
+template <int nb>
+__attribute__((always_inline)) inline void relax_blocks(const float* __restrict rho, int nr, int stride, int t0,
+                                                        float wr, float norm, const float* __restrict l1,
+                                                        float* __restrict l2) {
+  constexpr int W = kFloatLanes;
+  typedef float vec __attribute__((vector_size(4 * W)));
+  vec acc[nb] = {};
+  for (int k = 0; k < nr; ++k) {
+    for (int u = 0; u < nb; ++u) {
+      vec row;
+      std::memcpy(&row, rho + size_t(k) * stride + t0 + u * W, sizeof row);
+      acc[u] += row * l1[k];
+    }
+  }
+  for (int u = 0; u < nb; ++u) {
+    vec prev, out;
+    std::memcpy(&prev, l1 + t0 + u * W, sizeof prev);
+    out = wr * prev + norm * acc[u];
+    std::memcpy(l2 + t0 + u * W, &out, sizeof out);
+  }
+}
+
 // Relaxation iterations (Section 4.3) on the transposed compatibility matrix rho (rows of
 // `stride` floats, a multiple of 16): blocks of kFloatLanes t held in one vector register of
 // the module's instruction set (4 on the x86-64 baseline, 8 with AVX2, 16 with AVX-512: wider
-// generic vectors are split through the stack), summing over k in order.  GCC/Clang vector
-// extensions: element-wise IEEE operations, and per element the same sum in the same order,
-// so the same bits for any width.  The result is left in l1.
+// generic vectors are split through the stack), up to four blocks per pass over k.  GCC/Clang
+// vector extensions: element-wise IEEE operations, and per element the same sum in the same
+// order, so the same bits for any width and grouping.  The result is left in l1.
 __attribute__((always_inline)) inline void relax_w(const float* rho, int nr, int stride, float wr, float norm,
                                                    int iterations, std::vector<float>& v1, std::vector<float>& v2) {
   constexpr int W = kFloatLanes;
-  typedef float vec __attribute__((vector_size(4 * W)));
   for (int it = 0; it < iterations; ++it) {
-    float* __restrict l2 = v2.data();
-    const float* __restrict l1 = v1.data();
-    // Two blocks per pass over k when they exist: two independent accumulation chains (each
-    // sum is latency-bound).
+    float* l2 = v2.data();
+    const float* l1 = v1.data();
     int t0 = 0;
-    for (; t0 + 2 * W <= stride; t0 += 2 * W) {
-      vec acc0 = {}, acc1 = {};
-      for (int k = 0; k < nr; ++k) {
-        vec row0, row1;
-        std::memcpy(&row0, rho + size_t(k) * stride + t0, sizeof row0);
-        std::memcpy(&row1, rho + size_t(k) * stride + t0 + W, sizeof row1);
-        acc0 += row0 * l1[k];
-        acc1 += row1 * l1[k];
-      }
-      vec prev0, prev1, out0, out1;
-      std::memcpy(&prev0, l1 + t0, sizeof prev0);
-      std::memcpy(&prev1, l1 + t0 + W, sizeof prev1);
-      out0 = wr * prev0 + norm * acc0;
-      out1 = wr * prev1 + norm * acc1;
-      std::memcpy(l2 + t0, &out0, sizeof out0);
-      std::memcpy(l2 + t0 + W, &out1, sizeof out1);
-    }
-    for (; t0 < stride; t0 += W) {
-      vec acc = {};
-      for (int k = 0; k < nr; ++k) {
-        vec row;
-        std::memcpy(&row, rho + size_t(k) * stride + t0, sizeof row);
-        acc += row * l1[k];
-      }
-      vec prev, out;
-      std::memcpy(&prev, l1 + t0, sizeof prev);
-      out = wr * prev + norm * acc;
-      std::memcpy(l2 + t0, &out, sizeof out);
-    }
+    for (; t0 + 4 * W <= stride; t0 += 4 * W) relax_blocks<4>(rho, nr, stride, t0, wr, norm, l1, l2);
+    for (; t0 + 2 * W <= stride; t0 += 2 * W) relax_blocks<2>(rho, nr, stride, t0, wr, norm, l1, l2);
+    for (; t0 < stride; t0 += W) relax_blocks<1>(rho, nr, stride, t0, wr, norm, l1, l2);
     std::swap(v1, v2);
   }
 }
@@ -250,6 +246,21 @@ void relax_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Scratc
   const int stride = (nr + 15) & ~15;  // as s.l0's
   const int* ra = s.ra.data();
   const int* rb = s.rb.data();
+  // Every table access below is in the rows ra[t] of A's and rb[t] of B's distance, direction
+  // and radial tables.  B, the candidate, is usually not in the L1/L2 cache (a new one each
+  // match): its rows are requested now, so that the misses overlap instead of stalling the
+  // dependent loads one by one.
+  {
+    const size_t row_bytes = size_t(b.n) * sizeof(float);
+    for (int t = 0; t < nr; ++t) {
+      const size_t off = size_t(rb[t]) * b.n;
+      for (size_t by = 0; by < row_bytes; by += 64) {
+        __builtin_prefetch(reinterpret_cast<const char*>(&b.dist[off]) + by);
+        __builtin_prefetch(reinterpret_cast<const char*>(&b.rel[off]) + by);
+        __builtin_prefetch(reinterpret_cast<const char*>(&b.radial[off]) + by);
+      }
+    }
+  }
   // rho(t, k) of every two pairs, then n_rel iterations.  d1 and d2 are symmetric in (t, k), d3
   // is not (the angle of the segment t -> k is taken relative to t's direction), so both orders
   // are computed; the matrix is stored transposed, rho[k * stride + t] = rho(t, k), for the
@@ -317,7 +328,7 @@ float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Sc
                      bool reliable) {
   // Efficiencies lambda^n_rel / lambda^0 are >= 0, so their float bits sort like them; ties go
   // to the lower t.
-  s.keys2.resize(nr);
+  s.keys2.assign(nr + kFloatLanes / 2, 0);  // zero padding for the rank count below
   for (int t = 0; t < nr; ++t) {
     const float e = s.l1[t] / s.l0[t];
     uint32_t ebits;
@@ -328,10 +339,25 @@ float lssr_top_pairs(const Config& cfg, const Prepared& a, const Prepared& b, Sc
   const int* ra = s.ra.data();
   const int* rb = s.rb.data();
   uint64_t* ek = s.keys2.data();
-  if (ntop < nr) std::nth_element(ek, ek + ntop, ek + nr, std::greater<uint64_t>());
-  std::sort(ek, ek + ntop, std::greater<uint64_t>());
+  // The keys are distinct (t in the low bits), so the q-th of the sorted top ones is the key
+  // with exactly q larger keys: the ranks of a vector register of keys at a time, counted
+  // against each key in turn (GCC/Clang vector extensions; zero padding is smaller than any
+  // key and is not counted), then each key of the top put at its place, branch-free (a key
+  // outside the top goes to the spare entry nr).  The order nth_element and sort give.
+  constexpr int L = kFloatLanes / 2;
+  typedef uint64_t kvec __attribute__((vector_size(8 * L)));
+  const int padded = (nr + L - 1) / L * L;
+  s.order.resize(nr + 1);
+  for (int t0 = 0; t0 < padded; t0 += L) {
+    kvec keys, larger = {};
+    std::memcpy(&keys, ek + t0, sizeof keys);
+    for (int u = 0; u < nr; ++u) larger -= (kvec{} + ek[u]) > keys;  // -1 where ek[u] is larger
+    for (int l = 0, nl = std::min(L, nr - t0); l < nl; ++l) {
+      const uint64_t rank = larger[l];
+      s.order[rank < uint64_t(ntop) ? rank : nr] = t0 + l;
+    }
+  }
   s.order.resize(ntop);
-  for (int q = 0; q < ntop; ++q) s.order[q] = static_cast<int>(~static_cast<uint32_t>(ek[q]));
   float sum = 0.f;
   s.ta.resize(ntop);
   s.tb.resize(ntop);

@@ -17,7 +17,7 @@ import pytest
 import biomatch._native as native  # part of the package: a broken build fails, never skips
 from biomatch.errors import InvalidInputError
 from biomatch.params import MatchParams
-from biomatch.template import Template
+from biomatch.template import NO_PRINT, Template, grid_shape
 
 P = MatchParams()
 
@@ -37,16 +37,30 @@ def moved(t, rng, angle_deg=12.0, shift=(4.0, -3.0), jitter_px=2.0):
 
 
 def scores_per_kernel(params: MatchParams, probe, cands):
-    """{kernel: match_many scores}, each kernel preparing the templates itself."""
+    """{kernel: match_many scores}, each kernel preparing the templates (and their orientation
+    grids, if any) itself."""
     d = dataclasses.asdict(params)
     out = {}
     for name in native.available_kernels():
         mod = native.load_kernel(name)
         cfg = mod.Config(d)
         assert cfg.kernel == mod.kernel == name
-        pc = [mod.prepare(cfg, c.as_float_array()) for c in cands]
-        out[name] = mod.match_many(cfg, mod.prepare(cfg, probe.as_float_array()), pc, 1)
+        pc = [mod.prepare(cfg, c.as_float_array(), c.orientation_grid) for c in cands]
+        out[name] = mod.match_many(cfg, mod.prepare(cfg, probe.as_float_array(), probe.orientation_grid), pc, 1)
     return out
+
+
+def with_qualities_and_grid(t, rng):
+    """t with varied minutia qualities and a smooth orientation grid (a whorl about a random
+    centre) whose left columns are unprinted: what the reliability weights and the
+    orientation-field term need."""
+    rows, cols = grid_shape(400, 400)
+    yy, xx = np.mgrid[:rows, :cols]
+    grid = (np.degrees(np.arctan2(yy - rng.uniform(8, 16), xx - rng.uniform(8, 16))) % 180).astype(np.uint8)
+    grid[:, : rng.integers(0, 6)] = NO_PRINT
+    m = t.minutiae
+    return Template.from_arrays(m["x"], m["y"], m["angle"], quality=rng.integers(20, 101, len(m)), width=400,
+                                height=400, orientation_grid=grid)
 
 
 def test_portable_is_always_built_and_the_default_is_the_fastest_the_cpu_runs():
@@ -72,6 +86,24 @@ def test_every_kernel_gives_the_portable_scores_bit_for_bit():
         s2 = scores_per_kernel(dataclasses.replace(P, spatial_cells=ns, angular_cells=nd), probe, cands[:10])
         for name, got in s2.items():
             np.testing.assert_array_equal(got, s2["portable"], err_msg=f"{name} {ns}x{nd}")
+
+
+def test_every_kernel_gives_the_portable_scores_with_qualities_and_orientation_grids():
+    """The reliability-weighted LSS-R and elastic overlaps and the orientation-field agreement
+    (vectorised per kernel) run only where both templates report qualities and carry grids."""
+    rng = np.random.default_rng(21)
+    probe = with_qualities_and_grid(random_template(rng), rng)
+    cands = [with_qualities_and_grid(moved(probe, rng), rng) for _ in range(8)]
+    cands += [with_qualities_and_grid(random_template(rng, n=int(n)), rng) for n in rng.integers(5, 70, 24)]
+    scores = scores_per_kernel(P, probe, cands)
+    for name, got in scores.items():
+        np.testing.assert_array_equal(got, scores["portable"], err_msg=name)
+    # The paths were taken: the mates went through the elastic stage and the orientation term.
+    cfg = native.Config(dataclasses.asdict(P))
+    ex = [native.explain(cfg, native.prepare(cfg, probe.as_float_array(), probe.orientation_grid),
+                         native.prepare(cfg, c.as_float_array(), c.orientation_grid)) for c in cands[:8]]
+    assert all(e["n_elastic_consistent"] >= 3 and e["orientation_agreement"] is not None for e in ex)
+    assert scores["portable"][:8].min() > scores["portable"][8:].max()
 
 
 def test_every_kernel_builds_the_same_cylinders():
