@@ -19,6 +19,9 @@
 
 #include "hull.hpp"
 #include "mcc_internal.hpp"
+#if !defined(BIOMATCH_HAVE_AVX2) && !defined(BIOMATCH_HAVE_AVX512) && defined(__SSE2__)
+#include <immintrin.h>  // the portable module's movemask (lane_bits)
+#endif
 
 namespace biomatch {
 
@@ -205,21 +208,34 @@ inline vf atan2_approx(vf y, vf x) {
 // 1.1e-7 per neighbour, 90x below.  A larger bound only sends more cells to the reference sum.
 constexpr float kTermErrorPerGsNorm = 1e-5f;
 
-// ORs the low bits of count bytes (zero-padded to a multiple of 64) into bits: bit x = bytes[x] & 1.
-void pack_bytes(const uint8_t* bytes, int count, uint64_t* bits) {
+// Bit x of the result: lane x of a vector comparison's result (-1 true, 0 false).  One
+// instruction on x86 (a compare's lanes straight into a bit mask), a loop elsewhere.
+inline uint64_t lane_bits(vi m) {
+#if defined(BIOMATCH_HAVE_AVX512)
+  return _mm512_movepi32_mask(reinterpret_cast<__m512i>(m));
+#elif defined(BIOMATCH_HAVE_AVX2)
+  return static_cast<uint32_t>(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
+#elif defined(__SSE2__)
+  return static_cast<uint32_t>(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
+#else
+  uint64_t r = 0;
+  for (int x = 0; x < kLanes; ++x) r |= static_cast<uint64_t>(m[x] & 1) << x;
+  return r;
+#endif
+}
+
+// ORs the count bits of src into dst from bit offset at.
+void or_bits(const uint64_t* src, int count, uint64_t* dst, int at) {
+  const int sh = at & 63;
+  uint64_t* d = dst + (at >> 6);
   for (int w = 0; w < (count + 63) / 64; ++w) {
-    uint64_t word = 0;
-    for (int g = 0; g < 8; ++g) {
-      uint64_t x;
-      std::memcpy(&x, bytes + 64 * w + 8 * g, 8);
-      // Byte i's low bit lands on bit 56 + i, and the other products carry nowhere near it.
-      word |= (((x & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << (8 * g);
-    }
-    bits[w] |= word;
+    const int left = count - 64 * w;
+    const uint64_t v = left >= 64 ? src[w] : src[w] & ((uint64_t(1) << left) - 1);
+    d[w] |= v << sh;
+    if (sh != 0 && left > 64 - sh) d[w + 1] |= v >> (64 - sh);
   }
 }
 
-// Cylinders by the fast computation (see the file comment); one builder per prepare() call.
 // Cylinders by the fast computation (see the file comment).
 class CylinderBuilder {
  public:
@@ -233,6 +249,7 @@ class CylinderBuilder {
 
  private:
   int classify_cells(int m, float c, float s);
+  int count_valid();
   void neighbour_factors();
   void accumulate();
   void threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask);
@@ -253,8 +270,8 @@ class CylinderBuilder {
   std::vector<int> row_j1_;
   std::vector<float> disc_;            // per row, Ns + 2 kW columns: 1 on the disc, else 0
   std::vector<float> px_, py_, mx_;    // per disc cell: centre in the working frame, max signed distance to a hull edge line
-  std::vector<float> in_, band_, near_;  // per disc cell, 0 or 1: inside the hull, between it and the margin, within the margin of an edge
-  std::vector<uint8_t> vc_;            // per disc cell: valid (zero-padded to a multiple of 64)
+  int vcw_;                            // words of a bit per disc cell (whole vectors of cells)
+  std::vector<uint64_t> vc_, band_;    // per disc cell, a bit: valid; between the hull and the margin
   std::vector<Neighbour> nbs_;
   std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its box's rows and columns (far past
                                           // the box), Gaussian factors (gs_norm in gu_)
@@ -262,7 +279,7 @@ class CylinderBuilder {
   std::vector<float> ang_, cd_, cdx_;      // per neighbour and plane: relative angle, approximate and exact C_D
   std::vector<uint8_t> cdx_done_;          // per neighbour: cdx_ computed
   std::vector<float> acc_;                 // approximate sums, per plane and disc cell, padded before and after
-  std::vector<uint8_t> flags_, mflags_;    // per plane and disc cell: 1 bit set, 2 undecided; valid
+  std::vector<uint64_t> und_;              // per plane and disc cell, a bit: too close to the threshold to tell
 };
 
 CylinderBuilder::CylinderBuilder(const Config& cfg)
@@ -300,16 +317,14 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
   mx_.resize(ncv_);
   px_.resize(ncv_);
   py_.resize(ncv_);
-  in_.resize(ncv_);
-  band_.resize(ncv_);
-  near_.resize(ncv_);
-  vc_.assign((nc_ + 63) / 64 * 64, 0);  // zero-padded for pack_bytes
+  vcw_ = (ncv_ + 63) / 64;
+  vc_.resize(vcw_);
+  band_.resize(vcw_);
   // A window of kW cells starting up to Ns cells before a row's first disc cell, or ending up
   // to Ns + kW after it, stays inside acc_ (its cells outside the row are added 0).
   front_ = ns_ + kW;
   acc_.resize(front_ + static_cast<size_t>(nd_) * nc_ + ns_ + 2 * kW);
-  flags_.assign((static_cast<size_t>(nd_) * nc_ + 63) / 64 * 64, 0);
-  mflags_.assign(flags_.size(), 0);
+  und_.resize((static_cast<size_t>(nd_) * nc_ + 63) / 64);
   for (int k = 0; k < nd_; ++k) phi_.push_back(-kPi + (k + 0.5f) * g_.dd);
 }
 
@@ -333,10 +348,10 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     vstore(px + d, xm + u * c - v * s);
     vstore(py + d, ym + u * s + v * c);
   }
+  std::fill(vc_.begin(), vc_.end(), 0);
   if (ne < 3) {
-    int n_valid = 0;
-    for (int d = 0; d < nc; ++d) n_valid += vc_[d] = in_hull(t_->hull, px[d], py[d], margin);
-    return n_valid;
+    for (int d = 0; d < nc; ++d) vc_[d >> 6] |= uint64_t(in_hull(t_->hull, px[d], py[d], margin)) << (d & 63);
+    return count_valid();
   }
   std::fill(mx, mx + ncv, -1e30f);
   const float* h = t_->hull_lines.data();
@@ -353,33 +368,35 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     }
   }
   if (lines == 0) {  // the whole cylinder well inside the hull
-    std::fill(vc_.begin(), vc_.begin() + nc, 1);
-    return nc;
+    std::fill(vc_.begin(), vc_.end(), ~uint64_t(0));
+    return count_valid();
   }
-  // Flags as floats (0 or 1), so that every loop below vectorises.
-  float* in = in_.data();
-  float* band = band_.data();
-  float* near = near_.data();
-  float n_band = 0.f, n_unsure = 0.f;
-  for (int d = 0; d < nc; ++d) {
-    // & rather than &&: no branch, so that AVX2 vectorises the loop too.
-    const float v = mx[d];
-    in[d] = v <= -kEps ? 1.f : 0.f;
-    band[d] = (v > kEps) & (v <= margin + kEps) ? 1.f : 0.f;
-    near[d] = 0.f;
-    n_band += band[d];
-    n_unsure += (v > -kEps) & (v <= kEps) ? 1.f : 0.f;
+  // Bit masks, a vector of cells at a time: inside, in the band, unsure (within kEps of a line).
+  std::fill(band_.begin(), band_.end(), 0);
+  uint64_t any_band = 0, any_unsure = 0;
+  for (int d = 0; d < ncv; d += kLanes) {
+    const vf v = vload<vf>(mx + d);
+    const int w = d >> 6, sh = d & 63;
+    vc_[w] |= lane_bits(v <= -kEps) << sh;
+    const uint64_t band = lane_bits((v > kEps) & (v <= margin + kEps)) << sh;
+    band_[w] |= band;
+    any_band |= band;
+    any_unsure |= lane_bits((v > -kEps) & (v <= kEps)) << sh;
   }
-  if (n_band > 0.f) {
+  if (any_band != 0) {
     const float m2 = margin * margin, far = g_.r + margin + 1.f;
     const float* hp = t_->hull.data();
     for (int i = 0; i < nh; ++i) {
       const int j = i + 1 == nh ? 0 : i + 1;
       const float ax = hp[2 * i], ay = hp[2 * i + 1], qx = hp[2 * j], qy = hp[2 * j + 1];
       if (seg_dist2(xm, ym, ax, ay, qx, qy) > far * far) continue;  // farther than the margin from every cell
-      // seg_dist2(px, py, ax, ay, qx, qy) <= m2 per cell, with its operations (in_hull's exact bits).
+      // seg_dist2(px, py, ax, ay, qx, qy) <= m2 per cell, with its operations (in_hull's exact bits),
+      // over the vectors that hold band cells not yet found valid.
       const float dx = qx - ax, dy = qy - ay, l2 = dx * dx + dy * dy;
       for (int d = 0; d < ncv; d += kLanes) {
+        const int w = d >> 6, sh = d & 63;
+        const uint64_t open = (band_[w] & ~vc_[w]) >> sh & ((uint64_t(2) << (kLanes - 1)) - 1);
+        if (open == 0) continue;
         const vf x = vload<vf>(px + d), y = vload<vf>(py + d);
         vf t = vf{};
         if (l2 > 0) {
@@ -387,23 +404,29 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
           t = t < 0.f ? vf{} : (1.f < t ? vf{} + 1.f : t);  // std::clamp(t, 0, 1)
         }
         const vf ex = ax + t * dx - x, ey = ay + t * dy - y;
-        vstore(near + d, ex * ex + ey * ey <= m2 ? vf{} + 1.f : vload<vf>(near + d));
+        vc_[w] |= (lane_bits(ex * ex + ey * ey <= m2) & open) << sh;
       }
     }
   }
-  int n_valid = 0;
-  for (int d = 0; d < nc; ++d) {
-    vc_[d] = static_cast<uint8_t>(in[d] + band[d] * near[d]);
-    n_valid += vc_[d];
-  }
-  if (n_unsure > 0.f)
+  // Within kEps of a line (rare): in_hull itself.  Padding cells past nc are cut by count_valid.
+  if (any_unsure != 0)
     for (int d = 0; d < nc; ++d)
       if (mx[d] > -kEps && mx[d] <= kEps) {
-        const uint8_t ok = in_hull(t_->hull, px[d], py[d], margin);
-        n_valid += ok - vc_[d];
-        vc_[d] = ok;
+        const uint64_t bit = uint64_t(1) << (d & 63);
+        vc_[d >> 6] = in_hull(t_->hull, px[d], py[d], margin) ? vc_[d >> 6] | bit : vc_[d >> 6] & ~bit;
       }
-  return n_valid;
+  return count_valid();
+}
+
+// Clears vc_'s bits past the disc cells, and counts the valid cells.
+int CylinderBuilder::count_valid() {
+  for (int w = nc_ >> 6; w < vcw_; ++w) {
+    const int keep = nc_ - 64 * w;
+    vc_[w] &= keep >= 64 ? ~uint64_t(0) : keep <= 0 ? 0 : (uint64_t(1) << keep) - 1;
+  }
+  int n = 0;
+  for (int w = 0; w < vcw_; ++w) n += static_cast<int>(popcount64(vc_[w]));
+  return n;
 }
 
 // Per neighbour: its box's row and column offsets and their Gaussian factors (gs_norm in the row
@@ -482,25 +505,27 @@ void CylinderBuilder::accumulate() {
 // Cell bits from the approximate sums, and from the reference sum where they are too close to
 // the threshold to tell; the masks from vc_.
 void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask) {
-  const int nc = nc_, nd = nd_, cells = nd * nc;
+  const int nc = nc_, nd = nd_, cells = nd * nc, words = static_cast<int>(und_.size());
   const float thr = p_.cell_threshold;
   const float tol = static_cast<float>(nbs_.size()) * g_.gs_norm * kTermErrorPerGsNorm;
   const float lo = thr - tol, hi = thr + tol;
-  // Per plane and disc cell, as packed: 1 above hi, 2 in (lo, hi], 0 when the cell is invalid.
-  // Local pointers: a byte store may alias the vectors' own pointers, which would then be
-  // reloaded at every byte.
+  for (int k = 0; k < nd; ++k) or_bits(vc_.data(), nc, mask, k * nc);
+  for (int w = 0; w < (nc + 63) / 64; ++w) smask[w] |= vc_[w];
+  // Per vector of cells, as packed: set above hi, undecided in (lo, hi]; valid cells only (the
+  // mask, which also cuts the lanes past the last cell).  acc_ is padded past them.
+  std::fill(und_.begin(), und_.end(), 0);
   const float* acc = acc_.data() + front_;
-  uint8_t* fl = flags_.data();
-  uint8_t* mf = mflags_.data();
-  for (int k = 0; k < nd; ++k) std::memcpy(mf + static_cast<size_t>(k) * nc, vc_.data(), nc);
-  for (int x = 0; x < cells; ++x) {
-    const uint8_t f = static_cast<uint8_t>((acc[x] > hi) | ((acc[x] > lo) & (acc[x] <= hi)) << 1);
-    fl[x] = f & static_cast<uint8_t>(-mf[x]);
+  for (int x = 0; x < cells; x += kLanes) {
+    const vf a = vload<vf>(acc + x);
+    const int w = x >> 6, sh = x & 63;
+    bits[w] |= lane_bits(a > hi) << sh;
+    und_[w] |= lane_bits((a > lo) & (a <= hi)) << sh;
   }
-  pack_bytes(fl, cells, bits);
-  pack_bytes(mf, cells, mask);
-  pack_bytes(vc_.data(), nc, smask);
-  // Cells in (lo, hi] in some plane: the reference sum decides all their planes (rare).
+  for (int w = 0; w < words; ++w) {
+    bits[w] &= mask[w];
+    und_[w] &= mask[w];
+  }
+  // Cells undecided in some plane: the reference sum decides all their planes (rare).
   float exact[32];  // Nd <= 32 (Config checks it)
   auto cd_of = [&](size_t b) {
     if (!cdx_done_[b]) {
@@ -509,15 +534,17 @@ void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask)
     }
     return &cdx_[b * nd];
   };
-  for (uint8_t* f = fl; (f = static_cast<uint8_t*>(std::memchr(f, 2, fl + cells - f))) != nullptr; ++f) {
-    const int x = static_cast<int>(f - fl), k0 = x / nc, d = x % nc;
-    exact_cell(g_, nbs_, cd_of, ci_[d], cj_[d], exact);
-    for (int k = 0; k < nd; ++k) {
-      const int bit = k * nc + d;
-      bits[bit >> 6] = (bits[bit >> 6] & ~(uint64_t(1) << (bit & 63))) | uint64_t(exact[k] > thr) << (bit & 63);
-      if (k > k0) fl[bit] = 0;  // decided: memchr must not find it again
+  for (int w = 0; w < words; ++w)
+    while (und_[w] != 0) {
+      const int d = (64 * w + __builtin_ctzll(und_[w])) % nc;
+      exact_cell(g_, nbs_, cd_of, ci_[d], cj_[d], exact);
+      for (int k = 0; k < nd; ++k) {
+        const int bit = k * nc + d;
+        const uint64_t one = uint64_t(1) << (bit & 63);
+        bits[bit >> 6] = exact[k] > thr ? bits[bit >> 6] | one : bits[bit >> 6] & ~one;
+        und_[bit >> 6] &= ~one;  // decided in every plane
+      }
     }
-  }
 }
 
 CylinderBuilder& CylinderBuilder::of(const Config& cfg) {
