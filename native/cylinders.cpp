@@ -273,6 +273,10 @@ class CylinderBuilder {
   int vcw_;                            // words of a bit per disc cell (whole vectors of cells)
   std::vector<uint64_t> vc_, band_;    // per disc cell, a bit: valid; between the hull and the margin
   std::vector<Neighbour> nbs_;
+  struct Span {
+    int i0, i1, j0, j1;
+  };
+  std::vector<Span> span_;             // per neighbour: its box's rows and columns within reach
   std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its box's rows and columns (far past
                                           // the box), Gaussian factors (gs_norm in gu_)
   std::vector<float> phi_;                 // per plane: its centre angle
@@ -429,12 +433,30 @@ int CylinderBuilder::count_valid() {
   return n;
 }
 
-// Per neighbour: its box's row and column offsets and their Gaussian factors (gs_norm in the row
-// factor), and the approximate angular terms C_D; flat loops over all neighbours, vectorised.
+// Per neighbour: the rows and columns of its box within reach, their offsets and Gaussian factors
+// (gs_norm in the row factor), and the approximate angular terms C_D; flat loops over all
+// neighbours, vectorised.
 void CylinderBuilder::neighbour_factors() {
   const int nb = static_cast<int>(nbs_.size()), nd = nd_;
+  const float reach2 = g_.reach * g_.reach;
+  // A cell the reference sums lies in the box with eu^2 + ev^2 <= reach^2, computed as there, so
+  // with eu^2 <= reach^2 and ev^2 <= reach^2 (rounding is monotone): an interval of the box's
+  // rows and one of its columns (|centre - du| grows away from du), each at most 2 reach / ds + 1
+  // cells wide.  Only those are summed over: the box's first and last rows and columns lie
+  // beyond reach but for exact ties, and a box one cell wider than kW would cost a second
+  // window per row (and a box_ of 2 kW for every neighbour).
   box_ = kW;
-  for (const Neighbour& n : nbs_) box_ = std::max({box_, n.i1 - n.i0 + 1, n.j1 - n.j0 + 1});
+  span_.resize(nb);
+  for (int b = 0; b < nb; ++b) {
+    const Neighbour& n = nbs_[b];
+    Span& sp = span_[b];
+    auto out = [&](int x, float d) { const float e = ctr_[x] - d; return e * e > reach2; };
+    for (sp.i0 = n.i0; sp.i0 <= n.i1 && out(sp.i0, n.du);) ++sp.i0;
+    for (sp.i1 = n.i1; sp.i1 >= sp.i0 && out(sp.i1, n.du);) --sp.i1;
+    for (sp.j0 = n.j0; sp.j0 <= n.j1 && out(sp.j0, n.dv);) ++sp.j0;
+    for (sp.j1 = n.j1; sp.j1 >= sp.j0 && out(sp.j1, n.dv);) --sp.j1;
+    box_ = std::max({box_, sp.i1 - sp.i0 + 1, sp.j1 - sp.j0 + 1});
+  }
   box_ = (box_ + kW - 1) / kW * kW;
   const int B = box_;
   // Whole vectors: the padding past nb * B (nb * Nd) holds finite stale values, never read.
@@ -443,11 +465,18 @@ void CylinderBuilder::neighbour_factors() {
   ev_.resize(nbox_pad);
   gu_.resize(nbox_pad);
   gv_.resize(nbox_pad);
+  v8f iota;
+  for (int x = 0; x < kW; ++x) iota[x] = static_cast<float>(x);
   for (int b = 0; b < nb; ++b) {
     const Neighbour& n = nbs_[b];
-    for (int x = 0; x < B; ++x) {  // as the reference: g.centre(i) - du; columns past the box out of reach
-      eu_[b * B + x] = ctr_[n.i0 + x] - n.du;
-      ev_[b * B + x] = x <= n.j1 - n.j0 ? ctr_[n.j0 + x] - n.dv : 1e4f;
+    const Span& sp = span_[b];
+    // As the reference: g.centre(i) - du; columns past the span out of reach.  An empty span
+    // (i1 < i0) is never read.
+    const float cols = static_cast<float>(sp.j1 - sp.j0);
+    for (int x = 0; x < B; x += kW) {
+      vstore(&eu_[b * B + x], vload<v8f>(&ctr_[std::max(sp.i0, 0) + x]) - n.du);
+      const v8f ev = vload<v8f>(&ctr_[std::max(sp.j0, 0) + x]) - n.dv;
+      vstore(&ev_[b * B + x], iota + static_cast<float>(x) <= cols ? ev : v8f{} + 1e4f);
     }
   }
   const float inv = 1.f / (2.f * g_.sig_s * g_.sig_s), gs = g_.gs_norm;
@@ -471,31 +500,31 @@ void CylinderBuilder::neighbour_factors() {
   }
 }
 
-// Approximate cell sums into acc_: per neighbour, per row of its box, windows of kW cells
+// Approximate cell sums into acc_: per neighbour, per row of its span, windows of kW cells
 // (a vector each) weighted by the separable Gaussian and masked by the reference's own tests
-// (the box, and d2 <= reach^2 with d2 computed as there) and by the row's disc cells.
+// (d2 <= reach^2 with d2 computed as there; the span lies in the box) and by the row's disc
+// cells.
 void CylinderBuilder::accumulate() {
   const int nb = static_cast<int>(nbs_.size()), nd = nd_, nc = nc_, B = box_;
   const float reach2 = g_.reach * g_.reach;
   std::fill(acc_.begin(), acc_.end(), 0.f);
   float* acc = acc_.data() + front_;
   for (int b = 0; b < nb; ++b) {
-    const Neighbour& n = nbs_[b];
-    const int cols = n.j1 - n.j0 + 1;
+    const Span& sp = span_[b];
+    const int cols = sp.j1 - sp.j0 + 1;
     const float* cd = &cd_[static_cast<size_t>(b) * nd];
     const float* ev = &ev_[static_cast<size_t>(b) * B];
     const float* gv = &gv_[static_cast<size_t>(b) * B];
-    for (int r = 0; r <= n.i1 - n.i0; ++r) {
-      const int i = n.i0 + r;
+    for (int r = 0; r <= sp.i1 - sp.i0; ++r) {
+      const int i = sp.i0 + r;
       const float eu = eu_[b * B + r], gu = gu_[b * B + r];
-      if (eu * eu > reach2) continue;  // then every d2 of the row exceeds reach^2 too
-      const int first = std::max(0, row_j0_[i] - n.j0), last = std::min(cols, row_j1_[i] - n.j0 + 1);
+      const int first = std::max(0, row_j0_[i] - sp.j0), last = std::min(cols, row_j1_[i] - sp.j0 + 1);
       for (int w = first & ~(kW - 1); w < last; w += kW) {
-        // Columns past the box are out of reach (ev_), those off the disc weigh 0 (disc_).
-        const float* dm = &disc_[static_cast<size_t>(i) * (ns_ + 2 * kW) + n.j0 + w];
+        // Columns past the span are out of reach (ev_), those off the disc weigh 0 (disc_).
+        const float* dm = &disc_[static_cast<size_t>(i) * (ns_ + 2 * kW) + sp.j0 + w];
         const v8f evw = vload<v8f>(ev + w), d2 = eu * eu + evw * evw, v = gu * vload<v8f>(gv + w) * vload<v8f>(dm);
         const v8f wt = d2 <= reach2 ? v : v8f{};
-        float* row = acc + row_d0_[i] + (n.j0 + w - row_j0_[i]);
+        float* row = acc + row_d0_[i] + (sp.j0 + w - row_j0_[i]);
         for (int k = 0; k < nd; ++k, row += nc) vstore(row, vload<v8f>(row) + wt * cd[k]);
       }
     }
