@@ -51,25 +51,31 @@ struct Neighbour {
   int i0, i1, j0, j1;
 };
 
+// Neighbour t of minutia m, at offset (dx, dy) in the working frame, for the cylinder's frame
+// (c, s) = (cos, sin) of m's direction.
+Neighbour neighbour(const Geometry& g, float dx, float dy, float dth, float c, float s) {
+  const int ns = g.ns;
+  Neighbour b;
+  b.du = dx * c + dy * s;
+  b.dv = -dx * s + dy * c;
+  b.dth = wrap_pi(dth);
+  b.i0 = std::max(0, static_cast<int>(std::floor((b.du - g.reach) / g.ds + 0.5f * (ns - 1))));
+  b.i1 = std::min(ns - 1, static_cast<int>(std::ceil((b.du + g.reach) / g.ds + 0.5f * (ns - 1))));
+  b.j0 = std::max(0, static_cast<int>(std::floor((b.dv - g.reach) / g.ds + 0.5f * (ns - 1))));
+  b.j1 = std::min(ns - 1, static_cast<int>(std::ceil((b.dv + g.reach) / g.ds + 0.5f * (ns - 1))));
+  return b;
+}
+
 // The neighbours of minutia m in ascending index, the order of the reference sums.
 void find_neighbours(const Geometry& g, const float* xs, const float* ys, const float* th, int n, int m,
                      float c, float s, std::vector<Neighbour>& out) {
   out.clear();
-  const int ns = g.ns;
   const float reach_nb = g.r + g.reach;
   for (int t = 0; t < n; ++t) {
     if (t == m) continue;
     float dx = xs[t] - xs[m], dy = ys[t] - ys[m];
     if (dx * dx + dy * dy > reach_nb * reach_nb) continue;
-    Neighbour b;
-    b.du = dx * c + dy * s;
-    b.dv = -dx * s + dy * c;
-    b.dth = wrap_pi(th[t] - th[m]);
-    b.i0 = std::max(0, static_cast<int>(std::floor((b.du - g.reach) / g.ds + 0.5f * (ns - 1))));
-    b.i1 = std::min(ns - 1, static_cast<int>(std::ceil((b.du + g.reach) / g.ds + 0.5f * (ns - 1))));
-    b.j0 = std::max(0, static_cast<int>(std::floor((b.dv - g.reach) / g.ds + 0.5f * (ns - 1))));
-    b.j1 = std::min(ns - 1, static_cast<int>(std::ceil((b.dv + g.reach) / g.ds + 0.5f * (ns - 1))));
-    out.push_back(b);
+    out.push_back(neighbour(g, dx, dy, th[t] - th[m], c, s));
   }
 }
 
@@ -248,6 +254,7 @@ class CylinderBuilder {
   bool build(const Prepared& t, int m, uint64_t* bits, uint64_t* mask, uint64_t* smask);
 
  private:
+  void find_neighbours(int m, float c, float s);
   int classify_cells(int m, float c, float s);
   int count_valid();
   void neighbour_factors();
@@ -327,9 +334,32 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
   // A window of kW cells starting up to Ns cells before a row's first disc cell, or ending up
   // to Ns + kW after it, stays inside acc_ (its cells outside the row are added 0).
   front_ = ns_ + kW;
-  acc_.resize(front_ + static_cast<size_t>(nd_) * nc_ + ns_ + 2 * kW);
+  acc_.resize(front_ + static_cast<size_t>(nd_) * nc_ + std::max(ns_ + 2 * kW, 64));  // threshold() reads whole words
   und_.resize((static_cast<size_t>(nd_) * nc_ + 63) / 64);
   for (int k = 0; k < nd_; ++k) phi_.push_back(-kPi + (k + 0.5f) * g_.dd);
+}
+
+// The reference's list (find_neighbours), its distance test on vectors of minutiae (Prepared::soa,
+// padded far away): the same operations, so the same neighbours.
+void CylinderBuilder::find_neighbours(int m, float c, float s) {
+  nbs_.clear();
+  const float reach_nb = g_.r + g_.reach, r2 = reach_nb * reach_nb;
+  const float* xs = t_->soa.data();
+  const float* ys = xs + t_->npad;
+  const float xm = t_->x[m], ym = t_->y[m];
+  for (int w = 0; w < t_->npad; w += 64) {
+    uint64_t near = 0;
+    for (int l = 0, end = std::min(64, t_->npad - w); l < end; l += kLanes) {
+      const vf dx = vload<vf>(xs + w + l) - xm, dy = vload<vf>(ys + w + l) - ym;
+      near |= (~lane_bits(dx * dx + dy * dy > r2) & ((uint64_t(2) << (kLanes - 1)) - 1)) << l;
+    }
+    if (m >= w && m < w + 64) near &= ~(uint64_t(1) << (m - w));
+    for (; near != 0; near &= near - 1) {
+      const int t = w + __builtin_ctzll(near);
+      if (t >= t_->n) break;
+      nbs_.push_back(neighbour(g_, t_->x[t] - xm, t_->y[t] - ym, t_->theta[t] - t_->theta[m], c, s));
+    }
+  }
 }
 
 // Valid cells of minutia m's cylinder (vc_), their count: in_hull(hull, cell, margin) as the
@@ -376,16 +406,20 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     return count_valid();
   }
   // Bit masks, a vector of cells at a time: inside, in the band, unsure (within kEps of a line).
-  std::fill(band_.begin(), band_.end(), 0);
+  // Each word assembled in registers, as in threshold().
   uint64_t any_band = 0, any_unsure = 0;
-  for (int d = 0; d < ncv; d += kLanes) {
-    const vf v = vload<vf>(mx + d);
-    const int w = d >> 6, sh = d & 63;
-    vc_[w] |= lane_bits(v <= -kEps) << sh;
-    const uint64_t band = lane_bits((v > kEps) & (v <= margin + kEps)) << sh;
-    band_[w] |= band;
+  for (int w = 0; w < vcw_; ++w) {
+    uint64_t in = 0, band = 0, unsure = 0;
+    for (int l = 0, end = std::min(64, ncv - 64 * w); l < end; l += kLanes) {
+      const vf v = vload<vf>(mx + 64 * w + l);
+      in |= lane_bits(v <= -kEps) << l;
+      band |= lane_bits((v > kEps) & (v <= margin + kEps)) << l;
+      unsure |= lane_bits((v > -kEps) & (v <= kEps)) << l;
+    }
+    vc_[w] = in;
+    band_[w] = band;
     any_band |= band;
-    any_unsure |= lane_bits((v > -kEps) & (v <= kEps)) << sh;
+    any_unsure |= unsure;
   }
   if (any_band != 0) {
     const float m2 = margin * margin, far = g_.r + margin + 1.f;
@@ -397,18 +431,22 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
       // seg_dist2(px, py, ax, ay, qx, qy) <= m2 per cell, with its operations (in_hull's exact bits),
       // over the vectors that hold band cells not yet found valid.
       const float dx = qx - ax, dy = qy - ay, l2 = dx * dx + dy * dy;
-      for (int d = 0; d < ncv; d += kLanes) {
-        const int w = d >> 6, sh = d & 63;
-        const uint64_t open = (band_[w] & ~vc_[w]) >> sh & ((uint64_t(2) << (kLanes - 1)) - 1);
-        if (open == 0) continue;
-        const vf x = vload<vf>(px + d), y = vload<vf>(py + d);
-        vf t = vf{};
-        if (l2 > 0) {
-          t = ((x - ax) * dx + (y - ay) * dy) / l2;
-          t = t < 0.f ? vf{} : (1.f < t ? vf{} + 1.f : t);  // std::clamp(t, 0, 1)
+      for (int w = 0; w < vcw_; ++w) {
+        const uint64_t open_w = band_[w] & ~vc_[w];
+        if (open_w == 0) continue;
+        uint64_t found = 0;
+        for (int l = 0, end = std::min(64, ncv - 64 * w); l < end; l += kLanes) {
+          if ((open_w >> l & ((uint64_t(2) << (kLanes - 1)) - 1)) == 0) continue;
+          const vf x = vload<vf>(px + 64 * w + l), y = vload<vf>(py + 64 * w + l);
+          vf t = vf{};
+          if (l2 > 0) {
+            t = ((x - ax) * dx + (y - ay) * dy) / l2;
+            t = t < 0.f ? vf{} : (1.f < t ? vf{} + 1.f : t);  // std::clamp(t, 0, 1)
+          }
+          const vf ex = ax + t * dx - x, ey = ay + t * dy - y;
+          found |= lane_bits(ex * ex + ey * ey <= m2) << l;
         }
-        const vf ex = ax + t * dx - x, ey = ay + t * dy - y;
-        vc_[w] |= (lane_bits(ex * ex + ey * ey <= m2) & open) << sh;
+        vc_[w] |= found & open_w;
       }
     }
   }
@@ -534,25 +572,25 @@ void CylinderBuilder::accumulate() {
 // Cell bits from the approximate sums, and from the reference sum where they are too close to
 // the threshold to tell; the masks from vc_.
 void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask) {
-  const int nc = nc_, nd = nd_, cells = nd * nc, words = static_cast<int>(und_.size());
+  const int nc = nc_, nd = nd_, words = static_cast<int>(und_.size());
   const float thr = p_.cell_threshold;
   const float tol = static_cast<float>(nbs_.size()) * g_.gs_norm * kTermErrorPerGsNorm;
   const float lo = thr - tol, hi = thr + tol;
   for (int k = 0; k < nd; ++k) or_bits(vc_.data(), nc, mask, k * nc);
   for (int w = 0; w < (nc + 63) / 64; ++w) smask[w] |= vc_[w];
-  // Per vector of cells, as packed: set above hi, undecided in (lo, hi]; valid cells only (the
-  // mask, which also cuts the lanes past the last cell).  acc_ is padded past them.
-  std::fill(und_.begin(), und_.end(), 0);
+  // Per word of cells, as packed: set above hi, undecided in (lo, hi]; valid cells only (the
+  // mask, which also cuts the cells past the last one: acc_ is padded to whole words).  Each
+  // word is assembled in a register (an OR into memory per vector would chain its stores).
   const float* acc = acc_.data() + front_;
-  for (int x = 0; x < cells; x += kLanes) {
-    const vf a = vload<vf>(acc + x);
-    const int w = x >> 6, sh = x & 63;
-    bits[w] |= lane_bits(a > hi) << sh;
-    und_[w] |= lane_bits((a > lo) & (a <= hi)) << sh;
-  }
   for (int w = 0; w < words; ++w) {
-    bits[w] &= mask[w];
-    und_[w] &= mask[w];
+    uint64_t set = 0, und = 0;
+    for (int l = 0; l < 64; l += kLanes) {
+      const vf a = vload<vf>(acc + 64 * w + l);
+      set |= lane_bits(a > hi) << l;
+      und |= lane_bits((a > lo) & (a <= hi)) << l;
+    }
+    bits[w] |= set & mask[w];
+    und_[w] = und & mask[w];
   }
   // Cells undecided in some plane: the reference sum decides all their planes (rare).
   float exact[32];  // Nd <= 32 (Config checks it)
@@ -586,7 +624,7 @@ CylinderBuilder& CylinderBuilder::of(const Config& cfg) {
 bool CylinderBuilder::build(const Prepared& t, int m, uint64_t* bits, uint64_t* mask, uint64_t* smask) {
   t_ = &t;
   const float c = std::cos(t_->theta[m]), s = std::sin(t_->theta[m]);
-  find_neighbours(g_, t_->x.data(), t_->y.data(), t_->theta.data(), t_->n, m, c, s, nbs_);
+  find_neighbours(m, c, s);
   if (static_cast<int>(nbs_.size()) < p_.min_neighbours) return false;
   const int n_valid = classify_cells(m, c, s);
   if (!(n_valid >= p_.min_valid_cells_fraction * (disc_cells_ / nd_))) return false;
