@@ -550,7 +550,9 @@ void CylinderBuilder::accumulate() {
   for (int b = 0; b < nb; ++b) {
     const Span& sp = span_[b];
     const int cols = sp.j1 - sp.j0 + 1;
-    const float* cd = &cd_[static_cast<size_t>(b) * nd];
+    // A local copy: the stores into acc_ cannot alias it, so its values stay in registers.
+    float cd[32];  // Nd <= 32 (Config checks it)
+    std::memcpy(cd, &cd_[static_cast<size_t>(b) * nd], sizeof(float) * nd);
     const float* ev = &ev_[static_cast<size_t>(b) * B];
     const float* gv = &gv_[static_cast<size_t>(b) * B];
     for (int r = 0; r <= sp.i1 - sp.i0; ++r) {
@@ -583,14 +585,14 @@ void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask)
   // word is assembled in a register (an OR into memory per vector would chain its stores).
   const float* acc = acc_.data() + front_;
   for (int w = 0; w < words; ++w) {
-    uint64_t set = 0, und = 0;
+    uint64_t set = 0, above_lo = 0;
     for (int l = 0; l < 64; l += kLanes) {
       const vf a = vload<vf>(acc + 64 * w + l);
       set |= lane_bits(a > hi) << l;
-      und |= lane_bits((a > lo) & (a <= hi)) << l;
+      above_lo |= lane_bits(a > lo) << l;
     }
     bits[w] |= set & mask[w];
-    und_[w] = und & mask[w];
+    und_[w] = above_lo & ~set & mask[w];
   }
   // Cells undecided in some plane: the reference sum decides all their planes (rare).
   float exact[32];  // Nd <= 32 (Config checks it)
