@@ -249,11 +249,16 @@ class CylinderBuilder {
   // This thread's builder for cfg's parameters: the geometry tables and every buffer are made
   // once per thread and parameter set, not per template (allocation was ~10% of prepare).
   static CylinderBuilder& of(const Config& cfg);
-  // Cylinder validity of minutia m of t (Section 3.2); when valid, its packed cell bits, mask and
-  // spatial mask are ORed into bits, mask (words each) and smask (mask_words).
-  bool build(const Prepared& t, int m, uint64_t* bits, uint64_t* mask, uint64_t* smask);
+  // Starts template t (its minutia tables filled): the pairs of minutiae within reach of each
+  // other, and their angular terms.
+  void start(const Prepared& t);
+  // Cylinder validity of minutia m of the template started (Section 3.2); when valid, its packed
+  // cell bits, mask and spatial mask are ORed into bits, mask (words each) and smask (mask_words).
+  bool build(int m, uint64_t* bits, uint64_t* mask, uint64_t* smask);
 
  private:
+  void find_pairs();
+  void pair_angular_terms();
   void find_neighbours(int m, float c, float s);
   int classify_cells(int m, float c, float s);
   int count_valid();
@@ -287,7 +292,17 @@ class CylinderBuilder {
   std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its box's rows and columns (far past
                                           // the box), Gaussian factors (gs_norm in gu_)
   std::vector<float> phi_;                 // per plane: its centre angle
-  std::vector<float> ang_, cd_, cdx_;      // per neighbour and plane: relative angle, approximate and exact C_D
+  // Per template: the pairs (a, b), a < b, within a cylinder's reach of each other, in ascending
+  // order; per minutia its partners in ascending index (adj_start_[m] .. adj_start_[m + 1]), each
+  // with its pair; per pair and plane the approximate C_D of b in a's cylinder (ang_: its angle).
+  struct Adjacent {
+    int other, pair;
+  };
+  std::vector<int> pair_a_, pair_b_, adj_start_, adj_fill_;
+  std::vector<Adjacent> adj_;
+  std::vector<float> ang_, pcd_;
+  std::vector<int> nb_pair_;               // per neighbour: its pair, ~pair when the planes are mirrored
+  std::vector<float> cdx_;                 // per neighbour and plane: exact C_D
   std::vector<uint8_t> cdx_done_;          // per neighbour: cdx_ computed
   std::vector<float> acc_;                 // approximate sums, per plane and disc cell, padded before and after
   std::vector<uint64_t> und_;              // per plane and disc cell, a bit: too close to the threshold to tell
@@ -336,29 +351,90 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
   front_ = ns_ + kW;
   acc_.resize(front_ + static_cast<size_t>(nd_) * nc_ + std::max(ns_ + 2 * kW, 64));  // threshold() reads whole words
   und_.resize((static_cast<size_t>(nd_) * nc_ + 63) / 64);
-  for (int k = 0; k < nd_; ++k) phi_.push_back(-kPi + (k + 0.5f) * g_.dd);
+  // Plane centres, mirrored exactly (phi_[Nd-1-k] = -phi_[k], as the planes are): the angular
+  // terms of b in a's cylinder give a's in b's by reversing the planes, bit for bit (wrap and
+  // erf_approx are odd).  Each within an ulp of the reference's centre (Geometry::angular).
+  phi_.resize(nd_);
+  for (int k = 0; k < nd_; ++k) phi_[k] = 2 * k + 1 < nd_ ? -kPi + (k + 0.5f) * g_.dd : 2 * k + 1 == nd_ ? 0.f : -phi_[nd_ - 1 - k];
 }
 
-// The reference's list (find_neighbours), its distance test on vectors of minutiae (Prepared::soa,
-// padded far away): the same operations, so the same neighbours.
-void CylinderBuilder::find_neighbours(int m, float c, float s) {
-  nbs_.clear();
+void CylinderBuilder::start(const Prepared& t) {
+  t_ = &t;
+  find_pairs();
+  pair_angular_terms();
+}
+
+// The pairs of the reference's neighbour lists (find_neighbours), its distance test on vectors
+// of minutiae (Prepared::soa, padded far away): the same operations, so the same neighbours.  The
+// test is symmetric (x_a - x_b = -(x_b - x_a) exactly), so each pair is tested once.
+void CylinderBuilder::find_pairs() {
+  const int n = t_->n, npad = t_->npad;
   const float reach_nb = g_.r + g_.reach, r2 = reach_nb * reach_nb;
   const float* xs = t_->soa.data();
-  const float* ys = xs + t_->npad;
+  const float* ys = xs + npad;
+  pair_a_.clear();
+  pair_b_.clear();
+  adj_start_.assign(n + 1, 0);
+  for (int a = 0; a < n; ++a) {
+    const float xa = xs[a], ya = ys[a];
+    for (int w = (a + 1) & ~63; w < npad; w += 64) {
+      uint64_t near = 0;
+      for (int l = 0, end = std::min(64, npad - w); l < end; l += kLanes) {
+        const vf dx = vload<vf>(xs + w + l) - xa, dy = vload<vf>(ys + w + l) - ya;
+        near |= (~lane_bits(dx * dx + dy * dy > r2) & ((uint64_t(2) << (kLanes - 1)) - 1)) << l;
+      }
+      if (a + 1 > w) near &= ~uint64_t(0) << (a + 1 - w);  // partners above a only
+      for (; near != 0; near &= near - 1) {
+        const int b = w + __builtin_ctzll(near);
+        if (b >= n) break;
+        pair_a_.push_back(a);
+        pair_b_.push_back(b);
+        ++adj_start_[a + 1];
+        ++adj_start_[b + 1];
+      }
+    }
+  }
+  for (int m = 0; m < n; ++m) adj_start_[m + 1] += adj_start_[m];
+  // In pair order, each minutia's partners come in ascending index: those below it (the pairs
+  // (x, m), by x) before those above it (the pairs (m, x), after every pair of a smaller x).
+  adj_.resize(adj_start_[n]);
+  adj_fill_.assign(adj_start_.begin(), adj_start_.end() - 1);
+  for (int p = 0; p < static_cast<int>(pair_a_.size()); ++p) {
+    adj_[adj_fill_[pair_a_[p]]++] = {pair_b_[p], p};
+    adj_[adj_fill_[pair_b_[p]]++] = {pair_a_[p], p};
+  }
+}
+
+// C_D = 0.5 (erf(hi) - erf(lo)) of every pair, b in a's cylinder, in one flat loop over
+// (pair, plane).  Any representative of the wrapped angle will do: the term takes the same value
+// at -pi and pi.
+void CylinderBuilder::pair_angular_terms() {
+  const int np = static_cast<int>(pair_a_.size()), nd = nd_;
+  const size_t nang = static_cast<size_t>(np) * nd, nang_pad = (nang + kLanes - 1) / kLanes * kLanes;
+  ang_.resize(nang_pad);
+  pcd_.resize(nang_pad);
+  const float* th = t_->theta.data();
+  for (int p = 0; p < np; ++p) {
+    const float dth = wrap_pi(th[pair_b_[p]] - th[pair_a_[p]]);  // the reference's Neighbour::dth
+    for (int k = 0; k < nd; ++k) ang_[static_cast<size_t>(p) * nd + k] = phi_[k] - dth;
+  }
+  const float half = 0.5f * g_.dd, sc = 1.f / (g_.sig_d * std::sqrt(2.f));
+  for (size_t x = 0; x < nang_pad; x += kLanes) {
+    const vf an = vload<vf>(&ang_[x]);
+    const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
+    vstore(&pcd_[x], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
+  }
+}
+
+// The neighbours of minutia m in the reference's order (ascending index), from its pairs.
+void CylinderBuilder::find_neighbours(int m, float c, float s) {
+  nbs_.clear();
+  nb_pair_.clear();
   const float xm = t_->x[m], ym = t_->y[m];
-  for (int w = 0; w < t_->npad; w += 64) {
-    uint64_t near = 0;
-    for (int l = 0, end = std::min(64, t_->npad - w); l < end; l += kLanes) {
-      const vf dx = vload<vf>(xs + w + l) - xm, dy = vload<vf>(ys + w + l) - ym;
-      near |= (~lane_bits(dx * dx + dy * dy > r2) & ((uint64_t(2) << (kLanes - 1)) - 1)) << l;
-    }
-    if (m >= w && m < w + 64) near &= ~(uint64_t(1) << (m - w));
-    for (; near != 0; near &= near - 1) {
-      const int t = w + __builtin_ctzll(near);
-      if (t >= t_->n) break;
-      nbs_.push_back(neighbour(g_, t_->x[t] - xm, t_->y[t] - ym, t_->theta[t] - t_->theta[m], c, s));
-    }
+  for (int e = adj_start_[m]; e < adj_start_[m + 1]; ++e) {
+    const int u = adj_[e].other;
+    nbs_.push_back(neighbour(g_, t_->x[u] - xm, t_->y[u] - ym, t_->theta[u] - t_->theta[m], c, s));
+    nb_pair_.push_back(u > m ? adj_[e].pair : ~adj_[e].pair);
   }
 }
 
@@ -472,10 +548,9 @@ int CylinderBuilder::count_valid() {
 }
 
 // Per neighbour: the rows and columns of its box within reach, their offsets and Gaussian factors
-// (gs_norm in the row factor), and the approximate angular terms C_D; flat loops over all
-// neighbours, vectorised.
+// (gs_norm in the row factor); flat loops over all neighbours, vectorised.
 void CylinderBuilder::neighbour_factors() {
-  const int nb = static_cast<int>(nbs_.size()), nd = nd_;
+  const int nb = static_cast<int>(nbs_.size());
   const float reach2 = g_.reach * g_.reach;
   // A cell the reference sums lies in the box with eu^2 + ev^2 <= reach^2, computed as there, so
   // with eu^2 <= reach^2 and ev^2 <= reach^2 (rounding is monotone): an interval of the box's
@@ -523,19 +598,6 @@ void CylinderBuilder::neighbour_factors() {
     vstore(&gu_[x], gs * exp_approx(-(eu * eu) * inv));
     vstore(&gv_[x], exp_approx(-(ev * ev) * inv));
   }
-  // C_D = 0.5 (erf(hi) - erf(lo)), in one flat loop over (neighbour, plane).  Any representative
-  // of the wrapped angle will do: the term takes the same value at -pi and pi.
-  const size_t nang = static_cast<size_t>(nb) * nd, nang_pad = (nang + kLanes - 1) / kLanes * kLanes;
-  ang_.resize(nang_pad);
-  cd_.resize(nang_pad);
-  for (int b = 0; b < nb; ++b)
-    for (int k = 0; k < nd; ++k) ang_[b * nd + k] = phi_[k] - nbs_[b].dth;
-  const float half = 0.5f * g_.dd, sc = 1.f / (g_.sig_d * std::sqrt(2.f));
-  for (size_t x = 0; x < nang_pad; x += kLanes) {
-    const vf an = vload<vf>(&ang_[x]);
-    const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
-    vstore(&cd_[x], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
-  }
 }
 
 // Approximate cell sums into acc_: per neighbour, per row of its span, windows of kW cells
@@ -550,9 +612,14 @@ void CylinderBuilder::accumulate() {
   for (int b = 0; b < nb; ++b) {
     const Span& sp = span_[b];
     const int cols = sp.j1 - sp.j0 + 1;
-    // A local copy: the stores into acc_ cannot alias it, so its values stay in registers.
+    // Its pair's angular terms, the planes reversed from the other minutia's cylinder (see
+    // phi_).  A local copy: the stores into acc_ cannot alias it, so its values stay in registers.
     float cd[32];  // Nd <= 32 (Config checks it)
-    std::memcpy(cd, &cd_[static_cast<size_t>(b) * nd], sizeof(float) * nd);
+    const int pr = nb_pair_[b];
+    if (pr >= 0)
+      std::memcpy(cd, &pcd_[static_cast<size_t>(pr) * nd], sizeof(float) * nd);
+    else
+      for (int k = 0; k < nd; ++k) cd[k] = pcd_[static_cast<size_t>(~pr) * nd + nd - 1 - k];
     const float* ev = &ev_[static_cast<size_t>(b) * B];
     const float* gv = &gv_[static_cast<size_t>(b) * B];
     for (int r = 0; r <= sp.i1 - sp.i0; ++r) {
@@ -623,8 +690,7 @@ CylinderBuilder& CylinderBuilder::of(const Config& cfg) {
   return *builder;
 }
 
-bool CylinderBuilder::build(const Prepared& t, int m, uint64_t* bits, uint64_t* mask, uint64_t* smask) {
-  t_ = &t;
+bool CylinderBuilder::build(int m, uint64_t* bits, uint64_t* mask, uint64_t* smask) {
   const float c = std::cos(t_->theta[m]), s = std::sin(t_->theta[m]);
   find_neighbours(m, c, s);
   if (static_cast<int>(nbs_.size()) < p_.min_neighbours) return false;
@@ -775,8 +841,9 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* gri
   std::vector<uint64_t> bits(static_cast<size_t>(n) * t.words), mask(bits.size()),
       smask(static_cast<size_t>(n) * t.mask_words);
   CylinderBuilder& builder = CylinderBuilder::of(cfg);
+  builder.start(t);
   for (int m = 0; m < n; ++m)
-    valid[m] = builder.build(t, m, &bits[static_cast<size_t>(m) * t.words], &mask[static_cast<size_t>(m) * t.words],
+    valid[m] = builder.build(m, &bits[static_cast<size_t>(m) * t.words], &mask[static_cast<size_t>(m) * t.words],
                              &smask[static_cast<size_t>(m) * t.mask_words]);
   pack_valid_cylinders(cfg, t, valid, bits, mask, smask);
   if (grid != nullptr && rows > 0 && cols > 0) fill_grid(t, grid, rows, cols);
