@@ -253,7 +253,8 @@ class CylinderBuilder {
   // other, and their angular terms.
   void start(const Prepared& t);
   // Cylinder validity of minutia m of the template started (Section 3.2); when valid, its packed
-  // cell bits, mask and spatial mask are ORed into bits, mask (words each) and smask (mask_words).
+  // cell bits, mask and spatial mask are ORed into bits, mask (words each) and smask (mask_words),
+  // left untouched otherwise.
   bool build(int m, uint64_t* bits, uint64_t* mask, uint64_t* smask);
 
  private:
@@ -691,7 +692,7 @@ CylinderBuilder& CylinderBuilder::of(const Config& cfg) {
 }
 
 bool CylinderBuilder::build(int m, uint64_t* bits, uint64_t* mask, uint64_t* smask) {
-  const float c = std::cos(t_->theta[m]), s = std::sin(t_->theta[m]);
+  const float c = t_->cos_theta[m], s = t_->sin_theta[m];  // std::cos and std::sin of theta, as the reference's
   find_neighbours(m, c, s);
   if (static_cast<int>(nbs_.size()) < p_.min_neighbours) return false;
   const int n_valid = classify_cells(m, c, s);
@@ -770,28 +771,35 @@ void fill_minutia_tables(Prepared& t, const float* xyaq) {
   }
 }
 
-// The valid cylinders (Section 3.2), compacted and sorted by direction, with their counts.
-void pack_valid_cylinders(const Config& cfg, Prepared& t, const std::vector<uint8_t>& valid,
-                          const std::vector<uint64_t>& bits, const std::vector<uint64_t>& mask,
-                          const std::vector<uint64_t>& smask) {
+// The valid cylinders (Section 3.2), compacted and sorted by direction, with their counts: built
+// in direction order straight into t's arrays (an invalid cylinder leaves its slot untouched, and
+// the next one takes it).
+void build_cylinders(const Config& cfg, Prepared& t, CylinderBuilder& builder) {
   const int n = t.n;
-  std::vector<int> order;
-  for (int i = 0; i < n; ++i)
-    if (valid[i]) order.push_back(i);
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int u, int v) { return t.theta[u] < t.theta[v]; });
   const size_t w = t.words, mw = t.mask_words;
+  t.bits.assign(n * w, 0);
+  t.mask.assign(n * w, 0);
+  t.smask.assign(n * mw, 0);
+  size_t v = 0;
   for (int i : order) {
+    const uint64_t* bits = &t.bits[v * w];
+    const uint64_t* smask = &t.smask[v * mw];
+    if (!builder.build(i, &t.bits[v * w], &t.mask[v * w], &t.smask[v * mw])) continue;
     t.cyl_index.push_back(i);
     t.cyl_theta.push_back(t.theta[i]);
-    t.bits.insert(t.bits.end(), bits.begin() + i * w, bits.begin() + (i + 1) * w);
-    t.mask.insert(t.mask.end(), mask.begin() + i * w, mask.begin() + (i + 1) * w);
-    t.smask.insert(t.smask.end(), smask.begin() + i * mw, smask.begin() + (i + 1) * mw);
     uint64_t nbits = 0, nmask = 0;
-    for (size_t u = 0; u < w; ++u) nbits += __builtin_popcountll(bits[i * w + u]);
-    for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[i * mw + u]);
+    for (size_t u = 0; u < w; ++u) nbits += __builtin_popcountll(bits[u]);
+    for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[u]);
     t.cyl_full.push_back(static_cast<int>(nmask) * cfg.params().angular_cells == cfg.disc_cells());
     t.cyl_ones.push_back(nbits << 16 | nmask << 48);
+    ++v;
   }
+  t.bits.resize(v * w);
+  t.mask.resize(v * w);
+  t.smask.resize(v * mw);
 }
 
 // The block orientation grid: one cell per block (plus one without print), and per print block
@@ -837,15 +845,9 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* gri
   t.mask_words = cfg.mask_words();
   working_frame(xyaq, n, t.x, t.y, t.theta, t.hull);
   fill_minutia_tables(t, xyaq);  // the hull's edge lines first: the cell validity reads them
-  std::vector<uint8_t> valid(n, 0);
-  std::vector<uint64_t> bits(static_cast<size_t>(n) * t.words), mask(bits.size()),
-      smask(static_cast<size_t>(n) * t.mask_words);
   CylinderBuilder& builder = CylinderBuilder::of(cfg);
   builder.start(t);
-  for (int m = 0; m < n; ++m)
-    valid[m] = builder.build(m, &bits[static_cast<size_t>(m) * t.words], &mask[static_cast<size_t>(m) * t.words],
-                             &smask[static_cast<size_t>(m) * t.mask_words]);
-  pack_valid_cylinders(cfg, t, valid, bits, mask, smask);
+  build_cylinders(cfg, t, builder);
   if (grid != nullptr && rows > 0 && cols > 0) fill_grid(t, grid, rows, cols);
   return t;
 }
