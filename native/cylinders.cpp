@@ -263,6 +263,7 @@ class CylinderBuilder {
   void find_neighbours(int m, float c, float s);
   int classify_cells(int m, float c, float s);
   int count_valid();
+  uint64_t within_reach(int x0, int x1, float d) const;
   void neighbour_factors();
   void accumulate();
   void threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask);
@@ -276,7 +277,7 @@ class CylinderBuilder {
   int ns_, nd_, nc_, front_;           // Ns, Nd, disc cells per plane; acc_'s padding before plane 0
   int ncv_;                            // nc_ rounded up to whole vectors (kLanes)
   int box_ = 0;                        // the current neighbours' widest box, rounded up to kW
-  std::vector<float> ctr_;             // cell centre g.centre(i), i < 2 Ns + kW
+  std::vector<float> ctr_;             // cell centre g.centre(i), i < 2 Ns + max(kW, kLanes)
   std::vector<float> cu_, cv_;         // per disc cell: centre (u, v)
   std::vector<int> ci_, cj_;           // per disc cell: row and column
   std::vector<int> row_d0_, row_j0_;   // per row: its first disc cell, and that cell's column (row_j0_ > row_j1_: none)
@@ -284,7 +285,8 @@ class CylinderBuilder {
   std::vector<float> disc_;            // per row, Ns + 2 kW columns: 1 on the disc, else 0
   std::vector<float> px_, py_, mx_;    // per disc cell: centre in the working frame, max signed distance to a hull edge line
   int vcw_;                            // words of a bit per disc cell (whole vectors of cells)
-  std::vector<uint64_t> vc_, band_;    // per disc cell, a bit: valid; between the hull and the margin
+  std::vector<uint64_t> vc_, band_, unsure_;  // per disc cell, a bit: valid; between the hull and the margin;
+                                              // within kEps of a hull line
   std::vector<Neighbour> nbs_;
   struct Span {
     int i0, i1, j0, j1;
@@ -313,7 +315,7 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
     : p_(cfg.params()), config_id_(cfg.id()), g_(cfg.params()), disc_cells_(cfg.disc_cells()) {
   ns_ = g_.ns;
   nd_ = g_.nd;
-  ctr_.resize(2 * ns_ + kW);
+  ctr_.resize(2 * ns_ + std::max(kW, kLanes));
   for (int i = 0; i < static_cast<int>(ctr_.size()); ++i) ctr_[i] = g_.centre(i);
   // Disc cells are numbered in row-major order, and each row's are contiguous (u^2 + v^2 <= r^2
   // is an interval of v, and centre() is monotone).
@@ -347,6 +349,7 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
   vcw_ = (ncv_ + 63) / 64;
   vc_.resize(vcw_);
   band_.resize(vcw_);
+  unsure_.resize(vcw_);
   // A window of kW cells starting up to Ns cells before a row's first disc cell, or ending up
   // to Ns + kW after it, stays inside acc_ (its cells outside the row are added 0).
   front_ = ns_ + kW;
@@ -484,7 +487,7 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
   }
   // Bit masks, a vector of cells at a time: inside, in the band, unsure (within kEps of a line).
   // Each word assembled in registers, as in threshold().
-  uint64_t any_band = 0, any_unsure = 0;
+  uint64_t any_band = 0;
   for (int w = 0; w < vcw_; ++w) {
     uint64_t in = 0, band = 0, unsure = 0;
     for (int l = 0, end = std::min(64, ncv - 64 * w); l < end; l += kLanes) {
@@ -496,7 +499,7 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     vc_[w] = in;
     band_[w] = band;
     any_band |= band;
-    any_unsure |= unsure;
+    unsure_[w] = unsure;
   }
   if (any_band != 0) {
     const float m2 = margin * margin, far = g_.r + margin + 1.f;
@@ -528,12 +531,12 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     }
   }
   // Within kEps of a line (rare): in_hull itself.  Padding cells past nc are cut by count_valid.
-  if (any_unsure != 0)
-    for (int d = 0; d < nc; ++d)
-      if (mx[d] > -kEps && mx[d] <= kEps) {
-        const uint64_t bit = uint64_t(1) << (d & 63);
-        vc_[d >> 6] = in_hull(t_->hull, px[d], py[d], margin) ? vc_[d >> 6] | bit : vc_[d >> 6] & ~bit;
-      }
+  for (int w = 0; w < vcw_; ++w)
+    for (uint64_t u = unsure_[w]; u != 0; u &= u - 1) {
+      const int d = 64 * w + __builtin_ctzll(u);
+      const uint64_t bit = uint64_t(1) << (d & 63);
+      vc_[w] = in_hull(t_->hull, px[d], py[d], margin) ? vc_[w] | bit : vc_[w] & ~bit;
+    }
   return count_valid();
 }
 
@@ -548,11 +551,22 @@ int CylinderBuilder::count_valid() {
   return n;
 }
 
+// Bit x set when (centre(x0 + x) - d)^2 <= reach^2, x0 + x <= x1 (at most Ns <= 64 cells).
+uint64_t CylinderBuilder::within_reach(int x0, int x1, float d) const {
+  const float reach2 = g_.reach * g_.reach;
+  uint64_t in = 0;
+  for (int x = 0; x <= x1 - x0; x += kLanes) {
+    const vf e = vload<vf>(&ctr_[x0 + x]) - d;
+    in |= (~lane_bits(e * e > reach2) & ((uint64_t(2) << (kLanes - 1)) - 1)) << x;  // as the reference's test
+  }
+  const int width = x1 - x0 + 1;
+  return width <= 0 ? 0 : width >= 64 ? in : in & ((uint64_t(1) << width) - 1);
+}
+
 // Per neighbour: the rows and columns of its box within reach, their offsets and Gaussian factors
 // (gs_norm in the row factor); flat loops over all neighbours, vectorised.
 void CylinderBuilder::neighbour_factors() {
   const int nb = static_cast<int>(nbs_.size());
-  const float reach2 = g_.reach * g_.reach;
   // A cell the reference sums lies in the box with eu^2 + ev^2 <= reach^2, computed as there, so
   // with eu^2 <= reach^2 and ev^2 <= reach^2 (rounding is monotone): an interval of the box's
   // rows and one of its columns (|centre - du| grows away from du), each at most 2 reach / ds + 1
@@ -564,11 +578,11 @@ void CylinderBuilder::neighbour_factors() {
   for (int b = 0; b < nb; ++b) {
     const Neighbour& n = nbs_[b];
     Span& sp = span_[b];
-    auto out = [&](int x, float d) { const float e = ctr_[x] - d; return e * e > reach2; };
-    for (sp.i0 = n.i0; sp.i0 <= n.i1 && out(sp.i0, n.du);) ++sp.i0;
-    for (sp.i1 = n.i1; sp.i1 >= sp.i0 && out(sp.i1, n.du);) --sp.i1;
-    for (sp.j0 = n.j0; sp.j0 <= n.j1 && out(sp.j0, n.dv);) ++sp.j0;
-    for (sp.j1 = n.j1; sp.j1 >= sp.j0 && out(sp.j1, n.dv);) --sp.j1;
+    const uint64_t rows = within_reach(n.i0, n.i1, n.du), cols = within_reach(n.j0, n.j1, n.dv);
+    sp.i0 = n.i0 + (rows ? __builtin_ctzll(rows) : 0);
+    sp.i1 = rows ? n.i0 + 63 - __builtin_clzll(rows) : sp.i0 - 1;
+    sp.j0 = n.j0 + (cols ? __builtin_ctzll(cols) : 0);
+    sp.j1 = cols ? n.j0 + 63 - __builtin_clzll(cols) : sp.j0 - 1;
     box_ = std::max({box_, sp.i1 - sp.i0 + 1, sp.j1 - sp.j0 + 1});
   }
   box_ = (box_ + kW - 1) / kW * kW;
