@@ -230,6 +230,26 @@ inline uint64_t lane_bits(vi m) {
 #endif
 }
 
+// Bit x set when a[x] > v, x < 64.  SSE packs the comparisons of 16 floats into one byte mask
+// (one movemask instead of four).
+inline uint64_t above(const float* a, float v) {
+  uint64_t r = 0;
+#if !defined(BIOMATCH_HAVE_AVX2) && !defined(BIOMATCH_HAVE_AVX512) && defined(__SSE2__)
+  const __m128 t = _mm_set1_ps(v);
+  for (int l = 0; l < 64; l += 16) {
+    const __m128i c0 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l), t));
+    const __m128i c1 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l + 4), t));
+    const __m128i c2 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l + 8), t));
+    const __m128i c3 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l + 12), t));
+    const __m128i b = _mm_packs_epi16(_mm_packs_epi32(c0, c1), _mm_packs_epi32(c2, c3));
+    r |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(b))) << l;
+  }
+#else
+  for (int l = 0; l < 64; l += kLanes) r |= lane_bits(vload<vf>(a + l) > v) << l;
+#endif
+  return r;
+}
+
 // ORs the count bits of src into dst from bit offset at.
 void or_bits(const uint64_t* src, int count, uint64_t* dst, int at) {
   const int sh = at & 63;
@@ -285,6 +305,7 @@ class CylinderBuilder {
   std::vector<float> disc_;            // per row, Ns + 2 kW columns: 1 on the disc, else 0
   std::vector<float> px_, py_, mx_;    // per disc cell: centre in the working frame, max signed distance to a hull edge line
   int vcw_;                            // words of a bit per disc cell (whole vectors of cells)
+  std::vector<std::pair<float, int>> near_edges_;  // hull edges near the cylinder: distance^2, index
   std::vector<uint64_t> vc_, band_, unsure_;  // per disc cell, a bit: valid; between the hull and the margin;
                                               // within kEps of a hull line
   std::vector<Neighbour> nbs_;
@@ -504,10 +525,18 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
   if (any_band != 0) {
     const float m2 = margin * margin, far = g_.r + margin + 1.f;
     const float* hp = t_->hull.data();
+    // The edges within reach, nearest first: the nearest validates most band cells, and the
+    // vectors left without an open band cell skip the farther edges.
+    near_edges_.clear();
     for (int i = 0; i < nh; ++i) {
       const int j = i + 1 == nh ? 0 : i + 1;
+      const float d2 = seg_dist2(xm, ym, hp[2 * i], hp[2 * i + 1], hp[2 * j], hp[2 * j + 1]);
+      if (d2 <= far * far) near_edges_.push_back({d2, i});  // else farther than the margin from every cell
+    }
+    std::sort(near_edges_.begin(), near_edges_.end());
+    for (const auto& [d2, i] : near_edges_) {
+      const int j = i + 1 == nh ? 0 : i + 1;
       const float ax = hp[2 * i], ay = hp[2 * i + 1], qx = hp[2 * j], qy = hp[2 * j + 1];
-      if (seg_dist2(xm, ym, ax, ay, qx, qy) > far * far) continue;  // farther than the margin from every cell
       // seg_dist2(px, py, ax, ay, qx, qy) <= m2 per cell, with its operations (in_hull's exact bits),
       // over the vectors that hold band cells not yet found valid.
       const float dx = qx - ax, dy = qy - ay, l2 = dx * dx + dy * dy;
@@ -667,12 +696,7 @@ void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask)
   // word is assembled in a register (an OR into memory per vector would chain its stores).
   const float* acc = acc_.data() + front_;
   for (int w = 0; w < words; ++w) {
-    uint64_t set = 0, above_lo = 0;
-    for (int l = 0; l < 64; l += kLanes) {
-      const vf a = vload<vf>(acc + 64 * w + l);
-      set |= lane_bits(a > hi) << l;
-      above_lo |= lane_bits(a > lo) << l;
-    }
+    const uint64_t set = above(acc + 64 * w, hi), above_lo = above(acc + 64 * w, lo);
     bits[w] |= set & mask[w];
     und_[w] = above_lo & ~set & mask[w];
   }
