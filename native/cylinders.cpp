@@ -326,6 +326,8 @@ class CylinderBuilder {
   std::vector<Adjacent> adj_;
   std::vector<float> ang_, pcd_;
   std::vector<int> nb_pair_;               // per neighbour: its pair, ~pair when the planes are mirrored
+  std::vector<float> nbf_;                 // find_neighbours' vectors
+  std::vector<int> nbi_;
   std::vector<float> cdx_;                 // per neighbour and plane: exact C_D
   std::vector<uint8_t> cdx_done_;          // per neighbour: cdx_ computed
   std::vector<float> acc_;                 // approximate sums, per plane and disc cell, padded before and after
@@ -451,16 +453,49 @@ void CylinderBuilder::pair_angular_terms() {
   }
 }
 
-// The neighbours of minutia m in the reference's order (ascending index), from its pairs.
+// floor(x) for |x| < 2^31, exactly: the truncation, one less when it lies above x.
+inline vf vfloor(vf x) {
+  const vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf);
+  return t > x ? t - 1.f : t;
+}
+
+// The neighbours of minutia m in the reference's order (ascending index), from its pairs: the
+// operations of neighbour() on vectors of neighbours (floor and ceil exact, as std::floor's).
 void CylinderBuilder::find_neighbours(int m, float c, float s) {
-  nbs_.clear();
-  nb_pair_.clear();
-  const float xm = t_->x[m], ym = t_->y[m];
-  for (int e = adj_start_[m]; e < adj_start_[m + 1]; ++e) {
-    const int u = adj_[e].other;
-    nbs_.push_back(neighbour(g_, t_->x[u] - xm, t_->y[u] - ym, t_->theta[u] - t_->theta[m], c, s));
-    nb_pair_.push_back(u > m ? adj_[e].pair : ~adj_[e].pair);
+  const int nb = adj_start_[m + 1] - adj_start_[m], nbv = (nb + kLanes - 1) / kLanes * kLanes;
+  const Adjacent* adj = &adj_[adj_start_[m]];
+  nb_pair_.resize(nb);
+  nbf_.resize(static_cast<size_t>(3) * nbv);  // dx, dy, theta difference; then du, dv, dth
+  nbi_.resize(static_cast<size_t>(4) * nbv);  // i0, i1, j0, j1
+  float* dx = nbf_.data();
+  float* dy = dx + nbv;
+  float* dth = dy + nbv;
+  const float xm = t_->x[m], ym = t_->y[m], thm = t_->theta[m];
+  for (int b = 0; b < nbv; ++b) {  // padding lanes: offset 0, never read back
+    const int u = b < nb ? adj[b].other : m;
+    dx[b] = t_->x[u] - xm;
+    dy[b] = t_->y[u] - ym;
+    dth[b] = t_->theta[u] - thm;
+    if (b < nb) nb_pair_[b] = u > m ? adj[b].pair : ~adj[b].pair;
   }
+  const float reach = g_.reach, ds = g_.ds, mid = 0.5f * (ns_ - 1);
+  for (int b = 0; b < nbv; b += kLanes) {
+    const vf x = vload<vf>(dx + b), y = vload<vf>(dy + b), a = vload<vf>(dth + b);
+    const vf du = x * c + y * s, dv = -x * s + y * c;
+    vstore(dx + b, du);
+    vstore(dy + b, dv);
+    vstore(dth + b, a - kTwoPi * vfloor((a + kPi) / kTwoPi));  // wrap_pi
+    const vf lo_u = vfloor((du - reach) / ds + mid), lo_v = vfloor((dv - reach) / ds + mid);
+    const vf hi_u = -vfloor(-((du + reach) / ds + mid)), hi_v = -vfloor(-((dv + reach) / ds + mid));  // ceil
+    const vi zero = vi{}, top = vi{} + (ns_ - 1);
+    const vi i0 = __builtin_convertvector(lo_u, vi), j0 = __builtin_convertvector(lo_v, vi);
+    const vi i1 = __builtin_convertvector(hi_u, vi), j1 = __builtin_convertvector(hi_v, vi);
+    const vi box[4] = {i0 > zero ? i0 : zero, i1 < top ? i1 : top, j0 > zero ? j0 : zero, j1 < top ? j1 : top};
+    for (int q = 0; q < 4; ++q) std::memcpy(&nbi_[q * nbv + b], &box[q], sizeof(vi));
+  }
+  nbs_.resize(nb);
+  for (int b = 0; b < nb; ++b)
+    nbs_[b] = {dx[b], dy[b], dth[b], nbi_[b], nbi_[nbv + b], nbi_[2 * nbv + b], nbi_[3 * nbv + b]};
 }
 
 // Valid cells of minutia m's cylinder (vc_), their count: in_hull(hull, cell, margin) as the
