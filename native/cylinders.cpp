@@ -206,6 +206,26 @@ inline vf atan2_approx(vf y, vf x) {
   return (vi)y < 0 ? vf{} - r : r;  // the sign bit: -0 gives -r, as atan2(-0, x)
 }
 
+// floor(x) for |x| < 2^31, exactly: the truncation, one less when it lies above x.
+inline vf vfloor(vf x) {
+  const vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf);
+  return t > x ? t - 1.f : t;
+}
+
+// The correctly rounded square root of every lane (IEEE): std::sqrt's bits.
+inline vf vsqrt(vf x) {
+#if defined(BIOMATCH_HAVE_AVX512)
+  return (vf)_mm512_sqrt_ps((__m512)x);
+#elif defined(BIOMATCH_HAVE_AVX2)
+  return (vf)_mm256_sqrt_ps((__m256)x);
+#elif defined(__SSE2__)
+  return (vf)_mm_sqrt_ps((__m128)x);
+#else
+  for (int l = 0; l < kLanes; ++l) x[l] = std::sqrt(x[l]);
+  return x;
+#endif
+}
+
 // Bound on |approximate - reference| of one neighbour's term in a cell, per gs_norm (the term is
 // at most gs_norm): the approximate Gaussian's relative error stays below 2e-6 (two exp_approx,
 // the products, and the reference's own rounding of d2 and exp), the angular term's absolute
@@ -451,12 +471,6 @@ void CylinderBuilder::pair_angular_terms() {
     const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
     vstore(&pcd_[x], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
   }
-}
-
-// floor(x) for |x| < 2^31, exactly: the truncation, one less when it lies above x.
-inline vf vfloor(vf x) {
-  const vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf);
-  return t > x ? t - 1.f : t;
 }
 
 // The neighbours of minutia m in the reference's order (ascending index), from its pairs: the
@@ -810,28 +824,30 @@ void fill_minutia_tables(Prepared& t, const float* xyaq) {
     t.soa[2 * t.npad + i] = t.cos_theta[i];
     t.soa[3 * t.npad + i] = t.sin_theta[i];
   }
-  // Pairwise tables, a row at a time: dist and rel as written (the compiler vectorises them: sqrt
-  // and floor are exact operations), radial by atan2_approx over whole vectors of j.
+  // Pairwise tables, a row at a time over whole vectors of j: dist and rel with the operations of
+  // std::sqrt(dx * dx + dy * dy) and r - 2pi floor(r / 2pi), min(r, top) (sqrt and floor are exact
+  // operations: the same bits), radial by atan2_approx.
   t.dist.resize(static_cast<size_t>(n) * n);
   t.rel.resize(static_cast<size_t>(n) * n);
   t.radial.resize(static_cast<size_t>(n) * n);
   const int nv = (n + kLanes - 1) / kLanes * kLanes;
-  std::vector<float> xs(nv, 0.f), ys(nv, 0.f), row(nv);
+  std::vector<float> xs(nv, 0.f), ys(nv, 0.f), ths(nv, 0.f), row(3 * nv);
   std::copy(t.x.begin(), t.x.end(), xs.begin());
   std::copy(t.y.begin(), t.y.end(), ys.begin());
+  std::copy(t.theta.begin(), t.theta.end(), ths.begin());
   const float top = std::nextafter(kTwoPi, 0.f);
   for (int i = 0; i < n; ++i) {
     const float xi = t.x[i], yi = t.y[i], ti = t.theta[i];
-    float* dist = &t.dist[static_cast<size_t>(i) * n];
-    float* rel = &t.rel[static_cast<size_t>(i) * n];
-    for (int j = 0; j < n; ++j) {
-      const float dx = t.x[j] - xi, dy = t.y[j] - yi;
-      dist[j] = std::sqrt(dx * dx + dy * dy);
+    for (int j = 0; j < nv; j += kLanes) {
+      const vf dx = vload<vf>(&xs[j]) - xi, dy = vload<vf>(&ys[j]) - yi;
+      vstore(&row[nv + j], vsqrt(dx * dx + dy * dy));
       // Angles relative to minutia i, in [0, 2pi): direction of j, and (below) of the segment i->j.
-      float r = t.theta[j] - ti;
-      r -= kTwoPi * std::floor(r / kTwoPi);
-      rel[j] = std::min(r, top);
+      vf r = vload<vf>(&ths[j]) - ti;
+      r -= kTwoPi * vfloor(r / kTwoPi);
+      vstore(&row[2 * nv + j], top < r ? vf{} + top : r);  // std::min(r, top)
     }
+    std::copy(&row[nv], &row[nv] + n, &t.dist[static_cast<size_t>(i) * n]);
+    std::copy(&row[2 * nv], &row[2 * nv] + n, &t.rel[static_cast<size_t>(i) * n]);
     for (int j = 0; j < nv; j += kLanes) {
       const vf rad = atan2_approx(vload<vf>(&ys[j]) - yi, vload<vf>(&xs[j]) - xi) - ti;
       const vf q = rad / kTwoPi;
