@@ -338,13 +338,15 @@ class CylinderBuilder {
   std::vector<float> phi_;                 // per plane: its centre angle
   // Per template: the pairs (a, b), a < b, within a cylinder's reach of each other, in ascending
   // order; per minutia its partners in ascending index (adj_start_[m] .. adj_start_[m + 1]), each
-  // with its pair; per pair and plane the approximate C_D of b in a's cylinder (ang_: its angle).
+  // with its pair; per plane and pair the approximate C_D of b in a's cylinder (pair p of plane k
+  // at k npv_ + p), and dth_, the pair's wrapped relative direction.
   struct Adjacent {
     int other, pair;
   };
   std::vector<int> pair_a_, pair_b_, adj_start_, adj_fill_;
   std::vector<Adjacent> adj_;
-  std::vector<float> ang_, pcd_;
+  int npv_ = 0;
+  std::vector<float> dth_, pcd_;
   std::vector<int> nb_pair_;               // per neighbour: its pair, ~pair when the planes are mirrored
   std::vector<float> nbf_;                 // find_neighbours' vectors
   std::vector<int> nbi_;
@@ -457,20 +459,22 @@ void CylinderBuilder::find_pairs() {
 // at -pi and pi.
 void CylinderBuilder::pair_angular_terms() {
   const int np = static_cast<int>(pair_a_.size()), nd = nd_;
-  const size_t nang = static_cast<size_t>(np) * nd, nang_pad = (nang + kLanes - 1) / kLanes * kLanes;
-  ang_.resize(nang_pad);
-  pcd_.resize(nang_pad);
+  npv_ = (np + kLanes - 1) / kLanes * kLanes;
+  dth_.resize(npv_);
+  pcd_.resize(static_cast<size_t>(nd) * npv_);
   const float* th = t_->theta.data();
-  for (int p = 0; p < np; ++p) {
-    const float dth = wrap_pi(th[pair_b_[p]] - th[pair_a_[p]]);  // the reference's Neighbour::dth
-    for (int k = 0; k < nd; ++k) ang_[static_cast<size_t>(p) * nd + k] = phi_[k] - dth;
+  for (int p = 0; p < npv_; ++p) dth_[p] = p < np ? th[pair_b_[p]] - th[pair_a_[p]] : 0.f;
+  for (int p = 0; p < npv_; p += kLanes) {  // wrap_pi: the reference's Neighbour::dth
+    const vf a = vload<vf>(&dth_[p]);
+    vstore(&dth_[p], a - kTwoPi * vfloor((a + kPi) / kTwoPi));
   }
   const float half = 0.5f * g_.dd, sc = 1.f / (g_.sig_d * std::sqrt(2.f));
-  for (size_t x = 0; x < nang_pad; x += kLanes) {
-    const vf an = vload<vf>(&ang_[x]);
-    const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
-    vstore(&pcd_[x], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
-  }
+  for (int k = 0; k < nd; ++k)
+    for (int p = 0; p < npv_; p += kLanes) {
+      const vf an = phi_[k] - vload<vf>(&dth_[p]);
+      const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
+      vstore(&pcd_[static_cast<size_t>(k) * npv_ + p], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
+    }
 }
 
 // The neighbours of minutia m in the reference's order (ascending index), from its pairs: the
@@ -709,10 +713,7 @@ void CylinderBuilder::accumulate() {
     // phi_).  A local copy: the stores into acc_ cannot alias it, so its values stay in registers.
     float cd[32];  // Nd <= 32 (Config checks it)
     const int pr = nb_pair_[b];
-    if (pr >= 0)
-      std::memcpy(cd, &pcd_[static_cast<size_t>(pr) * nd], sizeof(float) * nd);
-    else
-      for (int k = 0; k < nd; ++k) cd[k] = pcd_[static_cast<size_t>(~pr) * nd + nd - 1 - k];
+    for (int k = 0; k < nd; ++k) cd[k] = pr >= 0 ? pcd_[static_cast<size_t>(k) * npv_ + pr] : pcd_[static_cast<size_t>(nd - 1 - k) * npv_ + ~pr];
     const float* ev = &ev_[static_cast<size_t>(b) * B];
     const float* gv = &gv_[static_cast<size_t>(b) * B];
     for (int r = 0; r <= sp.i1 - sp.i0; ++r) {
