@@ -145,10 +145,11 @@ void cell_values(const Config& cfg, const float* xyaq, int n, std::vector<float>
 constexpr int kLanes = kFloatLanes;
 typedef float vf __attribute__((vector_size(4 * kLanes)));
 typedef int32_t vi __attribute__((vector_size(4 * kLanes)));
-typedef float v8f __attribute__((vector_size(32)));  // a row window of 8 cells (CylinderBuilder::kW)
-// The portable module has no 32-byte registers: v8f is then passed in memory, which GCC warns
-// of; these helpers are internal and inlined, so no ABI is at stake.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// A row window of 8 cells (CylinderBuilder::kW) is one vector of kWv floats, or two in the
+// portable module: written as one vector of 8 there, GCC split its selects into scalar lanes and
+// passed its loads and stores through the stack (prepare 15% slower).
+constexpr int kWv = kLanes < 8 ? kLanes : 8;
+typedef float wv __attribute__((vector_size(4 * kWv)));
 
 template <class V>
 inline V vload(const float* p) {
@@ -675,18 +676,18 @@ void CylinderBuilder::neighbour_factors() {
   ev_.resize(nbox_pad);
   gu_.resize(nbox_pad);
   gv_.resize(nbox_pad);
-  v8f iota;
-  for (int x = 0; x < kW; ++x) iota[x] = static_cast<float>(x);
+  wv iota;
+  for (int x = 0; x < kWv; ++x) iota[x] = static_cast<float>(x);
   for (int b = 0; b < nb; ++b) {
     const Neighbour& n = nbs_[b];
     const Span& sp = span_[b];
     // As the reference: g.centre(i) - du; columns past the span out of reach.  An empty span
     // (i1 < i0) is never read.
     const float cols = static_cast<float>(sp.j1 - sp.j0);
-    for (int x = 0; x < B; x += kW) {
-      vstore(&eu_[b * B + x], vload<v8f>(&ctr_[std::max(sp.i0, 0) + x]) - n.du);
-      const v8f ev = vload<v8f>(&ctr_[std::max(sp.j0, 0) + x]) - n.dv;
-      vstore(&ev_[b * B + x], iota + static_cast<float>(x) <= cols ? ev : v8f{} + 1e4f);
+    for (int x = 0; x < B; x += kWv) {
+      vstore(&eu_[b * B + x], vload<wv>(&ctr_[std::max(sp.i0, 0) + x]) - n.du);
+      const wv ev = vload<wv>(&ctr_[std::max(sp.j0, 0) + x]) - n.dv;
+      vstore(&ev_[b * B + x], iota + static_cast<float>(x) <= cols ? ev : wv{} + 1e4f);
     }
   }
   const float inv = 1.f / (2.f * g_.sig_s * g_.sig_s), gs = g_.gs_norm;
@@ -723,10 +724,16 @@ void CylinderBuilder::accumulate() {
       for (int w = first & ~(kW - 1); w < last; w += kW) {
         // Columns past the span are out of reach (ev_), those off the disc weigh 0 (disc_).
         const float* dm = &disc_[static_cast<size_t>(i) * (ns_ + 2 * kW) + sp.j0 + w];
-        const v8f evw = vload<v8f>(ev + w), d2 = eu * eu + evw * evw, v = gu * vload<v8f>(gv + w) * vload<v8f>(dm);
-        const v8f wt = d2 <= reach2 ? v : v8f{};
+        wv wt[kW / kWv];
+        for (int c = 0; c < kW / kWv; ++c) {
+          const int x = w + c * kWv;
+          const wv evw = vload<wv>(ev + x), d2 = eu * eu + evw * evw;
+          const wv v = gu * vload<wv>(gv + x) * vload<wv>(dm + c * kWv);
+          wt[c] = d2 <= reach2 ? v : wv{};
+        }
         float* row = acc + row_d0_[i] + (sp.j0 + w - row_j0_[i]);
-        for (int k = 0; k < nd; ++k, row += nc) vstore(row, vload<v8f>(row) + wt * cd[k]);
+        for (int k = 0; k < nd; ++k, row += nc)
+          for (int c = 0; c < kW / kWv; ++c) vstore(row + c * kWv, vload<wv>(row + c * kWv) + wt[c] * cd[k]);
       }
     }
   }
