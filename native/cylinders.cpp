@@ -880,6 +880,10 @@ void build_cylinders(const Config& cfg, Prepared& t, CylinderBuilder& builder) {
   t.bits.assign(n * w, 0);
   t.mask.assign(n * w, 0);
   t.smask.assign(n * mw, 0);
+  t.cyl_index.reserve(n);  // one allocation each, not one per doubling
+  t.cyl_theta.reserve(n);
+  t.cyl_full.reserve(n);
+  t.cyl_ones.reserve(n);
   size_t v = 0;
   for (int i : order) {
     const uint64_t* bits = &t.bits[v * w];
