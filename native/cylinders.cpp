@@ -4,12 +4,15 @@
 //
 // Two computations of the cells, with the same bits.  The reference (cell_values, behind
 // cylinder_values) sums, per cell, each neighbour's term with std::exp and std::erf.  prepare()
-// builds the cylinders with CylinderBuilder, an order of magnitude cheaper: cell validity from
-// the hull's edge lines over all disc cells at once, the exact hull test only near the hull's
-// boundary; the sums from separable Gaussian factors and the angular terms by vectorisable
-// approximations of exp and erf, whose error is bounded; and the exact reference sum of a cell
-// only when the approximate one lies within that bound of the threshold.  The decisions are
-// therefore those of the reference, bit for bit (tests/test_match.py compares the two).
+// builds the cylinders with CylinderBuilder, an order of magnitude cheaper: the pairs of minutiae
+// within reach found once per template and their angular terms computed once for both
+// cylinders; cell validity as bit masks, from the hull's edge lines over all disc cells at once,
+// the exact hull test only near the hull's boundary; the sums from separable Gaussian factors
+// over the rows and columns of each neighbour within reach, and the angular terms, by
+// vectorisable approximations of exp and erf whose error is bounded; and the exact reference sum
+// of a cell only when the approximate one lies within that bound of the threshold.  The decisions
+// are therefore those of the reference, bit for bit (tests/test_prepare_kernel.py and
+// tests/test_native_kernels.py compare the two, on every kernel).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -230,9 +233,12 @@ inline vf vsqrt(vf x) {
 // Bound on |approximate - reference| of one neighbour's term in a cell, per gs_norm (the term is
 // at most gs_norm): the approximate Gaussian's relative error stays below 2e-6 (two exp_approx,
 // the products, and the reference's own rounding of d2 and exp), the angular term's absolute
-// error below 1e-6 (two erf_approx); taken 3x larger.  A cell's bound is this times its
-// neighbours, which also covers the rounding of both sums.  Measured on FVC2002 DB1-4_B: at most
-// 1.1e-7 per neighbour, 90x below.  A larger bound only sends more cells to the reference sum.
+// error below 1e-6 (two erf_approx, 5e-7; and 2.7e-7 from the plane centres of the mirrored terms,
+// see phi_, within 4.8e-7 rad of the reference's for any Nd <= 32, times |dC_D/dphi| <= 0.57 at
+// sigma_D = 40 deg); taken 3x larger.  The centres' share grows as 1 / sigma_D: the sum stays
+// below the bound down to sigma_D = 5 deg.  A cell's bound is this times its neighbours, which
+// also covers the rounding of both sums.  Measured on FVC2002 DB1-4_B: at most 1.1e-7 per
+// neighbour, 90x below.  A larger bound only sends more cells to the reference sum.
 constexpr float kTermErrorPerGsNorm = 1e-5f;
 
 // Bit x of the result: lane x of a vector comparison's result (-1 true, 0 false).  One
