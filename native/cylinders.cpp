@@ -325,7 +325,7 @@ class CylinderBuilder {
   const int disc_cells_;
   int ns_, nd_, nc_, front_;           // Ns, Nd, disc cells per plane; acc_'s padding before plane 0
   int ncv_;                            // nc_ rounded up to whole vectors (kLanes)
-  int box_ = 0;                        // the current neighbours' widest box, rounded up to kW
+  int box_ = 0;                        // the current neighbours' widest span, rounded up to kW
   std::vector<float> ctr_;             // cell centre g.centre(i), i < 2 Ns + max(kW, kLanes)
   std::vector<float> cu_, cv_;         // per disc cell: centre (u, v)
   std::vector<int> ci_, cj_;           // per disc cell: row and column
@@ -342,8 +342,8 @@ class CylinderBuilder {
     int i0, i1, j0, j1;
   };
   std::vector<Span> span_;             // per neighbour: its box's rows and columns within reach
-  std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its box's rows and columns (far past
-                                          // the box), Gaussian factors (gs_norm in gu_)
+  std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its span's rows and columns (far
+                                          // past the span), Gaussian factors (gs_norm in gu_)
   std::vector<float> phi_;                 // per plane: its centre angle
   // Per template: the pairs (a, b), a < b, within a cylinder's reach of each other, in ascending
   // order; per minutia its partners in ascending index (adj_start_[m] .. adj_start_[m + 1]), each
@@ -678,7 +678,7 @@ void CylinderBuilder::neighbour_factors() {
   }
   box_ = (box_ + kW - 1) / kW * kW;
   const int B = box_;
-  // Whole vectors: the padding past nb * B (nb * Nd) holds finite stale values, never read.
+  // Whole vectors: the padding past nb * B holds finite stale values, never read.
   const size_t nbox = static_cast<size_t>(nb) * B, nbox_pad = (nbox + kLanes - 1) / kLanes * kLanes;
   eu_.resize(nbox_pad);
   ev_.resize(nbox_pad);
