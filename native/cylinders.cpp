@@ -4,12 +4,15 @@
 //
 // Two computations of the cells, with the same bits.  The reference (cell_values, behind
 // cylinder_values) sums, per cell, each neighbour's term with std::exp and std::erf.  prepare()
-// builds the cylinders with CylinderBuilder, an order of magnitude cheaper: cell validity from
-// the hull's edge lines over all disc cells at once, the exact hull test only near the hull's
-// boundary; the sums from separable Gaussian factors and the angular terms by vectorisable
-// approximations of exp and erf, whose error is bounded; and the exact reference sum of a cell
-// only when the approximate one lies within that bound of the threshold.  The decisions are
-// therefore those of the reference, bit for bit (tests/test_match.py compares the two).
+// builds the cylinders with CylinderBuilder, an order of magnitude cheaper: the pairs of minutiae
+// within reach found once per template and their angular terms computed once for both
+// cylinders; cell validity as bit masks, from the hull's edge lines over all disc cells at once,
+// the exact hull test only near the hull's boundary; the sums from separable Gaussian factors
+// over the rows and columns of each neighbour within reach, and the angular terms, by
+// vectorisable approximations of exp and erf whose error is bounded; and the exact reference sum
+// of a cell only when the approximate one lies within that bound of the threshold.  The decisions
+// are therefore those of the reference, bit for bit (tests/test_prepare_kernel.py and
+// tests/test_native_kernels.py compare the two, on every kernel).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -19,6 +22,9 @@
 
 #include "hull.hpp"
 #include "mcc_internal.hpp"
+#if !defined(BIOMATCH_HAVE_AVX2) && !defined(BIOMATCH_HAVE_AVX512) && defined(__SSE2__)
+#include <immintrin.h>  // the portable module's movemask (lane_bits)
+#endif
 
 namespace biomatch {
 
@@ -48,25 +54,31 @@ struct Neighbour {
   int i0, i1, j0, j1;
 };
 
+// Neighbour t of minutia m, at offset (dx, dy) in the working frame, for the cylinder's frame
+// (c, s) = (cos, sin) of m's direction.
+Neighbour neighbour(const Geometry& g, float dx, float dy, float dth, float c, float s) {
+  const int ns = g.ns;
+  Neighbour b;
+  b.du = dx * c + dy * s;
+  b.dv = -dx * s + dy * c;
+  b.dth = wrap_pi(dth);
+  b.i0 = std::max(0, static_cast<int>(std::floor((b.du - g.reach) / g.ds + 0.5f * (ns - 1))));
+  b.i1 = std::min(ns - 1, static_cast<int>(std::ceil((b.du + g.reach) / g.ds + 0.5f * (ns - 1))));
+  b.j0 = std::max(0, static_cast<int>(std::floor((b.dv - g.reach) / g.ds + 0.5f * (ns - 1))));
+  b.j1 = std::min(ns - 1, static_cast<int>(std::ceil((b.dv + g.reach) / g.ds + 0.5f * (ns - 1))));
+  return b;
+}
+
 // The neighbours of minutia m in ascending index, the order of the reference sums.
 void find_neighbours(const Geometry& g, const float* xs, const float* ys, const float* th, int n, int m,
                      float c, float s, std::vector<Neighbour>& out) {
   out.clear();
-  const int ns = g.ns;
   const float reach_nb = g.r + g.reach;
   for (int t = 0; t < n; ++t) {
     if (t == m) continue;
     float dx = xs[t] - xs[m], dy = ys[t] - ys[m];
     if (dx * dx + dy * dy > reach_nb * reach_nb) continue;
-    Neighbour b;
-    b.du = dx * c + dy * s;
-    b.dv = -dx * s + dy * c;
-    b.dth = wrap_pi(th[t] - th[m]);
-    b.i0 = std::max(0, static_cast<int>(std::floor((b.du - g.reach) / g.ds + 0.5f * (ns - 1))));
-    b.i1 = std::min(ns - 1, static_cast<int>(std::ceil((b.du + g.reach) / g.ds + 0.5f * (ns - 1))));
-    b.j0 = std::max(0, static_cast<int>(std::floor((b.dv - g.reach) / g.ds + 0.5f * (ns - 1))));
-    b.j1 = std::min(ns - 1, static_cast<int>(std::ceil((b.dv + g.reach) / g.ds + 0.5f * (ns - 1))));
-    out.push_back(b);
+    out.push_back(neighbour(g, dx, dy, th[t] - th[m], c, s));
   }
 }
 
@@ -136,10 +148,11 @@ void cell_values(const Config& cfg, const float* xyaq, int n, std::vector<float>
 constexpr int kLanes = kFloatLanes;
 typedef float vf __attribute__((vector_size(4 * kLanes)));
 typedef int32_t vi __attribute__((vector_size(4 * kLanes)));
-typedef float v8f __attribute__((vector_size(32)));  // a row window of 8 cells (CylinderBuilder::kW)
-// The portable module has no 32-byte registers: v8f is then passed in memory, which GCC warns
-// of; these helpers are internal and inlined, so no ABI is at stake.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// A row window of 8 cells (CylinderBuilder::kW) is one vector of kWv floats, or two in the
+// portable module: written as one vector of 8 there, GCC split its selects into scalar lanes and
+// passed its loads and stores through the stack (prepare 15% slower).
+constexpr int kWv = kLanes < 8 ? kLanes : 8;
+typedef float wv __attribute__((vector_size(4 * kWv)));
 
 template <class V>
 inline V vload(const float* p) {
@@ -197,29 +210,87 @@ inline vf atan2_approx(vf y, vf x) {
   return (vi)y < 0 ? vf{} - r : r;  // the sign bit: -0 gives -r, as atan2(-0, x)
 }
 
+// floor(x) for |x| < 2^31, exactly: the truncation, one less when it lies above x.
+inline vf vfloor(vf x) {
+  const vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf);
+  return t > x ? t - 1.f : t;
+}
+
+// The correctly rounded square root of every lane (IEEE): std::sqrt's bits.
+inline vf vsqrt(vf x) {
+#if defined(BIOMATCH_HAVE_AVX512)
+  return (vf)_mm512_sqrt_ps((__m512)x);
+#elif defined(BIOMATCH_HAVE_AVX2)
+  return (vf)_mm256_sqrt_ps((__m256)x);
+#elif defined(__SSE2__)
+  return (vf)_mm_sqrt_ps((__m128)x);
+#else
+  for (int l = 0; l < kLanes; ++l) x[l] = std::sqrt(x[l]);
+  return x;
+#endif
+}
+
 // Bound on |approximate - reference| of one neighbour's term in a cell, per gs_norm (the term is
 // at most gs_norm): the approximate Gaussian's relative error stays below 2e-6 (two exp_approx,
 // the products, and the reference's own rounding of d2 and exp), the angular term's absolute
-// error below 1e-6 (two erf_approx); taken 3x larger.  A cell's bound is this times its
-// neighbours, which also covers the rounding of both sums.  Measured on FVC2002 DB1-4_B: at most
-// 1.1e-7 per neighbour, 90x below.  A larger bound only sends more cells to the reference sum.
+// error below 1e-6 (two erf_approx, 5e-7; and 2.7e-7 from the plane centres of the mirrored terms,
+// see phi_, within 4.8e-7 rad of the reference's for any Nd <= 32, times |dC_D/dphi| <= 0.57 at
+// sigma_D = 40 deg); taken 3x larger.  The centres' share grows as 1 / sigma_D: the sum stays
+// below the bound down to sigma_D = 5 deg.  A cell's bound is this times its neighbours, which
+// also covers the rounding of both sums.  Measured over every valid cell of FVC2002 DB1_B and of
+// 360 registry-like generated templates, per neighbour within reach of the cell: at most 4.4e-7
+// (3.5e-7 before the mirrored terms), 23x below.  A larger bound only sends more cells to the
+// reference sum.
 constexpr float kTermErrorPerGsNorm = 1e-5f;
 
-// ORs the low bits of count bytes (zero-padded to a multiple of 64) into bits: bit x = bytes[x] & 1.
-void pack_bytes(const uint8_t* bytes, int count, uint64_t* bits) {
+// Bit x of the result: lane x of a vector comparison's result (-1 true, 0 false).  One
+// instruction on x86 (a compare's lanes straight into a bit mask), a loop elsewhere.
+inline uint64_t lane_bits(vi m) {
+#if defined(BIOMATCH_HAVE_AVX512)
+  return _mm512_movepi32_mask(reinterpret_cast<__m512i>(m));
+#elif defined(BIOMATCH_HAVE_AVX2)
+  return static_cast<uint32_t>(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
+#elif defined(__SSE2__)
+  return static_cast<uint32_t>(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
+#else
+  uint64_t r = 0;
+  for (int x = 0; x < kLanes; ++x) r |= static_cast<uint64_t>(m[x] & 1) << x;
+  return r;
+#endif
+}
+
+// Bit x set when a[x] > v, x < 64.  SSE packs the comparisons of 16 floats into one byte mask
+// (one movemask instead of four).
+inline uint64_t above(const float* a, float v) {
+  uint64_t r = 0;
+#if !defined(BIOMATCH_HAVE_AVX2) && !defined(BIOMATCH_HAVE_AVX512) && defined(__SSE2__)
+  const __m128 t = _mm_set1_ps(v);
+  for (int l = 0; l < 64; l += 16) {
+    const __m128i c0 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l), t));
+    const __m128i c1 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l + 4), t));
+    const __m128i c2 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l + 8), t));
+    const __m128i c3 = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(a + l + 12), t));
+    const __m128i b = _mm_packs_epi16(_mm_packs_epi32(c0, c1), _mm_packs_epi32(c2, c3));
+    r |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(b))) << l;
+  }
+#else
+  for (int l = 0; l < 64; l += kLanes) r |= lane_bits(vload<vf>(a + l) > v) << l;
+#endif
+  return r;
+}
+
+// ORs the count bits of src into dst from bit offset at.
+void or_bits(const uint64_t* src, int count, uint64_t* dst, int at) {
+  const int sh = at & 63;
+  uint64_t* d = dst + (at >> 6);
   for (int w = 0; w < (count + 63) / 64; ++w) {
-    uint64_t word = 0;
-    for (int g = 0; g < 8; ++g) {
-      uint64_t x;
-      std::memcpy(&x, bytes + 64 * w + 8 * g, 8);
-      // Byte i's low bit lands on bit 56 + i, and the other products carry nowhere near it.
-      word |= (((x & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << (8 * g);
-    }
-    bits[w] |= word;
+    const int left = count - 64 * w;
+    const uint64_t v = left >= 64 ? src[w] : src[w] & ((uint64_t(1) << left) - 1);
+    d[w] |= v << sh;
+    if (sh != 0 && left > 64 - sh) d[w + 1] |= v >> (64 - sh);
   }
 }
 
-// Cylinders by the fast computation (see the file comment); one builder per prepare() call.
 // Cylinders by the fast computation (see the file comment).
 class CylinderBuilder {
  public:
@@ -227,12 +298,21 @@ class CylinderBuilder {
   // This thread's builder for cfg's parameters: the geometry tables and every buffer are made
   // once per thread and parameter set, not per template (allocation was ~10% of prepare).
   static CylinderBuilder& of(const Config& cfg);
-  // Cylinder validity of minutia m of t (Section 3.2); when valid, its packed cell bits, mask and
-  // spatial mask are ORed into bits, mask (words each) and smask (mask_words).
-  bool build(const Prepared& t, int m, uint64_t* bits, uint64_t* mask, uint64_t* smask);
+  // Starts template t (its minutia tables filled): the pairs of minutiae within reach of each
+  // other, and their angular terms.
+  void start(const Prepared& t);
+  // Cylinder validity of minutia m of the template started (Section 3.2); when valid, its packed
+  // cell bits, mask and spatial mask are ORed into bits, mask (words each) and smask (mask_words),
+  // left untouched otherwise.
+  bool build(int m, uint64_t* bits, uint64_t* mask, uint64_t* smask);
 
  private:
+  void find_pairs();
+  void pair_angular_terms();
+  void find_neighbours(int m, float c, float s);
   int classify_cells(int m, float c, float s);
+  int count_valid();
+  uint64_t within_reach(int x0, int x1, float d) const;
   void neighbour_factors();
   void accumulate();
   void threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask);
@@ -245,31 +325,51 @@ class CylinderBuilder {
   const int disc_cells_;
   int ns_, nd_, nc_, front_;           // Ns, Nd, disc cells per plane; acc_'s padding before plane 0
   int ncv_;                            // nc_ rounded up to whole vectors (kLanes)
-  int box_ = 0;                        // the current neighbours' widest box, rounded up to kW
-  std::vector<float> ctr_;             // cell centre g.centre(i), i < 2 Ns + kW
+  int box_ = 0;                        // the current neighbours' widest span, rounded up to kW
+  std::vector<float> ctr_;             // cell centre g.centre(i), i < 2 Ns + max(kW, kLanes)
   std::vector<float> cu_, cv_;         // per disc cell: centre (u, v)
   std::vector<int> ci_, cj_;           // per disc cell: row and column
   std::vector<int> row_d0_, row_j0_;   // per row: its first disc cell, and that cell's column (row_j0_ > row_j1_: none)
   std::vector<int> row_j1_;
   std::vector<float> disc_;            // per row, Ns + 2 kW columns: 1 on the disc, else 0
   std::vector<float> px_, py_, mx_;    // per disc cell: centre in the working frame, max signed distance to a hull edge line
-  std::vector<float> in_, band_, near_;  // per disc cell, 0 or 1: inside the hull, between it and the margin, within the margin of an edge
-  std::vector<uint8_t> vc_;            // per disc cell: valid (zero-padded to a multiple of 64)
+  int vcw_;                            // words of a bit per disc cell (whole vectors of cells)
+  std::vector<std::pair<float, int>> near_edges_;  // hull edges near the cylinder: distance^2, index
+  std::vector<uint64_t> vc_, band_, unsure_;  // per disc cell, a bit: valid; between the hull and the margin;
+                                              // within kEps of a hull line
   std::vector<Neighbour> nbs_;
-  std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its box's rows and columns (far past
-                                          // the box), Gaussian factors (gs_norm in gu_)
+  struct Span {
+    int i0, i1, j0, j1;
+  };
+  std::vector<Span> span_;             // per neighbour: its box's rows and columns within reach
+  std::vector<float> eu_, ev_, gu_, gv_;  // per neighbour, box_ each: offsets of its span's rows and columns (far
+                                          // past the span), Gaussian factors (gs_norm in gu_)
   std::vector<float> phi_;                 // per plane: its centre angle
-  std::vector<float> ang_, cd_, cdx_;      // per neighbour and plane: relative angle, approximate and exact C_D
+  // Per template: the pairs (a, b), a < b, within a cylinder's reach of each other, in ascending
+  // order; per minutia its partners in ascending index (adj_start_[m] .. adj_start_[m + 1]), each
+  // with its pair; per plane and pair the approximate C_D of b in a's cylinder (pair p of plane k
+  // at k npv_ + p), and dth_, the pair's wrapped relative direction.
+  struct Adjacent {
+    int other, pair;
+  };
+  std::vector<int> pair_a_, pair_b_, adj_start_, adj_fill_;
+  std::vector<Adjacent> adj_;
+  int npv_ = 0;
+  std::vector<float> dth_, pcd_;
+  std::vector<int> nb_pair_;               // per neighbour: its pair, ~pair when the planes are mirrored
+  std::vector<float> nbf_;                 // find_neighbours' vectors
+  std::vector<int> nbi_;
+  std::vector<float> cdx_;                 // per neighbour and plane: exact C_D
   std::vector<uint8_t> cdx_done_;          // per neighbour: cdx_ computed
   std::vector<float> acc_;                 // approximate sums, per plane and disc cell, padded before and after
-  std::vector<uint8_t> flags_, mflags_;    // per plane and disc cell: 1 bit set, 2 undecided; valid
+  std::vector<uint64_t> und_;              // per plane and disc cell, a bit: too close to the threshold to tell
 };
 
 CylinderBuilder::CylinderBuilder(const Config& cfg)
     : p_(cfg.params()), config_id_(cfg.id()), g_(cfg.params()), disc_cells_(cfg.disc_cells()) {
   ns_ = g_.ns;
   nd_ = g_.nd;
-  ctr_.resize(2 * ns_ + kW);
+  ctr_.resize(2 * ns_ + std::max(kW, kLanes));
   for (int i = 0; i < static_cast<int>(ctr_.size()); ++i) ctr_[i] = g_.centre(i);
   // Disc cells are numbered in row-major order, and each row's are contiguous (u^2 + v^2 <= r^2
   // is an interval of v, and centre() is monotone).
@@ -300,17 +400,129 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
   mx_.resize(ncv_);
   px_.resize(ncv_);
   py_.resize(ncv_);
-  in_.resize(ncv_);
-  band_.resize(ncv_);
-  near_.resize(ncv_);
-  vc_.assign((nc_ + 63) / 64 * 64, 0);  // zero-padded for pack_bytes
+  vcw_ = (ncv_ + 63) / 64;
+  vc_.resize(vcw_);
+  band_.resize(vcw_);
+  unsure_.resize(vcw_);
   // A window of kW cells starting up to Ns cells before a row's first disc cell, or ending up
   // to Ns + kW after it, stays inside acc_ (its cells outside the row are added 0).
   front_ = ns_ + kW;
-  acc_.resize(front_ + static_cast<size_t>(nd_) * nc_ + ns_ + 2 * kW);
-  flags_.assign((static_cast<size_t>(nd_) * nc_ + 63) / 64 * 64, 0);
-  mflags_.assign(flags_.size(), 0);
-  for (int k = 0; k < nd_; ++k) phi_.push_back(-kPi + (k + 0.5f) * g_.dd);
+  acc_.resize(front_ + static_cast<size_t>(nd_) * nc_ + std::max(ns_ + 2 * kW, 64));  // threshold() reads whole words
+  und_.resize((static_cast<size_t>(nd_) * nc_ + 63) / 64);
+  // Plane centres, mirrored exactly (phi_[Nd-1-k] = -phi_[k], as the planes are): the angular
+  // terms of b in a's cylinder give a's in b's by reversing the planes, bit for bit (wrap and
+  // erf_approx are odd).  Each within an ulp of the reference's centre (Geometry::angular).
+  phi_.resize(nd_);
+  for (int k = 0; k < nd_; ++k) phi_[k] = 2 * k + 1 < nd_ ? -kPi + (k + 0.5f) * g_.dd : 2 * k + 1 == nd_ ? 0.f : -phi_[nd_ - 1 - k];
+}
+
+void CylinderBuilder::start(const Prepared& t) {
+  t_ = &t;
+  find_pairs();
+  pair_angular_terms();
+}
+
+// The pairs of the reference's neighbour lists (find_neighbours), its distance test on vectors
+// of minutiae (Prepared::soa, padded far away): the same operations, so the same neighbours.  The
+// test is symmetric (x_a - x_b = -(x_b - x_a) exactly), so each pair is tested once.
+void CylinderBuilder::find_pairs() {
+  const int n = t_->n, npad = t_->npad;
+  const float reach_nb = g_.r + g_.reach, r2 = reach_nb * reach_nb;
+  const float* xs = t_->soa.data();
+  const float* ys = xs + npad;
+  pair_a_.clear();
+  pair_b_.clear();
+  adj_start_.assign(n + 1, 0);
+  for (int a = 0; a < n; ++a) {
+    const float xa = xs[a], ya = ys[a];
+    for (int w = (a + 1) & ~63; w < npad; w += 64) {
+      uint64_t near = 0;
+      for (int l = 0, end = std::min(64, npad - w); l < end; l += kLanes) {
+        const vf dx = vload<vf>(xs + w + l) - xa, dy = vload<vf>(ys + w + l) - ya;
+        near |= (~lane_bits(dx * dx + dy * dy > r2) & ((uint64_t(2) << (kLanes - 1)) - 1)) << l;
+      }
+      if (a + 1 > w) near &= ~uint64_t(0) << (a + 1 - w);  // partners above a only
+      for (; near != 0; near &= near - 1) {
+        const int b = w + __builtin_ctzll(near);
+        if (b >= n) break;
+        pair_a_.push_back(a);
+        pair_b_.push_back(b);
+        ++adj_start_[a + 1];
+        ++adj_start_[b + 1];
+      }
+    }
+  }
+  for (int m = 0; m < n; ++m) adj_start_[m + 1] += adj_start_[m];
+  // In pair order, each minutia's partners come in ascending index: those below it (the pairs
+  // (x, m), by x) before those above it (the pairs (m, x), after every pair of a smaller x).
+  adj_.resize(adj_start_[n]);
+  adj_fill_.assign(adj_start_.begin(), adj_start_.end() - 1);
+  for (int p = 0; p < static_cast<int>(pair_a_.size()); ++p) {
+    adj_[adj_fill_[pair_a_[p]]++] = {pair_b_[p], p};
+    adj_[adj_fill_[pair_b_[p]]++] = {pair_a_[p], p};
+  }
+}
+
+// C_D = 0.5 (erf(hi) - erf(lo)) of every pair, b in a's cylinder, in one flat loop over
+// (pair, plane).  Any representative of the wrapped angle will do: the term takes the same value
+// at -pi and pi.
+void CylinderBuilder::pair_angular_terms() {
+  const int np = static_cast<int>(pair_a_.size()), nd = nd_;
+  npv_ = (np + kLanes - 1) / kLanes * kLanes;
+  dth_.resize(npv_);
+  pcd_.resize(static_cast<size_t>(nd) * npv_);
+  const float* th = t_->theta.data();
+  for (int p = 0; p < npv_; ++p) dth_[p] = p < np ? th[pair_b_[p]] - th[pair_a_[p]] : 0.f;
+  for (int p = 0; p < npv_; p += kLanes) {  // wrap_pi: the reference's Neighbour::dth
+    const vf a = vload<vf>(&dth_[p]);
+    vstore(&dth_[p], a - kTwoPi * vfloor((a + kPi) / kTwoPi));
+  }
+  const float half = 0.5f * g_.dd, sc = 1.f / (g_.sig_d * std::sqrt(2.f));
+  for (int k = 0; k < nd; ++k)
+    for (int p = 0; p < npv_; p += kLanes) {
+      const vf an = phi_[k] - vload<vf>(&dth_[p]);
+      const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
+      vstore(&pcd_[static_cast<size_t>(k) * npv_ + p], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
+    }
+}
+
+// The neighbours of minutia m in the reference's order (ascending index), from its pairs: the
+// operations of neighbour() on vectors of neighbours (floor and ceil exact, as std::floor's).
+void CylinderBuilder::find_neighbours(int m, float c, float s) {
+  const int nb = adj_start_[m + 1] - adj_start_[m], nbv = (nb + kLanes - 1) / kLanes * kLanes;
+  const Adjacent* adj = &adj_[adj_start_[m]];
+  nb_pair_.resize(nb);
+  nbf_.resize(static_cast<size_t>(3) * nbv);  // dx, dy, theta difference; then du, dv, dth
+  nbi_.resize(static_cast<size_t>(4) * nbv);  // i0, i1, j0, j1
+  float* dx = nbf_.data();
+  float* dy = dx + nbv;
+  float* dth = dy + nbv;
+  const float xm = t_->x[m], ym = t_->y[m], thm = t_->theta[m];
+  for (int b = 0; b < nbv; ++b) {  // padding lanes: offset 0, never read back
+    const int u = b < nb ? adj[b].other : m;
+    dx[b] = t_->x[u] - xm;
+    dy[b] = t_->y[u] - ym;
+    dth[b] = t_->theta[u] - thm;
+    if (b < nb) nb_pair_[b] = u > m ? adj[b].pair : ~adj[b].pair;
+  }
+  const float reach = g_.reach, ds = g_.ds, mid = 0.5f * (ns_ - 1);
+  for (int b = 0; b < nbv; b += kLanes) {
+    const vf x = vload<vf>(dx + b), y = vload<vf>(dy + b), a = vload<vf>(dth + b);
+    const vf du = x * c + y * s, dv = -x * s + y * c;
+    vstore(dx + b, du);
+    vstore(dy + b, dv);
+    vstore(dth + b, a - kTwoPi * vfloor((a + kPi) / kTwoPi));  // wrap_pi
+    const vf lo_u = vfloor((du - reach) / ds + mid), lo_v = vfloor((dv - reach) / ds + mid);
+    const vf hi_u = -vfloor(-((du + reach) / ds + mid)), hi_v = -vfloor(-((dv + reach) / ds + mid));  // ceil
+    const vi zero = vi{}, top = vi{} + (ns_ - 1);
+    const vi i0 = __builtin_convertvector(lo_u, vi), j0 = __builtin_convertvector(lo_v, vi);
+    const vi i1 = __builtin_convertvector(hi_u, vi), j1 = __builtin_convertvector(hi_v, vi);
+    const vi box[4] = {i0 > zero ? i0 : zero, i1 < top ? i1 : top, j0 > zero ? j0 : zero, j1 < top ? j1 : top};
+    for (int q = 0; q < 4; ++q) std::memcpy(&nbi_[q * nbv + b], &box[q], sizeof(vi));
+  }
+  nbs_.resize(nb);
+  for (int b = 0; b < nb; ++b)
+    nbs_[b] = {dx[b], dy[b], dth[b], nbi_[b], nbi_[nbv + b], nbi_[2 * nbv + b], nbi_[3 * nbv + b]};
 }
 
 // Valid cells of minutia m's cylinder (vc_), their count: in_hull(hull, cell, margin) as the
@@ -333,10 +545,10 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     vstore(px + d, xm + u * c - v * s);
     vstore(py + d, ym + u * s + v * c);
   }
+  std::fill(vc_.begin(), vc_.end(), 0);
   if (ne < 3) {
-    int n_valid = 0;
-    for (int d = 0; d < nc; ++d) n_valid += vc_[d] = in_hull(t_->hull, px[d], py[d], margin);
-    return n_valid;
+    for (int d = 0; d < nc; ++d) vc_[d >> 6] |= uint64_t(in_hull(t_->hull, px[d], py[d], margin)) << (d & 63);
+    return count_valid();
   }
   std::fill(mx, mx + ncv, -1e30f);
   const float* h = t_->hull_lines.data();
@@ -353,78 +565,137 @@ int CylinderBuilder::classify_cells(int m, float c, float s) {
     }
   }
   if (lines == 0) {  // the whole cylinder well inside the hull
-    std::fill(vc_.begin(), vc_.begin() + nc, 1);
-    return nc;
+    std::fill(vc_.begin(), vc_.end(), ~uint64_t(0));
+    return count_valid();
   }
-  // Flags as floats (0 or 1), so that every loop below vectorises.
-  float* in = in_.data();
-  float* band = band_.data();
-  float* near = near_.data();
-  float n_band = 0.f, n_unsure = 0.f;
-  for (int d = 0; d < nc; ++d) {
-    // & rather than &&: no branch, so that AVX2 vectorises the loop too.
-    const float v = mx[d];
-    in[d] = v <= -kEps ? 1.f : 0.f;
-    band[d] = (v > kEps) & (v <= margin + kEps) ? 1.f : 0.f;
-    near[d] = 0.f;
-    n_band += band[d];
-    n_unsure += (v > -kEps) & (v <= kEps) ? 1.f : 0.f;
+  // Bit masks, a vector of cells at a time: inside, in the band, unsure (within kEps of a line).
+  // Each word assembled in registers, as in threshold().
+  uint64_t any_band = 0;
+  for (int w = 0; w < vcw_; ++w) {
+    uint64_t in = 0, band = 0, unsure = 0;
+    for (int l = 0, end = std::min(64, ncv - 64 * w); l < end; l += kLanes) {
+      const vf v = vload<vf>(mx + 64 * w + l);
+      in |= lane_bits(v <= -kEps) << l;
+      band |= lane_bits((v > kEps) & (v <= margin + kEps)) << l;
+      unsure |= lane_bits((v > -kEps) & (v <= kEps)) << l;
+    }
+    vc_[w] = in;
+    band_[w] = band;
+    any_band |= band;
+    unsure_[w] = unsure;
   }
-  if (n_band > 0.f) {
+  if (any_band != 0) {
     const float m2 = margin * margin, far = g_.r + margin + 1.f;
     const float* hp = t_->hull.data();
+    // The edges within reach, nearest first: the nearest validates most band cells, and the
+    // vectors left without an open band cell skip the farther edges.
+    near_edges_.clear();
     for (int i = 0; i < nh; ++i) {
       const int j = i + 1 == nh ? 0 : i + 1;
+      const float d2 = seg_dist2(xm, ym, hp[2 * i], hp[2 * i + 1], hp[2 * j], hp[2 * j + 1]);
+      if (d2 <= far * far) near_edges_.push_back({d2, i});  // else farther than the margin from every cell
+    }
+    std::sort(near_edges_.begin(), near_edges_.end());
+    for (const auto& [d2, i] : near_edges_) {
+      const int j = i + 1 == nh ? 0 : i + 1;
       const float ax = hp[2 * i], ay = hp[2 * i + 1], qx = hp[2 * j], qy = hp[2 * j + 1];
-      if (seg_dist2(xm, ym, ax, ay, qx, qy) > far * far) continue;  // farther than the margin from every cell
-      // seg_dist2(px, py, ax, ay, qx, qy) <= m2 per cell, with its operations (in_hull's exact bits).
+      // seg_dist2(px, py, ax, ay, qx, qy) <= m2 per cell, with its operations (in_hull's exact bits),
+      // over the vectors that hold band cells not yet found valid.
       const float dx = qx - ax, dy = qy - ay, l2 = dx * dx + dy * dy;
-      for (int d = 0; d < ncv; d += kLanes) {
-        const vf x = vload<vf>(px + d), y = vload<vf>(py + d);
-        vf t = vf{};
-        if (l2 > 0) {
-          t = ((x - ax) * dx + (y - ay) * dy) / l2;
-          t = t < 0.f ? vf{} : (1.f < t ? vf{} + 1.f : t);  // std::clamp(t, 0, 1)
+      for (int w = 0; w < vcw_; ++w) {
+        const uint64_t open_w = band_[w] & ~vc_[w];
+        if (open_w == 0) continue;
+        uint64_t found = 0;
+        for (int l = 0, end = std::min(64, ncv - 64 * w); l < end; l += kLanes) {
+          if ((open_w >> l & ((uint64_t(2) << (kLanes - 1)) - 1)) == 0) continue;
+          const vf x = vload<vf>(px + 64 * w + l), y = vload<vf>(py + 64 * w + l);
+          vf t = vf{};
+          if (l2 > 0) {
+            t = ((x - ax) * dx + (y - ay) * dy) / l2;
+            t = t < 0.f ? vf{} : (1.f < t ? vf{} + 1.f : t);  // std::clamp(t, 0, 1)
+          }
+          const vf ex = ax + t * dx - x, ey = ay + t * dy - y;
+          found |= lane_bits(ex * ex + ey * ey <= m2) << l;
         }
-        const vf ex = ax + t * dx - x, ey = ay + t * dy - y;
-        vstore(near + d, ex * ex + ey * ey <= m2 ? vf{} + 1.f : vload<vf>(near + d));
+        vc_[w] |= found & open_w;
       }
     }
   }
-  int n_valid = 0;
-  for (int d = 0; d < nc; ++d) {
-    vc_[d] = static_cast<uint8_t>(in[d] + band[d] * near[d]);
-    n_valid += vc_[d];
-  }
-  if (n_unsure > 0.f)
-    for (int d = 0; d < nc; ++d)
-      if (mx[d] > -kEps && mx[d] <= kEps) {
-        const uint8_t ok = in_hull(t_->hull, px[d], py[d], margin);
-        n_valid += ok - vc_[d];
-        vc_[d] = ok;
-      }
-  return n_valid;
+  // Within kEps of a line (rare): in_hull itself.  Padding cells past nc are cut by count_valid.
+  for (int w = 0; w < vcw_; ++w)
+    for (uint64_t u = unsure_[w]; u != 0; u &= u - 1) {
+      const int d = 64 * w + __builtin_ctzll(u);
+      const uint64_t bit = uint64_t(1) << (d & 63);
+      vc_[w] = in_hull(t_->hull, px[d], py[d], margin) ? vc_[w] | bit : vc_[w] & ~bit;
+    }
+  return count_valid();
 }
 
-// Per neighbour: its box's row and column offsets and their Gaussian factors (gs_norm in the row
-// factor), and the approximate angular terms C_D; flat loops over all neighbours, vectorised.
+// Clears vc_'s bits past the disc cells, and counts the valid cells.
+int CylinderBuilder::count_valid() {
+  for (int w = nc_ >> 6; w < vcw_; ++w) {
+    const int keep = nc_ - 64 * w;
+    vc_[w] &= keep >= 64 ? ~uint64_t(0) : keep <= 0 ? 0 : (uint64_t(1) << keep) - 1;
+  }
+  int n = 0;
+  for (int w = 0; w < vcw_; ++w) n += static_cast<int>(popcount64(vc_[w]));
+  return n;
+}
+
+// Bit x set when (centre(x0 + x) - d)^2 <= reach^2, x0 + x <= x1 (at most Ns <= 64 cells).
+uint64_t CylinderBuilder::within_reach(int x0, int x1, float d) const {
+  const float reach2 = g_.reach * g_.reach;
+  uint64_t in = 0;
+  for (int x = 0; x <= x1 - x0; x += kLanes) {
+    const vf e = vload<vf>(&ctr_[x0 + x]) - d;
+    in |= (~lane_bits(e * e > reach2) & ((uint64_t(2) << (kLanes - 1)) - 1)) << x;  // as the reference's test
+  }
+  const int width = x1 - x0 + 1;
+  return width <= 0 ? 0 : width >= 64 ? in : in & ((uint64_t(1) << width) - 1);
+}
+
+// Per neighbour: the rows and columns of its box within reach, their offsets and Gaussian factors
+// (gs_norm in the row factor); flat loops over all neighbours, vectorised.
 void CylinderBuilder::neighbour_factors() {
-  const int nb = static_cast<int>(nbs_.size()), nd = nd_;
+  const int nb = static_cast<int>(nbs_.size());
+  // A cell the reference sums lies in the box with eu^2 + ev^2 <= reach^2, computed as there, so
+  // with eu^2 <= reach^2 and ev^2 <= reach^2 (rounding is monotone): an interval of the box's
+  // rows and one of its columns (|centre - du| grows away from du), each at most 2 reach / ds + 1
+  // cells wide.  Only those are summed over: the box's first and last rows and columns lie
+  // beyond reach but for exact ties, and a box one cell wider than kW would cost a second
+  // window per row (and a box_ of 2 kW for every neighbour).
   box_ = kW;
-  for (const Neighbour& n : nbs_) box_ = std::max({box_, n.i1 - n.i0 + 1, n.j1 - n.j0 + 1});
+  span_.resize(nb);
+  for (int b = 0; b < nb; ++b) {
+    const Neighbour& n = nbs_[b];
+    Span& sp = span_[b];
+    const uint64_t rows = within_reach(n.i0, n.i1, n.du), cols = within_reach(n.j0, n.j1, n.dv);
+    sp.i0 = n.i0 + (rows ? __builtin_ctzll(rows) : 0);
+    sp.i1 = rows ? n.i0 + 63 - __builtin_clzll(rows) : sp.i0 - 1;
+    sp.j0 = n.j0 + (cols ? __builtin_ctzll(cols) : 0);
+    sp.j1 = cols ? n.j0 + 63 - __builtin_clzll(cols) : sp.j0 - 1;
+    box_ = std::max({box_, sp.i1 - sp.i0 + 1, sp.j1 - sp.j0 + 1});
+  }
   box_ = (box_ + kW - 1) / kW * kW;
   const int B = box_;
-  // Whole vectors: the padding past nb * B (nb * Nd) holds finite stale values, never read.
+  // Whole vectors: the padding past nb * B holds finite stale values, never read.
   const size_t nbox = static_cast<size_t>(nb) * B, nbox_pad = (nbox + kLanes - 1) / kLanes * kLanes;
   eu_.resize(nbox_pad);
   ev_.resize(nbox_pad);
   gu_.resize(nbox_pad);
   gv_.resize(nbox_pad);
+  wv iota;
+  for (int x = 0; x < kWv; ++x) iota[x] = static_cast<float>(x);
   for (int b = 0; b < nb; ++b) {
     const Neighbour& n = nbs_[b];
-    for (int x = 0; x < B; ++x) {  // as the reference: g.centre(i) - du; columns past the box out of reach
-      eu_[b * B + x] = ctr_[n.i0 + x] - n.du;
-      ev_[b * B + x] = x <= n.j1 - n.j0 ? ctr_[n.j0 + x] - n.dv : 1e4f;
+    const Span& sp = span_[b];
+    // As the reference: g.centre(i) - du; columns past the span out of reach.  An empty span
+    // (i1 < i0) is never read.
+    const float cols = static_cast<float>(sp.j1 - sp.j0);
+    for (int x = 0; x < B; x += kWv) {
+      vstore(&eu_[b * B + x], vload<wv>(&ctr_[std::max(sp.i0, 0) + x]) - n.du);
+      const wv ev = vload<wv>(&ctr_[std::max(sp.j0, 0) + x]) - n.dv;
+      vstore(&ev_[b * B + x], iota + static_cast<float>(x) <= cols ? ev : wv{} + 1e4f);
     }
   }
   const float inv = 1.f / (2.f * g_.sig_s * g_.sig_s), gs = g_.gs_norm;
@@ -433,47 +704,44 @@ void CylinderBuilder::neighbour_factors() {
     vstore(&gu_[x], gs * exp_approx(-(eu * eu) * inv));
     vstore(&gv_[x], exp_approx(-(ev * ev) * inv));
   }
-  // C_D = 0.5 (erf(hi) - erf(lo)), in one flat loop over (neighbour, plane).  Any representative
-  // of the wrapped angle will do: the term takes the same value at -pi and pi.
-  const size_t nang = static_cast<size_t>(nb) * nd, nang_pad = (nang + kLanes - 1) / kLanes * kLanes;
-  ang_.resize(nang_pad);
-  cd_.resize(nang_pad);
-  for (int b = 0; b < nb; ++b)
-    for (int k = 0; k < nd; ++k) ang_[b * nd + k] = phi_[k] - nbs_[b].dth;
-  const float half = 0.5f * g_.dd, sc = 1.f / (g_.sig_d * std::sqrt(2.f));
-  for (size_t x = 0; x < nang_pad; x += kLanes) {
-    const vf an = vload<vf>(&ang_[x]);
-    const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
-    vstore(&cd_[x], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
-  }
 }
 
-// Approximate cell sums into acc_: per neighbour, per row of its box, windows of kW cells
+// Approximate cell sums into acc_: per neighbour, per row of its span, windows of kW cells
 // (a vector each) weighted by the separable Gaussian and masked by the reference's own tests
-// (the box, and d2 <= reach^2 with d2 computed as there) and by the row's disc cells.
+// (d2 <= reach^2 with d2 computed as there; the span lies in the box) and by the row's disc
+// cells.
 void CylinderBuilder::accumulate() {
   const int nb = static_cast<int>(nbs_.size()), nd = nd_, nc = nc_, B = box_;
   const float reach2 = g_.reach * g_.reach;
   std::fill(acc_.begin(), acc_.end(), 0.f);
   float* acc = acc_.data() + front_;
   for (int b = 0; b < nb; ++b) {
-    const Neighbour& n = nbs_[b];
-    const int cols = n.j1 - n.j0 + 1;
-    const float* cd = &cd_[static_cast<size_t>(b) * nd];
+    const Span& sp = span_[b];
+    const int cols = sp.j1 - sp.j0 + 1;
+    // Its pair's angular terms, the planes reversed from the other minutia's cylinder (see
+    // phi_).  A local copy: the stores into acc_ cannot alias it, so its values stay in registers.
+    float cd[32];  // Nd <= 32 (Config checks it)
+    const int pr = nb_pair_[b];
+    for (int k = 0; k < nd; ++k) cd[k] = pr >= 0 ? pcd_[static_cast<size_t>(k) * npv_ + pr] : pcd_[static_cast<size_t>(nd - 1 - k) * npv_ + ~pr];
     const float* ev = &ev_[static_cast<size_t>(b) * B];
     const float* gv = &gv_[static_cast<size_t>(b) * B];
-    for (int r = 0; r <= n.i1 - n.i0; ++r) {
-      const int i = n.i0 + r;
+    for (int r = 0; r <= sp.i1 - sp.i0; ++r) {
+      const int i = sp.i0 + r;
       const float eu = eu_[b * B + r], gu = gu_[b * B + r];
-      if (eu * eu > reach2) continue;  // then every d2 of the row exceeds reach^2 too
-      const int first = std::max(0, row_j0_[i] - n.j0), last = std::min(cols, row_j1_[i] - n.j0 + 1);
+      const int first = std::max(0, row_j0_[i] - sp.j0), last = std::min(cols, row_j1_[i] - sp.j0 + 1);
       for (int w = first & ~(kW - 1); w < last; w += kW) {
-        // Columns past the box are out of reach (ev_), those off the disc weigh 0 (disc_).
-        const float* dm = &disc_[static_cast<size_t>(i) * (ns_ + 2 * kW) + n.j0 + w];
-        const v8f evw = vload<v8f>(ev + w), d2 = eu * eu + evw * evw, v = gu * vload<v8f>(gv + w) * vload<v8f>(dm);
-        const v8f wt = d2 <= reach2 ? v : v8f{};
-        float* row = acc + row_d0_[i] + (n.j0 + w - row_j0_[i]);
-        for (int k = 0; k < nd; ++k, row += nc) vstore(row, vload<v8f>(row) + wt * cd[k]);
+        // Columns past the span are out of reach (ev_), those off the disc weigh 0 (disc_).
+        const float* dm = &disc_[static_cast<size_t>(i) * (ns_ + 2 * kW) + sp.j0 + w];
+        wv wt[kW / kWv];
+        for (int c = 0; c < kW / kWv; ++c) {
+          const int x = w + c * kWv;
+          const wv evw = vload<wv>(ev + x), d2 = eu * eu + evw * evw;
+          const wv v = gu * vload<wv>(gv + x) * vload<wv>(dm + c * kWv);
+          wt[c] = d2 <= reach2 ? v : wv{};
+        }
+        float* row = acc + row_d0_[i] + (sp.j0 + w - row_j0_[i]);
+        for (int k = 0; k < nd; ++k, row += nc)
+          for (int c = 0; c < kW / kWv; ++c) vstore(row + c * kWv, vload<wv>(row + c * kWv) + wt[c] * cd[k]);
       }
     }
   }
@@ -482,25 +750,22 @@ void CylinderBuilder::accumulate() {
 // Cell bits from the approximate sums, and from the reference sum where they are too close to
 // the threshold to tell; the masks from vc_.
 void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask) {
-  const int nc = nc_, nd = nd_, cells = nd * nc;
+  const int nc = nc_, nd = nd_, words = static_cast<int>(und_.size());
   const float thr = p_.cell_threshold;
   const float tol = static_cast<float>(nbs_.size()) * g_.gs_norm * kTermErrorPerGsNorm;
   const float lo = thr - tol, hi = thr + tol;
-  // Per plane and disc cell, as packed: 1 above hi, 2 in (lo, hi], 0 when the cell is invalid.
-  // Local pointers: a byte store may alias the vectors' own pointers, which would then be
-  // reloaded at every byte.
+  for (int k = 0; k < nd; ++k) or_bits(vc_.data(), nc, mask, k * nc);
+  for (int w = 0; w < (nc + 63) / 64; ++w) smask[w] |= vc_[w];
+  // Per word of cells, as packed: set above hi, undecided in (lo, hi]; valid cells only (the
+  // mask, which also cuts the cells past the last one: acc_ is padded to whole words).  Each
+  // word is assembled in a register (an OR into memory per vector would chain its stores).
   const float* acc = acc_.data() + front_;
-  uint8_t* fl = flags_.data();
-  uint8_t* mf = mflags_.data();
-  for (int k = 0; k < nd; ++k) std::memcpy(mf + static_cast<size_t>(k) * nc, vc_.data(), nc);
-  for (int x = 0; x < cells; ++x) {
-    const uint8_t f = static_cast<uint8_t>((acc[x] > hi) | ((acc[x] > lo) & (acc[x] <= hi)) << 1);
-    fl[x] = f & static_cast<uint8_t>(-mf[x]);
+  for (int w = 0; w < words; ++w) {
+    const uint64_t set = above(acc + 64 * w, hi), above_lo = above(acc + 64 * w, lo);
+    bits[w] |= set & mask[w];
+    und_[w] = above_lo & ~set & mask[w];
   }
-  pack_bytes(fl, cells, bits);
-  pack_bytes(mf, cells, mask);
-  pack_bytes(vc_.data(), nc, smask);
-  // Cells in (lo, hi] in some plane: the reference sum decides all their planes (rare).
+  // Cells undecided in some plane: the reference sum decides all their planes (rare).
   float exact[32];  // Nd <= 32 (Config checks it)
   auto cd_of = [&](size_t b) {
     if (!cdx_done_[b]) {
@@ -509,15 +774,17 @@ void CylinderBuilder::threshold(uint64_t* bits, uint64_t* mask, uint64_t* smask)
     }
     return &cdx_[b * nd];
   };
-  for (uint8_t* f = fl; (f = static_cast<uint8_t*>(std::memchr(f, 2, fl + cells - f))) != nullptr; ++f) {
-    const int x = static_cast<int>(f - fl), k0 = x / nc, d = x % nc;
-    exact_cell(g_, nbs_, cd_of, ci_[d], cj_[d], exact);
-    for (int k = 0; k < nd; ++k) {
-      const int bit = k * nc + d;
-      bits[bit >> 6] = (bits[bit >> 6] & ~(uint64_t(1) << (bit & 63))) | uint64_t(exact[k] > thr) << (bit & 63);
-      if (k > k0) fl[bit] = 0;  // decided: memchr must not find it again
+  for (int w = 0; w < words; ++w)
+    while (und_[w] != 0) {
+      const int d = (64 * w + __builtin_ctzll(und_[w])) % nc;
+      exact_cell(g_, nbs_, cd_of, ci_[d], cj_[d], exact);
+      for (int k = 0; k < nd; ++k) {
+        const int bit = k * nc + d;
+        const uint64_t one = uint64_t(1) << (bit & 63);
+        bits[bit >> 6] = exact[k] > thr ? bits[bit >> 6] | one : bits[bit >> 6] & ~one;
+        und_[bit >> 6] &= ~one;  // decided in every plane
+      }
     }
-  }
 }
 
 CylinderBuilder& CylinderBuilder::of(const Config& cfg) {
@@ -527,10 +794,9 @@ CylinderBuilder& CylinderBuilder::of(const Config& cfg) {
   return *builder;
 }
 
-bool CylinderBuilder::build(const Prepared& t, int m, uint64_t* bits, uint64_t* mask, uint64_t* smask) {
-  t_ = &t;
-  const float c = std::cos(t_->theta[m]), s = std::sin(t_->theta[m]);
-  find_neighbours(g_, t_->x.data(), t_->y.data(), t_->theta.data(), t_->n, m, c, s, nbs_);
+bool CylinderBuilder::build(int m, uint64_t* bits, uint64_t* mask, uint64_t* smask) {
+  const float c = t_->cos_theta[m], s = t_->sin_theta[m];  // std::cos and std::sin of theta, as the reference's
+  find_neighbours(m, c, s);
   if (static_cast<int>(nbs_.size()) < p_.min_neighbours) return false;
   const int n_valid = classify_cells(m, c, s);
   if (!(n_valid >= p_.min_valid_cells_fraction * (disc_cells_ / nd_))) return false;
@@ -574,28 +840,30 @@ void fill_minutia_tables(Prepared& t, const float* xyaq) {
     t.soa[2 * t.npad + i] = t.cos_theta[i];
     t.soa[3 * t.npad + i] = t.sin_theta[i];
   }
-  // Pairwise tables, a row at a time: dist and rel as written (the compiler vectorises them: sqrt
-  // and floor are exact operations), radial by atan2_approx over whole vectors of j.
+  // Pairwise tables, a row at a time over whole vectors of j: dist and rel with the operations of
+  // std::sqrt(dx * dx + dy * dy) and r - 2pi floor(r / 2pi), min(r, top) (sqrt and floor are exact
+  // operations: the same bits), radial by atan2_approx.
   t.dist.resize(static_cast<size_t>(n) * n);
   t.rel.resize(static_cast<size_t>(n) * n);
   t.radial.resize(static_cast<size_t>(n) * n);
   const int nv = (n + kLanes - 1) / kLanes * kLanes;
-  std::vector<float> xs(nv, 0.f), ys(nv, 0.f), row(nv);
+  std::vector<float> xs(nv, 0.f), ys(nv, 0.f), ths(nv, 0.f), row(3 * nv);
   std::copy(t.x.begin(), t.x.end(), xs.begin());
   std::copy(t.y.begin(), t.y.end(), ys.begin());
+  std::copy(t.theta.begin(), t.theta.end(), ths.begin());
   const float top = std::nextafter(kTwoPi, 0.f);
   for (int i = 0; i < n; ++i) {
     const float xi = t.x[i], yi = t.y[i], ti = t.theta[i];
-    float* dist = &t.dist[static_cast<size_t>(i) * n];
-    float* rel = &t.rel[static_cast<size_t>(i) * n];
-    for (int j = 0; j < n; ++j) {
-      const float dx = t.x[j] - xi, dy = t.y[j] - yi;
-      dist[j] = std::sqrt(dx * dx + dy * dy);
+    for (int j = 0; j < nv; j += kLanes) {
+      const vf dx = vload<vf>(&xs[j]) - xi, dy = vload<vf>(&ys[j]) - yi;
+      vstore(&row[nv + j], vsqrt(dx * dx + dy * dy));
       // Angles relative to minutia i, in [0, 2pi): direction of j, and (below) of the segment i->j.
-      float r = t.theta[j] - ti;
-      r -= kTwoPi * std::floor(r / kTwoPi);
-      rel[j] = std::min(r, top);
+      vf r = vload<vf>(&ths[j]) - ti;
+      r -= kTwoPi * vfloor(r / kTwoPi);
+      vstore(&row[2 * nv + j], top < r ? vf{} + top : r);  // std::min(r, top)
     }
+    std::copy(&row[nv], &row[nv] + n, &t.dist[static_cast<size_t>(i) * n]);
+    std::copy(&row[2 * nv], &row[2 * nv] + n, &t.rel[static_cast<size_t>(i) * n]);
     for (int j = 0; j < nv; j += kLanes) {
       const vf rad = atan2_approx(vload<vf>(&ys[j]) - yi, vload<vf>(&xs[j]) - xi) - ti;
       const vf q = rad / kTwoPi;
@@ -608,28 +876,39 @@ void fill_minutia_tables(Prepared& t, const float* xyaq) {
   }
 }
 
-// The valid cylinders (Section 3.2), compacted and sorted by direction, with their counts.
-void pack_valid_cylinders(const Config& cfg, Prepared& t, const std::vector<uint8_t>& valid,
-                          const std::vector<uint64_t>& bits, const std::vector<uint64_t>& mask,
-                          const std::vector<uint64_t>& smask) {
+// The valid cylinders (Section 3.2), compacted and sorted by direction, with their counts: built
+// in direction order straight into t's arrays (an invalid cylinder leaves its slot untouched, and
+// the next one takes it).
+void build_cylinders(const Config& cfg, Prepared& t, CylinderBuilder& builder) {
   const int n = t.n;
-  std::vector<int> order;
-  for (int i = 0; i < n; ++i)
-    if (valid[i]) order.push_back(i);
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int u, int v) { return t.theta[u] < t.theta[v]; });
   const size_t w = t.words, mw = t.mask_words;
+  t.bits.assign(n * w, 0);
+  t.mask.assign(n * w, 0);
+  t.smask.assign(n * mw, 0);
+  t.cyl_index.reserve(n);  // one allocation each, not one per doubling
+  t.cyl_theta.reserve(n);
+  t.cyl_full.reserve(n);
+  t.cyl_ones.reserve(n);
+  size_t v = 0;
   for (int i : order) {
+    const uint64_t* bits = &t.bits[v * w];
+    const uint64_t* smask = &t.smask[v * mw];
+    if (!builder.build(i, &t.bits[v * w], &t.mask[v * w], &t.smask[v * mw])) continue;
     t.cyl_index.push_back(i);
     t.cyl_theta.push_back(t.theta[i]);
-    t.bits.insert(t.bits.end(), bits.begin() + i * w, bits.begin() + (i + 1) * w);
-    t.mask.insert(t.mask.end(), mask.begin() + i * w, mask.begin() + (i + 1) * w);
-    t.smask.insert(t.smask.end(), smask.begin() + i * mw, smask.begin() + (i + 1) * mw);
     uint64_t nbits = 0, nmask = 0;
-    for (size_t u = 0; u < w; ++u) nbits += __builtin_popcountll(bits[i * w + u]);
-    for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[i * mw + u]);
+    for (size_t u = 0; u < w; ++u) nbits += __builtin_popcountll(bits[u]);
+    for (size_t u = 0; u < mw; ++u) nmask += __builtin_popcountll(smask[u]);
     t.cyl_full.push_back(static_cast<int>(nmask) * cfg.params().angular_cells == cfg.disc_cells());
     t.cyl_ones.push_back(nbits << 16 | nmask << 48);
+    ++v;
   }
+  t.bits.resize(v * w);
+  t.mask.resize(v * w);
+  t.smask.resize(v * mw);
 }
 
 // The block orientation grid: one cell per block (plus one without print), and per print block
@@ -675,14 +954,9 @@ Prepared prepare(const Config& cfg, const float* xyaq, int n, const uint8_t* gri
   t.mask_words = cfg.mask_words();
   working_frame(xyaq, n, t.x, t.y, t.theta, t.hull);
   fill_minutia_tables(t, xyaq);  // the hull's edge lines first: the cell validity reads them
-  std::vector<uint8_t> valid(n, 0);
-  std::vector<uint64_t> bits(static_cast<size_t>(n) * t.words), mask(bits.size()),
-      smask(static_cast<size_t>(n) * t.mask_words);
   CylinderBuilder& builder = CylinderBuilder::of(cfg);
-  for (int m = 0; m < n; ++m)
-    valid[m] = builder.build(t, m, &bits[static_cast<size_t>(m) * t.words], &mask[static_cast<size_t>(m) * t.words],
-                             &smask[static_cast<size_t>(m) * t.mask_words]);
-  pack_valid_cylinders(cfg, t, valid, bits, mask, smask);
+  builder.start(t);
+  build_cylinders(cfg, t, builder);
   if (grid != nullptr && rows > 0 && cols > 0) fill_grid(t, grid, rows, cols);
   return t;
 }

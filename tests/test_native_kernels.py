@@ -211,3 +211,54 @@ def test_a_bad_environment_variable_fails_loudly_naming_it():
     r = _run("import biomatch._native", "avx1024")
     assert r.returncode != 0
     assert "BIOMATCH_KERNEL='avx1024'" in r.stderr and "InvalidInputError" in r.stderr
+
+
+# Preparation by every kernel against the reference sums (cylinder_values), bit for bit: the fast
+# path's spans within reach, pair list, mirrored angular terms and bit masks must decide every cell
+# as the reference does.
+
+
+def _prepared_equal_reference(mod, params: MatchParams, t) -> None:
+    cfg = mod.Config(dataclasses.asdict(params))
+    values, cells, valid = mod.cylinder_values(cfg, t.as_float_array())
+    idx, bits, mask = mod.prepare(cfg, t.as_float_array()).cylinders(cfg)
+    np.testing.assert_array_equal(idx, np.flatnonzero(valid), err_msg=f"{mod.kernel}: valid cylinders")
+    for row, m in enumerate(idx):
+        want_mask = np.broadcast_to(cells[m], values[m].shape).ravel()
+        want_bits = (values[m].ravel() > params.cell_threshold) & want_mask
+        got = np.unpackbits(bits[row].view(np.uint8), bitorder="little")[: want_bits.size].astype(bool)
+        got_mask = np.unpackbits(mask[row].view(np.uint8), bitorder="little")[: want_bits.size].astype(bool)
+        np.testing.assert_array_equal(got_mask, want_mask, err_msg=f"{mod.kernel}: mask of minutia {m}")
+        np.testing.assert_array_equal(got, want_bits, err_msg=f"{mod.kernel}: bits of minutia {m}")
+
+
+def _edge_case_templates(rng) -> list:
+    from biomatch.datasets.synthetic import REGISTRY_POPULATION, template_impressions
+
+    out = [template_impressions(seed, 1, REGISTRY_POPULATION)[0] for seed in (1003, 1010, 1041)]
+    out += [random_template(rng, n=80, size=350), random_template(rng, n=130, size=500)]  # pairs over 64-bit words
+    # Minutia 0 has two neighbours (min_neighbours), one exactly at a cylinder's reach (R + 3 sigma_S
+    # = 98 px), and one just past it; a duplicate (offset 0); a hull wide enough for valid
+    # cylinders.  Then a collinear set (a hull without area).
+    x = np.array([150.0, 248.0, 200.0, 150.0, 150.0, 150.0, 49.0, 260.0, 260.0, 260.0])
+    y = np.array([200.0, 200.0, 200.0, 298.0001, 99.0, 301.0, 200.0, 110.0, 110.0, 290.0])
+    out.append(Template.from_arrays(x, y, rng.uniform(0, 2 * np.pi, 10), width=400, height=400))
+    x = np.array([50.0, 148.0, 200.0, 201.0, 250.0, 330.0])
+    out.append(Template.from_arrays(x, x * 0.5 + 20, rng.uniform(0, 2 * np.pi, 6), width=400, height=400))
+    return out
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"spatial_cells": 20, "angular_cells": 9},  # odd planes: the middle one's centre is 0
+    {"spatial_cells": 11, "angular_cells": 1, "sigma_spatial_px": 12.0},
+    {"spatial_cells": 64, "angular_cells": 3, "min_neighbours": 1},  # spans over 16 cells, 64-cell rows
+    {"spatial_cells": 16, "angular_cells": 12, "hull_margin_px": 0.0, "cell_threshold": 0.002},
+])
+def test_every_kernel_prepares_the_reference_cylinders(overrides):
+    params = MatchParams(**overrides)
+    templates = _edge_case_templates(np.random.default_rng(21))
+    for name in native.available_kernels():
+        mod = native.load_kernel(name)
+        for t in templates:
+            _prepared_equal_reference(mod, params, t)
