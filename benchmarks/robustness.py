@@ -318,8 +318,10 @@ def degrade_set(dataset: str, condition: str, images: list[tuple[str, Path]], dp
 
 def _socofing_protocol(folder: Path, dpi: float, system: System, cache: TemplateCache) -> dict:
     """Real prints enrolled; altered-hard probes of the same finger are genuine, real vs real of other
-    fingers impostors (unordered).  Returns the metrics and score arrays."""
-    from biomatch.evaluate.metrics import compute_metrics
+    fingers impostors (unordered).  Returns the metrics and score arrays, and the FNMR at FMR 0.1% of
+    each alteration (central rotation, obliteration, z-cut): an alteration is a registrant's way to
+    evade deduplication, so each is reported apart."""
+    from biomatch.evaluate.metrics import compute_metrics, fnmr_at_fmr
 
     paths = sorted(folder.glob("*.png"))
     real = [p for p in paths if not _ALTERED.search(p.stem)]
@@ -327,10 +329,11 @@ def _socofing_protocol(folder: Path, dpi: float, system: System, cache: Template
     tmpl = {p.stem: cache.extract(p, dpi) for p in real + alt}
     empty = {k: system.is_empty(t) for k, t in tmpl.items()}
     prep = {k: (None if empty[k] else system.prepare(t)) for k, t in tmpl.items()}
-    genuine, impostor = [], []
+    genuine, impostor, kinds = [], [], []
     t_match, n_match = 0.0, 0
     for i, r in enumerate(real):
         mates = [a.stem for a in alt if _ALTERED.sub("", a.stem) == r.stem]
+        kinds.extend(_ALTERED.search(m).group(1) for m in mates)
         others = [q.stem for q in real[i + 1:]]
         for group, sink in ((mates, genuine), (others, impostor)):
             if not group:
@@ -345,7 +348,10 @@ def _socofing_protocol(folder: Path, dpi: float, system: System, cache: Template
                 scores[live] = out
             sink.extend(scores.tolist())
     m = compute_metrics(np.asarray(genuine), np.asarray(impostor))
+    by_kind = {k: fnmr_at_fmr(np.asarray(genuine)[np.asarray(kinds) == k], np.asarray(impostor), 1e-3)
+               for k in sorted(set(kinds))}
     return {"eer": m.eer, "fmr100": m.fmr100, "fmr1000": m.fmr1000, "zerofmr": m.zerofmr,
+            "fmr1000_by_alteration": by_kind,
             "n_genuine": len(genuine), "n_impostor": len(impostor),
             "match_us_median": 1e6 * t_match / max(n_match, 1),
             "genuine": genuine, "impostor": impostor}
@@ -526,6 +532,12 @@ def format_tables(results: dict, systems: list[str], missing: dict, generated: d
                     cells.append(f"{_pct(r['eer'])} / {_pct(r['fmr1000'])} / {r['ftx']} / {r['extract_ms_median']:.0f}")
             dpi = next((r["dpi"] for r in by_cond.get(c, {}).values() if r and "dpi" in r), None)
             lines.append(f"| {c} | {'' if dpi is None else format(dpi, 'g')} | " + " | ".join(cells) + " |")
+        for c in conditions:
+            for s in systems:
+                kinds = (by_cond.get(c, {}).get(s) or {}).get("fmr1000_by_alteration")
+                if kinds:
+                    lines.append(f"  {c}, {s}: FMR1000 (FNMR % at FMR 0.1%) by alteration: "
+                                 + ", ".join(f"{k} {_pct(v)}" for k, v in kinds.items()))
     if missing:
         lines += [""] + [f"not run: {name}: {why}" for name, why in missing.items()]
     if generated:
