@@ -76,8 +76,8 @@ class ExtractionParams:
     # peaks above ridge_peak_min; a peak above ridge_weak_peak_min counts too where the block's
     # ridge-flow coherence is at least ridge_weak_coherence_min, about twice isotropic noise's
     # 0.07-0.08 (biomatch.extract.frequency.ridge_period says why).  Weakly periodic blocks keep
-    # the print's mask, not its period map.  Equal bars: none.  The resolution check uses the
-    # strict bar alone.
+    # the print's mask, not its period map.  Equal bars: none.  The resolution check and the
+    # quality score's ridge fraction count the strict blocks alone.
     ridge_peak_min: float = 0.25
     ridge_weak_peak_min: float = 0.20
     ridge_weak_coherence_min: float = 0.15

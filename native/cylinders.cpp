@@ -413,7 +413,8 @@ CylinderBuilder::CylinderBuilder(const Config& cfg)
   // terms of b in a's cylinder give a's in b's by reversing the planes, bit for bit (wrap and
   // erf_approx are odd).  Each within an ulp of the reference's centre (Geometry::angular).
   phi_.resize(nd_);
-  for (int k = 0; k < nd_; ++k) phi_[k] = 2 * k + 1 < nd_ ? -kPi + (k + 0.5f) * g_.dd : 2 * k + 1 == nd_ ? 0.f : -phi_[nd_ - 1 - k];
+  for (int k = 0; k < nd_; ++k)
+    phi_[k] = 2 * k + 1 < nd_ ? -kPi + (k + 0.5f) * g_.dd : 2 * k + 1 == nd_ ? 0.f : -phi_[nd_ - 1 - k];
 }
 
 void CylinderBuilder::start(const Prepared& t) {
@@ -482,7 +483,8 @@ void CylinderBuilder::pair_angular_terms() {
     for (int p = 0; p < npv_; p += kLanes) {
       const vf an = phi_[k] - vload<vf>(&dth_[p]);
       const vf a = an - kTwoPi * (((an * (1.f / kTwoPi)) + 12582912.f) - 12582912.f);
-      vstore(&pcd_[static_cast<size_t>(k) * npv_ + p], 0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
+      vstore(&pcd_[static_cast<size_t>(k) * npv_ + p],
+             0.5f * (erf_approx((a + half) * sc) - erf_approx((a - half) * sc)));
     }
 }
 
@@ -722,7 +724,8 @@ void CylinderBuilder::accumulate() {
     // phi_).  A local copy: the stores into acc_ cannot alias it, so its values stay in registers.
     float cd[32];  // Nd <= 32 (Config checks it)
     const int pr = nb_pair_[b];
-    for (int k = 0; k < nd; ++k) cd[k] = pr >= 0 ? pcd_[static_cast<size_t>(k) * npv_ + pr] : pcd_[static_cast<size_t>(nd - 1 - k) * npv_ + ~pr];
+    for (int k = 0; k < nd; ++k)
+      cd[k] = pr >= 0 ? pcd_[static_cast<size_t>(k) * npv_ + pr] : pcd_[static_cast<size_t>(nd - 1 - k) * npv_ + ~pr];
     const float* ev = &ev_[static_cast<size_t>(b) * B];
     const float* gv = &gv_[static_cast<size_t>(b) * B];
     for (int r = 0; r <= sp.i1 - sp.i0; ++r) {

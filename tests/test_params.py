@@ -66,6 +66,7 @@ def test_a_field_added_later_is_read_with_its_neutral_value():
     ("max_minutiae", 256, "[1, 255]"),
     ("max_image_side_px", 16, "[32, 100000]"),
     ("gabor_sigma_along_px", "4", "> 0"),
+    ("ridge_weak_peak_min", 0.3, "[0, ridge_peak_min (0.25)]"),
 ])
 def test_extraction_params_name_the_field_the_expected_and_the_actual_value(field, value, expected):
     with pytest.raises(InvalidInputError) as e:

@@ -29,7 +29,7 @@ def block_ridge_period(norm, theta, mask, block, win_len, win_wid, pmin, pmax, m
     min_peak, weak_peak : float
         Least normalised autocorrelation at the period for a block to count as periodic;
         where no peak reaches ``min_peak``, one above ``weak_peak`` (<= ``min_peak``) is
-        reported, with its height, for the caller's further tests.
+        reported and flagged in ``weak``, for the caller's further tests.
 
     Returns
     -------

@@ -45,8 +45,8 @@ def ridge_period(norm: np.ndarray, theta: np.ndarray, mask: np.ndarray, p: Extra
     weak_bar = p.ridge_peak_min if coherence is None else p.ridge_weak_peak_min
     raw, weak = nb.block_ridge_period(norm, theta, mask, b, 2 * b + 8, b, p.ridge_period_min_px,
                                       p.ridge_period_max_px, p.ridge_peak_min, weak_bar)
+    bh, bw = raw.shape
     if weak.any():
-        bh, bw = raw.shape
         block_coherence = cv2.resize(coherence[: bh * b, : bw * b], (bw, bh), interpolation=cv2.INTER_AREA)
         refused = weak & (block_coherence < p.ridge_weak_coherence_min)
         raw = np.where(refused, np.float32(0), raw)
@@ -56,7 +56,6 @@ def ridge_period(norm: np.ndarray, theta: np.ndarray, mask: np.ndarray, p: Extra
     fallback = float(np.median(strict[valid])) if valid.sum() >= 3 else p.ridge_period_default_px
     # Outlier rejection and smoothing: median of valid estimates in a (2r+1)^2 block window.
     out = nb.median_fill(strict, p.frequency_smooth_blocks, np.float32(fallback))
-    bh, bw = raw.shape
     h, w = norm.shape
     full = cv2.resize(out, (bw * b, bh * b), interpolation=cv2.INTER_LINEAR)
     period = np.full((h, w), fallback, np.float32)
@@ -66,4 +65,3 @@ def ridge_period(norm: np.ndarray, theta: np.ndarray, mask: np.ndarray, p: Extra
     if bw * b < w:
         period[:, bw * b:] = period[:, bw * b - 1: bw * b] if bw else fallback
     return np.clip(period, p.ridge_period_min_px, p.ridge_period_max_px), raw, weak
-
