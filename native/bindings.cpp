@@ -105,12 +105,16 @@ nb::dict explanation_dict(const biomatch::Explanation& e) {
   if (e.orientation_used) {
     d["orientation_agreement"] = e.orientation_agreement;
     d["orientation_blocks"] = e.orientation_blocks;
+    d["orientation_robust_agreement"] = e.orientation_robust;
+    d["orientation_conflict_blocks"] = e.orientation_conflict_blocks;
     d["orientation_rotation_rad"] = e.orientation_rot;
     d["orientation_translation_px"] = nb::make_tuple(e.orientation_tx, e.orientation_ty);
     d["orientation_factor"] = e.orientation_factor;
   } else {
     d["orientation_agreement"] = nb::none();
     d["orientation_blocks"] = 0;
+    d["orientation_robust_agreement"] = nb::none();
+    d["orientation_conflict_blocks"] = 0;
     d["orientation_rotation_rad"] = nb::none();
     d["orientation_translation_px"] = nb::none();
     d["orientation_factor"] = 1.f;

@@ -43,6 +43,12 @@ void check_params(const MccParams& p) {
   if (p.relax_iterations < 0 || p.relax_iterations > 100) bad("relax_iterations: expected 0..100");
   if (p.spatial_cells * p.spatial_cells * p.angular_cells >= 65536)
     bad("spatial_cells^2 * angular_cells: expected < 65536");
+  if (!(p.orientation_zero_credit_deg >= 0.f && p.orientation_zero_credit_deg <= p.orientation_conflict_deg &&
+        p.orientation_conflict_deg > 0.f && p.orientation_conflict_deg <= 90.f))
+    bad("orientation_zero_credit_deg/orientation_conflict_deg: expected 0 <= zero credit <= conflict, 0 < conflict <= 90");
+  if (!(p.orientation_conflict_weight >= 0.f && p.orientation_conflict_weight <= 1.f) ||
+      !(p.orientation_conflict_max_fraction >= 0.f && p.orientation_conflict_max_fraction < 1.f))
+    bad("orientation_conflict_weight/orientation_conflict_max_fraction: expected 0..1 and 0..<1");
   check_curve(p.orientation_scale_from, p.orientation_scale_to, "orientation_scale_from/orientation_scale_to");
   check_curve(p.reliability_scale_from, p.reliability_scale_to, "reliability_scale_from/reliability_scale_to");
 }
@@ -145,6 +151,8 @@ Config::Config(const MccParams& p) : p_(p) {
   for (int n = 0; n < 256; ++n) pairs_table_[n] = pairs_eval(p, n);
   elastic_cos_max_ = std::cos(p.elastic_angle_deg * kDeg);
   elastic_cluster_cos_ = std::cos(p.elastic_cluster_deg * kDeg);
+  orientation_credit_cos_ = std::cos(2.f * p.orientation_zero_credit_deg * kDeg);
+  orientation_conflict_cos_ = std::cos(2.f * p.orientation_conflict_deg * kDeg);
 }
 
 int Config::pairs_for(int nmin) const {

@@ -24,6 +24,8 @@ void explain_orientation(const OrientationTerm& o, Explanation& ex) {
   ex.orientation_used = true;
   ex.orientation_agreement = o.agreement;
   ex.orientation_blocks = o.blocks;
+  ex.orientation_robust = o.robust;
+  ex.orientation_conflict_blocks = o.conflict;
   ex.orientation_rot = o.rot;
   ex.orientation_tx = o.tx;
   ex.orientation_ty = o.ty;

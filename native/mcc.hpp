@@ -124,6 +124,9 @@ class Config {
   // cos(elastic_angle_deg) and cos(elastic_cluster_deg), computed once.
   float elastic_cos_max() const { return elastic_cos_max_; }
   float elastic_cluster_cos() const { return elastic_cluster_cos_; }
+  // cos 2(orientation_zero_credit_deg) and cos 2(orientation_conflict_deg), computed once.
+  float orientation_credit_cos() const { return orientation_credit_cos_; }
+  float orientation_conflict_cos() const { return orientation_conflict_cos_; }
   // The orientation-score mapping (MccParams::orientation_scale_from/to) of a fused score s:
   // monotone non-decreasing, exact at the curve's points, clamped to [0, 1].
   float orientation_scale(float s) const;
@@ -140,6 +143,7 @@ class Config {
   int dist_cutoff_;
   std::vector<int> pairs_table_;
   float elastic_cos_max_, elastic_cluster_cos_;
+  float orientation_credit_cos_, orientation_conflict_cos_;
 };
 
 // xyaq: n rows of (x, y, angle rad CCW as displayed with y down, quality 0..1).  grid: rows x cols
@@ -176,6 +180,8 @@ struct Scratch {
   std::vector<uint64_t> ekeys;       // elastic candidates: error bits << 32 | a << 16 | b
   std::vector<int> oidx;             // orientation: cell of A each block of B lands on (rows * cols: none)
   std::vector<float> oqc, oqs;       // orientation: B's doubled-angle vectors turned into A's frame
+  std::vector<uint16_t> oconf;       // orientation: conflict blocks per cell of A (0 between pairs)
+  std::vector<int> ocells, ostack;   // orientation: cells holding conflict blocks; flood-fill stack
 };
 
 // Cylinders in the unpacked layout (bit k * Ns * Ns + i * Ns + j), in minutia order;
@@ -200,8 +206,10 @@ struct Explanation {
   bool orientation_used = false;          // A2 computed (both grids, elastic stage, score > 0)
   float orientation_agreement = 0;        // A2
   int orientation_blocks = 0;             // overlapping valid blocks
+  float orientation_robust = 0;           // R (the factor's agreement)
+  int orientation_conflict_blocks = 0;    // blocks of the region counted at the conflict weight
   float orientation_rot = 0, orientation_tx = 0, orientation_ty = 0;  // its alignment, B ~ R A + t
-  float orientation_factor = 1;           // 1 - w + w * max(A2, 0)
+  float orientation_factor = 1;           // 1 - w + w * R
   bool orientation_scaled = false;        // the factor and the mapping applied (w > 0)
   float orientation_fused = 0;            // score * factor, before orientation_scale()
 };

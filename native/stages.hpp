@@ -93,8 +93,10 @@ GlobalTerm global_term(const MccParams& p, const Prepared& a, const Prepared& b,
 struct OrientationTerm {
   float agreement = 0.f;  // A2
   int blocks = 0;         // overlapping valid blocks
+  float robust = 0.f;     // R, in [0, 1]
+  int conflict = 0;       // blocks of the largest conflict region, counted at the conflict weight
   float rot = 0.f, tx = 0.f, ty = 0.f;
-  float factor = 1.f;     // 1 - w + w * max(A2, 0)
+  float factor = 1.f;     // 1 - w + w * R
 };
 
 OrientationTerm orientation_term(const Config& cfg, const Prepared& a, const Prepared& b, Scratch& s, int ntop,

@@ -225,7 +225,8 @@ def test_explain_has_stable_keys_and_agrees_with_match():
                       "top_pairs", "top_relaxed_similarity", "lssr_score", "rotation_rad", "translation_px",
                       "consistent_pairs", "n_consistent", "overlap", "global_score", "elastic_pairs",
                       "n_elastic_consistent", "elastic_overlap", "elastic_score", "orientation_agreement",
-                      "orientation_blocks", "orientation_rotation_rad", "orientation_translation_px",
+                      "orientation_blocks", "orientation_robust_agreement", "orientation_conflict_blocks",
+                      "orientation_rotation_rad", "orientation_translation_px",
                       "orientation_factor", "orientation_fused_score", "orientation_scaled_score", "score"}
     assert e["score"] == pytest.approx(m.match(cand))
     assert e["n_consistent"] > 20
