@@ -137,6 +137,22 @@ def test_extraction_fills_the_grid(prints):
 
 # ---------------------------------------------------------------- matcher
 
+def block_differences(probe: Template, cand: Template, rot: float, tx: float, ty: float):
+    """cos 2(difference) of each valid block of the candidate landing on a valid block of the
+    probe under B ~ R(rot) A + t, and the probe's cell (row, column) it lands on."""
+    gp, gc = probe.orientation_grid, cand.orientation_grid
+    iy, ix = np.nonzero(gc != NO_PRINT)
+    dx, dy = ix * 16 + 8.0 - tx, -(iy * 16 + 8.0) - ty
+    px, py = np.cos(rot) * dx + np.sin(rot) * dy, np.sin(rot) * dx - np.cos(rot) * dy
+    bi, bj = np.floor(py / 16).astype(int), np.floor(px / 16).astype(int)
+    inside = (bi >= 0) & (bi < gp.shape[0]) & (bj >= 0) & (bj < gp.shape[1])
+    bi, bj, iy, ix = bi[inside], bj[inside], iy[inside], ix[inside]
+    keep = gp[bi, bj] != NO_PRINT
+    bi, bj = bi[keep], bj[keep]
+    d = np.cos(2 * (np.deg2rad(gp[bi, bj].astype(np.float64) - gc[iy[keep], ix[keep]]) - rot))
+    return d, bi, bj
+
+
 def reference_agreement(probe: Template, cand: Template, e: dict):
     """numpy A2: rigid least-squares refit on explain()'s elastic pairs (>= 3, else its global
     transform), the candidate's valid blocks mapped into the probe's grid."""
@@ -150,17 +166,8 @@ def reference_agreement(probe: Template, cand: Template, e: dict):
         tx, ty = pb.mean(0) - [c * pa[:, 0].mean() - s * pa[:, 1].mean(), s * pa[:, 0].mean() + c * pa[:, 1].mean()]
     else:
         rot, (tx, ty) = e["rotation_rad"], e["translation_px"]
-    gp, gc = probe.orientation_grid, cand.orientation_grid
-    iy, ix = np.nonzero(gc != NO_PRINT)
-    dx, dy = ix * 16 + 8.0 - tx, -(iy * 16 + 8.0) - ty
-    px, py = np.cos(rot) * dx + np.sin(rot) * dy, np.sin(rot) * dx - np.cos(rot) * dy
-    bi, bj = np.floor(py / 16).astype(int), np.floor(px / 16).astype(int)
-    inside = (bi >= 0) & (bi < gp.shape[0]) & (bj >= 0) & (bj < gp.shape[1])
-    op = gp[bi[inside], bj[inside]].astype(np.float64)
-    oc = gc[iy[inside], ix[inside]].astype(np.float64)
-    keep = op != NO_PRINT
-    diff = np.deg2rad(op[keep] - oc[keep]) - rot
-    return (float(np.cos(2 * diff).mean()) if keep.any() else 0.0), int(keep.sum()), rot
+    d, _, _ = block_differences(probe, cand, rot, tx, ty)
+    return (float(d.mean()) if len(d) else 0.0), len(d), rot
 
 
 def reference_robust(probe: Template, cand: Template, e: dict, p: MatchParams = MatchParams()):
@@ -168,24 +175,14 @@ def reference_robust(probe: Template, cand: Template, e: dict, p: MatchParams = 
     alignment explain() reports (scipy's labelling of A's cells, 8-connected)."""
     from scipy import ndimage
 
-    rot, (tx, ty) = e["orientation_rotation_rad"], e["orientation_translation_px"]
-    gp, gc = probe.orientation_grid, cand.orientation_grid
-    iy, ix = np.nonzero(gc != NO_PRINT)
-    dx, dy = ix * 16 + 8.0 - tx, -(iy * 16 + 8.0) - ty
-    px, py = np.cos(rot) * dx + np.sin(rot) * dy, np.sin(rot) * dx - np.cos(rot) * dy
-    bi, bj = np.floor(py / 16).astype(int), np.floor(px / 16).astype(int)
-    inside = (bi >= 0) & (bi < gp.shape[0]) & (bj >= 0) & (bj < gp.shape[1])
-    bi, bj, iy, ix = bi[inside], bj[inside], iy[inside], ix[inside]
-    keep = gp[bi, bj] != NO_PRINT
-    bi, bj = bi[keep], bj[keep]
-    d = np.cos(2 * (np.deg2rad(gp[bi, bj].astype(float) - gc[iy[keep], ix[keep]]) - rot))
+    d, bi, bj = block_differences(probe, cand, e["orientation_rotation_rad"], *e["orientation_translation_px"])
     n = len(d)
     if n == 0:
         return 0.0, 0
     c0 = np.cos(2 * np.deg2rad(p.orientation_zero_credit_deg))
     credit = np.clip((d - c0) / (1 - c0), 0, 1).sum()
     bad = d < np.cos(2 * np.deg2rad(p.orientation_conflict_deg))
-    counts = np.zeros(gp.shape, int)
+    counts = np.zeros(probe.orientation_grid.shape, int)
     np.add.at(counts, (bi[bad], bj[bad]), 1)
     labels, k = ndimage.label(counts > 0, structure=np.ones((3, 3)))
     m = max((counts[labels == j].sum() for j in range(1, k + 1)), default=0)
