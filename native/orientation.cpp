@@ -134,7 +134,8 @@ void orientation_agreement(const Config& cfg, const Prepared& a, const Prepared&
   }
   const uint8_t* grid = a.grid.data();
   const DoubledAngles& da = doubled_angles();
-  const float c0 = cfg.orientation_credit_cos(), inv0 = 1.f / (1.f - c0);
+  // Zero credit angle 0 (the mean agreement, below) has no credit ramp: inv0 = 0, not 1 / 0.
+  const float c0 = cfg.orientation_credit_cos(), inv0 = c0 < 1.f ? 1.f / (1.f - c0) : 0.f;
   double sum = 0.0, credit = 0.0;  // hundreds of terms near 1: a float sum would lose ~1e-5
   int cnt = 0;
   if (s.oconf.size() < a.grid.size()) {
@@ -150,7 +151,7 @@ void orientation_agreement(const Config& cfg, const Prepared& a, const Prepared&
     const float d = da.c[v] * oqc[k] + da.s[v] * oqs[k];
     const int on = v != kGridNone;
     sum += d;
-    credit += std::min(std::max((d - c0) * inv0, 0.f), 1.f);  // off-print: d = 0 < c0, no credit
+    credit += float(on) * std::min(std::max((d - c0) * inv0, 0.f), 1.f);  // off-print blocks: none
     cnt += on;
     // The conflict blocks' cells, listed branch-free (which blocks conflict is unpredictable).
     bad_cells[n_bad] = cell;

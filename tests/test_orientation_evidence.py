@@ -314,6 +314,25 @@ def test_zero_credit_angle_0_is_the_mean_agreement(prints):
     assert from_json(json.dumps(stored), MatchParams).orientation_zero_credit_deg == 0.0
 
 
+@pytest.mark.parametrize("zero_credit, conflict", [(30.0, 45.0), (60.0, 60.0), (89.0, 90.0), (10.0, 20.0)])
+def test_robust_agreement_equals_reference_at_other_angles(prints, zero_credit, conflict):
+    """Beyond 45 degrees a block off the probe's print (doubled-angle product 0) would sit above
+    the credit's zero: it must still earn nothing."""
+    p = MatchParams(orientation_zero_credit_deg=zero_credit, orientation_conflict_deg=conflict)
+    checked = 0
+    for i, probe in enumerate(prints[:4]):
+        m = FingerprintMatcher(probe, p)
+        for cand in prints[i + 1:]:
+            e = m.explain(cand)
+            if e["orientation_agreement"] is None:
+                continue
+            r, m_conf = reference_robust(probe, cand, e, p)
+            assert e["orientation_robust_agreement"] == pytest.approx(r, abs=1e-5)
+            assert e["orientation_conflict_blocks"] == m_conf
+            checked += 1
+    assert checked >= 5
+
+
 def test_two_patches_set_apart_only_the_larger(prints):
     t = prints[0]
     rows, cols = t.orientation_grid.shape
