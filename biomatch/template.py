@@ -174,6 +174,19 @@ class Template:
                 self.minutiae.tobytes(), grid)
 
     @classmethod
+    def _checked(cls, minutiae: np.ndarray, width: int, height: int, quality: int, params_hash: str,
+                 orientation_grid: np.ndarray | None) -> "Template":
+        """A template from fields the caller has already checked as the constructor does: an owned,
+        read-only, packed MINUTIA_DTYPE array of valid values, ints in range, an owned read-only
+        uint8 grid of the right shape or None (:func:`biomatch.formats.native.decode_stored`,
+        which reads ~300 templates per search from a gallery's store)."""
+        t = object.__new__(cls)
+        for name, value in (("minutiae", minutiae), ("width", width), ("height", height), ("quality", quality),
+                            ("params_hash", params_hash), ("orientation_grid", orientation_grid)):
+            object.__setattr__(t, name, value)
+        return t
+
+    @classmethod
     def empty(cls, width: int = 0, height: int = 0, params_hash: str = "") -> "Template":
         """A template with no minutiae and quality 0 (no usable print)."""
         return cls(np.zeros(0, MINUTIA_DTYPE), width, height, 0, params_hash)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, InvalidInputError, TemplateError
 from ..face.embed import EMBEDDING_DIM as FACE_DIM
-from ..formats import decode
+from ..formats.native import decode_stored
 from ..retrieval.components import make_retrieval
 from ..template import Template
 from . import watermark as _watermark
@@ -108,7 +108,7 @@ class ShardSync:
     def _decode_stored(self, fid: int, blob) -> Template:
         """Decode a template read from the store; damage (BMT1's CRC) names the store and the finger."""
         try:
-            return decode(blob)
+            return decode_stored(blob)
         except (TemplateError, TypeError, ValueError) as exc:
             raise CorruptStoreError(f"store {str(self._store.path)!r}: finger {int(fid)} has a damaged template "
                                     f"({exc})") from None

@@ -19,6 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 from biomatch.errors import BiomatchError  # noqa: E402
 from biomatch.formats import an2k  # noqa: E402
 from biomatch.formats import FORMATS, decode, dump, load_views
+from biomatch.formats.native import decode_stored
 from biomatch.template import FingerView, Template  # noqa: E402
 
 from _util import REPO  # noqa: E402
@@ -121,7 +122,8 @@ def test_mutation_loop_over_real_samples():
 def test_bmt1_random_bytes():
     rng = np.random.default_rng(0)
     for n in range(0, 200, 7):
-        try:
-            decode(b"BMT1" + rng.bytes(n))
-        except BiomatchError:
-            pass
+        for f in (decode, decode_stored):
+            try:
+                f(b"BMT1" + rng.bytes(n))
+            except BiomatchError:
+                pass
