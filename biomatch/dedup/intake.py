@@ -111,7 +111,7 @@ def each(records, action, progress, stop_on_error: bool) -> list:
 def windowed(records, window: int, action, progress, stop_on_error: bool) -> list:
     """As :func:`each`, ``action`` taking ``window`` records at a time and returning their
     results (a BiomatchError per failed record; with ``stop_on_error`` the first one is raised
-    after the records before it are reported)."""
+    after every result of its window is reported)."""
     total = len(records) if hasattr(records, "__len__") else None
     out: list = []
     chunk: list = []
@@ -119,12 +119,13 @@ def windowed(records, window: int, action, progress, stop_on_error: bool) -> lis
     def flush():
         results = action(chunk)
         chunk.clear()
-        for res in results:
+        for res in results:  # every result reported first: a window's records after an error may be written
             out.append(res)
             if progress is not None:
                 progress(len(out), total, res)
-            if stop_on_error and isinstance(res, BiomatchError):
-                raise res
+        first = next((res for res in results if isinstance(res, BiomatchError)), None)
+        if stop_on_error and first is not None:
+            raise first
 
     for rec in records:
         chunk.append(rec)

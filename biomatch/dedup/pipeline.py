@@ -4,11 +4,13 @@ Pipeline of one window::
 
     intake (every record) -> the shards' high-water marks -> catch-up -> searches in parallel (read only)
     -> write lock: marks unchanged? (else each record searched again under the lock)
-    -> in order: the record against those committed ahead of it in this window, merged with its
-       gallery candidates -> verdict -> durable insert
+    -> in order: the record against those accepted ahead of it in this window, merged with its
+       gallery candidates -> verdict
+    -> the accepted records written, one durable transaction per shard
 
 Searching is the expensive step and needs no lock: the window's searches overlap (the native
-matcher, FAISS and numpy release the GIL), while commits stay serial and in input order.  What a
+matcher, FAISS and numpy release the GIL), while verdicts stay serial and in input order, and the
+window's accepted records are written together (one fsync per shard and window).  What a
 search cannot see is the records committed ahead of it in its own window; each record is
 therefore compared, all common fingers and the face, with every record of the window committed
 before it, and those comparisons join its candidates before the verdict.  Two records of one
@@ -30,7 +32,7 @@ from .. import decide
 from ..errors import BiomatchError, DuplicateSubjectError, invalid
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
 from . import intake
-from .protocol import Insert, Sequences
+from .protocol import BulkInsert, Insert, Sequences
 from .records import Enrolment
 from .report import Candidate, DedupReport
 
@@ -70,7 +72,9 @@ def enroll_window(gallery, records: list, accept_review: bool, check_face_qualit
     n_threads : int
         Searches run at once.
     stop_on_error : bool
-        Commit nothing after the first record that fails (the result list then ends with its error).
+        Commit nothing after the first record that fails its checks or its verdict (the result
+        list then ends with its error).  Should a shard's write fail, the records that other
+        shards' transactions wrote are reported too, before and after it.
 
     Returns
     -------
@@ -90,14 +94,23 @@ def enroll_window(gallery, records: list, accept_review: bool, check_face_qualit
         if _marks(gallery) != marks:  # someone else wrote meanwhile: search again, under the lock
             _search_all(gallery, [it for it in items if it.error is None], 1)
         committed: list[_Item] = []
+        n_decided = 0
         for it in items:
+            n_decided += 1
             if it.error is None:
                 try:
-                    _commit(gallery, it, committed, accept_review)
+                    _decide(gallery, it, committed, accept_review)
                 except BiomatchError as exc:
                     it.error = exc
-            out.append(it.error if it.error is not None else it.report)
             if stop_on_error and it.error is not None:
+                break
+        written = {id(it) for it in _insert(gallery, committed)}
+        # Every record written is reported, even after an error (another shard's transaction
+        # may have gone through after the failure of one before it in the window).
+        last = max((i for i, it in enumerate(items) if id(it) in written), default=-1)
+        for i, it in enumerate(items[:n_decided]):
+            out.append(it.error if it.error is not None else it.report)
+            if stop_on_error and it.error is not None and i >= last:
                 break
     return out
 
@@ -144,25 +157,53 @@ def _search_all(gallery, items: list, n_threads: int) -> None:
             one(it)
 
 
-def _commit(gallery, it: _Item, committed: list, accept_review: bool) -> None:
-    """Under the write lock: the verdict with the window's earlier records, then the insert."""
+def _decide(gallery, it: _Item, committed: list, accept_review: bool) -> None:
+    """Under the write lock: the verdict with the window's earlier accepted records; an accepted
+    record joins ``committed`` (written by :func:`_insert`)."""
     rec = it.record
-    if gallery._locate(rec.subject_id) is not None:
+    if gallery._locate(rec.subject_id) is not None or any(c.record.subject_id == rec.subject_id for c in committed):
         raise DuplicateSubjectError(f"subject_id: {rec.subject_id!r} is already enrolled")
     t0 = time.perf_counter()
     report = _with_window(gallery, it, committed)
-    t1 = time.perf_counter()
-    report = dataclasses.replace(report, timings_ms=dict(report.timings_ms, window=(t1 - t0) * 1e3))
+    report = dataclasses.replace(report, timings_ms=dict(report.timings_ms, window=(time.perf_counter() - t0) * 1e3))
+    it.report = report
     if decide.refused(report.decision, accept_review):
-        it.report = report
         return
     gallery._fix_template_generation(next(iter(it.usable.values())).params_hash)
     gallery._usable(it.usable, "record.fingers")  # re-check against the generation fixed under the lock
-    gallery._route(rec.subject_id).insert(Insert(rec.subject_id, it.usable, rec.metadata_json, rec.face,
-                                                 it.prepared))
-    timings = dict(report.timings_ms, commit=(time.perf_counter() - t1) * 1e3)
-    it.report = dataclasses.replace(report, enrolled=True, timings_ms=timings)
     committed.append(it)
+
+
+def _insert(gallery, accepted: list) -> list:
+    """Write the window's accepted records: one durable transaction per shard (one fsync for the
+    window instead of one per record); their reports then say ``enrolled``.  A shard whose
+    transaction fails is written record by record, so that each record gets its own error.
+    Returns the items written."""
+    if not accepted:
+        return []
+    t0 = time.perf_counter()
+    shards: dict[int, tuple] = {}
+    for it in accepted:
+        shard = gallery._route(it.record.subject_id)
+        shards.setdefault(id(shard), (shard, []))[1].append(it)
+    written = []
+    for shard, members in shards.values():
+        rows = [(it.record.subject_id, it.usable, it.record.metadata_json, it.record.face) for it in members]
+        try:
+            shard.bulk_insert(BulkInsert(rows))
+            written.extend(members)
+        except BiomatchError:
+            for it in members:
+                try:
+                    shard.insert(Insert(it.record.subject_id, it.usable, it.record.metadata_json, it.record.face,
+                                        it.prepared))
+                    written.append(it)
+                except BiomatchError as exc:
+                    it.error = exc
+    ms = (time.perf_counter() - t0) * 1e3 / len(accepted)  # the window's writes, shared
+    for it in written:
+        it.report = dataclasses.replace(it.report, enrolled=True, timings_ms=dict(it.report.timings_ms, commit=ms))
+    return written
 
 
 def _with_window(gallery, it: _Item, committed: list) -> DedupReport:

@@ -142,3 +142,62 @@ def test_a_write_by_someone_else_before_the_window_is_seen(tmp_path):
     assert _summary(out) == [("second", "DUPLICATE", False), ("new", "UNIQUE", True)]
     assert out[0].candidates[0].subject_id == "first"
     g.close()
+
+
+def test_the_same_subject_id_twice_in_one_window(tmp_path):
+    g = _seeded(tmp_path / "g")
+    out = g.enroll_many([make_record("x", 40), make_record("x", 41), make_record("y", 42)], window=3, n_threads=2,
+                        stop_on_error=False)
+    assert _summary(out) == [("x", "UNIQUE", True), "DuplicateSubjectError", ("y", "UNIQUE", True)]
+    assert g.stats()["subjects"] == 8 + 2 and g.check() == []
+    g.close()
+
+
+def test_a_window_is_written_in_one_transaction_per_shard(tmp_path, monkeypatch):
+    from biomatch.dedup.shard import Shard
+
+    g = Gallery.create(tmp_path / "g", n_shards=2)
+    g.bulk_enroll([make_record(f"old{i}", 1000 + i) for i in range(6)])
+    calls = {"bulk_insert": 0, "insert": 0}
+    for name in calls:
+        def counted(self, call, _name=name, _orig=getattr(Shard, name)):
+            calls[_name] += 1
+            return _orig(self, call)
+        monkeypatch.setattr(Shard, name, counted)
+    out = g.enroll_many([make_record(f"n{i}", 60 + i) for i in range(8)], window=8, n_threads=2)
+    assert all(r.enrolled for r in out) and len({g._route(f"n{i}").folder for i in range(8)}) == 2
+    assert calls == {"bulk_insert": 2, "insert": 0}  # one durable transaction per shard, not per record
+    assert g.stats()["subjects"] == 6 + 8 and g.check() == []
+    g.close()
+
+
+def test_a_failed_window_write_falls_back_to_each_record_with_its_own_error(tmp_path, monkeypatch):
+    from biomatch.dedup.shard import Shard
+    from biomatch.errors import StorageError
+
+    g = _seeded(tmp_path / "g")
+
+    def broken_bulk(self, call):
+        raise StorageError("disk: simulated failure of the window's transaction")
+
+    insert = Shard.insert
+
+    def insert_but_b(self, call):
+        if call.subject_id == "b":
+            raise StorageError("disk: simulated failure of b")
+        return insert(self, call)
+
+    monkeypatch.setattr(Shard, "bulk_insert", broken_bulk)
+    monkeypatch.setattr(Shard, "insert", insert_but_b)
+    batch = [make_record("a", 50), make_record("b", 51), make_record("c", 52)]
+    out = g.enroll_many(batch, window=3, n_threads=2, stop_on_error=False)
+    assert _summary(out) == [("a", "UNIQUE", True), "StorageError", ("c", "UNIQUE", True)]
+    # stop_on_error: the error is raised after every written record of its window is reported
+    seen = []
+    with pytest.raises(StorageError, match="of b"):
+        g.enroll_many([make_record("d", 53), make_record("b", 51), make_record("e", 54)], window=3,
+                      progress=lambda done, total, res: seen.append(_summary([res])[0]))
+    assert seen == [("d", "UNIQUE", True), "StorageError", ("e", "UNIQUE", True)]
+    assert {"a", "c", "d", "e"} <= {s for s in ("a", "b", "c", "d", "e") if s in g} and "b" not in g
+    assert g.check() == []
+    g.close()

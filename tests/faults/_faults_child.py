@@ -243,14 +243,30 @@ def op_enrol(job: int, cmd: dict) -> None:
     from biomatch.dedup import Gallery
 
     recs = [record(fu.sid(p), p) for p in cmd["persons"]]
+    window = int(cmd.get("window", 1))
     with Gallery.open(cmd["path"]) as g:
         emit(job, "ready")
-        for rec in recs:
-            report = g.enroll(rec, dedup=bool(cmd["dedup"]))
+
+        def answer(report) -> None:
             if report.enrolled:
-                emit(job, "ack", sid=rec.subject_id)  # durable: enroll returned
+                emit(job, "ack", sid=report.subject_id)  # durable: enroll returned / the window reported it
             else:  # deduplication judged it a REVIEW or DUPLICATE of someone enrolled
-                emit(job, "refused", sid=rec.subject_id, decision=report.decision)
+                emit(job, "refused", sid=report.subject_id, decision=report.decision)
+
+        if window > 1:  # pipelined: a window searched in parallel, its accepted records written together
+            from biomatch.dedup import pipeline
+
+            write = pipeline._insert
+
+            def traced(gallery, accepted):  # tells the test when a window's write starts, to kill in it
+                emit(job, "writing", n=len(accepted))
+                return write(gallery, accepted)
+
+            pipeline._insert = traced
+            g.enroll_many(recs, window=window, n_threads=2, progress=lambda done, total, res: answer(res))
+        else:
+            for rec in recs:
+                answer(g.enroll(rec, dedup=bool(cmd["dedup"])))
     emit(job, "done")
 
 

@@ -208,6 +208,46 @@ def test_kill_during_enrolment_loses_nothing_acknowledged(server, tmp_path):
     assert len(acked) >= 2 * TRIALS
 
 
+def test_kill_during_windowed_enrolment_loses_nothing_acknowledged_and_writes_whole_windows(server, tmp_path):
+    """Pipelined enrolment (windows of 4): a window's accepted records are one transaction, so a kill
+    leaves every acknowledged record, plus either none or all of the next window's."""
+    from biomatch.dedup import Gallery
+
+    path = tmp_path / "g"
+    Gallery.create(path).close()
+    rng = random.Random(1303)
+    window = 4
+    acked: list[int] = []
+    for trial in range(TRIALS // 2):
+        # persons of the prepared range past 119 (whose generated probe is only a REVIEW of it)
+        persons = [100 + (trial + 2) * ENROL_PERSONS + i for i in range(ENROL_PERSONS)]
+        job = server.submit("enrol", path=str(path), persons=persons, dedup=True, window=window)
+        # killed as the write of its 1st-3rd window starts, or up to 20 ms into it
+        assert server.wait_n(job, "writing", rng.randint(1, 3), 60), server.log_tail()
+        time.sleep(rng.uniform(0.0, 0.02))
+        server.kill(job)
+        end = server.wait(job, "exit", 30)
+        assert end is not None and (end.get("signal") or end.get("code") == 0), f"trial {trial}: {exit_text(end)}"
+        got, answered = _answered(job)
+        acked += got
+        what = f"trial {trial} (window {window})"
+        g, _ = _open_listening(path)
+        with g:
+            assert g.check() == [], what
+            st = g.stats()
+            assert st["fingers"] == len(POSITIONS) * st["subjects"], f"{what}: a half-present subject"
+            assert [sid(p) for p in acked if sid(p) not in g] == [], what
+            start = answered - answered % window  # the window being written or reported at the kill
+            nxt = persons[start:start + window]
+            present = [p for p in nxt if sid(p) in g]
+            assert present in ([], nxt), f"{what}: part of a window written: {present} of {nxt}"
+            everyone = sorted(set(acked) | set(present))
+            assert st["subjects"] == len(everyone), what
+            assert _not_found(g, everyone) == [], what
+        acked = everyone
+    assert len(acked) >= TRIALS // 2 * window
+
+
 def test_kill_during_index_save_keeps_a_usable_index(server, tmp_path):
     """Saves in a loop (a fresh version folder each), and opens that rebuild a deleted index and
     save it."""
