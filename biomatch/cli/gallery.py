@@ -8,6 +8,7 @@ Commands::
     biomatch gallery info PATH [--json]                the manifest's facts, encryption included (no key)
     biomatch gallery rotate-key PATH --key-file OLD [--new-key-file NEW] [--reencrypt] [--batch N]
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review] [--window W] [--threads T]
+        [--processes P]
     biomatch gallery enroll PATH TRANSACTION.an2k [--subject ID] [--force | --reorder] [--accept-review]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST|TRANSACTION.an2k [--dpi N] [--quiet]
     biomatch gallery stats PATH [--json]
@@ -117,6 +118,9 @@ def add_parsers(sub) -> None:
                            help="records searched together, then committed in order, each also compared with "
                                 "those committed ahead of it (default 8; 1: one at a time)")
             f.add_argument("--threads", type=int_in(1, 256), default=2, help="searches run at once (default 2)")
+            f.add_argument("--processes", type=int_in(0, 256), default=0,
+                           help="run the window's searches in this many processes instead of threads (one per "
+                                "core; each opens the gallery read-only, ~1 s to start; default 0: threads)")
         _key_arg(f)
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
     f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
@@ -280,8 +284,10 @@ def _run_chunk(g, chunk: list, enrol: bool, args) -> list:
     if not chunk:
         return []
     if enrol:
+        processes = getattr(args, "processes", 0)  # the cluster's writer actor has its own
         return g.enroll_many(chunk, accept_review=args.accept_review, stop_on_error=False,
-                             window=max(1, len(chunk)), n_threads=getattr(args, "threads", 1))
+                             window=max(1, len(chunk)), n_threads=getattr(args, "threads", 1),
+                             **({"n_processes": processes} if processes else {}))
     return g.deduplicate_many(chunk, stop_on_error=False)
 
 

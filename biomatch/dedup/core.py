@@ -279,6 +279,11 @@ class GalleryCore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _release(self) -> None:
+        workers = getattr(self, "_search_workers", None)
+        if workers is not None:
+            self._search_workers = None
+            with contextlib.suppress(Exception):
+                workers.close()
         for s in self._shards:
             with contextlib.suppress(Exception):
                 s.close()

@@ -153,7 +153,7 @@ class Gallery(GalleryCore):
 
     def enroll_many(self, records: Iterable[Enrolment], dedup: bool = True, accept_review: bool = False,
                     progress: Callable | None = None, stop_on_error: bool = True, window: int = 1,
-                    n_threads: int = 1) -> list:
+                    n_threads: int = 1, n_processes: int = 0) -> list:
         """Enrol a backlog; each record sees every record committed before it.
 
         Parameters
@@ -169,18 +169,40 @@ class Gallery(GalleryCore):
             still compared with the records committed ahead of it in its window, so two
             records of one person give one enrolment and one DUPLICATE whatever the window.
         n_threads : int
-            Searches run at once within a window.
+            Searches run at once within a window, in threads of this process.
+        n_processes : int
+            Searches run at once within a window in this many processes instead
+            (:mod:`~biomatch.dedup.search_workers`: each opens the gallery read-only and is free
+            of this process's GIL; started at the first window, kept until :meth:`close`);
+            0 (default) uses the threads.  Encrypted galleries always use the threads.  As for any
+            ``multiprocessing`` start by ``spawn``, a script calling this must guard its entry
+            point (``if __name__ == "__main__":``): each process imports the main module.
 
         Returns
         -------
         list of DedupReport or BiomatchError, in input order
         """
-        pipeline.check_window_args(window, n_threads)
+        pipeline.check_window_args(window, n_threads, n_processes)
         if window == 1 or not dedup:
             return intake.each(records, lambda rec: self.enroll(rec, dedup=dedup, accept_review=accept_review),
                                progress, stop_on_error)
+        workers = self._workers(n_processes)
         return intake.windowed(records, window, lambda recs: pipeline.enroll_window(
-            self, recs, accept_review, True, n_threads, stop_on_error), progress, stop_on_error)
+            self, recs, accept_review, True, n_threads, stop_on_error, workers), progress, stop_on_error)
+
+    def _workers(self, n: int):
+        """The search processes of pipelined enrolment (None: threads), started once and reused."""
+        if n == 0 or self.encryption.get("encrypted"):
+            return None
+        current = getattr(self, "_search_workers", None)
+        if current is not None and current.n == n:
+            return current
+        if current is not None:
+            current.close()
+        from .search_workers import SearchWorkers
+
+        self._search_workers = SearchWorkers(self, n)
+        return self._search_workers
 
     def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 5000,
                     progress: Callable | None = None, skip_enrolled: bool = False,

@@ -50,16 +50,19 @@ class _Item:
     error: BiomatchError | None = None
 
 
-def check_window_args(window, n_threads) -> None:
-    """Raise InvalidInputError unless ``window`` is an int in [1, 4096] and ``n_threads`` in [1, 256]."""
+def check_window_args(window, n_threads, n_processes=0) -> None:
+    """Raise InvalidInputError unless ``window`` is an int in [1, 4096], ``n_threads`` in [1, 256]
+    and ``n_processes`` in [0, 256]."""
     if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 4096:
         raise invalid("window", "an int in [1, 4096]", window)
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
         raise invalid("n_threads", "an int in [1, 256]", n_threads)
+    if isinstance(n_processes, bool) or not isinstance(n_processes, int) or not 0 <= n_processes <= 256:
+        raise invalid("n_processes", "an int in [0, 256]", n_processes)
 
 
 def enroll_window(gallery, records: list, accept_review: bool, check_face_quality: bool,
-                  n_threads: int, stop_on_error: bool = False) -> list:
+                  n_threads: int, stop_on_error: bool = False, workers=None) -> list:
     """Enrol one window of records; the result of each, in input order.
 
     Parameters
@@ -71,6 +74,9 @@ def enroll_window(gallery, records: list, accept_review: bool, check_face_qualit
         As :meth:`Gallery.enroll`.
     n_threads : int
         Searches run at once.
+    workers : SearchWorkers, optional
+        Search processes (:mod:`~biomatch.dedup.search_workers`) instead of ``n_threads``
+        threads; should one die, the window is searched here.
     stop_on_error : bool
         Commit nothing after the first record that fails its checks or its verdict (the result
         list then ends with its error).  Should a shard's write fail, the records that other
@@ -88,7 +94,7 @@ def enroll_window(gallery, records: list, accept_review: bool, check_face_qualit
     marks = _marks(gallery)
     for shard in gallery._shards:
         shard.catch_up()
-    _search_all(gallery, [it for it in items if it.error is None], n_threads)
+    _search_all(gallery, [it for it in items if it.error is None], n_threads, workers)
     out = []
     with gallery._writer():
         if _marks(gallery) != marks:  # someone else wrote meanwhile: search again, under the lock
@@ -136,9 +142,25 @@ def _marks(gallery) -> tuple:
     return tuple(tuple(sorted(seq.items())) for seq in gallery._fan(Sequences()))
 
 
-def _search_all(gallery, items: list, n_threads: int) -> None:
-    """Search every item (read only), ``n_threads`` at once; a search error becomes the item's."""
+def _search_all(gallery, items: list, n_threads: int, workers=None) -> None:
+    """Search every item (read only), ``n_threads`` at once or in ``workers``; a search error
+    becomes the item's."""
     top = gallery.decision_params.max_candidates
+    if workers is not None and items:
+        try:
+            results = workers.search([(it.record.subject_id, it.usable, top, it.record.face) for it in items])
+        except BiomatchError:  # a worker died: search here (the next window starts new ones)
+            gallery._search_workers = None
+            workers.close()
+            results = None
+        if results is not None:
+            for it, res in zip(items, results):
+                if isinstance(res, BiomatchError):
+                    it.error = res
+                else:
+                    it.report = res
+                    it.prepared = {p: prepare(t, gallery.match_params) for p, t in it.usable.items()}
+            return
 
     def one(it: _Item) -> None:
         try:

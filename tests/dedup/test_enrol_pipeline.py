@@ -71,8 +71,8 @@ def test_a_write_by_someone_else_during_the_searches_is_seen(tmp_path, monkeypat
     real = pipeline._search_all
     calls = []
 
-    def search_then_race(gallery, items, n_threads):
-        real(gallery, items, n_threads)
+    def search_then_race(gallery, items, n_threads, workers=None):
+        real(gallery, items, n_threads, workers)
         if not calls:  # the first (lock-free) pass: someone else enrols person 5 now
             other.enroll(make_record("elsewhere", 5))
         calls.append(n_threads)
@@ -201,3 +201,33 @@ def test_a_failed_window_write_falls_back_to_each_record_with_its_own_error(tmp_
     assert {"a", "c", "d", "e"} <= {s for s in ("a", "b", "c", "d", "e") if s in g} and "b" not in g
     assert g.check() == []
     g.close()
+
+
+def test_search_processes_take_the_serial_decisions_and_survive_a_dead_worker(tmp_path):
+    import os
+    import signal
+
+    g = _seeded(tmp_path / "g")
+    batch = [make_record("a", 1), make_record("b", 2), make_record("a-again", 1, 1), make_record("c", 3),
+             make_record("b-again", 2, 2), make_record("old3-again", 1003, 1)]
+    out = g.enroll_many(batch, window=3, n_processes=2, stop_on_error=False)
+    assert _summary(out) == [("a", "UNIQUE", True), ("b", "UNIQUE", True), ("a-again", "DUPLICATE", False),
+                             ("c", "UNIQUE", True), ("b-again", "DUPLICATE", False),
+                             ("old3-again", "DUPLICATE", False)]
+    assert out[4].candidates[0].subject_id == "b" and out[5].candidates[0].subject_id == "old3"
+    workers = g._search_workers
+    assert workers is not None and workers.n == 2
+    # the next backlog reuses them; its records see the previous backlog's (searched in the workers)
+    out = g.enroll_many([make_record("c-again", 3, 1), make_record("d", 4)], window=2, n_processes=2)
+    assert _summary(out) == [("c-again", "DUPLICATE", False), ("d", "UNIQUE", True)]
+    assert g._search_workers is workers and out[0].candidates[0].subject_id == "c"
+    # a worker killed: the window is searched in this process, with the same decisions
+    for pid in list(workers._pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    out = g.enroll_many([make_record("d-again", 4, 1), make_record("e", 5)], window=2, n_processes=2)
+    assert _summary(out) == [("d-again", "DUPLICATE", False), ("e", "UNIQUE", True)]
+    assert g.stats()["subjects"] == 8 + 5 and g.check() == []
+    with pytest.raises(InvalidInputError, match="n_processes"):
+        g.enroll_many([make_record("z", 80)], window=2, n_processes=-1)
+    g.close()
+    assert g._search_workers is None

@@ -1,0 +1,94 @@
+"""Search processes for pipelined enrolment: a window's searches on every core, free of the GIL.
+
+A window's searches run in threads of the writer's process by default; about half of a search
+is Python (decoding, the code stage's bookkeeping, the verdict) and holds the GIL, so two
+threads gain little over one.  :class:`SearchWorkers` runs them instead in ``n`` processes
+(``spawn``), each with the gallery opened read-only: every search first folds in what the
+stores committed (as :meth:`Gallery.deduplicate` does), so a worker sees at least what the
+writer saw when it took the shards' high-water marks (:mod:`biomatch.dedup.pipeline`), and the
+writer's own checks stay what they are.  The memory-mapped code indexes are shared by the page
+cache; each worker holds its own subject maps and prepared-template cache (``cache_bytes``).
+
+Encrypted galleries keep the threads (their key provider stays in the writer's process).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from ..errors import BiomatchError, StorageError
+
+__all__ = ["SearchWorkers"]
+
+_GALLERY = None
+"""The worker process's read-only gallery (set by :func:`_start`)."""
+
+WORKER_CACHE_BYTES = 128 * 1024 * 1024
+"""Prepared-template cache of each worker (the writer keeps its own)."""
+
+
+def _start(gallery_class, path: str, match_params, decision, cache_bytes: int) -> None:
+    global _GALLERY
+    _GALLERY = gallery_class.open(path, match_params=match_params, decision=decision, read_only=True,
+                                  cache_bytes=cache_bytes)
+
+
+def _search(subject_id: str, usable: dict, top: int, face):
+    """One record's search in a worker: its DedupReport, or the BiomatchError it raised."""
+    g = _GALLERY
+    try:
+        g._refresh()
+        for s in g._shards:
+            s.catch_up()
+        return g._search(subject_id, usable, top, face)[0]
+    except BiomatchError as exc:
+        return exc
+
+
+class SearchWorkers:
+    """``n`` processes that search a gallery read-only for its writer.
+
+    Parameters
+    ----------
+    gallery : Gallery
+        The writer's gallery (its path and parameters are those of the workers).
+    n : int
+        Processes (one per core to use).
+
+    Notes
+    -----
+    Starting a worker costs an interpreter, the imports and an open of the gallery (about one
+    to a few seconds); keep the object for a whole backlog and :meth:`close` it (or use it as a
+    context manager).  Not thread-safe: one writer uses it.
+    """
+
+    def __init__(self, gallery, n: int, cache_bytes: int = WORKER_CACHE_BYTES):
+        self.n = n
+        self._pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+                                         initargs=(type(gallery), str(gallery.path), gallery.match_params,
+                                                   gallery.decision_params, cache_bytes))
+
+    def search(self, requests: list) -> list:
+        """``[(subject_id, usable, top, face)]`` -> their DedupReports or BiomatchErrors, in order.
+
+        Raises
+        ------
+        StorageError
+            A worker died (the window is then searched in the writer's process by the caller).
+        """
+        try:
+            futures = [self._pool.submit(_search, *r) for r in requests]
+            return [f.result() for f in futures]
+        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: the pool was shut down
+            raise StorageError(f"search workers: a worker process died or was stopped ({exc})") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "SearchWorkers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
