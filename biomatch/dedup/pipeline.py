@@ -148,18 +148,20 @@ def _search_all(gallery, items: list, n_threads: int, workers=None) -> None:
     top = gallery.decision_params.max_candidates
     if workers is not None and items:
         try:
-            results = workers.search([(it.record.subject_id, it.usable, top, it.record.face) for it in items])
+            futures = workers.submit([(it.record.subject_id, it.usable, top, it.record.face) for it in items])
+            # the window's own comparisons need its records prepared: here, while the workers search
+            prepared = [{p: prepare(t, gallery.match_params) for p, t in it.usable.items()} for it in items]
+            results = workers.collect(futures)
         except BiomatchError:  # a worker died: search here (the next window starts new ones)
             gallery._search_workers = None
             workers.close()
             results = None
         if results is not None:
-            for it, res in zip(items, results):
+            for it, res, prep in zip(items, results, prepared):
                 if isinstance(res, BiomatchError):
                     it.error = res
                 else:
-                    it.report = res
-                    it.prepared = {p: prepare(t, gallery.match_params) for p, t in it.usable.items()}
+                    it.report, it.prepared = res, prep
             return
 
     def one(it: _Item) -> None:

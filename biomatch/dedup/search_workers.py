@@ -7,7 +7,8 @@ threads gain little over one.  :class:`SearchWorkers` runs them instead in ``n``
 stores committed (as :meth:`Gallery.deduplicate` does), so a worker sees at least what the
 writer saw when it took the shards' high-water marks (:mod:`biomatch.dedup.pipeline`), and the
 writer's own checks stay what they are.  The memory-mapped code indexes are shared by the page
-cache; each worker holds its own subject maps and prepared-template cache (``cache_bytes``).
+cache; each worker holds its own subject maps and prepared-template cache (as large as the
+writer's: a search prepares ~300 candidate fingers, and the cache is what spares it).
 
 Encrypted galleries keep the threads (their key provider stays in the writer's process).
 """
@@ -24,10 +25,6 @@ __all__ = ["SearchWorkers"]
 
 _GALLERY = None
 """The worker process's read-only gallery (set by :func:`_start`)."""
-
-WORKER_CACHE_BYTES = 128 * 1024 * 1024
-"""Prepared-template cache of each worker (the writer keeps its own)."""
-
 
 def _start(gallery_class, path: str, match_params, decision, cache_bytes: int) -> None:
     global _GALLERY
@@ -64,25 +61,35 @@ class SearchWorkers:
     context manager).  Not thread-safe: one writer uses it.
     """
 
-    def __init__(self, gallery, n: int, cache_bytes: int = WORKER_CACHE_BYTES):
+    def __init__(self, gallery, n: int):
         self.n = n
         self._pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
                                          initargs=(type(gallery), str(gallery.path), gallery.match_params,
-                                                   gallery.decision_params, cache_bytes))
+                                                   gallery.decision_params, gallery._cache_bytes))
 
     def search(self, requests: list) -> list:
-        """``[(subject_id, usable, top, face)]`` -> their DedupReports or BiomatchErrors, in order.
+        """``[(subject_id, usable, top, face)]`` -> their DedupReports or BiomatchErrors, in order."""
+        return self.collect(self.submit(requests))
+
+    def submit(self, requests: list) -> list:
+        """Start the searches of ``requests`` (as :meth:`search`); their futures, for :meth:`collect`.
 
         Raises
         ------
         StorageError
-            A worker died (the window is then searched in the writer's process by the caller).
+            The pool is broken or closed (the caller then searches in its own process).
         """
         try:
-            futures = [self._pool.submit(_search, *r) for r in requests]
-            return [f.result() for f in futures]
+            return [self._pool.submit(_search, *r) for r in requests]
         except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: the pool was shut down
             raise StorageError(f"search workers: a worker process died or was stopped ({exc})") from None
+
+    def collect(self, futures: list) -> list:
+        """The results of :meth:`submit`'s futures, in order; StorageError if a worker died."""
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool as exc:
+            raise StorageError(f"search workers: a worker process died ({exc})") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
