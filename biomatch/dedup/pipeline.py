@@ -8,8 +8,9 @@ Pipeline of one window::
        gallery candidates -> verdict
     -> the accepted records written, one durable transaction per shard
 
-Searching is the expensive step and needs no lock: the window's searches overlap (the native
-matcher, FAISS and numpy release the GIL), while verdicts stay serial and in input order, and the
+Searching is the expensive step and needs no lock: the window's searches overlap, in threads
+(the native matcher, FAISS and numpy release the GIL, the rest of a search holds it) or in search
+processes (:mod:`~biomatch.dedup.search_workers`, free of the GIL), while verdicts stay serial and in input order, and the
 window's accepted records are written together (one fsync per shard and window).  What a
 search cannot see is the records committed ahead of it in its own window; each record is
 therefore compared, all common fingers and the face, with every record of the window committed
