@@ -102,3 +102,20 @@ def test_faces_in_folder_and_manifest(tmp_path, images, capsys):
     manifest.write_text(f"id_0,face,{sorted(people[0].glob('*.jpg'))[1]}\nid_0,2,{probe / 'id_0_2.png'}\n")
     assert main(["gallery", "dedup", str(g), str(manifest), "--dpi", "500", "--quiet"]) == 0
     assert "id_0\tDUPLICATE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_bad_image_fails_its_record_only_whatever_the_extraction_threads(tmp_path, images, capsys, threads):
+    import shutil
+
+    enrol, _ = images
+    folder = tmp_path / "mixed"
+    shutil.copytree(enrol, folder)
+    (folder / "id_1_7.png").write_bytes(b"not an image")  # one of person 1's two fingers
+    g = tmp_path / "g"
+    assert main(["gallery", "create", str(g)]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "enroll", str(g), str(folder), "--dpi", "500", "--quiet", "--threads", threads]) == 2
+    lines = {x.split("\t")[0]: x.split("\t")[1] for x in capsys.readouterr().out.splitlines()
+             if x.startswith("id_")}
+    assert lines == {"id_0": "UNIQUE", "id_1": "ERROR", "id_2": "UNIQUE"}, lines
