@@ -10,7 +10,7 @@ Commands::
     biomatch gallery enroll PATH FOLDER_OR_MANIFEST [--dpi N] [--quiet] [--accept-review] [--window W] [--threads T]
         [--processes P]
     biomatch gallery enroll PATH TRANSACTION.an2k [--subject ID] [--force | --reorder] [--accept-review]
-    biomatch gallery dedup PATH FOLDER_OR_MANIFEST|TRANSACTION.an2k [--dpi N] [--quiet]
+    biomatch gallery dedup PATH FOLDER_OR_MANIFEST|TRANSACTION.an2k [--dpi N] [--quiet] [--threads T]
     biomatch gallery stats PATH [--json]
     biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
     biomatch gallery check PATH [--repair [--accept-store-loss]] [--json]   exit 1 when not sound
@@ -123,6 +123,9 @@ def add_parsers(sub) -> None:
             f.add_argument("--processes", type=int_in(0, 256), default=0,
                            help="run the window's searches in this many processes instead of threads (one per "
                                 "core; each opens the gallery read-only, ~1 s to start; default 0: threads)")
+        else:
+            f.add_argument("--threads", type=int_in(1, 256), default=2,
+                           help="images extracted at once (default 2)")
         _key_arg(f)
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
     f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
@@ -211,6 +214,10 @@ def _line(report) -> str:
     return f"{printable_id(report.subject_id)}\t{report.decision}\t{'enrolled' if report.enrolled else '-'}\t{best}"
 
 
+_DEDUP_BATCH = 8
+"""Records whose images ``gallery dedup`` extracts together (read only: the batch changes no result)."""
+
+
 def run_records(args, enrol: bool, opener=None) -> int:
     """``enroll`` (``enrol=True``) or ``dedup`` of ``args.source`` into the gallery at ``args.path``.
 
@@ -225,7 +232,7 @@ def run_records(args, enrol: bool, opener=None) -> int:
     records = read_input(args.source, args.dpi)
     counts: dict[str, int] = {}
     failed = skipped = 0
-    window = getattr(args, "window", 1) if enrol else 1
+    window = getattr(args, "window", 1) if enrol else _DEDUP_BATCH
     with (opener or functools.partial(Gallery.open, key=key_of(args)))(args.path, read_only=not enrol) as g:
         bar = Progress(len(records), "enrol" if enrol else "dedup", args.quiet)
         print("subject\tdecision\tenrolled\tbest_candidate\tscore")
