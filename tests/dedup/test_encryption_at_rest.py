@@ -301,3 +301,14 @@ def test_sealed_code_index_is_reopened_without_a_rebuild_and_a_moved_file_is_not
         assert "authentication" in (g._shards[0]._retrieval.rejected or "")  # refused, then rebuilt from the store
         again = g.deduplicate(make_record("q", 3, impression=1))
     assert [c.subject_id for c in again.candidates] == [c.subject_id for c in before.candidates]
+
+
+def test_pipelined_enrolment_of_an_encrypted_gallery_keeps_its_key_in_this_process(tmp_path, key_file):
+    """Search processes would need the key: an encrypted gallery searches its windows in threads."""
+    from biomatch.dedup import Gallery
+
+    with Gallery.create(tmp_path / "g", key=key_file) as g:
+        out = g.enroll_many([make_record("a", 1), make_record("a-again", 1, 1), make_record("b", 2)], window=3,
+                            n_processes=2, stop_on_error=False)
+        assert [(r.decision, r.enrolled) for r in out] == [("UNIQUE", True), ("DUPLICATE", False), ("UNIQUE", True)]
+        assert getattr(g, "_search_workers", None) is None
