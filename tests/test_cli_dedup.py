@@ -43,6 +43,8 @@ def test_create_enroll_resume_dedup_stats(tmp_path, images, capsys):
     assert main(["gallery", "dedup", str(g), str(manifest), "--quiet"]) == 0
     lines = [x.split("\t") for x in capsys.readouterr().out.splitlines() if x.startswith("new_")]
     assert len(lines) == 3 and all(x[1] == "DUPLICATE" and x[3] == f"id_{x[0][4:]}" for x in lines)
+    assert main(["gallery", "dedup", str(g), str(manifest), "--quiet", "--processes", "2"]) == 0
+    assert [x.split("\t") for x in capsys.readouterr().out.splitlines() if x.startswith("new_")] == lines
     # the same records enrolled through search processes: three duplicates refused, nothing added
     assert main(["gallery", "enroll", str(g), str(manifest), "--processes", "2", "--quiet"]) == 0
     lines = [x.split("\t") for x in capsys.readouterr().out.splitlines() if x.startswith("new_")]

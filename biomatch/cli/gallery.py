@@ -11,6 +11,7 @@ Commands::
         [--processes P]
     biomatch gallery enroll PATH TRANSACTION.an2k [--subject ID] [--force | --reorder] [--accept-review]
     biomatch gallery dedup PATH FOLDER_OR_MANIFEST|TRANSACTION.an2k [--dpi N] [--quiet] [--threads T]
+        [--processes P]
     biomatch gallery stats PATH [--json]
     biomatch gallery add-shard PATH                    one more shard; nothing already enrolled moves
     biomatch gallery check PATH [--repair [--accept-store-loss]] [--json]   exit 1 when not sound
@@ -126,6 +127,8 @@ def add_parsers(sub) -> None:
         else:
             f.add_argument("--threads", type=int_in(1, 256), default=2,
                            help="images extracted at once (default 2)")
+            f.add_argument("--processes", type=int_in(0, 256), default=0,
+                           help="run the searches in this many processes (one per core; default 0: in turn)")
         _key_arg(f)
         f.set_defaults(func=lambda a, e=enrol: run_records(a, e), accept_review=False)
     f = gsub.add_parser("stats", help="counts, memory, disk, thresholds")
@@ -315,7 +318,8 @@ def _run_chunk(g, chunk: list, enrol: bool, args) -> list:
         return g.enroll_many(chunk, accept_review=args.accept_review, stop_on_error=False,
                              window=max(1, len(chunk)), n_threads=getattr(args, "threads", 1),
                              **({"n_processes": processes} if processes else {}))
-    return g.deduplicate_many(chunk, stop_on_error=False)
+    processes = getattr(args, "processes", 0)
+    return g.deduplicate_many(chunk, stop_on_error=False, **({"n_processes": processes} if processes else {}))
 
 
 def cmd_create(args) -> int:

@@ -20,7 +20,7 @@ import time
 from typing import Callable, Iterable
 
 from .. import decide
-from ..errors import DuplicateSubjectError, invalid
+from ..errors import BiomatchError, DuplicateSubjectError, invalid
 from ..match import FingerprintMatcher, prepare
 from ..template import Template
 from . import bulk, intake, pipeline
@@ -34,6 +34,10 @@ from .search import scatter_search
 __all__ = ["Gallery"]
 
 log = logging.getLogger(__name__)
+
+
+_DEDUP_BATCH = 32
+"""Records searched together by :meth:`Gallery.deduplicate_many` with search processes."""
 
 
 class Gallery(GalleryCore):
@@ -248,9 +252,47 @@ class Gallery(GalleryCore):
         return bulk.load(self, records, batch_size, progress, skip_enrolled, n_threads)
 
     def deduplicate_many(self, records: Iterable[Enrolment], progress: Callable | None = None,
-                         stop_on_error: bool = True) -> list:
-        """Deduplicate many records (read only); same conventions as :meth:`enroll_many`."""
-        return intake.each(records, self.deduplicate, progress, stop_on_error)
+                         stop_on_error: bool = True, n_processes: int = 0) -> list:
+        """Deduplicate many records (read only); same conventions as :meth:`enroll_many`.
+
+        With ``n_processes`` > 0 the searches run in that many search processes
+        (:mod:`~biomatch.dedup.search_workers`, as :meth:`enroll_many`), 32 records at a time;
+        each result is what :meth:`deduplicate` gives.
+        """
+        pipeline.check_window_args(1, 1, n_processes)
+        workers = self._workers(n_processes)
+        if workers is None:
+            return intake.each(records, self.deduplicate, progress, stop_on_error)
+        return intake.windowed(records, _DEDUP_BATCH, lambda recs: self._deduplicate_batch(recs, workers), progress,
+                               stop_on_error)
+
+    def _deduplicate_batch(self, records: list, workers) -> list:
+        """:meth:`deduplicate` of each record, searched in ``workers``: a report or a BiomatchError each."""
+        out: list = [None] * len(records)
+        requests, at = [], []
+        for i, rec in enumerate(records):
+            try:
+                if not isinstance(rec, Enrolment):
+                    raise invalid("record", "a biomatch Enrolment", type(rec).__name__)
+                usable = self._usable(rec.fingers, "record.fingers")
+                requests.append((rec.subject_id, usable, self.decision_params.max_candidates, rec.face))
+                at.append(i)
+            except BiomatchError as exc:
+                out[i] = exc
+        try:
+            results = workers.search(requests)
+        except BiomatchError:  # a worker died: search here (the next batch starts new ones)
+            self._search_workers = None
+            workers.close()
+            results = []
+            for i in at:
+                try:
+                    results.append(self.deduplicate(records[i]))
+                except BiomatchError as exc:
+                    results.append(exc)
+        for i, res in zip(at, results):
+            out[i] = res
+        return out
 
     def identify(self, probe, k: int = 10, dpi: float = 500) -> list[Candidate]:
         """The ``k`` best enrolled subjects for a probe (Enrolment or ``{position: image or Template}``)."""

@@ -231,3 +231,18 @@ def test_search_processes_take_the_serial_decisions_and_survive_a_dead_worker(tm
         g.enroll_many([make_record("z", 80)], window=2, n_processes=-1)
     g.close()
     assert g._search_workers is None
+
+
+def test_deduplicate_many_in_search_processes_gives_deduplicate_s_reports(tmp_path):
+    g = _seeded(tmp_path / "g")
+    probes = [make_record("p3", 1003, 1), make_record("new", 500), make_record("p5", 1005, 2)]
+    bad = make_record("empty", 77, positions=(1,))
+    bad.fingers[1] = bad.fingers[1].__class__.from_arrays([], [], [], width=300, height=300)
+    out = g.deduplicate_many([*probes, bad], n_processes=2, stop_on_error=False)
+    want = [g.deduplicate(p) for p in probes]
+    assert [(r.decision, r.candidates[0].subject_id, round(r.candidates[0].score, 9)) for r in out[:3]] == \
+        [(r.decision, r.candidates[0].subject_id, round(r.candidates[0].score, 9)) for r in want]
+    assert [r.decision for r in out[:3]] == ["DUPLICATE", "UNIQUE", "DUPLICATE"]
+    assert type(out[3]).__name__ == "NoUsableFingerError"
+    assert g.stats()["subjects"] == 8  # read only
+    g.close()
