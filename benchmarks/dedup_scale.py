@@ -164,6 +164,9 @@ def main() -> int:
     rss1 = rss_bytes()
     st = g.stats()
     n = st["subjects"]
+    # Mated probes are drawn from the generated persons s0 .. s{built - 1}: a kept gallery may hold
+    # other subjects too (enrolled by other scripts), which are no one's mate here.
+    built = min(n, args.identities)
     disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
     for s in g._shards:
         r = s._retrieval
@@ -181,7 +184,7 @@ def main() -> int:
     shard = g._shards[0]
     rng = np.random.default_rng(1)
     ranks, t_scan, mate_scores, imp_top = [], [], [], []
-    for person in rng.choice(n, min(args.rank_probes, n), replace=False):
+    for person in rng.choice(built, min(args.rank_probes, built), replace=False):
         probe = person_fingers(int(person), 1)
         t = time.process_time()
         keys, scores, _ = code_ranking(shard._retrieval, probe)
@@ -221,7 +224,7 @@ def main() -> int:
                 print(f"  {i + 1}/{len(persons)} dedups", file=sys.stderr, flush=True)
         return out
 
-    mated = run(rng.choice(n, args.probes, replace=False), 1)
+    mated = run(rng.choice(built, args.probes, replace=False), 1)
     non = run(GEN_OFFSET + np.arange(args.probes), 0)
     lat = np.asarray([t for t, _ in mated + non])
     tm = {k: np.median([r.timings_ms.get(k, 0) for _, r in mated + non]) for k in mated[0][1].timings_ms}
