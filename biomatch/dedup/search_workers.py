@@ -1,4 +1,4 @@
-"""Search processes for pipelined enrolment: a window's searches on every core, free of the GIL.
+"""Search processes for pipelined enrolment and batch deduplication: searches on every core, free of the GIL.
 
 A window's searches run in threads of the writer's process by default; about half of a search
 is Python (decoding, the code stage's bookkeeping, the verdict) and holds the GIL, so two
@@ -26,7 +26,10 @@ __all__ = ["SearchWorkers"]
 _GALLERY = None
 """The worker process's read-only gallery (set by :func:`_start`)."""
 
+
 def _start(gallery_class, path: str, match_params, decision, cache_bytes: int) -> None:
+    """Worker initialiser: open the gallery read-only with the writer's parameters (the class is
+    passed in, so that this module does not import the gallery that imports it)."""
     global _GALLERY
     _GALLERY = gallery_class.open(path, match_params=match_params, decision=decision, read_only=True,
                                   cache_bytes=cache_bytes)
