@@ -195,7 +195,9 @@ class Gallery(GalleryCore):
             self, recs, accept_review, True, n_threads, stop_on_error, workers), progress, stop_on_error)
 
     def _workers(self, n: int):
-        """The search processes of pipelined enrolment (None: threads), started once and reused."""
+        """The search processes of :meth:`enroll_many` and :meth:`deduplicate_many` (None: none),
+        started once and reused until :meth:`close`."""
+        self._check_open()  # a closed gallery would never stop them
         if n == 0 or self.encryption.get("encrypted"):
             return None
         current = getattr(self, "_search_workers", None)
@@ -207,6 +209,12 @@ class Gallery(GalleryCore):
 
         self._search_workers = SearchWorkers(self, n)
         return self._search_workers
+
+    def _drop_workers(self, workers) -> None:
+        """Forget and stop search processes that failed (the next call starts new ones)."""
+        if getattr(self, "_search_workers", None) is workers:
+            self._search_workers = None
+        workers.close()
 
     def bulk_enroll(self, records: Iterable[Enrolment], dedup: bool = False, batch_size: int = 5000,
                     progress: Callable | None = None, skip_enrolled: bool = False,
@@ -282,8 +290,7 @@ class Gallery(GalleryCore):
         try:
             results = workers.search(requests)
         except BiomatchError:  # a worker died: search here (the next batch starts new ones)
-            self._search_workers = None
-            workers.close()
+            self._drop_workers(workers)
             results = []
             for i in at:
                 try:

@@ -154,8 +154,7 @@ def _search_all(gallery, items: list, n_threads: int, workers=None) -> None:
             prepared = [{p: prepare(t, gallery.match_params) for p, t in it.usable.items()} for it in items]
             results = workers.collect(futures)
         except BiomatchError:  # a worker died: search here (the next window starts new ones)
-            gallery._search_workers = None
-            workers.close()
+            gallery._drop_workers(workers)
             results = None
         if results is not None:
             for it, res, prep in zip(items, results, prepared):
@@ -219,6 +218,9 @@ def _insert(gallery, accepted: list) -> list:
             written.extend(members)
         except BiomatchError:
             for it in members:
+                if gallery._locate(it.record.subject_id) is not None:
+                    written.append(it)  # committed by the failed call before it failed (e.g. in indexing)
+                    continue
                 try:
                     shard.insert(Insert(it.record.subject_id, it.usable, it.record.metadata_json, it.record.face,
                                         it.prepared))

@@ -246,3 +246,36 @@ def test_deduplicate_many_in_search_processes_gives_deduplicate_s_reports(tmp_pa
     assert type(out[3]).__name__ == "NoUsableFingerError"
     assert g.stats()["subjects"] == 8  # read only
     g.close()
+
+
+def test_a_window_write_that_fails_after_its_commit_reports_the_records_enrolled(tmp_path, monkeypatch):
+    """The transaction went through, then the call failed (say, in indexing): the records are in the
+    store, so they are reported enrolled, not refused as already enrolled by the per-record retry."""
+    from biomatch.dedup.shard import Shard
+    from biomatch.errors import StorageError
+
+    g = _seeded(tmp_path / "g")
+    bulk = Shard.bulk_insert
+
+    def commit_then_fail(self, call):
+        bulk(self, call)
+        raise StorageError("index: simulated failure after the commit")
+
+    monkeypatch.setattr(Shard, "bulk_insert", commit_then_fail)
+    out = g.enroll_many([make_record("a", 50), make_record("b", 51)], window=2, n_threads=2, stop_on_error=False)
+    assert _summary(out) == [("a", "UNIQUE", True), ("b", "UNIQUE", True)]
+    monkeypatch.undo()
+    assert "a" in g and "b" in g and g.stats()["subjects"] == 8 + 2
+    g.close()
+
+
+def test_a_closed_gallery_starts_no_search_processes(tmp_path):
+    from biomatch.errors import GalleryClosedError
+
+    g = _seeded(tmp_path / "g")
+    g.close()
+    with pytest.raises(GalleryClosedError):
+        g.deduplicate_many([make_record("x", 1)], n_processes=2)
+    with pytest.raises(GalleryClosedError):
+        g.enroll_many([make_record("x", 1), make_record("y", 2)], window=2, n_processes=2)
+    assert getattr(g, "_search_workers", None) is None
