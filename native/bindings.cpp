@@ -248,6 +248,37 @@ void bind_inspection(nb::module_& m) {
   m.def("cylinder_similarity", &biomatch::cylinder_similarity, "config"_a, "a"_a, "ia"_a, "b"_a, "ib"_a);
 }
 
+// The code stage's exhaustive pass over one position (code_sums.cpp); checked in
+// biomatch/retrieval/faiss_retrieval.py, shapes rechecked here.
+void bind_code_stage(nb::module_& m) {
+  using U8 = nb::ndarray<const uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+  using Keys = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+  using Bits = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+  using Sums = nb::ndarray<float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+  using Seen = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+  m.def("code_sums", [](U8 codes, Keys keys, std::optional<Bits> removed, int64_t removed_offset, Bits probe,
+                        U8 planes, int64_t total, float scale, Sums sums, Seen seen) {
+    const int64_t n = static_cast<int64_t>(codes.shape(0));
+    const size_t width = codes.shape(1);
+    if (width % 8 || probe.shape(0) != width || planes.shape(1) != width || planes.shape(0) > 16)
+      throw std::invalid_argument("code_sums: codes, probe and planes must have the same width (a multiple of 8 bytes)");
+    if (static_cast<int64_t>(keys.shape(0)) != n || sums.shape(0) != seen.shape(0))
+      throw std::invalid_argument("code_sums: one key per code, one seen flag per sum");
+    if (removed && static_cast<int64_t>(removed->shape(0)) * 8 < removed_offset + n)
+      throw std::invalid_argument("code_sums: the removed bitmap is shorter than the rows");
+    const uint8_t* rm = removed ? removed->data() : nullptr;
+    nb::gil_scoped_release nogil;
+    biomatch::code_sums(reinterpret_cast<const uint64_t*>(codes.data()), n, static_cast<int>(width / 8),
+                        keys.data(), rm, removed_offset, reinterpret_cast<const uint64_t*>(probe.data()),
+                        reinterpret_cast<const uint64_t*>(planes.data()), static_cast<int>(planes.shape(0)),
+                        total, scale, sums.data(), seen.data(), static_cast<int64_t>(sums.shape(0)));
+  }, "codes"_a, "keys"_a, "removed"_a.none(), "removed_offset"_a, "probe"_a, "planes"_a, "total"_a, "scale"_a,
+     "sums"_a, "seen"_a,
+     "Adds scale * (total - 2 sum_l 2^l popcount((codes[i] ^ probe) & planes[l])) to sums[keys[i]] (from 0 "
+     "where seen[keys[i]] is 0) for every row i not removed (packed bits, row i at bit removed_offset + i), and "
+     "sets seen[keys[i]].");
+}
+
 }  // namespace
 
 // The module's name (_portable, _avx2, _avx512) comes from the build, one module per kernel;
@@ -259,4 +290,5 @@ BIOMATCH_NB_MODULE(BIOMATCH_MODULE, m) {
   bind_prepared(m);
   bind_matching(m);
   bind_inspection(m);
+  bind_code_stage(m);
 }

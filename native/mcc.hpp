@@ -224,4 +224,15 @@ void match_many(const Config& cfg, const Prepared& probe, const Prepared* const*
 // Local similarity between two cylinders (bit variant, Section 4.1); exposed for tests.
 float cylinder_similarity(const Config& cfg, const Prepared& a, int ia, const Prepared& b, int ib);
 
+
+// Code stage (code_sums.cpp): adds, for every row i of one position not marked in ``removed``
+// (packed bits, np.packbits order, row i at bit removed_offset + i; null: none), the weighted
+// agreement scale * (total - 2 sum_l 2^l popcount((codes[i] ^ probe) & planes[l])) to
+// sums[keys[i]] (from 0 where seen[keys[i]] was 0) and sets seen[keys[i]]; keys outside
+// [0, n_keys) are skipped.
+void code_sums(const uint64_t* codes, int64_t n_rows, int n_words, const int32_t* keys,
+               const uint8_t* removed, int64_t removed_offset, const uint64_t* probe,
+               const uint64_t* planes, int n_planes, int64_t total, float scale, float* sums,
+               uint8_t* seen, int64_t n_keys);
+
 }  // namespace biomatch

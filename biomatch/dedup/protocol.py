@@ -44,7 +44,7 @@ class ShardCall:
 # ---- search ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scan(ShardCall):
-    """Phase 1a: the exhaustive code scan of a probe, kept by the shard under ``qid`` for 1b and 2.
+    """Phase 1a: every person's code score for a probe; the best kept by the shard under ``qid`` for 1b and 2.
 
     Attributes
     ----------
@@ -53,13 +53,15 @@ class Scan(ShardCall):
     templates : dict int -> Template
         Usable probe fingers by position.
     counts_hint : dict int -> int
-        The gallery's active code rows per position as the router believes them; the rows the
-        shard fetches follow from it (the router checks ``ScanReply.fetched`` and scans again
+        The gallery's active code rows per position as the router believes them; the persons
+        the shard keeps follow from it (the router checks ``ScanReply.fetched`` and scans again
         if a stale hint made them too few).
     face : ndarray (512,) of float32, optional
         The probe's unit face embedding.
     face_k : int
         Nearest faces to report.
+    top : int
+        Candidates the search returns (the shard keeps at least this many persons).
     """
 
     method: ClassVar[str] = "scan"
@@ -69,6 +71,7 @@ class Scan(ShardCall):
     counts_hint: dict
     face: np.ndarray | None = None
     face_k: int = 0
+    top: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,10 @@ class ScanReply:
     ----------
     two_phase : bool
         False: the retrieval has no code ranking, every person is a candidate.
-    hist : dict int -> ndarray of int64
-        Per position, counts of the fetched rows per Hamming distance.
     fetched : int
-        Rows fetched per position.
+        Persons kept (more when tied at the last).
+    scored : int
+        Persons with a code score (an active row at one of the probe's positions).
     counts : dict int -> int
         This shard's active code rows per position.
     valid : list of int
@@ -97,8 +100,8 @@ class ScanReply:
     """
 
     two_phase: bool
-    hist: dict = field(default_factory=dict)
     fetched: int = 0
+    scored: int = 0
     counts: dict = field(default_factory=dict)
     valid: list = field(default_factory=list)
     params: Any = None
@@ -109,11 +112,10 @@ class ScanReply:
 
 @dataclass(frozen=True)
 class Persons(ShardCall):
-    """Phase 1b: per-person code scores within the gallery-wide row ``cuts`` ({position: distance})."""
+    """Phase 1b: the shard's ``n_keep`` best persons by code score."""
 
     method: ClassVar[str] = "persons"
     qid: str
-    cuts: dict
     n_keep: int
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 from .. import decide
 from .protocol import Persons, Rerank, RerankReply, Scan, ScanReply, ShardCall
 from .report import DedupReport
-from .scatter import ScanLostError, n_rows_for, nth_best, nth_person, row_cuts
+from .scatter import ScanLostError, k_persons_for, nth_best, nth_person
 
 __all__ = ["scatter_search"]
 
@@ -71,17 +71,16 @@ def scatter_search(fan: Callable[[ShardCall], list], counts_hint: dict, d: decid
 
 def _code_stage(fan, qid: str, counts_hint: dict, d: decide.DecisionParams, scan_probe, top: int, face,
                 face_k: int) -> tuple[list[ScanReply], dict, tuple, tuple]:
-    """Phase 1: scans, the gallery-wide row cuts, the persons; ``(scans, counts, code_cut, full_cut)``."""
-    scans = fan(Scan(qid, scan_probe, counts_hint, face, face_k))
+    """Phase 1: scans, the persons; ``(scans, counts, code_cut, full_cut)``."""
+    scans = fan(Scan(qid, scan_probe, counts_hint, face, face_k, top))
     counts = _summed([sc.counts for sc in scans])
     if not scans[0].two_phase:  # no code ranking: every person, every finger
         return scans, counts, _EVERYONE, _EVERYONE
     valid = set(scans[0].valid)
-    k, n_rows = n_rows_for(scans[0].params, counts, sum(1 for p in valid if counts.get(p)))
-    if any(sc.fetched < n_rows + 1 and any(sc.counts.get(p, 0) > sc.fetched for p in valid) for sc in scans):
-        scans = fan(Scan(qid, scan_probe, counts, face, face_k))  # the hint was stale: a shard may lack rows
-    n_keep = max(top, k)
-    lists = [r.best for r in fan(Persons(qid, row_cuts([sc.hist for sc in scans], n_rows), n_keep))]
+    n_keep = max(top, k_persons_for(scans[0].params, counts, sum(1 for p in valid if counts.get(p))))
+    if any(sc.fetched < n_keep < sc.scored for sc in scans):
+        scans = fan(Scan(qid, scan_probe, counts, face, face_k, top))  # the hint was stale: a shard kept too few
+    lists = [r.best for r in fan(Persons(qid, n_keep))]
     return scans, counts, nth_person(lists, n_keep), nth_person(lists, d.rerank_full_persons)
 
 

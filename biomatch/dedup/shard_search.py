@@ -17,7 +17,7 @@ from .. import decide
 from ..match import FingerprintMatcher, PreparedTemplate, prepare
 from . import rerank as stages
 from .protocol import Persons, PersonsReply, Rerank, RerankReply, RerankTimings, RerankWork, Scan, ScanReply
-from .scatter import ScanLostError, best_with_ties, n_rows_for
+from .scatter import ScanLostError, best_with_ties, k_persons_for
 
 __all__ = ["ShardSearch"]
 
@@ -72,8 +72,7 @@ class ShardSearch:
 
     _MAX_QUERIES = 64
     """Queries kept between the phases (oldest dropped; a router that vanishes leaves one behind).
-    Between 1a and 1b a query holds its scanned rows (28 B x rows per position x positions: ~1.5 MB
-    for ten fingers at k = 100), afterwards its ~k candidate persons (~100 B each)."""
+    Between the phases a query holds its ~k best persons (~100 B each) and the probe's codes."""
 
 
     def scan(self, call: Scan) -> ScanReply:
@@ -98,17 +97,19 @@ class ShardSearch:
                          ms=(time.perf_counter() - t0) * 1e3, **codes_out)
 
     def _scan_codes(self, call: Scan, state: dict) -> dict:
-        """Scan the probe's codes; the rows fetched per position follow from the router's hint
-        (sized by the router's own rule, :func:`~biomatch.dedup.scatter.n_rows_for`)."""
+        """Score every person of the shard on the probe's codes and keep the best; how many
+        follows from the router's hint (by the router's own rule,
+        :func:`~biomatch.dedup.scatter.k_persons_for`)."""
         r = self._retrieval
         codes = r.probe_codes(call.templates)
         merged = dict(call.counts_hint)
         for p, n in r.position_counts().items():
             merged[p] = max(merged.get(p, 0), n)
-        _, n_rows = n_rows_for(r.params, call.counts_hint, sum(1 for p in codes if merged.get(p)))
-        state["scanned"] = r.scan(codes, n_rows + 1)
-        return dict(hist={p: np.bincount(sc.distances) for p, sc in state["scanned"].items()}, fetched=n_rows + 1,
-                    counts=r.position_counts(), valid=sorted(codes), params=r.params)
+        k = k_persons_for(r.params, call.counts_hint, sum(1 for p in codes if merged.get(p)))
+        n_best = max(k, call.top)
+        keys, total, n_scored = r.scan(codes, n_best)
+        state.update(codes=codes, keys=keys, total=total)
+        return dict(fetched=n_best, scored=n_scored, counts=r.position_counts(), valid=sorted(codes), params=r.params)
 
     def _query(self, qid: str, pop: bool = False) -> dict:
         with self._lock:
@@ -118,22 +119,20 @@ class ShardSearch:
         return state
 
     def persons(self, call: Persons) -> PersonsReply:
-        """Phase 1b: per-person code scores within the gallery-wide cuts; this shard's ``n_keep``
-        best persons (ties at its cut included)."""
+        """Phase 1b: this shard's ``n_keep`` best persons by code score (ties at its cut included),
+        with their per-position scores kept for the cascade."""
         state = self._query(call.qid)
         if not state["two_phase"]:
             return PersonsReply([])
-        keys, table = self._retrieval.person_table(state["scanned"], call.cuts)
-        total = table.sum(axis=1)
-        # Only these can pass the gallery-wide cut (it is at least this shard's n_keep-th best):
-        # the state kept until rerank shrinks from every person with a kept row to ~n_keep.
-        best = np.sort(best_with_ties(total, call.n_keep))
-        keys, table, total = keys[best], table[best], total[best]
+        # Only these can pass the gallery-wide cut (it is at least this shard's n_keep-th best).
+        best = np.sort(best_with_ties(state["total"], call.n_keep))
+        keys, total = state["keys"][best], state["total"][best]
         with self._lock:
+            table = self._retrieval.person_table(state["codes"], keys)
             named = self._store.subject_ids(keys.tolist())  # removed meanwhile: absent
         names = [named.get(int(k)) for k in keys]
         state.update(keys=keys, table=table, total=total, names=names)
-        del state["scanned"]
+        del state["codes"]
         return PersonsReply([(float(t), n) for t, n in zip(total, names) if n is not None])
 
     def rerank(self, call: Rerank) -> RerankReply:

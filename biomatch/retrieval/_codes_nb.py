@@ -155,28 +155,3 @@ def hamming_matrix(a, b):
                 acc += _popcount64(a[i, k] ^ b[j, k])
             out[i, j] = np.int32(acc)
     return out
-
-
-@njit(cache=True, nogil=True)
-def weighted_agreements(lut, codes):
-    """Weighted bit agreement of each code with one probe, through per-byte tables.
-
-    Parameters
-    ----------
-    lut : float32 (w, 256)
-        ``lut[j, v]``: the sum over the eight bits of byte value ``v`` at byte ``j`` of the probe
-        weight of that bit, signed + where the bit agrees with the probe's sign, - where not.
-    codes : uint8 (m, w)
-
-    Returns
-    -------
-    float32 (m,)
-    """
-    m, w = codes.shape
-    out = np.empty(m, np.float32)
-    for i in range(m):
-        acc = np.float32(0.0)
-        for j in range(w):
-            acc += lut[j, codes[i, j]]
-        out[i] = acc
-    return out

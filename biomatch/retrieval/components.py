@@ -14,7 +14,8 @@ and searches in one of two ways:
 
 - :class:`CodeRanking` (two-phase, gallery-wide cuts: ``probe_codes``, ``position_counts``, ``scan``,
   ``person_table``, ``params``): :class:`~biomatch.retrieval.faiss_retrieval.FaissRetrieval`
-  (``"faiss"``, the default of new galleries), per-position Hamming scans of 512-bit codes;
+  (``"faiss"``, the default of new galleries), every person scored on 512-bit codes, summed
+  over the probe's positions;
 - :class:`CandidateFilter` (``candidates(probe, k)``: ``{position: finger ids}`` to re-rank, or
   ``None`` for "all"): :class:`ExhaustiveRetrieval` (``"exhaustive"``), the exact reference with no
   files, ~50,000 native comparisons per second per thread.
@@ -61,9 +62,9 @@ class CodeRanking(Retrieval, Protocol):
 
     def position_counts(self) -> dict: ...
 
-    def scan(self, codes: dict, n_rows: int) -> dict: ...
+    def scan(self, codes: dict, n_best: int) -> tuple[np.ndarray, np.ndarray, int]: ...
 
-    def person_table(self, scanned: dict, cut: dict) -> tuple[np.ndarray, np.ndarray]: ...
+    def person_table(self, codes: dict, keys: np.ndarray) -> np.ndarray: ...
 
 
 class ExhaustiveRetrieval:

@@ -1,25 +1,33 @@
-"""FAISS candidate retrieval: per finger position, an exhaustive Hamming scan of 512-bit codes.
+"""FAISS candidate retrieval: per finger position, 512-bit codes in a flat binary index, every
+person scored by an exhaustive pass over them.
 
 The code stage of the gallery's two-phase search (registered as ``"faiss"``, the default for new
 galleries; the router's side is :mod:`biomatch.dedup.scatter`)::
 
-    probe fingers ──► probe_codes ──► per position: scan (the nearest rows by Hamming distance,
-        FingerIndex.search; each scored again with the probe's per-bit weights)
-        ──► router: a gallery-wide distance cut per position
-        ──► person_table: per person and position, max(0, weighted score) of its best kept row
+    probe fingers ──► probe_codes ──► per position, every active row: its weighted agreement with
+        the probe finger (native ``code_sums``, one read of each stored code), added to its person
+        ──► scan: the shard's best persons by the sum over the probe's positions
         ──► router: the top ``k_persons`` persons ──► the shard's native re-ranking + fusion
 
 ``k_persons`` is the *penetration* of the stage: ``ceil(10 / f * min(max_persons, max(min_persons,
 penetration * n)))`` for a gallery of ``n`` persons and a probe of ``f`` usable fingers (see
 :class:`FaissRetrievalParams`): fewer fingers make a weaker filter, so the stage widens.  A finger
 whose template yields no valid code (too few minutiae) is stored but tombstoned at once, so it
-contributes 0; so does a position the probe lacks, and a position where the person has no kept row.
+contributes 0; so does a position the probe lacks or the person lacks.
 
-The score of a kept row is asymmetric (:class:`~biomatch.retrieval.codes.ProbeWeights`): the
-stored code is bits, the probe keeps its projection, so the bits the probe is unsure of count
-less; in the units of ``n_bits/2 - Hamming`` (equal to it when ``probe_weight_clip`` is tiny).
-On the registry-like generated population it halves the mates ranked beyond 10 persons
-(``benchmarks/retrieval.py``); the scan and its cut stay on Hamming distances.
+Why every row of every position counts, and not only each position's nearest rows: a person
+whose ten fingers are all poor (dry, worn) agrees with the probe a little on every finger and on
+none strongly enough to reach a position's nearest 0.6%; summed over ten fingers the small
+agreements stand out (10 scores of ~+25 against impostors' 0 +- 11 each: ~7 standard deviations
+of the sum).  Measured at 1,000,000 registry-like generated enrolments (``benchmarks/dedup_scale.py``):
+of the 27 mated probes the nearest-rows table lost (of 999), the sum ranks 16 within the top 100
+persons; of 366 other mated probes it lost 2 against 4 (numbers in the README, Scale).
+
+The score of a row is asymmetric (:class:`~biomatch.retrieval.codes.ProbeWeights`): the stored
+code is bits, the probe keeps its projection, so the bits the probe is unsure of count less; in
+the units of ``n_bits/2 - Hamming`` (equal to it when ``probe_weight_clip_sd`` is tiny).  The sum
+is exact integers per row times one float32 per position, added in ascending position order, so
+a person's score is the same on every kernel and whatever the shard layout.
 
 Rows are implicit (row ``i`` of position ``p`` is the ``i``-th finger added there); the map
 row -> subject key (int32) is kept beside the codes and persisted with them
@@ -51,13 +59,13 @@ from . import code_files as files
 from .code_files import Column
 from typing import NamedTuple
 
-from .codes import ProbeWeights, default_model, finger_codes, probe_weights
+from .codes import default_model, finger_codes, plane_scores, probe_weights
 from .finger_index import FingerIndex
 
 _MAX_KEY = files.MAX_KEY
 _BLOCK = 32_768  # keys or rows per step of verify and drop_absent (bounded temporaries)
 
-__all__ = ["FaissRetrieval", "FaissRetrievalParams", "ProbeCode", "Scanned", "code_ranking"]
+__all__ = ["FaissRetrieval", "FaissRetrievalParams", "ProbeCode", "code_ranking"]
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +90,9 @@ class FaissRetrievalParams:
         mated ten-finger probes at 100,000 enrolments): the mate ranks first in the code stage
         99.9% of the time, at worst 4th — 100 persons is a 25x margin there; the margin needed
         at larger N is extrapolated in that benchmark.  Real prints need this re-measured.
-    rows_per_person : int
-        Rows fetched per position, in multiples of ``k_persons`` (persons missing from a
-        position's list get 0 there, so a weak mate must reach enough positions' lists).  The
-        scan is exhaustive either way; only the selection grows.  Measured at 1,000,000
-        generated enrolments, 1,000 mated ten-finger probes (k_persons 100): 4 rows per person
-        kept the mate within the top 100 persons 99.6% of the time (worst rank 2,095; 33 ms
-        CPU per probe), 16: 99.9% (worst 708; 43 ms), 64: 100% (worst rank 2; 84 ms).
     factory : str
-        FAISS binary factory string of each position's index (``"BFlat"``: exhaustive).
+        FAISS binary factory string of each position's index (``"BFlat"``: the codes in place,
+        which the exhaustive pass reads; another factory's rows are reconstructed at every pass).
     probe_weight_clip_sd : float
         Asymmetric scoring of the scanned rows (:func:`~biomatch.retrieval.codes.probe_weights`):
         a probe bit weighs ``min(|z|, c)``, ``z`` its whitened projection in standard deviations.
@@ -104,14 +106,13 @@ class FaissRetrievalParams:
     penetration: float = 0.01
     min_persons: int = 50
     max_persons: int = 100
-    rows_per_person: int = 64
     factory: str = "BFlat"
     probe_weight_clip_sd: float = 1.0
 
     def __post_init__(self):
         if not (isinstance(self.penetration, (int, float)) and 0 < self.penetration <= 1):
             raise invalid("penetration", "a number in (0, 1]", self.penetration)
-        for name in ("min_persons", "max_persons", "rows_per_person"):
+        for name in ("min_persons", "max_persons"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise invalid(name, "an int >= 1", v)
@@ -129,18 +130,16 @@ class FaissRetrievalParams:
 
 
 class ProbeCode(NamedTuple):
-    """One probe finger at the code stage."""
+    """One probe finger at the code stage (see :class:`~biomatch.retrieval.codes.ProbeWeights`)."""
 
-    code: np.ndarray  # uint8 (n_bytes,): its stored-form code (scanned by Hamming distance)
-    lut: np.ndarray  # float32 (n_bytes, 256): its per-bit weights as byte tables (the rescoring)
+    code: np.ndarray  # uint8 (n_bytes,): its stored-form code
+    planes: np.ndarray  # uint8 (WEIGHT_PLANES, n_bytes): its per-bit weights, bit-plane by bit-plane
+    total: int  # the sum of its weights
+    scale: np.float32  # n_bits / 2 / total
 
-
-class Scanned(NamedTuple):
-    """The rows a scan fetched at one position, nearest first."""
-
-    distances: np.ndarray  # int64 (m,) Hamming, ascending
-    keys: np.ndarray  # int64 (m,) subject keys (with the position: the finger)
-    scores: np.ndarray  # float32 (m,) asymmetric scores (units of n_bits/2 - Hamming)
+    def scores(self, codes: np.ndarray) -> np.ndarray:
+        """``float32 (m,)`` scores of stored ``codes`` (uint8 (m, n_bytes)), as the exhaustive pass gives them."""
+        return plane_scores(codes, self.code, self.planes, self.total, self.scale)
 
 
 class FaissRetrieval:
@@ -273,10 +272,11 @@ class FaissRetrieval:
         if not positions:
             return {}
         w = probe_weights([probe[p] for p in positions], self.model, clip=self.params.probe_weight_clip_sd)
-        return {p: ProbeCode(c, lut) for p, c, lut, ok in zip(positions, w.codes, w.lut, w.valid) if ok}
+        return {p: ProbeCode(w.codes[i], w.planes[i], int(w.totals[i]), w.scales[i])
+                for i, p in enumerate(positions) if w.valid[i]}
 
-    def scan(self, codes: dict, n_rows: int) -> dict:
-        """Phase 1a: per position, the ``n_rows`` nearest active rows (the exhaustive scan).
+    def person_sums(self, codes: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Every person's code score: the exhaustive pass over the probe's positions.
 
         Parameters
         ----------
@@ -285,50 +285,66 @@ class FaissRetrieval:
 
         Returns
         -------
-        dict position -> Scanned
-            Fewer rows than asked only when the position has fewer active rows.
+        sums : float32 (K,)
+            Indexed by subject key (``K`` = the largest key + 1): the sum over the probe's
+            positions of the score of the person's active row there (0 where none); ``-inf``
+            for a key with no active row at any of them.
+        seen : uint8 (K,)
+            1 for the keys with an active row at one of the probe's positions.
         """
-        out = {}
-        for p, pc in codes.items():
+        n_keys = 1 + max((int(col.view()[-1]) for col in self._keys.values() if len(col)), default=-1)
+        sums = np.full(n_keys, -np.inf, np.float32)
+        seen = np.zeros(n_keys, np.uint8)
+        for p in sorted(codes):  # one order of the float additions, whatever the shard layout
             index = self._index.get(p)
             if index is None or not index.n_active:
                 continue
-            d, rows = index.search(pc.code, max(1, min(index.ntotal, int(n_rows))))
-            d, rows = d[0], rows[0]
-            hit = rows >= 0
-            d, rows = d[hit].astype(np.int64), rows[hit]
-            scores = ProbeWeights(pc.lut[None], np.ones(1, bool), pc.code[None]).scores(0, index.codes(rows))
-            out[p] = Scanned(d, self._keys[p].view()[rows].astype(np.int64), scores)
-        return out
+            pc = codes[p]
+            index.add_scores(pc.code, pc.planes, pc.total, pc.scale, self._keys[p].view(), sums, seen)
+        return sums, seen
 
-    def person_table(self, scanned: dict, cut: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Phase 1b: per-person code scores from the rows within each position's distance cut.
-
-        Parameters
-        ----------
-        scanned : the output of :meth:`scan`
-        cut : dict position -> int
-            Largest Hamming distance kept at that position (the gallery-wide cut).
+    def scan(self, codes: dict, n_best: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Phase 1a: the ``n_best`` persons with the highest summed code score (:meth:`person_sums`).
 
         Returns
         -------
-        keys : int64 (m,) sorted; table : float64 (m, 11), column p = code score at position p
-        (``max(0, score)`` of the person's best kept row, see :class:`Scanned`; 0 where none),
-        column 0 unused.
+        keys : int64 (m,)
+            ``m >= min(n_best, n_scored)``: every person tied with the ``n_best``-th is included.
+        scores : float64 (m,)
+        n_scored : int
+            Persons with an active row at one of the probe's positions.
         """
-        ks, flat, ss = [], [], []
-        for p, sc in scanned.items():
-            n = int(np.searchsorted(sc.distances, cut.get(p, -1), side="right"))  # ascending: a prefix
-            if n:
-                ks.append(sc.keys[:n]), ss.append(sc.scores[:n]), flat.append(np.full(n, p, np.int64))
-        if not ks:
-            return np.zeros(0, np.int64), np.zeros((0, 11))
-        # One grouping of every kept row (64,000 for ten fingers at k = 100): a sort-based unique
-        # and an unbuffered max into the flat table, ~7 ms instead of ~28 ms per position loop.
-        keys, inv = np.unique(np.concatenate(ks), return_inverse=True)
-        table = np.zeros(len(keys) * 11)  # 0: no kept row there, and the floor of max(0, score)
-        np.maximum.at(table, inv * 11 + np.concatenate(flat), np.concatenate(ss).astype(np.float64))
-        return keys, table.reshape(len(keys), 11)
+        sums, seen = self.person_sums(codes)
+        n_scored = int(np.count_nonzero(seen))
+        if n_scored == 0 or n_best < 1:
+            return np.zeros(0, np.int64), np.zeros(0), n_scored
+        if n_best < n_scored:  # the persons never seen are -inf: below every scored one
+            nth = np.partition(sums, len(sums) - n_best)[len(sums) - n_best]
+            keys = np.flatnonzero(sums >= nth)
+        else:
+            keys = np.flatnonzero(seen)
+        return keys.astype(np.int64), sums[keys].astype(np.float64), n_scored
+
+    def person_table(self, codes: dict, keys: np.ndarray) -> np.ndarray:
+        """Per-position code scores of persons ``keys``: ``float64 (m, 11)``, column p the score
+        of the person's active row at position p (as in :meth:`person_sums`), 0 where the person
+        or the probe has none; column 0 unused.  The cascade matches the best columns first."""
+        keys = np.asarray(keys, np.int64)
+        table = np.zeros((len(keys), 11))
+        for p, pc in codes.items():
+            index = self._index.get(p)
+            if index is None or not len(keys):
+                continue
+            col = self._keys[p].view()
+            at = np.searchsorted(col, np.clip(keys, 0, _MAX_KEY).astype(np.int32))
+            hit = at < len(col)
+            hit[hit] = col[at[hit]] == keys[hit]
+            rows = at[hit]
+            if len(rows):
+                live = ~index.is_removed(rows)
+                where = np.flatnonzero(hit)[live]
+                table[where, p] = pc.scores(index.codes(rows[live]))
+        return table
 
     @property
     def nbytes(self) -> int:
@@ -460,24 +476,20 @@ class FaissRetrieval:
 
 
 def code_ranking(retrieval: FaissRetrieval, probe: dict) -> tuple[np.ndarray, np.ndarray, int]:
-    """The code stage of a one-shard gallery, for diagnostics: every person the probe's scan
-    reaches, with the summed code score, and the ``k_persons`` the stage keeps.
-
-    Built on the two-phase primitives (:meth:`FaissRetrieval.scan` of ``rows_per_person x
-    k_persons`` rows per position, no distance cut, :meth:`FaissRetrieval.person_table`), so it
-    scores as the search does.  Used by the demo and benchmarks to tell whether a mate survived
-    the code stage.
+    """The code stage of a one-shard gallery, for diagnostics: every person's summed code score
+    (:meth:`FaissRetrieval.person_sums`, as the search scores) and the ``k_persons`` the stage
+    keeps.  Used by the demo and benchmarks to tell whether a mate survived the code stage.
 
     Returns
     -------
     keys : int64 (m,) sorted
+        Every person with an active row at one of the probe's positions.
     scores : float64 (m,)
-        Sum over positions of the person's best row score (see :meth:`FaissRetrieval.person_table`).
     k_persons : int
     """
     counts = retrieval.position_counts()
     codes = retrieval.probe_codes({p: t for p, t in probe.items() if p in counts})
     k = retrieval.params.k_persons(max(counts.values(), default=0), len(codes))
-    scanned = retrieval.scan(codes, retrieval.params.rows_per_person * k)
-    keys, table = retrieval.person_table(scanned, {p: retrieval.n_bits for p in scanned})
-    return keys, table.sum(axis=1), k
+    sums, seen = retrieval.person_sums(codes)
+    keys = np.flatnonzero(seen)
+    return keys.astype(np.int64), sums[keys].astype(np.float64), k

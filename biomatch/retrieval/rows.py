@@ -130,6 +130,13 @@ class Tombstones:
         a = int(offset)
         return np.unpackbits(self._bits[a >> 3:(a + n + 7) >> 3])[a & 7:(a & 7) + n].astype(bool)
 
+    def bits(self) -> np.ndarray:
+        """The packed flags in place (read-only view, ``uint8``; row ``i`` at bit ``i``, most
+        significant first; may extend past the last row): for native passes over every row."""
+        view = self._bits.view()
+        view.flags.writeable = False
+        return view
+
     def packed(self) -> bytes:
         """The file form (:func:`pack_tombstones` of :meth:`flags`)."""
         return self._bits[:(self.n + 7) // 8].tobytes()

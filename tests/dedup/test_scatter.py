@@ -39,7 +39,7 @@ def probes() -> list:
 
 
 def narrow(g, **kw) -> None:
-    """A code stage that keeps few persons and rows, so that the cuts matter at this size."""
+    """A code stage that keeps few persons, so that the cuts matter at this size."""
     from biomatch.retrieval.faiss_retrieval import FaissRetrievalParams
 
     params = FaissRetrievalParams(**kw)
@@ -74,16 +74,16 @@ def galleries(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("code_stage", [{}, {"min_persons": 3, "max_persons": 3, "rows_per_person": 2},
-                                        {"min_persons": 6, "max_persons": 6, "rows_per_person": 1}])
+@pytest.mark.parametrize("code_stage", [{}, {"min_persons": 3, "max_persons": 3},
+                                        {"min_persons": 6, "max_persons": 6}])
 def test_shards_give_the_one_shard_answer(galleries, code_stage):
     from biomatch.dedup import Gallery
 
     opened = {k: Gallery.open(p, read_only=True) for k, p in galleries.items()}
+    one = opened.pop("one")
     try:
-        for g in opened.values():
+        for g in (one, *opened.values()):
             narrow(g, **code_stage)
-        one = opened.pop("one")
         for p in probes():
             ref = one.deduplicate(p)
             for name, g in opened.items():
@@ -101,21 +101,15 @@ def test_rerank_work_does_not_grow_with_shards(galleries):
 
     with Gallery.open(galleries["one"], read_only=True) as one, \
             Gallery.open(galleries["three"], read_only=True) as three:
-        narrow(one, min_persons=5, max_persons=5, rows_per_person=4)
-        narrow(three, min_persons=5, max_persons=5, rows_per_person=4)
+        narrow(one, min_persons=5, max_persons=5)
+        narrow(three, min_persons=5, max_persons=5)
         r1, r3 = one.deduplicate(probes()[0]), three.deduplicate(probes()[0])
         assert r1.work["candidates"] == r3.work["candidates"] == 5  # k persons, ties ordered by subject id
         assert r1.decision == "DUPLICATE" and r1.candidates == r3.candidates
 
 
 def test_cuts_are_partition_free():
-    from biomatch.dedup.scatter import before_cut, best_with_ties, nth_best, nth_person, row_cuts
-
-    # rows at distances 1,2,2,3 split over two shards; at most 2 rows: only d <= 1 (the tie at 2 is dropped)
-    assert row_cuts([{1: np.bincount([1, 2])}, {1: np.bincount([2, 3])}], 2) == {1: 1}
-    assert row_cuts([{1: np.bincount([1, 2, 2, 3])}], 2) == {1: 1}
-    assert row_cuts([{1: np.bincount([1, 2, 2, 3])}], 3) == {1: 2}
-    assert row_cuts([{1: np.bincount([5])}], 0) == {1: 4}  # within 4: no row
+    from biomatch.dedup.scatter import before_cut, best_with_ties, nth_best, nth_person
     assert nth_best([[9.0, 5.0], [7.0, 5.0]], 3) == 5.0
     assert nth_best([[9.0]], 2) == float("-inf") and nth_best([[9.0]], 0) == float("inf")
     assert sorted(best_with_ties(np.array([1.0, 3.0, 2.0, 2.0]), 2)) == [1, 2, 3]

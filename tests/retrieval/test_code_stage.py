@@ -35,18 +35,55 @@ def test_code_stage_ranks_the_mate_first(forty):
     assert sorted(codes) == list(range(1, 11)) and all(c.code.shape == (r.n_bits // 8,) for c in codes.values())
     keys, scores, k = code_ranking(r, probe)
     assert k == 3 and keys[np.argmax(scores)] == 17 and np.all(np.diff(keys) > 0)
-    # per position: rows ascending by distance, each with its subject key
-    scanned = r.scan(codes, 5)
-    for p, (d, skeys, scores) in scanned.items():
-        assert len(d) == 5 and np.all(np.diff(d) >= 0) and skeys.dtype == np.int64 and np.all(skeys >= 0)
-        assert np.all(skeys < 40) and len(set(skeys.tolist())) == 5
-        assert scores.dtype == np.float32 and scores.shape == (5,) and np.all(scores <= r.n_bits / 2 + 1e-3)
-    # the table's columns are the per-position parts of the sum; a cut at -1 keeps nothing there
-    keys5, table = r.person_table(scanned, {p: r.n_bits for p in scanned})
-    assert table.shape == (len(keys5), 11) and not table[:, 0].any()
-    assert keys5[np.argmax(table.sum(axis=1))] == 17
-    keys0, table0 = r.person_table(scanned, {p: -1 for p in scanned})
-    assert len(keys0) == 0 and table0.shape == (0, 11)
+    # the exhaustive pass: every person's sum, equal to the per-row scores added in position order
+    sums, seen = r.person_sums(codes)
+    assert sums.dtype == np.float32 and seen.tolist() == [1] * 40 and np.isfinite(sums).all()
+    ref = np.zeros(40, np.float32)
+    for p in sorted(codes):
+        rows = np.arange(40)
+        ref[r._keys[p].view()] += codes[p].scores(r._index[p].codes(rows))
+    assert np.array_equal(sums, ref)
+    assert np.array_equal(np.sort(scores), np.sort(sums.astype(np.float64)))
+    # the scan keeps the best n (all persons tied with the n-th), scores as the sums
+    best, total, n_scored = r.scan(codes, 5)
+    assert n_scored == 40 and len(best) == 5 and 17 in best.tolist()
+    assert np.array_equal(total, sums[best].astype(np.float64))
+    assert total.min() >= np.sort(sums)[-5]
+    assert len(r.scan(codes, 100)[0]) == 40 and len(r.scan(codes, 0)[0]) == 0
+    # the table's columns are the per-position parts of the sum
+    table = r.person_table(codes, best)
+    assert table.shape == (len(best), 11) and not table[:, 0].any()
+    np.testing.assert_allclose(table.sum(axis=1), total, rtol=1e-5)
+    assert r.person_table(codes, np.array([999], np.int64)).tolist() == [[0.0] * 11]  # no such person
+
+
+@pytest.mark.parametrize("n_planes", [1, 3, 4, 6])  # 3 is the default; 6 takes AVX2's scalar path
+def test_every_kernel_sums_the_same_and_skips_removed_rows(n_planes):
+    from biomatch._native import available_kernels, load_kernel
+    rng = np.random.default_rng(3)
+    n = 1003  # not a multiple of 8: the tombstone bitmap's last byte is partial
+    codes = rng.integers(0, 256, (n, 64), dtype=np.uint8)
+    keys = np.sort(rng.choice(5000, n, replace=False)).astype(np.int32)
+    probe = rng.integers(0, 256, 64, dtype=np.uint8)
+    planes = rng.integers(0, 256, (n_planes, 64), dtype=np.uint8)
+    removed = np.zeros(n, bool)
+    removed[rng.choice(n, 50, replace=False)] = True
+    packed = np.packbits(np.concatenate([np.zeros(3, bool), removed]))  # rows start at bit 3
+    from biomatch.retrieval.codes import plane_scores
+    want = np.zeros(5000, np.float32)
+    want[keys[~removed]] += plane_scores(codes[~removed], probe, planes, 1234, np.float32(0.25))
+    for name in available_kernels():
+        sums, seen = np.zeros(5000, np.float32), np.zeros(5000, np.uint8)
+        load_kernel(name).code_sums(codes, keys, packed, 3, probe, planes, 1234, 0.25, sums, seen)
+        assert np.array_equal(sums, want), name
+        assert np.array_equal(np.flatnonzero(seen), np.sort(keys[~removed])), name
+        short = np.full(10, np.nan, np.float32)  # not seen yet: the values are ignored, sums start from 0
+        load_kernel(name).code_sums(codes, keys, None, 0, probe, planes, 1234, 0.25, short, np.zeros(10, np.uint8))
+        short[np.isnan(short)] = 0
+        assert np.array_equal(short, np.bincount(keys[keys < 10], plane_scores(codes[keys < 10], probe, planes, 1234,
+                                                                                 np.float32(0.25)), 10).astype(np.float32))
+        with pytest.raises(ValueError, match="width"):
+            load_kernel(name).code_sums(codes, keys, None, 0, probe[:32], planes, 1, 1.0, sums, seen)
 
 
 def test_removed_subjects_leave_the_code_stage():
@@ -87,3 +124,37 @@ def test_params_validate():
         FaissRetrievalParams(penetration=0)
     with pytest.raises(InvalidInputError):
         FaissRetrievalParams(min_persons=10, max_persons=5)
+
+
+def test_a_person_weakly_alike_on_every_finger_outranks_one_strong_finger():
+    # Why the stage sums every finger's score rather than only each position's nearest rows: a
+    # person poor on all ten fingers agrees with the probe a little everywhere (here 56 of 256 on
+    # each finger, sum 560) and reaches no position's nearest rows; one impostor finger that
+    # happens to lie close (156) must not outrank him.
+    from biomatch.retrieval.faiss_retrieval import ProbeCode
+
+    rng = np.random.default_rng(9)
+    r = FaissRetrieval()
+    probe = {p: rng.integers(0, 256, 64, dtype=np.uint8) for p in range(1, 11)}
+
+    def flipped(code, n):
+        bits = np.unpackbits(code)
+        bits[rng.choice(512, n, replace=False)] ^= 1
+        return np.packbits(bits)
+
+    for p in range(1, 11):
+        codes = rng.integers(0, 256, (300, 64), dtype=np.uint8)  # persons 0..299: strangers
+        codes[7] = flipped(probe[p], 200)  # person 7: Hamming 200 on every finger
+        if p == 3:
+            codes[11] = flipped(probe[p], 100)  # person 11: one finger at 100, the rest strangers'
+        r.add_codes(p, np.arange(300) + 1000 * p, codes, np.ones(300, bool), np.arange(300))
+    planes = np.full((3, 64), 255, np.uint8)  # every bit weighs 7: plain Hamming scores
+    codes = {p: ProbeCode(c, planes, 7 * 512, np.float32(256 / (7 * 512))) for p, c in probe.items()}
+    keys, scores, n = r.scan(codes, 2)
+    assert n == 300 and keys[np.argmax(scores)] == 7
+    assert max(scores) == pytest.approx(10 * 56, abs=1e-2)
+    table = r.person_table(codes, np.array([7, 11]))
+    assert table[0, 1:].tolist() == pytest.approx([56.0] * 10, abs=1e-3) and table[1, 3] == pytest.approx(156, abs=1e-3)
+    r.remove([7])  # removed: no longer scored, at any position
+    keys, scores, n = r.scan(codes, 1)
+    assert n == 299 and keys.tolist() == [11]

@@ -38,14 +38,19 @@ def test_weighted_scores_keep_the_scale_and_order_mates_first(templates):
     assert above >= 27  # of 30 single-finger mates (easy population), nearly all beat the median impostor
     # flipping every bit of a code turns its score around
     assert w.scores(0, ~codes[:1])[0] == pytest.approx(-256, abs=1e-3)
+    # weights of 3 bits (8 levels of min(|z|, 1)): the bit-plane form is the weighted sum it stands for
+    q = sum(np.unpackbits(w.planes[0, level]).astype(np.int64) << level for level in range(3))
+    assert q.max() == 7 and q.sum() == w.totals[0]
+    agree = np.where(np.unpackbits(codes[1]) == np.unpackbits(codes[0]), 1, -1)
+    assert w.scores(0, codes[1:2])[0] == pytest.approx(256 * (q * agree).sum() / q.sum(), abs=1e-3)
 
 
 def test_an_unusable_probe_scores_nothing():
     empty = template_impressions(3, 1)[0]
     few = type(empty)(empty.minutiae[:2], empty.width, empty.height, empty.quality, empty.params_hash)
     w = probe_weights([few])
-    assert not w.valid[0] and not w.codes.any() and not w.lut.any()
-    assert probe_weights([]).lut.shape == (0, 64, 256)
+    assert not w.valid[0] and not w.codes.any() and not w.planes.any() and w.totals[0] == 0 and w.scales[0] == 0
+    assert probe_weights([]).planes.shape == (0, 3, 64)
 
 
 def test_bad_arguments_are_refused(templates):
