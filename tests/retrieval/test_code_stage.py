@@ -36,7 +36,7 @@ def test_code_stage_ranks_the_mate_first(forty):
     keys, scores, k = code_ranking(r, probe)
     assert k == 3 and keys[np.argmax(scores)] == 17 and np.all(np.diff(keys) > 0)
     # the exhaustive pass: every person's sum, equal to the per-row scores added in position order
-    sums, seen = r.person_sums(codes)
+    sums, seen = (a.copy() for a in r.person_sums(codes))  # the retrieval's buffers: kept, copied
     assert sums.dtype == np.float32 and seen.tolist() == [1] * 40 and np.isfinite(sums).all()
     ref = np.zeros(40, np.float32)
     for p in sorted(codes):
@@ -158,3 +158,13 @@ def test_a_person_weakly_alike_on_every_finger_outranks_one_strong_finger():
     r.remove([7])  # removed: no longer scored, at any position
     keys, scores, n = r.scan(codes, 1)
     assert n == 299 and keys.tolist() == [11]
+
+
+def test_nth_largest_is_the_partition_value():
+    from biomatch.retrieval._codes_nb import nth_largest
+
+    rng = np.random.default_rng(2)
+    for m, n in ((1, 1), (10, 10), (1000, 1), (1000, 37), (5000, 100)):
+        v = rng.integers(-50, 50, m).astype(np.float32)  # many ties
+        v[rng.random(m) < 0.1] = -np.inf  # persons without a row
+        assert nth_largest(v, n) == np.partition(v, m - n)[m - n], (m, n)
