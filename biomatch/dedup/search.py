@@ -78,8 +78,9 @@ def _code_stage(fan, qid: str, counts_hint: dict, d: decide.DecisionParams, scan
         return scans, counts, _EVERYONE, _EVERYONE
     valid = set(scans[0].valid)
     n_keep = max(top, k_persons_for(scans[0].params, counts, sum(1 for p in valid if counts.get(p))))
-    if any(sc.fetched < n_keep < sc.scored for sc in scans):
-        scans = fan(Scan(qid, scan_probe, counts, face, face_k, top))  # the hint was stale: a shard kept too few
+    if any(sc.fetched < n_keep and sc.scored > sc.fetched for sc in scans):
+        # the hint was stale: a shard kept fewer persons than it scored and than the search needs
+        scans = fan(Scan(qid, scan_probe, counts, face, face_k, top))
     lists = [r.best for r in fan(Persons(qid, n_keep))]
     return scans, counts, nth_person(lists, n_keep), nth_person(lists, d.rerank_full_persons)
 

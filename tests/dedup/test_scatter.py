@@ -119,3 +119,33 @@ def test_cuts_are_partition_free():
     assert before_cut(np.array([9.0, 5.0]), ["b", "z"], cut).tolist() == [True, False]
     assert before_cut(np.array([7.0, 5.0]), ["c", "a"], cut).tolist() == [True, True]
     assert nth_person([[(1.0, "a")]], 2) == (float("-inf"), "") and nth_person([], 0) == (float("inf"), "")
+
+
+@pytest.mark.parametrize("scored, rescans", [(80, True), (50, False), (300, True)])
+def test_a_stale_hint_makes_the_router_scan_again(scored, rescans):
+    # A router that believed the gallery empty hints 0 rows: the shard keeps k for that (50
+    # persons); the gallery holds 20,000, so the search needs 100.  Any shard that scored more
+    # persons than it kept must be scanned again with the true counts (80 scored: persons 51-80
+    # could belong to the top 100), one that kept all it scored need not.
+    from biomatch.decide import DecisionParams
+    from biomatch.dedup.protocol import Persons, PersonsReply, Scan, ScanReply
+    from biomatch.dedup.search import _code_stage
+    from biomatch.retrieval.faiss_retrieval import FaissRetrievalParams
+
+    params = FaissRetrievalParams()
+    calls = []
+
+    def fan(msg):
+        calls.append(msg)
+        if isinstance(msg, Scan):
+            kept = params.k_persons(max(msg.counts_hint.values(), default=0))
+            return [ScanReply(two_phase=True, fetched=kept, scored=scored, counts=dict.fromkeys(range(1, 11), 20_000),
+                              valid=list(range(1, 11)), params=params)]
+        return [PersonsReply([(1.0, "a")])]
+
+    _code_stage(fan, "q", {}, DecisionParams(), {}, 10, None, 0)
+    kinds = [type(c).__name__ for c in calls]
+    assert kinds == (["Scan", "Scan", "Persons"] if rescans else ["Scan", "Persons"])
+    if rescans:
+        assert calls[1].counts_hint == dict.fromkeys(range(1, 11), 20_000)
+    assert isinstance(calls[-1], Persons) and calls[-1].n_keep == 100
