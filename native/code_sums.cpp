@@ -39,6 +39,11 @@ inline int64_t disagreement(const uint64_t* code, const uint64_t* probe, const u
   return s;
 }
 
+// Rows read ahead by software prefetch (1.5 KB): the hardware prefetcher stops at each 4 KiB page
+// of a mapped file, whose pages lie anywhere in memory; measured over the ten mapped positions of
+// the 1M gallery, AVX-512: 75 ms without, 68-69 ms at 16-32 rows, 78 ms at 8.
+constexpr int64_t kPrefetchRows = 24;
+
 struct Rows {
   const uint64_t* codes;
   int64_t n_rows;
@@ -97,6 +102,7 @@ void sums_avx512(const Rows& a) {
   int64_t i = 0;
   for (; i + 8 <= a.n_rows; i += 8) {
     __m512i r[8];
+    for (int j = 0; j < 8; ++j) _mm_prefetch(reinterpret_cast<const char*>(a.codes + 8 * (i + kPrefetchRows + j)), _MM_HINT_T0);
     for (int j = 0; j < 8; ++j) {
       const __m512i x = _mm512_xor_si512(_mm512_loadu_si512(a.codes + 8 * (i + j)), p);
       __m512i acc = _mm512_popcnt_epi64(_mm512_and_si512(x, pl[0]));
@@ -143,6 +149,7 @@ void sums_avx2(const Rows& a) {
   int64_t i = 0;
   for (; i + 4 <= a.n_rows; i += 4) {
     __m256i s[4];
+    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(a.codes + 8 * (i + kPrefetchRows + j)), _MM_HINT_T0);
     for (int j = 0; j < 4; ++j) {
       const __m256i* c = reinterpret_cast<const __m256i*>(a.codes + 8 * (i + j));
       const __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256(c), p0);
