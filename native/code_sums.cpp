@@ -11,6 +11,7 @@
 // n_bits / 2 - Hamming.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -187,28 +188,22 @@ void code_sums(const uint64_t* codes, int64_t n_rows, int n_words, const int32_t
   const Rows rows{codes, n_rows, keys, removed, removed_offset, probe, planes, total, scale, sums, seen, n_keys};
   if (n_words == 8 && n_planes >= 1 && n_planes <= 4) {
     // The plane count as a constant: the loops unroll (a runtime count was 2x slower at 3).
+    const auto pass = [&](auto planes_c) {
+      constexpr int L = decltype(planes_c)::value;
 #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-    switch (n_planes) {
-      case 1: return sums_avx512<1>(rows);
-      case 2: return sums_avx512<2>(rows);
-      case 3: return sums_avx512<3>(rows);
-      default: return sums_avx512<4>(rows);
-    }
+      sums_avx512<L>(rows);
 #elif defined(__AVX2__)
-    switch (n_planes) {
-      case 1: return sums_avx2<1>(rows);
-      case 2: return sums_avx2<2>(rows);
-      case 3: return sums_avx2<3>(rows);
-      default: return sums_avx2<4>(rows);
-    }
+      sums_avx2<L>(rows);
 #else
-    switch (n_planes) {
-      case 1: return sums_scalar<1>(rows);
-      case 2: return sums_scalar<2>(rows);
-      case 3: return sums_scalar<3>(rows);
-      default: return sums_scalar<4>(rows);
-    }
+      sums_scalar<L>(rows);
 #endif
+    };
+    switch (n_planes) {
+      case 1: return pass(std::integral_constant<int, 1>{});
+      case 2: return pass(std::integral_constant<int, 2>{});
+      case 3: return pass(std::integral_constant<int, 3>{});
+      default: return pass(std::integral_constant<int, 4>{});
+    }
   }
   for (int64_t i = 0; i < n_rows; ++i) rows.add(i, disagreement(codes + n_words * i, probe, planes, n_words, n_planes));
 }
