@@ -59,6 +59,14 @@ struct Rows {
   uint8_t* seen;
   int64_t n_keys;
 
+#if defined(__AVX2__)
+  // Asks for rows i + kPrefetchRows .. + n - 1 ahead of their use (a hint: never faults).
+  inline void prefetch(int64_t i, int n) const {
+    for (int j = 0; j < n; ++j)
+      _mm_prefetch(reinterpret_cast<const char*>(codes + 8 * (i + kPrefetchRows + j)), _MM_HINT_T0);
+  }
+#endif
+
   // Adds row i's score (d: its disagreement count, the sum over planes of 2^l popcount) to its
   // person; a person not seen yet starts from 0, whatever the caller filled sums with (-inf:
   // the persons without a row are then never selected, with no pass over the array to mask them).
@@ -103,7 +111,7 @@ void sums_avx512(const Rows& a) {
   int64_t i = 0;
   for (; i + 8 <= a.n_rows; i += 8) {
     __m512i r[8];
-    for (int j = 0; j < 8; ++j) _mm_prefetch(reinterpret_cast<const char*>(a.codes + 8 * (i + kPrefetchRows + j)), _MM_HINT_T0);
+    a.prefetch(i, 8);
     for (int j = 0; j < 8; ++j) {
       const __m512i x = _mm512_xor_si512(_mm512_loadu_si512(a.codes + 8 * (i + j)), p);
       __m512i acc = _mm512_popcnt_epi64(_mm512_and_si512(x, pl[0]));
@@ -150,7 +158,7 @@ void sums_avx2(const Rows& a) {
   int64_t i = 0;
   for (; i + 4 <= a.n_rows; i += 4) {
     __m256i s[4];
-    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(a.codes + 8 * (i + kPrefetchRows + j)), _MM_HINT_T0);
+    a.prefetch(i, 4);
     for (int j = 0; j < 4; ++j) {
       const __m256i* c = reinterpret_cast<const __m256i*>(a.codes + 8 * (i + j));
       const __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256(c), p0);
