@@ -510,15 +510,15 @@ class ProbeWeights:
 
 def plane_scores(codes: np.ndarray, probe: np.ndarray, planes: np.ndarray, total: int, scale) -> np.ndarray:
     """``float32 (m,)``: ``scale * (total - 2 sum_l 2^l popcount((codes ^ probe) & planes[l]))``
-    (see :class:`ProbeWeights`), for a few rows; the native ``code_sums`` does it for all."""
-    x = np.bitwise_xor(codes, probe[None, :])
-    d = np.zeros(len(codes), np.int64)
-    for level, plane in enumerate(planes):
-        d += _POPCOUNT8[np.bitwise_and(x, plane[None, :])].sum(axis=1, dtype=np.int64) << level
-    return np.float32(scale) * (np.int64(total) - 2 * d).astype(np.float32)
+    (see :class:`ProbeWeights`), by the native pass the code stage uses (one key per row)."""
+    from .. import _native as native  # the compiled core, loaded on first use
 
-
-_POPCOUNT8 = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int64)
+    m = len(codes)
+    out = np.zeros(m, np.float32)
+    native.code_sums(np.ascontiguousarray(codes, np.uint8), np.arange(m, dtype=np.int32), None, 0,
+                     np.ascontiguousarray(probe, np.uint8), np.ascontiguousarray(planes, np.uint8), int(total),
+                     float(scale), out, np.zeros(m, np.uint8))
+    return out
 
 
 def probe_weights(templates: Sequence[Template], model: EncodeModel | None = None, *,
