@@ -1,7 +1,7 @@
 """The distributed gallery on a local Ray cluster: scatter-gather overhead, backlog throughput, 50M table.
 
     .venv/bin/python benchmarks/cluster_scaling.py [--gallery 3000] [--backlog 60] [--queries 30]
-        [--shards 1 2 4] [--scan-rows 1000000]
+        [--shards 1 2 4]
 
 For each shard count S: a gallery of ``--gallery`` generated ten-finger persons is bulk-built
 (embedded), then opened twice on the same folder — embedded (``Gallery``) and distributed
@@ -15,15 +15,14 @@ For each shard count S: a gallery of ``--gallery`` generated ten-finger persons 
 3. Dedup backlog through ``DistributedGallery.enroll_many`` (half returning persons, half new):
    enrolments per hour — every enrolment goes through the one writer actor (atomic cluster-wide).
 4. Read-only dedup throughput with 4 requests in flight (threads of one router).
-5. Scan rate of one position's exhaustive 512-bit code index (single thread), and a table
-   extrapolating to 50 million enrolments on N nodes of this machine's kind.
+5. A table extrapolating to 50 million enrolments on N nodes of this machine's kind.
 
-The extrapolation's inputs, each printed with the table: RAM and disk per enrolment and the 1M
-dedup latency measured by ``benchmarks/dedup_scale.py`` (constants below), the scan rate (5),
+The extrapolation's inputs, each printed with the table: RAM and disk per enrolment, the 1M
+dedup latency and its code stage (one pass over every mapped code, which grows with N) measured by
+``benchmarks/dedup_scale.py`` (constants below),
 the overhead and commit measured in 2-3, the shard actors' RSS.  Assumptions, stated: 2 shard
-actors per node (one per core); the scan is memory-bound, so a node scans its codes at one
-core's rate whatever its shard count (one core saturates the ~28-30 GB/s read bandwidth of this
-machine kind, measured); the search is two-phase
+actors per node (one per core); the code stage is memory-bound, so a node passes over its codes
+at one core's rate whatever its shard count; the search is two-phase
 (``biomatch/dedup/scatter.py``), so the k persons re-ranked per probe are split over the
 shards (the busiest re-ranks k/S + 3 sigma of them) instead of each shard re-ranking its own k.
 
@@ -75,11 +74,12 @@ sys.path.insert(0, str(REPO / "tests" / "dedup"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 # Measured inputs of the extrapolation that this script does not re-measure (README "1:N deduplication"):
-RAM_PER_ENROLMENT_B = 1065  # dedup_scale.py at 1,000,000 enrolments: shard memory per enrolment, codes paged in
-DISK_PER_ENROLMENT_B = 6000  # same run: store + index files per enrolment
-LATENCY_1M_S = 0.238  # same gallery (session 2, after the face catch-up fix): median ten-finger dedup, k=100 persons
+RAM_PER_ENROLMENT_B = 692  # dedup_scale.py at 1,000,000 (session 14): RSS per enrolment, codes paged in
+DISK_PER_ENROLMENT_B = 7966  # same run: store + index files per enrolment
+LATENCY_1M_S = 0.138  # same run (registry-like, kernel avx512): median ten-finger dedup, k=100 persons
+CODE_STAGE_1M_S = 0.078  # same run: the code stage, one pass over the ten positions' mapped codes (memory-bound)
 K_PERSONS = 100  # FaissRetrievalParams.max_persons: persons re-ranked per probe, gallery-wide (two-phase search)
-K_PERSONS_BOUND_50M = 48_461  # dedup_scale.py at 1M: k keeping the p99.9 mate rank bound at 50M (conservative)
+K_PERSONS_BOUND_50M = 185_343  # same run: k keeping the p99.9 mate rank bound at 50M (conservative)
 RAY_NODE_BASELINE_MIB = 710  # ray.init baseline RSS, measured on this machine kind (Ray 2.60)
 NODE_RAM_GIB = 24
 SHARDS_PER_NODE = 2  # one shard actor per core
@@ -142,7 +142,7 @@ def run_config(path: Path, records: list, backlog: list, probes: list, shards: i
         out["overhead_ms"] = statistics.median(over)
         out["fingers_matched"] = statistics.median(work)
 
-        pids = [s._call("pid") for s in d._shards] + [ray.get(d.actors()["writer"].pid.remote())]
+        pids = [s.pid() for s in d._shards] + [ray.get(d.actors()["writer"].pid.remote())]
         cpu0 = sum(cpu_s(p) for p in pids) + time.process_time()
         results: list = []
         t = time.perf_counter()
@@ -198,7 +198,6 @@ def main() -> int:
     ap.add_argument("--backlog", type=int, default=60)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--scan-rows", type=int, default=1_000_000)
     args = ap.parse_args()
 
     import ray
@@ -225,9 +224,7 @@ def main() -> int:
     finally:
         ray.shutdown()
 
-    from dedup_scale import scan_rate
-
-    scan_s = scan_rate(args.scan_rows, 800) / args.scan_rows  # CPU seconds per code, one position
+    scan_s = CODE_STAGE_1M_S / (10 * 1_000_000)  # seconds per code and position, mapped, measured at 1M
 
     print(f"\n## Measured ({args.gallery} enrolments, {args.queries} probes, backlog {args.backlog}; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})\n")
@@ -246,15 +243,15 @@ def main() -> int:
     scan_1m = 10 * 1_000_000 * scan_s
     rerank_1m = LATENCY_1M_S - scan_1m
     print(f"\nscatter-gather overhead per query (wall - slowest shard's own time, median over configs): "
-          f"{overhead_s * 1e3:.1f} ms; commit {commit_s * 1e3:.1f} ms; scan {scan_s * 1e9:.2f} ns CPU per "
-          f"512-bit code ({scan_1m / 10 * 1e3:.1f} ms per 1M codes, one position, one thread)")
+          f"{overhead_s * 1e3:.1f} ms; commit {commit_s * 1e3:.1f} ms; code stage {scan_s * 1e9:.2f} ns per "
+          f"512-bit code ({scan_1m / 10 * 1e3:.1f} ms per 1M mapped codes, one position, one thread; dedup_scale.py)")
 
     n_total = 50_000_000
     print(f"\n## Extrapolated: {n_total / 1e6:.0f}M ten-finger enrolments on N nodes of 2 vCPU / "
           f"{NODE_RAM_GIB} GiB, {SHARDS_PER_NODE} shard actors per node\n")
     print(f"Inputs: RAM {RAM_PER_ENROLMENT_B:,} B and disk {DISK_PER_ENROLMENT_B / 1e3:.1f} KB per enrolment "
-          f"(dedup_scale.py, 1M); 1M dedup median {LATENCY_1M_S} s = scan {scan_1m * 1e3:.0f} ms (10 positions "
-          f"x 1M at the rate above) + re-ranking {rerank_1m * 1e3:.0f} ms of k = {K_PERSONS} persons; "
+          f"(dedup_scale.py, 1M); 1M dedup median {LATENCY_1M_S} s = code stage {scan_1m * 1e3:.0f} ms (10 "
+          f"positions x 1M, grows with N) + the rest {rerank_1m * 1e3:.0f} ms (re-ranking k = {K_PERSONS} persons); "
           f"overhead {overhead_s * 1e3:.1f} ms and commit {commit_s * 1e3:.1f} ms (above); shard actor "
           f"{actor_mib:.0f} MiB + Ray {RAY_NODE_BASELINE_MIB} MiB per node (above; Ray baseline measured).\n")
     print("| nodes | enrolments per node | memory per node | disk per node | scan per probe | "
