@@ -91,6 +91,10 @@ class FaissRetrievalParams:
         mated ten-finger probes at 100,000 enrolments): the mate ranks first in the code stage
         99.9% of the time, at worst 4th — 100 persons is a 25x margin there; the margin needed
         at larger N is extrapolated in that benchmark.  Real prints need this re-measured.
+        Since every person is scored on every finger (session 14), at 1,000,000 registry-like
+        enrolments with k = 100: mate in the top 100 persons 99% of 100 probes, FNIR 1.9% of
+        1,000 mated probes, all misses people poor on every finger; k = 300 / 1,000 confirm 2 / 4
+        of those 19 at ~3x / ~10x the candidates to prepare.
     factory : str
         FAISS binary factory string of each position's index (``"BFlat"``: the codes in place,
         which the exhaustive pass reads; another factory's rows are reconstructed at every pass).
