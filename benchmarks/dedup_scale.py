@@ -8,7 +8,7 @@
    backlog; batches committed in one SQLite transaction each, codes computed per batch).
 2. Search (fresh parent process, so RSS is the gallery's, not the build's garbage): open the
    gallery (codes memory-mapped), measure RSS and disk per enrolment, the mate's rank in the
-   FAISS stage (``--rank-probes`` mated probes, scan only), then ``--probes`` mated (impression 1
+   code stage (``--rank-probes`` mated probes, code scores only), then ``--probes`` mated (impression 1
    of random enrolled persons) and ``--probes`` non-mated (persons never enrolled) ten-finger
    dedups end to end (cold LRU cache of prepared templates), median/p99 latency, FNIR at the
    empirical FPIR of the non-mated top scores and at the model thresholds (FPIR 0.1% / 1%).
@@ -208,7 +208,7 @@ def main() -> int:
     trials = len(ranks) * (n - 1)  # impostor person comparisons observed
     # impostors expected above each mate's score per impostor comparison (pooled over all probes)
     exceed = (len(pool) - np.searchsorted(pool, mate_scores, side="left")) / trials
-    print(f"FAISS stage, {len(ranks)} mated ten-finger probes at N={n}: mate rank median {np.median(ranks):.0f}, "
+    print(f"code stage, {len(ranks)} mated ten-finger probes at N={n}: mate rank median {np.median(ranks):.0f}, "
           f"p99 {np.percentile(ranks, 99):.0f}, max {ranks.max()}; within top 1/10/50/100/200/1000: "
           + "/".join(f"{(ranks <= k).mean():.2%}" for k in (1, 10, 50, 100, 200, 1000))
           + f"; codes+scan CPU {np.median(t_scan) * 1e3:.1f} ms per probe")

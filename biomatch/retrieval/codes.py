@@ -513,6 +513,14 @@ def plane_scores(codes: np.ndarray, probe: np.ndarray, planes: np.ndarray, total
     (see :class:`ProbeWeights`), by the native pass the code stage uses (one key per row)."""
     from .. import _native as native  # the compiled core, loaded on first use
 
+    probe, planes = np.asarray(probe), np.asarray(planes)
+    if probe.dtype != np.uint8 or probe.ndim != 1 or probe.shape[0] % 8:
+        raise invalid("probe", "uint8 (n_bytes,), n_bytes a multiple of 8", probe.shape)
+    if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8 or codes.ndim != 2 \
+            or codes.shape[1] != probe.shape[0]:
+        raise invalid("codes", f"uint8 (m, {probe.shape[0]})", getattr(codes, "shape", type(codes).__name__))
+    if planes.dtype != np.uint8 or planes.ndim != 2 or planes.shape[1] != probe.shape[0] or not 1 <= len(planes) <= 16:
+        raise invalid("planes", f"uint8 (L, {probe.shape[0]}) with 1 <= L <= 16", planes.shape)
     m = len(codes)
     out = np.zeros(m, np.float32)
     native.code_sums(np.ascontiguousarray(codes, np.uint8), np.arange(m, dtype=np.int32), None, 0,

@@ -224,16 +224,20 @@ class FaissRetrieval:
         self.indexed_upto = max(self.indexed_upto, int(fids.max()))
         self._dirty = True
 
-    def _rows_of(self, position: int, keys: np.ndarray) -> np.ndarray:
-        """Rows of ``keys`` at ``position`` (binary search in its ascending key column; keys
-        without a row there are left out)."""
+    def _locate(self, position: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(hit, rows)``: which of ``keys`` have a row at ``position`` (bool (m,)) and those rows
+        (binary search in the position's ascending key column)."""
         col = self._keys[position].view()
         k = np.asarray(keys, np.int64)
-        k = k[(k >= 0) & (k <= _MAX_KEY)].astype(np.int32)  # the column's dtype: no copy of it
-        rows = np.searchsorted(col, k)
-        hit = rows < len(col)
-        hit[hit] = col[rows[hit]] == k[hit]
-        return rows[hit]
+        ok = (k >= 0) & (k <= _MAX_KEY)
+        at = np.searchsorted(col, np.where(ok, k, 0).astype(np.int32))  # the column's dtype: no copy of it
+        hit = ok & (at < len(col))
+        hit[hit] = col[at[hit]] == k[hit]
+        return hit, at[hit]
+
+    def _rows_of(self, position: int, keys: np.ndarray) -> np.ndarray:
+        """Rows of ``keys`` at ``position`` (keys without a row there are left out)."""
+        return self._locate(position, keys)[1]
 
     def remove(self, subject_keys, positions=None) -> int:
         """Tombstone the rows of ``subject_keys`` (the fingers of removed subjects): at every
@@ -327,6 +331,8 @@ class FaissRetrieval:
         n_scored : int
             Persons with an active row at one of the probe's positions.
         """
+        if isinstance(n_best, bool) or not isinstance(n_best, (int, np.integer)) or n_best < 0:
+            raise invalid("n_best", "an int >= 0", n_best)
         sums, seen = self.person_sums(codes)
         n_scored = int(np.count_nonzero(seen))
         if n_scored == 0 or n_best < 1:
@@ -347,11 +353,7 @@ class FaissRetrieval:
             index = self._index.get(p)
             if index is None or not len(keys):
                 continue
-            col = self._keys[p].view()
-            at = np.searchsorted(col, np.clip(keys, 0, _MAX_KEY).astype(np.int32))
-            hit = at < len(col)
-            hit[hit] = col[at[hit]] == keys[hit]
-            rows = at[hit]
+            hit, rows = self._locate(p, keys)
             if len(rows):
                 live = ~index.is_removed(rows)
                 where = np.flatnonzero(hit)[live]
@@ -360,8 +362,10 @@ class FaissRetrieval:
 
     @property
     def nbytes(self) -> int:
-        """Memory of codes (mapped or not), subject keys and tombstones."""
-        return sum(ix.ntotal * ix.n_bytes + ix.tombstone_bytes + self._keys[p].nbytes for p, ix in self._index.items())
+        """Memory of codes (mapped or not), subject keys, tombstones and the code stage's buffers."""
+        buffers = 0 if self._sums is None else self._sums.nbytes + self._seen.nbytes
+        return buffers + sum(ix.ntotal * ix.n_bytes + ix.tombstone_bytes + self._keys[p].nbytes
+                             for p, ix in self._index.items())
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, folder, cipher=None) -> None:

@@ -1,4 +1,5 @@
-"""A FAISS binary index of finger codes for one finger position, searched by Hamming distance.
+"""A FAISS binary index of finger codes for one finger position: the code stage's weighted pass
+over every row (:meth:`FingerIndex.add_scores`), and nearest rows by Hamming distance.
 
 A :class:`FingerIndex` holds the codes of one finger position (ISO 1-10) of a gallery shard,
 on the row life cycle of :class:`~biomatch.retrieval.rows.RowIndex` (implicit rows, a
@@ -178,6 +179,16 @@ class FingerIndex(RowIndex):
         """
         from .. import _native as native  # the compiled core, loaded on first use
 
+        nb = self.n_bytes
+        for name, a, dtype, shape in (("probe", probe, np.uint8, (nb,)), ("keys", keys, np.int32, (self.ntotal,))):
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+                raise invalid(name, f"{np.dtype(dtype).name} {shape}", getattr(a, "shape", type(a).__name__))
+        if not isinstance(planes, np.ndarray) or planes.dtype != np.uint8 or planes.ndim != 2 \
+                or planes.shape[1] != nb or not 1 <= len(planes) <= 16:
+            raise invalid("planes", f"uint8 (L, {nb}) with 1 <= L <= 16", getattr(planes, "shape", type(planes).__name__))
+        if not (isinstance(sums, np.ndarray) and sums.dtype == np.float32 and sums.ndim == 1
+                and isinstance(seen, np.ndarray) and seen.dtype == np.uint8 and seen.shape == sums.shape):
+            raise invalid("sums", "float32 (K,) with seen uint8 (K,)", getattr(sums, "shape", type(sums).__name__))
         removed = self._tomb.bits() if self._n_removed else None
         for index, offset, n in self._parts():
             if not n:

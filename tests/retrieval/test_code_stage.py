@@ -173,3 +173,32 @@ def test_nth_largest_is_the_partition_value():
         v = rng.integers(-50, 50, m).astype(np.float32)  # many ties
         v[rng.random(m) < 0.1] = -np.inf  # persons without a row
         assert nth_largest(v, n) == np.partition(v, m - n)[m - n], (m, n)
+
+
+def test_the_code_stage_refuses_bad_arguments(forty):
+    from biomatch.retrieval.codes import plane_scores
+    from biomatch.retrieval.finger_index import FingerIndex
+
+    r = forty
+    codes = r.probe_codes(_fingers(3, 1))
+    with pytest.raises(InvalidInputError, match="n_best"):
+        r.scan(codes, -1)
+    with pytest.raises(InvalidInputError, match="n_best"):
+        r.scan(codes, 2.5)
+    ix = FingerIndex(512)
+    ix.add(np.zeros((4, 64), np.uint8))
+    good = dict(probe=np.zeros(64, np.uint8), planes=np.zeros((3, 64), np.uint8), total=1, scale=1.0,
+                keys=np.arange(4, dtype=np.int32), sums=np.zeros(4, np.float32), seen=np.zeros(4, np.uint8))
+    for name, bad in (("probe", np.zeros(32, np.uint8)), ("probe", np.zeros(64, np.int64)),
+                      ("keys", np.arange(3, dtype=np.int32)), ("keys", np.arange(4)),
+                      ("planes", np.zeros((0, 64), np.uint8)), ("planes", np.zeros(64, np.uint8)),
+                      ("sums", np.zeros(4)), ("sums", [0.0] * 4)):
+        with pytest.raises(InvalidInputError, match=name):
+            ix.add_scores(**dict(good, **{name: bad}))
+    sums = good["sums"]
+    ix.add_scores(**good)  # all zero codes and probe: every bit agrees, scale * total each
+    assert sums.tolist() == [1.0] * 4 and good["seen"].tolist() == [1] * 4
+    with pytest.raises(InvalidInputError, match="codes"):
+        plane_scores(np.zeros((2, 64)), good["probe"], good["planes"], 1, 1.0)  # float codes: never cast
+    with pytest.raises(InvalidInputError, match="planes"):
+        plane_scores(np.zeros((2, 64), np.uint8), good["probe"], np.zeros((2, 32), np.uint8), 1, 1.0)
