@@ -85,6 +85,18 @@ class ExtractionParams:
     # Foreground blocks whose 3x3 neighbourhood shows a periodic ridge pattern in fewer
     # than this fraction of blocks are noise, not print (0 = keep all).
     min_ridge_fraction_local: float = 0.34
+    # A print whose ridge area (after that cut) is under small_print_area_mm2 -- less than half
+    # the 12.8 x 16.5 mm window of a single-finger FAP 10 sensor -- keeps the blocks bordering its
+    # ridge area too, wherever they lie small_print_edge_inset_px inside the foreground: on a light
+    # touch, a dry patchy print or a fingertip crop those blocks (its sharp edge, its core and
+    # deltas) are a large share of its evidence, while on a full print they add mostly a fading
+    # edge's false endings (biomatch.extract.segmentation.widen_small_print; 0 disables).
+    # benchmarks/robustness.py, FVC2002 DB1-4_B: contact:64 16.52 -> 13.84% EER, worn 4.63 ->
+    # 3.21, wet 8.12 -> 7.22, dry 9.38 -> 8.94, the undegraded sets unchanged.  The inset: 12 px
+    # (0.6 mm) is the foreground windows' 10 px reach plus 2; at 10 px three DB3_B genuine pairs
+    # fall under the FMR 0.1% threshold (clear prints of under 100 mm^2 whose ridges fade out).
+    small_print_area_mm2: float = 100.0
+    small_print_edge_inset_px: float = 12.0
     # Contextual Gabor enhancement.
     gabor_sigma_along_px: float = 4.0
     gabor_sigma_across_px: float = 4.0
@@ -135,7 +147,7 @@ class ExtractionParams:
         for name in ("segment_snr_min", "segment_min_band_grey", "segment_min_contrast_grey", "scratch_depth_sigma",
                      "scratch_border_px", "border_margin_px", "spur_length_px", "short_ridge_length_px",
                      "cluster_distance_px", "hole_perimeter_px", "max_minutiae_area_mm2",
-                     "ending_valley_fork_max_px"):
+                     "ending_valley_fork_max_px", "small_print_area_mm2", "small_print_edge_inset_px"):
             number(name, "a finite number >= 0", lambda v: v >= 0)
         for name in ("segment_relative_min", "min_ridge_fraction_local", "min_print_coherence", "ridge_peak_min",
                      "ridge_weak_coherence_min"):
@@ -440,6 +452,13 @@ _ADDED_FIELDS: dict[str, dict[str, Any]] = {
 # one of them or at the current default accepts templates of any of them, so that a registry
 # keeps enrolling after an upgrade without re-extracting what it holds.
 EXTRACTION_LINEAGE: tuple[str, ...] = (
+    # 2026-12-07, before small prints kept the blocks bordering their ridge area
+    # (small_print_area_mm2): 4 of the 320 FVC2002 DB1-4_B templates change (DB2_B 110_6, DB3_B
+    # 106_7, 108_1, 108_3: clear ridge area under 100 mm^2); benchmarks/cross_generation.py new x
+    # new, mixed and old x old 0.42/1.07, 0.42/2.14, 0.70/0.71, 0.70/1.07 EER/FMR1000 % on every
+    # set, pooled FMR at each shipped threshold equal (0.998, 0.095, 0.009%), FNMR at FMR 0.01%
+    # 2.77 / 2.81 / 2.86%: "one scale".
+    "279fd3a643993286",
     # 2026-12-07, before the area-relative minutiae cap (max_minutiae_area_mm2): its templates differ
     # only on prints larger than 300 mm^2 with more than 80 minutiae; on FVC2002 DB1-4_B not one of
     # the 320 templates changed (none reaches 80 minutiae), so new x new, mixed and old x old give

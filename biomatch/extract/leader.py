@@ -238,16 +238,16 @@ def extract_leader(image: np.ndarray | str | os.PathLike, dpi: float,
         _keep(capture, grey=grey, mask=np.zeros_like(grey))
         return Template.empty(w, h, PARAMS_TAG)
     maps = run_network(grey, net)
-    m = decode_minutiae(maps, _border_distance(region.mask))
-    _keep(capture, grey=grey, mask=region.mask, coherence=region.coherence, maps=maps)
-    if print_quality(region.mask, region.coherence, region.ridge_fraction, m.size,
+    m = decode_minutiae(maps, _border_distance(region.ridge_mask))
+    _keep(capture, grey=grey, mask=region.ridge_mask, coherence=region.coherence, maps=maps)
+    if print_quality(region.ridge_mask, region.coherence, region.ridge_fraction, m.size,
                      p.min_print_coherence) == 0:  # no usable print
         return Template.empty(w, h, PARAMS_TAG)
     # The quality score reads the classic enhancement's fit to the image (a few ms).
-    enhanced = enhance(region.normalised, region.orientation, region.period, region.mask, p)
-    iq = quality_score(quality_features(region.mask, region.normalised, region.coherence, enhanced,
+    enhanced = enhance(region.normalised, region.orientation, region.period, region.ridge_mask, p)
+    iq = quality_score(quality_features(region.ridge_mask, region.normalised, region.coherence, enhanced,
                                         region.block_period, m["quality"], params=p))
-    grid = block_orientations(region.orientation, region.coherence, region.mask)
+    grid = block_orientations(region.orientation, region.coherence, region.ridge_mask)
     t = Template(m, w, h, max(1, iq.score), PARAMS_TAG, grid)
     _keep(capture, minutiae=t.minutiae, block_orientation=grid)
     return t

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..params import ExtractionParams
+from ..params import WORKING_DPI, ExtractionParams
 
-__all__ = ["normalise", "segment", "refine_mask", "ridge_band_energy", "sensor_noise_grey"]
+__all__ = ["normalise", "segment", "refine_mask", "widen_small_print", "ridge_band_energy", "sensor_noise_grey"]
 
 
 def normalise(grey: np.ndarray, p: ExtractionParams) -> np.ndarray:
@@ -182,20 +182,72 @@ def refine_mask(mask: np.ndarray, block_period: np.ndarray, p: ExtractionParams)
         The mask without noisy, ridge-less regions (contrast without ridges: smudges,
         latent backgrounds, sensor noise), whose minutiae would all be false.
     """
-    import cv2
-
     if p.min_ridge_fraction_local <= 0:
         return mask
-    b = p.block_size_px
-    bh, bw = block_period.shape
+    return mask & _per_pixel(_ridge_blocks(block_period, p), mask.shape, p.block_size_px)
+
+
+def widen_small_print(mask: np.ndarray, refined: np.ndarray, block_period: np.ndarray,
+                      p: ExtractionParams) -> np.ndarray:
+    """The refined mask and, on a small print, the blocks bordering its ridge area.
+
+    Parameters
+    ----------
+    mask : uint8 (h, w)
+        Foreground of :func:`segment`.
+    refined : uint8 (h, w)
+        ``refine_mask(mask, block_period, p)``.
+    block_period : float32 (bh, bw)
+        Per-block ridge period, 0 where the block shows no periodic pattern.
+
+    Returns
+    -------
+    uint8 (h, w)
+        ``refined`` itself when it covers at least ``small_print_area_mm2``; otherwise
+        ``refined`` plus the pixels of the blocks next to its kept blocks that lie at least
+        ``small_print_edge_inset_px`` inside ``mask``.
+
+    Notes
+    -----
+    :func:`refine_mask` drops every block whose 3 x 3 neighbourhood is not periodic: at a
+    print's sharp edge a ring of one or two blocks, at cores, deltas and tightly curved ridges
+    whole patches.  On a full print that costs a few minutiae among dozens, and the ring would
+    bring in the false endings of a fading edge; on a small contact area (a light touch, a
+    fingertip crop, a dry patchy print) the ring is a large share of all the evidence there is.
+    The inset keeps the added pixels off the band where :func:`segment`'s windows (reach
+    ~10 px) smear the print's edge outwards.
+    """
+    import cv2
+
+    if p.min_ridge_fraction_local <= 0 or p.small_print_area_mm2 <= 0:
+        return refined
+    area_mm2 = float(np.count_nonzero(refined)) * (25.4 / WORKING_DPI) ** 2
+    if area_mm2 >= p.small_print_area_mm2:
+        return refined
+    keep = _ridge_blocks(block_period, p)
+    ring = cv2.dilate(keep, np.ones((3, 3), np.uint8)) & (1 - keep)
+    r = int(round(p.small_print_edge_inset_px))
+    inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) if r > 0 else mask
+    return refined | (_per_pixel(ring, mask.shape, p.block_size_px) & inner)
+
+
+def _ridge_blocks(block_period: np.ndarray, p: ExtractionParams) -> np.ndarray:
+    """uint8 (bh, bw): 1 where at least ``min_ridge_fraction_local`` of the block's 3 x 3
+    neighbourhood is periodic."""
+    import cv2
+
     valid = (block_period > 0).astype(np.float32)
     # The fraction counts only blocks that exist: at the image edge a 3x3 neighbourhood has
     # 4 or 6 blocks, not 9 (the print often touches the edge of narrow sensors).
     present = cv2.blur(np.ones_like(valid), (3, 3), borderType=cv2.BORDER_CONSTANT)
     local = cv2.blur(valid, (3, 3), borderType=cv2.BORDER_CONSTANT) / present
-    keep = (local >= p.min_ridge_fraction_local).astype(np.uint8)
-    h, w = mask.shape
-    # Pixels beyond the last whole block (h % b rows, w % b columns) follow the nearest block.
-    rows = np.minimum(np.arange(h) // b, bh - 1)
-    cols = np.minimum(np.arange(w) // b, bw - 1)
-    return mask & keep[rows[:, None], cols[None, :]]
+    return (local >= p.min_ridge_fraction_local).astype(np.uint8)
+
+
+def _per_pixel(blocks: np.ndarray, shape: tuple[int, int], b: int) -> np.ndarray:
+    """A block map (bh, bw) spread to pixels (h, w); pixels beyond the last whole block (h % b
+    rows, w % b columns) follow the nearest block."""
+    bh, bw = blocks.shape
+    rows = np.minimum(np.arange(shape[0]) // b, bh - 1)
+    cols = np.minimum(np.arange(shape[1]) // b, bw - 1)
+    return blocks[rows[:, None], cols[None, :]]
