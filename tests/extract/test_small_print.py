@@ -79,6 +79,8 @@ def test_a_light_touch_keeps_more_of_its_print_and_the_same_orientation_evidence
     assert cap_off["mask"].sum() / PX_PER_MM2 < ExtractionParams().small_print_area_mm2
     assert np.all(cap_on["mask"] >= cap_off["mask"]) and cap_on["mask"].sum() > cap_off["mask"].sum()
     assert len(on) >= len(off)
+    # The clear ridge area is what the switched-off extraction keeps as its mask.
+    assert np.array_equal(cap_on["ridge_mask"], cap_off["mask"])
     # The matcher's orientation evidence reads the clear ridge area only, on or off.
     assert np.array_equal(on.orientation_grid, off.orientation_grid)
 
@@ -88,7 +90,8 @@ def test_a_full_print_is_not_widened(seed):
     imp = impression(master(seed), seed + 1)
     cap = {}
     t = extract(imp.image, WORKING_DPI, capture=cap)
-    assert cap["mask"].sum() / PX_PER_MM2 >= ExtractionParams().small_print_area_mm2
+    assert cap["ridge_mask"].sum() / PX_PER_MM2 >= ExtractionParams().small_print_area_mm2
+    assert np.array_equal(cap["mask"], cap["ridge_mask"])
     off = extract(imp.image, WORKING_DPI, ExtractionParams(small_print_area_mm2=0.0))
     assert np.array_equal(t.minutiae, off.minutiae) and t.quality == off.quality
     assert np.array_equal(t.orientation_grid, off.orientation_grid)
