@@ -5,11 +5,13 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
 #include <optional>
 #include <stdexcept>
+#include <tuple>
 
 #include "mcc.hpp"
 
@@ -277,6 +279,33 @@ void bind_code_stage(nb::module_& m) {
      "Adds scale * (total - 2 sum_l 2^l popcount((codes[i] ^ probe) & planes[l])) to sums[keys[i]] (from 0 "
      "where seen[keys[i]] is 0) for every row i not removed (packed bits, row i at bit removed_offset + i), and "
      "sets seen[keys[i]].");
+  // The passes of one probe over every position, in one call (code_sums_blocked); each pass is a
+  // tuple of code_sums' arguments before sums.  The arrays are held by the caller's list.
+  using Pass = std::tuple<U8, Keys, std::optional<Bits>, int64_t, Bits, U8, int64_t, float>;
+  m.def("code_sums_blocked", [](std::vector<Pass> passes, Sums sums, Seen seen, int64_t block_keys) {
+    if (sums.shape(0) != seen.shape(0)) throw std::invalid_argument("code_sums_blocked: one seen flag per sum");
+    std::vector<biomatch::CodePass> cp;
+    cp.reserve(passes.size());
+    for (const auto& [codes, keys, removed, removed_offset, probe, planes, total, scale] : passes) {
+      const int64_t n = static_cast<int64_t>(codes.shape(0));
+      const size_t width = codes.shape(1);
+      if (width % 8 || probe.shape(0) != width || planes.shape(1) != width || planes.shape(0) > 16)
+        throw std::invalid_argument("code_sums_blocked: codes, probe and planes must have the same width (a multiple of 8 bytes)");
+      if (static_cast<int64_t>(keys.shape(0)) != n)
+        throw std::invalid_argument("code_sums_blocked: one key per code");
+      if (removed && static_cast<int64_t>(removed->shape(0)) * 8 < removed_offset + n)
+        throw std::invalid_argument("code_sums_blocked: the removed bitmap is shorter than the rows");
+      cp.push_back({reinterpret_cast<const uint64_t*>(codes.data()), n, static_cast<int>(width / 8), keys.data(),
+                    removed ? removed->data() : nullptr, removed_offset, reinterpret_cast<const uint64_t*>(probe.data()),
+                    reinterpret_cast<const uint64_t*>(planes.data()), static_cast<int>(planes.shape(0)), total, scale});
+    }
+    nb::gil_scoped_release nogil;
+    biomatch::code_sums_blocked(cp.data(), static_cast<int>(cp.size()), sums.data(), seen.data(),
+                                static_cast<int64_t>(sums.shape(0)), block_keys);
+  }, "passes"_a, "sums"_a, "seen"_a, "block_keys"_a,
+     "code_sums of every pass (codes, keys, removed, removed_offset, probe, planes, total, scale) in order, the "
+     "same sums as one call after another; block_keys > 0 (every pass's keys non-decreasing) takes the persons "
+     "that many at a time, every pass over them before the next block.");
 }
 
 }  // namespace

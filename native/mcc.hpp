@@ -235,4 +235,27 @@ void code_sums(const uint64_t* codes, int64_t n_rows, int n_words, const int32_t
                const uint64_t* planes, int n_planes, int64_t total, float scale, float* sums,
                uint8_t* seen, int64_t n_keys);
 
+// One position's part of a probe for code_sums_blocked: code_sums' arguments but the sums.
+struct CodePass {
+  const uint64_t* codes;
+  int64_t n_rows;
+  int n_words;
+  const int32_t* keys;
+  const uint8_t* removed;
+  int64_t removed_offset;
+  const uint64_t* probe;
+  const uint64_t* planes;
+  int n_planes;
+  int64_t total;
+  float scale;
+};
+
+// code_sums of every pass in order, into the same sums, with the same bits as calling it pass after
+// pass.  With block_keys > 0 every pass's keys must be non-decreasing: the persons are then taken
+// block_keys at a time, every pass over the rows of the block's persons before the next block,
+// so that the block's sums and flags stay in cache while the codes stream (each person still
+// gets its passes in order).  block_keys <= 0: pass after pass.
+void code_sums_blocked(const CodePass* passes, int n_passes, float* sums, uint8_t* seen, int64_t n_keys,
+                       int64_t block_keys);
+
 }  // namespace biomatch

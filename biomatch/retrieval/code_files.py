@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -117,15 +118,26 @@ def checked_manifest(m: dict) -> str:
 def check_file(path: Path, want: dict) -> None:
     """Raise ValueError unless ``path`` has the size and SHA-256 its manifest recorded.
 
-    Read with plain reads, not through a mapping: hashing costs ~0.3 s per GB at open and leaves
-    the process's RSS untouched (the FAISS mapping is made afterwards)."""
+    Hashing costs ~0.3 s per GB at open.  It reads through a mapping of its own, advised for
+    2 MiB pages and closed afterwards (the process's RSS is left as it was): being the first
+    reader of a file not yet cached, it brings the file into the page cache in 2 MiB folios, which
+    the FAISS mapping made afterwards maps whole (see :func:`~biomatch._io.advise_huge_pages`;
+    plain reads left about half of a 1M gallery's codes on 4 KiB pages)."""
     size = path.stat().st_size
     if size != want.get("bytes"):
         raise ValueError(f"{path.name}: {size} bytes, the manifest recorded {want.get('bytes')}")
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        if size:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux
+                    m.madvise(mmap.MADV_HUGEPAGE)
+                view = memoryview(m)
+                try:
+                    for at in range(0, size, 1 << 20):
+                        h.update(view[at:at + (1 << 20)])
+                finally:
+                    view.release()
     if h.hexdigest() != want.get("sha256"):
         raise ValueError(f"{path.name}: checksum mismatch")
 

@@ -65,6 +65,11 @@ from .finger_index import FingerIndex
 
 _MAX_KEY = files.MAX_KEY
 _BLOCK = 32_768  # keys or rows per step of verify and drop_absent (bounded temporaries)
+# Persons per block of the code stage's pass (native code_sums_blocked): their sums and flags,
+# 80 KB, stay in the core's L2 cache while every position's codes of the block stream past.  Ten
+# positions of a 1M gallery, one thread: 45.6 ms against 60 ms position after position (AVX-512),
+# 53.5 against 66 (AVX2); 8,192 to 32,768 are alike, 65,536 loses 4 ms.  The sums are the same bits.
+_SUM_BLOCK_PERSONS = 16_384
 
 __all__ = ["FaissRetrieval", "FaissRetrievalParams", "ProbeCode", "code_ranking"]
 
@@ -312,12 +317,19 @@ class FaissRetrieval:
         sums, seen = self._sums, self._seen
         sums.fill(-np.inf)
         seen.fill(0)
+        passes = []
         for p in sorted(codes):  # one order of the float additions, whatever the shard layout
             index = self._index.get(p)
             if index is None or not index.n_active:
                 continue
             pc = codes[p]
-            index.add_scores(pc.code, pc.planes, pc.total, pc.scale, self._keys[p].view(), sums, seen)
+            passes += index.score_passes(pc.code, pc.planes, pc.total, pc.scale, self._keys[p].view())
+        from .. import _native as native  # the compiled core, loaded on first use
+
+        # Persons in blocks: every position's keys increase (add() refuses others, and a shard's
+        # open rebuilds rows that disagree with its store); were they not, each row would still be
+        # added once, only the order of one person's float additions could differ.
+        native.code_sums_blocked(passes, sums, seen, _SUM_BLOCK_PERSONS)
         return sums, seen
 
     def scan(self, codes: dict, n_best: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_private_atomic
+from .._io import advise_huge_pages, write_private_atomic
 from ..errors import IndexFileError, invalid
 from .rows import RowIndex, Tombstones, best_of_parts, faiss_module, file_digest
 
@@ -157,6 +157,34 @@ class FingerIndex(RowIndex):
         rows[:, :n] = np.where(missing, -1, r)
         return dist, rows
 
+    def score_passes(self, probe: np.ndarray, planes: np.ndarray, total: int, scale, keys: np.ndarray) -> list:
+        """The native passes of :meth:`add_scores` (validated), for ``code_sums_blocked``.
+
+        Returns
+        -------
+        list of tuple
+            One per part of the index holding rows (base, delta): ``(codes uint8 (n, n_bytes),
+            keys int32 (n,), removed bits or None, first row, probe, planes, total, scale)``.
+            The code arrays are views into the index, valid until it changes.
+        """
+        nb = self.n_bytes
+        for name, a, dtype, shape in (("probe", probe, np.uint8, (nb,)), ("keys", keys, np.int32, (self.ntotal,))):
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+                raise invalid(name, f"{np.dtype(dtype).name} {shape}", getattr(a, "shape", type(a).__name__))
+        if not isinstance(planes, np.ndarray) or planes.dtype != np.uint8 or planes.ndim != 2 \
+                or planes.shape[1] != nb or not 1 <= len(planes) <= 16:
+            raise invalid("planes", f"uint8 (L, {nb}) with 1 <= L <= 16", getattr(planes, "shape", type(planes).__name__))
+        removed = self._tomb.bits() if self._n_removed else None
+        passes = []
+        for index, offset, n in self._parts():
+            if not n:
+                continue
+            # a non-flat index keeps no codes in place: every row is reconstructed (slow; the
+            # default BFlat is what the exhaustive pass is for)
+            codes = self._storage(index, n) if hasattr(index, "xb") else self._reconstruct_all(index)
+            passes.append((codes, keys[offset:offset + n], removed, offset, probe, planes, int(total), float(scale)))
+        return passes
+
     def add_scores(self, probe: np.ndarray, planes: np.ndarray, total: int, scale, keys: np.ndarray,
                    sums: np.ndarray, seen: np.ndarray) -> None:
         """Add every active row's weighted agreement with one probe to its person's sum.
@@ -164,7 +192,8 @@ class FingerIndex(RowIndex):
         The code stage's exhaustive pass (native ``code_sums``, one read of every stored code):
         ``sums[keys[row]] += scale * (total - 2 sum_l 2^l popcount((code ^ probe) & planes[l]))``,
         from 0 where ``seen[keys[row]]`` is 0, and ``seen[keys[row]] = 1`` (see
-        :class:`~biomatch.retrieval.codes.ProbeWeights`).
+        :class:`~biomatch.retrieval.codes.ProbeWeights`).  The code stage sums every position
+        at once (:meth:`score_passes`; :meth:`~biomatch.retrieval.faiss_retrieval.FaissRetrieval.person_sums`).
 
         Parameters
         ----------
@@ -179,25 +208,11 @@ class FingerIndex(RowIndex):
         """
         from .. import _native as native  # the compiled core, loaded on first use
 
-        nb = self.n_bytes
-        for name, a, dtype, shape in (("probe", probe, np.uint8, (nb,)), ("keys", keys, np.int32, (self.ntotal,))):
-            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
-                raise invalid(name, f"{np.dtype(dtype).name} {shape}", getattr(a, "shape", type(a).__name__))
-        if not isinstance(planes, np.ndarray) or planes.dtype != np.uint8 or planes.ndim != 2 \
-                or planes.shape[1] != nb or not 1 <= len(planes) <= 16:
-            raise invalid("planes", f"uint8 (L, {nb}) with 1 <= L <= 16", getattr(planes, "shape", type(planes).__name__))
+        passes = self.score_passes(probe, planes, total, scale, keys)
         if not (isinstance(sums, np.ndarray) and sums.dtype == np.float32 and sums.ndim == 1
                 and isinstance(seen, np.ndarray) and seen.dtype == np.uint8 and seen.shape == sums.shape):
             raise invalid("sums", "float32 (K,) with seen uint8 (K,)", getattr(sums, "shape", type(sums).__name__))
-        removed = self._tomb.bits() if self._n_removed else None
-        for index, offset, n in self._parts():
-            if not n:
-                continue
-            # a non-flat index keeps no codes in place: every row is reconstructed (slow; the
-            # default BFlat is what the exhaustive pass is for)
-            codes = self._storage(index, n) if hasattr(index, "xb") else self._reconstruct_all(index)
-            native.code_sums(codes, keys[offset:offset + n], removed, offset, probe, planes, int(total),
-                             float(scale), sums, seen)
+        native.code_sums_blocked(passes, sums, seen, 0)
 
     def codes(self, rows: np.ndarray) -> np.ndarray:
         """The stored codes of ``rows`` (int64 (m,), each in ``[0, ntotal)``): ``uint8 (m, n_bytes)``.
@@ -330,6 +345,9 @@ class FingerIndex(RowIndex):
         is_flat = isinstance(base, faiss.IndexBinaryFlat)
         self._init(_counting(base), "BFlat" if is_flat else type(base).__name__, mapped=bool(mmap), frozen=True)
         n = int(base.ntotal)
+        if mmap and is_flat and n:
+            # every probe reads every code of the file: 2 MiB pages (see advise_huge_pages)
+            advise_huge_pages(self._storage(base, n))
         self._tomb = Tombstones(n)
         tomb = path.with_name(path.name + _TOMBSTONE_SUFFIX)
         if tomb.exists():

@@ -91,6 +91,52 @@ def test_every_kernel_sums_the_same_and_skips_removed_rows(n_planes):
             load_kernel(name).code_sums(codes, keys, None, 0, probe[:32], planes, 1, 1.0, sums, seen)
 
 
+def test_blocked_sums_are_the_sums_position_after_position():
+    """code_sums_blocked (every position in one call, persons in blocks) gives the bits of
+    code_sums called position after position, on every kernel: runs of consecutive keys (the
+    vector add), gaps, keys past the sums (skipped), removed rows, a delta part after the base,
+    row counts that are not multiples of 8, blocks from 1 person up."""
+    from biomatch._native import available_kernels, load_kernel
+    rng = np.random.default_rng(5)
+    n_keys = 3000
+
+    def keys_with_runs(n, hi):
+        runs = np.concatenate([np.arange(s, s + rng.integers(1, 40)) for s in rng.choice(hi, n // 8, replace=False)])
+        return np.unique(np.concatenate([runs, rng.choice(hi, n // 4, replace=False)]))[:n].astype(np.int32)
+
+    passes = []
+    for position in range(3):
+        keys = keys_with_runs(1500 + 7 * position, n_keys + 200)  # some beyond n_keys: skipped
+        n = len(keys)
+        codes = rng.integers(0, 256, (n, 64), dtype=np.uint8)
+        probe = rng.integers(0, 256, 64, dtype=np.uint8)
+        planes = rng.integers(0, 256, (3, 64), dtype=np.uint8)
+        removed = None
+        if position == 1:
+            removed = np.packbits(rng.random(n + 5) < 0.1)
+        cut = n - 101  # base rows, then a delta (as FingerIndex.score_passes gives them)
+        for lo, hi in ((0, cut), (cut, n)):
+            passes.append((codes[lo:hi], keys[lo:hi], removed, lo + (5 if removed is not None else 0), probe, planes,
+                           1000 + position, float(np.float32(0.5 + position))))
+    results = {}
+    for name in available_kernels():
+        native = load_kernel(name)
+        ref_sums, ref_seen = np.full(n_keys, -np.inf, np.float32), np.zeros(n_keys, np.uint8)
+        for args in passes:
+            native.code_sums(*args, ref_sums, ref_seen)
+        for block in (0, 1, 7, 64, 16_384):
+            sums, seen = np.full(n_keys, -np.inf, np.float32), np.zeros(n_keys, np.uint8)
+            native.code_sums_blocked(passes, sums, seen, block)
+            assert np.array_equal(sums.view(np.uint32), ref_sums.view(np.uint32)), (name, block)
+            assert np.array_equal(seen, ref_seen), (name, block)
+        results[name] = ref_sums
+        with pytest.raises(ValueError, match="width"):
+            native.code_sums_blocked([passes[0][:4] + (passes[0][4][:32],) + passes[0][5:]], sums, seen, 8)
+    first = next(iter(results.values()))
+    assert all(np.array_equal(v.view(np.uint32), first.view(np.uint32)) for v in results.values())
+    assert np.isfinite(first).sum() > 1500  # most persons were summed
+
+
 def test_removed_subjects_leave_the_code_stage():
     r = FaissRetrieval(FaissRetrievalParams(min_persons=3, penetration=0.01))
     for person in range(1, 7):

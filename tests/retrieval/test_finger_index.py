@@ -96,6 +96,35 @@ def test_save_open_round_trip(tmp_path):
         _check_against_brute(back, g, q, 9, [3, 4])
 
 
+def test_mapped_codes_are_advised_for_huge_pages(tmp_path):
+    """Opening maps the codes and advises the whole mapping for 2 MiB pages (Linux): the
+    mapping is flagged (VmFlags "hg" in smaps), and the codes read back unchanged."""
+    import sys
+
+    from biomatch._io import advise_huge_pages
+
+    g = _codes(3000)
+    index = FingerIndex(512)
+    index.add(g)
+    path = tmp_path / "big.bidx"
+    index.save(path)
+    mapped = FingerIndex.open(path, mmap=True)
+    view = mapped._storage(mapped._base, mapped.ntotal)
+    assert np.array_equal(view, g) and not view.flags.writeable
+    assert advise_huge_pages(np.zeros(4)) in (True, False)  # anonymous memory: allowed, whatever the kernel says
+    if sys.platform.startswith("linux") and os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        addr = view.__array_interface__["data"][0]
+        flags = None
+        with open("/proc/self/smaps") as f:
+            lines = f.read().splitlines()
+        for i, line in enumerate(lines):
+            lo, _, hi = line.split(" ", 1)[0].partition("-")
+            if hi and all(c in "0123456789abcdef" for c in lo + hi) and int(lo, 16) <= addr < int(hi, 16):
+                flags = next(x for x in lines[i + 1:] if x.startswith("VmFlags"))
+                break
+        assert flags is not None and " hg" in flags, flags
+
+
 def test_mmap_plus_delta(tmp_path):
     g, q = _codes(600), _codes(15, seed=4)
     index = FingerIndex(512)
