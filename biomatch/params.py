@@ -68,6 +68,17 @@ class ExtractionParams:
     # Orientation field.
     gradient_sigma_px: float = 1.0
     orientation_sigma_px: float = 10.0  # about one ridge period: smooths noise, keeps cores
+    # The ridge-period stage reads, where the fine field's coherence is below
+    # period_coarse_below_coherence and a field over period_orientation_sigma_px (twice the window:
+    # the coarse level of a hierarchical estimate) is more coherent, that coarse field: broken,
+    # merged or noisy ridges turn the fine field and the period window off the ridge normal, and the
+    # block left the mask (biomatch.extract.orientation.period_orientation; 0 disables).  0.3: the
+    # fine field of clear ridges lies well above it, isotropic noise's 0.07-0.08 well below.
+    # benchmarks/robustness.py, FVC2002 DB1-4_B: undegraded mean EER 0.56 -> 0.46%, pooled over the
+    # four sets EER 0.98 -> 0.69%, FNMR at the pooled FMR 0.1% 2.23 -> 2.05%; degraded mean 3.37 ->
+    # 3.27% (wet 7.22 -> 6.78, worn 3.21 -> 2.81; contact 13.84 -> 13.92, distortion 2.69 -> 2.94).
+    period_orientation_sigma_px: float = 20.0
+    period_coarse_below_coherence: float = 0.3
     # Ridge frequency: ridge periods at 500 dpi lie in 5..15 px (about 0.25-0.75 mm).
     ridge_period_min_px: float = 5.0
     ridge_period_max_px: float = 15.0
@@ -141,8 +152,8 @@ class ExtractionParams:
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise invalid(name, f"an int in [{lo}, {hi}]", v)
 
-        for name in ("gradient_sigma_px", "orientation_sigma_px", "ridge_period_min_px", "gabor_sigma_along_px",
-                     "gabor_sigma_across_px", "scratch_min_length_px"):
+        for name in ("gradient_sigma_px", "orientation_sigma_px", "period_orientation_sigma_px", "ridge_period_min_px",
+                     "gabor_sigma_along_px", "gabor_sigma_across_px", "scratch_min_length_px"):
             number(name, "a finite number > 0", lambda v: v > 0)
         for name in ("segment_snr_min", "segment_min_band_grey", "segment_min_contrast_grey", "scratch_depth_sigma",
                      "scratch_border_px", "border_margin_px", "spur_length_px", "short_ridge_length_px",
@@ -150,7 +161,7 @@ class ExtractionParams:
                      "ending_valley_fork_max_px", "small_print_area_mm2", "small_print_edge_inset_px"):
             number(name, "a finite number >= 0", lambda v: v >= 0)
         for name in ("segment_relative_min", "min_ridge_fraction_local", "min_print_coherence", "ridge_peak_min",
-                     "ridge_weak_coherence_min"):
+                     "ridge_weak_coherence_min", "period_coarse_below_coherence"):
             number(name, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         number("scratch_max_width_ratio", "a number in (0, 1]", lambda v: 0 < v <= 1)
         number("ridge_period_max_px", f"a finite number > ridge_period_min_px ({self.ridge_period_min_px})",
@@ -442,6 +453,8 @@ _ADDED_FIELDS: dict[str, dict[str, Any]] = {
                     "orientation_zero_credit_deg": 0.0},
     # 2026-12-07, the finger code's plain-sized window: 0 is no window, the codes before it.
     "EncodeParams": {"window_width_mm": 0.0, "window_height_mm": 0.0, "window_from_width_mm": 0.0},
+    # 2026-12-08, the coarse orientation of the ridge-period stage: 0 reads the fine field, as before.
+    "ExtractionParams": {"period_coarse_below_coherence": 0.0},
 }
 
 
@@ -452,6 +465,13 @@ _ADDED_FIELDS: dict[str, dict[str, Any]] = {
 # one of them or at the current default accepts templates of any of them, so that a registry
 # keeps enrolling after an upgrade without re-extracting what it holds.
 EXTRACTION_LINEAGE: tuple[str, ...] = (
+    # 2026-12-08, before the ridge-period stage read the coarse orientation where the fine one is
+    # incoherent (period_coarse_below_coherence): 134 of the 320 FVC2002 DB1-4_B templates change
+    # (29/28/50/27); benchmarks/cross_generation.py new x new / mixed / old x old EER/FMR1000 %:
+    # DB1_B 0.37/1.07, 0.53/1.07, 0.42/1.07; DB2_B 0.42/1.43, 0.43/1.61, 0.42/2.14; DB3_B 0.35/2.14,
+    # 0.35/2.14, 0.70/0.71; DB4_B 0.70/1.07 each; pooled FMR at each shipped threshold 0.964 / 0.972 /
+    # 0.998, 0.069 / 0.082 / 0.095, 0.009% each, FNMR at FMR 0.1% 2.05 / 2.23 / 2.23%: "one scale".
+    "fa33b857d79d5b1b",
     # 2026-12-07, before small prints kept the blocks bordering their ridge area
     # (small_print_area_mm2): 4 of the 320 FVC2002 DB1-4_B templates change (DB2_B 110_6, DB3_B
     # 106_7, 108_1, 108_3: clear ridge area under 100 mm^2); benchmarks/cross_generation.py new x

@@ -69,6 +69,8 @@ def test_a_field_added_later_is_read_with_its_neutral_value():
     ("ridge_weak_peak_min", 0.3, "[0, ridge_peak_min (0.25)]"),
     ("small_print_area_mm2", -1.0, "finite number >= 0"),
     ("small_print_edge_inset_px", float("inf"), "finite number >= 0"),
+    ("period_orientation_sigma_px", 0.0, "> 0"),
+    ("period_coarse_below_coherence", 1.2, "in [0, 1]"),
 ])
 def test_extraction_params_name_the_field_the_expected_and_the_actual_value(field, value, expected):
     with pytest.raises(InvalidInputError) as e:
@@ -80,4 +82,14 @@ def test_extraction_params_name_the_field_the_expected_and_the_actual_value(fiel
 def test_extraction_params_disabling_values_stay_valid():
     # 0 switches the scratch stage, the ridge-fraction gate and the area-scaled cap off: documented, so valid.
     ExtractionParams(scratch_depth_sigma=0.0, min_ridge_fraction_local=0.0, max_minutiae_area_mm2=0.0,
-                     ending_valley_fork_max_px=0.0)
+                     ending_valley_fork_max_px=0.0, period_coarse_below_coherence=0.0)
+
+
+def test_extraction_params_stored_before_the_coarse_period_orientation_read_as_then():
+    """An ExtractionParams written before period_coarse_below_coherence existed reads with it off."""
+    import json
+
+    payload = json.loads(to_json(ExtractionParams()))
+    del payload["values"]["period_coarse_below_coherence"]
+    p = from_json(json.dumps(payload), ExtractionParams)
+    assert p.period_coarse_below_coherence == 0.0 and ExtractionParams().period_coarse_below_coherence == 0.3

@@ -11,6 +11,8 @@ The pipeline, stage by stage (each stage is one module of this package)::
     neutralise_...     long thin light lines (scratches,        scratches
                        creases) set to "no evidence"
     orientation_field  ridge orientation + coherence            orientation
+    period_orientation the field the period reads: coarser      orientation
+                       where the fine one is incoherent
     ridge_period       local ridge period                       frequency
     enhance, binarise  oriented Gabor filtering, sign           enhancement
     skeletonise        one-pixel ridge skeleton                 skeleton
@@ -57,7 +59,7 @@ from .enhancement import binarise, enhance
 from .filtering import remove_false_minutiae
 from .frequency import ridge_period
 from .minutiae import detect_minutiae, valley_fork_locations
-from .orientation import orientation_field
+from .orientation import gradient_products, orientation_field, period_orientation
 from .quality import minutia_quality, print_quality, ridge_fraction
 from .resolution import ResolutionParams, auto_dpi, check_resolution
 from .quality_score import quality_features, quality_score
@@ -252,8 +254,10 @@ def print_region(grey: np.ndarray, p: ExtractionParams) -> PrintRegion | None:
     if mask.sum() == 0:
         return None
     norm, _ = neutralise_scratches(normalise(grey, p), mask, p)
-    theta, coherence = orientation_field(norm, mask, p)
-    period, periodic, weak = ridge_period(norm, theta, mask, p, coherence)
+    products = gradient_products(norm, mask, p)
+    theta, coherence = orientation_field(norm, mask, p, products)
+    period_theta = period_orientation(theta, coherence, products, mask, p)  # coarser where incoherent
+    period, periodic, weak = ridge_period(norm, period_theta, mask, p, coherence)
     # Regularity is judged on the whole contrast region, before ridge-less parts are cut.
     ridges = ridge_fraction(periodic, mask, p.block_size_px)
     ridge_mask = refine_mask(mask, periodic, p)
